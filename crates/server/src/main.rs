@@ -1,1 +1,40 @@
-fn main() {}
+//! `starling`: the XMPP server binary. Reads the configuration, wires the embedded backends, the
+//! session layer and the edge together, and serves the admin HTTP port; or manages accounts.
+
+mod admin;
+mod config;
+mod serve;
+mod users;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "starling", version, about = "Starling XMPP server")]
+struct Cli {
+    /// Configuration file (TOML). Without it, defaults plus STARLING__SECTION__KEY overrides.
+    #[arg(long, short, global = true, env = "STARLING_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (all roles, embedded store).
+    Serve,
+    /// Manage accounts in the store (stop the server first: the embedded store has one writer).
+    #[command(subcommand)]
+    User(users::UserCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    starling_telemetry::init_logging();
+    let cli = Cli::parse();
+    let config = config::Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve::run(config),
+        Command::User(command) => users::run(&config, command),
+    }
+}

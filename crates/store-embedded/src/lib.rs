@@ -1,1 +1,156 @@
-//! placeholder
+//! The embedded single-node store: every `starling-cluster` storage trait on one redb database
+//! file, `starling.redb`, in the server's data directory. It is what a server without a cluster
+//! runs on, and needs no other process.
+//!
+//! It knows the storage traits and redb, and nothing of XMPP: users, contacts and keys are opaque
+//! strings, stanzas and vCards opaque bytes. redb is synchronous, so every call runs on tokio's
+//! blocking pool in one transaction of its own; each write transaction is committed durably
+//! (fsync) before the call returns, and redb lets one writer in at a time, which is what makes
+//! read-modify-write calls such as an offline push with its quota check atomic.
+
+mod accounts;
+mod codec;
+mod offline;
+mod rosters;
+mod user_data;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
+use starling_cluster::store::{Store, StoreError};
+
+/// The database file inside the data directory.
+pub const FILE_NAME: &str = "starling.redb";
+
+// Table layouts. Every key starts with the user, so one user's data is one contiguous key range:
+// each call is a point lookup or a scan of that range, and deleting a user is a range delete.
+// `&[u8]` values are stanzas and other blobs as given, or a `codec` layout.
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+const ROSTER_ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("roster_items");
+const ROSTER_VERSIONS: TableDefinition<&str, u64> = TableDefinition::new("roster_versions");
+const PENDING_IN: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("roster_pending_in");
+const VCARDS: TableDefinition<&str, &[u8]> = TableDefinition::new("vcards");
+const PRIVATE_XML: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("private_xml");
+const BLOCKLISTS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blocklists");
+const OFFLINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("offline");
+/// Per user: (last id handed out, messages queued). The last id outlives the messages, so ids keep
+/// increasing when the queue empties.
+const OFFLINE_QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("offline_queues");
+/// Per user: (unix seconds, status).
+const LAST_ACTIVITY: TableDefinition<&str, (u64, &str)> = TableDefinition::new("last_activity");
+
+/// One open database. Every storage trait is implemented on it; [`EmbeddedStore::open`] hands it
+/// out as a [`Store`] bundle.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens `dir/starling.redb`, creating the directory and the database if missing. Fails with
+    /// [`StoreError::Unavailable`] if the file is already open (by this process or another) or
+    /// cannot be read, and with [`StoreError::Corrupt`] if it is damaged beyond redb's repair.
+    ///
+    /// This blocks on file I/O (and on a repair after a crash): call it at startup.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| StoreError::Unavailable(format!("cannot create data directory {}: {error}", dir.display())))?;
+        let db = create_tables(dir).map_err(store_error)?;
+        let store = Arc::new(EmbeddedStore { db: Arc::new(db) });
+        Ok(Store {
+            accounts: store.clone(),
+            rosters: store.clone(),
+            vcards: store.clone(),
+            private_xml: store.clone(),
+            blocklists: store.clone(),
+            offline: store.clone(),
+            last_activity: store,
+        })
+    }
+
+    /// Runs `op` in a read transaction on the blocking pool.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            // `ReadableDatabase` is imported here only: its `begin_read` is the one call that needs it.
+            use redb::ReadableDatabase;
+            op(&db.begin_read()?)
+        })
+        .await
+    }
+
+    /// Runs `op` in a write transaction on the blocking pool and commits it if `op` succeeds; an
+    /// error drops (aborts) the transaction, so a failed call changes nothing.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            let result = op(&txn)?;
+            txn.commit()?;
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn blocking<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        match tokio::task::spawn_blocking(move || op(&db)).await {
+            Ok(result) => result.map_err(store_error),
+            // A panic is a bug in this crate: let it surface where it would have without the pool.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(StoreError::Unavailable(format!("store task cancelled: {error}"))),
+        }
+    }
+}
+
+/// Opens the database and creates every table, so that read transactions (which cannot create
+/// tables) never meet a missing one.
+fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
+    let db = Database::create(dir.join(FILE_NAME))?;
+    let txn = db.begin_write()?;
+    txn.open_table(ACCOUNTS)?;
+    txn.open_table(ROSTER_ITEMS)?;
+    txn.open_table(ROSTER_VERSIONS)?;
+    txn.open_table(PENDING_IN)?;
+    txn.open_table(VCARDS)?;
+    txn.open_table(PRIVATE_XML)?;
+    txn.open_table(BLOCKLISTS)?;
+    txn.open_table(OFFLINE)?;
+    txn.open_table(OFFLINE_QUEUES)?;
+    txn.open_table(LAST_ACTIVITY)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+/// Corruption will not go away by retrying; anything else (I/O errors, a lock held by another
+/// process, a poisoned transaction) might, or needs an operator, and is reported as unavailable.
+fn store_error(error: redb::Error) -> StoreError {
+    match error {
+        redb::Error::Corrupted(detail) => StoreError::Corrupt(detail),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// A value that does not decode is as damaged as a broken page: report it the same way.
+fn corrupt(what: &str, user: &str) -> redb::Error {
+    redb::Error::Corrupted(format!("undecodable {what} of {user}"))
+}
+
+/// The smallest string greater than `user`: `(user, "")..(successor(user), "")` is exactly the
+/// range of keys `(user, _)`, since keys compare element by element and strings by bytes.
+fn successor(user: &str) -> String {
+    format!("{user}\0")
+}

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -190,10 +191,10 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
         StreamReader { reader: new_ns_reader(self.reader.into_inner()), depth: 0, current: None, ..self }
     }
 
-    /// Total bytes read from the source so far; the edge watches it to see that a peer is alive
-    /// even when it only sends whitespace (which the parser reports late).
-    pub fn bytes_received(&self) -> u64 {
-        self.reader.get_ref().received
+    /// A counter of the bytes read from the source, shared so that another task can watch it: it
+    /// shows a peer is alive even when it only sends whitespace, which the parser reports late.
+    pub fn activity(&self) -> Arc<AtomicU64> {
+        self.reader.get_ref().received.clone()
     }
 
     /// Gives back the byte source, for a TLS upgrade. Fails when the peer sent bytes after the
@@ -432,7 +433,7 @@ struct Tap<R> {
     /// Bytes the parser consumed.
     consumed: u64,
     /// Bytes read from the source.
-    received: u64,
+    received: Arc<AtomicU64>,
     max_pending: usize,
 }
 
@@ -448,7 +449,7 @@ impl<R> Tap<R> {
             captured: Vec::new(),
             captured_from: 0,
             consumed: 0,
-            received: 0,
+            received: Arc::new(AtomicU64::new(0)),
             max_pending,
         }
     }
@@ -497,7 +498,7 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for Tap<R> {
                 Poll::Ready(Ok(())) => {
                     this.filled = read_buf.filled().len();
                     this.pos = 0;
-                    this.received += this.filled as u64;
+                    this.received.fetch_add(this.filled as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,

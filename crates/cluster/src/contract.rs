@@ -1,0 +1,393 @@
+//! The behaviour every storage backend must show, as a test suite a backend crate runs against a
+//! fresh instance of itself: `starling_cluster::contract::run_all(&store, &unique_prefix()).await`.
+//!
+//! Every function names its users `{prefix}-{function}-{name}@example.com` and leaves the data of
+//! other users alone (it only asserts that theirs did not change), so the suite can also run
+//! against a long-lived shared database as long as each run gets a fresh prefix.
+
+use crate::store::{
+    Accounts, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, RosterItem, Rosters, ScramCredentials, ScramKeys,
+    Store, StoreError, Subscription, VCards,
+};
+
+/// A prefix no earlier run used (with overwhelming probability).
+pub fn unique_prefix() -> String {
+    format!("contract{:016x}", rand::random::<u64>())
+}
+
+/// Runs every check of this module.
+pub async fn run_all(store: &Store, prefix: &str) {
+    accounts(store.accounts.as_ref(), prefix).await;
+    rosters(store.rosters.as_ref(), prefix).await;
+    vcards(store.vcards.as_ref(), prefix).await;
+    private_xml(store.private_xml.as_ref(), prefix).await;
+    blocklists(store.blocklists.as_ref(), prefix).await;
+    offline(store.offline.as_ref(), prefix).await;
+    last_activity(store.last_activity.as_ref(), prefix).await;
+    remove_user(store, prefix).await;
+}
+
+fn user(prefix: &str, scope: &str, name: &str) -> String {
+    format!("{prefix}-{scope}-{name}@example.com")
+}
+
+/// 1 MiB in which every byte value occurs, to catch truncation and text conversions of blobs.
+fn large_blob() -> Vec<u8> {
+    (0..1usize << 20).map(|i| (i.wrapping_mul(31) % 256) as u8).collect()
+}
+
+/// Credentials with recognisable, non-UTF-8 bytes, so that a backend mixing fields up shows it.
+fn fake_credentials(seed: u8) -> ScramCredentials {
+    let bytes = |tag: u8, len: usize| (0..len).map(|i| tag ^ seed ^ (i as u8).wrapping_mul(37)).collect::<Vec<u8>>();
+    ScramCredentials {
+        iterations: 4096 + u32::from(seed),
+        salt: bytes(0x00, 16),
+        sha1: ScramKeys { stored_key: bytes(0x11, 20), server_key: bytes(0x22, 20) },
+        sha256: ScramKeys { stored_key: bytes(0xee, 32), server_key: bytes(0xff, 32) },
+    }
+}
+
+pub async fn accounts(accounts: &dyn Accounts, prefix: &str) {
+    let alice = user(prefix, "accounts", "alice");
+    let bob = user(prefix, "accounts", "bob");
+    let first = fake_credentials(1);
+    let second = ScramCredentials::derive("pencil", 1);
+
+    assert!(!accounts.exists(&alice).await.expect("exists"), "a new user must not exist");
+    assert_eq!(accounts.credentials(&alice).await.expect("credentials"), None, "a new user has no credentials");
+    assert!(!accounts.set_credentials(&alice, first.clone()).await.expect("set_credentials"), "set_credentials must not create an account");
+    assert!(!accounts.exists(&alice).await.expect("exists"), "set_credentials created an account");
+    assert!(!accounts.remove(&alice).await.expect("remove"), "removing a missing account must report false");
+
+    accounts.create(&alice, first.clone()).await.expect("create");
+    assert!(accounts.exists(&alice).await.expect("exists"), "created account must exist");
+    assert_eq!(accounts.credentials(&alice).await.expect("credentials"), Some(first.clone()), "credentials must round-trip exactly");
+    assert_eq!(accounts.create(&alice, second.clone()).await, Err(StoreError::Conflict), "creating an existing account must conflict");
+    assert_eq!(accounts.credentials(&alice).await.expect("credentials"), Some(first.clone()), "a conflicting create must not overwrite");
+    assert!(!accounts.exists(&bob).await.expect("exists"), "creating alice must not create bob");
+
+    accounts.create(&bob, fake_credentials(2)).await.expect("create");
+    let listed = accounts.list().await.expect("list");
+    assert!(listed.windows(2).all(|pair| pair[0] < pair[1]), "list must be sorted and without duplicates: {listed:?}");
+    let mine: Vec<&String> = listed.iter().filter(|name| name.starts_with(&format!("{prefix}-accounts-"))).collect();
+    assert_eq!(mine, [&alice, &bob], "list must hold exactly the created accounts");
+
+    assert!(accounts.set_credentials(&alice, second.clone()).await.expect("set_credentials"), "set_credentials on an account must succeed");
+    assert_eq!(accounts.credentials(&alice).await.expect("credentials"), Some(second), "set_credentials must replace the credentials");
+    assert_eq!(accounts.credentials(&bob).await.expect("credentials"), Some(fake_credentials(2)), "changing alice must not change bob");
+
+    assert!(accounts.remove(&alice).await.expect("remove"), "removing an account must report true");
+    assert!(!accounts.exists(&alice).await.expect("exists"), "a removed account must not exist");
+    assert_eq!(accounts.credentials(&alice).await.expect("credentials"), None, "a removed account has no credentials");
+    assert!(!accounts.remove(&alice).await.expect("remove"), "removing twice must report false");
+    assert!(!accounts.list().await.expect("list").contains(&alice), "a removed account must not be listed");
+    assert!(accounts.exists(&bob).await.expect("exists"), "removing alice must not remove bob");
+
+    accounts.create(&alice, first.clone()).await.expect("an account can be created again after removal");
+    assert_eq!(accounts.credentials(&alice).await.expect("credentials"), Some(first), "a re-created account has its new credentials");
+    assert!(accounts.remove(&alice).await.expect("remove"));
+    assert!(accounts.remove(&bob).await.expect("remove"));
+}
+
+pub async fn rosters(rosters: &dyn Rosters, prefix: &str) {
+    let alice = user(prefix, "rosters", "alice");
+    let bob = user(prefix, "rosters", "bob");
+    let carol = user(prefix, "rosters", "carol");
+    let dave = user(prefix, "rosters", "dave");
+    let erin = user(prefix, "rosters", "erin");
+
+    assert_eq!(rosters.version(&alice).await.expect("version"), 0, "a user with no roster is at version 0");
+    assert_eq!(rosters.roster(&alice).await.expect("roster"), (0, Vec::new()), "a user with no roster has an empty one");
+    assert_eq!(rosters.item(&alice, &carol).await.expect("item"), None);
+    assert_eq!(rosters.remove(&alice, &carol).await.expect("remove"), None, "removing a missing item must report None");
+    assert_eq!(rosters.version(&alice).await.expect("version"), 0, "removing a missing item must not bump the version");
+
+    let carol_item = RosterItem {
+        jid: carol.clone(),
+        name: Some("Carol ☕ \"C\" <c>".to_owned()),
+        groups: vec!["Friends".to_owned(), "Wörk".to_owned(), String::new()],
+        subscription: Subscription::Both,
+        ask_out: true,
+        approved: true,
+    };
+    let dave_item = RosterItem {
+        jid: dave.clone(),
+        name: None,
+        groups: Vec::new(),
+        subscription: Subscription::None,
+        ask_out: false,
+        approved: false,
+    };
+    // Stored in reverse order, so that a sorted result shows the store sorts.
+    let v1 = rosters.put(&alice, dave_item.clone()).await.expect("put");
+    assert!(v1 > 0, "the first put must leave version 0 behind");
+    let v2 = rosters.put(&alice, carol_item.clone()).await.expect("put");
+    assert!(v2 > v1, "versions must strictly increase: {v1} then {v2}");
+    assert_eq!(rosters.version(&alice).await.expect("version"), v2, "version must report the last put's version");
+    assert_eq!(
+        rosters.roster(&alice).await.expect("roster"),
+        (v2, vec![carol_item.clone(), dave_item.clone()]),
+        "roster must hold every item, sorted by JID, with every field intact"
+    );
+    assert_eq!(rosters.item(&alice, &carol).await.expect("item"), Some(carol_item.clone()));
+    assert_eq!(rosters.item(&alice, &dave).await.expect("item"), Some(dave_item.clone()));
+
+    let mut last = v2;
+    for subscription in [Subscription::To, Subscription::From, Subscription::None, Subscription::Both] {
+        let changed = RosterItem { subscription, ask_out: !matches!(subscription, Subscription::Both), ..carol_item.clone() };
+        let version = rosters.put(&alice, changed.clone()).await.expect("put");
+        assert!(version > last, "replacing an item must bump the version: {last} then {version}");
+        last = version;
+        assert_eq!(rosters.item(&alice, &carol).await.expect("item"), Some(changed), "put must replace the item");
+    }
+    assert_eq!(rosters.roster(&alice).await.expect("roster").1.len(), 2, "replacing must not duplicate an item");
+
+    assert_eq!(rosters.version(&bob).await.expect("version"), 0, "alice's writes must not touch bob's version");
+    assert_eq!(rosters.item(&bob, &carol).await.expect("item"), None, "alice's items must not show in bob's roster");
+    let bob_version = rosters.put(&bob, dave_item.clone()).await.expect("put");
+    assert!(bob_version > 0);
+    assert_eq!(rosters.version(&alice).await.expect("version"), last, "bob's writes must not touch alice's version");
+
+    let removed = rosters.remove(&alice, &carol).await.expect("remove").expect("carol was in the roster");
+    assert!(removed > last, "removing an item must bump the version: {last} then {removed}");
+    assert_eq!(rosters.item(&alice, &carol).await.expect("item"), None, "a removed item must be gone");
+    assert_eq!(rosters.remove(&alice, &carol).await.expect("remove"), None, "removing twice must report None");
+    let emptied = rosters.remove(&alice, &dave).await.expect("remove").expect("dave was in the roster");
+    assert!(emptied > removed, "versions must strictly increase: {removed} then {emptied}");
+    assert_eq!(rosters.roster(&alice).await.expect("roster"), (emptied, Vec::new()), "an emptied roster keeps its version");
+    assert!(rosters.put(&alice, dave_item.clone()).await.expect("put") > emptied, "versions must not restart when a roster empties");
+    assert_eq!(rosters.item(&bob, &dave).await.expect("item"), Some(dave_item.clone()), "alice's removals must not touch bob");
+
+    // Pending inbound requests live apart from the roster: erin is in nobody's roster.
+    assert_eq!(rosters.pending_in(&alice).await.expect("pending_in"), Vec::new());
+    assert!(!rosters.remove_pending_in(&alice, &erin).await.expect("remove_pending_in"), "removing a missing request must report false");
+    rosters.add_pending_in(&alice, &erin, b"<presence type='subscribe'/>".to_vec()).await.expect("add_pending_in");
+    rosters.add_pending_in(&alice, &carol, Vec::new()).await.expect("add_pending_in");
+    rosters.add_pending_in(&alice, &erin, b"<presence type='subscribe'><status>hi</status></presence>".to_vec()).await.expect("add_pending_in");
+    assert_eq!(
+        rosters.pending_in(&alice).await.expect("pending_in"),
+        vec![(carol.clone(), Vec::new()), (erin.clone(), b"<presence type='subscribe'><status>hi</status></presence>".to_vec())],
+        "pending_in must hold one request per contact, the latest, sorted by contact"
+    );
+    assert_eq!(rosters.pending_in(&bob).await.expect("pending_in"), Vec::new(), "alice's requests must not show for bob");
+    assert!(rosters.remove_pending_in(&alice, &erin).await.expect("remove_pending_in"), "removing a request must report true");
+    assert!(!rosters.remove_pending_in(&alice, &erin).await.expect("remove_pending_in"), "removing twice must report false");
+    assert_eq!(rosters.pending_in(&alice).await.expect("pending_in"), vec![(carol.clone(), Vec::new())]);
+
+    rosters.add_pending_in(&bob, &erin, b"bob's".to_vec()).await.expect("add_pending_in");
+    rosters.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(rosters.roster(&alice).await.expect("roster"), (0, Vec::new()), "remove_user must delete items and version");
+    assert_eq!(rosters.pending_in(&alice).await.expect("pending_in"), Vec::new(), "remove_user must delete pending requests");
+    assert_eq!(rosters.roster(&bob).await.expect("roster"), (bob_version, vec![dave_item]), "remove_user(alice) must not touch bob");
+    assert_eq!(rosters.pending_in(&bob).await.expect("pending_in"), vec![(erin, b"bob's".to_vec())]);
+    rosters.remove_user(&alice).await.expect("remove_user of a user without data must succeed");
+    rosters.remove_user(&bob).await.expect("remove_user");
+}
+
+pub async fn vcards(vcards: &dyn VCards, prefix: &str) {
+    let alice = user(prefix, "vcards", "alice");
+    let bob = user(prefix, "vcards", "bob");
+
+    assert_eq!(vcards.get(&alice).await.expect("get"), None);
+    vcards.remove(&alice).await.expect("removing a missing vCard must succeed");
+    vcards.set(&alice, b"<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>".to_vec()).await.expect("set");
+    vcards.set(&bob, b"<vCard xmlns='vcard-temp'/>".to_vec()).await.expect("set");
+    vcards.set(&alice, b"<vCard xmlns='vcard-temp'><FN>Al</FN></vCard>".to_vec()).await.expect("set");
+    assert_eq!(vcards.get(&alice).await.expect("get"), Some(b"<vCard xmlns='vcard-temp'><FN>Al</FN></vCard>".to_vec()), "set must replace");
+    assert_eq!(vcards.get(&bob).await.expect("get"), Some(b"<vCard xmlns='vcard-temp'/>".to_vec()), "users must not share a vCard");
+
+    vcards.set(&alice, Vec::new()).await.expect("set");
+    assert_eq!(vcards.get(&alice).await.expect("get"), Some(Vec::new()), "an empty vCard must differ from none");
+    let large = large_blob();
+    vcards.set(&alice, large.clone()).await.expect("set");
+    assert!(vcards.get(&alice).await.expect("get") == Some(large), "a 1 MiB binary value must round-trip");
+
+    vcards.remove(&alice).await.expect("remove");
+    assert_eq!(vcards.get(&alice).await.expect("get"), None, "a removed vCard must be gone");
+    assert!(vcards.get(&bob).await.expect("get").is_some(), "removing alice's vCard must not remove bob's");
+    vcards.remove(&bob).await.expect("remove");
+}
+
+pub async fn private_xml(private_xml: &dyn PrivateXml, prefix: &str) {
+    let alice = user(prefix, "private", "alice");
+    let bob = user(prefix, "private", "bob");
+    let bookmarks = "storage|storage:bookmarks";
+    let other_ns = "storage|storage:rosternotes";
+
+    assert_eq!(private_xml.get(&alice, bookmarks).await.expect("get"), None);
+    private_xml.set(&alice, bookmarks, b"<storage xmlns='storage:bookmarks'/>".to_vec()).await.expect("set");
+    private_xml.set(&alice, other_ns, b"<storage xmlns='storage:rosternotes'/>".to_vec()).await.expect("set");
+    private_xml.set(&bob, bookmarks, b"bob's".to_vec()).await.expect("set");
+    assert_eq!(
+        private_xml.get(&alice, bookmarks).await.expect("get"),
+        Some(b"<storage xmlns='storage:bookmarks'/>".to_vec()),
+        "keys that share the element name must be kept apart"
+    );
+    assert_eq!(private_xml.get(&alice, other_ns).await.expect("get"), Some(b"<storage xmlns='storage:rosternotes'/>".to_vec()));
+    assert_eq!(private_xml.get(&bob, bookmarks).await.expect("get"), Some(b"bob's".to_vec()), "users must not share fragments");
+    assert_eq!(private_xml.get(&alice, "storage|").await.expect("get"), None, "keys must match exactly");
+
+    private_xml.set(&alice, bookmarks, Vec::new()).await.expect("set");
+    assert_eq!(private_xml.get(&alice, bookmarks).await.expect("get"), Some(Vec::new()), "an empty fragment must differ from none");
+    let large = large_blob();
+    private_xml.set(&alice, bookmarks, large.clone()).await.expect("set");
+    assert!(private_xml.get(&alice, bookmarks).await.expect("get") == Some(large), "a 1 MiB binary value must round-trip");
+
+    private_xml.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(private_xml.get(&alice, bookmarks).await.expect("get"), None, "remove_user must delete every fragment");
+    assert_eq!(private_xml.get(&alice, other_ns).await.expect("get"), None, "remove_user must delete every fragment");
+    assert_eq!(private_xml.get(&bob, bookmarks).await.expect("get"), Some(b"bob's".to_vec()), "remove_user(alice) must not touch bob");
+    private_xml.remove_user(&bob).await.expect("remove_user");
+}
+
+pub async fn blocklists(blocklists: &dyn Blocklists, prefix: &str) {
+    let alice = user(prefix, "blocking", "alice");
+    let bob = user(prefix, "blocking", "bob");
+    let jids = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect::<Vec<String>>();
+
+    assert_eq!(blocklists.list(&alice).await.expect("list"), Vec::<String>::new());
+    assert!(!blocklists.is_blocked(&alice, "spam@example.org").await.expect("is_blocked"));
+    blocklists.add(&alice, &jids(&["spam@example.org/bot", "example.net", "spam@example.org"])).await.expect("add");
+    blocklists.add(&alice, &jids(&["example.net"])).await.expect("adding a blocked JID again must succeed");
+    blocklists.add(&alice, &[]).await.expect("adding nothing must succeed");
+    assert_eq!(
+        blocklists.list(&alice).await.expect("list"),
+        jids(&["example.net", "spam@example.org", "spam@example.org/bot"]),
+        "list must be sorted and without duplicates"
+    );
+    assert!(blocklists.is_blocked(&alice, "spam@example.org").await.expect("is_blocked"));
+    assert!(blocklists.is_blocked(&alice, "spam@example.org/bot").await.expect("is_blocked"));
+    assert!(!blocklists.is_blocked(&alice, "spam@example.org/other").await.expect("is_blocked"), "matching must be exact");
+    assert!(!blocklists.is_blocked(&alice, "x@example.net").await.expect("is_blocked"), "the store must not match domains itself");
+    assert!(!blocklists.is_blocked(&bob, "example.net").await.expect("is_blocked"), "alice's list must not apply to bob");
+
+    blocklists.add(&bob, &jids(&["example.net"])).await.expect("add");
+    blocklists.remove(&alice, &jids(&["spam@example.org", "never@example.org"])).await.expect("remove");
+    assert_eq!(blocklists.list(&alice).await.expect("list"), jids(&["example.net", "spam@example.org/bot"]));
+    assert!(!blocklists.is_blocked(&alice, "spam@example.org").await.expect("is_blocked"), "a removed JID must not be blocked");
+
+    blocklists.clear(&alice).await.expect("clear");
+    assert_eq!(blocklists.list(&alice).await.expect("list"), Vec::<String>::new(), "clear must empty the list");
+    assert!(!blocklists.is_blocked(&alice, "example.net").await.expect("is_blocked"));
+    blocklists.clear(&alice).await.expect("clearing an empty list must succeed");
+    assert_eq!(blocklists.list(&bob).await.expect("list"), jids(&["example.net"]), "clearing alice's list must not touch bob's");
+    blocklists.clear(&bob).await.expect("clear");
+}
+
+pub async fn offline(offline: &dyn OfflineMessages, prefix: &str) {
+    let alice = user(prefix, "offline", "alice");
+    let bob = user(prefix, "offline", "bob");
+    let message = |n: u32| format!("<message><body>{n}</body></message>").into_bytes();
+
+    assert_eq!(offline.count(&alice).await.expect("count"), 0);
+    assert_eq!(offline.fetch(&alice).await.expect("fetch"), Vec::new());
+    assert_eq!(offline.push(&alice, message(0), 0).await, Err(StoreError::LimitExceeded), "a limit of 0 must refuse everything");
+    offline.remove_upto(&alice, u64::MAX).await.expect("remove_upto on an empty queue must succeed");
+
+    let id1 = offline.push(&alice, message(1), 3).await.expect("push");
+    let id2 = offline.push(&alice, message(2), 3).await.expect("push");
+    let bob1 = offline.push(&bob, message(100), 3).await.expect("push");
+    let id3 = offline.push(&alice, message(3), 3).await.expect("push");
+    assert!(id1 < id2 && id2 < id3, "ids must strictly increase: {id1}, {id2}, {id3}");
+    assert_eq!(offline.push(&alice, message(4), 3).await, Err(StoreError::LimitExceeded), "a full queue must refuse");
+    assert_eq!(offline.count(&alice).await.expect("count"), 3, "a refused push must store nothing");
+    assert_eq!(offline.count(&bob).await.expect("count"), 1, "queues must be per user");
+    assert_eq!(
+        offline.fetch(&alice).await.expect("fetch"),
+        vec![(id1, message(1)), (id2, message(2)), (id3, message(3))],
+        "fetch must return every message, oldest first"
+    );
+
+    offline.remove_upto(&alice, id2).await.expect("remove_upto");
+    assert_eq!(offline.fetch(&alice).await.expect("fetch"), vec![(id3, message(3))], "remove_upto must remove ids <= its argument only");
+    assert_eq!(offline.count(&alice).await.expect("count"), 1);
+    offline.remove_upto(&alice, 0).await.expect("remove_upto");
+    assert_eq!(offline.count(&alice).await.expect("count"), 1, "remove_upto below every id must remove nothing");
+    assert_eq!(offline.fetch(&bob).await.expect("fetch"), vec![(bob1, message(100))], "alice's removal must not touch bob");
+
+    let id5 = offline.push(&alice, Vec::new(), 3).await.expect("push");
+    let large = large_blob();
+    let id6 = offline.push(&alice, large.clone(), 3).await.expect("push");
+    assert!(id3 < id5 && id5 < id6, "ids must keep increasing after removals: {id3}, {id5}, {id6}");
+    assert!(offline.fetch(&alice).await.expect("fetch") == vec![(id3, message(3)), (id5, Vec::new()), (id6, large)], "empty and 1 MiB stanzas must round-trip");
+
+    offline.remove_upto(&alice, id6).await.expect("remove_upto");
+    assert_eq!(offline.count(&alice).await.expect("count"), 0);
+    let id7 = offline.push(&alice, message(7), 3).await.expect("push");
+    assert!(id7 > id6, "ids must not be reused once the queue is empty: {id6} then {id7}");
+
+    offline.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(offline.count(&alice).await.expect("count"), 0, "remove_user must empty the queue");
+    assert_eq!(offline.fetch(&alice).await.expect("fetch"), Vec::new(), "remove_user must empty the queue");
+    assert_eq!(offline.count(&bob).await.expect("count"), 1, "remove_user(alice) must not touch bob");
+    offline.remove_user(&bob).await.expect("remove_user");
+}
+
+pub async fn last_activity(last_activity: &dyn LastActivity, prefix: &str) {
+    let alice = user(prefix, "last", "alice");
+    let bob = user(prefix, "last", "bob");
+    let seen = |unix_seconds: u64, status: &str| LastSeen { unix_seconds, status: status.to_owned() };
+
+    assert_eq!(last_activity.get(&alice).await.expect("get"), None);
+    last_activity.set(&alice, seen(1_700_000_000, "Gone fishing 🎣")).await.expect("set");
+    last_activity.set(&bob, seen(0, "")).await.expect("set");
+    assert_eq!(last_activity.get(&alice).await.expect("get"), Some(seen(1_700_000_000, "Gone fishing 🎣")));
+    assert_eq!(last_activity.get(&bob).await.expect("get"), Some(seen(0, "")), "zero time and empty status must round-trip");
+    last_activity.set(&alice, seen(u64::MAX, "")).await.expect("set");
+    assert_eq!(last_activity.get(&alice).await.expect("get"), Some(seen(u64::MAX, "")), "set must replace");
+
+    last_activity.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(last_activity.get(&alice).await.expect("get"), None, "remove_user must delete the last activity");
+    assert_eq!(last_activity.get(&bob).await.expect("get"), Some(seen(0, "")), "remove_user(alice) must not touch bob");
+    last_activity.remove_user(&bob).await.expect("remove_user");
+}
+
+/// `Store::remove_user` wipes every kind of data of one user and nothing of another.
+pub async fn remove_user(store: &Store, prefix: &str) {
+    let alice = user(prefix, "remove", "alice");
+    let bob = user(prefix, "remove", "bob");
+    let orphan = user(prefix, "remove", "orphan");
+    let contact = user(prefix, "remove", "contact");
+
+    for who in [&alice, &bob, &orphan] {
+        if who != &orphan {
+            store.accounts.create(who, fake_credentials(3)).await.expect("create");
+        }
+        let item = RosterItem { jid: contact.clone(), name: None, groups: Vec::new(), subscription: Subscription::To, ask_out: false, approved: false };
+        store.rosters.put(who, item).await.expect("put");
+        store.rosters.add_pending_in(who, &contact, b"<presence type='subscribe'/>".to_vec()).await.expect("add_pending_in");
+        store.vcards.set(who, b"<vCard/>".to_vec()).await.expect("set");
+        store.private_xml.set(who, "a|b", b"<a xmlns='b'/>".to_vec()).await.expect("set");
+        store.blocklists.add(who, std::slice::from_ref(&contact)).await.expect("add");
+        store.offline.push(who, b"<message/>".to_vec(), 10).await.expect("push");
+        store.last_activity.set(who, LastSeen { unix_seconds: 42, status: String::new() }).await.expect("set");
+    }
+
+    assert!(store.remove_user(&alice).await.expect("remove_user"), "removing an existing user must report true");
+    assert_user_empty(store, &alice, &contact).await;
+    assert!(!store.remove_user(&alice).await.expect("remove_user"), "removing a removed user must report false");
+    assert!(!store.remove_user(&orphan).await.expect("remove_user"), "data without an account must report false");
+    assert_user_empty(store, &orphan, &contact).await;
+
+    assert!(store.accounts.exists(&bob).await.expect("exists"), "removing alice must keep bob's account");
+    assert_eq!(store.rosters.roster(&bob).await.expect("roster").1.len(), 1, "removing alice must keep bob's roster");
+    assert_eq!(store.rosters.pending_in(&bob).await.expect("pending_in").len(), 1, "removing alice must keep bob's requests");
+    assert!(store.vcards.get(&bob).await.expect("get").is_some(), "removing alice must keep bob's vCard");
+    assert!(store.private_xml.get(&bob, "a|b").await.expect("get").is_some(), "removing alice must keep bob's private XML");
+    assert!(store.blocklists.is_blocked(&bob, &contact).await.expect("is_blocked"), "removing alice must keep bob's block list");
+    assert_eq!(store.offline.count(&bob).await.expect("count"), 1, "removing alice must keep bob's offline messages");
+    assert!(store.last_activity.get(&bob).await.expect("get").is_some(), "removing alice must keep bob's last activity");
+    assert!(store.remove_user(&bob).await.expect("remove_user"));
+}
+
+async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
+    assert!(!store.accounts.exists(who).await.expect("exists"), "account of {who} left behind");
+    assert_eq!(store.rosters.roster(who).await.expect("roster"), (0, Vec::new()), "roster of {who} left behind");
+    assert_eq!(store.rosters.pending_in(who).await.expect("pending_in"), Vec::new(), "requests of {who} left behind");
+    assert_eq!(store.vcards.get(who).await.expect("get"), None, "vCard of {who} left behind");
+    assert_eq!(store.private_xml.get(who, "a|b").await.expect("get"), None, "private XML of {who} left behind");
+    assert_eq!(store.blocklists.list(who).await.expect("list"), Vec::<String>::new(), "block list of {who} left behind");
+    assert!(!store.blocklists.is_blocked(who, contact).await.expect("is_blocked"), "block list of {who} left behind");
+    assert_eq!(store.offline.count(who).await.expect("count"), 0, "offline messages of {who} left behind");
+    assert_eq!(store.last_activity.get(who).await.expect("get"), None, "last activity of {who} left behind");
+}

@@ -1,0 +1,247 @@
+//! SASL (RFC 6120 §6) on `rsasl`: SCRAM-SHA-256, SCRAM-SHA-1 (with -PLUS over TLS 1.3 using
+//! tls-exporter channel binding, RFC 9266) and PLAIN over TLS. Credentials are the stored SCRAM keys
+//! only; PLAIN is checked by deriving those keys from the offered password.
+//!
+//! rsasl's callbacks are synchronous, so the account's keys are fetched before the exchange starts,
+//! from the username read out of the client's first message.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+use rsasl::prelude::{ChannelBindingCallback, Mechname, SASLConfig, SASLServer, Session, SessionError, State, Validation};
+use rsasl::property::{AuthId, AuthzId, Password};
+use rsasl::validate::{Validate, ValidationError};
+use starling_cluster::store::ScramCredentials;
+
+/// Mechanisms in order of preference.
+pub fn mechanisms(channel_binding: bool, plain_allowed: bool) -> Vec<&'static str> {
+    let mut list = Vec::new();
+    if channel_binding {
+        list.extend(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]);
+    }
+    list.extend(["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+    if plain_allowed {
+        list.push("PLAIN");
+    }
+    list
+}
+
+/// The authentication id a client's first message names, so its keys can be fetched first.
+pub fn initial_username(mechanism: &str, initial: &[u8]) -> Option<String> {
+    if mechanism == "PLAIN" {
+        let mut parts = initial.split(|&b| b == 0);
+        let (_authzid, authcid) = (parts.next()?, parts.next()?);
+        return String::from_utf8(authcid.to_vec()).ok();
+    }
+    // SCRAM client-first: gs2-header "n,," / "y,," / "p=cb,," then "n=saslname,r=…" (RFC 5802 §7).
+    let text = std::str::from_utf8(initial).ok()?;
+    let mut fields = text.splitn(4, ',');
+    let (_cb, _authzid, name) = (fields.next()?, fields.next()?, fields.next()?);
+    let name = name.strip_prefix("n=")?;
+    Some(name.replace("=2C", ",").replace("=3D", "="))
+}
+
+struct Outcome;
+
+impl Validation for Outcome {
+    type Value = bool;
+}
+
+/// Answers rsasl's requests with the keys fetched for `username`.
+struct StoredKeys {
+    username: String,
+    credentials: Option<ScramCredentials>,
+}
+
+impl SessionCallback for StoredKeys {
+    fn callback(&self, session: &SessionData, context: &Context, request: &mut Request) -> Result<(), SessionError> {
+        let (Some(credentials), Some(authid)) = (&self.credentials, context.get_ref::<AuthId>()) else { return Ok(()) };
+        if authid != self.username {
+            return Ok(());
+        }
+        let keys = if session.mechanism().mechanism.as_str().starts_with("SCRAM-SHA-1") { &credentials.sha1 } else { &credentials.sha256 };
+        request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+            credentials.iterations,
+            &credentials.salt,
+            &keys.stored_key,
+            &keys.server_key,
+        ))?;
+        Ok(())
+    }
+
+    fn validate(&self, session: &SessionData, context: &Context, validate: &mut Validate<'_>) -> Result<(), ValidationError> {
+        let authid_ok = context.get_ref::<AuthId>() == Some(self.username.as_str());
+        // An authorization identity other than the user's own is not supported (RFC 6120 §6.3.8).
+        let authzid_ok = context.get_ref::<AuthzId>().is_none_or(|z| z.is_empty() || z.split('@').next() == Some(self.username.as_str()));
+        let ok = authid_ok
+            && authzid_ok
+            && match (session.mechanism().mechanism.as_str(), &self.credentials) {
+                ("PLAIN", Some(credentials)) => context
+                    .get_ref::<Password>()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .is_some_and(|password| credentials.verify_password(password)),
+                ("PLAIN", None) => false,
+                // SCRAM reaches validation only after the client proof was verified.
+                _ => self.credentials.is_some(),
+            };
+        validate.with::<Outcome, _>(|| Ok(ok))?;
+        Ok(())
+    }
+}
+
+/// tls-exporter channel binding data of this connection.
+struct ExporterBinding(Option<Vec<u8>>);
+
+impl ChannelBindingCallback for ExporterBinding {
+    fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
+        (cbname == "tls-exporter").then_some(self.0.as_deref()).flatten()
+    }
+}
+
+/// One exchange in progress.
+pub struct Exchange {
+    session: Session<Outcome, ExporterBinding>,
+}
+
+/// What to tell the client after a step.
+pub enum Step {
+    Challenge(Vec<u8>),
+    Success(Vec<u8>),
+    Failure(&'static str),
+}
+
+impl Exchange {
+    pub fn start(mechanism: &str, username: String, credentials: Option<ScramCredentials>, exporter: Option<Vec<u8>>) -> Result<Exchange, &'static str> {
+        let config: Arc<SASLConfig> = SASLConfig::builder()
+            .with_defaults()
+            .with_callback(StoredKeys { username, credentials })
+            .map_err(|_| "temporary-auth-failure")?;
+        let server = SASLServer::<Outcome, ExporterBinding>::with_cb(config, ExporterBinding(exporter));
+        let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| "invalid-mechanism")?;
+        let session = server.start_suggested(name).map_err(|_| "invalid-mechanism")?;
+        Ok(Exchange { session })
+    }
+
+    pub fn step(&mut self, input: &[u8]) -> Step {
+        let mut out = Cursor::new(Vec::new());
+        match self.session.step(Some(input), &mut out) {
+            Ok(State::Running) => Step::Challenge(out.into_inner()),
+            Ok(State::Finished(_)) => match self.session.validation() {
+                Some(true) => Step::Success(out.into_inner()),
+                _ => Step::Failure("not-authorized"),
+            },
+            Err(SessionError::InputDataRequired) => Step::Failure("malformed-request"),
+            Err(_) => Step::Failure("not-authorized"),
+        }
+    }
+}
+
+/// Slows down password guessing: after `max_failures` failures within `window`, further attempts
+/// for that address or account are refused (`temporary-auth-failure`) until the window passes.
+pub struct Throttle {
+    max_failures: u32,
+    window: Duration,
+    failures: Mutex<HashMap<ThrottleKey, (u32, Instant)>>,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+enum ThrottleKey {
+    Address(IpAddr),
+    Account(String),
+}
+
+/// Entries kept before expired ones are swept, bounding the table under a spray of addresses.
+const THROTTLE_SWEEP_AT: usize = 100_000;
+
+impl Throttle {
+    pub fn new(max_failures: u32, window: Duration) -> Throttle {
+        Throttle { max_failures, window, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn keys(address: IpAddr, account: &str) -> [ThrottleKey; 2] {
+        [ThrottleKey::Address(address), ThrottleKey::Account(account.to_owned())]
+    }
+
+    pub fn is_blocked(&self, address: IpAddr, account: &str) -> bool {
+        let table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        Self::keys(address, account)
+            .iter()
+            .any(|key| table.get(key).is_some_and(|(count, since)| *count >= self.max_failures && since.elapsed() < self.window))
+    }
+
+    pub fn record_failure(&self, address: IpAddr, account: &str) {
+        let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if table.len() > THROTTLE_SWEEP_AT {
+            let window = self.window;
+            table.retain(|_, (_, since)| since.elapsed() < window);
+        }
+        for key in Self::keys(address, account) {
+            let entry = table.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= self.window {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    pub fn record_success(&self, address: IpAddr, account: &str) {
+        let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        table.remove(&ThrottleKey::Account(account.to_owned()));
+        table.remove(&ThrottleKey::Address(address));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_username_from_first_messages() {
+        assert_eq!(initial_username("SCRAM-SHA-256", b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").as_deref(), Some("user"));
+        assert_eq!(initial_username("SCRAM-SHA-1-PLUS", b"p=tls-exporter,,n=a=2Cb=3D,r=x").as_deref(), Some("a,b="));
+        assert_eq!(initial_username("PLAIN", b"\0juliet\0pencil").as_deref(), Some("juliet"));
+        assert_eq!(initial_username("SCRAM-SHA-1", b"garbage"), None);
+    }
+
+    #[test]
+    fn throttle_blocks_after_repeated_failures_and_expires() {
+        let throttle = Throttle::new(3, Duration::from_millis(50));
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..3 {
+            assert!(!throttle.is_blocked(ip, "bob"));
+            throttle.record_failure(ip, "bob");
+        }
+        assert!(throttle.is_blocked(ip, "bob"));
+        assert!(throttle.is_blocked([127, 0, 0, 2].into(), "bob"), "per account");
+        assert!(throttle.is_blocked(ip, "carol"), "per address");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!throttle.is_blocked(ip, "bob"));
+    }
+
+    #[test]
+    fn scram_sha_256_exchange_with_stored_keys() {
+        let credentials = ScramCredentials::derive("pencil", 4096);
+        let client_first = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+        let mut exchange = Exchange::start("SCRAM-SHA-256", "user".into(), Some(credentials), None).expect("mechanism");
+        assert!(matches!(exchange.step(client_first), Step::Challenge(_)));
+        // A wrong proof fails.
+        let Step::Failure(condition) = exchange.step(b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=AAAA") else { panic!("expected failure") };
+        assert_eq!(condition, "not-authorized");
+    }
+
+    #[test]
+    fn plain_checks_the_password_against_stored_keys() {
+        let credentials = ScramCredentials::derive("pencil", 4096);
+        let mut exchange = Exchange::start("PLAIN", "juliet".into(), Some(credentials.clone()), None).expect("mechanism");
+        assert!(matches!(exchange.step(b"\0juliet\0pencil"), Step::Success(_)));
+        let mut exchange = Exchange::start("PLAIN", "juliet".into(), Some(credentials), None).expect("mechanism");
+        assert!(matches!(exchange.step(b"\0juliet\0wrong"), Step::Failure("not-authorized")));
+        let mut exchange = Exchange::start("PLAIN", "juliet".into(), None, None).expect("mechanism");
+        assert!(matches!(exchange.step(b"\0juliet\0pencil"), Step::Failure("not-authorized")));
+    }
+}

@@ -1,0 +1,65 @@
+//! TLS server configuration: the configured certificate, or a self-signed one generated into the
+//! data directory on first run (and reused after), loudly logged since clients will warn about it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing PEM in {path}: {reason}")]
+    Pem { path: String, reason: String },
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("writing the generated certificate: {0}")]
+    Write(std::io::Error),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Loads `cert_file`/`key_file`, or when both are empty uses (creating if needed)
+/// `data_dir/tls/self-signed.{crt,key}` for `domain`.
+pub fn server_config(cert_file: &str, key_file: &str, data_dir: &Path, domain: &str) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let (cert_path, key_path) = if cert_file.is_empty() && key_file.is_empty() {
+        ensure_self_signed(data_dir, domain)?
+    } else {
+        (Path::new(cert_file).to_path_buf(), Path::new(key_file).to_path_buf())
+    };
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| pem_error(&cert_path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(&cert_path, e))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| pem_error(&key_path, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn pem_error(path: &Path, error: impl std::fmt::Display) -> TlsSetupError {
+    TlsSetupError::Pem { path: path.display().to_string(), reason: error.to_string() }
+}
+
+fn ensure_self_signed(data_dir: &Path, domain: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsSetupError> {
+    let dir = data_dir.join("tls");
+    let cert_path = dir.join("self-signed.crt");
+    let key_path = dir.join("self-signed.key");
+    if cert_path.exists() && key_path.exists() {
+        tracing::warn!(cert = %cert_path.display(), "using the self-signed certificate generated earlier; configure [tls] for production");
+        return Ok((cert_path, key_path));
+    }
+    std::fs::create_dir_all(&dir).map_err(TlsSetupError::Write)?;
+    let certified = rcgen::generate_simple_self_signed(vec![domain.to_owned(), format!("*.{domain}")])?;
+    std::fs::write(&cert_path, certified.cert.pem()).map_err(TlsSetupError::Write)?;
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).map_err(TlsSetupError::Write)?;
+    tracing::warn!(cert = %cert_path.display(), %domain, "generated a SELF-SIGNED certificate; clients will not trust it — configure [tls] cert_file/key_file for production");
+    Ok((cert_path, key_path))
+}

@@ -1,0 +1,77 @@
+//! XML namespaces the server reads or writes, named by what they are rather than by their URI so a
+//! typo becomes a compile error instead of a silently unmatched element.
+
+/// Client-to-server stanzas (RFC 6120 §4.8.3).
+pub const CLIENT: &str = "jabber:client";
+/// Server-to-server stanzas (RFC 6120 §4.8.3).
+pub const SERVER: &str = "jabber:server";
+/// The `<stream:stream/>` wrapper and `<stream:features/>` (RFC 6120 §4.8.1).
+pub const STREAMS: &str = "http://etherx.jabber.org/streams";
+/// Stream error conditions and their `<text/>` (RFC 6120 §4.9.3).
+pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Stanza error conditions and their `<text/>` (RFC 6120 §8.3.3).
+pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// STARTTLS negotiation (RFC 6120 §5).
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL negotiation (RFC 6120 §6).
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Resource binding (RFC 6120 §7).
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// Legacy session establishment, advertised as optional (RFC 3921 §3; draft-cridland-xmpp-session).
+pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Roster management (RFC 6121 §2).
+pub const ROSTER: &str = "jabber:iq:roster";
+/// Roster versioning stream feature (RFC 6121 §2.6).
+pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+/// Subscription pre-approval stream feature (RFC 6121 §3.4).
+pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+/// XMPP Ping (XEP-0199).
+pub const PING: &str = "urn:xmpp:ping";
+/// Service Discovery, info requests (XEP-0030).
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// Service Discovery, items requests (XEP-0030).
+pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// Entity Capabilities (XEP-0115).
+pub const CAPS: &str = "http://jabber.org/protocol/caps";
+/// vCard-temp (XEP-0054).
+pub const VCARD: &str = "vcard-temp";
+/// Private XML Storage (XEP-0049).
+pub const PRIVATE: &str = "jabber:iq:private";
+/// Blocking Command (XEP-0191).
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// Blocking Command application errors, e.g. `<blocked/>` (XEP-0191 §3.5).
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// Message Carbons (XEP-0280).
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// Stanza Forwarding (XEP-0297).
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// Software Version (XEP-0092).
+pub const VERSION: &str = "jabber:iq:version";
+/// Last Activity (XEP-0012).
+pub const LAST: &str = "jabber:iq:last";
+/// In-Band Registration (XEP-0077).
+pub const REGISTER: &str = "jabber:iq:register";
+/// In-Band Registration stream feature (XEP-0077 §4).
+pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+/// Delayed Delivery (XEP-0203).
+pub const DELAY: &str = "urn:xmpp:delay";
+/// Data Forms (XEP-0004).
+pub const DATA_FORMS: &str = "jabber:x:data";
+/// Message Processing Hints (XEP-0334).
+pub const HINTS: &str = "urn:xmpp:hints";
+/// Stream Management (XEP-0198).
+pub const SM: &str = "urn:xmpp:sm:3";
+/// Client State Indication (XEP-0352).
+pub const CSI: &str = "urn:xmpp:csi:0";
+/// Message Archive Management (XEP-0313).
+pub const MAM: &str = "urn:xmpp:mam:2";
+/// Result Set Management (XEP-0059).
+pub const RSM: &str = "http://jabber.org/protocol/rsm";
+/// Unique and Stable Stanza IDs (XEP-0359).
+pub const STANZA_ID: &str = "urn:xmpp:sid:0";
+/// Multi-User Chat (XEP-0045).
+pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// Publish-Subscribe (XEP-0060).
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// Ad-Hoc Commands (XEP-0050).
+pub const ADHOC: &str = "http://jabber.org/protocol/commands";

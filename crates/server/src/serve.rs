@@ -1,0 +1,96 @@
+//! `starling serve`: every role in one process on the embedded store.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use starling_edge::{Edge, EdgeConfig};
+use starling_protocol::Jid;
+use starling_session::{SessionConfig, SessionLayer};
+use starling_telemetry::Metrics;
+use starling_xml::Limits;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    // Actors live on actix arbiters; sockets and storage I/O run on the multi-threaded tokio pool.
+    actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    })
+    .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let domain = Jid::new(&config.server.domain).context("server.domain is not a valid domain")?;
+    if domain.node().is_some() || !domain.is_bare() {
+        anyhow::bail!("server.domain must be a bare domain, got {domain}");
+    }
+    let metrics = Metrics::global();
+    let store = starling_store_embedded::EmbeddedStore::open(&config.server.data_dir)
+        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    let accounts = store.accounts.clone();
+    let session_config = SessionConfig {
+        arbiters: match config.sessions.arbiters {
+            0 => SessionConfig::default().arbiters,
+            n => n,
+        },
+        client_queue: config.c2s.client_queue,
+        max_offline_per_user: config.sessions.max_offline_per_user,
+        idle_actor: Duration::from_secs(config.sessions.idle_actor_seconds),
+        registration_enabled: config.registration.enabled,
+    };
+    let sessions = SessionLayer::start(domain.clone(), store, session_config, metrics.clone());
+    let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
+
+    let c2s = &config.c2s;
+    let mut edge_config = EdgeConfig::new(domain.clone());
+    edge_config.require_tls = c2s.require_tls;
+    edge_config.limits = Limits { max_stanza_bytes: c2s.max_stanza_bytes, max_depth: c2s.max_depth, max_attributes: c2s.max_attributes };
+    edge_config.negotiation_timeout = Duration::from_secs(c2s.negotiation_timeout_seconds);
+    edge_config.ping_idle = Duration::from_secs(c2s.ping_idle_seconds);
+    edge_config.ping_timeout = Duration::from_secs(c2s.ping_timeout_seconds);
+    edge_config.client_queue = c2s.client_queue;
+    edge_config.max_auth_attempts = c2s.max_auth_attempts;
+    edge_config.auth_throttle_failures = c2s.auth_throttle_failures;
+    edge_config.auth_throttle_window = Duration::from_secs(c2s.auth_throttle_window_seconds);
+    edge_config.registration_enabled = config.registration.enabled;
+    edge_config.registration_interval = Duration::from_secs(config.registration.interval_seconds);
+    edge_config.caps_ver = starling_session::caps_ver();
+    let edge = Edge::new(edge_config, tls, Arc::new(sessions), accounts, metrics.clone());
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = TcpListener::bind(&config.admin.listen).await.with_context(|| format!("binding admin {}", config.admin.listen))?;
+    tracing::info!(listen = %config.admin.listen, "admin HTTP: /metrics /healthz /readyz");
+    tokio::spawn(crate::admin::serve(admin, metrics, ready.clone()));
+
+    for address in &c2s.starttls_listen {
+        let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
+        tracing::info!(listen = %address, "c2s (STARTTLS{})", if c2s.require_tls { ", required" } else { "" });
+        tokio::spawn(edge.clone().serve_starttls(listener));
+    }
+    for address in &c2s.direct_tls_listen {
+        let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s direct TLS {address}"))?;
+        tracing::info!(listen = %address, "c2s (direct TLS, XEP-0368)");
+        tokio::spawn(edge.clone().serve_direct_tls(listener));
+    }
+    tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
+    ready.store(true, Ordering::Release);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    actix::System::current().stop();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,122 @@
+//! `starling user …`: account management on the store.
+
+use std::io::BufRead;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use starling_cluster::store::{ScramCredentials, Store, DEFAULT_SCRAM_ITERATIONS};
+use starling_protocol::Jid;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password comes from --password or the first line of stdin.
+    Add {
+        /// Localpart (`alice`) or bare JID on this server's domain.
+        user: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Create COUNT accounts PREFIX1..PREFIXn sharing one password (for load tests: the keys are
+    /// derived once and reused, so this takes seconds, not minutes).
+    AddBulk {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        password: String,
+    },
+    /// Delete an account and everything stored for it.
+    Remove { user: String },
+    /// Change a password (from --password or stdin).
+    Passwd {
+        user: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List accounts.
+    List,
+}
+
+fn account(config: &Config, user: &str) -> anyhow::Result<Jid> {
+    let jid = if user.contains('@') {
+        Jid::new(user)?
+    } else {
+        Jid::from_parts(Some(user), &config.server.domain, None)?
+    };
+    if jid.domain() != config.server.domain || jid.node().is_none() || !jid.is_bare() {
+        bail!("{user}: not an account on {}", config.server.domain);
+    }
+    Ok(jid)
+}
+
+fn password(given: Option<String>) -> anyhow::Result<String> {
+    let password = match given {
+        Some(password) => password,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    Ok(password)
+}
+
+fn open(config: &Config) -> anyhow::Result<Store> {
+    starling_store_embedded::EmbeddedStore::open(&config.server.data_dir)
+        .with_context(|| format!("opening the store in {} (is the server running?)", config.server.data_dir.display()))
+}
+
+pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store = open(config)?;
+        match command {
+            UserCommand::Add { user, password: given } => {
+                let jid = account(config, &user)?;
+                let credentials = ScramCredentials::derive(&password(given)?, DEFAULT_SCRAM_ITERATIONS);
+                store.accounts.create(jid.as_str(), credentials).await.with_context(|| format!("creating {jid}"))?;
+                println!("created {jid}");
+            }
+            UserCommand::AddBulk { prefix, count, password } => {
+                let credentials = ScramCredentials::derive(&password, DEFAULT_SCRAM_ITERATIONS);
+                let mut created = 0;
+                for n in 1..=count {
+                    let jid = account(config, &format!("{prefix}{n}"))?;
+                    match store.accounts.create(jid.as_str(), credentials.clone()).await {
+                        Ok(()) => created += 1,
+                        Err(starling_cluster::store::StoreError::Conflict) => {}
+                        Err(error) => return Err(error).with_context(|| format!("creating {jid}")),
+                    }
+                }
+                println!("created {created} accounts ({} existed)", count - created);
+            }
+            UserCommand::Remove { user } => {
+                let jid = account(config, &user)?;
+                if !store.remove_user(jid.as_str()).await? {
+                    bail!("{jid}: no such account");
+                }
+                println!("removed {jid}");
+            }
+            UserCommand::Passwd { user, password: given } => {
+                let jid = account(config, &user)?;
+                let credentials = ScramCredentials::derive(&password(given)?, DEFAULT_SCRAM_ITERATIONS);
+                if !store.accounts.set_credentials(jid.as_str(), credentials).await? {
+                    bail!("{jid}: no such account");
+                }
+                println!("password changed for {jid}");
+            }
+            UserCommand::List => {
+                for user in store.accounts.list().await? {
+                    println!("{user}");
+                }
+            }
+        }
+        Ok(())
+    })
+}

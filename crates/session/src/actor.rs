@@ -1,0 +1,157 @@
+//! The actix glue around [`UserState`]: mailbox messages, ordered async handling, idle retirement.
+//!
+//! Each message's work is an async function on the state; `ctx.wait` runs it to completion before the
+//! next message is taken, so a user's stanzas are handled strictly in order even when a handler waits
+//! on the store, while other actors on the same arbiter keep running.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use starling_cluster::gateway::ClientLink;
+use starling_protocol::{Jid, Stanza};
+
+use crate::directory::Services;
+use crate::state::UserState;
+
+/// Mailbox size of a user actor; a client whose actor is this far behind waits in `submit`.
+const MAILBOX: usize = 256;
+
+pub(crate) struct UserActor {
+    /// `None` only while an async handler runs (it owns the state meanwhile).
+    state: Option<Box<UserState>>,
+    services: Arc<Services>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl UserActor {
+    pub fn new(user: Jid, services: Arc<Services>, pending: Arc<AtomicUsize>) -> UserActor {
+        UserActor { state: Some(Box::new(UserState::new(user, services.clone()))), services, pending }
+    }
+
+    fn run<F, Fut>(&mut self, ctx: &mut Context<Self>, work: F)
+    where
+        F: FnOnce(Box<UserState>) -> Fut,
+        Fut: Future<Output = Box<UserState>> + 'static,
+    {
+        let Some(state) = self.state.take() else {
+            // Unreachable: `wait` keeps the next message out until the state is back.
+            tracing::error!("user actor handled a message while its state was lent out");
+            return;
+        };
+        ctx.wait(work(state).into_actor(self).map(|state, actor, ctx| {
+            let idle = state.is_idle();
+            actor.state = Some(state);
+            if idle {
+                actor.schedule_retirement(ctx);
+            }
+        }));
+    }
+
+    /// A message that came through the directory has been taken from the mailbox.
+    fn taken(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn schedule_retirement(&self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.services.config.idle_actor, |actor, ctx| {
+            let Some(state) = actor.state.as_ref() else { return };
+            if state.is_idle() && state.idle_since().elapsed() >= actor.services.config.idle_actor {
+                let user = state.user().clone();
+                if actor.services.retire(&user, &ctx.address()) {
+                    ctx.stop();
+                }
+            }
+        });
+    }
+}
+
+impl Actor for UserActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
+}
+
+/// Bind a resource; `reply` fires once it is bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Bind {
+    pub jid: Jid,
+    pub link: ClientLink,
+    pub reply: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The connection of a resource ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unbind {
+    pub jid: Jid,
+}
+
+/// A stanza one of this user's resources sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FromClient {
+    pub resource: Jid,
+    pub stanza: Stanza,
+    pub received: Instant,
+}
+
+/// A stanza addressed to this user (bare or full JID).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Inbound {
+    pub stanza: Stanza,
+    pub received: Instant,
+}
+
+impl Handler<Bind> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Bind, ctx: &mut Context<Self>) {
+        self.taken();
+        self.run(ctx, |mut state| async move {
+            state.bind(message.jid, message.link);
+            let _ = message.reply.send(());
+            state
+        });
+    }
+}
+
+impl Handler<Unbind> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Unbind, ctx: &mut Context<Self>) {
+        self.run(ctx, |mut state| async move {
+            state.unbind(&message.jid).await;
+            state
+        });
+    }
+}
+
+impl Handler<FromClient> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, message: FromClient, ctx: &mut Context<Self>) {
+        self.run(ctx, |mut state| async move {
+            state.from_client(message.resource, message.stanza, message.received).await;
+            state
+        });
+    }
+}
+
+impl Handler<Inbound> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Inbound, ctx: &mut Context<Self>) {
+        self.taken();
+        self.run(ctx, |mut state| async move {
+            state.inbound(message.stanza, message.received).await;
+            state
+        });
+    }
+}

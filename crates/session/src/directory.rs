@@ -1,0 +1,165 @@
+//! Where each user's actor lives, and the gateway the edge binds through.
+//!
+//! Every delivery to a user goes through [`Directory::deliver`], which holds the shard lock while it
+//! enqueues and counts the message as pending for that actor. An idle actor removes itself only under
+//! the same lock and only with nothing pending, so no message can reach an actor that is stopping and
+//! there is never more than one actor per bare JID.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle};
+use async_trait::async_trait;
+use starling_cluster::gateway::{BoundSession, ClientLink, Gateway, GatewayError};
+use starling_cluster::store::Store;
+use starling_protocol::{Jid, Stanza};
+use starling_telemetry::Metrics;
+
+use crate::actor::{Bind, FromClient, Inbound, UserActor};
+use crate::config::SessionConfig;
+
+const SHARDS: usize = 64;
+
+/// A live actor and the number of messages enqueued for it but not yet taken.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub addr: Addr<UserActor>,
+    pub pending: Arc<AtomicUsize>,
+}
+
+/// What every actor shares: configuration, stores, metrics and the directory itself.
+pub(crate) struct Services {
+    pub domain: Jid,
+    pub store: Store,
+    pub config: SessionConfig,
+    pub metrics: Arc<Metrics>,
+    pub started: SystemTime,
+    shards: Vec<Mutex<HashMap<Jid, Entry>>>,
+    arbiters: Vec<ArbiterHandle>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Services {
+    fn shard_of(&self, user: &Jid) -> usize {
+        let mut hasher = self.hasher.build_hasher();
+        user.hash(&mut hasher);
+        hasher.finish() as usize
+    }
+
+    /// Enqueues `stanza` for the user `to.bare()`, starting that user's actor if needed.
+    pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) {
+        let Some(to) = stanza.to.as_ref() else { return };
+        let user = to.bare();
+        self.with_actor(&user, |entry| entry.addr.do_send(Inbound { stanza, received }));
+    }
+
+    /// Runs `send` with the user's actor under the shard lock, counting one pending message.
+    pub fn with_actor<R>(self: &Arc<Self>, user: &Jid, send: impl FnOnce(&Entry) -> R) -> R {
+        let hash = self.shard_of(user);
+        let mut shard = self.shards[hash % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = shard.entry(user.clone()).or_insert_with(|| {
+            let services = self.clone();
+            let pending = Arc::new(AtomicUsize::new(0));
+            let actor_pending = pending.clone();
+            let owner = user.clone();
+            let arbiter = &self.arbiters[(hash / SHARDS) % self.arbiters.len()];
+            let addr = UserActor::start_in_arbiter(arbiter, move |_| UserActor::new(owner, services, actor_pending));
+            Entry { addr, pending }
+        });
+        entry.pending.fetch_add(1, Ordering::AcqRel);
+        send(entry)
+    }
+
+    /// Removes the user's actor if it is `addr` and nothing is pending for it. Returns whether the
+    /// actor may stop.
+    pub fn retire(&self, user: &Jid, addr: &Addr<UserActor>) -> bool {
+        let mut shard = self.shards[self.shard_of(user) % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match shard.get(user) {
+            Some(entry) if entry.addr == *addr && entry.pending.load(Ordering::Acquire) == 0 => {
+                shard.remove(user);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The in-process session layer. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionLayer {
+    services: Arc<Services>,
+}
+
+static NEXT_RESOURCE: AtomicU64 = AtomicU64::new(1);
+
+impl SessionLayer {
+    /// Starts the arbiters. Must run inside an actix `System`.
+    pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
+        let arbiters = (0..config.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let services = Services {
+            domain,
+            store,
+            config,
+            metrics,
+            started: SystemTime::now(),
+            shards,
+            arbiters,
+            hasher: Default::default(),
+        };
+        SessionLayer { services: Arc::new(services) }
+    }
+
+    /// Routes a stanza that did not come from a bound client (e.g. the server itself).
+    pub fn deliver(&self, stanza: Stanza) {
+        self.services.deliver(stanza, Instant::now());
+    }
+}
+
+#[async_trait]
+impl Gateway for SessionLayer {
+    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
+        let resource = resource.unwrap_or_else(|| {
+            let n = NEXT_RESOURCE.fetch_add(1, Ordering::Relaxed);
+            format!("starling-{n:x}{:08x}", rand::random::<u32>())
+        });
+        let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
+        let (reply, bound) = tokio::sync::oneshot::channel();
+        let addr = self.services.with_actor(&user, |entry| {
+            entry.addr.do_send(Bind { jid: jid.clone(), link, reply });
+            entry.addr.clone()
+        });
+        bound.await.map_err(|_| GatewayError::Closed)?;
+        Ok(Box::new(LocalSession { jid, addr }))
+    }
+}
+
+/// A resource bound to a local actor.
+struct LocalSession {
+    jid: Jid,
+    addr: Addr<UserActor>,
+}
+
+#[async_trait]
+impl BoundSession for LocalSession {
+    fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
+        let message = FromClient { resource: self.jid.clone(), stanza, received };
+        // The actor's mailbox is bounded: try first, and only wait (the backpressure) when full.
+        match self.addr.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(actix::dev::SendError::Full(message)) => self.addr.send(message).await.map_err(|_| GatewayError::Closed),
+            Err(actix::dev::SendError::Closed(_)) => Err(GatewayError::Closed),
+        }
+    }
+
+    async fn unbind(self: Box<Self>) {
+        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid }).await;
+    }
+}

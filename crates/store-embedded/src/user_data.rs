@@ -1,0 +1,149 @@
+//! The small per-user stores: vCards, private XML, block lists and last activity.
+
+use async_trait::async_trait;
+use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, StoreError, VCards};
+
+use crate::{BLOCKLISTS, EmbeddedStore, LAST_ACTIVITY, PRIVATE_XML, VCARDS, successor};
+
+#[async_trait]
+impl VCards for EmbeddedStore {
+    async fn get(&self, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |txn| Ok(txn.open_table(VCARDS)?.get(user.as_str())?.map(|vcard| vcard.value().to_vec()))).await
+    }
+
+    async fn set(&self, user: &str, vcard: Vec<u8>) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            txn.open_table(VCARDS)?.insert(user.as_str(), vcard.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            txn.open_table(VCARDS)?.remove(user.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PrivateXml for EmbeddedStore {
+    async fn get(&self, user: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (user, key) = (user.to_owned(), key.to_owned());
+        self.read(move |txn| {
+            Ok(txn.open_table(PRIVATE_XML)?.get((user.as_str(), key.as_str()))?.map(|xml| xml.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn set(&self, user: &str, key: &str, xml: Vec<u8>) -> Result<(), StoreError> {
+        let (user, key) = (user.to_owned(), key.to_owned());
+        self.write(move |txn| {
+            txn.open_table(PRIVATE_XML)?.insert((user.as_str(), key.as_str()), xml.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            let end = successor(&user);
+            txn.open_table(PRIVATE_XML)?.retain_in((user.as_str(), "")..(end.as_str(), ""), |_, _| false)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Blocklists for EmbeddedStore {
+    async fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |txn| {
+            let blocked = txn.open_table(BLOCKLISTS)?;
+            let end = successor(&user);
+            blocked
+                .range((user.as_str(), "")..(end.as_str(), ""))?
+                .map(|entry| Ok(entry?.0.value().1.to_owned()))
+                .collect()
+        })
+        .await
+    }
+
+    async fn add(&self, user: &str, jids: &[String]) -> Result<(), StoreError> {
+        let (user, jids) = (user.to_owned(), jids.to_vec());
+        self.write(move |txn| {
+            let mut blocked = txn.open_table(BLOCKLISTS)?;
+            for jid in &jids {
+                blocked.insert((user.as_str(), jid.as_str()), ())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, user: &str, jids: &[String]) -> Result<(), StoreError> {
+        let (user, jids) = (user.to_owned(), jids.to_vec());
+        self.write(move |txn| {
+            let mut blocked = txn.open_table(BLOCKLISTS)?;
+            for jid in &jids {
+                blocked.remove((user.as_str(), jid.as_str()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            let end = successor(&user);
+            txn.open_table(BLOCKLISTS)?.retain_in((user.as_str(), "")..(end.as_str(), ""), |_, _| false)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_blocked(&self, user: &str, jid: &str) -> Result<bool, StoreError> {
+        let (user, jid) = (user.to_owned(), jid.to_owned());
+        self.read(move |txn| Ok(txn.open_table(BLOCKLISTS)?.get((user.as_str(), jid.as_str()))?.is_some())).await
+    }
+}
+
+#[async_trait]
+impl LastActivity for EmbeddedStore {
+    async fn set(&self, user: &str, seen: LastSeen) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            txn.open_table(LAST_ACTIVITY)?.insert(user.as_str(), (seen.unix_seconds, seen.status.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, user: &str) -> Result<Option<LastSeen>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |txn| {
+            Ok(txn.open_table(LAST_ACTIVITY)?.get(user.as_str())?.map(|stored| {
+                let (unix_seconds, status) = stored.value();
+                LastSeen { unix_seconds, status: status.to_owned() }
+            }))
+        })
+        .await
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            txn.open_table(LAST_ACTIVITY)?.remove(user.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+}
