@@ -345,7 +345,9 @@ pub async fn last_activity(last_activity: &dyn LastActivity, prefix: &str) {
 /// `Store::remove_user` wipes every kind of data of one user and nothing of another.
 pub async fn remove_user(store: &Store, prefix: &str) {
     let alice = user(prefix, "remove", "alice");
-    let bob = user(prefix, "remove", "bob");
+    // Bob's name extends alice's: a backend that selects a user's data by string prefix would
+    // show or delete bob's data with alice's.
+    let bob = format!("{alice}.au");
     let orphan = user(prefix, "remove", "orphan");
     let contact = user(prefix, "remove", "contact");
 

@@ -17,6 +17,8 @@ pub enum ToClient {
     Stanza(Bytes),
     /// Close the stream with this error (e.g. `conflict` when another login took the resource).
     Close(StreamError),
+    /// Close the stream without an error (the client closed its side).
+    EndStream,
 }
 
 /// The way back to one client connection. The queue is bounded: a client that reads slower than it

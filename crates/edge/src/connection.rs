@@ -387,54 +387,65 @@ impl Connection {
         let activity = self.reader.activity();
         let ping_id = format!("ping-{:x}", rand::random::<u64>());
         let writer = std::mem::replace(&mut self.writer, tokio::io::split(Box::new(tokio::io::empty()) as BoxedIo).1);
-        let writer_task = tokio::spawn(write_loop(writer, outbound, control_rx, activity, self.edge.clone(), jid.clone(), ping_id.clone()));
+        let mut writer_task = tokio::spawn(write_loop(writer, outbound, control_rx, activity, self.edge.clone(), jid.clone(), ping_id.clone()));
+        // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the
+        // read is abandoned mid-way, which is fine since the stream is not read again.
+        let (end, writer_done) = tokio::select! {
+            end = self.read_loop(session.as_mut(), &jid, &ping_id, &control) => (end, false),
+            _ = &mut writer_task => (End::Gone, true),
+        };
+        session.unbind().await;
+        if writer_done {
+            return;
+        }
+        match end {
+            End::Error(error) => {
+                let _ = control.send(ToClient::Close(error)).await;
+            }
+            End::Closed => {
+                let _ = control.send(ToClient::EndStream).await;
+            }
+            End::Gone => writer_task.abort(),
+        }
+        drop(control);
+        let _ = writer_task.await;
+    }
+
+    /// Reads the client's stanzas and hands them to the session until the stream ends.
+    async fn read_loop(&mut self, session: &mut dyn BoundSession, jid: &Jid, ping_id: &str, control: &mpsc::Sender<ToClient>) -> End {
         let counters = self.edge.metrics.stanzas_in();
-        let end = loop {
+        loop {
             let element = match self.reader.next().await {
                 Ok(StreamEvent::Element(element)) => element,
-                Ok(StreamEvent::Close) => break End::Closed,
-                Ok(StreamEvent::Open(_)) => break stream_error(StreamErrorCondition::BadFormat, "unexpected stream header"),
-                Err(error) => break End::from(error),
+                Ok(StreamEvent::Close) => return End::Closed,
+                Ok(StreamEvent::Open(_)) => return stream_error(StreamErrorCondition::BadFormat, "unexpected stream header"),
+                Err(error) => return End::from(error),
             };
             let received = Instant::now();
             let Some(kind) = (element.ns == ns::CLIENT).then(|| StanzaKind::from_name(&element.name)).flatten() else {
-                break stream_error(StreamErrorCondition::UnsupportedStanzaType, "not a jabber:client stanza");
+                return stream_error(StreamErrorCondition::UnsupportedStanzaType, "not a jabber:client stanza");
             };
             match kind {
                 StanzaKind::Message => counters.message.inc(),
                 StanzaKind::Presence => counters.presence.inc(),
                 StanzaKind::Iq => counters.iq.inc(),
             }
-            if kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(ping_id.as_str()) {
+            if kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(ping_id) {
                 continue;
             }
-            match stamp(&element, kind, &jid) {
+            match stamp(&element, kind, jid) {
                 Ok(stanza) => {
                     if session.submit(stanza, received).await.is_err() {
-                        break End::Gone;
+                        return End::Gone;
                     }
                 }
                 Err(reply) => {
                     if control.send(ToClient::Stanza(reply)).await.is_err() {
-                        break End::Gone;
+                        return End::Gone;
                     }
                 }
             }
-        };
-        session.unbind().await;
-        let close = match end {
-            End::Error(error) => Some(ToClient::Close(error)),
-            End::Closed => Some(ToClient::Close(StreamError::new(StreamErrorCondition::Reset).with_text("closed"))),
-            End::Gone => None,
-        };
-        match close {
-            Some(close) => {
-                let _ = control.send(close).await;
-            }
-            None => writer_task.abort(),
         }
-        drop(control);
-        let _ = writer_task.await;
     }
 }
 
@@ -493,11 +504,8 @@ async fn write_loop(
                 while buffer.len() < 64 * 1024 {
                     match outbound.try_recv() {
                         Ok(ToClient::Stanza(more)) => buffer.extend_from_slice(&more),
-                        Ok(ToClient::Close(error)) => {
-                            buffer.extend_from_slice(&error.to_bytes());
-                            buffer.extend_from_slice(b"</stream:stream>");
-                            let _ = writer.write_all(&buffer).await;
-                            let _ = writer.shutdown().await;
+                        Ok(closing) => {
+                            close_stream(&mut writer, buffer, closing).await;
                             return;
                         }
                         Err(_) => break,
@@ -511,18 +519,24 @@ async fn write_loop(
                     buffer = Vec::with_capacity(1024);
                 }
             }
-            ToClient::Close(error) => {
-                let mut out = Vec::new();
-                if error.condition != StreamErrorCondition::Reset {
-                    out.extend_from_slice(&error.to_bytes());
-                }
-                out.extend_from_slice(b"</stream:stream>");
-                let _ = writer.write_all(&out).await;
-                let _ = writer.shutdown().await;
+            closing => {
+                close_stream(&mut writer, buffer, closing).await;
                 return;
             }
         }
     }
+}
+
+/// Writes what is pending, the stream error if any, and the closing tag; then shuts the socket.
+async fn close_stream(writer: &mut WriteHalf<BoxedIo>, mut pending: Vec<u8>, closing: ToClient) {
+    match closing {
+        ToClient::Stanza(bytes) => pending.extend_from_slice(&bytes),
+        ToClient::Close(error) => pending.extend_from_slice(&error.to_bytes()),
+        ToClient::EndStream => {}
+    }
+    pending.extend_from_slice(b"</stream:stream>");
+    let _ = writer.write_all(&pending).await;
+    let _ = writer.shutdown().await;
 }
 
 /// Turns a client's element into a stanza with the sender stamped (RFC 6120 §8.1.2.1), or the error

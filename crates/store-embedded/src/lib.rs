@@ -20,7 +20,7 @@ mod tests;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, TableDefinition, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
 use starling_cluster::store::{Store, StoreError};
 
 /// The database file inside the data directory.
@@ -77,12 +77,7 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
     {
-        self.blocking(move |db| {
-            // `ReadableDatabase` is imported here only: its `begin_read` is the one call that needs it.
-            use redb::ReadableDatabase;
-            op(&db.begin_read()?)
-        })
-        .await
+        self.blocking(move |db| op(&db.begin_read()?)).await
     }
 
     /// Runs `op` in a write transaction on the blocking pool and commits it if `op` succeeds; an
