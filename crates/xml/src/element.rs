@@ -7,6 +7,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
 use crate::escape::{escape_attr, escape_text};
+use crate::names::is_qname;
 use crate::Limits;
 
 /// An XML element with its namespace resolved. Attribute names are kept as written (`xml:lang`,
@@ -312,6 +313,9 @@ fn element_from_start(ns: &ResolveResult<'_>, start: &BytesStart<'_>, limits: &L
         ResolveResult::Unbound => String::new(),
         ResolveResult::Unknown(prefix) => return Err(ParseError::NotWellFormed(format!("unbound prefix {prefix}"))),
     };
+    if !is_qname(start.name().into_inner()) {
+        return Err(ParseError::NotWellFormed(format!("invalid element name {:?}", start.name().into_inner())));
+    }
     let name = start.local_name().into_inner().to_owned();
     let mut element = Element::new(name, ns);
     for (count, attr) in start.attributes().enumerate() {
@@ -320,6 +324,9 @@ fn element_from_start(ns: &ResolveResult<'_>, start: &BytesStart<'_>, limits: &L
         }
         let attr = attr.map_err(|e| ParseError::NotWellFormed(e.to_string()))?;
         let key = attr.key.into_inner();
+        if !is_qname(key) {
+            return Err(ParseError::NotWellFormed(format!("invalid attribute name {key:?}")));
+        }
         if key == "xmlns" {
             continue;
         }

@@ -9,6 +9,7 @@
 mod element;
 mod escape;
 mod limits;
+mod names;
 mod stream;
 
 pub use element::{Element, Node, ParseError};

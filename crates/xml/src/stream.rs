@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
 use crate::element::resolve_reference;
 use crate::escape::escape_attr;
+use crate::names::is_qname;
 use crate::{Limits, ParseError, NS_STREAMS};
 
 /// Why the stream cannot go on. Each maps to one stream error condition of RFC 6120 §4.9.3
@@ -259,6 +260,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                         return Err(FrameError::LimitExceeded("nesting depth"));
                     }
                     resolved_ns(&ns)?;
+                    check_name(&start)?;
                     attributes(&start, &self.limits)?;
                     if !is_empty {
                         self.depth += 1;
@@ -351,7 +353,16 @@ fn resolved_ns(ns: &ResolveResult<'_>) -> Result<String, FrameError> {
 }
 
 fn local_name(start: &BytesStart<'_>) -> Result<String, FrameError> {
+    check_name(start)?;
     Ok(start.local_name().into_inner().to_owned())
+}
+
+fn check_name(start: &BytesStart<'_>) -> Result<(), FrameError> {
+    if is_qname(start.name().into_inner()) {
+        Ok(())
+    } else {
+        Err(FrameError::NotWellFormed(format!("invalid element name {:?}", start.name().into_inner())))
+    }
 }
 
 /// Checks every attribute of an element (count, well-formedness, entities) and returns them, the
@@ -364,6 +375,9 @@ fn attributes(start: &BytesStart<'_>, limits: &Limits) -> Result<Vec<(String, St
         }
         let attr = attr.map_err(|e| FrameError::NotWellFormed(e.to_string()))?;
         let key = attr.key.into_inner();
+        if !is_qname(key) {
+            return Err(FrameError::NotWellFormed(format!("invalid attribute name {key:?}")));
+        }
         let value = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(map_error)?;
         if key != "xmlns" {
             out.push((key.to_owned(), value.into_owned()));
@@ -376,6 +390,7 @@ fn stream_header(ns: &ResolveResult<'_>, start: &BytesStart<'_>) -> Result<Strea
     if resolved_ns(ns)? != NS_STREAMS {
         return Err(FrameError::InvalidNamespace);
     }
+    check_name(start)?;
     if start.local_name().into_inner() != "stream" {
         return Err(FrameError::BadFormat("root element is not stream"));
     }
