@@ -24,11 +24,13 @@ pub(crate) struct UserActor {
     state: Option<Box<UserState>>,
     services: Arc<Services>,
     pending: Arc<AtomicUsize>,
+    /// A retirement check is already scheduled (one timer, however many messages pass).
+    retirement_scheduled: bool,
 }
 
 impl UserActor {
     pub fn new(user: Jid, services: Arc<Services>, pending: Arc<AtomicUsize>) -> UserActor {
-        UserActor { state: Some(Box::new(UserState::new(user, services.clone()))), services, pending }
+        UserActor { state: Some(Box::new(UserState::new(user, services.clone()))), services, pending, retirement_scheduled: false }
     }
 
     fn run<F, Fut>(&mut self, ctx: &mut Context<Self>, work: F)
@@ -55,15 +57,25 @@ impl UserActor {
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn schedule_retirement(&self, ctx: &mut Context<Self>) {
+    fn schedule_retirement(&mut self, ctx: &mut Context<Self>) {
+        if self.retirement_scheduled {
+            return;
+        }
+        self.retirement_scheduled = true;
         ctx.run_later(self.services.config.idle_actor, |actor, ctx| {
+            actor.retirement_scheduled = false;
             let Some(state) = actor.state.as_ref() else { return };
-            if state.is_idle() && state.idle_since().elapsed() >= actor.services.config.idle_actor {
+            if !state.is_idle() {
+                return;
+            }
+            if state.idle_since().elapsed() >= actor.services.config.idle_actor {
                 let user = state.user().clone();
                 if actor.services.retire(&user, &ctx.address()) {
                     ctx.stop();
+                    return;
                 }
             }
+            actor.schedule_retirement(ctx);
         });
     }
 }

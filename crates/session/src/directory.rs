@@ -15,7 +15,7 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use async_trait::async_trait;
 use starling_cluster::gateway::{BoundSession, ClientLink, Gateway, GatewayError};
 use starling_cluster::store::Store;
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::{Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
 
 use crate::actor::{Bind, FromClient, Inbound, UserActor};
@@ -49,17 +49,36 @@ impl Services {
         hasher.finish() as usize
     }
 
-    /// Enqueues `stanza` for the user `to.bare()`, starting that user's actor if needed.
+    /// Enqueues `stanza` for the user `to.bare()`, starting that user's actor if needed. Presence
+    /// broadcasts to a user without an actor are dropped: no actor means no resource to show them
+    /// to, and starting one per offline contact would make every broadcast cost a store read each.
     pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) {
         let Some(to) = stanza.to.as_ref() else { return };
         let user = to.bare();
-        self.with_actor(&user, |entry| entry.addr.do_send(Inbound { stanza, received }));
+        let broadcast = stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
+        if broadcast {
+            self.with_existing_actor(&user, |entry| entry.addr.do_send(Inbound { stanza, received }));
+        } else {
+            self.with_actor(&user, |entry| entry.addr.do_send(Inbound { stanza, received }));
+        }
+    }
+
+    fn shard(&self, user: &Jid) -> std::sync::MutexGuard<'_, HashMap<Jid, Entry>> {
+        self.shards[self.shard_of(user) % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Like [`Services::with_actor`] but only if the actor is running.
+    fn with_existing_actor(&self, user: &Jid, send: impl FnOnce(&Entry)) {
+        if let Some(entry) = self.shard(user).get(user) {
+            entry.pending.fetch_add(1, Ordering::AcqRel);
+            send(entry);
+        }
     }
 
     /// Runs `send` with the user's actor under the shard lock, counting one pending message.
     pub fn with_actor<R>(self: &Arc<Self>, user: &Jid, send: impl FnOnce(&Entry) -> R) -> R {
         let hash = self.shard_of(user);
-        let mut shard = self.shards[hash % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self.shard(user);
         let entry = shard.entry(user.clone()).or_insert_with(|| {
             let services = self.clone();
             let pending = Arc::new(AtomicUsize::new(0));
@@ -76,7 +95,7 @@ impl Services {
     /// Removes the user's actor if it is `addr` and nothing is pending for it. Returns whether the
     /// actor may stop.
     pub fn retire(&self, user: &Jid, addr: &Addr<UserActor>) -> bool {
-        let mut shard = self.shards[self.shard_of(user) % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self.shard(user);
         match shard.get(user) {
             Some(entry) if entry.addr == *addr && entry.pending.load(Ordering::Acquire) == 0 => {
                 shard.remove(user);
