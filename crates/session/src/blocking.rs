@@ -6,6 +6,7 @@ use std::time::Instant;
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
+use crate::roster::has_from;
 use crate::state::UserState;
 
 impl UserState {
@@ -90,6 +91,14 @@ impl UserState {
                 }
                 self.blocklist = None;
                 self.route(stanza.iq_result(&me, None), Instant::now());
+                if blocking {
+                    // §3.3: a blocked contact that could see the user now sees it go unavailable.
+                    for jid in jids.iter().filter_map(|j| Jid::new(j).ok()) {
+                        if has_from(self.roster().await.subscription(&jid.bare())) {
+                            self.send_unavailable_to(&jid);
+                        }
+                    }
+                }
                 self.push_blocklist_change(payload.clone());
             }
             _ => self.reply_error(stanza, &me, StanzaErrorCondition::BadRequest),

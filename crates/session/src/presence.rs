@@ -49,14 +49,15 @@ impl UserState {
                 self.route(stanza.readdressed(contact), received);
             }
         }
-        // The user's other resources see it, and a new resource sees theirs.
+        // Every available resource of the user sees it, the sender included (RFC 6121 §4.2.2, as
+        // clients expect their own presence reflected), and a new resource sees the others'.
         for other in 0..self.resources.len() {
-            if other == index || !self.resources[other].is_available() {
+            if !self.resources[other].is_available() {
                 continue;
             }
             let copy = stanza.readdressed(&self.resources[other].jid.clone());
             self.send_stanza(other, &copy, Some(received));
-            if initial && let Some(theirs) = self.resources[other].presence.clone() {
+            if initial && other != index && let Some(theirs) = self.resources[other].presence.clone() {
                 let theirs = theirs.readdressed(&self.resources[index].jid.clone());
                 self.send_stanza(index, &theirs, None);
             }
@@ -102,8 +103,9 @@ impl UserState {
         for contact in contacts.iter().chain(directed.iter().filter(|d| !contacts.contains(&d.bare()))) {
             self.route(stanza.readdressed(contact), now);
         }
+        // The user's other resources, and the sender itself while still connected, see it.
         for other in 0..self.resources.len() {
-            if other != index && self.resources[other].is_available() {
+            if (other == index && self.resources[other].link.is_some()) || self.resources[other].is_available() {
                 let copy = stanza.readdressed(&self.resources[other].jid.clone());
                 self.send_stanza(other, &copy, Some(now));
             }

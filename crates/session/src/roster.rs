@@ -264,7 +264,10 @@ impl UserState {
             }
             _ => return,
         }
-        if existing.as_ref() != Some(&item) && (existing.is_some() || kind == "subscribe" || item.approved) {
+        // An item is created only when it carries some state (§3.1.2, §3.1.5, §3.4); a no-op on a
+        // contact that is not in the roster leaves the roster alone.
+        let carries_state = item.subscription != Subscription::None || item.ask_out || item.approved;
+        if existing.as_ref() != Some(&item) && (existing.is_some() || carries_state) {
             self.commit_item(&contact, Some(item.clone())).await;
         }
         if route {
@@ -329,6 +332,8 @@ impl UserState {
                     Subscription::Both => Subscription::To,
                     _ => Subscription::None,
                 };
+                // §3.3.3: the former subscriber no longer sees this user.
+                self.send_unavailable_to(&contact);
             }
             "unsubscribed" => {
                 if !has_to(item.subscription) && !item.ask_out {
