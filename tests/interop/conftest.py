@@ -36,7 +36,7 @@ PASSWORD = "pool-Secret-1"
 # Config the suite needs beyond the documented contract (see tests/interop/README.md):
 # the idle-ping delay must be short for the XEP-0199 server-to-client ping test.
 PING_IDLE_SECS = 3
-EXTRA_C2S = f"ping_idle_secs = {PING_IDLE_SECS}\nping_timeout_secs = 10\n"
+EXTRA_C2S = f"ping_idle_seconds = {PING_IDLE_SECS}\nping_timeout_seconds = 10\n"
 
 
 def pytest_configure(config):
@@ -67,6 +67,7 @@ def _binary() -> str:
 
 
 _servers: list[StarlingServer] = []
+_targets: list[Target] = []
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +84,9 @@ def target(workdir) -> Target:
         count = int(os.environ.get("XMPP_USER_COUNT", "150"))
         pw = os.environ.get("XMPP_PASSWORD", "secret")
         pool = [Account(f"{prefix}{i:03d}", pw, ep.domain) for i in range(1, count + 1)]
-        yield Target("external", ep, pool)
+        t = Target("external", ep, pool)
+        _targets.append(t)
+        yield t
         return
 
     server = StarlingServer(_binary(), workdir / "main", extra={"c2s": EXTRA_C2S})
@@ -102,6 +105,7 @@ def target(workdir) -> Target:
     t = Target("starling", server.endpoint, pool, admin_url=server.admin_url, server=server,
                special=special, ping_idle=PING_IDLE_SECS)
     t.user_list_output = listing
+    _targets.append(t)
     yield t
     rc = server.stop()
     # SIGTERM should be a clean shutdown.
@@ -194,6 +198,9 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for t in _targets:
+        if t.pool:
+            terminalreporter.write_line(f"accounts used from the pool: {t._next}/{len(t.pool)}")
     if not _servers:
         return
     for s in _servers:

@@ -728,6 +728,9 @@ class RawStream:
         Fails if the stream ends (or TCP closes) without a <stream:error/>.
         """
         deadline = timeout if timeout is not None else WAIT
+        seen = self.inbox.find(lambda e: e.tag == tag("stream", "error"))  # maybe consumed by an earlier wait
+        if seen:
+            return self._condition(seen[0])
         err_wait = asyncio.ensure_future(self.inbox.wait(lambda e: e.tag == tag("stream", "error"), deadline))
         closed_wait = asyncio.ensure_future(self.closed.wait())
         done, pending = await asyncio.wait({err_wait, closed_wait}, timeout=deadline,
@@ -743,7 +746,10 @@ class RawStream:
                 p.cancel()
         if not err_wait.done() or err_wait.cancelled() or err_wait.exception() is not None:
             raise AssertionError(f"no stream error (closed={self.closed.is_set()}); received:\n{self.inbox.summary()}")
-        err = err_wait.result()
+        return self._condition(err_wait.result())
+
+    @staticmethod
+    def _condition(err: ET.Element) -> str:
         for child in err:
             if child.tag.startswith("{%s}" % NS["streams"]) and local(child) != "text":
                 return local(child)

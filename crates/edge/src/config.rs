@@ -30,6 +30,8 @@ pub struct EdgeConfig {
     pub registration_interval: Duration,
     /// XEP-0115 verification string of the server's features, advertised in stream features.
     pub caps_ver: String,
+    /// XEP-0115 node the caps name.
+    pub caps_node: String,
 }
 
 impl EdgeConfig {
@@ -48,6 +50,7 @@ impl EdgeConfig {
             registration_enabled: false,
             registration_interval: Duration::from_secs(60),
             caps_ver: String::new(),
+            caps_node: String::new(),
         }
     }
 }

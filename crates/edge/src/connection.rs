@@ -178,7 +178,7 @@ impl Connection {
             features.push_child(
                 Element::new("c", ns::CAPS)
                     .with_attr("hash", "sha-1")
-                    .with_attr("node", "https://github.com/starling-xmpp/starling")
+                    .with_attr("node", config.caps_node.as_str())
                     .with_attr("ver", config.caps_ver.as_str()),
             );
         } else {
@@ -394,19 +394,20 @@ impl Connection {
             end = self.read_loop(session.as_mut(), &jid, &ping_id, &control) => (end, false),
             _ = &mut writer_task => (End::Gone, true),
         };
-        session.unbind().await;
-        if writer_done {
-            return;
-        }
-        match end {
-            End::Error(error) => {
-                let _ = control.send(ToClient::Close(error)).await;
+        // The close is queued before unbinding: unbinding drops the session's end of the queue,
+        // which the writer reads as "client too slow" unless a close (read first) is waiting.
+        // Unbinding before the writer finishes means the client never sees its stream closed
+        // while the server still counts the resource as online.
+        match (&end, writer_done) {
+            (_, true) | (End::Gone, _) => writer_task.abort(),
+            (End::Error(error), false) => {
+                let _ = control.send(ToClient::Close(error.clone())).await;
             }
-            End::Closed => {
+            (End::Closed, false) => {
                 let _ = control.send(ToClient::EndStream).await;
             }
-            End::Gone => writer_task.abort(),
         }
+        session.unbind().await;
         drop(control);
         let _ = writer_task.await;
     }
@@ -466,14 +467,16 @@ async fn write_loop(
     check.tick().await;
     loop {
         let next = tokio::select! {
+            // Control first: a close the edge decided on wins over anything the session queued.
+            biased;
+            message = control.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
             message = outbound.recv() => match message {
                 Some(message) => message,
                 // The session dropped our queue: this client read too slowly (see ClientLink).
                 None => ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation).with_text("too slow to read")),
-            },
-            message = control.recv() => match message {
-                Some(message) => message,
-                None => return,
             },
             _ = check.tick() => {
                 let seen = activity.load(Ordering::Relaxed);
@@ -542,11 +545,15 @@ async fn close_stream(writer: &mut WriteHalf<BoxedIo>, mut pending: Vec<u8>, clo
 /// Turns a client's element into a stanza with the sender stamped (RFC 6120 §8.1.2.1), or the error
 /// to send back when its addressing is invalid.
 fn stamp(element: &RawElement, kind: StanzaKind, jid: &Jid) -> Result<Stanza, Bytes> {
+    // RFC 6120 §8.2.3: an IQ needs an id and one of the four types.
+    let iq_valid = kind != StanzaKind::Iq
+        || (element.attr("id").is_some() && matches!(element.attr("type"), Some("get" | "set" | "result" | "error")));
     let to = match element.attr("to").map(Jid::new) {
-        None => None,
-        Some(Ok(to)) => Some(to),
-        Some(Err(_)) => {
-            let error = StanzaError::new(StanzaErrorCondition::JidMalformed);
+        None if iq_valid => None,
+        Some(Ok(to)) if iq_valid => Some(to),
+        invalid => {
+            let condition = if matches!(invalid, Some(Err(_))) { StanzaErrorCondition::JidMalformed } else { StanzaErrorCondition::BadRequest };
+            let error = StanzaError::new(condition);
             let reply = Element::new(kind.as_str(), ns::CLIENT).with_attr("type", "error").with_child(error.to_element());
             let mut reply = reply;
             if let Some(id) = element.attr("id") {

@@ -58,6 +58,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     edge_config.registration_enabled = config.registration.enabled;
     edge_config.registration_interval = Duration::from_secs(config.registration.interval_seconds);
     edge_config.caps_ver = starling_session::caps_ver();
+    edge_config.caps_node = starling_session::CAPS_NODE.to_owned();
     let edge = Edge::new(edge_config, tls, Arc::new(sessions), accounts, metrics.clone());
 
     let ready = Arc::new(AtomicBool::new(false));

@@ -102,6 +102,8 @@ pub(crate) struct Bind {
 #[rtype(result = "()")]
 pub(crate) struct Unbind {
     pub jid: Jid,
+    /// Which connection ended: a resource taken over by a newer login is not unbound by the old one.
+    pub connection_id: u64,
 }
 
 /// A stanza one of this user's resources sent.
@@ -139,7 +141,7 @@ impl Handler<Unbind> for UserActor {
 
     fn handle(&mut self, message: Unbind, ctx: &mut Context<Self>) {
         self.run(ctx, |mut state| async move {
-            state.unbind(&message.jid).await;
+            state.unbind(&message.jid, message.connection_id).await;
             state
         });
     }

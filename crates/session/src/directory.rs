@@ -146,13 +146,14 @@ impl Gateway for SessionLayer {
             format!("starling-{n:x}{:08x}", rand::random::<u32>())
         });
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
+        let connection_id = link.connection_id;
         let (reply, bound) = tokio::sync::oneshot::channel();
         let addr = self.services.with_actor(&user, |entry| {
             entry.addr.do_send(Bind { jid: jid.clone(), link, reply });
             entry.addr.clone()
         });
         bound.await.map_err(|_| GatewayError::Closed)?;
-        Ok(Box::new(LocalSession { jid, addr }))
+        Ok(Box::new(LocalSession { jid, addr, connection_id }))
     }
 }
 
@@ -160,6 +161,7 @@ impl Gateway for SessionLayer {
 struct LocalSession {
     jid: Jid,
     addr: Addr<UserActor>,
+    connection_id: u64,
 }
 
 #[async_trait]
@@ -179,6 +181,6 @@ impl BoundSession for LocalSession {
     }
 
     async fn unbind(self: Box<Self>) {
-        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid }).await;
+        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid, connection_id: self.connection_id }).await;
     }
 }

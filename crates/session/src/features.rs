@@ -5,6 +5,14 @@ use base64::Engine;
 use sha1::{Digest, Sha1};
 use starling_protocol::ns;
 
+/// The XEP-0115 node the server's caps name.
+pub const CAPS_NODE: &str = "https://github.com/starling-xmpp/starling";
+
+/// `node#ver`, the disco#info node the advertised caps point at (XEP-0115 §6.2).
+pub fn caps_node() -> String {
+    format!("{CAPS_NODE}#{}", caps_ver())
+}
+
 /// The server's identity: category, type, name.
 pub const SERVER_IDENTITY: (&str, &str, &str) = ("server", "im", "Starling");
 
@@ -23,6 +31,8 @@ pub fn server_features() -> Vec<&'static str> {
         ns::ROSTER_VER,
         ns::PRE_APPROVAL,
         ns::REGISTER,
+        // XEP-0160 §5: offline storage is advertised with this plain string.
+        "msgoffline",
     ];
     features.sort_unstable();
     features

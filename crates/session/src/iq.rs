@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition};
 use starling_xml::Element;
 
-use crate::features::{server_features, SERVER_IDENTITY};
+use crate::features::{caps_node, server_features, SERVER_IDENTITY};
 use crate::roster::has_from;
 use crate::state::UserState;
 
@@ -106,6 +106,9 @@ impl UserState {
         let domain = self.services.domain.clone();
         let get = stanza.type_is("get");
         let reply = match (payload.ns(), payload.name()) {
+            (ns::DISCO_INFO, "query") if get && payload.attr("node").is_some_and(|node| node != caps_node()) => {
+                return self.reply_error(stanza, &domain, StanzaErrorCondition::ItemNotFound);
+            }
             (ns::DISCO_INFO, "query") if get => {
                 let (category, kind, name) = SERVER_IDENTITY;
                 let mut info = Element::new("query", ns::DISCO_INFO).with_child(
@@ -177,8 +180,8 @@ impl UserState {
         let (Some(item), None) = (children.next(), children.next()) else {
             return self.reply_error(stanza, &me, StanzaErrorCondition::NotAcceptable);
         };
-        // §3: the reserved jabber:* namespaces may not be used for storage.
-        if item.ns().is_empty() || item.ns() == ns::CLIENT || item.ns() == ns::PRIVATE {
+        // §3: the jabber:* namespaces are reserved and may not be used for storage.
+        if item.ns().is_empty() || item.ns().starts_with("jabber:") {
             return self.reply_error(stanza, &me, StanzaErrorCondition::NotAcceptable);
         }
         let key = format!("{}|{}", item.name(), item.ns());

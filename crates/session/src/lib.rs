@@ -21,4 +21,4 @@ mod state;
 
 pub use config::SessionConfig;
 pub use directory::SessionLayer;
-pub use features::{caps_ver, server_features};
+pub use features::{caps_ver, server_features, CAPS_NODE};

@@ -95,6 +95,7 @@ impl UserState {
     pub async fn broadcast_unavailable(&mut self, index: usize, stanza: Stanza) {
         let now = Instant::now();
         self.resources[index].presence = None;
+        self.last_status = status_of(&stanza);
         let directed: Vec<Jid> = self.resources[index].directed.drain().collect();
         let contacts: Vec<Jid> = {
             let roster = self.roster().await;
@@ -102,6 +103,9 @@ impl UserState {
         };
         for contact in contacts.iter().chain(directed.iter().filter(|d| !contacts.contains(&d.bare()))) {
             self.route(stanza.readdressed(contact), now);
+        }
+        if !self.resources.iter().any(|r| r.is_available()) {
+            self.record_last_activity().await;
         }
         // The user's other resources, and the sender itself while still connected, see it.
         for other in 0..self.resources.len() {
@@ -177,4 +181,12 @@ fn priority_of(stanza: &Stanza) -> i8 {
         .ok()
         .and_then(|e| e.get_child("priority", ns::CLIENT).and_then(|p| p.text().trim().parse().ok()))
         .unwrap_or(0)
+}
+
+/// The `<status/>` text of a presence, empty when it has none.
+fn status_of(stanza: &Stanza) -> String {
+    if !stanza.bytes.windows(7).any(|w| w == b"<status") {
+        return String::new();
+    }
+    stanza.element().ok().and_then(|e| e.get_child("status", ns::CLIENT).map(|s| s.text())).unwrap_or_default()
 }

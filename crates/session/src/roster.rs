@@ -309,7 +309,7 @@ impl UserState {
                 if let Err(error) = self.services.store.rosters.add_pending_in(self.user.as_str(), contact.as_str(), stored).await {
                     tracing::warn!(user = %self.user, %error, "could not store subscription request");
                 }
-                self.deliver_to_roster_resources(&stanza, received);
+                self.deliver_to_available(&stanza, received);
                 return;
             }
             "subscribed" => {
@@ -325,7 +325,7 @@ impl UserState {
             "unsubscribe" => {
                 let _ = self.services.store.rosters.remove_pending_in(self.user.as_str(), contact.as_str()).await;
                 if !has_from(item.subscription) {
-                    self.deliver_to_roster_resources(&stanza, received);
+                    self.deliver_to_available(&stanza, received);
                     return;
                 }
                 item.subscription = match item.subscription {
@@ -350,13 +350,13 @@ impl UserState {
         if existing.is_some() {
             self.commit_item(&contact, Some(item)).await;
         }
-        self.deliver_to_roster_resources(&stanza, received);
+        self.deliver_to_available(&stanza, received);
     }
 
-    /// Subscription stanzas go to the available resources that asked for the roster.
-    fn deliver_to_roster_resources(&mut self, stanza: &Stanza, received: Instant) {
+    /// Subscription stanzas go to every available resource (RFC 6121 §3.1.3).
+    fn deliver_to_available(&mut self, stanza: &Stanza, received: Instant) {
         for index in 0..self.resources.len() {
-            if self.resources[index].is_available() && self.resources[index].wants_roster {
+            if self.resources[index].is_available() {
                 self.send_stanza(index, stanza, Some(received));
             }
         }

@@ -18,6 +18,7 @@ use crate::roster::Roster;
 /// One bound resource of the user.
 pub(crate) struct Resource {
     pub jid: Jid,
+    pub connection_id: u64,
     /// `None` once the connection was dropped for reading too slowly; the edge then unbinds it.
     pub link: Option<ClientLink>,
     /// The last available presence it broadcast; `None` while it is not available.
@@ -48,6 +49,8 @@ pub(crate) struct UserState {
     pub blocklist: Option<HashSet<String>>,
     /// Whether an account exists for this JID, checked once.
     pub account_exists: Option<bool>,
+    /// The status text of the last unavailable presence, kept for XEP-0012.
+    pub last_status: String,
     idle_since: Instant,
 }
 
@@ -60,6 +63,7 @@ impl UserState {
             roster: None,
             blocklist: None,
             account_exists: None,
+            last_status: String::new(),
             idle_since: Instant::now(),
         }
     }
@@ -92,6 +96,7 @@ impl UserState {
         self.services.metrics.sessions_bound.inc();
         self.resources.push(Resource {
             jid,
+            connection_id: link.connection_id,
             link: Some(link),
             presence: None,
             priority: 0,
@@ -102,8 +107,8 @@ impl UserState {
         });
     }
 
-    pub async fn unbind(&mut self, jid: &Jid) {
-        let Some(index) = self.resources.iter().position(|r| r.jid == *jid) else { return };
+    pub async fn unbind(&mut self, jid: &Jid, connection_id: u64) {
+        let Some(index) = self.resources.iter().position(|r| r.jid == *jid && r.connection_id == connection_id) else { return };
         self.services.metrics.sessions_bound.dec();
         if self.resources[index].presence.is_some() {
             let unavailable = Stanza::build(
@@ -116,7 +121,6 @@ impl UserState {
         self.resources.remove(index);
         if self.resources.is_empty() {
             self.idle_since = Instant::now();
-            self.record_last_activity().await;
         }
     }
 
@@ -282,12 +286,12 @@ impl UserState {
         }
     }
 
-    async fn record_last_activity(&mut self) {
+    pub async fn record_last_activity(&mut self) {
         let seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        let seen = starling_cluster::store::LastSeen { unix_seconds: seconds, status: String::new() };
+        let seen = starling_cluster::store::LastSeen { unix_seconds: seconds, status: self.last_status.clone() };
         if let Err(error) = self.services.store.last_activity.set(self.user.as_str(), seen).await {
             tracing::warn!(user = %self.user, %error, "could not record last activity");
         }

@@ -1,0 +1,183 @@
+//! Command line: one subcommand per scenario, each flattening the options every scenario shares.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::addr::parse_source_addresses;
+
+/// Load generator for XMPP servers: speaks real c2s XMPP (STARTTLS or direct TLS, SASL, resource
+/// binding) to any standards-compliant server.
+#[derive(Parser, Debug)]
+#[command(name = "starling-loadtest", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// Log in N users with bounded concurrency (logins/s, login latency), then hold the sessions
+    /// idle while sampling the server's RSS (bytes per session).
+    Connect(ConnectArgs),
+    /// M pairs exchange one-to-one messages, open-loop at a fixed aggregate rate or closed-loop at
+    /// saturation (throughput, latency percentiles, loss).
+    Chat(ChatArgs),
+}
+
+/// SASL mechanism used for every login. Only one is tried: a load test should measure one known
+/// code path, not whatever the negotiation happens to pick.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Mechanism {
+    #[value(name = "SCRAM-SHA-256")]
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-1")]
+    #[serde(rename = "SCRAM-SHA-1")]
+    ScramSha1,
+    #[value(name = "PLAIN")]
+    #[serde(rename = "PLAIN")]
+    Plain,
+}
+
+impl Mechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::Plain => "PLAIN",
+        }
+    }
+}
+
+/// Options every scenario shares: where to connect, which accounts, how to log in.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct Common {
+    /// Server host name or IP address to connect to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// TCP port [default: 5222, or 5223 with --direct-tls].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// XMPP domain of the accounts (stream `to`, TLS SNI, JIDs).
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// Accounts are PREFIX<n>@DOMAIN.
+    #[arg(long, default_value = "user")]
+    pub user_prefix: String,
+    /// Password shared by all test accounts.
+    #[arg(long, env = "STARLING_LOADTEST_PASSWORD", hide_env_values = true)]
+    #[serde(skip)]
+    pub password: String,
+    /// Number of the first account used.
+    #[arg(long, default_value_t = 1)]
+    pub first_user: u64,
+    /// Accounts to log in (connect); chat uses 2 x --pairs, --pairs defaulting to users / 2.
+    #[arg(long, default_value_t = 100)]
+    pub users: u64,
+    /// SASL mechanism (case-insensitive).
+    #[arg(long, value_enum, ignore_case = true, default_value = "SCRAM-SHA-256")]
+    pub mechanism: Mechanism,
+    /// Local addresses to connect from, round-robin: a range "127.0.0.2-127.0.0.20" and/or a
+    /// comma-separated list. Each source address has its own ~28k ephemeral ports.
+    #[arg(long, value_parser = parse_source_addresses)]
+    pub source_addresses: Option<SourceAddresses>,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// PID of the server, to sample its RSS (/proc/PID/status) and CPU time (/proc/PID/stat).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write every number of the run as a JSON document to FILE.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// TLS from the first byte (XEP-0368) instead of STARTTLS.
+    #[arg(long)]
+    pub direct_tls: bool,
+    /// Resource requested at bind (the server may assign another; the bound JID is used).
+    #[arg(long, default_value = "loadtest")]
+    pub resource: String,
+    /// Send initial presence after binding (chat always does).
+    #[arg(long)]
+    pub presence: bool,
+    /// Time allowed for one login, TCP connect to bound resource.
+    #[arg(long, default_value_t = 30.0)]
+    pub login_timeout: f64,
+    /// Runtime worker threads [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parsed `--source-addresses`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceAddresses(pub Vec<IpAddr>);
+
+impl Common {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.direct_tls { 5223 } else { 5222 })
+    }
+
+    pub fn login_timeout(&self) -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(self.login_timeout)
+            .map_err(|_| anyhow::anyhow!("--login-timeout must be a non-negative number of seconds"))
+    }
+
+    /// Account name of the `index`-th user of the run (0-based).
+    pub fn username(&self, index: u64) -> String {
+        format!("{}{}", self.user_prefix, self.first_user + index)
+    }
+
+    pub fn source_list(&self) -> &[IpAddr] {
+        self.source_addresses.as_ref().map(|s| s.0.as_slice()).unwrap_or(&[])
+    }
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Seconds to hold the sessions idle after the last login.
+    #[arg(long, default_value_t = 10)]
+    pub hold_seconds: u64,
+    /// Milliseconds between server RSS samples while holding.
+    #[arg(long, default_value_t = 1000)]
+    pub sample_interval_ms: u64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Sender/receiver pairs: user 2k sends to user 2k+1 [default: --users / 2].
+    #[arg(long)]
+    pub pairs: Option<u64>,
+    /// Aggregate messages per second over all senders; 0 = closed loop (saturation).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Closed loop: messages each sender keeps in flight.
+    #[arg(long, default_value_t = 16)]
+    pub window: u32,
+    /// Seconds to wait after sending stops for messages still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Extra bytes of padding in each message body.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+}
+
+impl ChatArgs {
+    pub fn pairs(&self) -> u64 {
+        self.pairs.unwrap_or(self.common.users / 2)
+    }
+}

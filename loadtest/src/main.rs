@@ -1,0 +1,41 @@
+//! `starling-loadtest`: a load generator speaking real c2s XMPP to any standards-compliant server.
+//! See docs/loadtest.md for what each scenario measures and how to read its output.
+
+mod addr;
+mod cli;
+mod logins;
+mod procstat;
+mod rate;
+mod report;
+mod sasl;
+mod scenario;
+mod stats;
+mod tls;
+mod xmpp;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Scenario};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let threads = match &cli.scenario {
+        Scenario::Connect(args) => args.common.threads,
+        Scenario::Chat(args) => args.common.threads,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime.build()?;
+    let result = runtime.block_on(async {
+        match cli.scenario {
+            Scenario::Connect(args) => scenario::connect::run(args).await,
+            Scenario::Chat(args) => scenario::chat::run(args).await,
+        }
+    });
+    // Tasks still blocked on dead peers must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
