@@ -22,7 +22,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .block_on(serve(config))
 }
 
+/// Each client holds a descriptor: take the whole hard limit (the soft default is often 1024).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(error) => tracing::warn!(%error, soft, "could not raise the open-file limit"),
+        },
+        Ok((soft, _)) => tracing::info!(limit = soft, "open-file limit (bounds concurrent connections)"),
+        Err(error) => tracing::warn!(%error, "could not read the open-file limit"),
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
     let domain = Jid::new(&config.server.domain).context("server.domain is not a valid domain")?;
     if domain.node().is_some() || !domain.is_bare() {
         anyhow::bail!("server.domain must be a bare domain, got {domain}");

@@ -23,6 +23,9 @@ use crate::config::SessionConfig;
 
 const SHARDS: usize = 64;
 
+/// Messages that may wait for one actor before further deliveries to it are refused.
+pub(crate) const MAX_PENDING: usize = 4096;
+
 /// A live actor and the number of messages enqueued for it but not yet taken.
 #[derive(Clone)]
 pub(crate) struct Entry {
@@ -52,44 +55,49 @@ impl Services {
     /// Enqueues `stanza` for the user `to.bare()`, starting that user's actor if needed. Presence
     /// broadcasts to a user without an actor are dropped: no actor means no resource to show them
     /// to, and starting one per offline contact would make every broadcast cost a store read each.
-    pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) {
-        let Some(to) = stanza.to.as_ref() else { return };
+    ///
+    /// Refused when the recipient already has [`MAX_PENDING`] messages waiting: its mailbox is the
+    /// one queue a fast sender could otherwise grow without end. The caller answers the sender.
+    pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Stanza> {
+        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
         let user = to.bare();
         let broadcast = stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
-        if broadcast {
-            self.with_existing_actor(&user, |entry| entry.addr.do_send(Inbound { stanza, received }));
-        } else {
-            self.with_actor(&user, |entry| entry.addr.do_send(Inbound { stanza, received }));
+        let mut shard = self.shard(&user);
+        let entry = match shard.get(&user) {
+            Some(entry) => entry,
+            None if broadcast => return Ok(()),
+            None => shard.entry(user.clone()).or_insert_with(|| self.spawn(&user)),
+        };
+        if entry.pending.load(Ordering::Acquire) >= MAX_PENDING {
+            self.metrics.deliveries_refused.inc();
+            return Err(stanza);
         }
+        entry.pending.fetch_add(1, Ordering::AcqRel);
+        entry.addr.do_send(Inbound { stanza, received });
+        Ok(())
     }
 
     fn shard(&self, user: &Jid) -> std::sync::MutexGuard<'_, HashMap<Jid, Entry>> {
         self.shards[self.shard_of(user) % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Like [`Services::with_actor`] but only if the actor is running.
-    fn with_existing_actor(&self, user: &Jid, send: impl FnOnce(&Entry)) {
-        if let Some(entry) = self.shard(user).get(user) {
-            entry.pending.fetch_add(1, Ordering::AcqRel);
-            send(entry);
-        }
-    }
-
     /// Runs `send` with the user's actor under the shard lock, counting one pending message.
     pub fn with_actor<R>(self: &Arc<Self>, user: &Jid, send: impl FnOnce(&Entry) -> R) -> R {
-        let hash = self.shard_of(user);
         let mut shard = self.shard(user);
-        let entry = shard.entry(user.clone()).or_insert_with(|| {
-            let services = self.clone();
-            let pending = Arc::new(AtomicUsize::new(0));
-            let actor_pending = pending.clone();
-            let owner = user.clone();
-            let arbiter = &self.arbiters[(hash / SHARDS) % self.arbiters.len()];
-            let addr = UserActor::start_in_arbiter(arbiter, move |_| UserActor::new(owner, services, actor_pending));
-            Entry { addr, pending }
-        });
+        let entry = shard.entry(user.clone()).or_insert_with(|| self.spawn(user));
         entry.pending.fetch_add(1, Ordering::AcqRel);
         send(entry)
+    }
+
+    /// Starts the actor of `user` on the arbiter its hash picks.
+    fn spawn(self: &Arc<Self>, user: &Jid) -> Entry {
+        let services = self.clone();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let actor_pending = pending.clone();
+        let owner = user.clone();
+        let arbiter = &self.arbiters[(self.shard_of(user) / SHARDS) % self.arbiters.len()];
+        let addr = UserActor::start_in_arbiter(arbiter, move |_| UserActor::new(owner, services, actor_pending));
+        Entry { addr, pending }
     }
 
     /// Removes the user's actor if it is `addr` and nothing is pending for it. Returns whether the
@@ -134,7 +142,7 @@ impl SessionLayer {
 
     /// Routes a stanza that did not come from a bound client (e.g. the server itself).
     pub fn deliver(&self, stanza: Stanza) {
-        self.services.deliver(stanza, Instant::now());
+        let _ = self.services.deliver(stanza, Instant::now());
     }
 }
 

@@ -184,7 +184,12 @@ impl UserState {
             self.send_stanza(index, &stanza, Some(received));
             return;
         }
-        self.services.deliver(stanza, received);
+        if let Err(refused) = self.services.deliver(stanza, received) {
+            // The recipient is far behind: the sender is told to retry later (RFC 6120 §8.3.3.18).
+            if refused.kind != StanzaKind::Presence {
+                self.reply_error(&refused, &to, StanzaErrorCondition::ResourceConstraint);
+            }
+        }
     }
 
     /// Answers `stanza` with an error from `responder`, unless it is itself an error.

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub routing_latency: Histogram,
     pub offline_stored: IntCounter,
     pub slow_consumer_disconnects: IntCounter,
+    pub deliveries_refused: IntCounter,
 }
 
 /// Counter handles for the three stanza kinds, bound once.
@@ -49,6 +50,11 @@ impl Metrics {
             "Connections closed because their outbound queue was full",
         )
         .expect("valid metric");
+        let deliveries_refused = IntCounter::new(
+            "starling_deliveries_refused_total",
+            "Stanzas refused because the recipient's actor had too many waiting",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -58,6 +64,7 @@ impl Metrics {
             Box::new(routing_latency.clone()),
             Box::new(offline_stored.clone()),
             Box::new(slow_consumer_disconnects.clone()),
+            Box::new(deliveries_refused.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -71,6 +78,7 @@ impl Metrics {
             routing_latency,
             offline_stored,
             slow_consumer_disconnects,
+            deliveries_refused,
         }
     }
 
