@@ -43,7 +43,7 @@ echo "== chat at saturation (fresh server)"
 start_server
 $LT chat $COMMON --pairs 100 --rate 0 --window 64 --duration 20 --server-pid "$server_pid" --json-out "$OUT/chat-saturation.json"
 stop_server
-RATE=${HALF_RATE:-$(python3 -c "import json;print(int(json.load(open('$OUT/chat-saturation.json'))['throughput']['received_per_second']/2))" 2>/dev/null || echo 20000)}
+RATE=${HALF_RATE:-$(python3 -c "import json;print(int(json.load(open('$OUT/chat-saturation.json'))['chat']['throughput_per_second']/2))" 2>/dev/null || echo 20000)}
 
 echo "== chat at half of saturation ($RATE msg/s)"
 start_server

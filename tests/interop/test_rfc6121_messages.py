@@ -96,3 +96,16 @@ def is_presence_from(jid):
         return e.tag == tag("c", "presence") and e.get("from") == jid and e.get("type") is None
     pred.__doc__ = f"available presence from {jid}"
     return pred
+
+
+async def test_rfc6121_8_5_3_1_iq_to_full_jid_and_its_result_routed_back(env):
+    """An IQ request to another user's full JID reaches that resource, and its result reaches the asker
+    (the path of XEP-0096/XEP-0047 negotiation and every client-to-client query)."""
+    a, b = await env.client(), await env.client()
+    a.send(f"<iq type='set' id='c2c-1' to='{b.jid}'><open xmlns='http://jabber.org/protocol/ibb' sid='s1' block-size='4096'/></iq>")
+    req = await b.inbox.wait(lambda e: e.tag == tag("c", "iq") and e.get("id") == "c2c-1")
+    assert req.get("from") == a.jid and req.get("type") == "set", to_str(req)
+    # slixmpp answers an IQ it has no handler for by itself (feature-not-implemented); either answer
+    # coming back from b shows the response path.
+    res = await a.inbox.wait(lambda e: e.tag == tag("c", "iq") and e.get("id") == "c2c-1")
+    assert res.get("type") in ("result", "error") and res.get("from") == b.jid, to_str(res)

@@ -179,8 +179,10 @@ impl UserState {
             let Some(existing) = self.roster().await.items.get(&contact).cloned() else {
                 return self.reply_error(stanza, &me, StanzaErrorCondition::ItemNotFound);
             };
-            self.route(stanza.iq_result(&me, None), Instant::now());
+            // §2.5.2: the push goes out before the result, so a client that waits for the result
+            // sees the roster already changed.
             self.commit_item(&contact, None).await;
+            self.route(stanza.iq_result(&me, None), Instant::now());
             // §2.5.2: removing an item cancels both subscriptions.
             if has_to(existing.subscription) || existing.ask_out {
                 self.send_subscription(&contact, "unsubscribe");
@@ -205,8 +207,8 @@ impl UserState {
         let mut item = self.roster().await.items.get(&contact).cloned().unwrap_or_else(|| new_item(&contact));
         item.name = element.attr("name").filter(|n| !n.is_empty()).map(str::to_owned);
         item.groups = groups;
-        self.route(stanza.iq_result(&me, None), Instant::now());
         self.commit_item(&contact, Some(item)).await;
+        self.route(stanza.iq_result(&me, None), Instant::now());
     }
 
     /// Sends a subscription stanza from this user's bare JID to the contact.
