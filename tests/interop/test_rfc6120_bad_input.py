@@ -288,3 +288,34 @@ async def test_rfc6120_8_3_3_8_invalid_to_jid_malformed(env, name):
     # The stream survives.
     pong = await c.iq("<ping xmlns='urn:xmpp:ping'/>", to=env.domain)
     assert pong.get("type") == "result"
+
+
+# --- unclosed streams and what is already stored ----------------------------------------------
+
+async def test_rfc6120_unclosed_stream_half_stanza_then_drop(env):
+    """A client that dies mid-stanza (stream never closed): the half stanza is never delivered, the
+    resource goes unavailable for its contacts, and the server keeps serving."""
+    watcher = await env.online()
+    r, jid = await env.raw_session()
+    r.send("<presence/>")
+    await watcher.barrier(watcher)
+    r.send(f"<message to='{watcher.jid}' type='chat'><body>half a stan")
+    await r.close()
+    watcher_probe = await env.client()
+    watcher_probe.message(watcher.jid, "after the drop")
+    await watcher.inbox.wait(is_message(body="after the drop"))
+    assert not watcher.inbox.find(is_message(body="half a stan")), "a partial stanza was delivered"
+    await _still_serving(env)
+
+
+async def test_rfc6120_bad_input_does_not_lose_stored_messages(env):
+    """Offline messages stored before a client sends hostile input are still delivered afterwards."""
+    sender = await env.client()
+    offline = env.account()
+    sender.message(offline.jid, "kept across bad input", type_="chat")
+    await sender.barrier(sender)
+    attacker, _ = await env.raw_session(offline)
+    attacker.send(BILLION_LAUGHS)
+    assert await attacker.stream_error() == "restricted-xml"
+    receiver = await env.online(offline)
+    await receiver.inbox.wait(is_message(body="kept across bad input"))
