@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
@@ -58,7 +58,7 @@ pub struct C2sSection {
     pub auth_throttle_window_seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
     /// PEM certificate chain; with `key_file` empty too, a self-signed one is generated.
@@ -93,19 +93,6 @@ pub struct SessionsSection {
     pub idle_actor_seconds: u64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerSection::default(),
-            c2s: C2sSection::default(),
-            tls: TlsSection::default(),
-            admin: AdminSection::default(),
-            registration: RegistrationSection::default(),
-            sessions: SessionsSection::default(),
-        }
-    }
-}
-
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection { domain: "localhost".into(), data_dir: "data".into() }
@@ -129,12 +116,6 @@ impl Default for C2sSection {
             auth_throttle_failures: 5,
             auth_throttle_window_seconds: 60,
         }
-    }
-}
-
-impl Default for TlsSection {
-    fn default() -> Self {
-        TlsSection { cert_file: String::new(), key_file: String::new() }
     }
 }
 

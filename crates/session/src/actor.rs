@@ -152,7 +152,7 @@ impl Handler<FromClient> for UserActor {
 
     fn handle(&mut self, message: FromClient, ctx: &mut Context<Self>) {
         self.run(ctx, |mut state| async move {
-            state.from_client(message.resource, message.stanza, message.received).await;
+            state.handle_own(message.resource, message.stanza, message.received).await;
             state
         });
     }

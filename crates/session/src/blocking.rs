@@ -107,17 +107,6 @@ impl UserState {
 
     /// XEP-0191 §3.2/§3.3: every resource that asked for the blocklist learns of the change.
     fn push_blocklist_change(&mut self, change: Element) {
-        for index in 0..self.resources.len() {
-            if !self.resources[index].wants_blocklist {
-                continue;
-            }
-            let to = self.resources[index].jid.clone();
-            let push = Element::new("iq", ns::CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", format!("push-{:x}", rand::random::<u64>()))
-                .with_child(change.clone());
-            let push = Stanza::build(push, &self.user, Some(&to));
-            self.send_stanza(index, &push, None);
-        }
+        self.push_to(|resource| resource.wants_blocklist, change);
     }
 }

@@ -6,7 +6,7 @@
 //! there is never more than one actor per bare JID.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -47,9 +47,7 @@ pub(crate) struct Services {
 
 impl Services {
     fn shard_of(&self, user: &Jid) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        user.hash(&mut hasher);
-        hasher.finish() as usize
+        self.hasher.hash_one(user) as usize
     }
 
     /// Enqueues `stanza` for the user `to.bare()`, starting that user's actor if needed. Presence
@@ -58,7 +56,7 @@ impl Services {
     ///
     /// Refused when the recipient already has [`MAX_PENDING`] messages waiting: its mailbox is the
     /// one queue a fast sender could otherwise grow without end. The caller answers the sender.
-    pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Stanza> {
+    pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
         let Some(to) = stanza.to.as_ref() else { return Ok(()) };
         let user = to.bare();
         let broadcast = stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
@@ -70,7 +68,7 @@ impl Services {
         };
         if entry.pending.load(Ordering::Acquire) >= MAX_PENDING {
             self.metrics.deliveries_refused.inc();
-            return Err(stanza);
+            return Err(Box::new(stanza));
         }
         entry.pending.fetch_add(1, Ordering::AcqRel);
         entry.addr.do_send(Inbound { stanza, received });

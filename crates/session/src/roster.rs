@@ -121,18 +121,8 @@ impl UserState {
     }
 
     fn push_roster(&mut self, item: Element, version: u64) {
-        for index in 0..self.resources.len() {
-            if !self.resources[index].wants_roster {
-                continue;
-            }
-            let to = self.resources[index].jid.clone();
-            let push = Element::new("iq", ns::CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", format!("push-{:x}", rand::random::<u64>()))
-                .with_child(Element::new("query", ns::ROSTER).with_attr("ver", version.to_string()).with_child(item.clone()));
-            let push = Stanza::build(push, &self.user, Some(&to));
-            self.send_stanza(index, &push, None);
-        }
+        let query = Element::new("query", ns::ROSTER).with_attr("ver", version.to_string()).with_child(item);
+        self.push_to(|resource| resource.wants_roster, query);
     }
 
     pub async fn roster_iq(&mut self, resource: &Jid, stanza: &Stanza, query: &Element) {

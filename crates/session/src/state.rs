@@ -1,5 +1,5 @@
 //! A user's state and the entry points of its handling: what one of the user's own resources sent
-//! ([`UserState::from_client`]) and what others sent to the user ([`UserState::inbound`]). The
+//! ([`UserState::handle_own`]) and what others sent to the user ([`UserState::inbound`]). The
 //! rules for each stanza kind live in their own modules as further `impl UserState` blocks.
 
 use std::collections::HashSet;
@@ -9,7 +9,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::store::StoreError;
-use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
+use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
+use starling_xml::Element;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::directory::Services;
@@ -166,6 +167,24 @@ impl UserState {
         ok
     }
 
+    /// Sends a server push (`<iq type='set'>` from the user's bare JID carrying `payload`) to every
+    /// resource that `interested` selects: roster pushes (RFC 6121 §2.1.6), blocklist pushes
+    /// (XEP-0191 §3.2).
+    pub fn push_to(&mut self, interested: impl Fn(&Resource) -> bool, payload: Element) {
+        for index in 0..self.resources.len() {
+            if !interested(&self.resources[index]) {
+                continue;
+            }
+            let to = self.resources[index].jid.clone();
+            let push = Element::new("iq", ns::CLIENT)
+                .with_attr("type", "set")
+                .with_attr("id", format!("push-{:x}", rand::random::<u64>()))
+                .with_child(payload.clone());
+            let push = Stanza::build(push, &self.user, Some(&to));
+            self.send_stanza(index, &push, None);
+        }
+    }
+
     /// Sends to another entity: local users through their actor, this user's own full JIDs
     /// directly, remote domains not at all (no federation yet: `remote-server-not-found`).
     pub fn route(&mut self, stanza: Stanza, received: Instant) {
@@ -211,7 +230,7 @@ impl UserState {
     }
 
     /// A stanza from one of this user's resources.
-    pub async fn from_client(&mut self, resource: Jid, mut stanza: Stanza, received: Instant) {
+    pub async fn handle_own(&mut self, resource: Jid, mut stanza: Stanza, received: Instant) {
         let to_server = stanza.to.as_ref().is_some_and(|to| *to == self.services.domain);
         let to_self = stanza.to.as_ref().is_none_or(|to| *to == self.user);
         match stanza.kind {
@@ -241,7 +260,7 @@ impl UserState {
     /// A stanza addressed to this user by someone else (or by another of the user's resources).
     pub async fn inbound(&mut self, stanza: Stanza, received: Instant) {
         if !self.account_exists().await {
-            self.to_unknown_user(&stanza);
+            self.refuse_for_unknown_user(&stanza);
             return;
         }
         if stanza.from.bare() != self.user && self.is_blocked(&stanza.from).await {
@@ -260,7 +279,7 @@ impl UserState {
     }
 
     /// RFC 6121 §8.5.1: stanzas to a JID with no account.
-    fn to_unknown_user(&mut self, stanza: &Stanza) {
+    fn refuse_for_unknown_user(&mut self, stanza: &Stanza) {
         let me = stanza.to.clone().unwrap_or_else(|| self.user.clone());
         match stanza.kind {
             StanzaKind::Message if stanza.type_is("headline") => {}

@@ -452,12 +452,7 @@ async fn send_open_loop(writer: Arc<AsyncMutex<Writer>>, message: MessageTemplat
             let due = pacer.due(seq).unwrap_or(due);
             message.write(&mut buf, seq, sent, start_offset + nanos(due));
         }
-        let written = {
-            let mut writer = writer.lock().await;
-            xmpp::send(&mut *writer, &buf).await
-        };
-        if let Err(error) = written {
-            shared.error(format!("sender:send:{}", io_kind(&error)), || error.to_string());
+        if !write_batch(&writer, &buf, &shared).await {
             break;
         }
         shared.sent.fetch_add(upto - next, Ordering::Relaxed);
@@ -465,6 +460,21 @@ async fn send_open_loop(writer: Arc<AsyncMutex<Writer>>, message: MessageTemplat
         next = upto;
     }
     result
+}
+
+/// Writes one batch of messages; false (after recording the error) when the connection failed.
+async fn write_batch(writer: &AsyncMutex<Writer>, batch: &[u8], shared: &Shared) -> bool {
+    let written = {
+        let mut writer = writer.lock().await;
+        xmpp::send(&mut *writer, batch).await
+    };
+    match written {
+        Ok(()) => true,
+        Err(error) => {
+            shared.error(format!("sender:send:{}", io_kind(&error)), || error.to_string());
+            false
+        }
+    }
 }
 
 /// Keeps `window` messages in flight until `deadline`; the receiver returns a permit per message.
@@ -497,12 +507,7 @@ async fn send_closed_loop(
         for seq in result.sent..result.sent + batch {
             message.write(&mut buf, seq, timestamp, timestamp);
         }
-        let written = {
-            let mut writer = writer.lock().await;
-            xmpp::send(&mut *writer, &buf).await
-        };
-        if let Err(error) = written {
-            shared.error(format!("sender:send:{}", io_kind(&error)), || error.to_string());
+        if !write_batch(&writer, &buf, &shared).await {
             break;
         }
         shared.sent.fetch_add(batch, Ordering::Relaxed);
