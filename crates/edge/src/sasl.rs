@@ -12,11 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechanisms::plain::PLAIN;
 use rsasl::mechanisms::scram::properties::ScramStoredPassword;
-use rsasl::prelude::{ChannelBindingCallback, Mechname, SASLConfig, SASLServer, Session, SessionError, State, Validation};
+use rsasl::mechanisms::scram::{SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA256_PLUS};
+use rsasl::prelude::{ChannelBindingCallback, Mechanism, Mechname, Registry, SASLConfig, SASLServer, Session, SessionError, State, Validation};
 use rsasl::property::{AuthId, AuthzId, Password};
 use rsasl::validate::{Validate, ValidationError};
 use starling_cluster::store::ScramCredentials;
+
+static WITH_BINDING: &[Mechanism] = &[SCRAM_SHA256_PLUS, SCRAM_SHA256, SCRAM_SHA1_PLUS, SCRAM_SHA1, PLAIN];
+static WITHOUT_BINDING: &[Mechanism] = &[SCRAM_SHA256, SCRAM_SHA1, PLAIN];
 
 /// Mechanisms in order of preference.
 pub fn mechanisms(channel_binding: bool, plain_allowed: bool) -> Vec<&'static str> {
@@ -106,6 +111,8 @@ impl ChannelBindingCallback for ExporterBinding {
 /// One exchange in progress.
 pub struct Exchange {
     session: Session<Outcome, ExporterBinding>,
+    plus: bool,
+    started: bool,
 }
 
 /// What to tell the client after a step.
@@ -117,17 +124,29 @@ pub enum Step {
 
 impl Exchange {
     pub fn start(mechanism: &str, username: String, credentials: Option<ScramCredentials>, exporter: Option<Vec<u8>>) -> Result<Exchange, &'static str> {
+        // The registry lists -PLUS only when this connection has channel-binding data: rsasl's
+        // SCRAM server takes its presence as "channel binding offered", and refuses a client that
+        // says it could bind but was not offered the chance (downgrade protection, RFC 5802 §6).
+        let registry = if exporter.is_some() { Registry::with_mechanisms(WITH_BINDING) } else { Registry::with_mechanisms(WITHOUT_BINDING) };
         let config: Arc<SASLConfig> = SASLConfig::builder()
-            .with_defaults()
+            .with_registry(registry)
             .with_callback(StoredKeys { username, credentials })
             .map_err(|_| "temporary-auth-failure")?;
         let server = SASLServer::<Outcome, ExporterBinding>::with_cb(config, ExporterBinding(exporter));
         let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| "invalid-mechanism")?;
         let session = server.start_suggested(name).map_err(|_| "invalid-mechanism")?;
-        Ok(Exchange { session })
+        Ok(Exchange { session, plus: mechanism.ends_with("-PLUS"), started: false })
     }
 
     pub fn step(&mut self, input: &[u8]) -> Step {
+        // A -PLUS mechanism must bind (RFC 5802 §6: gs2 flag "p="); rsasl would accept "n"/"y" here.
+        if self.plus && !self.started {
+            self.started = true;
+            if !input.starts_with(b"p=") {
+                return Step::Failure("malformed-request");
+            }
+        }
+        self.started = true;
         let mut out = Cursor::new(Vec::new());
         match self.session.step(Some(input), &mut out) {
             Ok(State::Running) => Step::Challenge(out.into_inner()),
@@ -232,6 +251,80 @@ mod tests {
         // A wrong proof fails.
         let Step::Failure(condition) = exchange.step(b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=AAAA") else { panic!("expected failure") };
         assert_eq!(condition, "not-authorized");
+    }
+
+    /// A real rsasl client against our server side, with and without channel binding.
+    fn client_exchange(mechanism: &str, password: &str, client_cb: Option<&[u8]>, server_cb: Option<Vec<u8>>) -> bool {
+        use rsasl::prelude::SASLClient;
+        struct Binding(Vec<u8>);
+        impl ChannelBindingCallback for Binding {
+            fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
+                (cbname == "tls-exporter").then_some(self.0.as_slice())
+            }
+        }
+        let credentials = ScramCredentials::derive("pencil", 4096);
+        /// rsasl's `with_credentials` registry has no -PLUS mechanisms, so the client gets ours.
+        struct ClientCredentials(String, bool);
+        impl SessionCallback for ClientCredentials {
+            fn enable_channel_binding(&self) -> bool {
+                self.1
+            }
+
+            fn callback(&self, _: &SessionData, _: &Context, request: &mut Request) -> Result<(), SessionError> {
+                request.satisfy::<AuthId>("user")?.satisfy::<Password>(self.0.as_bytes())?;
+                Ok(())
+            }
+        }
+        let config = SASLConfig::builder()
+            .with_registry(Registry::with_mechanisms(WITH_BINDING))
+            .with_callback(ClientCredentials(password.to_owned(), client_cb.is_some()))
+            .expect("client config");
+        // Offered as a server offers them: -PLUS beside the plain variant.
+        let plain = mechanism.trim_end_matches("-PLUS");
+        let offered = [Mechname::parse(mechanism.as_bytes()).expect("name"), Mechname::parse(plain.as_bytes()).expect("name")];
+        let client = match client_cb {
+            Some(data) => SASLClient::with_cb(config, Binding(data.to_vec())).start_suggested_iter(offered),
+            None => SASLClient::with_cb(config, Binding(Vec::new())).start_suggested_iter(offered[1..].iter().copied()),
+        };
+        let mut client = client.expect("client mechanism");
+        let mut server = Exchange::start(mechanism, "user".into(), Some(credentials), server_cb).expect("server mechanism");
+        let mut to_server = Cursor::new(Vec::new());
+        client.step(None, &mut to_server).expect("client first");
+        for _ in 0..4 {
+            match server.step(to_server.get_ref()) {
+                Step::Challenge(data) => {
+                    to_server = Cursor::new(Vec::new());
+                    if client.step(Some(&data), &mut to_server).is_err() {
+                        return false;
+                    }
+                }
+                Step::Success(data) => return client.step(Some(&data), &mut Cursor::new(Vec::new())).is_ok(),
+                Step::Failure(_) => return false,
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn scram_succeeds_with_the_right_password_only() {
+        for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-1"] {
+            assert!(client_exchange(mechanism, "pencil", None, None), "{mechanism}");
+            assert!(!client_exchange(mechanism, "pencil2", None, None), "{mechanism} with a wrong password");
+        }
+    }
+
+    #[test]
+    fn scram_plus_binds_to_the_tls_exporter() {
+        let exporter = vec![7u8; 32];
+        for mechanism in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] {
+            assert!(client_exchange(mechanism, "pencil", Some(&exporter), Some(exporter.clone())), "{mechanism}");
+            // A man in the middle terminates TLS itself, so the client sees another exporter value.
+            assert!(!client_exchange(mechanism, "pencil", Some(&[8u8; 32]), Some(exporter.clone())), "{mechanism} with a different channel");
+            // Choosing -PLUS and then not binding is refused.
+            let credentials = ScramCredentials::derive("pencil", 4096);
+            let mut exchange = Exchange::start(mechanism, "user".into(), Some(credentials), Some(exporter.clone())).expect("mechanism");
+            assert!(matches!(exchange.step(b"n,,n=user,r=abc"), Step::Failure("malformed-request")));
+        }
     }
 
     #[test]
