@@ -14,7 +14,7 @@ use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, Stan
 use starling_xml::{escape_attr, Element, FrameError, RawElement, StreamEvent, StreamReader};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, WeakSender};
 
 use crate::listener::Edge;
 use crate::sasl::{self, Exchange, Step};
@@ -70,9 +70,10 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub async fn run(edge: Arc<Edge>, id: u64, socket: TcpStream, peer: SocketAddr, direct_tls: bool) {
+        let _open = OpenConnection::count(&edge);
         let limits = edge.config.limits;
         let (io, secure, exporter) = if direct_tls {
-            match accept_tls(&edge, Box::new(socket)).await {
+            match Box::pin(accept_tls(&edge, Box::new(socket))).await {
                 Some((io, exporter)) => (io, true, exporter),
                 None => return,
             }
@@ -92,9 +93,11 @@ impl Connection {
             authenticated: None,
             failed_auths: 0,
         };
-        let negotiated = tokio::time::timeout(edge.config.negotiation_timeout, connection.negotiate()).await;
+        // Boxed: negotiation's state (TLS handshake, SASL) is large and short-lived; inline, it
+        // would size the task of every idle connection for its whole life.
+        let negotiated = tokio::time::timeout(edge.config.negotiation_timeout, Box::pin(connection.negotiate())).await;
         let end = match negotiated {
-            Ok(Ok((session, outbound))) => return connection.serve(session, outbound).await,
+            Ok(Ok(bound)) => return connection.serve(bound).await,
             Ok(Err(end)) => end,
             Err(_) => stream_error(StreamErrorCondition::ConnectionTimeout, "negotiation took too long"),
         };
@@ -210,7 +213,7 @@ impl Connection {
     }
 
     /// Everything up to a bound resource.
-    async fn negotiate(&mut self) -> Result<(Box<dyn BoundSession>, mpsc::Receiver<ToClient>), End> {
+    async fn negotiate(&mut self) -> Result<Bound, End> {
         self.open_stream().await?;
         loop {
             let element = self.next_element().await?;
@@ -335,7 +338,7 @@ impl Connection {
     }
 
     /// After authentication: binds a resource (RFC 6120 §7), or answers the legacy session IQ.
-    async fn bind_or_answer(&mut self, iq: &RawElement) -> Result<Option<(Box<dyn BoundSession>, mpsc::Receiver<ToClient>)>, End> {
+    async fn bind_or_answer(&mut self, iq: &RawElement) -> Result<Option<Bound>, End> {
         let id = iq.attr("id").unwrap_or_default().to_owned();
         let element = Element::parse(&iq.rewrite(&[])).map_err(|e| End::Error(StreamError::for_frame_error(&FrameError::from(e)).unwrap_or(StreamError::new(StreamErrorCondition::BadFormat))))?;
         let Some(bind) = element.get_child("bind", ns::BIND) else {
@@ -361,6 +364,7 @@ impl Connection {
             return Ok(None);
         }
         let (sender, receiver) = mpsc::channel(self.edge.config.client_queue);
+        let own_end = sender.downgrade();
         let link = ClientLink { connection_id: self.id, sender };
         let session = match self.edge.gateway.bind(user, requested, link).await {
             Ok(session) => session,
@@ -376,44 +380,42 @@ impl Connection {
         starling_xml::escape_text(&mut result, session.jid().as_str());
         result.extend_from_slice(b"</jid></bind></iq>");
         self.send(&result).await?;
-        Ok(Some((session, receiver)))
+        Ok(Some(Bound { session, outbound: receiver, own_end }))
     }
 
     /// The bound stream: stanzas from the client go to the session; a writer task sends what the
     /// session queues and checks the client is alive.
-    async fn serve(mut self, mut session: Box<dyn BoundSession>, outbound: mpsc::Receiver<ToClient>) {
+    async fn serve(mut self, bound: Bound) {
+        let Bound { mut session, outbound, own_end } = bound;
         let jid = session.jid().clone();
-        let (control, control_rx) = mpsc::channel::<ToClient>(16);
         let activity = self.reader.activity();
         let ping_id = format!("ping-{:x}", rand::random::<u64>());
         let writer = std::mem::replace(&mut self.writer, tokio::io::split(Box::new(tokio::io::empty()) as BoxedIo).1);
-        let mut writer_task = tokio::spawn(write_loop(writer, outbound, control_rx, activity, self.edge.clone(), jid.clone(), ping_id.clone()));
+        let mut writer_task = tokio::spawn(write_loop(writer, outbound, activity, self.edge.clone(), jid.clone(), ping_id.clone()));
         // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the
         // read is abandoned mid-way, which is fine since the stream is not read again.
         let (end, writer_done) = tokio::select! {
-            end = self.read_loop(session.as_mut(), &jid, &ping_id, &control) => (end, false),
+            end = self.read_loop(session.as_mut(), &jid, &ping_id, &own_end) => (end, false),
             _ = &mut writer_task => (End::Gone, true),
         };
-        // The close is queued before unbinding: unbinding drops the session's end of the queue,
-        // which the writer reads as "client too slow" unless a close (read first) is waiting.
-        // Unbinding before the writer finishes means the client never sees its stream closed
-        // while the server still counts the resource as online.
+        // The close is queued before unbinding, behind whatever the session already queued: after
+        // unbinding the session's end of the queue is gone, and an empty, closed queue is how the
+        // writer learns that a client read too slowly.
         match (&end, writer_done) {
             (_, true) | (End::Gone, _) => writer_task.abort(),
             (End::Error(error), false) => {
-                let _ = control.send(ToClient::Close(error.clone())).await;
+                queue_to_client(&own_end, ToClient::Close(error.clone())).await;
             }
             (End::Closed, false) => {
-                let _ = control.send(ToClient::EndStream).await;
+                queue_to_client(&own_end, ToClient::EndStream).await;
             }
         }
         session.unbind().await;
-        drop(control);
         let _ = writer_task.await;
     }
 
     /// Reads the client's stanzas and hands them to the session until the stream ends.
-    async fn read_loop(&mut self, session: &mut dyn BoundSession, jid: &Jid, ping_id: &str, control: &mpsc::Sender<ToClient>) -> End {
+    async fn read_loop(&mut self, session: &mut dyn BoundSession, jid: &Jid, ping_id: &str, own_end: &WeakSender<ToClient>) -> End {
         let counters = self.edge.metrics.stanzas_in();
         loop {
             let element = match self.reader.next().await {
@@ -441,7 +443,7 @@ impl Connection {
                     }
                 }
                 Err(reply) => {
-                    if control.send(ToClient::Stanza(reply)).await.is_err() {
+                    if !queue_to_client(own_end, ToClient::Stanza(reply)).await {
                         return End::Gone;
                     }
                 }
@@ -450,29 +452,55 @@ impl Connection {
     }
 }
 
+/// Counts a connection in `starling_connections_open` for as long as it lives, however it ends.
+struct OpenConnection(Arc<Edge>);
+
+impl OpenConnection {
+    fn count(edge: &Arc<Edge>) -> OpenConnection {
+        edge.metrics.connections_open.inc();
+        OpenConnection(edge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections_open.dec();
+    }
+}
+
+/// What binding hands to the bound stream.
+struct Bound {
+    session: Box<dyn BoundSession>,
+    outbound: mpsc::Receiver<ToClient>,
+    /// The edge's own way into the queue: weak, so that the session dropping its end still closes
+    /// the queue (see [`ClientLink`]).
+    own_end: WeakSender<ToClient>,
+}
+
+/// Queues something from the edge itself (a stanza error, the close); false when the session
+/// already dropped the queue.
+async fn queue_to_client(own_end: &WeakSender<ToClient>, message: ToClient) -> bool {
+    match own_end.upgrade() {
+        Some(sender) => sender.send(message).await.is_ok(),
+        None => false,
+    }
+}
+
 /// Writes what the session queues; pings a silent client and closes a dead one.
 async fn write_loop(
     mut writer: WriteHalf<BoxedIo>,
     mut outbound: mpsc::Receiver<ToClient>,
-    mut control: mpsc::Receiver<ToClient>,
     activity: Arc<AtomicU64>,
     edge: Arc<Edge>,
     jid: Jid,
     ping_id: String,
 ) {
-    let mut buffer = Vec::with_capacity(1024);
     let mut last_seen = activity.load(Ordering::Relaxed);
     let mut ping_sent = false;
     let mut check = tokio::time::interval(edge.config.ping_idle);
     check.tick().await;
     loop {
         let next = tokio::select! {
-            // Control first: a close the edge decided on wins over anything the session queued.
-            biased;
-            message = control.recv() => match message {
-                Some(message) => message,
-                None => return,
-            },
             message = outbound.recv() => match message {
                 Some(message) => message,
                 // The session dropped our queue: this client read too slowly (see ClientLink).
@@ -500,32 +528,31 @@ async fn write_loop(
                 }
             }
         };
-        match next {
-            ToClient::Stanza(bytes) => {
-                buffer.extend_from_slice(&bytes);
-                // Gather what is already queued into one write.
-                while buffer.len() < 64 * 1024 {
-                    match outbound.try_recv() {
-                        Ok(ToClient::Stanza(more)) => buffer.extend_from_slice(&more),
-                        Ok(closing) => {
-                            close_stream(&mut writer, buffer, closing).await;
-                            return;
-                        }
-                        Err(_) => break,
+        let first = match next {
+            ToClient::Stanza(bytes) => bytes,
+            closing => return close_stream(&mut writer, Vec::new(), closing).await,
+        };
+        // Gather what is already queued into one write; a lone stanza is written as it is. No
+        // buffer is kept between bursts: an idle connection holds none.
+        let written = match outbound.try_recv() {
+            Err(_) => writer.write_all(&first).await,
+            Ok(second) => {
+                let mut batch = first.to_vec();
+                let mut next = Some(second);
+                while let Some(message) = next.take() {
+                    match message {
+                        ToClient::Stanza(bytes) => batch.extend_from_slice(&bytes),
+                        closing => return close_stream(&mut writer, batch, closing).await,
+                    }
+                    if batch.len() < 64 * 1024 {
+                        next = outbound.try_recv().ok();
                     }
                 }
-                if writer.write_all(&buffer).await.is_err() {
-                    return;
-                }
-                buffer.clear();
-                if buffer.capacity() > 64 * 1024 {
-                    buffer = Vec::with_capacity(1024);
-                }
+                writer.write_all(&batch).await
             }
-            closing => {
-                close_stream(&mut writer, buffer, closing).await;
-                return;
-            }
+        };
+        if written.is_err() {
+            return;
         }
     }
 }

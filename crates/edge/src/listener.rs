@@ -74,11 +74,9 @@ impl Edge {
             let _ = socket.set_nodelay(true);
             let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
             let edge = self.clone();
-            tokio::spawn(async move {
-                edge.metrics.connections_open.inc();
-                Connection::run(edge.clone(), id, socket, peer, direct_tls).await;
-                edge.metrics.connections_open.dec();
-            });
+            // The connection future is spawned as it is: wrapping it in another async block would
+            // store it twice in the task (measured: 5.6 KiB instead of 2.7 KiB per connection).
+            tokio::spawn(Connection::run(edge, id, socket, peer, direct_tls));
         }
     }
 }

@@ -95,6 +95,8 @@ impl UserState {
         }
         self.account_exists = Some(true);
         self.services.metrics.sessions_bound.inc();
+        // Most users have one resource: grow one at a time instead of Vec's default of four.
+        self.resources.reserve_exact(1);
         self.resources.push(Resource {
             jid,
             connection_id: link.connection_id,

@@ -111,10 +111,14 @@ impl EmbeddedStore {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) would let every account ever read stay in memory; the
+/// data read per login is a few pages, and the OS page cache keeps the file warm anyway.
+const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Opens the database and creates every table, so that read transactions (which cannot create
 /// tables) never meet a missing one.
 fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
-    let db = Database::create(dir.join(FILE_NAME))?;
+    let db = redb::Builder::new().set_cache_size(PAGE_CACHE_BYTES).create(dir.join(FILE_NAME))?;
     let txn = db.begin_write()?;
     txn.open_table(ACCOUNTS)?;
     txn.open_table(ROSTER_ITEMS)?;

@@ -170,8 +170,10 @@ struct OpenElement {
     body_offset: usize,
 }
 
-/// The largest read buffer kept between stanzas; a peak above it is released after the stanza.
-const RETAINED_BUFFER: usize = 4096;
+/// The largest parse buffer kept between stanzas; a peak above it is released after the stanza.
+/// Small on purpose: most connections are idle most of the time, and each idle byte is multiplied
+/// by every connection a process holds.
+const RETAINED_BUFFER: usize = 512;
 
 impl<R: AsyncRead + Unpin> StreamReader<R> {
     pub fn new(inner: R, limits: Limits) -> Self {
@@ -202,7 +204,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
     /// `<starttls/>` that asked for it: those were not protected and must not be read as TLS.
     pub fn into_inner(self) -> Result<R, FrameError> {
         let tap = self.reader.into_inner();
-        if tap.pos != tap.filled {
+        if tap.has_unread() {
             return Err(FrameError::BadFormat("data after starttls"));
         }
         Ok(tap.inner)
@@ -437,11 +439,13 @@ impl std::error::Error for SizeLimitHit {}
 /// last element boundary (so an element's original bytes can be handed out) and refuses to supply
 /// more than `max_pending` such bytes: quick-xml buffers a whole token before returning it, so the
 /// size bound must act below it.
+///
+/// Reads land in a stack buffer and are kept in a heap buffer sized to what arrived, released as
+/// soon as the parser has consumed it: an idle connection holds no read buffer at all.
 struct Tap<R> {
     inner: R,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     pos: usize,
-    filled: usize,
     captured: Vec<u8>,
     /// Stream offset of `captured[0]`.
     captured_from: u64,
@@ -452,21 +456,26 @@ struct Tap<R> {
     max_pending: usize,
 }
 
-const READ_BUFFER: usize = 4096;
+/// The most one read takes from the source.
+const READ_CHUNK: usize = 4096;
 
 impl<R> Tap<R> {
     fn new(inner: R, max_pending: usize) -> Self {
         Tap {
             inner,
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            buf: Vec::new(),
             pos: 0,
-            filled: 0,
             captured: Vec::new(),
             captured_from: 0,
             consumed: 0,
             received: Arc::new(AtomicU64::new(0)),
             max_pending,
         }
+    }
+
+    /// Whether bytes were read from the source that the parser has not consumed.
+    fn has_unread(&self) -> bool {
+        self.pos < self.buf.len()
     }
 
     /// Hands out the captured bytes from stream offset `start` to what was consumed, and forgets
@@ -507,26 +516,34 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for Tap<R> {
         if this.captured.len() > this.max_pending {
             return Poll::Ready(Err(io::Error::other(SizeLimitHit)));
         }
-        if this.pos == this.filled {
-            let mut read_buf = ReadBuf::new(&mut this.buf);
+        if !this.has_unread() {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut read_buf = ReadBuf::new(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read_buf) {
                 Poll::Ready(Ok(())) => {
-                    this.filled = read_buf.filled().len();
+                    let filled = read_buf.filled();
+                    this.buf.clear();
+                    this.buf.extend_from_slice(filled);
                     this.pos = 0;
-                    this.received.fetch_add(this.filled as u64, Ordering::Relaxed);
+                    this.received.fetch_add(filled.len() as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        Poll::Ready(Ok(&this.buf[this.pos..this.filled]))
+        Poll::Ready(Ok(&this.buf[this.pos..]))
     }
 
     fn consume(self: Pin<&mut Self>, amount: usize) {
         let this = self.get_mut();
-        let end = (this.pos + amount).min(this.filled);
+        let end = (this.pos + amount).min(this.buf.len());
         this.captured.extend_from_slice(&this.buf[this.pos..end]);
         this.consumed += (end - this.pos) as u64;
         this.pos = end;
+        if !this.has_unread() {
+            // Everything read was parsed: give the memory back while the peer is quiet.
+            this.buf = Vec::new();
+            this.pos = 0;
+        }
     }
 }
