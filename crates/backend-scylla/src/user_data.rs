@@ -1,0 +1,135 @@
+//! vCards, private XML, block lists and last activity: plain per-user rows, last write wins.
+
+use async_trait::async_trait;
+use scylla::statement::batch::{Batch, BatchType};
+use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, StoreError, VCards};
+
+use crate::{ScyllaStore, execution_error, from_bigint, rows, to_bigint};
+
+#[async_trait]
+impl VCards for ScyllaStore {
+    async fn get(&self, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let result = self.exec(&self.st.vcard_get, (user,)).await?;
+        // An empty blob is a value (not null) in CQL, so an empty vCard stays distinct from none.
+        Ok(rows::<(Option<Vec<u8>>,)>(result, "vcards")?
+            .into_iter()
+            .next()
+            .map(|(vcard,)| vcard.unwrap_or_default()))
+    }
+
+    async fn set(&self, user: &str, vcard: Vec<u8>) -> Result<(), StoreError> {
+        self.exec(&self.st.vcard_set, (user, vcard)).await?;
+        Ok(())
+    }
+
+    async fn remove(&self, user: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.vcard_delete, (user,)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PrivateXml for ScyllaStore {
+    async fn get(&self, user: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let result = self.exec(&self.st.private_get, (user, key)).await?;
+        Ok(rows::<(Option<Vec<u8>>,)>(result, "private_xml")?
+            .into_iter()
+            .next()
+            .map(|(xml,)| xml.unwrap_or_default()))
+    }
+
+    async fn set(&self, user: &str, key: &str, xml: Vec<u8>) -> Result<(), StoreError> {
+        self.exec(&self.st.private_set, (user, key, xml)).await?;
+        Ok(())
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.private_delete_user, (user,)).await?;
+        Ok(())
+    }
+}
+
+impl ScyllaStore {
+    /// One statement per JID, all in one partition: an unlogged batch is applied atomically there.
+    async fn per_jid(
+        &self,
+        statement: &scylla::statement::prepared::PreparedStatement,
+        user: &str,
+        jids: &[String],
+    ) -> Result<(), StoreError> {
+        if jids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        for _ in jids {
+            batch.append_statement(statement.clone());
+        }
+        batch.set_consistency(self.consistency);
+        let values: Vec<(&str, &str)> = jids.iter().map(|jid| (user, jid.as_str())).collect();
+        self.session
+            .batch(&batch, values)
+            .await
+            .map_err(execution_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Blocklists for ScyllaStore {
+    async fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        // Clustered by the JID, so already sorted and unique.
+        let result = self.exec(&self.st.block_list, (user,)).await?;
+        Ok(rows::<(String,)>(result, "blocklist")?
+            .into_iter()
+            .map(|(jid,)| jid)
+            .collect())
+    }
+
+    async fn add(&self, user: &str, jids: &[String]) -> Result<(), StoreError> {
+        self.per_jid(&self.st.block_add, user, jids).await
+    }
+
+    async fn remove(&self, user: &str, jids: &[String]) -> Result<(), StoreError> {
+        self.per_jid(&self.st.block_remove, user, jids).await
+    }
+
+    async fn clear(&self, user: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.block_clear, (user,)).await?;
+        Ok(())
+    }
+
+    async fn is_blocked(&self, user: &str, jid: &str) -> Result<bool, StoreError> {
+        let result = self.exec(&self.st.block_get, (user, jid)).await?;
+        Ok(!rows::<(String,)>(result, "blocklist")?.is_empty())
+    }
+}
+
+#[async_trait]
+impl LastActivity for ScyllaStore {
+    async fn set(&self, user: &str, seen: LastSeen) -> Result<(), StoreError> {
+        self.exec(
+            &self.st.last_set,
+            (user, to_bigint(seen.unix_seconds), seen.status),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, user: &str) -> Result<Option<LastSeen>, StoreError> {
+        let result = self.exec(&self.st.last_get, (user,)).await?;
+        Ok(
+            rows::<(Option<i64>, Option<String>)>(result, "last_activity")?
+                .into_iter()
+                .next()
+                .map(|(seen, status)| LastSeen {
+                    unix_seconds: seen.map_or(0, from_bigint),
+                    status: status.unwrap_or_default(),
+                }),
+        )
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.last_delete, (user,)).await?;
+        Ok(())
+    }
+}
