@@ -308,6 +308,7 @@ listen = "127.0.0.1:{self.admin_port}"
 [registration]
 enabled = {'true' if registration else 'false'}
 {extra.get('registration', '')}
+{extra.get('store', '')}
 """
         )
 

@@ -27,7 +27,7 @@ def test_admin_metrics_prometheus_text(target):
 
 def test_cli_user_list(target):
     out = target.user_list_output
-    assert "user001" in out and "changedpw" in out, out[:2000]
+    assert "user1@" in out and "changedpw" in out, out[:2000]
     assert "removeduser" not in out, "removed account still listed"
 
 

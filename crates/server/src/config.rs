@@ -17,6 +17,41 @@ pub struct Config {
     pub admin: AdminSection,
     pub registration: RegistrationSection,
     pub sessions: SessionsSection,
+    pub store: StoreSection,
+}
+
+/// Which backend holds accounts, rosters and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// redb in `server.data_dir`: one node, nothing to run beside it.
+    #[default]
+    Embedded,
+    /// ScyllaDB (or Apache Cassandra) over CQL: the cluster store.
+    Scylla,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub backend: StoreBackend,
+    /// `host:port` of one or more CQL nodes (backend = "scylla").
+    pub scylla_contact_points: Vec<String>,
+    /// Keyspace holding Starling's tables, created if missing.
+    pub scylla_keyspace: String,
+    /// CQL replication map used when the keyspace is created.
+    pub scylla_replication: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            backend: StoreBackend::Embedded,
+            scylla_contact_points: vec!["127.0.0.1:9042".into()],
+            scylla_keyspace: "starling".into(),
+            scylla_replication: starling_backend_scylla::DEFAULT_REPLICATION.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod serve;
+mod store;
 mod users;
 
 use std::path::PathBuf;
@@ -27,6 +28,15 @@ enum Command {
     /// Manage accounts in the store (stop the server first: the embedded store has one writer).
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Database schema.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the keyspace if needed and apply pending schema migrations (also done by `serve`).
+    Migrate,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +46,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config),
         Command::User(command) => users::run(&config, command),
+        Command::Db(DbCommand::Migrate) => store::migrate(&config),
     }
 }

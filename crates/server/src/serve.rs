@@ -42,8 +42,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("server.domain must be a bare domain, got {domain}");
     }
     let metrics = Metrics::global();
-    let store = starling_store_embedded::EmbeddedStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    let store = crate::store::open(&config).await?;
+    tracing::info!(backend = ?config.store.backend, "store open");
     let accounts = store.accounts.clone();
     let session_config = SessionConfig {
         arbiters: match config.sessions.arbiters {

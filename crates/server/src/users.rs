@@ -67,15 +67,10 @@ fn password(given: Option<String>) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn open(config: &Config) -> anyhow::Result<Store> {
-    starling_store_embedded::EmbeddedStore::open(&config.server.data_dir)
-        .with_context(|| format!("opening the store in {} (is the server running?)", config.server.data_dir.display()))
-}
-
 pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let store = open(config)?;
+        let store: Store = crate::store::open(config).await?;
         match command {
             UserCommand::Add { user, password: given } => {
                 let jid = account(config, &user)?;
