@@ -26,6 +26,72 @@ pub enum Scenario {
     /// M pairs exchange one-to-one messages, open-loop at a fixed aggregate rate or closed-loop at
     /// saturation (throughput, latency percentiles, loss).
     Chat(ChatArgs),
+    /// N users with K mutual contacts each (built in a measured setup phase) change their
+    /// presence at an aggregate rate (fan-out latency at each contact, deliveries/s).
+    Presence(PresenceArgs),
+    /// Run the steps of a TOML scenario file in order (see docs/loadtest.md).
+    Run(RunArgs),
+    /// Merge the JSON reports of several harness processes that split the user space.
+    Merge(MergeArgs),
+    /// Render JSON reports as one HTML page with inline SVG charts.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Password shared by all test accounts (overrides the file's).
+    #[arg(long, env = "STARLING_LOADTEST_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Directory for each step's JSON report (STEP-NAME.json) [default: the file's json_dir, else none].
+    #[arg(long)]
+    pub json_dir: Option<PathBuf>,
+    /// Only parse the file and list its steps.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// Reports of the same scenario written with --json-out.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Reports written with --json-out (or by merge).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(long)]
+    pub html: PathBuf,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct PresenceArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Contacts in each user's roster (mutual subscriptions); odd values need an even --users.
+    #[arg(long, default_value_t = 10)]
+    pub contacts: u64,
+    /// Aggregate presence updates per second over all users.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of updates.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last update for deliveries still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Seconds allowed for the roster and subscription setup.
+    #[arg(long, default_value_t = 60.0)]
+    pub setup_timeout: f64,
 }
 
 /// SASL mechanism used for every login. Only one is tried: a load test should measure one known
@@ -75,7 +141,7 @@ pub struct Common {
     /// Number of the first account used.
     #[arg(long, default_value_t = 1)]
     pub first_user: u64,
-    /// Accounts to log in (connect); chat uses 2 x --pairs, --pairs defaulting to users / 2.
+    /// Accounts to log in (connect, presence); chat uses 2 x --pairs, --pairs defaulting to users / 2.
     #[arg(long, default_value_t = 100)]
     pub users: u64,
     /// SASL mechanism (case-insensitive).

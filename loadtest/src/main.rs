@@ -9,7 +9,11 @@ mod rate;
 mod report;
 mod sasl;
 mod scenario;
+mod scenario_file;
 mod stats;
+mod timeseries;
+mod html;
+mod merge;
 mod tls;
 mod xmpp;
 
@@ -22,6 +26,10 @@ fn main() -> anyhow::Result<()> {
     let threads = match &cli.scenario {
         Scenario::Connect(args) => args.common.threads,
         Scenario::Chat(args) => args.common.threads,
+        Scenario::Presence(args) => args.common.threads,
+        Scenario::Run(_) => None,
+        Scenario::Merge(args) => return merge::run(&args),
+        Scenario::Report(args) => return html::run(&args),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -33,6 +41,9 @@ fn main() -> anyhow::Result<()> {
         match cli.scenario {
             Scenario::Connect(args) => scenario::connect::run(args).await,
             Scenario::Chat(args) => scenario::chat::run(args).await,
+            Scenario::Presence(args) => scenario::presence::run(args).await,
+            Scenario::Run(args) => scenario_file::run(args).await,
+            Scenario::Merge(_) | Scenario::Report(_) => Ok(()),
         }
     });
     // Tasks still blocked on dead peers must not hold the process open.

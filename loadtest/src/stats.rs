@@ -46,8 +46,9 @@ impl Latency {
     }
 }
 
-/// Percentiles of a latency histogram, in microseconds. All zero when empty.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Percentiles of a latency histogram, in microseconds. All zero when empty. `hdr` carries the
+/// histogram itself ([`encode`]) so that reports of several processes merge exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LatencySummary {
     pub count: u64,
     pub min_us: u64,
@@ -57,6 +58,8 @@ pub struct LatencySummary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// The histogram, base64 of (value, count) varint pairs; empty when there are no samples.
+    pub hdr: String,
 }
 
 impl LatencySummary {
@@ -73,6 +76,7 @@ impl LatencySummary {
             p99_us: h.value_at_quantile(0.99),
             p999_us: h.value_at_quantile(0.999),
             max_us: h.max(),
+            hdr: encode(h),
         }
     }
 }
@@ -94,6 +98,61 @@ impl fmt::Display for LatencySummary {
             self.count
         )
     }
+}
+
+impl Latency {
+    #[cfg(test)]
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
+    /// The histogram [`encode`]d in `text`.
+    pub fn decode(text: &str) -> Option<Latency> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+        let mut latency = Latency::new();
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let value = read_varint(&mut rest)?;
+            let count = read_varint(&mut rest)?;
+            latency.0.record_n(value.clamp(1, MAX_MICROS), count).ok()?;
+        }
+        Some(latency)
+    }
+}
+
+/// Serialises every recorded bucket as (highest equivalent value, count) varint pairs, base64.
+/// Recording those pairs into a histogram of the same bounds rebuilds it exactly, so merged
+/// percentiles equal those of one histogram fed every value.
+pub fn encode(h: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    for v in h.iter_recorded() {
+        write_varint(&mut bytes, h.highest_equivalent(v.value_iterated_to()));
+        write_varint(&mut bytes, v.count_at_value());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(rest: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, tail) = rest.split_first()?;
+        *rest = tail;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// Microseconds as milliseconds with a precision that fits the magnitude.
@@ -204,6 +263,32 @@ mod tests {
         let json = serde_json::to_value(&tally).expect("serialises");
         assert_eq!(json["timeout:tls"]["count"], 2);
         assert_eq!(json["timeout:tls"]["example"], "first");
+    }
+
+    #[test]
+    fn encoded_histograms_merge_exactly() {
+        let mut all = Latency::new();
+        let mut parts = [Latency::new(), Latency::new(), Latency::new()];
+        let mut x = 12345u64;
+        for i in 0..30_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let micros = 1 + (x >> 33) % 2_000_000;
+            all.record_micros(micros);
+            parts[(i % 3) as usize].record_micros(micros);
+        }
+        let mut merged = Latency::new();
+        for part in &parts {
+            let decoded = Latency::decode(&part.summary().hdr).expect("decodes");
+            assert_eq!(decoded.summary(), part.summary());
+            merged.merge(&decoded);
+        }
+        let (m, a) = (merged.summary(), all.summary());
+        assert_eq!(m, a);
+        for q in [0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+            assert_eq!(merged.histogram().value_at_quantile(q), all.histogram().value_at_quantile(q), "q={q}");
+        }
+        assert!(Latency::decode("").expect("empty decodes").histogram().is_empty());
+        assert!(Latency::decode("!!").is_none());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
 use crate::report::{RunInfo, Usage, Window, write_json};
 use crate::stats::{ErrorTally, Latency, LatencySummary, ms, per_second};
+use crate::timeseries::{Point, Series};
 use crate::xmpp::{self, LoginError, NS_STREAMS, Reader, Session, Writer, io_kind};
 
 const MARKER: &[u8] = b"starling-lt ";
@@ -79,6 +80,8 @@ struct ChatResults {
     drain_seconds: f64,
     /// From the moment the message was written to when the receiver read it.
     latency: LatencySummary,
+    /// Per second since the first scheduled send: messages received and their latency.
+    timeseries: Vec<Point>,
     /// Open loop: from when the message was due by the schedule to when it was read; includes
     /// the harness's own lateness (timer granularity, CPU starvation, backpressure).
     latency_from_schedule: LatencySummary,
@@ -113,7 +116,7 @@ impl Shared {
 }
 
 /// A number unlikely to repeat across runs: wall-clock nanoseconds mixed with the pid.
-fn run_id() -> u64 {
+pub fn run_id() -> u64 {
     let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     (time ^ (u64::from(std::process::id()) << 40)) % 1_000_000_000_000
 }
@@ -126,6 +129,7 @@ fn nanos(d: Duration) -> u64 {
 #[derive(Default)]
 struct ReceiverResult {
     latency: Latency,
+    series: Series,
     from_schedule: Latency,
     received: u64,
     out_of_order: u64,
@@ -279,6 +283,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
 
     let _ = shutdown_tx.send(true);
     let mut latency = Latency::new();
+    let mut series = Series::default();
     let mut from_schedule = Latency::new();
     let (mut received, mut out_of_order, mut misrouted, mut stale) = (0u64, 0u64, 0u64, 0u64);
     let joined = tokio::time::timeout(CLOSE_TIMEOUT, async {
@@ -286,6 +291,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             match result {
                 Ok(r) => {
                     latency.merge(&r.latency);
+                    series.merge(&r.series);
                     from_schedule.merge(&r.from_schedule);
                     received += r.received;
                     out_of_order += r.out_of_order;
@@ -336,6 +342,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         send_rate_per_second: per_second(sent, send_period),
         drain_seconds: drained.as_secs_f64(),
         latency: latency.summary(),
+        timeseries: series.points(),
         latency_from_schedule: if open_loop { from_schedule.summary() } else { LatencySummary::default() },
         send_lag: if open_loop { lag.summary() } else { LatencySummary::default() },
         errors: shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -572,6 +579,7 @@ async fn read_loop(
                 }
                 let now = shared.now();
                 result.latency.record_micros(now.saturating_sub(marker.sent) / 1000);
+                result.series.record(now.saturating_sub(nanos(SETTLE)) / 1_000_000_000, now.saturating_sub(marker.sent) / 1000);
                 result.from_schedule.record_micros(now.saturating_sub(marker.due) / 1000);
                 result.received += 1;
                 shared.received.fetch_add(1, Ordering::Relaxed);
