@@ -28,8 +28,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Chat(args) => args.common.threads,
         Scenario::Presence(args) => args.common.threads,
         Scenario::Run(_) => None,
-        Scenario::Merge(args) => return merge::run(&args),
-        Scenario::Report(args) => return html::run(&args),
+        Scenario::Merge(args) => return merge::run(args),
+        Scenario::Report(args) => return html::run(args),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
