@@ -11,6 +11,7 @@
 //! `docs/storage.md` for the data model and the reasons behind it.
 
 mod accounts;
+mod archive;
 mod offline;
 mod rosters;
 pub mod schema;
@@ -55,6 +56,8 @@ pub struct ScyllaConfig {
     pub consistency: Consistency,
     /// Per-request timeout on the client side (the server has its own, shorter ones).
     pub request_timeout: Duration,
+    /// Archived messages expire (CQL TTL) this long after they were written; `None` keeps them.
+    pub archive_retention: Option<Duration>,
 }
 
 impl Default for ScyllaConfig {
@@ -66,12 +69,16 @@ impl Default for ScyllaConfig {
             flavor: Flavor::Auto,
             consistency: Consistency::LocalQuorum,
             request_timeout: Duration::from_secs(10),
+            archive_retention: None,
         }
     }
 }
 
 /// Replication for a single-node development or test cluster.
 pub const DEFAULT_REPLICATION: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+
+/// The longest TTL CQL accepts (20 years), less a bucket so that bucket markers fit too.
+const MAX_TTL_SECONDS: u64 = 20 * 365 * 86_400 - 30 * 86_400;
 
 /// How often a compare-and-set loop retries after losing a race before it reports the store as
 /// unavailable (each loss means another writer of the same user went first).
@@ -83,6 +90,8 @@ pub struct ScyllaStore {
     session: Session,
     st: Statements,
     consistency: Consistency,
+    /// TTL of archive rows in seconds; 0 for none (CQL's own meaning of `USING TTL 0`).
+    archive_ttl: i32,
 }
 
 impl ScyllaStore {
@@ -98,7 +107,8 @@ impl ScyllaStore {
             private_xml: store.clone(),
             blocklists: store.clone(),
             offline: store.clone(),
-            last_activity: store,
+            last_activity: store.clone(),
+            archive: store,
         })
     }
 
@@ -122,11 +132,17 @@ impl ScyllaStore {
                 ))
             })?;
         schema::migrate(&session, &config).await?;
+        let archive_ttl = match config.archive_retention {
+            None => 0,
+            // CQL caps a TTL at 20 years; a zero retention would mean "keep for ever" in CQL.
+            Some(retention) => i32::try_from(retention.as_secs().clamp(1, MAX_TTL_SECONDS)).unwrap_or(i32::MAX),
+        };
         let st = Statements::prepare(&session, &config).await?;
         Ok(ScyllaStore {
             session,
             st,
             consistency: config.consistency,
+            archive_ttl,
         })
     }
 
@@ -217,6 +233,23 @@ struct Statements {
     last_get: PreparedStatement,
     last_set: PreparedStatement,
     last_delete: PreparedStatement,
+    // archive
+    archive_insert: PreparedStatement,
+    archive_with_insert: PreparedStatement,
+    archive_bucket_insert: PreparedStatement,
+    archive_buckets: PreparedStatement,
+    archive_page_asc: PreparedStatement,
+    archive_page_desc: PreparedStatement,
+    archive_with_page_asc: PreparedStatement,
+    archive_with_page_desc: PreparedStatement,
+    archive_get: PreparedStatement,
+    archive_markers: PreparedStatement,
+    archive_delete_bucket: PreparedStatement,
+    archive_with_delete_bucket: PreparedStatement,
+    archive_markers_delete: PreparedStatement,
+    archive_prefs_get: PreparedStatement,
+    archive_prefs_set: PreparedStatement,
+    archive_prefs_delete: PreparedStatement,
 }
 
 impl Statements {
@@ -307,6 +340,69 @@ impl Statements {
             last_get: p(format!("SELECT seen, status FROM {ks}.last_activity WHERE user_jid = ?"), false).await?,
             last_set: p(format!("INSERT INTO {ks}.last_activity (user_jid, seen, status) VALUES (?, ?, ?)"), false).await?,
             last_delete: p(format!("DELETE FROM {ks}.last_activity WHERE user_jid = ?"), false).await?,
+
+            archive_insert: p(
+                format!("INSERT INTO {ks}.archive (user_jid, bucket, id, with_jid, stanza) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
+                false,
+            )
+            .await?,
+            archive_with_insert: p(
+                format!("INSERT INTO {ks}.archive_with (user_jid, with_jid, bucket, id, stanza) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
+                false,
+            )
+            .await?,
+            archive_bucket_insert: p(format!("INSERT INTO {ks}.archive_buckets (user_jid, with_jid, bucket) VALUES (?, ?, ?) USING TTL ?"), false)
+                .await?,
+            archive_buckets: p(
+                format!("SELECT bucket FROM {ks}.archive_buckets WHERE user_jid = ? AND with_jid = ? AND bucket >= ? AND bucket <= ?"),
+                false,
+            )
+            .await?,
+            archive_page_asc: p(
+                format!(
+                    "SELECT id, with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
+                     ORDER BY id ASC LIMIT ?"
+                ),
+                false,
+            )
+            .await?,
+            archive_page_desc: p(
+                format!(
+                    "SELECT id, with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
+                     ORDER BY id DESC LIMIT ?"
+                ),
+                false,
+            )
+            .await?,
+            archive_with_page_asc: p(
+                format!(
+                    "SELECT id, stanza FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
+                     ORDER BY id ASC LIMIT ?"
+                ),
+                false,
+            )
+            .await?,
+            archive_with_page_desc: p(
+                format!(
+                    "SELECT id, stanza FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
+                     ORDER BY id DESC LIMIT ?"
+                ),
+                false,
+            )
+            .await?,
+            archive_get: p(format!("SELECT with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id = ?"), false).await?,
+            archive_markers: p(format!("SELECT with_jid, bucket FROM {ks}.archive_buckets WHERE user_jid = ?"), false).await?,
+            archive_delete_bucket: p(format!("DELETE FROM {ks}.archive WHERE user_jid = ? AND bucket = ?"), false).await?,
+            archive_with_delete_bucket: p(format!("DELETE FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ?"), false)
+                .await?,
+            archive_markers_delete: p(format!("DELETE FROM {ks}.archive_buckets WHERE user_jid = ?"), false).await?,
+            archive_prefs_get: p(format!("SELECT default_mode, always, never FROM {ks}.archive_prefs WHERE user_jid = ?"), false).await?,
+            archive_prefs_set: p(
+                format!("INSERT INTO {ks}.archive_prefs (user_jid, default_mode, always, never) VALUES (?, ?, ?, ?)"),
+                false,
+            )
+            .await?,
+            archive_prefs_delete: p(format!("DELETE FROM {ks}.archive_prefs WHERE user_jid = ?"), false).await?,
         })
     }
 }

@@ -40,7 +40,8 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[
+Migration {
     version: 1,
     description: "accounts, rosters, pending requests, vCards, private XML, block lists, offline queues, last activity",
     statements: &[
@@ -105,6 +106,46 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             user_jid text PRIMARY KEY,
             seen bigint,
             status text
+        )",
+    ],
+},
+Migration {
+    version: 2,
+    description: "message archive (XEP-0313): messages by user and time bucket, by conversation, bucket markers, preferences",
+    statements: &[
+        // A bucket is 2^41 µs of ids (about 25 days): a partition holds one user's messages of
+        // that span, newest first, so the usual query (the newest page) reads the partition's head.
+        "CREATE TABLE IF NOT EXISTS {ks}.archive (
+            user_jid text,
+            bucket int,
+            id bigint,
+            with_jid text,
+            stanza blob,
+            PRIMARY KEY ((user_jid, bucket), id)
+        ) WITH CLUSTERING ORDER BY (id DESC)",
+        // The same rows per conversation, instead of a secondary index.
+        "CREATE TABLE IF NOT EXISTS {ks}.archive_with (
+            user_jid text,
+            with_jid text,
+            bucket int,
+            id bigint,
+            stanza blob,
+            PRIMARY KEY ((user_jid, with_jid, bucket), id)
+        ) WITH CLUSTERING ORDER BY (id DESC)",
+        // Which buckets hold messages, overall (with_jid = '') and per contact: one small
+        // partition per user, read once per query.
+        "CREATE TABLE IF NOT EXISTS {ks}.archive_buckets (
+            user_jid text,
+            with_jid text,
+            bucket int,
+            PRIMARY KEY ((user_jid), with_jid, bucket)
+        )",
+        // default_mode: 0 always, 1 never, 2 roster (XEP-0441).
+        "CREATE TABLE IF NOT EXISTS {ks}.archive_prefs (
+            user_jid text PRIMARY KEY,
+            default_mode tinyint,
+            always set<text>,
+            never set<text>
         )",
     ],
 }];

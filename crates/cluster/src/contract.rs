@@ -5,8 +5,10 @@
 //! other users alone (it only asserts that theirs did not change), so the suite can also run
 //! against a long-lived shared database as long as each run gets a fresh prefix.
 
+use std::collections::BTreeSet;
+
 use crate::store::{
-    Accounts, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, RosterItem, Rosters, ScramCredentials, ScramKeys,
+    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
 };
 
@@ -24,6 +26,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     blocklists(store.blocklists.as_ref(), prefix).await;
     offline(store.offline.as_ref(), prefix).await;
     last_activity(store.last_activity.as_ref(), prefix).await;
+    archive(store.archive.as_ref(), prefix).await;
     remove_user(store, prefix).await;
 }
 
@@ -342,6 +345,109 @@ pub async fn last_activity(last_activity: &dyn LastActivity, prefix: &str) {
     last_activity.remove_user(&bob).await.expect("remove_user");
 }
 
+/// About 25 days in microseconds: ids this far apart fall into different time buckets of any
+/// backend that partitions by a bucket of a day or more.
+const DAYS_APART: u64 = 1 << 41;
+
+pub async fn archive(archive: &dyn Archive, prefix: &str) {
+    let alice = user(prefix, "archive", "alice");
+    let bob = user(prefix, "archive", "bob");
+    let carol = user(prefix, "archive", "carol");
+    // Ids a real archive would hand out (microseconds around 2026), some close together and some
+    // many buckets apart, plus the extremes a backend must not mangle.
+    let base = 1_795_000_000_000_000u64;
+    let ids = [1, base, base + 1, base + 2, base + DAYS_APART, base + 3 * DAYS_APART + 5, base + 3 * DAYS_APART + 6, 1 << 62];
+    let message = |id: u64, with: &str| ArchivedMessage { id, with: with.to_owned(), stanza: format!("<message><body>{id}</body></message>").into_bytes() };
+    let with_of = |i: usize| if i % 3 == 0 { &carol } else { &bob };
+    let mine: Vec<ArchivedMessage> = ids.iter().enumerate().map(|(i, &id)| message(id, with_of(i))).collect();
+    let page = |messages: &[ArchivedMessage], complete: bool| ArchivePage { messages: messages.to_vec(), complete };
+    let range = |with: Option<&String>, after: Option<u64>, before: Option<u64>, limit: usize, from_newest: bool| ArchiveQuery {
+        with: with.cloned(),
+        after,
+        before,
+        limit,
+        from_newest,
+    };
+
+    let everything = range(None, None, None, 100, false);
+    assert_eq!(archive.query(&alice, &everything).await.expect("query"), page(&[], true), "a new archive is empty and complete");
+    assert_eq!(archive.get(&alice, &[base]).await.expect("get"), Vec::new());
+    assert_eq!(archive.prefs(&alice).await.expect("prefs"), None);
+
+    // Appended out of order and in two batches mixed with another user's messages.
+    let (first, second) = mine.split_at(4);
+    let mut batch: Vec<ArchiveEntry> = second.iter().rev().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect();
+    batch.push(ArchiveEntry { user: bob.clone(), message: message(base + 1, &alice) });
+    archive.append(batch).await.expect("append");
+    archive.append(first.iter().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect()).await.expect("append");
+    archive.append(first[1..3].iter().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect()).await.expect("append again");
+
+    assert_eq!(archive.query(&alice, &everything).await.expect("query"), page(&mine, true), "everything, oldest first, once");
+    assert_eq!(archive.query(&alice, &range(None, None, None, 3, false)).await.expect("query"), page(&mine[..3], false), "oldest page");
+    assert_eq!(archive.query(&alice, &range(None, None, None, 3, true)).await.expect("query"), page(&mine[5..], false), "newest page, oldest first");
+    assert_eq!(archive.query(&alice, &range(None, None, None, 8, true)).await.expect("query"), page(&mine, true), "a page of exactly everything is complete");
+    assert_eq!(archive.query(&alice, &range(None, None, None, 0, false)).await.expect("query"), page(&[], false), "limit 0 of a non-empty range");
+    assert_eq!(
+        archive.query(&alice, &range(None, Some(base), Some(base + 3 * DAYS_APART + 6), 100, false)).await.expect("query"),
+        page(&mine[2..6], true),
+        "after and before are exclusive bounds"
+    );
+    assert_eq!(
+        archive.query(&alice, &range(None, Some(base), None, 2, false)).await.expect("query"),
+        page(&mine[2..4], false),
+        "paging forward across buckets"
+    );
+    assert_eq!(
+        archive.query(&alice, &range(None, None, Some(base + 3 * DAYS_APART + 5), 2, true)).await.expect("query"),
+        page(&mine[3..5], false),
+        "paging backward across buckets"
+    );
+    assert_eq!(archive.query(&alice, &range(None, Some(base + 2), Some(base + 3), 5, true)).await.expect("query"), page(&[], true), "empty range");
+
+    let with_bob: Vec<ArchivedMessage> = mine.iter().filter(|m| m.with == bob).cloned().collect();
+    let with_carol: Vec<ArchivedMessage> = mine.iter().filter(|m| m.with == carol).cloned().collect();
+    assert_eq!(archive.query(&alice, &range(Some(&bob), None, None, 100, false)).await.expect("query"), page(&with_bob, true), "filter by with");
+    assert_eq!(archive.query(&alice, &range(Some(&carol), None, None, 100, true)).await.expect("query"), page(&with_carol, true));
+    assert_eq!(
+        archive.query(&alice, &range(Some(&bob), Some(1), Some(1 << 62), 2, true)).await.expect("query"),
+        page(&with_bob[2..4], false),
+        "with, bounds and a limit together"
+    );
+    assert_eq!(archive.query(&alice, &range(Some(&alice), None, None, 100, false)).await.expect("query"), page(&[], true), "no message with alice herself");
+
+    assert_eq!(
+        archive.get(&alice, &[1 << 62, base + 1, 7, base + 1, base + DAYS_APART]).await.expect("get"),
+        vec![mine[2].clone(), mine[4].clone(), mine[7].clone()],
+        "get returns the existing ones, oldest first, once each"
+    );
+    assert_eq!(archive.get(&bob, &[base, base + 1]).await.expect("get"), vec![message(base + 1, &alice)], "archives are per user");
+
+    let large = ArchivedMessage { id: base + 4, with: bob.clone(), stanza: large_blob() };
+    archive.append(vec![ArchiveEntry { user: carol.clone(), message: large.clone() }]).await.expect("append");
+    assert!(archive.get(&carol, &[base + 4]).await.expect("get") == vec![large], "a 1 MiB stanza must round-trip");
+
+    let prefs = ArchivePrefs {
+        default: ArchiveDefault::Roster,
+        always: BTreeSet::from([bob.clone(), "example.net".to_owned()]),
+        never: BTreeSet::from([carol.clone()]),
+    };
+    archive.set_prefs(&alice, prefs.clone()).await.expect("set_prefs");
+    assert_eq!(archive.prefs(&alice).await.expect("prefs"), Some(prefs), "prefs must round-trip");
+    let never = ArchivePrefs { default: ArchiveDefault::Never, ..ArchivePrefs::default() };
+    archive.set_prefs(&alice, never.clone()).await.expect("set_prefs");
+    assert_eq!(archive.prefs(&alice).await.expect("prefs"), Some(never), "set_prefs must replace, lists included");
+    assert_eq!(archive.prefs(&bob).await.expect("prefs"), None, "prefs are per user");
+
+    archive.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(archive.query(&alice, &everything).await.expect("query"), page(&[], true), "remove_user must empty the archive");
+    assert_eq!(archive.query(&alice, &range(Some(&bob), None, None, 10, true)).await.expect("query"), page(&[], true), "and its with index");
+    assert_eq!(archive.get(&alice, &ids).await.expect("get"), Vec::new());
+    assert_eq!(archive.prefs(&alice).await.expect("prefs"), None, "remove_user must delete the prefs");
+    assert_eq!(archive.get(&bob, &[base + 1]).await.expect("get").len(), 1, "remove_user(alice) must not touch bob");
+    archive.remove_user(&bob).await.expect("remove_user");
+    archive.remove_user(&carol).await.expect("remove_user");
+}
+
 /// `Store::remove_user` wipes every kind of data of one user and nothing of another.
 pub async fn remove_user(store: &Store, prefix: &str) {
     let alice = user(prefix, "remove", "alice");
@@ -363,6 +469,9 @@ pub async fn remove_user(store: &Store, prefix: &str) {
         store.blocklists.add(who, std::slice::from_ref(&contact)).await.expect("add");
         store.offline.push(who, b"<message/>".to_vec(), 10).await.expect("push");
         store.last_activity.set(who, LastSeen { unix_seconds: 42, status: String::new() }).await.expect("set");
+        let message = ArchivedMessage { id: 1_795_000_000_000_000, with: contact.clone(), stanza: b"<message/>".to_vec() };
+        store.archive.append(vec![ArchiveEntry { user: who.clone(), message }]).await.expect("append");
+        store.archive.set_prefs(who, ArchivePrefs::default()).await.expect("set_prefs");
     }
 
     assert!(store.remove_user(&alice).await.expect("remove_user"), "removing an existing user must report true");
@@ -379,6 +488,8 @@ pub async fn remove_user(store: &Store, prefix: &str) {
     assert!(store.blocklists.is_blocked(&bob, &contact).await.expect("is_blocked"), "removing alice must keep bob's block list");
     assert_eq!(store.offline.count(&bob).await.expect("count"), 1, "removing alice must keep bob's offline messages");
     assert!(store.last_activity.get(&bob).await.expect("get").is_some(), "removing alice must keep bob's last activity");
+    assert_eq!(store.archive.get(&bob, &[1_795_000_000_000_000]).await.expect("get").len(), 1, "removing alice must keep bob's archive");
+    assert!(store.archive.prefs(&bob).await.expect("prefs").is_some(), "removing alice must keep bob's archive prefs");
     assert!(store.remove_user(&bob).await.expect("remove_user"));
 }
 
@@ -392,4 +503,7 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
     assert!(!store.blocklists.is_blocked(who, contact).await.expect("is_blocked"), "block list of {who} left behind");
     assert_eq!(store.offline.count(who).await.expect("count"), 0, "offline messages of {who} left behind");
     assert_eq!(store.last_activity.get(who).await.expect("get"), None, "last activity of {who} left behind");
+    let everything = ArchiveQuery { limit: 10, ..ArchiveQuery::default() };
+    assert!(store.archive.query(who, &everything).await.expect("query").messages.is_empty(), "archive of {who} left behind");
+    assert_eq!(store.archive.prefs(who).await.expect("prefs"), None, "archive prefs of {who} left behind");
 }

@@ -1,6 +1,6 @@
 //! The seams between the session layer and its backends. `store` defines what the server keeps
 //! about a user (account credentials, roster, vCard, private XML, block list, offline messages,
-//! last activity) as async traits, bundled in [`store::Store`]; `gateway` is the hand-off between a
+//! last activity, message archive) as async traits, bundled in [`store::Store`]; `gateway` is the hand-off between a
 //! client connection and the session layer. With the `contract` feature, `contract` holds the test
 //! suite every storage backend must pass.
 //!

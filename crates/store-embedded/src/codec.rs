@@ -3,10 +3,12 @@
 //! misread; fields follow in a fixed order, variable-length ones prefixed with their length as an
 //! unsigned LEB128 varint (one byte for anything under 128 bytes, and no length limit to check).
 
-use starling_cluster::store::{RosterItem, ScramCredentials, ScramKeys, Subscription};
+use starling_cluster::store::{ArchiveDefault, ArchivePrefs, RosterItem, ScramCredentials, ScramKeys, Subscription};
 
 const CREDENTIALS_V1: u8 = 1;
 const ROSTER_ITEM_V1: u8 = 1;
+const ARCHIVED_V1: u8 = 1;
+const ARCHIVE_PREFS_V1: u8 = 1;
 
 const ASK_OUT: u8 = 1;
 const APPROVED: u8 = 1 << 1;
@@ -90,6 +92,69 @@ pub fn decode_roster_item(jid: &str, bytes: &[u8]) -> Option<RosterItem> {
     let groups = (0..count).map(|_| input.string()).collect::<Option<Vec<String>>>()?;
     input.finish()?;
     Some(RosterItem { jid: jid.to_owned(), name, groups, subscription, ask_out: flags & ASK_OUT != 0, approved: flags & APPROVED != 0 })
+}
+
+/// An archived message without its id, which is part of its key: the peer and the stanza.
+pub fn encode_archived(with: &str, stanza: &[u8]) -> Vec<u8> {
+    let mut out = Writer(Vec::with_capacity(stanza.len() + with.len() + 8));
+    out.byte(ARCHIVED_V1);
+    out.bytes(with.as_bytes());
+    out.bytes(stanza);
+    out.0
+}
+
+/// `(with, stanza)`; `None` if `bytes` is not a value `encode_archived` wrote.
+pub fn decode_archived(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut input = Reader(bytes);
+    if input.byte()? != ARCHIVED_V1 {
+        return None;
+    }
+    let with = input.string()?;
+    let stanza = input.bytes()?.to_vec();
+    input.finish()?;
+    Some((with, stanza))
+}
+
+pub fn encode_archive_prefs(prefs: &ArchivePrefs) -> Vec<u8> {
+    let mut out = Writer::default();
+    out.byte(ARCHIVE_PREFS_V1);
+    out.byte(match prefs.default {
+        ArchiveDefault::Always => 0,
+        ArchiveDefault::Never => 1,
+        ArchiveDefault::Roster => 2,
+    });
+    for list in [&prefs.always, &prefs.never] {
+        out.length(list.len());
+        for jid in list {
+            out.bytes(jid.as_bytes());
+        }
+    }
+    out.0
+}
+
+/// `None` if `bytes` is not a value `encode_archive_prefs` wrote.
+pub fn decode_archive_prefs(bytes: &[u8]) -> Option<ArchivePrefs> {
+    let mut input = Reader(bytes);
+    if input.byte()? != ARCHIVE_PREFS_V1 {
+        return None;
+    }
+    let default = match input.byte()? {
+        0 => ArchiveDefault::Always,
+        1 => ArchiveDefault::Never,
+        2 => ArchiveDefault::Roster,
+        _ => return None,
+    };
+    let mut list = || {
+        let count = input.length()?;
+        // As for roster groups: every entry takes at least its length byte.
+        if count > input.0.len() {
+            return None;
+        }
+        (0..count).map(|_| input.string()).collect::<Option<_>>()
+    };
+    let (always, never) = (list()?, list()?);
+    input.finish()?;
+    Some(ArchivePrefs { default, always, never })
 }
 
 #[derive(Default)]
@@ -220,6 +285,26 @@ mod tests {
         assert_eq!(decode_roster_item("c", &[ROSTER_ITEM_V1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]), None, "group count beyond the data");
         let overlong = [&[ROSTER_ITEM_V1, 0, 0][..], &[0xff; 11], &[0x01]].concat();
         assert_eq!(decode_roster_item("c", &overlong), None, "varint longer than a usize");
+    }
+
+    #[test]
+    fn archive_values_round_trip_and_reject_truncation() {
+        let archived = encode_archived("bob@example.com", b"<message><body>hi</body></message>");
+        assert_eq!(decode_archived(&archived), Some(("bob@example.com".to_owned(), b"<message><body>hi</body></message>".to_vec())));
+        let prefs = ArchivePrefs {
+            default: ArchiveDefault::Roster,
+            always: ["a@example.com".to_owned(), "example.net".to_owned()].into(),
+            never: ["b@example.com".to_owned()].into(),
+        };
+        let encoded = encode_archive_prefs(&prefs);
+        assert_eq!(decode_archive_prefs(&encoded), Some(prefs));
+        for len in 0..archived.len() {
+            assert_eq!(decode_archived(&archived[..len]), None, "archived message cut at {len}");
+        }
+        for len in 0..encoded.len() {
+            assert_eq!(decode_archive_prefs(&encoded[..len]), None, "prefs cut at {len}");
+        }
+        assert_eq!(decode_archive_prefs(&[ARCHIVE_PREFS_V1, 3, 0, 0]), None, "unknown default");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! read-modify-write calls such as an offline push with its quota check atomic.
 
 mod accounts;
+mod archive;
 mod codec;
 mod offline;
 mod rosters;
@@ -18,7 +19,8 @@ mod user_data;
 mod tests;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
 use starling_cluster::store::{Store, StoreError};
@@ -42,6 +44,22 @@ const OFFLINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("offli
 const OFFLINE_QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("offline_queues");
 /// Per user: (unix seconds, status).
 const LAST_ACTIVITY: TableDefinition<&str, (u64, &str)> = TableDefinition::new("last_activity");
+/// (user, id) -> `codec` archived message.
+const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
+/// (user, with, id): the ids of one conversation, in order.
+const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("archive_with");
+const ARCHIVE_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("archive_prefs");
+
+/// How the store is run beyond where its file is.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedOptions {
+    /// Archived messages older than this are deleted by a sweep every [`SWEEP_INTERVAL`];
+    /// `None` keeps them for ever.
+    pub archive_retention: Option<Duration>,
+}
+
+/// How often expired archived messages are looked for.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// One open database. Every storage trait is implemented on it; [`EmbeddedStore::open`] hands it
 /// out as a [`Store`] bundle.
@@ -56,10 +74,19 @@ impl EmbeddedStore {
     ///
     /// This blocks on file I/O (and on a repair after a crash): call it at startup.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        EmbeddedStore::open_with(dir, &EmbeddedOptions::default())
+    }
+
+    /// [`open`](Self::open) with options; with a retention, starts the sweeping thread, which
+    /// ends when the store is dropped.
+    pub fn open_with(dir: &Path, options: &EmbeddedOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|error| StoreError::Unavailable(format!("cannot create data directory {}: {error}", dir.display())))?;
         let db = create_tables(dir).map_err(store_error)?;
         let store = Arc::new(EmbeddedStore { db: Arc::new(db) });
+        if let Some(retention) = options.archive_retention {
+            start_sweeper(Arc::downgrade(&store.db), retention);
+        }
         Ok(Store {
             accounts: store.clone(),
             rosters: store.clone(),
@@ -67,7 +94,8 @@ impl EmbeddedStore {
             private_xml: store.clone(),
             blocklists: store.clone(),
             offline: store.clone(),
-            last_activity: store,
+            last_activity: store.clone(),
+            archive: store,
         })
     }
 
@@ -130,8 +158,28 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(OFFLINE)?;
     txn.open_table(OFFLINE_QUEUES)?;
     txn.open_table(LAST_ACTIVITY)?;
+    txn.open_table(ARCHIVE)?;
+    txn.open_table(ARCHIVE_WITH)?;
+    txn.open_table(ARCHIVE_PREFS)?;
     txn.commit()?;
     Ok(db)
+}
+
+/// Sweeps expired archive messages every [`SWEEP_INTERVAL`] until the database is dropped. A plain
+/// thread: the sweep is blocking I/O, and it must not depend on which runtime opened the store.
+fn start_sweeper(db: Weak<Database>, retention: Duration) {
+    let spawned = std::thread::Builder::new().name("archive-sweep".to_owned()).spawn(move || loop {
+        let Some(db) = db.upgrade() else { return };
+        match archive::sweep(&db, retention) {
+            Ok(users) => tracing::debug!(users, "archive retention sweep done"),
+            Err(error) => tracing::warn!(%error, "archive retention sweep failed"),
+        }
+        drop(db);
+        std::thread::sleep(SWEEP_INTERVAL);
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the archive retention sweep; expired messages stay");
+    }
 }
 
 /// Corruption will not go away by retrying; anything else (I/O errors, a lock held by another

@@ -145,3 +145,32 @@ async fn undecodable_values_are_reported_as_corrupt() {
     // The damage stays with the value: other users are unaffected.
     assert_eq!(store.rosters.roster("bob@example.com").await.expect("roster"), (0, Vec::new()));
 }
+
+#[tokio::test]
+async fn the_retention_sweep_deletes_only_expired_messages() {
+    use starling_cluster::store::{ArchiveEntry, ArchiveQuery, ArchivedMessage};
+
+    let dir = data_dir();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as u64;
+    let day = 86_400_000_000u64;
+    let entry = |user: &str, id: u64| ArchiveEntry { user: user.to_owned(), message: ArchivedMessage { id, with: "bob@example.com".to_owned(), stanza: b"<message/>".to_vec() } };
+    {
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let users = (0..150).map(|n| format!("user{n}@example.com"));
+        let entries: Vec<ArchiveEntry> = users.flat_map(|user| [entry(&user, now - 10 * day), entry(&user, now - 3 * day), entry(&user, now - 1000)]).collect();
+        store.archive.append(entries).await.expect("append");
+    }
+    let db = create_tables(dir.path()).expect("open");
+    let visited = archive::sweep(&db, Duration::from_secs(5 * 86_400)).expect("sweep");
+    assert_eq!(visited, 150, "every user with an archive is visited, across several commits");
+    drop(db);
+
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    for user in ["user0@example.com", "user149@example.com"] {
+        for with in [None, Some("bob@example.com".to_owned())] {
+            let page = store.archive.query(user, &ArchiveQuery { with, limit: 10, ..ArchiveQuery::default() }).await.expect("query");
+            let ids: Vec<u64> = page.messages.iter().map(|m| m.id).collect();
+            assert_eq!(ids, [now - 3 * day, now - 1000], "only the message older than the retention goes");
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! operation: no method scans across users except [`Accounts::list`], which is an admin call.
 
 mod accounts;
+mod archive;
 mod blocklists;
 mod last_activity;
 mod offline;
@@ -15,6 +16,7 @@ mod vcards;
 use std::sync::Arc;
 
 pub use accounts::{Accounts, DEFAULT_SCRAM_ITERATIONS, ScramCredentials, ScramKeys};
+pub use archive::{Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
 pub use blocklists::Blocklists;
 pub use last_activity::{LastActivity, LastSeen};
 pub use offline::OfflineMessages;
@@ -50,6 +52,7 @@ pub struct Store {
     pub blocklists: Arc<dyn Blocklists>,
     pub offline: Arc<dyn OfflineMessages>,
     pub last_activity: Arc<dyn LastActivity>,
+    pub archive: Arc<dyn Archive>,
 }
 
 impl Store {
@@ -68,6 +71,7 @@ impl Store {
         self.blocklists.clear(user).await?;
         self.offline.remove_user(user).await?;
         self.last_activity.remove_user(user).await?;
+        self.archive.remove_user(user).await?;
         self.accounts.remove(user).await
     }
 }

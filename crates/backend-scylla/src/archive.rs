@@ -1,0 +1,207 @@
+//! The message archive, laid out for its one read pattern: a page of one user's messages, newest
+//! or oldest first from some id, optionally with one contact.
+//!
+//! - `archive`: partition `(user, bucket)`, rows clustered by id, newest first. A bucket is
+//!   2^41 µs (about 25 days) of ids, so a partition stays bounded however long a user chats.
+//! - `archive_with`: the same rows again under `(user, with, bucket)`, so a conversation query
+//!   reads only that conversation. Denormalised instead of a secondary index: ScyllaDB and
+//!   Cassandra would scan every node for an index, this is one partition read.
+//! - `archive_buckets`: per user, which buckets hold messages, overall (`with_jid = ''`) and per
+//!   contact, so a query visits only non-empty buckets and knows where the archive ends.
+//!
+//! A page is read bucket by bucket from the end it starts at, each read asking for just the rows
+//! still missing, and one more than the page to learn whether the range goes on. Retention is a
+//! TTL on every row; bucket markers live one bucket longer than the rows they point at.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use futures_util::future::try_join_all;
+use starling_cluster::store::{
+    Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError,
+};
+
+use crate::{ScyllaStore, from_bigint, rows, to_bigint};
+
+/// log2 of a bucket's span in microseconds.
+const BUCKET_BITS: u32 = 41;
+
+/// The bucket of an id. Ids are microseconds since 1970, far below 2^63, so the bucket fits an
+/// `int` for the next 290,000 years.
+fn bucket(id: u64) -> i32 {
+    i32::try_from(id >> BUCKET_BITS).unwrap_or(i32::MAX)
+}
+
+/// Where the bucket markers for all of a user's messages live (`with_jid` of no contact).
+const ALL: &str = "";
+
+impl ScyllaStore {
+    /// The buckets of `user` (with `with`) that may hold ids in `low..=high`, oldest first.
+    async fn archive_buckets(&self, user: &str, with: &str, low: u64, high: u64) -> Result<Vec<i32>, StoreError> {
+        let result = self
+            .exec(&self.st.archive_buckets, (user, with, bucket(low), bucket(high)))
+            .await?;
+        Ok(rows::<(i32,)>(result, "archive_buckets")?.into_iter().map(|(b,)| b).collect())
+    }
+
+    async fn archive_rows(
+        &self,
+        user: &str,
+        with: Option<&str>,
+        bucket: i32,
+        (low, high): (u64, u64),
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<ArchivedMessage>, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let (low, high) = (to_bigint(low), to_bigint(high));
+        match with {
+            None => {
+                let statement = if newest_first { &self.st.archive_page_desc } else { &self.st.archive_page_asc };
+                let result = self.exec(statement, (user, bucket, low, high, limit)).await?;
+                Ok(rows::<(i64, String, Vec<u8>)>(result, "archive")?
+                    .into_iter()
+                    .map(|(id, with, stanza)| ArchivedMessage { id: from_bigint(id), with, stanza })
+                    .collect())
+            }
+            Some(with) => {
+                let statement = if newest_first { &self.st.archive_with_page_desc } else { &self.st.archive_with_page_asc };
+                let result = self.exec(statement, (user, with, bucket, low, high, limit)).await?;
+                Ok(rows::<(i64, Vec<u8>)>(result, "archive_with")?
+                    .into_iter()
+                    .map(|(id, stanza)| ArchivedMessage { id: from_bigint(id), with: with.to_owned(), stanza })
+                    .collect())
+            }
+        }
+    }
+
+    async fn archive_insert(&self, entry: &ArchiveEntry) -> Result<(), StoreError> {
+        let ArchiveEntry { user, message } = entry;
+        let (id, b, ttl) = (to_bigint(message.id), bucket(message.id), self.archive_ttl);
+        let row = self.exec(&self.st.archive_insert, (user, b, id, &message.with, &message.stanza, ttl));
+        let by_with = self.exec(&self.st.archive_with_insert, (user, &message.with, b, id, &message.stanza, ttl));
+        let marker_ttl = if ttl == 0 { 0 } else { ttl.saturating_add(BUCKET_SECONDS) };
+        let markers = self.batch(
+            vec![self.st.archive_bucket_insert.clone(), self.st.archive_bucket_insert.clone()],
+            ((user, ALL, b, marker_ttl), (user, &message.with, b, marker_ttl)),
+        );
+        futures_util::try_join!(row, by_with, markers)?;
+        Ok(())
+    }
+}
+
+/// A bucket's span in seconds, rounded up.
+const BUCKET_SECONDS: i32 = ((1u64 << BUCKET_BITS) / 1_000_000 + 1) as i32;
+
+/// Rows written at once by one `append`: enough to keep a cluster busy, few enough that a batch
+/// of a few hundred entries does not flood the driver's per-connection request slots.
+const APPEND_CONCURRENCY: usize = 64;
+
+#[async_trait]
+impl Archive for ScyllaStore {
+    async fn append(&self, entries: Vec<ArchiveEntry>) -> Result<(), StoreError> {
+        for chunk in entries.chunks(APPEND_CONCURRENCY) {
+            try_join_all(chunk.iter().map(|entry| self.archive_insert(entry))).await?;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, user: &str, query: &ArchiveQuery) -> Result<ArchivePage, StoreError> {
+        let empty = ArchivePage { messages: Vec::new(), complete: true };
+        let low = match query.after {
+            Some(after) => match after.checked_add(1) {
+                Some(low) => low,
+                None => return Ok(empty),
+            },
+            None => 0,
+        };
+        // Ids are stored as signed bigints: nothing lies above i64::MAX.
+        let high = match query.before {
+            Some(0) => return Ok(empty),
+            Some(before) => (before - 1).min(i64::MAX as u64),
+            None => i64::MAX as u64,
+        };
+        if low > high {
+            return Ok(empty);
+        }
+        let with = query.with.as_deref();
+        let mut buckets = self.archive_buckets(user, with.unwrap_or(ALL), low, high).await?;
+        if query.from_newest {
+            buckets.reverse();
+        }
+        let wanted = query.limit.saturating_add(1);
+        let mut messages = Vec::new();
+        for b in buckets {
+            let missing = wanted - messages.len();
+            messages.extend(self.archive_rows(user, with, b, (low, high), missing, query.from_newest).await?);
+            if messages.len() >= wanted {
+                break;
+            }
+        }
+        let complete = messages.len() <= query.limit;
+        messages.truncate(query.limit);
+        if query.from_newest {
+            messages.reverse();
+        }
+        Ok(ArchivePage { messages, complete })
+    }
+
+    async fn get(&self, user: &str, ids: &[u64]) -> Result<Vec<ArchivedMessage>, StoreError> {
+        let ids: BTreeSet<u64> = ids.iter().copied().filter(|&id| id <= i64::MAX as u64).collect();
+        let found = try_join_all(ids.into_iter().map(|id| async move {
+            let result = self.exec(&self.st.archive_get, (user, bucket(id), to_bigint(id))).await?;
+            Ok::<_, StoreError>(
+                rows::<(String, Vec<u8>)>(result, "archive")?
+                    .into_iter()
+                    .next()
+                    .map(|(with, stanza)| ArchivedMessage { id, with, stanza }),
+            )
+        }))
+        .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError> {
+        let result = self.exec(&self.st.archive_prefs_get, (user,)).await?;
+        let Some((mode, always, never)) =
+            rows::<(i8, Option<BTreeSet<String>>, Option<BTreeSet<String>>)>(result, "archive_prefs")?.into_iter().next()
+        else {
+            return Ok(None);
+        };
+        let default = match mode {
+            0 => ArchiveDefault::Always,
+            1 => ArchiveDefault::Never,
+            2 => ArchiveDefault::Roster,
+            other => return Err(StoreError::Corrupt(format!("archive prefs of {user}: unknown default {other}"))),
+        };
+        // An empty CQL set reads back as null.
+        Ok(Some(ArchivePrefs { default, always: always.unwrap_or_default(), never: never.unwrap_or_default() }))
+    }
+
+    async fn set_prefs(&self, user: &str, prefs: ArchivePrefs) -> Result<(), StoreError> {
+        let mode: i8 = match prefs.default {
+            ArchiveDefault::Always => 0,
+            ArchiveDefault::Never => 1,
+            ArchiveDefault::Roster => 2,
+        };
+        self.exec(&self.st.archive_prefs_set, (user, mode, &prefs.always, &prefs.never)).await?;
+        Ok(())
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        let result = self.exec(&self.st.archive_markers, (user,)).await?;
+        let markers = rows::<(String, i32)>(result, "archive_buckets")?;
+        try_join_all(markers.iter().map(|(with, b)| async move {
+            if with == ALL {
+                self.exec(&self.st.archive_delete_bucket, (user, *b)).await
+            } else {
+                self.exec(&self.st.archive_with_delete_bucket, (user, with, *b)).await
+            }
+        }))
+        .await?;
+        // Markers last: if a delete above failed, a retry still finds what is left.
+        self.exec(&self.st.archive_markers_delete, (user,)).await?;
+        self.exec(&self.st.archive_prefs_delete, (user,)).await?;
+        Ok(())
+    }
+}
