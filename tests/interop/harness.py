@@ -439,6 +439,8 @@ class Client:
         self.session_started = asyncio.Event()
         self.auth_failed = asyncio.Event()
         self.disconnected = asyncio.Event()
+        # Real client-side protocol implementations that tests drive (XEP-0313 over XEP-0059).
+        self.x.register_plugin("xep_0313")
         self.x.add_filter("in", self._record)
         self.x.add_event_handler("session_start", lambda _e: self.session_started.set())
         self.x.add_event_handler("failed_all_auth", lambda _e: self.auth_failed.set())

@@ -99,7 +99,7 @@ const APPEND_CONCURRENCY: usize = 64;
 
 #[async_trait]
 impl Archive for ScyllaStore {
-    async fn append(&self, entries: Vec<ArchiveEntry>) -> Result<(), StoreError> {
+    async fn append(&self, entries: &[ArchiveEntry]) -> Result<(), StoreError> {
         for chunk in entries.chunks(APPEND_CONCURRENCY) {
             try_join_all(chunk.iter().map(|entry| self.archive_insert(entry))).await?;
         }

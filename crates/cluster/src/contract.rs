@@ -378,9 +378,9 @@ pub async fn archive(archive: &dyn Archive, prefix: &str) {
     let (first, second) = mine.split_at(4);
     let mut batch: Vec<ArchiveEntry> = second.iter().rev().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect();
     batch.push(ArchiveEntry { user: bob.clone(), message: message(base + 1, &alice) });
-    archive.append(batch).await.expect("append");
-    archive.append(first.iter().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect()).await.expect("append");
-    archive.append(first[1..3].iter().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect()).await.expect("append again");
+    archive.append(&batch).await.expect("append");
+    archive.append(&first.iter().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect::<Vec<_>>()).await.expect("append");
+    archive.append(&first[1..3].iter().map(|m| ArchiveEntry { user: alice.clone(), message: m.clone() }).collect::<Vec<_>>()).await.expect("append again");
 
     assert_eq!(archive.query(&alice, &everything).await.expect("query"), page(&mine, true), "everything, oldest first, once");
     assert_eq!(archive.query(&alice, &range(None, None, None, 3, false)).await.expect("query"), page(&mine[..3], false), "oldest page");
@@ -423,7 +423,7 @@ pub async fn archive(archive: &dyn Archive, prefix: &str) {
     assert_eq!(archive.get(&bob, &[base, base + 1]).await.expect("get"), vec![message(base + 1, &alice)], "archives are per user");
 
     let large = ArchivedMessage { id: base + 4, with: bob.clone(), stanza: large_blob() };
-    archive.append(vec![ArchiveEntry { user: carol.clone(), message: large.clone() }]).await.expect("append");
+    archive.append(&[ArchiveEntry { user: carol.clone(), message: large.clone() }]).await.expect("append");
     assert!(archive.get(&carol, &[base + 4]).await.expect("get") == vec![large], "a 1 MiB stanza must round-trip");
 
     let prefs = ArchivePrefs {
@@ -470,7 +470,7 @@ pub async fn remove_user(store: &Store, prefix: &str) {
         store.offline.push(who, b"<message/>".to_vec(), 10).await.expect("push");
         store.last_activity.set(who, LastSeen { unix_seconds: 42, status: String::new() }).await.expect("set");
         let message = ArchivedMessage { id: 1_795_000_000_000_000, with: contact.clone(), stanza: b"<message/>".to_vec() };
-        store.archive.append(vec![ArchiveEntry { user: who.clone(), message }]).await.expect("append");
+        store.archive.append(&[ArchiveEntry { user: who.clone(), message }]).await.expect("append");
         store.archive.set_prefs(who, ArchivePrefs::default()).await.expect("set_prefs");
     }
 

@@ -18,6 +18,53 @@ pub struct Config {
     pub registration: RegistrationSection,
     pub sessions: SessionsSection,
     pub store: StoreSection,
+    pub archive: ArchiveSection,
+}
+
+/// Message archiving (XEP-0313 MAM).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// Archive messages and serve MAM queries.
+    pub enabled: bool,
+    /// What is archived for users without preferences: "always", "never" or "roster".
+    pub default_mode: ArchiveMode,
+    /// Days a message is kept; 0 keeps it for ever.
+    pub retention_days: u64,
+    /// Archive writes waiting at most; then senders wait (backpressure).
+    pub queue: usize,
+    /// Messages written per store call at most.
+    pub batch: usize,
+    /// Milliseconds a sender waits for queue room before its message is refused.
+    pub submit_timeout_ms: u64,
+    /// Page size when a query gives no `<max/>`.
+    pub default_page: usize,
+    /// Largest page served.
+    pub max_page: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveMode {
+    #[default]
+    Always,
+    Never,
+    Roster,
+}
+
+impl Default for ArchiveSection {
+    fn default() -> Self {
+        ArchiveSection {
+            enabled: true,
+            default_mode: ArchiveMode::Always,
+            retention_days: 0,
+            queue: 8192,
+            batch: 256,
+            submit_timeout_ms: 5000,
+            default_page: 50,
+            max_page: 250,
+        }
+    }
 }
 
 /// Which backend holds accounts, rosters and the rest.

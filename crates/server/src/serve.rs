@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use starling_edge::{Edge, EdgeConfig};
 use starling_protocol::Jid;
-use starling_session::{SessionConfig, SessionLayer};
+use starling_session::{ArchiveConfig, ArchiveWriterConfig, SessionConfig, SessionLayer};
 use starling_telemetry::Metrics;
 use starling_xml::Limits;
 use tokio::net::TcpListener;
@@ -20,6 +20,25 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
     })
     .block_on(serve(config))
+}
+
+fn archive_config(section: &crate::config::ArchiveSection) -> ArchiveConfig {
+    use crate::config::ArchiveMode;
+    use starling_cluster::store::ArchiveDefault;
+    ArchiveConfig {
+        writer: ArchiveWriterConfig {
+            queue: section.queue,
+            batch: section.batch,
+            submit_timeout: Duration::from_millis(section.submit_timeout_ms),
+        },
+        default_page: section.default_page,
+        max_page: section.max_page,
+        default_mode: match section.default_mode {
+            ArchiveMode::Always => ArchiveDefault::Always,
+            ArchiveMode::Never => ArchiveDefault::Never,
+            ArchiveMode::Roster => ArchiveDefault::Roster,
+        },
+    }
 }
 
 /// Each client holds a descriptor: take the whole hard limit (the soft default is often 1024).
@@ -54,6 +73,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_offline_per_user: config.sessions.max_offline_per_user,
         idle_actor: Duration::from_secs(config.sessions.idle_actor_seconds),
         registration_enabled: config.registration.enabled,
+        archive: config.archive.enabled.then(|| archive_config(&config.archive)),
     };
     let sessions = SessionLayer::start(domain.clone(), store, session_config, metrics.clone());
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;

@@ -3,12 +3,14 @@
 use anyhow::Context;
 use starling_backend_scylla::{ScyllaConfig, ScyllaStore};
 use starling_cluster::store::Store;
+use starling_store_embedded::EmbeddedOptions;
+use std::time::Duration;
 
 use crate::config::{Config, StoreBackend};
 
 pub async fn open(config: &Config) -> anyhow::Result<Store> {
     match config.store.backend {
-        StoreBackend::Embedded => starling_store_embedded::EmbeddedStore::open(&config.server.data_dir)
+        StoreBackend::Embedded => starling_store_embedded::EmbeddedStore::open_with(&config.server.data_dir, &embedded_options(config))
             .with_context(|| format!("opening the embedded store in {} (is another starling using it?)", config.server.data_dir.display())),
         StoreBackend::Scylla => {
             let scylla = scylla_config(config);
@@ -18,11 +20,21 @@ pub async fn open(config: &Config) -> anyhow::Result<Store> {
     }
 }
 
+/// `[archive] retention_days`, 0 meaning for ever.
+fn archive_retention(config: &Config) -> Option<Duration> {
+    (config.archive.retention_days > 0).then(|| Duration::from_secs(config.archive.retention_days.saturating_mul(86_400)))
+}
+
+fn embedded_options(config: &Config) -> EmbeddedOptions {
+    EmbeddedOptions { archive_retention: archive_retention(config) }
+}
+
 fn scylla_config(config: &Config) -> ScyllaConfig {
     ScyllaConfig {
         contact_points: config.store.scylla_contact_points.clone(),
         keyspace: config.store.scylla_keyspace.clone(),
         replication: config.store.scylla_replication.clone(),
+        archive_retention: archive_retention(config),
         ..ScyllaConfig::default()
     }
 }

@@ -1,5 +1,9 @@
 use std::time::Duration;
 
+use starling_cluster::store::ArchiveDefault;
+
+pub use crate::archive_writer::ArchiveWriterConfig;
+
 /// Options of the session layer, read once at start.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -13,6 +17,26 @@ pub struct SessionConfig {
     pub idle_actor: Duration,
     /// Whether accounts may change their password or delete themselves (XEP-0077 §3.2, §3.3).
     pub registration_enabled: bool,
+    /// Message archiving (XEP-0313); `None` archives nothing and offers no MAM.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// How messages are archived and queried.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub writer: ArchiveWriterConfig,
+    /// Page size of a query that gives no `<max/>`.
+    pub default_page: usize,
+    /// The largest page served, whatever `<max/>` asks for.
+    pub max_page: usize,
+    /// What is archived for users who never set preferences.
+    pub default_mode: ArchiveDefault,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig { writer: ArchiveWriterConfig::default(), default_page: 50, max_page: 250, default_mode: ArchiveDefault::Always }
+    }
 }
 
 impl Default for SessionConfig {
@@ -23,6 +47,7 @@ impl Default for SessionConfig {
             max_offline_per_user: 1000,
             idle_actor: Duration::from_secs(60),
             registration_enabled: false,
+            archive: Some(ArchiveConfig::default()),
         }
     }
 }

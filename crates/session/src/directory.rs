@@ -19,6 +19,7 @@ use starling_protocol::{Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
 
 use crate::actor::{Bind, FromClient, Inbound, UserActor};
+use crate::archive_writer::ArchiveWriter;
 use crate::config::SessionConfig;
 
 const SHARDS: usize = 64;
@@ -39,6 +40,8 @@ pub(crate) struct Services {
     pub store: Store,
     pub config: SessionConfig,
     pub metrics: Arc<Metrics>,
+    /// `None` when archiving is off.
+    pub archive_writer: Option<ArchiveWriter>,
     pub started: SystemTime,
     shards: Vec<Mutex<HashMap<Jid, Entry>>>,
     arbiters: Vec<ArbiterHandle>,
@@ -121,15 +124,17 @@ pub struct SessionLayer {
 static NEXT_RESOURCE: AtomicU64 = AtomicU64::new(1);
 
 impl SessionLayer {
-    /// Starts the arbiters. Must run inside an actix `System`.
+    /// Starts the arbiters and the archive writer. Must run inside an actix `System` on tokio.
     pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
         let arbiters = (0..config.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
         let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let archive_writer = config.archive.as_ref().map(|archive| ArchiveWriter::start(store.archive.clone(), &archive.writer, metrics.clone()));
         let services = Services {
             domain,
             store,
             config,
             metrics,
+            archive_writer,
             started: SystemTime::now(),
             shards,
             arbiters,

@@ -8,6 +8,7 @@ use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition};
 use starling_xml::Element;
 
 use crate::features::{caps_node, server_features, SERVER_IDENTITY};
+use crate::mam::MAM_EXTENDED;
 use crate::roster::has_from;
 use crate::state::UserState;
 
@@ -42,6 +43,7 @@ impl UserState {
                 self.route(stanza.iq_result(&responder, None), Instant::now());
             }
             (ns::PRIVATE, "query") if !to_server => self.private_iq(&stanza, &payload).await,
+            (ns::MAM, _) if !to_server => self.mam_iq(&resource, &stanza, &payload).await,
             (ns::VCARD, "vCard") if !to_server && !get => self.vcard_set(&stanza, payload).await,
             (ns::REGISTER, "query") if !get => self.register_set(&stanza, &payload).await,
             (ns::SESSION, "session") if !get => self.route(stanza.iq_result(&responder, None), Instant::now()),
@@ -86,10 +88,16 @@ impl UserState {
                 self.route(stanza.iq_result(&me, Some(vcard)), Instant::now());
             }
             (ns::DISCO_INFO, "query") if get && payload.attr("node").is_none() => {
-                let info = Element::new("query", ns::DISCO_INFO)
-                    .with_child(Element::new("identity", ns::DISCO_INFO).with_attr("category", "account").with_attr("type", "registered"))
-                    .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_INFO))
-                    .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::DISCO_ITEMS));
+                let mut features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
+                if self.services.config.archive.is_some() {
+                    // XEP-0313 §6 and XEP-0359 §6: the archive is the account's.
+                    features.extend([ns::MAM, MAM_EXTENDED, ns::STANZA_ID]);
+                }
+                let info = features.into_iter().fold(
+                    Element::new("query", ns::DISCO_INFO)
+                        .with_child(Element::new("identity", ns::DISCO_INFO).with_attr("category", "account").with_attr("type", "registered")),
+                    |info, feature| info.with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", feature)),
+                );
                 self.route(stanza.iq_result(&me, Some(info)), Instant::now());
             }
             (ns::DISCO_ITEMS, "query") if get => {
@@ -97,6 +105,8 @@ impl UserState {
             }
             (ns::PING, "ping") if get => self.route(stanza.iq_result(&me, None), Instant::now()),
             (ns::LAST, "query") if get => self.last_activity(stanza).await,
+            // Only the owner reaches its archive (XEP-0313 §8.1); its own requests never get here.
+            (ns::MAM, _) => self.reply_error(stanza, &me, StanzaErrorCondition::Forbidden),
             _ => self.reply_error(stanza, &me, StanzaErrorCondition::ServiceUnavailable),
         }
     }

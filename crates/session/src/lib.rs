@@ -7,18 +7,20 @@
 //! queues: it knows no socket, no concrete backend and no wire framing.
 
 mod actor;
+mod archive_writer;
 mod blocking;
 mod carbons;
 mod config;
 mod directory;
 mod features;
 mod iq;
+mod mam;
 mod offline;
 mod presence;
 mod roster;
 mod routing;
 mod state;
 
-pub use config::SessionConfig;
+pub use config::{ArchiveConfig, ArchiveWriterConfig, SessionConfig};
 pub use directory::SessionLayer;
 pub use features::{caps_ver, server_features, CAPS_NODE};

@@ -9,6 +9,9 @@ use crate::state::UserState;
 impl UserState {
     pub async fn inbound_message(&mut self, stanza: Stanza, received: Instant) {
         let Some(to) = stanza.to.clone() else { return };
+        // Archived (and stamped with its archive id) before any copy leaves: live, carbon and
+        // offline copies all carry the same stanza-id.
+        let Some(stanza) = self.archive_inbound(stanza).await else { return };
         let message_type = stanza.stanza_type.as_deref().unwrap_or("normal");
         if !to.is_bare() {
             if let Some(index) = self.resource_index(&to)

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use starling_cluster::gateway::{ClientLink, ToClient};
-use starling_cluster::store::StoreError;
+use starling_cluster::store::{ArchivePrefs, StoreError};
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
 use starling_xml::Element;
 use tokio::sync::mpsc::error::TrySendError;
@@ -52,6 +52,10 @@ pub(crate) struct UserState {
     pub account_exists: Option<bool>,
     /// The status text of the last unavailable presence, kept for XEP-0012.
     pub last_status: String,
+    /// The last archive id handed out; 0 until the first message is archived.
+    pub archive_last_id: u64,
+    /// Archiving preferences, loaded on first use.
+    pub archive_prefs: Option<ArchivePrefs>,
     idle_since: Instant,
 }
 
@@ -65,6 +69,8 @@ impl UserState {
             blocklist: None,
             account_exists: None,
             last_status: String::new(),
+            archive_last_id: 0,
+            archive_prefs: None,
             idle_since: Instant::now(),
         }
     }
@@ -252,6 +258,9 @@ impl UserState {
                     return;
                 }
                 if stanza.kind == StanzaKind::Message {
+                    if !self.archive_outbound(&stanza).await {
+                        return;
+                    }
                     self.carbon_sent(&resource, &stanza);
                 }
                 self.route(stanza, received);

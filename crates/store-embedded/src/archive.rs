@@ -34,13 +34,18 @@ fn read_message(txn: &ReadTransaction, user: &str, id: u64) -> Result<Option<Arc
 
 #[async_trait]
 impl Archive for EmbeddedStore {
-    async fn append(&self, entries: Vec<ArchiveEntry>) -> Result<(), StoreError> {
+    async fn append(&self, entries: &[ArchiveEntry]) -> Result<(), StoreError> {
+        // Encoded here, so the blocking task owns its values without a further copy.
+        let rows: Vec<(String, u64, String, Vec<u8>)> = entries
+            .iter()
+            .map(|ArchiveEntry { user, message }| (user.clone(), message.id, message.with.clone(), encode_archived(&message.with, &message.stanza)))
+            .collect();
         self.write(move |txn| {
             let mut messages = txn.open_table(ARCHIVE)?;
             let mut index = txn.open_table(ARCHIVE_WITH)?;
-            for ArchiveEntry { user, message } in &entries {
-                messages.insert((user.as_str(), message.id), encode_archived(&message.with, &message.stanza).as_slice())?;
-                index.insert((user.as_str(), message.with.as_str(), message.id), ())?;
+            for (user, id, with, value) in &rows {
+                messages.insert((user.as_str(), *id), value.as_slice())?;
+                index.insert((user.as_str(), with.as_str(), *id), ())?;
             }
             Ok(())
         })

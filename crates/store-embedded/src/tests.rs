@@ -158,7 +158,7 @@ async fn the_retention_sweep_deletes_only_expired_messages() {
         let store = EmbeddedStore::open(dir.path()).expect("open");
         let users = (0..150).map(|n| format!("user{n}@example.com"));
         let entries: Vec<ArchiveEntry> = users.flat_map(|user| [entry(&user, now - 10 * day), entry(&user, now - 3 * day), entry(&user, now - 1000)]).collect();
-        store.archive.append(entries).await.expect("append");
+        store.archive.append(&entries).await.expect("append");
     }
     let db = create_tables(dir.path()).expect("open");
     let visited = archive::sweep(&db, Duration::from_secs(5 * 86_400)).expect("sweep");

@@ -18,6 +18,13 @@ pub struct Metrics {
     pub offline_stored: IntCounter,
     pub slow_consumer_disconnects: IntCounter,
     pub deliveries_refused: IntCounter,
+    pub archive_queued: IntGauge,
+    pub archive_written: IntCounter,
+    pub archive_write_seconds: Histogram,
+    pub archive_write_errors: IntCounter,
+    pub archive_refused: IntCounter,
+    pub archive_dropped: IntCounter,
+    pub mam_queries: IntCounter,
 }
 
 /// Counter handles for the three stanza kinds, bound once.
@@ -55,6 +62,21 @@ impl Metrics {
             "Stanzas refused because the recipient's actor had too many waiting",
         )
         .expect("valid metric");
+        let archive_queued = IntGauge::new("starling_archive_queued", "Archive writes waiting for the writer").expect("valid metric");
+        let archive_written = IntCounter::new("starling_archive_written_total", "Messages written to the archive").expect("valid metric");
+        let archive_write_seconds = Histogram::with_opts(
+            HistogramOpts::new("starling_archive_write_seconds", "Time to write one batch of archived messages")
+                .buckets(vec![0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+        )
+        .expect("valid metric");
+        let archive_write_errors = IntCounter::new("starling_archive_write_errors_total", "Archive batch writes that failed and were retried").expect("valid metric");
+        let archive_refused = IntCounter::new(
+            "starling_archive_refused_total",
+            "Messages refused to their sender because the archive queue stayed full",
+        )
+        .expect("valid metric");
+        let archive_dropped = IntCounter::new("starling_archive_dropped_total", "Archived messages the store rejected as invalid").expect("valid metric");
+        let mam_queries = IntCounter::new("starling_mam_queries_total", "XEP-0313 archive queries answered").expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -65,6 +87,13 @@ impl Metrics {
             Box::new(offline_stored.clone()),
             Box::new(slow_consumer_disconnects.clone()),
             Box::new(deliveries_refused.clone()),
+            Box::new(archive_queued.clone()),
+            Box::new(archive_written.clone()),
+            Box::new(archive_write_seconds.clone()),
+            Box::new(archive_write_errors.clone()),
+            Box::new(archive_refused.clone()),
+            Box::new(archive_dropped.clone()),
+            Box::new(mam_queries.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -79,6 +108,13 @@ impl Metrics {
             offline_stored,
             slow_consumer_disconnects,
             deliveries_refused,
+            archive_queued,
+            archive_written,
+            archive_write_seconds,
+            archive_write_errors,
+            archive_refused,
+            archive_dropped,
+            mam_queries,
         }
     }
 

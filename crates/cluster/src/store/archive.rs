@@ -78,7 +78,7 @@ pub trait Archive: Send + Sync + 'static {
     /// Stores messages, possibly of many users, and returns once all of them are durable.
     /// Idempotent: storing a `(user, id)` again overwrites it with the same data, so a batch that
     /// failed part way can be stored again whole.
-    async fn append(&self, entries: Vec<ArchiveEntry>) -> Result<(), StoreError>;
+    async fn append(&self, entries: &[ArchiveEntry]) -> Result<(), StoreError>;
 
     /// One page of the range `query` selects.
     async fn query(&self, user: &str, query: &ArchiveQuery) -> Result<ArchivePage, StoreError>;

@@ -1,0 +1,158 @@
+//! Archive writes off the message path. Actors queue entries and go on delivering; one writer
+//! task takes whatever has queued up to a batch and stores it in one `append` (one transaction
+//! on the embedded store, concurrent inserts on CQL), so the cost per message falls as load rises.
+//!
+//! The queue is bounded: when the store is slow or down it fills, and an actor queuing more waits
+//! up to `submit_timeout` and then gets [`ArchiveBusy`], which it turns into an error to the
+//! sender instead of delivering a message it could not archive. A failed batch is retried until
+//! it is stored, so nothing queued is dropped while the process lives; only entries the store
+//! rejects as invalid are dropped (and counted).
+//!
+//! Ordering: the writer stores batches in queue order, so a [`flush`](ArchiveWriter::flush)
+//! marker queued after an actor's entries completes only once they are all durable. MAM queries
+//! flush first, which gives a user's own queries read-your-writes without a per-message ack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use starling_cluster::store::{Archive, ArchiveEntry, StoreError};
+use starling_telemetry::Metrics;
+use tokio::sync::{mpsc, oneshot};
+
+/// How the writer batches and how long callers wait for room.
+#[derive(Debug, Clone)]
+pub struct ArchiveWriterConfig {
+    /// Entries waiting at most; beyond it callers wait.
+    pub queue: usize,
+    /// Entries stored in one `append` at most.
+    pub batch: usize,
+    /// How long a caller waits for room (or a flush for its turn) before giving up.
+    pub submit_timeout: Duration,
+}
+
+impl Default for ArchiveWriterConfig {
+    fn default() -> Self {
+        ArchiveWriterConfig { queue: 8192, batch: 256, submit_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The archive did not take an entry (or confirm a flush) in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveBusy;
+
+enum Job {
+    Append(ArchiveEntry),
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct ArchiveWriter {
+    queue: mpsc::Sender<Job>,
+    submit_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl ArchiveWriter {
+    /// Starts the writer task on the current tokio runtime; it ends when the writer is dropped
+    /// and the queue is drained.
+    pub fn start(archive: Arc<dyn Archive>, config: &ArchiveWriterConfig, metrics: Arc<Metrics>) -> ArchiveWriter {
+        let (queue, jobs) = mpsc::channel(config.queue.max(1));
+        tokio::spawn(write_loop(archive, jobs, config.batch.max(1), metrics.clone()));
+        ArchiveWriter { queue, submit_timeout: config.submit_timeout, metrics }
+    }
+
+    pub async fn submit(&self, entry: ArchiveEntry) -> Result<(), ArchiveBusy> {
+        self.enqueue(Job::Append(entry)).await?;
+        self.metrics.archive_queued.inc();
+        Ok(())
+    }
+
+    /// Returns once everything queued before the call is stored.
+    pub async fn flush(&self) -> Result<(), ArchiveBusy> {
+        let (done, stored) = oneshot::channel();
+        self.enqueue(Job::Flush(done)).await?;
+        match tokio::time::timeout(self.submit_timeout, stored).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(ArchiveBusy),
+        }
+    }
+
+    async fn enqueue(&self, job: Job) -> Result<(), ArchiveBusy> {
+        // Try first: the common case needs no timer.
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(job)) => self.queue.send_timeout(job, self.submit_timeout).await.map_err(|_| ArchiveBusy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ArchiveBusy),
+        }
+    }
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, batch_size: usize, metrics: Arc<Metrics>) {
+    let mut taken = Vec::with_capacity(batch_size);
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut flushes = Vec::new();
+    while jobs.recv_many(&mut taken, batch_size).await > 0 {
+        for job in taken.drain(..) {
+            match job {
+                Job::Append(entry) => batch.push(entry),
+                Job::Flush(done) => flushes.push(done),
+            }
+        }
+        if !batch.is_empty() {
+            store_batch(archive.as_ref(), &batch, &metrics).await;
+            metrics.archive_queued.sub(batch.len() as i64);
+            metrics.archive_written.inc_by(batch.len() as u64);
+            batch.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Stores `batch`, retrying with backoff while the store is unavailable. Entries the store calls
+/// corrupt are retried one by one so that one bad entry does not hold up (or lose) the others.
+async fn store_batch(archive: &dyn Archive, batch: &[ArchiveEntry], metrics: &Metrics) {
+    let mut delay = FIRST_RETRY;
+    loop {
+        let timer = metrics.archive_write_seconds.start_timer();
+        let result = archive.append(batch).await;
+        timer.observe_duration();
+        match result {
+            Ok(()) => return,
+            Err(StoreError::Unavailable(error)) => {
+                metrics.archive_write_errors.inc();
+                tracing::warn!(%error, retry_in = ?delay, entries = batch.len(), "archive write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(LAST_RETRY);
+            }
+            Err(error) => {
+                tracing::warn!(%error, entries = batch.len(), "archive rejected a batch; storing its entries one by one");
+                for entry in batch {
+                    if let Err(error) = store_one(archive, entry, metrics).await {
+                        tracing::error!(user = %entry.user, id = entry.message.id, %error, "archive rejected a message; dropped");
+                        metrics.archive_dropped.inc();
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One entry, retried while the store is unavailable; `Err` only if the store rejects it.
+async fn store_one(archive: &dyn Archive, entry: &ArchiveEntry, metrics: &Metrics) -> Result<(), StoreError> {
+    let mut delay = FIRST_RETRY;
+    loop {
+        match archive.append(std::slice::from_ref(entry)).await {
+            Err(StoreError::Unavailable(_)) => {
+                metrics.archive_write_errors.inc();
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(LAST_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
