@@ -156,3 +156,100 @@ async fn store_one(archive: &dyn Archive, entry: &ArchiveEntry, metrics: &Metric
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use starling_cluster::store::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
+
+    use super::*;
+
+    /// The embedded store's archive, with faults switched on from the test: unavailable while
+    /// `down`, and the entry with id `poison` rejected as invalid.
+    struct Faulty {
+        inner: Arc<dyn Archive>,
+        down: AtomicBool,
+        poison: u64,
+    }
+
+    #[async_trait]
+    impl Archive for Faulty {
+        async fn append(&self, entries: &[ArchiveEntry]) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("switched off by the test".into()));
+            }
+            if entries.iter().any(|e| e.message.id == self.poison) {
+                return Err(StoreError::Corrupt("poisoned entry".into()));
+            }
+            self.inner.append(entries).await
+        }
+        async fn query(&self, user: &str, query: &ArchiveQuery) -> Result<ArchivePage, StoreError> {
+            self.inner.query(user, query).await
+        }
+        async fn get(&self, user: &str, ids: &[u64]) -> Result<Vec<ArchivedMessage>, StoreError> {
+            self.inner.get(user, ids).await
+        }
+        async fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError> {
+            self.inner.prefs(user).await
+        }
+        async fn set_prefs(&self, user: &str, prefs: ArchivePrefs) -> Result<(), StoreError> {
+            self.inner.set_prefs(user, prefs).await
+        }
+        async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+            self.inner.remove_user(user).await
+        }
+    }
+
+    fn entry(id: u64) -> ArchiveEntry {
+        ArchiveEntry { user: "alice@example.com".into(), message: ArchivedMessage { id, with: "bob@example.com".into(), stanza: b"<message/>".to_vec() } }
+    }
+
+    async fn stored_ids(archive: &dyn Archive) -> Vec<u64> {
+        let page = archive.query("alice@example.com", &ArchiveQuery { limit: 1000, ..ArchiveQuery::default() }).await.expect("query");
+        page.messages.iter().map(|m| m.id).collect()
+    }
+
+    fn setup(dir: &tempfile::TempDir, poison: u64) -> (Arc<Faulty>, ArchiveWriter) {
+        let store = starling_store_embedded::EmbeddedStore::open(dir.path()).expect("open");
+        let faulty = Arc::new(Faulty { inner: store.archive, down: AtomicBool::new(false), poison });
+        let config = ArchiveWriterConfig { queue: 4, batch: 2, submit_timeout: Duration::from_millis(200) };
+        let writer = ArchiveWriter::start(faulty.clone(), &config, Metrics::global());
+        (faulty, writer)
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_fills_the_queue_refuses_callers_and_loses_nothing_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (faulty, writer) = setup(&dir, 0);
+        faulty.down.store(true, Ordering::SeqCst);
+        let mut accepted = Vec::new();
+        for id in 1..=100 {
+            match writer.submit(entry(id)).await {
+                Ok(()) => accepted.push(id),
+                Err(ArchiveBusy) => break,
+            }
+        }
+        // The queue (4) plus what the writer holds (a batch of 2, being retried) and no more.
+        assert!((4..=6).contains(&accepted.len()), "accepted {accepted:?} while the store was down");
+        assert_eq!(writer.flush().await, Err(ArchiveBusy), "nothing can be confirmed while the store is down");
+
+        faulty.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.flush().await.expect("flush once the store is back");
+        assert_eq!(stored_ids(faulty.as_ref()).await, accepted, "every accepted entry is stored, in order, once");
+        writer.submit(entry(1000)).await.expect("the queue takes entries again");
+    }
+
+    #[tokio::test]
+    async fn an_entry_the_store_rejects_is_dropped_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (faulty, writer) = setup(&dir, 3);
+        for id in 1..=5 {
+            writer.submit(entry(id)).await.expect("submit");
+        }
+        writer.flush().await.expect("flush");
+        assert_eq!(stored_ids(faulty.as_ref()).await, [1, 2, 4, 5]);
+    }
+}

@@ -21,6 +21,7 @@ mod roster;
 mod routing;
 mod state;
 
+pub use archive_writer::{ArchiveBusy, ArchiveWriter};
 pub use config::{ArchiveConfig, ArchiveWriterConfig, SessionConfig};
 pub use directory::SessionLayer;
 pub use features::{caps_ver, server_features, CAPS_NODE};
