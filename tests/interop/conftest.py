@@ -142,6 +142,26 @@ def reg_target(workdir) -> Target:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def outage_target(workdir) -> Target:
+    """A server on the CQL store with a tiny archive queue, for freezing Cassandra under it."""
+    if MODE != "starling" or not STORE_SECTION:
+        pytest.skip("store outage tests need Starling on the CQL store (STARLING_TEST_STORE=scylla)")
+    archive = "\n[archive]\nqueue = 8\nbatch = 4\nsubmit_timeout_ms = 500\n"
+    server = StarlingServer(_binary(), workdir / "outage", extra={"store": STORE_SECTION + archive}, name="starling-outage")
+    _servers.append(server)
+    server.cli("user", "add-bulk", "--prefix", "outage", "--count", "4", "--password", PASSWORD)
+    server.start()
+    pool = [Account(f"outage{i}", PASSWORD, server.domain) for i in range(1, 5)]
+    yield Target("starling", server.endpoint, pool, admin_url=server.admin_url, server=server)
+    server.stop()
+
+
+@pytest.fixture
+def outage_env(outage_target) -> Env:
+    return Env(outage_target)
+
+
 @pytest.fixture
 def env(target) -> Env:
     return Env(target)
