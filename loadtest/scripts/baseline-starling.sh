@@ -2,9 +2,11 @@
 # Starling's single-node baseline on one machine: server pinned to CPU 0, harness to CPU 1.
 #   loadtest/scripts/baseline-starling.sh [SESSIONS]   (default 18000: both processes stay under
 #   this machine's 20,000-descriptor limit). Results: $OUT/*.json and a summary on stdout.
+#   STAGES="connect chat" (default) picks what runs; the archive is on, as by default.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SESSIONS=${1:-18000}
+STAGES=${STAGES:-connect chat}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
 cargo build --release -q -p starling-server -p starling-loadtest
 BIN=$CARGO_TARGET_DIR/release
@@ -34,19 +36,23 @@ trap stop_server EXIT
 LT="taskset -c 1 $BIN/starling-loadtest"
 COMMON="--host 127.0.0.1 --port 35222 --domain localhost --password secret --source-addresses 127.0.0.2-127.0.0.9 --quiet"
 
-echo "== idle sessions and logins ($SESSIONS, fresh server)"
-start_server
-$LT connect $COMMON --users "$SESSIONS" --concurrency 200 --hold-seconds 20 --server-pid "$server_pid" --json-out "$OUT/connect.json"
-stop_server
+if [[ " $STAGES " == *" connect "* ]]; then
+  echo "== idle sessions and logins ($SESSIONS, fresh server)"
+  start_server
+  $LT connect $COMMON --users "$SESSIONS" --concurrency 200 --hold-seconds 20 --server-pid "$server_pid" --json-out "$OUT/connect.json"
+  stop_server
+fi
 
-echo "== chat at saturation (fresh server)"
-start_server
-$LT chat $COMMON --pairs 100 --rate 0 --window 64 --duration 20 --server-pid "$server_pid" --json-out "$OUT/chat-saturation.json"
-stop_server
-RATE=${HALF_RATE:-$(python3 -c "import json;print(int(json.load(open('$OUT/chat-saturation.json'))['chat']['throughput_per_second']/2))" 2>/dev/null || echo 20000)}
+if [[ " $STAGES " == *" chat "* ]]; then
+  echo "== chat at saturation (fresh server)"
+  start_server
+  $LT chat $COMMON --pairs 100 --rate 0 --window 64 --duration 20 --server-pid "$server_pid" --json-out "$OUT/chat-saturation.json"
+  stop_server
+  RATE=${HALF_RATE:-$(python3 -c "import json;print(int(json.load(open('$OUT/chat-saturation.json'))['chat']['throughput_per_second']/2))" 2>/dev/null || echo 20000)}
 
-echo "== chat at half of saturation ($RATE msg/s)"
-start_server
-$LT chat $COMMON --pairs 100 --rate "$RATE" --duration 20 --server-pid "$server_pid" --json-out "$OUT/chat-half.json"
-stop_server
+  echo "== chat at half of saturation ($RATE msg/s)"
+  start_server
+  $LT chat $COMMON --pairs 100 --rate "$RATE" --duration 20 --server-pid "$server_pid" --json-out "$OUT/chat-half.json"
+  stop_server
+fi
 echo "results in $OUT"

@@ -9,11 +9,21 @@
 //! - `archive_buckets`: per user, which buckets hold messages, overall (`with_jid = ''`) and per
 //!   contact, so a query visits only non-empty buckets and knows where the archive ends.
 //!
+//! Markers are idempotent, so rewriting them per message would be correct but would make every
+//! message cost three requests instead of two; this process remembers the markers it wrote in the
+//! last [`MARKER_MEMORY`] and skips those. The one case this can hide messages: another node
+//! removes the account (deleting its markers) and the JID is registered and messaged again within
+//! that time — then the new messages of that bucket stay invisible until the memory lapses and
+//! the next message rewrites the marker.
+//!
 //! A page is read bucket by bucket from the end it starts at, each read asking for just the rows
 //! still missing, and one more than the page to learn whether the range goes on. Retention is a
 //! TTL on every row; bucket markers live one bucket longer than the rows they point at.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
@@ -34,6 +44,44 @@ fn bucket(id: u64) -> i32 {
 
 /// Where the bucket markers for all of a user's messages live (`with_jid` of no contact).
 const ALL: &str = "";
+
+/// How long a written marker is trusted to exist.
+const MARKER_MEMORY: Duration = Duration::from_secs(600);
+
+/// Remembered markers at most; beyond it the memory starts over.
+const MARKER_CAPACITY: usize = 200_000;
+
+/// Hashes of `(user, with, bucket)` whose marker this process wrote, and when. A hash collision
+/// would skip a needed marker for at most [`MARKER_MEMORY`]; with 64 bits it does not happen.
+#[derive(Default)]
+pub(crate) struct RecentMarkers {
+    written: Mutex<HashMap<u64, Instant>>,
+    hasher: RandomState,
+}
+
+impl RecentMarkers {
+    fn key(&self, user: &str, with: &str, bucket: i32) -> u64 {
+        self.hasher.hash_one((user, with, bucket))
+    }
+
+    fn is_fresh(&self, key: u64) -> bool {
+        let written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        written.get(&key).is_some_and(|at| at.elapsed() < MARKER_MEMORY)
+    }
+
+    fn remember(&self, keys: &[u64]) {
+        let mut written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if written.len() + keys.len() > MARKER_CAPACITY {
+            written.clear();
+        }
+        let now = Instant::now();
+        written.extend(keys.iter().map(|&key| (key, now)));
+    }
+
+    fn forget_all(&self) {
+        self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+}
 
 impl ScyllaStore {
     /// The buckets of `user` (with `with`) that may hold ids in `low..=high`, oldest first.
@@ -81,10 +129,22 @@ impl ScyllaStore {
         let row = self.exec(&self.st.archive_insert, (user, b, id, &message.with, &message.stanza, ttl));
         let by_with = self.exec(&self.st.archive_with_insert, (user, &message.with, b, id, &message.stanza, ttl));
         let marker_ttl = if ttl == 0 { 0 } else { ttl.saturating_add(BUCKET_SECONDS) };
-        let markers = self.batch(
-            vec![self.st.archive_bucket_insert.clone(), self.st.archive_bucket_insert.clone()],
-            ((user, ALL, b, marker_ttl), (user, &message.with, b, marker_ttl)),
-        );
+        let needed: Vec<(&str, u64)> = [ALL, message.with.as_str()]
+            .into_iter()
+            .map(|with| (with, self.markers.key(user, with, b)))
+            .filter(|(_, key)| !self.markers.is_fresh(*key))
+            .collect();
+        let markers = async {
+            if needed.is_empty() {
+                return Ok(());
+            }
+            let statements = vec![self.st.archive_bucket_insert.clone(); needed.len()];
+            let values: Vec<(&str, &str, i32, i32)> = needed.iter().map(|(with, _)| (user.as_str(), *with, b, marker_ttl)).collect();
+            self.batch(statements, values).await?;
+            // Remembered only once written: a failed batch is retried with its markers.
+            self.markers.remember(&needed.iter().map(|(_, key)| *key).collect::<Vec<_>>());
+            Ok::<_, StoreError>(())
+        };
         futures_util::try_join!(row, by_with, markers)?;
         Ok(())
     }
@@ -201,6 +261,9 @@ impl Archive for ScyllaStore {
         .await?;
         // Markers last: if a delete above failed, a retry still finds what is left.
         self.exec(&self.st.archive_markers_delete, (user,)).await?;
+        // The user's markers are gone: none of those remembered may be trusted (rare enough to
+        // forget every user's rather than index the memory by user).
+        self.markers.forget_all();
         self.exec(&self.st.archive_prefs_delete, (user,)).await?;
         Ok(())
     }

@@ -92,6 +92,8 @@ pub struct ScyllaStore {
     consistency: Consistency,
     /// TTL of archive rows in seconds; 0 for none (CQL's own meaning of `USING TTL 0`).
     archive_ttl: i32,
+    /// Archive bucket markers this process wrote lately (see `archive.rs`).
+    markers: archive::RecentMarkers,
 }
 
 impl ScyllaStore {
@@ -143,6 +145,7 @@ impl ScyllaStore {
             st,
             consistency: config.consistency,
             archive_ttl,
+            markers: archive::RecentMarkers::default(),
         })
     }
 

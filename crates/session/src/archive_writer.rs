@@ -32,7 +32,7 @@ pub struct ArchiveWriterConfig {
 
 impl Default for ArchiveWriterConfig {
     fn default() -> Self {
-        ArchiveWriterConfig { queue: 8192, batch: 256, submit_timeout: Duration::from_secs(5) }
+        ArchiveWriterConfig { queue: 16_384, batch: 4096, submit_timeout: Duration::from_secs(5) }
     }
 }
 
