@@ -272,6 +272,13 @@ impl Statements {
             statement.set_request_timeout(Some(config.request_timeout));
             Ok::<_, StoreError>(statement)
         };
+        // One bucket partition of the archive (or of one conversation), an id range, one direction.
+        let archive_page = |columns: &str, table: &str, with: &str, order: &str| {
+            format!(
+                "SELECT {columns} FROM {ks}.{table} WHERE user_jid = ? {with}AND bucket = ? AND id >= ? AND id <= ? \
+                 ORDER BY id {order} LIMIT ?"
+            )
+        };
         const ACCOUNT_COLUMNS: &str = "iterations, salt, sha1_stored_key, sha1_server_key, sha256_stored_key, sha256_server_key";
         const ITEM_COLUMNS: &str = "contact, name, groups, subscription, ask_out, approved";
         Ok(Statements {
@@ -361,38 +368,10 @@ impl Statements {
                 false,
             )
             .await?,
-            archive_page_asc: p(
-                format!(
-                    "SELECT id, with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
-                     ORDER BY id ASC LIMIT ?"
-                ),
-                false,
-            )
-            .await?,
-            archive_page_desc: p(
-                format!(
-                    "SELECT id, with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
-                     ORDER BY id DESC LIMIT ?"
-                ),
-                false,
-            )
-            .await?,
-            archive_with_page_asc: p(
-                format!(
-                    "SELECT id, stanza FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
-                     ORDER BY id ASC LIMIT ?"
-                ),
-                false,
-            )
-            .await?,
-            archive_with_page_desc: p(
-                format!(
-                    "SELECT id, stanza FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ? AND id >= ? AND id <= ? \
-                     ORDER BY id DESC LIMIT ?"
-                ),
-                false,
-            )
-            .await?,
+            archive_page_asc: p(archive_page("id, with_jid, stanza", "archive", "", "ASC"), false).await?,
+            archive_page_desc: p(archive_page("id, with_jid, stanza", "archive", "", "DESC"), false).await?,
+            archive_with_page_asc: p(archive_page("id, stanza", "archive_with", "AND with_jid = ? ", "ASC"), false).await?,
+            archive_with_page_desc: p(archive_page("id, stanza", "archive_with", "AND with_jid = ? ", "DESC"), false).await?,
             archive_get: p(format!("SELECT with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id = ?"), false).await?,
             archive_markers: p(format!("SELECT with_jid, bucket FROM {ks}.archive_buckets WHERE user_jid = ?"), false).await?,
             archive_delete_bucket: p(format!("DELETE FROM {ks}.archive WHERE user_jid = ? AND bucket = ?"), false).await?,

@@ -619,6 +619,39 @@ mod tests {
         assert_eq!(query(index), Err(Refusal::FeatureNotImplemented));
     }
 
+    proptest::proptest! {
+        /// Whatever a client puts in the form or the RSM set, parsing answers (a query or an
+        /// error condition) and never panics; a query it accepts never pages beyond the cap.
+        #[test]
+        fn any_query_is_answered(
+            vars in proptest::collection::vec("[a-z_-]{0,10}|with|start|end|after-id|before-id|ids|FORM_TYPE", 0..5),
+            values in proptest::collection::vec(".{0,30}", 0..5),
+            rsm_max in ".{0,12}",
+            rsm_id in ".{0,24}",
+        ) {
+            let escaped = |text: &str| {
+                let mut out = Vec::new();
+                starling_xml::escape_attr(&mut out, text);
+                String::from_utf8(out).unwrap_or_default()
+            };
+            let fields: String = vars
+                .iter()
+                .zip(values.iter().cycle())
+                .map(|(var, value)| format!("<field var='{}'><value>{}</value></field>", escaped(var), escaped(value)))
+                .collect();
+            let (max, id) = (escaped(&rsm_max), escaped(&rsm_id));
+            let xml = format!(
+                "<query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'>{fields}</x>\
+                 <set xmlns='http://jabber.org/protocol/rsm'><max>{max}</max><after>{id}</after><before>{id}</before></set></query>"
+            );
+            if let Ok(element) = Element::parse(xml.as_bytes())
+                && let Ok(parsed) = parse_query(&element, &ArchiveConfig::default())
+            {
+                proptest::prop_assert!(parsed.range.limit <= 250);
+            }
+        }
+    }
+
     #[test]
     fn stamps_round_trip_to_the_microsecond() {
         let id = 1_795_000_000_123_456;
