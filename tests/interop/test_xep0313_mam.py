@@ -159,10 +159,9 @@ async def test_xep0313_s4_1_1_with_bare_and_full_jid(env):
     alice1 = await env.client(resource="one")
     alice2 = await env.client(alice1.account, "two")
     carol = await env.client()
-    alice1.message(bob.jid, "from one")
-    alice2.message(bob.jid, "from two")
-    carol.message(bob.jid, "from carol")
-    for body in ("from one", "from two", "from carol"):
+    # One at a time: messages from different connections have no order between them.
+    for sender, body in ((alice1, "from one"), (alice2, "from two"), (carol, "from carol")):
+        sender.message(bob.jid, body)
         await bob.inbox.wait(is_message(body=body))
     assert (await query(bob, form(**{"with": alice1.bare}))).bodies == ["from one", "from two"]
     assert (await query(bob, form(**{"with": alice2.jid}))).bodies == ["from two"], "a full JID matches that resource only"
@@ -225,6 +224,7 @@ async def test_xep0441_preferences_never_and_always(env):
     await bob.iq_ok(f"<prefs xmlns='{MAM}' default='never'><always><jid>{alice.bare}</jid></always><never/></prefs>", "set")
     alice.message(bob.jid, "now archived")
     carol.message(bob.jid, "now not")
+    await bob.inbox.wait(is_message(body="now archived"))
     await bob.inbox.wait(is_message(body="now not"))
     assert (await query(bob)).bodies == ["archived", "now archived"]
     stored = await bob.iq_ok(f"<prefs xmlns='{MAM}'/>")

@@ -6,7 +6,9 @@
 //! against a long-lived shared database as long as each run gets a fresh prefix.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use crate::registry::{Fenced, Registry, ResourceRoute};
 use crate::store::{
     Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
@@ -506,4 +508,58 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
     let everything = ArchiveQuery { limit: 10, ..ArchiveQuery::default() };
     assert!(store.archive.query(who, &everything).await.expect("query").messages.is_empty(), "archive of {who} left behind");
     assert_eq!(store.archive.prefs(who).await.expect("prefs"), None, "archive prefs of {who} left behind");
+}
+
+/// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can
+/// share a Redis with other runs; it only asserts about its own users and nodes.
+pub async fn registry(registry: &dyn Registry, prefix: &str) {
+    let alice = user(prefix, "registry", "alice");
+    let bob = user(prefix, "registry", "bob");
+    let (edge1, edge2) = (format!("{prefix}-edge1"), format!("{prefix}-edge2"));
+    let route = |resource: &str, node: &str, connection: u64, priority: i8, available: bool| ResourceRoute {
+        resource: resource.to_owned(),
+        node: node.to_owned(),
+        connection,
+        priority,
+        available,
+    };
+    let mine = |nodes: Vec<String>| nodes.into_iter().filter(|n| n.starts_with(prefix)).collect::<Vec<_>>();
+
+    assert_eq!(registry.resources(&alice).await.expect("resources"), Vec::new());
+    let phone = route("phone", &edge1, 1, 5, true);
+    let laptop = route("laptop ☕", &edge2, 7, -1, false);
+    assert_eq!(registry.put_resource(&alice, &phone, 1).await.expect("put"), Fenced::Applied);
+    assert_eq!(registry.put_resource(&alice, &laptop, 1).await.expect("put"), Fenced::Applied);
+    assert_eq!(registry.put_resource(&bob, &route("web", &edge2, 9, 0, true), 1).await.expect("put"), Fenced::Applied);
+    assert_eq!(registry.resources(&alice).await.expect("resources"), vec![laptop.clone(), phone.clone()], "sorted by resource, fields intact");
+
+    let phone2 = route("phone", &edge1, 2, 0, true);
+    registry.put_resource(&alice, &phone2, 1).await.expect("put");
+    assert_eq!(registry.resources(&alice).await.expect("resources"), vec![laptop.clone(), phone2.clone()], "a put replaces the resource's route");
+    registry.remove_resource(&alice, "phone", 1, 1).await.expect("remove");
+    assert_eq!(registry.resources(&alice).await.expect("resources").len(), 2, "the old connection must not remove the new login");
+
+    assert_eq!(registry.put_resource(&alice, &phone, 3).await.expect("put"), Fenced::Applied, "a newer generation takes over");
+    assert_eq!(registry.put_resource(&alice, &phone2, 2).await.expect("put"), Fenced::Stale, "an older generation is refused");
+    assert_eq!(registry.remove_resource(&alice, "laptop ☕", 7, 2).await.expect("remove"), Fenced::Stale);
+    assert_eq!(registry.resources(&alice).await.expect("resources"), vec![laptop.clone(), phone.clone()], "refused writes change nothing");
+    assert_eq!(registry.put_resource(&bob, &route("web", &edge2, 9, 0, true), 1).await.expect("put"), Fenced::Applied, "generations are per user");
+
+    registry.heartbeat(&edge1, Duration::from_secs(60)).await.expect("heartbeat");
+    registry.heartbeat(&edge2, Duration::from_millis(100)).await.expect("heartbeat");
+    assert_eq!(mine(registry.live_nodes().await.expect("live")), [edge1.clone(), edge2.clone()]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(mine(registry.live_nodes().await.expect("live")), [edge1.clone()], "an expired heartbeat is not alive");
+    assert_eq!(mine(registry.dead_nodes().await.expect("dead")), [edge2.clone()], "a node with routes and no heartbeat is dead");
+
+    let reaped = registry.reap(&edge2).await.expect("reap");
+    assert_eq!(reaped, vec![(alice.clone(), laptop.clone()), (bob.clone(), route("web", &edge2, 9, 0, true))], "reap returns what it removed");
+    assert_eq!(registry.resources(&alice).await.expect("resources"), vec![phone.clone()], "reap removes only the dead node's routes");
+    assert_eq!(registry.resources(&bob).await.expect("resources"), Vec::new());
+    assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new(), "a reaped node holds nothing");
+    assert_eq!(registry.reap(&edge2).await.expect("reap"), Vec::new(), "reaping twice is harmless");
+
+    assert_eq!(registry.remove_resource(&alice, "phone", 1, 3).await.expect("remove"), Fenced::Applied);
+    assert_eq!(registry.resources(&alice).await.expect("resources"), Vec::new());
+    assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new());
 }

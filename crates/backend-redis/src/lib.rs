@@ -1,0 +1,268 @@
+//! The cluster's [`Registry`] in Redis, over one auto-reconnecting [`ConnectionManager`].
+//!
+//! Keys (`{user}` is a hash tag: a user's keys share a slot, so the fenced scripts also run on a
+//! Redis Cluster):
+//!
+//! - `starling:{user}:res` — hash, resource → `connection priority available node` (the node last,
+//!   so it may contain spaces);
+//! - `starling:{user}:gen` — the newest owner generation that wrote for the user;
+//! - `starling:node:{node}:routes` — set of `user/resource` the node holds (a bare JID has no `/`),
+//!   to reap a dead node without scanning users;
+//! - `starling:nodes` — set of nodes that hold routes;
+//! - `starling:live` — sorted set, node → heartbeat expiry in ms of the Redis server's clock (one
+//!   clock for the whole cluster: node clocks may disagree).
+//!
+//! Writes for a user are one Lua script each (check the generation, change the hash atomically);
+//! the node indexes are updated after the script, outside it (they live in other slots). A crash
+//! in between leaves an index entry without a route or the reverse; `reap` checks that a route
+//! still names the node before removing it, so a stale index entry is harmless.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError, Script};
+use starling_cluster::registry::{Fenced, Registry, ResourceRoute};
+use starling_cluster::store::StoreError;
+
+/// Adds or replaces a route if the generation is not older than the newest seen.
+/// KEYS: res, gen. ARGV: generation, resource, value. Returns 1 applied, 0 stale.
+const PUT: &str = r"
+local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
+local generation = tonumber(ARGV[1])
+if generation < seen then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return 1
+";
+
+/// Removes a route if it is still the given connection's and the generation is not stale.
+/// KEYS: res, gen. ARGV: generation, resource, connection. Returns 1 applied, 0 stale.
+const REMOVE: &str = r"
+local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
+local generation = tonumber(ARGV[1])
+if generation < seen then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+if current and string.match(current, '^(%d+) ') == ARGV[3] then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+end
+return 1
+";
+
+/// Removes a route if it names the node; returns the removed value or false.
+/// KEYS: res. ARGV: resource, node.
+const REAP_ONE: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local node = string.match(current, '^%S+ %S+ %S+ (.*)$')
+if node ~= ARGV[2] then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return current
+";
+
+/// Records a heartbeat against the server's clock and drops entries expired for an hour.
+/// KEYS: live. ARGV: node, ttl in ms.
+const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
+return now
+";
+
+/// Nodes whose heartbeat has not expired. KEYS: live.
+const LIVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+";
+
+const NODES: &str = "starling:nodes";
+const LIVE_KEY: &str = "starling:live";
+
+fn res_key(user: &str) -> String {
+    format!("starling:{{{user}}}:res")
+}
+
+fn gen_key(user: &str) -> String {
+    format!("starling:{{{user}}}:gen")
+}
+
+fn routes_key(node: &str) -> String {
+    format!("starling:node:{node}:routes")
+}
+
+fn encode(route: &ResourceRoute) -> String {
+    format!("{} {} {} {}", route.connection, route.priority, u8::from(route.available), route.node)
+}
+
+fn decode(resource: &str, value: &str) -> Option<ResourceRoute> {
+    let mut parts = value.splitn(4, ' ');
+    let connection = parts.next()?.parse().ok()?;
+    let priority = parts.next()?.parse().ok()?;
+    let available = match parts.next()? {
+        "1" => true,
+        "0" => false,
+        _ => return None,
+    };
+    Some(ResourceRoute { resource: resource.to_owned(), node: parts.next()?.to_owned(), connection, priority, available })
+}
+
+/// Connection trouble is retryable; a reply of the wrong shape is not.
+fn redis_error(error: RedisError) -> StoreError {
+    if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() || error.is_timeout() {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
+fn fenced(applied: i64) -> Fenced {
+    if applied == 1 { Fenced::Applied } else { Fenced::Stale }
+}
+
+/// The registry over one Redis server.
+pub struct RedisRegistry {
+    connection: ConnectionManager,
+    put: Script,
+    remove: Script,
+    reap_one: Script,
+    heartbeat: Script,
+    live: Script,
+}
+
+impl RedisRegistry {
+    /// Connects to `url` (`redis://host:port/db`). The manager reconnects by itself afterwards;
+    /// calls made while Redis is unreachable fail with [`StoreError::Unavailable`].
+    pub async fn connect(url: &str) -> Result<RedisRegistry, StoreError> {
+        let client = redis::Client::open(url).map_err(|error| StoreError::Corrupt(format!("bad Redis URL {url}: {error}")))?;
+        let connection = ConnectionManager::new(client)
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {error}")))?;
+        Ok(RedisRegistry {
+            connection,
+            put: Script::new(PUT),
+            remove: Script::new(REMOVE),
+            reap_one: Script::new(REAP_ONE),
+            heartbeat: Script::new(HEARTBEAT),
+            live: Script::new(LIVE),
+        })
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        // A cheap handle onto the same multiplexed connection.
+        self.connection.clone()
+    }
+}
+
+#[async_trait]
+impl Registry for RedisRegistry {
+    async fn put_resource(&self, user: &str, route: &ResourceRoute, generation: u64) -> Result<Fenced, StoreError> {
+        let mut connection = self.connection();
+        let applied: i64 = self
+            .put
+            .key(res_key(user))
+            .key(gen_key(user))
+            .arg(generation)
+            .arg(&route.resource)
+            .arg(encode(route))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if applied == 1 {
+            let () = connection.sadd(routes_key(&route.node), format!("{user}/{}", route.resource)).await.map_err(redis_error)?;
+            let () = connection.sadd(NODES, &route.node).await.map_err(redis_error)?;
+        }
+        Ok(fenced(applied))
+    }
+
+    async fn remove_resource(&self, user: &str, resource: &str, connection_id: u64, generation: u64) -> Result<Fenced, StoreError> {
+        let mut connection = self.connection();
+        let applied: i64 = self
+            .remove
+            .key(res_key(user))
+            .key(gen_key(user))
+            .arg(generation)
+            .arg(resource)
+            .arg(connection_id)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        // The node index entry stays until the node is reaped or reuses the resource: reap
+        // checks the route itself, so a leftover entry costs a lookup, never a wrong removal.
+        Ok(fenced(applied))
+    }
+
+    async fn resources(&self, user: &str) -> Result<Vec<ResourceRoute>, StoreError> {
+        let mut connection = self.connection();
+        let mut entries: Vec<(String, String)> = connection.hgetall(res_key(user)).await.map_err(redis_error)?;
+        entries.sort();
+        entries
+            .iter()
+            .map(|(resource, value)| decode(resource, value).ok_or_else(|| StoreError::Corrupt(format!("route of {user}/{resource}: {value:?}"))))
+            .collect()
+    }
+
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let _now: i64 = self.heartbeat.key(LIVE_KEY).arg(node).arg(ttl_ms).invoke_async(&mut connection).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection();
+        let mut nodes: Vec<String> = self.live.key(LIVE_KEY).invoke_async(&mut connection).await.map_err(redis_error)?;
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    async fn dead_nodes(&self) -> Result<Vec<String>, StoreError> {
+        let live = self.live_nodes().await?;
+        let mut connection = self.connection();
+        let holding: Vec<String> = connection.smembers(NODES).await.map_err(redis_error)?;
+        let mut dead = Vec::new();
+        for node in holding.into_iter().filter(|node| live.binary_search(node).is_err()) {
+            let routes: usize = connection.scard(routes_key(&node)).await.map_err(redis_error)?;
+            if routes == 0 {
+                let () = connection.srem(NODES, &node).await.map_err(redis_error)?;
+            } else {
+                dead.push(node);
+            }
+        }
+        dead.sort();
+        Ok(dead)
+    }
+
+    async fn reap(&self, node: &str) -> Result<Vec<(String, ResourceRoute)>, StoreError> {
+        let mut connection = self.connection();
+        let members: Vec<String> = connection.smembers(routes_key(node)).await.map_err(redis_error)?;
+        let mut reaped = Vec::new();
+        for member in &members {
+            let Some((user, resource)) = member.split_once('/') else { continue };
+            let removed: Option<String> =
+                self.reap_one.key(res_key(user)).arg(resource).arg(node).invoke_async(&mut connection).await.map_err(redis_error)?;
+            if let Some(route) = removed.as_deref().and_then(|value| decode(resource, value)) {
+                reaped.push((user.to_owned(), route));
+            }
+            let () = connection.srem(routes_key(node), member).await.map_err(redis_error)?;
+        }
+        let () = connection.srem(NODES, node).await.map_err(redis_error)?;
+        reaped.sort_by(|a, b| (&a.0, &a.1.resource).cmp(&(&b.0, &b.1.resource)));
+        Ok(reaped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_round_trip_with_spaces_in_the_node_name() {
+        let route = ResourceRoute { resource: "phone".into(), node: "edge 1".into(), connection: u64::MAX, priority: -128, available: true };
+        assert_eq!(decode("phone", &encode(&route)), Some(route));
+        assert_eq!(decode("x", "1 2 3 node"), None, "availability is 0 or 1");
+        assert_eq!(decode("x", "1 2 1"), None, "the node is required");
+    }
+}
