@@ -8,6 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
 use crate::registry::{Fenced, Registry, ResourceRoute};
 use crate::store::{
     Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, RosterItem, Rosters, ScramCredentials, ScramKeys,
@@ -562,4 +565,76 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
     assert_eq!(registry.remove_resource(&alice, "phone", 1, 3).await.expect("remove"), Fenced::Applied);
     assert_eq!(registry.resources(&alice).await.expect("resources"), Vec::new());
     assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new());
+}
+
+/// The behaviour every [`Bus`] must show. The bus must be fresh (nothing published to it before)
+/// except by earlier runs of this function with other prefixes, which it ignores by payload.
+pub async fn bus(bus: &dyn Bus, prefix: &str) {
+    let partitions = bus.partitions();
+    assert!(partitions >= 2, "the suite needs at least two partitions");
+    let payload = |name: &str| Bytes::from(format!("{prefix}/{name}"));
+    let mine = |record: &Record| record.payload.starts_with(prefix.as_bytes());
+
+    let mut owner = bus.join_owners(&format!("{prefix}-session1")).await.expect("join");
+    // Everything assigned before anything else: a lone member gets every partition.
+    let mut assigned = BTreeSet::new();
+    while assigned.len() < partitions as usize {
+        match tokio::time::timeout(Duration::from_secs(60), owner.next()).await.expect("assignment in time").expect("next") {
+            OwnerEvent::Assigned(more) => assigned.extend(more),
+            OwnerEvent::Revoked(less) => less.iter().for_each(|p| {
+                assigned.remove(p);
+            }),
+            OwnerEvent::Record(_) => {}
+        }
+    }
+
+    for name in ["a1", "a2", "a3"] {
+        bus.publish_owner(0, payload(name)).await.expect("publish");
+    }
+    for name in ["b1", "b2"] {
+        bus.publish_owner(1, payload(name)).await.expect("publish");
+    }
+    let received = receive_mine(owner.as_mut(), 5, &mine).await;
+    let in_partition = |p: u32| received.iter().filter(|r| r.partition == p).map(|r| r.payload.clone()).collect::<Vec<_>>();
+    assert_eq!(in_partition(0), [payload("a1"), payload("a2"), payload("a3")], "order within a partition");
+    assert_eq!(in_partition(1), [payload("b1"), payload("b2")]);
+    let offsets = |p: u32| received.iter().filter(|r| r.partition == p).map(|r| r.offset).collect::<Vec<_>>();
+    assert!(offsets(0).windows(2).all(|w| w[0] < w[1]), "offsets increase: {:?}", offsets(0));
+
+    // Handled: a1 and a2. A new member (a restart) gets exactly what was not committed.
+    let a2 = received.iter().find(|r| r.payload == payload("a2")).expect("a2").clone();
+    owner.commit(0, a2.offset).await.expect("commit");
+    drop(owner);
+    let mut restarted = bus.join_owners(&format!("{prefix}-session1")).await.expect("rejoin");
+    let replayed = receive_mine(restarted.as_mut(), 3, &mine).await;
+    for record in &replayed {
+        restarted.commit(record.partition, record.offset).await.expect("commit");
+    }
+    let mut replayed: Vec<Bytes> = replayed.into_iter().map(|r| r.payload).collect();
+    replayed.sort();
+    assert_eq!(replayed, [payload("a3"), payload("b1"), payload("b2")], "uncommitted records replay, committed ones do not");
+
+    let edge = format!("{prefix}-edge1");
+    let mut inbox = bus.edge_inbox(&edge).await.expect("edge inbox");
+    for name in ["e1", "e2", "e3"] {
+        bus.publish_edge(&edge, payload(name)).await.expect("publish edge");
+    }
+    for name in ["e1", "e2", "e3"] {
+        let got = tokio::time::timeout(Duration::from_secs(30), inbox.next()).await.expect("edge record in time").expect("next");
+        assert_eq!(got, payload(name), "edge records in order");
+    }
+}
+
+/// The next `count` records of this run (by payload prefix), skipping events and other runs.
+async fn receive_mine(owner: &mut dyn OwnerInbox, count: usize, mine: &dyn Fn(&Record) -> bool) -> Vec<Record> {
+    let mut records = Vec::new();
+    while records.len() < count {
+        let event = tokio::time::timeout(Duration::from_secs(60), owner.next()).await.expect("record in time").expect("next");
+        if let OwnerEvent::Record(record) = event
+            && mine(&record)
+        {
+            records.push(record);
+        }
+    }
+    records
 }

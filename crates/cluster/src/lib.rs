@@ -11,6 +11,7 @@
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod bus;
 pub mod gateway;
 pub mod registry;
 pub mod store;

@@ -1,0 +1,290 @@
+//! The cluster [`Bus`] on Apache Kafka, with `rdkafka` (librdkafka built in, statically).
+//!
+//! - Owner partitions are the partitions of one topic, `{prefix}.owners`. Records go to an
+//!   explicit partition ([`starling_cluster::bus::partition_of`]), never through Kafka's
+//!   partitioner, so the mapping is ours and the same in every client. Session nodes consume it
+//!   in one consumer group (`{prefix}.owners`): Kafka's group protocol assigns each partition to
+//!   exactly one member and moves partitions when members come, go or stop heartbeating — that is
+//!   the cluster's ownership and failover. The cooperative-sticky assignor moves only what must.
+//! - Each edge node has a topic `{prefix}.edge.{node}` with one partition, read from the end at
+//!   open (an edge that restarts has no connections for older records).
+//!
+//! Durability: the producer is idempotent with `acks=all` (a record is acknowledged once every
+//! in-sync replica has it; retries cannot duplicate or reorder within a partition), so a publish
+//! that returned survives a broker crash when the topic is replicated. Consumers commit only what
+//! the owner reports handled; auto-commit is off. Latency cost: `linger.ms` (default 1 ms) plus
+//! the ISR round trip; measured in docs/cluster.md.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use starling_cluster::bus::{Bus, BusError, EdgeInbox, OwnerEvent, OwnerInbox, Record};
+use tokio::sync::mpsc;
+
+/// How to reach Kafka and how to use it.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,host:port` of one or more brokers.
+    pub brokers: String,
+    /// Prefix of every topic and group name, so several clusters (or test runs) can share brokers.
+    pub prefix: String,
+    /// Owner partitions, used when the owners topic is created (and checked afterwards).
+    pub partitions: u32,
+    /// Replication factor of created topics (3 in production, 1 on a single test broker).
+    pub replication: i32,
+    /// How long a session node may stay silent before the group gives its partitions away.
+    pub session_timeout: Duration,
+    /// How long the producer waits to batch records (`linger.ms`).
+    pub linger: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            prefix: "starling".into(),
+            partitions: 64,
+            replication: 3,
+            session_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(1),
+        }
+    }
+}
+
+pub struct KafkaBus {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    /// Edge topics known to exist, so publishing does not ask the admin API every time.
+    edge_topics: Mutex<HashSet<String>>,
+}
+
+fn unavailable(error: KafkaError) -> BusError {
+    BusError::Unavailable(error.to_string())
+}
+
+impl KafkaBus {
+    /// Connects a producer and makes sure the owners topic exists with the configured partitions.
+    pub async fn connect(config: KafkaConfig) -> Result<KafkaBus, BusError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(|error| BusError::Config(error.to_string()))?;
+        let bus = KafkaBus { config, producer, edge_topics: Mutex::new(HashSet::new()) };
+        bus.ensure_topic(&bus.owners_topic(), bus.config.partitions).await?;
+        Ok(bus)
+    }
+
+    fn owners_topic(&self) -> String {
+        format!("{}.owners", self.config.prefix)
+    }
+
+    fn edge_topic(&self, node: &str) -> String {
+        // Topic names allow [a-zA-Z0-9._-]; anything else in a node id becomes '_'.
+        let node: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+        format!("{}.edge.{node}", self.config.prefix)
+    }
+
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &self.config.brokers).create().map_err(|error| BusError::Config(error.to_string()))?;
+        let partitions = i32::try_from(partitions).map_err(|_| BusError::Config("too many partitions".into()))?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(self.config.replication));
+        let results = admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await.map_err(unavailable)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(BusError::Unavailable(format!("cannot create topic {topic}: {code}"))),
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, partition: Option<i32>, payload: Bytes) -> Result<(), BusError> {
+        let mut record = FutureRecord::<(), [u8]>::to(topic).payload(&payload);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        // The send future resolves when every in-sync replica has the record (acks=all); while
+        // librdkafka's queue is full it waits — the backpressure on the publisher.
+        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(error, _)| unavailable(error))
+    }
+
+    fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.config.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", (self.config.session_timeout.as_millis() / 3).max(1).to_string())
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        config
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    fn partitions(&self) -> u32 {
+        self.config.partitions
+    }
+
+    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<(), BusError> {
+        if partition >= self.config.partitions {
+            return Err(BusError::Config(format!("no partition {partition}")));
+        }
+        self.publish(&self.owners_topic(), Some(partition as i32), payload).await
+    }
+
+    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<(), BusError> {
+        let topic = self.edge_topic(node);
+        let known = self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&topic);
+        if !known {
+            self.ensure_topic(&topic, 1).await?;
+            self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic.clone());
+        }
+        self.publish(&topic, Some(0), payload).await
+    }
+
+    async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {
+        let (events, assignments) = mpsc::unbounded_channel();
+        let mut config = self.consumer_config(&self.owners_topic());
+        config.set("client.id", node);
+        let consumer: StreamConsumer<OwnerContext> =
+            config.create_with_context(OwnerContext { events }).map_err(|error| BusError::Config(error.to_string()))?;
+        consumer.subscribe(&[&self.owners_topic()]).map_err(unavailable)?;
+        Ok(Box::new(KafkaOwnerInbox { consumer: Arc::new(consumer), topic: self.owners_topic(), assignments, ready: VecDeque::new() }))
+    }
+
+    async fn edge_inbox(&self, node: &str) -> Result<Box<dyn EdgeInbox>, BusError> {
+        let topic = self.edge_topic(node);
+        self.ensure_topic(&topic, 1).await?;
+        self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic.clone());
+        // No group: this node alone reads its topic, from the end as it is now.
+        let consumer: StreamConsumer = self.consumer_config(&format!("{topic}.reader")).create().map_err(|error| BusError::Config(error.to_string()))?;
+        let (_, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30)).map_err(unavailable)?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&topic, 0, Offset::Offset(high)).map_err(unavailable)?;
+        consumer.assign(&assignment).map_err(unavailable)?;
+        Ok(Box::new(KafkaEdgeInbox { consumer }))
+    }
+}
+
+/// Forwards the group's assignment changes to the inbox, in the order librdkafka makes them.
+struct OwnerContext {
+    events: mpsc::UnboundedSender<OwnerEvent>,
+}
+
+impl ClientContext for OwnerContext {}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<u32> {
+    let mut partitions: Vec<u32> = list.elements().iter().filter_map(|e| u32::try_from(e.partition()).ok()).collect();
+    partitions.sort_unstable();
+    partitions
+}
+
+impl ConsumerContext for OwnerContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Revocations first: the owner must stop handling those users before anyone else starts.
+        if let Rebalance::Revoke(list) = rebalance {
+            let _ = self.events.send(OwnerEvent::Revoked(partitions_of(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let _ = self.events.send(OwnerEvent::Assigned(partitions_of(list)));
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "Kafka group rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+struct KafkaOwnerInbox {
+    /// Shared with the blocking commit task.
+    consumer: Arc<StreamConsumer<OwnerContext>>,
+    topic: String,
+    assignments: mpsc::UnboundedReceiver<OwnerEvent>,
+    /// Events taken but not yet returned (a record that arrived together with a rebalance).
+    ready: VecDeque<OwnerEvent>,
+}
+
+impl KafkaOwnerInbox {
+    /// Queues an assignment change, dropping queued records of partitions it revokes: those go
+    /// to the next owner uncommitted.
+    fn queue_assignment(&mut self, event: OwnerEvent) {
+        if let OwnerEvent::Revoked(revoked) = &event {
+            self.ready.retain(|queued| !matches!(queued, OwnerEvent::Record(record) if revoked.contains(&record.partition)));
+        }
+        self.ready.push_back(event);
+    }
+}
+
+#[async_trait]
+impl OwnerInbox for KafkaOwnerInbox {
+    async fn next(&mut self) -> Result<OwnerEvent, BusError> {
+        loop {
+            // Rebalance events are produced while polling: take them before handing out records.
+            while let Ok(event) = self.assignments.try_recv() {
+                self.queue_assignment(event);
+            }
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(event);
+            }
+            tokio::select! {
+                biased;
+                event = self.assignments.recv() => self.queue_assignment(event.ok_or(BusError::Closed)?),
+                message = self.consumer.recv() => {
+                    let message = message.map_err(unavailable)?;
+                    let (Ok(partition), Ok(offset)) = (u32::try_from(message.partition()), u64::try_from(message.offset())) else { continue };
+                    let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+                    self.ready.push_back(OwnerEvent::Record(Record { partition, offset, payload }));
+                }
+            }
+        }
+    }
+
+    /// A synchronous commit (one broker round trip), so that what returned is what a next owner
+    /// sees: call it per batch of handled records, not per record.
+    async fn commit(&mut self, partition: u32, offset: u64) -> Result<(), BusError> {
+        let mut list = TopicPartitionList::new();
+        // Kafka's committed offset is the next one to read.
+        let next = i64::try_from(offset + 1).map_err(|_| BusError::Config("offset out of range".into()))?;
+        list.add_partition_offset(&self.topic, partition as i32, Offset::Offset(next)).map_err(unavailable)?;
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+            .await
+            .map_err(|error| BusError::Unavailable(format!("commit task: {error}")))?
+            .map_err(unavailable)
+    }
+}
+
+struct KafkaEdgeInbox {
+    consumer: StreamConsumer,
+}
+
+#[async_trait]
+impl EdgeInbox for KafkaEdgeInbox {
+    async fn next(&mut self) -> Result<Bytes, BusError> {
+        let message = self.consumer.recv().await.map_err(unavailable)?;
+        Ok(Bytes::copy_from_slice(message.payload().unwrap_or_default()))
+    }
+}

@@ -1,0 +1,88 @@
+//! The bus contract (`starling_cluster::contract::bus`) against the Kafka broker at
+//! `$KAFKA_BROKERS` (default what `scripts/infra/kafka start` runs), plus what needs a real group:
+//! two session nodes splitting the partitions and the survivor taking over when one leaves. An
+//! unreachable broker FAILS the tests.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use starling_backend_kafka::{KafkaBus, KafkaConfig};
+use starling_cluster::bus::{Bus, OwnerEvent, OwnerInbox};
+use starling_cluster::contract;
+
+fn config(prefix: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into()),
+        prefix: prefix.to_owned(),
+        partitions: 4,
+        replication: 1,
+        session_timeout: Duration::from_secs(6),
+        linger: Duration::from_millis(1),
+    }
+}
+
+async fn connect(prefix: &str) -> KafkaBus {
+    match KafkaBus::connect(config(prefix)).await {
+        Ok(bus) => bus,
+        Err(error) => panic!("\n\n*** Kafka not usable at {} ({error}).\n*** Start it with `scripts/infra/kafka start` (or set KAFKA_BROKERS).\n\n", config(prefix).brokers),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_suite() {
+    let prefix = contract::unique_prefix();
+    contract::bus(&connect(&prefix).await, &prefix).await;
+}
+
+fn apply(event: OwnerEvent, held: &mut BTreeSet<u32>) {
+    match event {
+        OwnerEvent::Assigned(more) => held.extend(more),
+        OwnerEvent::Revoked(less) => less.iter().for_each(|p| {
+            held.remove(p);
+        }),
+        OwnerEvent::Record(_) => {}
+    }
+}
+
+/// Polls `owner` until it holds exactly `expected` partitions.
+async fn hold(owner: &mut dyn OwnerInbox, held: &mut BTreeSet<u32>, expected: usize) {
+    while held.len() != expected {
+        apply(tokio::time::timeout(Duration::from_secs(60), owner.next()).await.expect("rebalance in time").expect("next"), held);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_split_between_owners_and_move_when_one_leaves() {
+    let prefix = contract::unique_prefix();
+    let bus = connect(&prefix).await;
+    let (mut first, mut first_held) = (bus.join_owners("session-a").await.expect("join"), BTreeSet::new());
+    hold(first.as_mut(), &mut first_held, 4).await;
+
+    let (mut second, mut second_held) = (bus.join_owners("session-b").await.expect("join"), BTreeSet::new());
+    // Both must keep polling for the cooperative rebalance to finish (it takes two rounds).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first_held.len() != 2 || second_held.len() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no even split in time: {first_held:?} / {second_held:?}");
+        tokio::select! {
+            event = first.next() => apply(event.expect("next"), &mut first_held),
+            event = second.next() => apply(event.expect("next"), &mut second_held),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    assert!(first_held.is_disjoint(&second_held), "one owner per partition: {first_held:?} / {second_held:?}");
+
+    // A record for each of the second's partitions, not committed; then the second leaves.
+    for &partition in &second_held {
+        bus.publish_owner(partition, Bytes::from(format!("{prefix}/{partition}"))).await.expect("publish");
+    }
+    drop(second);
+    hold(first.as_mut(), &mut first_held, 4).await;
+    let mut replayed = BTreeSet::new();
+    while replayed.len() < second_held.len() {
+        if let OwnerEvent::Record(record) = tokio::time::timeout(Duration::from_secs(60), first.next()).await.expect("record in time").expect("next") {
+            replayed.insert(record.partition);
+        }
+    }
+    assert_eq!(replayed, second_held, "the survivor gets the departed owner's uncommitted records");
+}
