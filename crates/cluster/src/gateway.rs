@@ -3,6 +3,7 @@
 //! a bounded queue. In one process the session layer is the local actor system; in a cluster it
 //! is a remote session node reached through the bus.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -39,6 +40,14 @@ pub enum GatewayError {
     /// The session layer cannot take the request now; the client may retry.
     #[error("session layer unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A resource name for a client that asked the server to choose (RFC 6120 §7.6): unique in this
+/// process by a counter, and across processes by a random suffix.
+pub fn server_chosen_resource() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("starling-{n:x}{:08x}", rand::random::<u32>())
 }
 
 /// Binds client resources to sessions.

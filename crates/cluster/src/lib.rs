@@ -12,6 +12,7 @@
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod bus;
+pub mod bus_gateway;
 pub mod gateway;
 pub mod registry;
 pub mod store;

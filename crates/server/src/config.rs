@@ -19,6 +19,54 @@ pub struct Config {
     pub sessions: SessionsSection,
     pub store: StoreSection,
     pub archive: ArchiveSection,
+    pub cluster: ClusterSection,
+}
+
+/// Which parts of the server this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything in one process, with in-process routing: the single-node default.
+    #[default]
+    All,
+    /// Client connections only; users' sessions are reached over Kafka.
+    Edge,
+    /// Session actors for the owner partitions the Kafka group gives this node.
+    Session,
+}
+
+/// Running as part of a cluster (docs/cluster.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// "all", "edge" or "session"; `starling serve --role` overrides it.
+    pub role: Role,
+    /// This node's id, unique in the cluster; empty picks one at start.
+    pub node_id: String,
+    /// Kafka bootstrap servers (roles edge and session).
+    pub kafka_brokers: String,
+    /// Prefix of the cluster's Kafka topics and group.
+    pub kafka_prefix: String,
+    /// Owner partitions: fixed when the cluster is created, the same on every node.
+    pub partitions: u32,
+    /// Replication factor of the topics the cluster creates.
+    pub replication: i32,
+    /// Seconds a silent session node keeps its partitions before the group moves them.
+    pub session_timeout_seconds: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            role: Role::All,
+            node_id: String::new(),
+            kafka_brokers: "127.0.0.1:9092".into(),
+            kafka_prefix: "starling".into(),
+            partitions: 64,
+            replication: 3,
+            session_timeout_seconds: 10,
+        }
+    }
 }
 
 /// Message archiving (XEP-0313 MAM).

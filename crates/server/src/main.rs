@@ -23,8 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (all roles, embedded store).
-    Serve,
+    /// Run the server: every role in one process by default, or one role of a cluster.
+    Serve {
+        /// Overrides `[cluster] role`.
+        #[arg(long, value_enum)]
+        role: Option<config::Role>,
+    },
     /// Manage accounts in the store (stop the server first: the embedded store has one writer).
     #[command(subcommand)]
     User(users::UserCommand),
@@ -44,7 +48,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = config::Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve => serve::run(config),
+        Command::Serve { role } => {
+            let mut config = config;
+            if let Some(role) = role {
+                config.cluster.role = role;
+            }
+            serve::run(config)
+        }
         Command::User(command) => users::run(&config, command),
         Command::Db(DbCommand::Migrate) => store::migrate(&config),
     }

@@ -1,4 +1,6 @@
-//! `starling serve`: every role in one process on the embedded store.
+//! `starling serve`: every role in one process (the default), or one role of a cluster: `edge`
+//! (client connections, reaching sessions over Kafka) or `session` (actors for the owner
+//! partitions Kafka's group assigns to this node).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +14,12 @@ use starling_telemetry::Metrics;
 use starling_xml::Limits;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use starling_backend_kafka::{KafkaBus, KafkaConfig};
+use starling_cluster::bus::Bus;
+use starling_cluster::bus_gateway::BusGateway;
+use starling_cluster::gateway::Gateway;
+
+use crate::config::{ClusterSection, Config, Role};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     // Actors live on actix arbiters; sockets and storage I/O run on the multi-threaded tokio pool.
@@ -64,20 +71,61 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     tracing::info!(backend = ?config.store.backend, "store open");
     let accounts = store.accounts.clone();
-    let session_config = SessionConfig {
-        arbiters: match config.sessions.arbiters {
-            0 => SessionConfig::default().arbiters,
-            n => n,
-        },
-        client_queue: config.c2s.client_queue,
-        max_offline_per_user: config.sessions.max_offline_per_user,
-        idle_actor: Duration::from_secs(config.sessions.idle_actor_seconds),
-        registration_enabled: config.registration.enabled,
-        archive: config.archive.enabled.then(|| archive_config(&config.archive)),
+    let role = config.cluster.role;
+    let node = node_id(&config.cluster);
+    let bus: Option<Arc<dyn Bus>> = match role {
+        Role::All => None,
+        Role::Edge | Role::Session => {
+            let kafka = kafka_config(&config.cluster);
+            let brokers = kafka.brokers.clone();
+            Some(Arc::new(KafkaBus::connect(kafka).await.with_context(|| format!("connecting to Kafka at {brokers}"))?))
+        }
     };
-    let sessions = SessionLayer::start(domain.clone(), store, session_config, metrics.clone());
-    let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
+    tracing::info!(?role, %node, "role");
+    // The gateway the edge binds clients through: the local session layer, or the bus.
+    let gateway: Option<Arc<dyn Gateway>> = match (role, bus) {
+        (Role::All, _) => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
+        (Role::Session, Some(bus)) => {
+            let sessions = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(error) = sessions.serve_owner_partitions(bus, node).await {
+                    tracing::error!(%error, "serving owner partitions failed; stopping");
+                    actix::System::current().stop();
+                }
+            });
+            None
+        }
+        (Role::Edge, Some(bus)) => Some(Arc::new(BusGateway::start(&node, bus).await.context("opening this edge's inbox")?)),
+        (_, None) => unreachable!("edge and session roles always have a bus"),
+    };
 
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = TcpListener::bind(&config.admin.listen).await.with_context(|| format!("binding admin {}", config.admin.listen))?;
+    tracing::info!(listen = %config.admin.listen, "admin HTTP: /metrics /healthz /readyz");
+    tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone()));
+
+    if let Some(gateway) = gateway {
+        serve_clients(&config, &domain, gateway, accounts, metrics).await?;
+    }
+    tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
+    ready.store(true, Ordering::Release);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    actix::System::current().stop();
+    Ok(())
+}
+
+/// The c2s listeners (the edge role, alone or with the others).
+async fn serve_clients(
+    config: &Config,
+    domain: &Jid,
+    gateway: Arc<dyn Gateway>,
+    accounts: Arc<dyn starling_cluster::store::Accounts>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
     let c2s = &config.c2s;
     let mut edge_config = EdgeConfig::new(domain.clone());
     edge_config.require_tls = c2s.require_tls;
@@ -93,13 +141,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     edge_config.registration_interval = Duration::from_secs(config.registration.interval_seconds);
     edge_config.caps_ver = starling_session::caps_ver();
     edge_config.caps_node = starling_session::CAPS_NODE.to_owned();
-    let edge = Edge::new(edge_config, tls, Arc::new(sessions), accounts, metrics.clone());
-
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin = TcpListener::bind(&config.admin.listen).await.with_context(|| format!("binding admin {}", config.admin.listen))?;
-    tracing::info!(listen = %config.admin.listen, "admin HTTP: /metrics /healthz /readyz");
-    tokio::spawn(crate::admin::serve(admin, metrics, ready.clone()));
-
+    let edge = Edge::new(edge_config, tls, gateway, accounts, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
         tracing::info!(listen = %address, "c2s (STARTTLS{})", if c2s.require_tls { ", required" } else { "" });
@@ -110,13 +152,41 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(listen = %address, "c2s (direct TLS, XEP-0368)");
         tokio::spawn(edge.clone().serve_direct_tls(listener));
     }
-    tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
-    ready.store(true, Ordering::Release);
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    actix::System::current().stop();
     Ok(())
+}
+
+fn session_config(config: &Config) -> SessionConfig {
+    SessionConfig {
+        arbiters: match config.sessions.arbiters {
+            0 => SessionConfig::default().arbiters,
+            n => n,
+        },
+        client_queue: config.c2s.client_queue,
+        max_offline_per_user: config.sessions.max_offline_per_user,
+        idle_actor: Duration::from_secs(config.sessions.idle_actor_seconds),
+        registration_enabled: config.registration.enabled,
+        archive: config.archive.enabled.then(|| archive_config(&config.archive)),
+    }
+}
+
+/// `[cluster] node_id`, or one made up from the host's pid and a random number.
+fn node_id(cluster: &ClusterSection) -> String {
+    if cluster.node_id.is_empty() {
+        format!("node-{}-{:08x}", std::process::id(), rand::random::<u32>())
+    } else {
+        cluster.node_id.clone()
+    }
+}
+
+fn kafka_config(cluster: &ClusterSection) -> KafkaConfig {
+    KafkaConfig {
+        brokers: cluster.kafka_brokers.clone(),
+        prefix: cluster.kafka_prefix.clone(),
+        partitions: cluster.partitions,
+        replication: cluster.replication,
+        session_timeout: Duration::from_secs(cluster.session_timeout_seconds),
+        ..KafkaConfig::default()
+    }
 }
 
 async fn shutdown_signal() {

@@ -104,6 +104,8 @@ pub(crate) struct Unbind {
     pub jid: Jid,
     /// Which connection ended: a resource taken over by a newer login is not unbound by the old one.
     pub connection_id: u64,
+    /// Sent through the directory (counted as pending), as records from the bus are.
+    pub counted: bool,
 }
 
 /// A stanza one of this user's resources sent.
@@ -113,6 +115,8 @@ pub(crate) struct FromClient {
     pub resource: Jid,
     pub stanza: Stanza,
     pub received: Instant,
+    /// Sent through the directory (counted as pending), as records from the bus are.
+    pub counted: bool,
 }
 
 /// A stanza addressed to this user (bare or full JID).
@@ -140,6 +144,9 @@ impl Handler<Unbind> for UserActor {
     type Result = ();
 
     fn handle(&mut self, message: Unbind, ctx: &mut Context<Self>) {
+        if message.counted {
+            self.taken();
+        }
         self.run(ctx, |mut state| async move {
             state.unbind(&message.jid, message.connection_id).await;
             state
@@ -151,6 +158,9 @@ impl Handler<FromClient> for UserActor {
     type Result = ();
 
     fn handle(&mut self, message: FromClient, ctx: &mut Context<Self>) {
+        if message.counted {
+            self.taken();
+        }
         self.run(ctx, |mut state| async move {
             state.handle_own(message.resource, message.stanza, message.received).await;
             state

@@ -7,19 +7,20 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use async_trait::async_trait;
-use starling_cluster::gateway::{BoundSession, ClientLink, Gateway, GatewayError};
+use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError};
 use starling_cluster::store::Store;
 use starling_protocol::{Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
 
 use crate::actor::{Bind, FromClient, Inbound, UserActor};
 use crate::archive_writer::ArchiveWriter;
+use crate::owner::ClusterSide;
 use crate::config::SessionConfig;
 
 const SHARDS: usize = 64;
@@ -42,6 +43,8 @@ pub(crate) struct Services {
     pub metrics: Arc<Metrics>,
     /// `None` when archiving is off.
     pub archive_writer: Option<ArchiveWriter>,
+    /// Set when this node serves owner partitions of a cluster; unset in one process.
+    pub cluster: OnceLock<Arc<ClusterSide>>,
     pub started: SystemTime,
     shards: Vec<Mutex<HashMap<Jid, Entry>>>,
     arbiters: Vec<ArbiterHandle>,
@@ -59,7 +62,20 @@ impl Services {
     ///
     /// Refused when the recipient already has [`MAX_PENDING`] messages waiting: its mailbox is the
     /// one queue a fast sender could otherwise grow without end. The caller answers the sender.
+    ///
+    /// In a cluster, a stanza for a user of a partition another node owns goes onto the bus.
     pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
+        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
+        if let Some(cluster) = self.cluster.get()
+            && let Some(partition) = cluster.owner_elsewhere(&to.bare())
+        {
+            return cluster.forward(partition, stanza, received);
+        }
+        self.deliver_here(stanza, received)
+    }
+
+    /// [`deliver`](Self::deliver) to an actor of this node.
+    pub fn deliver_here(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
         let Some(to) = stanza.to.as_ref() else { return Ok(()) };
         let user = to.bare();
         let broadcast = stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
@@ -121,8 +137,6 @@ pub struct SessionLayer {
     services: Arc<Services>,
 }
 
-static NEXT_RESOURCE: AtomicU64 = AtomicU64::new(1);
-
 impl SessionLayer {
     /// Starts the arbiters and the archive writer. Must run inside an actix `System` on tokio.
     pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
@@ -135,12 +149,19 @@ impl SessionLayer {
             config,
             metrics,
             archive_writer,
+            cluster: OnceLock::new(),
             started: SystemTime::now(),
             shards,
             arbiters,
             hasher: Default::default(),
         };
         SessionLayer { services: Arc::new(services) }
+    }
+
+    /// Makes this node a session node of a cluster: joins the owners' group on `bus` as `node` and
+    /// serves the records of the partitions it is given until the bus fails.
+    pub async fn serve_owner_partitions(&self, bus: Arc<dyn starling_cluster::bus::Bus>, node: String) -> Result<(), starling_cluster::bus::BusError> {
+        self.services.clone().serve_owner_partitions(bus, node).await
     }
 
     /// Routes a stanza that did not come from a bound client (e.g. the server itself).
@@ -152,10 +173,7 @@ impl SessionLayer {
 #[async_trait]
 impl Gateway for SessionLayer {
     async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
-        let resource = resource.unwrap_or_else(|| {
-            let n = NEXT_RESOURCE.fetch_add(1, Ordering::Relaxed);
-            format!("starling-{n:x}{:08x}", rand::random::<u32>())
-        });
+        let resource = resource.unwrap_or_else(server_chosen_resource);
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection_id = link.connection_id;
         let (reply, bound) = tokio::sync::oneshot::channel();
@@ -182,7 +200,7 @@ impl BoundSession for LocalSession {
     }
 
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        let message = FromClient { resource: self.jid.clone(), stanza, received };
+        let message = FromClient { resource: self.jid.clone(), stanza, received, counted: false };
         // The actor's mailbox is bounded: try first, and only wait (the backpressure) when full.
         match self.addr.try_send(message) {
             Ok(()) => Ok(()),
@@ -192,6 +210,6 @@ impl BoundSession for LocalSession {
     }
 
     async fn unbind(self: Box<Self>) {
-        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid, connection_id: self.connection_id }).await;
+        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid, connection_id: self.connection_id, counted: false }).await;
     }
 }

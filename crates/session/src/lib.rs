@@ -16,6 +16,7 @@ mod features;
 mod iq;
 mod mam;
 mod offline;
+mod owner;
 mod presence;
 mod roster;
 mod routing;

@@ -1,0 +1,223 @@
+//! A session node in a cluster. It joins the owners' group on the bus and, for the partitions it is
+//! given, feeds each record to the user's actor as the local gateway would: binds, client stanzas,
+//! unbinds, deliveries from other owners. The way back to a connection is a [`ClientLink`] whose
+//! queue is drained onto the edge's inbox; a stanza for a user of a partition owned elsewhere goes
+//! onto that partition ([`Services::deliver`] asks [`ClusterSide::route`]).
+//!
+//! Not yet (docs/cluster.md): rebuilding a user's resources when a partition moves (the routes are
+//! meant to come from the registry), and committing only after an actor handled a record — offsets
+//! are committed once records are in the actors' mailboxes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox};
+use starling_cluster::bus_gateway::Origin;
+use starling_cluster::gateway::{ClientLink, ToClient};
+use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
+use starling_wire::v1::{self, envelope::Body, to_connection::Action};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::{Bind, FromClient, Unbind};
+use crate::directory::Services;
+
+/// Stanzas waiting to be published to other owners' partitions before senders are refused.
+const OUTBOX: usize = 8192;
+
+/// How often handled offsets are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the session layer needs of the cluster: which partitions are this node's, and a way to
+/// the others.
+pub(crate) struct ClusterSide {
+    bus: Arc<dyn Bus>,
+    origin: Arc<Origin>,
+    owned: Vec<AtomicBool>,
+    outbox: mpsc::Sender<(u32, Bytes)>,
+}
+
+impl ClusterSide {
+    fn new(bus: Arc<dyn Bus>, node: &str) -> Arc<ClusterSide> {
+        let (outbox, mut queued) = mpsc::channel::<(u32, Bytes)>(OUTBOX);
+        let side = Arc::new(ClusterSide {
+            owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
+            bus: bus.clone(),
+            origin: Arc::new(Origin::new(node)),
+            outbox,
+        });
+        // One publisher in queue order: stanzas from one sender to one recipient stay in order.
+        tokio::spawn(async move {
+            while let Some((partition, bytes)) = queued.recv().await {
+                if let Err(error) = bus.publish_owner(partition, bytes).await {
+                    tracing::warn!(partition, %error, "a stanza for another owner was lost: the bus refused it");
+                }
+            }
+        });
+        side
+    }
+
+    /// The partition of `user` if another node owns it, `None` if this node does.
+    pub fn owner_elsewhere(&self, user: &Jid) -> Option<u32> {
+        let partition = partition_of(user.as_str(), self.bus.partitions());
+        let here = self.owned.get(partition as usize).is_some_and(|owned| owned.load(Ordering::Acquire));
+        (!here).then_some(partition)
+    }
+
+    /// Queues `stanza` for its owner's partition; the stanza back if the outbox is full (the
+    /// caller tells the sender to retry).
+    pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
+        let deliver = v1::Deliver { stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))) };
+        let bytes = starling_wire::encode(&self.origin.envelope(Body::Deliver(deliver)));
+        self.outbox.try_send((partition, bytes)).map_err(|_| Box::new(stanza))
+    }
+
+    fn set_owned(&self, partitions: &[u32], owned: bool) {
+        for &partition in partitions {
+            if let Some(flag) = self.owned.get(partition as usize) {
+                flag.store(owned, Ordering::Release);
+            }
+        }
+    }
+
+    /// The way back to a connection on `edge`: a bounded queue drained in order onto the edge's
+    /// inbox. When the connection's queue on the edge is full the edge closes it; here the queue
+    /// only waits for the bus.
+    fn remote_link(&self, edge: String, connection: u64, capacity: usize) -> ClientLink {
+        let (sender, mut queued) = mpsc::channel::<ToClient>(capacity);
+        let (bus, origin) = (self.bus.clone(), self.origin.clone());
+        tokio::spawn(async move {
+            while let Some(message) = queued.recv().await {
+                let action = match message {
+                    ToClient::Stanza(bytes) => Action::Stanza(bytes),
+                    ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
+                    ToClient::EndStream => Action::EndStream(true),
+                };
+                let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
+                if let Err(error) = bus.publish_edge(&edge, starling_wire::encode(&envelope)).await {
+                    tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
+                }
+            }
+        });
+        ClientLink { connection_id: connection, sender }
+    }
+}
+
+fn epoch_micros(at: Instant) -> u64 {
+    starling_cluster::bus_gateway::epoch_micros(at)
+}
+
+/// The `Instant` at which something stamped `micros` since the epoch happened (now, if later).
+fn instant_of(micros: u64) -> Instant {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ago = now.saturating_sub(Duration::from_micros(micros));
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+impl Services {
+    /// Joins the owners' group as `node` and serves the records of the partitions it is given,
+    /// until the bus fails.
+    pub(crate) async fn serve_owner_partitions(self: Arc<Self>, bus: Arc<dyn Bus>, node: String) -> Result<(), BusError> {
+        let side = ClusterSide::new(bus.clone(), &node);
+        if self.cluster.set(side.clone()).is_err() {
+            return Err(BusError::Config("this session layer already serves owner partitions".into()));
+        }
+        let mut inbox = bus.join_owners(&node).await?;
+        let mut handled: HashMap<u32, u64> = HashMap::new();
+        let mut commit = tokio::time::interval(COMMIT_INTERVAL);
+        loop {
+            tokio::select! {
+                event = inbox.next() => match event? {
+                    OwnerEvent::Assigned(partitions) => {
+                        tracing::info!(?partitions, "owner partitions assigned");
+                        side.set_owned(&partitions, true);
+                    }
+                    OwnerEvent::Revoked(partitions) => {
+                        tracing::warn!(?partitions, "owner partitions revoked; their users' state is not handed over yet");
+                        side.set_owned(&partitions, false);
+                        for partition in &partitions {
+                            handled.remove(partition);
+                        }
+                    }
+                    OwnerEvent::Record(record) => {
+                        self.dispatch(&side, record.payload);
+                        handled.insert(record.partition, record.offset);
+                    }
+                },
+                _ = commit.tick() => commit_handled(inbox.as_mut(), &mut handled).await,
+            }
+        }
+    }
+
+    /// One owner record to the user's actor.
+    fn dispatch(self: &Arc<Self>, side: &ClusterSide, payload: Bytes) {
+        let envelope = match starling_wire::decode(payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, "undecodable owner record dropped");
+                return;
+            }
+        };
+        let jid = |text: &str| Jid::new(text).ok().filter(|jid| !jid.is_bare());
+        match envelope.body {
+            Some(Body::Bind(v1::Bind { full_jid, edge_node, connection })) => {
+                let Some(jid) = jid(&full_jid) else { return };
+                let link = side.remote_link(edge_node, connection, self.config.client_queue);
+                // The edge does not wait for the bind: records after it are ordered behind it.
+                let (reply, _) = oneshot::channel();
+                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, reply }));
+            }
+            Some(Body::FromClient(v1::FromClient { full_jid, connection: _, stanza: Some(stanza) })) => {
+                let (Some(resource), Ok(stanza)) = (jid(&full_jid), stanza.into_routed_timed()) else { return };
+                let (stanza, received) = stanza;
+                self.with_actor(&resource.bare(), |entry| entry.addr.do_send(FromClient { resource, stanza, received, counted: true }));
+            }
+            Some(Body::Unbind(v1::Unbind { full_jid, connection })) => {
+                let Some(jid) = jid(&full_jid) else { return };
+                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Unbind { jid, connection_id: connection, counted: true }));
+            }
+            Some(Body::Deliver(v1::Deliver { stanza: Some(stanza) })) => {
+                let Ok((stanza, received)) = stanza.into_routed_timed() else { return };
+                if let Err(refused) = self.deliver_here(stanza, received) {
+                    self.refuse(&refused);
+                }
+            }
+            _ => tracing::warn!(origin = %envelope.origin_node, "owner record of an unexpected kind dropped"),
+        }
+    }
+}
+
+impl Services {
+    /// Tells the sender of a stanza this node could not take that it should retry (RFC 6120
+    /// §8.3.3.18); presence is dropped silently, as in one process.
+    fn refuse(self: &Arc<Self>, stanza: &Stanza) {
+        let Some(to) = stanza.to.as_ref() else { return };
+        if stanza.kind == StanzaKind::Presence {
+            return;
+        }
+        if let Some(reply) = stanza.error_reply(to, &StanzaError::new(StanzaErrorCondition::ResourceConstraint)) {
+            let _ = self.deliver(reply, Instant::now());
+        }
+    }
+}
+
+trait Timed {
+    fn into_routed_timed(self) -> Result<(Stanza, Instant), starling_wire::WireError>;
+}
+
+impl Timed for v1::Stanza {
+    fn into_routed_timed(self) -> Result<(Stanza, Instant), starling_wire::WireError> {
+        let received = instant_of(self.received_us);
+        Ok((self.into_routed()?, received))
+    }
+}
+
+async fn commit_handled(inbox: &mut dyn OwnerInbox, handled: &mut HashMap<u32, u64>) {
+    for (partition, offset) in handled.drain() {
+        if let Err(error) = inbox.commit(partition, offset).await {
+            tracing::warn!(partition, offset, %error, "commit failed; those records will be replayed");
+        }
+    }
+}

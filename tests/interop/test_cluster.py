@@ -1,0 +1,154 @@
+"""Issue 3: Starling as a cluster — two session nodes and two edge nodes, each its own process,
+sharing the CQL store and Kafka. Users are picked so that the two sides of each exchange are owned
+by different session nodes (from the nodes' own "partitions assigned" log lines and the same
+FNV-1a partition function) and connected to different edges. Runs in the Cassandra pass of
+scripts/test (which also starts Kafka); skipped, with the reason printed, on the embedded pass."""
+
+import asyncio
+import os
+import re
+import time
+
+import pytest
+
+from harness import Account, NS, StarlingServer, Target, is_message, is_presence, is_roster_push, to_str
+from test_xep0313_mam import query
+
+PARTITIONS = 8
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def partition_of(bare: str, partitions: int = PARTITIONS) -> int:
+    """The server's partition function: FNV-1a 64 of the bare JID's bytes, modulo."""
+    h = 0xcbf29ce484222325
+    for byte in bare.encode():
+        h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h % partitions
+
+
+def owned(server: StarlingServer) -> set[int]:
+    """Partitions a session node holds now, replayed from its log."""
+    held: set[int] = set()
+    for line in ANSI.sub("", server.log_since(0)).splitlines():
+        m = re.search(r"owner partitions (assigned|revoked)\b.*?partitions=\[([0-9, ]*)\]", line)
+        if m:
+            parts = {int(p) for p in m.group(2).split(",") if p.strip()}
+            held = held | parts if m.group(1) == "assigned" else held - parts
+    return held
+
+
+@pytest.fixture(scope="session")
+def cluster(workdir):
+    from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
+    if MODE != "starling" or not STORE_SECTION:
+        pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
+    brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:19092")
+    prefix = f"it{os.getpid()}x{int(time.time())}"
+
+    def section(role):
+        return (f"\n[cluster]\nrole = \"{role}\"\nnode_id = \"{role}-{{}}\"\nkafka_brokers = \"{brokers}\"\n"
+                f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n")
+
+    nodes = {}
+    for name in ("session1", "session2", "edge1", "edge2"):
+        role = name.rstrip("12")
+        server = StarlingServer(_binary(), workdir / name, extra={"store": STORE_SECTION + section(role).replace("{}", name[-1])}, name=name)
+        _servers.append(server)
+        nodes[name] = server
+    nodes["session1"].cli("user", "add-bulk", "--prefix", "cl", "--count", "200", "--password", PASSWORD)
+    for server in nodes.values():
+        server.start()
+    # Both session nodes hold partitions and together hold all of them.
+    deadline = time.monotonic() + 90
+    while True:
+        a, b = owned(nodes["session1"]), owned(nodes["session2"])
+        if a and b and not (a & b) and len(a | b) == PARTITIONS:
+            break
+        assert time.monotonic() < deadline, f"no stable split of the partitions: {a} / {b}"
+        time.sleep(0.2)
+    domain = nodes["edge1"].domain
+    pool = [Account(f"cl{i}", PASSWORD, domain) for i in range(1, 201)]
+    yield nodes, pool
+    for server in nodes.values():
+        server.stop()
+
+
+class Cluster:
+    def __init__(self, nodes, pool):
+        self.nodes = nodes
+        self.pool = pool
+        self.used = set()
+        a, b = owned(nodes["session1"]), owned(nodes["session2"])
+        self.owner = {p: ("session1" if p in a else "session2") for p in range(PARTITIONS)}
+
+    def pair(self):
+        """Two unused accounts owned by different session nodes."""
+        free = [acc for acc in self.pool if acc.localpart not in self.used]
+        for x in free:
+            for y in free:
+                if self.owner[partition_of(x.jid)] != self.owner[partition_of(y.jid)]:
+                    self.used |= {x.localpart, y.localpart}
+                    return x, y
+        raise RuntimeError("no cross-node pair left")
+
+
+@pytest.fixture(scope="session")
+def cl(cluster):
+    return Cluster(*cluster)
+
+
+@pytest.fixture
+def env1(cluster):
+    from harness import Env
+    nodes, pool = cluster
+    return Env(Target("starling", nodes["edge1"].endpoint, pool))
+
+
+async def test_cluster_message_across_edges_and_owners(cl, env1):
+    alice_acc, bob_acc = cl.pair()
+    edge2 = cl.nodes["edge2"].endpoint
+    alice = await env1.online(alice_acc)
+    bob = await env1.online(bob_acc, ep=edge2)
+    alice.message(bob.jid, "hello across the cluster")
+    got = await bob.inbox.wait(is_message(body="hello across the cluster"))
+    assert got.get("from") == alice.jid, to_str(got)
+    bob.message(alice.jid, "and back")
+    await alice.inbox.wait(is_message(body="and back"))
+    # In order, many of them.
+    for i in range(50):
+        alice.message(bob_acc.jid, f"n{i}")
+    await bob.inbox.wait(is_message(body="n49"))
+    bodies = [m.findtext("c:body", namespaces=NS) for m in bob.inbox.find(is_message()) if (m.findtext("c:body", namespaces=NS) or "").startswith("n")]
+    assert bodies == [f"n{i}" for i in range(50)], bodies
+
+
+async def test_cluster_subscription_and_presence_across_owners(cl, env1):
+    alice_acc, bob_acc = cl.pair()
+    edge2 = cl.nodes["edge2"].endpoint
+    alice = await env1.online(alice_acc)
+    bob = await env1.online(bob_acc, ep=edge2)
+    await alice.get_roster()
+    await bob.get_roster()
+    alice.presence(to=bob_acc.jid, type_="subscribe")
+    await bob.inbox.wait(is_presence(from_bare=alice_acc.jid, type_="subscribe"))
+    bob.presence(to=alice_acc.jid, type_="subscribed")
+    await alice.inbox.wait(is_roster_push(jid=bob_acc.jid, subscription="to"))
+    # Bob's available presence reaches alice, on the other owner and edge.
+    await alice.inbox.wait(is_presence(from_bare=bob_acc.jid))
+    bob.presence(status="busy")
+    got = await alice.inbox.wait(lambda e: e.tag.endswith("presence") and e.findtext("c:status", namespaces=NS) == "busy")
+    assert got.get("from") == bob.jid, to_str(got)
+
+
+async def test_cluster_offline_then_archive_across_owners(cl, env1):
+    alice_acc, carol_acc = cl.pair()
+    edge2 = cl.nodes["edge2"].endpoint
+    alice = await env1.client(alice_acc)
+    alice.message(carol_acc.jid, "while you were out")
+    await alice.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to=env1.domain)
+    await asyncio.sleep(0.5)  # the message crosses the bus to carol's owner
+    carol = await env1.online(carol_acc, ep=edge2)
+    got = await carol.inbox.wait(is_message(body="while you were out"))
+    assert got.find("delay:delay", NS) is not None, to_str(got)
+    page = await query(carol)
+    assert page.bodies == ["while you were out"], to_str(page.iq)
