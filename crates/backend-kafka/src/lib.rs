@@ -29,7 +29,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use starling_cluster::bus::{Bus, BusError, EdgeInbox, OwnerEvent, OwnerInbox, Record};
+use starling_cluster::bus::{Bus, BusError, Delivered, EdgeInbox, OwnerEvent, OwnerInbox, Record};
 use tokio::sync::mpsc;
 
 /// How to reach Kafka and how to use it.
@@ -61,6 +61,9 @@ impl Default for KafkaConfig {
         }
     }
 }
+
+/// How long a publisher waits before retrying when librdkafka's queue is full.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
 pub struct KafkaBus {
     config: KafkaConfig,
@@ -114,14 +117,30 @@ impl KafkaBus {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, partition: Option<i32>, payload: Bytes) -> Result<(), BusError> {
-        let mut record = FutureRecord::<(), [u8]>::to(topic).payload(&payload);
-        if let Some(partition) = partition {
-            record = record.partition(partition);
+    /// Queues a record in librdkafka's producer queue (in call order; the idempotent producer
+    /// keeps that order per partition across retries) and returns the future of its
+    /// acknowledgement by every in-sync replica (acks=all). While the queue is full it waits —
+    /// the backpressure on the publisher.
+    async fn publish(&self, topic: &str, partition: i32, payload: Bytes) -> Result<Delivered, BusError> {
+        let mut record = FutureRecord::<(), [u8]>::to(topic).payload(&payload).partition(partition);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(Box::pin(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((error, _))) => Err(unavailable(error)),
+                            Err(_) => Err(BusError::Unavailable("the producer was dropped".into())),
+                        }
+                    }));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((error, _)) => return Err(unavailable(error)),
+            }
         }
-        // The send future resolves when every in-sync replica has the record (acks=all); while
-        // librdkafka's queue is full it waits — the backpressure on the publisher.
-        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(error, _)| unavailable(error))
     }
 
     fn consumer_config(&self, group: &str) -> ClientConfig {
@@ -145,21 +164,21 @@ impl Bus for KafkaBus {
         self.config.partitions
     }
 
-    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<(), BusError> {
+    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<Delivered, BusError> {
         if partition >= self.config.partitions {
             return Err(BusError::Config(format!("no partition {partition}")));
         }
-        self.publish(&self.owners_topic(), Some(partition as i32), payload).await
+        self.publish(&self.owners_topic(), partition as i32, payload).await
     }
 
-    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<(), BusError> {
+    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<Delivered, BusError> {
         let topic = self.edge_topic(node);
         let known = self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&topic);
         if !known {
             self.ensure_topic(&topic, 1).await?;
             self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic.clone());
         }
-        self.publish(&topic, Some(0), payload).await
+        self.publish(&topic, 0, payload).await
     }
 
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {

@@ -74,7 +74,7 @@ async fn partitions_are_split_between_owners_and_move_when_one_leaves() {
 
     // A record for each of the second's partitions, not committed; then the second leaves.
     for &partition in &second_held {
-        bus.publish_owner(partition, Bytes::from(format!("{prefix}/{partition}"))).await.expect("publish");
+        bus.publish_owner(partition, Bytes::from(format!("{prefix}/{partition}"))).await.expect("publish").await.expect("durable");
     }
     drop(second);
     hold(first.as_mut(), &mut first_held, 4).await;

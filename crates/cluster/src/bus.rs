@@ -9,10 +9,14 @@
 //! in one process it is [`MemoryBus`]. Both pass `contract::bus`.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 
 /// The partition of `bare_jid` among `partitions`: FNV-1a (64 bit) of its bytes, modulo. Our own
@@ -54,17 +58,57 @@ pub enum BusError {
     Config(String),
 }
 
+/// Resolves once the bus holds a published record durably (or failed to).
+pub type Delivered = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
+
+/// A record that is already durable.
+fn delivered() -> Delivered {
+    Box::pin(std::future::ready(Ok(())))
+}
+
+/// Acknowledgements a publisher waits for, at most `limit` at a time: publishing stays pipelined
+/// (records are queued in order without waiting for each round trip) yet bounded, and a failure
+/// surfaces at the publisher's next step.
+pub struct InFlight {
+    acks: FuturesUnordered<Delivered>,
+    limit: usize,
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> InFlight {
+        InFlight { acks: FuturesUnordered::new(), limit: limit.max(1) }
+    }
+
+    /// Adds one acknowledgement, first collecting finished ones and waiting while `limit` are
+    /// outstanding. Returns the first failure seen.
+    pub async fn push(&mut self, ack: Delivered) -> Result<(), BusError> {
+        let mut failed = Ok(());
+        while let Some(Some(result)) = self.acks.next().now_or_never() {
+            failed = failed.and(result);
+        }
+        while self.acks.len() >= self.limit {
+            if let Some(result) = self.acks.next().await {
+                failed = failed.and(result);
+            }
+        }
+        self.acks.push(ack);
+        failed
+    }
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// The number of owner partitions, fixed for the life of the cluster.
     fn partitions(&self) -> u32;
 
-    /// Appends a record to an owner partition; returns once the bus holds it durably. Waits while
-    /// the bus is full (the backpressure on whoever publishes).
-    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<(), BusError>;
+    /// Queues a record for an owner partition. Returns once it is queued — after every record
+    /// the same caller queued before, so one publisher's records keep their order — waiting while
+    /// the bus is full (the backpressure on whoever publishes). The returned future resolves when
+    /// the record is durable; dropping it does not withdraw the record.
+    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<Delivered, BusError>;
 
-    /// Appends a record to an edge node's inbox.
-    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Queues a record for an edge node's inbox, as [`publish_owner`](Self::publish_owner) does.
+    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<Delivered, BusError>;
 
     /// Joins the owners' group as `node`.
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError>;
@@ -168,7 +212,7 @@ impl Bus for MemoryBus {
         self.shared.partitions.len() as u32
     }
 
-    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<(), BusError> {
+    async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<Delivered, BusError> {
         let log = self.shared.partition(partition)?;
         loop {
             let committed = self.shared.committed.notified();
@@ -182,11 +226,12 @@ impl Bus for MemoryBus {
             committed.await;
         }
         self.shared.appended.notify_waiters();
-        Ok(())
+        Ok(delivered())
     }
 
-    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<(), BusError> {
-        self.shared.edge_sender(node).send(payload).await.map_err(|_| BusError::Closed)
+    async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<Delivered, BusError> {
+        self.shared.edge_sender(node).send(payload).await.map_err(|_| BusError::Closed)?;
+        Ok(delivered())
     }
 
     async fn join_owners(&self, _node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {

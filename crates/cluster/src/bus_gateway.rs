@@ -13,7 +13,7 @@ use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
 use starling_wire::v1::{self, envelope::Body, to_connection::Action};
 use tokio::sync::mpsc;
 
-use crate::bus::{partition_of, Bus, BusError};
+use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
 use crate::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, ToClient};
 
 /// Microseconds since the epoch at which something that happened at `at` happened.
@@ -109,10 +109,11 @@ impl BusGateway {
         }
     }
 
-    async fn publish(&self, user: &Jid, body: Body) -> Result<(), GatewayError> {
+    /// Queues a record for the user's owner partition and returns its acknowledgement.
+    async fn publish(&self, user: &Jid, body: Body) -> Result<Delivered, GatewayError> {
         let partition = partition_of(user.bare().as_str(), self.bus.partitions());
         let bytes = starling_wire::encode(&self.origin.envelope(body));
-        self.bus.publish_owner(partition, bytes).await.map_err(|error| GatewayError::Unavailable(error.to_string()))
+        self.bus.publish_owner(partition, bytes).await.map_err(unavailable)
     }
 }
 
@@ -124,18 +125,33 @@ impl Gateway for Arc<BusGateway> {
         let connection = link.connection_id;
         self.links().insert(connection, link.sender);
         let bind = v1::Bind { full_jid: jid.to_string(), edge_node: self.origin.node().to_owned(), connection };
-        if let Err(error) = self.publish(&jid, Body::Bind(bind)).await {
+        // The bind is durable before the client hears it is bound.
+        let bound = match self.publish(&jid, Body::Bind(bind)).await {
+            Ok(ack) => ack.await.map_err(unavailable),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = bound {
             self.links().remove(&connection);
             return Err(error);
         }
-        Ok(Box::new(BusSession { gateway: self.clone(), jid, connection }))
+        Ok(Box::new(BusSession { gateway: self.clone(), jid, connection, in_flight: InFlight::new(SESSION_IN_FLIGHT) }))
     }
 }
+
+/// Client stanzas of one connection queued on the bus but not yet acknowledged, at most.
+const SESSION_IN_FLIGHT: usize = 256;
 
 struct BusSession {
     gateway: Arc<BusGateway>,
     jid: Jid,
     connection: u64,
+    /// A client's stanzas are pipelined: queued in order, acknowledged in the background, and a
+    /// failed acknowledgement ends the connection at its next stanza.
+    in_flight: InFlight,
+}
+
+fn unavailable(error: BusError) -> GatewayError {
+    GatewayError::Unavailable(error.to_string())
 }
 
 #[async_trait]
@@ -150,13 +166,18 @@ impl BoundSession for BusSession {
             connection: self.connection,
             stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))),
         };
-        self.gateway.publish(&self.jid, Body::FromClient(from_client)).await
+        let ack = self.gateway.publish(&self.jid, Body::FromClient(from_client)).await?;
+        self.in_flight.push(ack).await.map_err(unavailable)
     }
 
     async fn unbind(self: Box<Self>) {
         self.gateway.links().remove(&self.connection);
         let unbind = v1::Unbind { full_jid: self.jid.to_string(), connection: self.connection };
-        if let Err(error) = self.gateway.publish(&self.jid, Body::Unbind(unbind)).await {
+        let published = match self.gateway.publish(&self.jid, Body::Unbind(unbind)).await {
+            Ok(ack) => ack.await.map_err(unavailable),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = published {
             tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
         }
     }

@@ -589,10 +589,10 @@ pub async fn bus(bus: &dyn Bus, prefix: &str) {
     }
 
     for name in ["a1", "a2", "a3"] {
-        bus.publish_owner(0, payload(name)).await.expect("publish");
+        bus.publish_owner(0, payload(name)).await.expect("publish").await.expect("durable");
     }
     for name in ["b1", "b2"] {
-        bus.publish_owner(1, payload(name)).await.expect("publish");
+        bus.publish_owner(1, payload(name)).await.expect("publish").await.expect("durable");
     }
     let received = receive_mine(owner.as_mut(), 5, &mine).await;
     let in_partition = |p: u32| received.iter().filter(|r| r.partition == p).map(|r| r.payload.clone()).collect::<Vec<_>>();
@@ -617,7 +617,7 @@ pub async fn bus(bus: &dyn Bus, prefix: &str) {
     let edge = format!("{prefix}-edge1");
     let mut inbox = bus.edge_inbox(&edge).await.expect("edge inbox");
     for name in ["e1", "e2", "e3"] {
-        bus.publish_edge(&edge, payload(name)).await.expect("publish edge");
+        bus.publish_edge(&edge, payload(name)).await.expect("publish edge").await.expect("durable");
     }
     for name in ["e1", "e2", "e3"] {
         let got = tokio::time::timeout(Duration::from_secs(30), inbox.next()).await.expect("edge record in time").expect("next");

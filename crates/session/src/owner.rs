@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox};
+use starling_cluster::bus::{partition_of, Bus, BusError, InFlight, OwnerEvent, OwnerInbox};
 use starling_cluster::bus_gateway::Origin;
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
@@ -50,8 +50,13 @@ impl ClusterSide {
         });
         // One publisher in queue order: stanzas from one sender to one recipient stay in order.
         tokio::spawn(async move {
+            let mut in_flight = InFlight::new(OUTBOX);
             while let Some((partition, bytes)) = queued.recv().await {
-                if let Err(error) = bus.publish_owner(partition, bytes).await {
+                let acked = match bus.publish_owner(partition, bytes).await {
+                    Ok(ack) => in_flight.push(ack).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = acked {
                     tracing::warn!(partition, %error, "a stanza for another owner was lost: the bus refused it");
                 }
             }
@@ -89,6 +94,7 @@ impl ClusterSide {
         let (sender, mut queued) = mpsc::channel::<ToClient>(capacity);
         let (bus, origin) = (self.bus.clone(), self.origin.clone());
         tokio::spawn(async move {
+            let mut in_flight = InFlight::new(capacity);
             while let Some(message) = queued.recv().await {
                 let action = match message {
                     ToClient::Stanza(bytes) => Action::Stanza(bytes),
@@ -96,7 +102,11 @@ impl ClusterSide {
                     ToClient::EndStream => Action::EndStream(true),
                 };
                 let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                if let Err(error) = bus.publish_edge(&edge, starling_wire::encode(&envelope)).await {
+                let acked = match bus.publish_edge(&edge, starling_wire::encode(&envelope)).await {
+                    Ok(ack) => in_flight.push(ack).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = acked {
                     tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
                 }
             }

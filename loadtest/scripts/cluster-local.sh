@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# A local Starling cluster on one machine, for load runs: N session nodes and M edge nodes, each its
+# own process, on Cassandra (store) and Kafka (bus) started by scripts/infra.
+#   loadtest/scripts/cluster-local.sh up [SESSIONS=2] [EDGES=2] [ACCOUNTS=2000]
+#   loadtest/scripts/cluster-local.sh down
+# Edge k listens for STARTTLS on 127.0.0.1:(36220+k); admin ports 36280+n. Accounts user1..N,
+# password "secret". State and logs in $WORK (default /tmp/starling-cluster).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
+WORK=${WORK:-/tmp/starling-cluster}
+BIN=$CARGO_TARGET_DIR/release/starling
+
+config() { # role index
+  local role=$1 n=$2
+  cat <<TOML
+[server]
+domain = "localhost"
+data_dir = "$WORK/$role$n/data"
+[c2s]
+starttls_listen = ["127.0.0.1:$((36220 + n))"]
+direct_tls_listen = ["127.0.0.1:$((36240 + n))"]
+ping_idle_seconds = 600
+[admin]
+listen = "ADMIN"
+[store]
+backend = "scylla"
+scylla_contact_points = ["127.0.0.1:29042"]
+scylla_keyspace = "$KEYSPACE"
+[cluster]
+role = "$role"
+node_id = "$role$n"
+kafka_brokers = "127.0.0.1:19092"
+kafka_prefix = "$PREFIX"
+partitions = 16
+replication = 1
+TOML
+}
+
+up() {
+  local sessions=${1:-2} edges=${2:-2} accounts=${3:-2000}
+  cargo build --release -q -p starling-server -p starling-loadtest
+  scripts/infra/cassandra start >/dev/null
+  scripts/infra/kafka start >/dev/null
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  KEYSPACE="cluster_$(date +%s)"; PREFIX="cl$(date +%s)"
+  echo "KEYSPACE=$KEYSPACE PREFIX=$PREFIX" > "$WORK/env"
+  for role in session edge; do
+    local count=$sessions; [[ $role == edge ]] && count=$edges
+    for n in $(seq 1 "$count"); do
+      mkdir -p "$WORK/$role$n"
+      local admin=$((36280 + n)); [[ $role == edge ]] && admin=$((36290 + n))
+      config "$role" "$n" | sed "s|ADMIN|127.0.0.1:$admin|" > "$WORK/$role$n/starling.toml"
+    done
+  done
+  "$BIN" -c "$WORK/session1/starling.toml" user add-bulk --prefix user --count "$accounts" --password secret
+  for dir in "$WORK"/session* "$WORK"/edge*; do
+    "$BIN" -c "$dir/starling.toml" serve > "$dir/server.log" 2>&1 &
+    echo $! > "$dir/pid"
+  done
+  for dir in "$WORK"/session* "$WORK"/edge*; do
+    local admin; admin=$(grep -A1 '^\[admin\]' "$dir/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do sleep 0.2; done
+  done
+  # The group settles: wait until every partition is assigned once.
+  sleep 3
+  echo "cluster up: $(ls -d "$WORK"/session* | wc -l) session nodes, $(ls -d "$WORK"/edge* | wc -l) edges (STARTTLS 127.0.0.1:36221..)"
+}
+
+down() {
+  for pid in "$WORK"/*/pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
+  echo "cluster down"
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  down) down ;;
+  *) echo "usage: $0 up [SESSIONS] [EDGES] [ACCOUNTS] | down" >&2; exit 2 ;;
+esac
