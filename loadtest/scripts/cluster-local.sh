@@ -34,6 +34,7 @@ kafka_brokers = "127.0.0.1:19092"
 kafka_prefix = "$PREFIX"
 partitions = 16
 replication = 1
+redis_url = "redis://127.0.0.1:26379/"
 TOML
 }
 
@@ -42,6 +43,7 @@ up() {
   cargo build --release -q -p starling-server -p starling-loadtest
   scripts/infra/cassandra start >/dev/null
   scripts/infra/kafka start >/dev/null
+  scripts/infra/redis start >/dev/null
   rm -rf "$WORK"; mkdir -p "$WORK"
   KEYSPACE="cluster_$(date +%s)"; PREFIX="cl$(date +%s)"
   echo "KEYSPACE=$KEYSPACE PREFIX=$PREFIX" > "$WORK/env"

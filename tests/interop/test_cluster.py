@@ -43,11 +43,13 @@ def cluster(workdir):
     if MODE != "starling" or not STORE_SECTION:
         pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:19092")
+    redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:26379/")
     prefix = f"it{os.getpid()}x{int(time.time())}"
 
     def section(role):
         return (f"\n[cluster]\nrole = \"{role}\"\nnode_id = \"{role}-{{}}\"\nkafka_brokers = \"{brokers}\"\n"
-                f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n")
+                f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n"
+                f"redis_url = \"{redis}\"\n")
 
     nodes = {}
     for name in ("session1", "session2", "edge1", "edge2"):
@@ -152,3 +154,32 @@ async def test_cluster_offline_then_archive_across_owners(cl, env1):
     assert got.find("delay:delay", NS) is not None, to_str(got)
     page = await query(carol)
     assert page.bodies == ["while you were out"], to_str(page.iq)
+
+
+async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
+    """kill -9 of a session node: the group gives its partitions to the survivor after the session
+    timeout, and the survivor restores the users' bound resources from the routes the dead node
+    recorded in Redis — the clients, still connected to their edges, keep talking. (Runs last:
+    the cluster has one session node afterwards.)"""
+    from conftest import _servers
+    alice_acc, bob_acc = cl.pair()
+    victim_name = cl.owner[partition_of(alice_acc.jid)]
+    survivor = cl.nodes["session2" if victim_name == "session1" else "session1"]
+    alice = await env1.online(alice_acc)
+    bob = await env1.online(bob_acc, ep=cl.nodes["edge2"].endpoint)
+    alice.message(bob.jid, "before the failover")
+    await bob.inbox.wait(is_message(body="before the failover"))
+
+    victim = cl.nodes[victim_name]
+    _servers.remove(victim)  # its death is the point of this test
+    victim.proc.kill()
+    victim.proc.wait()
+    deadline = time.monotonic() + 60
+    while len(owned(survivor)) < PARTITIONS:
+        assert time.monotonic() < deadline, f"the survivor never took over: {owned(survivor)}"
+        await asyncio.sleep(0.2)
+
+    bob.message(alice.jid, "after the failover")
+    await alice.inbox.wait(is_message(body="after the failover"), timeout=30)
+    alice.message(bob.jid, "still here")
+    await bob.inbox.wait(is_message(body="still here"), timeout=30)

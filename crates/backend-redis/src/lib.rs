@@ -10,7 +10,8 @@
 //!   to reap a dead node without scanning users;
 //! - `starling:nodes` — set of nodes that hold routes;
 //! - `starling:live` — sorted set, node → heartbeat expiry in ms of the Redis server's clock (one
-//!   clock for the whole cluster: node clocks may disagree).
+//!   clock for the whole cluster: node clocks may disagree);
+//! - `starling:partition:{p}:claims` — counter, the generation of the partition's latest owner.
 //!
 //! Writes for a user are one Lua script each (check the generation, change the hash atomically);
 //! the node indexes are updated after the script, outside it (they live in other slots). A crash
@@ -251,6 +252,11 @@ impl Registry for RedisRegistry {
         let () = connection.srem(NODES, node).await.map_err(redis_error)?;
         reaped.sort_by(|a, b| (&a.0, &a.1.resource).cmp(&(&b.0, &b.1.resource)));
         Ok(reaped)
+    }
+
+    async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError> {
+        let mut connection = self.connection();
+        connection.incr(format!("starling:partition:{partition}:claims"), 1u64).await.map_err(redis_error)
     }
 }
 

@@ -562,6 +562,11 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
     assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new(), "a reaped node holds nothing");
     assert_eq!(registry.reap(&edge2).await.expect("reap"), Vec::new(), "reaping twice is harmless");
 
+    let first = registry.claim_partition(7).await.expect("claim");
+    let second = registry.claim_partition(7).await.expect("claim");
+    assert!(second > first && first > 0, "claims of a partition increase: {first}, {second}");
+    assert!(registry.claim_partition(8).await.expect("claim") > 0);
+
     assert_eq!(registry.remove_resource(&alice, "phone", 1, 3).await.expect("remove"), Fenced::Applied);
     assert_eq!(registry.resources(&alice).await.expect("resources"), Vec::new());
     assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new());

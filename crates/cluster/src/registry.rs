@@ -62,6 +62,10 @@ pub trait Registry: Send + Sync + 'static {
     /// Removes every route held by `node` and returns them as `(user, route)`, so the owners can
     /// announce the resources as gone. Not fenced: a dead node's routes are wrong whoever wrote them.
     async fn reap(&self, node: &str) -> Result<Vec<(String, ResourceRoute)>, StoreError>;
+
+    /// A new owner of `partition` takes it over: returns a generation greater than any handed
+    /// out for that partition before, for the owner to write its users' routes with.
+    async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError>;
 }
 
 /// The registry of a single process: a map under a lock.
@@ -75,6 +79,7 @@ struct MemoryState {
     routes: HashMap<String, Vec<ResourceRoute>>,
     generations: HashMap<String, u64>,
     heartbeats: HashMap<String, Instant>,
+    claims: HashMap<u32, u64>,
 }
 
 impl MemoryState {
@@ -165,6 +170,13 @@ impl Registry for MemoryRegistry {
         });
         reaped.sort_by(|a, b| (&a.0, &a.1.resource).cmp(&(&b.0, &b.1.resource)));
         Ok(reaped)
+    }
+
+    async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let claim = state.claims.entry(partition).or_default();
+        *claim += 1;
+        Ok(*claim)
     }
 }
 

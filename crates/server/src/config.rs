@@ -53,6 +53,8 @@ pub struct ClusterSection {
     pub replication: i32,
     /// Seconds a silent session node keeps its partitions before the group moves them.
     pub session_timeout_seconds: u64,
+    /// Redis holding the routing registry (role session).
+    pub redis_url: String,
 }
 
 impl Default for ClusterSection {
@@ -65,6 +67,7 @@ impl Default for ClusterSection {
             partitions: 64,
             replication: 3,
             session_timeout_seconds: 10,
+            redis_url: "redis://127.0.0.1:6379/".into(),
         }
     }
 }

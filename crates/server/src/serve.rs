@@ -15,6 +15,7 @@ use starling_xml::Limits;
 use tokio::net::TcpListener;
 
 use starling_backend_kafka::{KafkaBus, KafkaConfig};
+use starling_backend_redis::RedisRegistry;
 use starling_cluster::bus::Bus;
 use starling_cluster::bus_gateway::BusGateway;
 use starling_cluster::gateway::Gateway;
@@ -86,10 +87,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let gateway: Option<Arc<dyn Gateway>> = match (role, bus) {
         (Role::All, _) => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
         (Role::Session, Some(bus)) => {
+            let url = &config.cluster.redis_url;
+            let registry = Arc::new(RedisRegistry::connect(url).await.with_context(|| format!("connecting to Redis at {url}"))?);
             let sessions = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
             let node = node.clone();
             tokio::spawn(async move {
-                if let Err(error) = sessions.serve_owner_partitions(bus, node).await {
+                if let Err(error) = sessions.serve_owner_partitions(bus, registry, node).await {
                     tracing::error!(%error, "serving owner partitions failed; stopping");
                     actix::System::current().stop();
                 }

@@ -35,7 +35,7 @@ impl UserActor {
 
     fn run<F, Fut>(&mut self, ctx: &mut Context<Self>, work: F)
     where
-        F: FnOnce(Box<UserState>) -> Fut,
+        F: FnOnce(Box<UserState>) -> Fut + 'static,
         Fut: Future<Output = Box<UserState>> + 'static,
     {
         let Some(state) = self.state.take() else {
@@ -43,7 +43,14 @@ impl UserActor {
             tracing::error!("user actor handled a message while its state was lent out");
             return;
         };
-        ctx.wait(work(state).into_actor(self).map(|state, actor, ctx| {
+        // In a cluster a user's actor may start on a node that just took the user over: it first
+        // restores the resources the previous owner recorded.
+        let work = async move {
+            let mut state = state;
+            state.restore_routes().await;
+            work(state).await
+        };
+        ctx.wait(work.into_actor(self).map(|state, actor, ctx| {
             let idle = state.is_idle();
             actor.state = Some(state);
             if idle {
@@ -94,6 +101,8 @@ impl Actor for UserActor {
 pub(crate) struct Bind {
     pub jid: Jid,
     pub link: ClientLink,
+    /// The edge node holding the connection, in a cluster.
+    pub edge: Option<String>,
     pub reply: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -132,9 +141,10 @@ impl Handler<Bind> for UserActor {
 
     fn handle(&mut self, message: Bind, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, |mut state| async move {
-            state.bind(message.jid, message.link);
+        self.run(ctx, move |mut state| async move {
+            let index = state.bind(message.jid, message.link, message.edge);
             let _ = message.reply.send(());
+            state.publish_route(index).await;
             state
         });
     }
@@ -147,7 +157,7 @@ impl Handler<Unbind> for UserActor {
         if message.counted {
             self.taken();
         }
-        self.run(ctx, |mut state| async move {
+        self.run(ctx, move |mut state| async move {
             state.unbind(&message.jid, message.connection_id).await;
             state
         });
@@ -161,7 +171,7 @@ impl Handler<FromClient> for UserActor {
         if message.counted {
             self.taken();
         }
-        self.run(ctx, |mut state| async move {
+        self.run(ctx, move |mut state| async move {
             state.handle_own(message.resource, message.stanza, message.received).await;
             state
         });
@@ -173,9 +183,23 @@ impl Handler<Inbound> for UserActor {
 
     fn handle(&mut self, message: Inbound, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, |mut state| async move {
+        self.run(ctx, move |mut state| async move {
             state.inbound(message.stanza, message.received).await;
             state
         });
+    }
+}
+
+/// Stop now: the user's partition moved to another node, which rebuilds the state from the stores
+/// and the registry.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
+impl Handler<Stop> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }

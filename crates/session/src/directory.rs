@@ -117,6 +117,20 @@ impl Services {
         Entry { addr, pending }
     }
 
+    /// Stops the actors of every user whose partition (of `partitions` in all) is in `moved`.
+    pub fn stop_partitions(&self, moved: &[u32], partitions: u32) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shard.retain(|user, entry| {
+                let keep = !moved.contains(&starling_cluster::bus::partition_of(user.as_str(), partitions));
+                if !keep {
+                    entry.addr.do_send(crate::actor::Stop);
+                }
+                keep
+            });
+        }
+    }
+
     /// Removes the user's actor if it is `addr` and nothing is pending for it. Returns whether the
     /// actor may stop.
     pub fn retire(&self, user: &Jid, addr: &Addr<UserActor>) -> bool {
@@ -159,9 +173,15 @@ impl SessionLayer {
     }
 
     /// Makes this node a session node of a cluster: joins the owners' group on `bus` as `node` and
-    /// serves the records of the partitions it is given until the bus fails.
-    pub async fn serve_owner_partitions(&self, bus: Arc<dyn starling_cluster::bus::Bus>, node: String) -> Result<(), starling_cluster::bus::BusError> {
-        self.services.clone().serve_owner_partitions(bus, node).await
+    /// serves the records of the partitions it is given until the bus fails, recording the
+    /// users' routes in `registry` (from where a next owner restores them).
+    pub async fn serve_owner_partitions(
+        &self,
+        bus: Arc<dyn starling_cluster::bus::Bus>,
+        registry: Arc<dyn starling_cluster::registry::Registry>,
+        node: String,
+    ) -> Result<(), starling_cluster::bus::BusError> {
+        self.services.clone().serve_owner_partitions(bus, registry, node).await
     }
 
     /// Routes a stanza that did not come from a bound client (e.g. the server itself).
@@ -178,7 +198,7 @@ impl Gateway for SessionLayer {
         let connection_id = link.connection_id;
         let (reply, bound) = tokio::sync::oneshot::channel();
         let addr = self.services.with_actor(&user, |entry| {
-            entry.addr.do_send(Bind { jid: jid.clone(), link, reply });
+            entry.addr.do_send(Bind { jid: jid.clone(), link, edge: None, reply });
             entry.addr.clone()
         });
         bound.await.map_err(|_| GatewayError::Closed)?;

@@ -4,12 +4,15 @@
 //! queue is drained onto the edge's inbox; a stanza for a user of a partition owned elsewhere goes
 //! onto that partition ([`Services::deliver`] asks [`ClusterSide::route`]).
 //!
-//! Not yet (docs/cluster.md): rebuilding a user's resources when a partition moves (the routes are
-//! meant to come from the registry), and committing only after an actor handled a record — offsets
-//! are committed once records are in the actors' mailboxes.
+//! When a partition moves, the new owner claims it in the registry (a generation greater than the
+//! previous owner's) and rebuilds each user's resources from the routes the previous owner recorded
+//! there ([`UserState::publish_route`]); the old owner stops those users' actors.
+//!
+//! Not yet (docs/cluster.md): committing only after an actor handled a record — offsets are
+//! committed once records are in the actors' mailboxes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,12 +20,14 @@ use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, InFlight, OwnerEvent, OwnerInbox};
 use starling_cluster::bus_gateway::Origin;
 use starling_cluster::gateway::{ClientLink, ToClient};
+use starling_cluster::registry::{Registry, ResourceRoute};
 use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_wire::v1::{self, envelope::Body, to_connection::Action};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Bind, FromClient, Unbind};
 use crate::directory::Services;
+use crate::state::{Resource, UserState};
 
 /// Stanzas waiting to be published to other owners' partitions before senders are refused.
 const OUTBOX: usize = 8192;
@@ -34,16 +39,21 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 /// the others.
 pub(crate) struct ClusterSide {
     bus: Arc<dyn Bus>,
+    registry: Arc<dyn Registry>,
     origin: Arc<Origin>,
     owned: Vec<AtomicBool>,
+    /// Per partition, the generation this node claimed it with (0 while not owned).
+    generations: Vec<AtomicU64>,
     outbox: mpsc::Sender<(u32, Bytes)>,
 }
 
 impl ClusterSide {
-    fn new(bus: Arc<dyn Bus>, node: &str) -> Arc<ClusterSide> {
+    fn new(bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: &str) -> Arc<ClusterSide> {
         let (outbox, mut queued) = mpsc::channel::<(u32, Bytes)>(OUTBOX);
         let side = Arc::new(ClusterSide {
             owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
+            generations: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
+            registry,
             bus: bus.clone(),
             origin: Arc::new(Origin::new(node)),
             outbox,
@@ -83,6 +93,26 @@ impl ClusterSide {
         for &partition in partitions {
             if let Some(flag) = self.owned.get(partition as usize) {
                 flag.store(owned, Ordering::Release);
+            }
+        }
+    }
+
+    /// The generation this node writes `user`'s routes with.
+    fn generation(&self, user: &Jid) -> u64 {
+        let partition = partition_of(user.as_str(), self.bus.partitions());
+        self.generations.get(partition as usize).map_or(0, |g| g.load(Ordering::Acquire))
+    }
+
+    /// Claims newly assigned partitions in the registry, so this node's route writes for their
+    /// users win over any earlier owner's, and refuses ownership of a partition it cannot claim.
+    async fn claim(&self, partitions: &[u32]) {
+        for &partition in partitions {
+            match self.registry.claim_partition(partition).await {
+                Ok(generation) => {
+                    self.generations[partition as usize].store(generation, Ordering::Release);
+                    self.set_owned(&[partition], true);
+                }
+                Err(error) => tracing::error!(partition, %error, "cannot claim a partition in the registry; its users are not served here"),
             }
         }
     }
@@ -129,8 +159,8 @@ fn instant_of(micros: u64) -> Instant {
 impl Services {
     /// Joins the owners' group as `node` and serves the records of the partitions it is given,
     /// until the bus fails.
-    pub(crate) async fn serve_owner_partitions(self: Arc<Self>, bus: Arc<dyn Bus>, node: String) -> Result<(), BusError> {
-        let side = ClusterSide::new(bus.clone(), &node);
+    pub(crate) async fn serve_owner_partitions(self: Arc<Self>, bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: String) -> Result<(), BusError> {
+        let side = ClusterSide::new(bus.clone(), registry, &node);
         if self.cluster.set(side.clone()).is_err() {
             return Err(BusError::Config("this session layer already serves owner partitions".into()));
         }
@@ -141,15 +171,15 @@ impl Services {
             tokio::select! {
                 event = inbox.next() => match event? {
                     OwnerEvent::Assigned(partitions) => {
+                        side.claim(&partitions).await;
                         tracing::info!(?partitions, "owner partitions assigned");
-                        side.set_owned(&partitions, true);
                     }
                     OwnerEvent::Revoked(partitions) => {
-                        tracing::warn!(?partitions, "owner partitions revoked; their users' state is not handed over yet");
+                        tracing::info!(?partitions, "owner partitions revoked");
+                        // What was handled is committed first, so the next owner does not redo it.
+                        commit_handled(inbox.as_mut(), &mut handled).await;
                         side.set_owned(&partitions, false);
-                        for partition in &partitions {
-                            handled.remove(partition);
-                        }
+                        self.stop_partitions(&partitions, bus.partitions());
                     }
                     OwnerEvent::Record(record) => {
                         self.dispatch(&side, record.payload);
@@ -174,10 +204,10 @@ impl Services {
         match envelope.body {
             Some(Body::Bind(v1::Bind { full_jid, edge_node, connection })) => {
                 let Some(jid) = jid(&full_jid) else { return };
-                let link = side.remote_link(edge_node, connection, self.config.client_queue);
+                let link = side.remote_link(edge_node.clone(), connection, self.config.client_queue);
                 // The edge does not wait for the bind: records after it are ordered behind it.
                 let (reply, _) = oneshot::channel();
-                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, reply }));
+                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, edge: Some(edge_node), reply }));
             }
             Some(Body::FromClient(v1::FromClient { full_jid, connection: _, stanza: Some(stanza) })) => {
                 let (Some(resource), Ok(stanza)) = (jid(&full_jid), stanza.into_routed_timed()) else { return };
@@ -228,6 +258,68 @@ async fn commit_handled(inbox: &mut dyn OwnerInbox, handled: &mut HashMap<u32, u
     for (partition, offset) in handled.drain() {
         if let Err(error) = inbox.commit(partition, offset).await {
             tracing::warn!(partition, offset, %error, "commit failed; those records will be replayed");
+        }
+    }
+}
+
+impl UserState {
+    /// Records resource `index`'s route (edge, connection, priority, availability) in the
+    /// registry, if this is a cluster resource.
+    pub async fn publish_route(&mut self, index: usize) {
+        let Some(cluster) = self.services.cluster.get().cloned() else { return };
+        let resource = &self.resources[index];
+        let Some(edge) = resource.edge.clone() else { return };
+        let route = ResourceRoute {
+            resource: resource.jid.resource().unwrap_or_default().to_owned(),
+            node: edge,
+            connection: resource.connection_id,
+            priority: resource.priority,
+            available: resource.presence.is_some(),
+        };
+        if let Err(error) = cluster.registry.put_resource(self.user.as_str(), &route, cluster.generation(&self.user)).await {
+            tracing::warn!(user = %self.user, %error, "could not record a route");
+        }
+    }
+
+    pub async fn withdraw_route(&mut self, jid: &Jid, connection: u64) {
+        let Some(cluster) = self.services.cluster.get().cloned() else { return };
+        let resource = jid.resource().unwrap_or_default();
+        if let Err(error) = cluster.registry.remove_resource(self.user.as_str(), resource, connection, cluster.generation(&self.user)).await {
+            tracing::warn!(user = %self.user, %error, "could not remove a route");
+        }
+    }
+
+    /// Once per actor, in a cluster: takes over the resources a previous owner recorded. An
+    /// available one comes back with a presence rebuilt from its priority (the stanza itself is
+    /// not in the registry).
+    pub async fn restore_routes(&mut self) {
+        if self.routes_restored {
+            return;
+        }
+        self.routes_restored = true;
+        let Some(cluster) = self.services.cluster.get().cloned() else { return };
+        let routes = match cluster.registry.resources(self.user.as_str()).await {
+            Ok(routes) => routes,
+            Err(error) => {
+                tracing::warn!(user = %self.user, %error, "could not read the user's routes; resources bound elsewhere are not known");
+                return;
+            }
+        };
+        for route in routes {
+            let Ok(jid) = self.user.with_resource(&route.resource) else { continue };
+            if self.resource_index(&jid).is_some() {
+                continue;
+            }
+            let link = cluster.remote_link(route.node.clone(), route.connection, self.services.config.client_queue);
+            let presence = route.available.then(|| {
+                let mut element = starling_xml::Element::new("presence", starling_protocol::ns::CLIENT);
+                if route.priority != 0 {
+                    element.push_child(starling_xml::Element::new("priority", starling_protocol::ns::CLIENT).with_text(route.priority.to_string()));
+                }
+                Stanza::build(element, &jid, None)
+            });
+            self.services.metrics.sessions_bound.inc();
+            self.resources.push(Resource::restored(jid, link, route, presence));
         }
     }
 }

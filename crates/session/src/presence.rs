@@ -40,6 +40,7 @@ impl UserState {
         let priority = priority_of(&stanza);
         self.resources[index].priority = priority;
         self.resources[index].presence = Some(stanza.clone());
+        self.publish_route(index).await;
         let contacts: Vec<(Jid, bool, bool)> = {
             let roster = self.roster().await;
             roster.items.iter().map(|(jid, item)| (jid.clone(), has_from(item.subscription), has_to(item.subscription))).collect()
@@ -95,6 +96,7 @@ impl UserState {
     pub async fn broadcast_unavailable(&mut self, index: usize, stanza: Stanza) {
         let now = Instant::now();
         self.resources[index].presence = None;
+        self.publish_route(index).await;
         self.last_status = status_of(&stanza);
         let directed: Vec<Jid> = self.resources[index].directed.drain().collect();
         let contacts: Vec<Jid> = {

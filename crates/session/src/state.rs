@@ -31,11 +31,29 @@ pub(crate) struct Resource {
     pub wants_blocklist: bool,
     /// XEP-0280 carbons enabled.
     pub carbons: bool,
+    /// The edge node holding the connection, in a cluster (routes are recorded in the registry).
+    pub edge: Option<String>,
     /// Entities it sent directed presence to, told when it goes unavailable (RFC 6121 §4.6).
     pub directed: HashSet<Jid>,
 }
 
 impl Resource {
+    /// A resource another owner bound, rebuilt from its registry route.
+    pub fn restored(jid: Jid, link: ClientLink, route: starling_cluster::registry::ResourceRoute, presence: Option<Stanza>) -> Resource {
+        Resource {
+            jid,
+            connection_id: route.connection,
+            link: Some(link),
+            presence,
+            priority: route.priority,
+            wants_roster: false,
+            wants_blocklist: false,
+            carbons: false,
+            edge: Some(route.node),
+            directed: HashSet::new(),
+        }
+    }
+
     pub fn is_available(&self) -> bool {
         self.presence.is_some() && self.link.is_some()
     }
@@ -56,6 +74,8 @@ pub(crate) struct UserState {
     pub archive_last_id: u64,
     /// Archiving preferences, loaded on first use.
     pub archive_prefs: Option<ArchivePrefs>,
+    /// In a cluster: the resources recorded by a previous owner were restored.
+    pub routes_restored: bool,
     idle_since: Instant,
 }
 
@@ -71,6 +91,7 @@ impl UserState {
             last_status: String::new(),
             archive_last_id: 0,
             archive_prefs: None,
+            routes_restored: false,
             idle_since: Instant::now(),
         }
     }
@@ -91,7 +112,8 @@ impl UserState {
         &self.services.domain
     }
 
-    pub fn bind(&mut self, jid: Jid, link: ClientLink) {
+    /// Binds a resource and returns its index.
+    pub fn bind(&mut self, jid: Jid, link: ClientLink, edge: Option<String>) -> usize {
         if let Some(old) = self.resources.iter().position(|r| r.jid == jid) {
             // RFC 6120 §7.7.2.2: the new session wins; the old connection is closed with `conflict`.
             let old = self.resources.remove(old);
@@ -112,8 +134,10 @@ impl UserState {
             wants_roster: false,
             wants_blocklist: false,
             carbons: false,
+            edge,
             directed: HashSet::new(),
         });
+        self.resources.len() - 1
     }
 
     pub async fn unbind(&mut self, jid: &Jid, connection_id: u64) {
@@ -127,7 +151,10 @@ impl UserState {
             );
             self.broadcast_unavailable(index, unavailable).await;
         }
-        self.resources.remove(index);
+        let removed = self.resources.remove(index);
+        if removed.edge.is_some() {
+            self.withdraw_route(&removed.jid, removed.connection_id).await;
+        }
         if self.resources.is_empty() {
             self.idle_since = Instant::now();
         }
