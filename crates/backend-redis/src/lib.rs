@@ -1,17 +1,18 @@
 //! The cluster's [`Registry`] in Redis, over one auto-reconnecting [`ConnectionManager`].
 //!
-//! Keys (`{user}` is a hash tag: a user's keys share a slot, so the fenced scripts also run on a
-//! Redis Cluster):
+//! Every key starts with the cluster's namespace `ns` (its Kafka prefix), so several clusters (or
+//! test runs) can share one Redis. Keys (`{user}` is a hash tag: a user's keys share a slot, so the
+//! fenced scripts also run on a Redis Cluster):
 //!
-//! - `starling:{user}:res` — hash, resource → `connection priority available node` (the node last,
-//!   so it may contain spaces);
-//! - `starling:{user}:gen` — the newest owner generation that wrote for the user;
-//! - `starling:node:{node}:routes` — set of `user/resource` the node holds (a bare JID has no `/`),
-//!   to reap a dead node without scanning users;
-//! - `starling:nodes` — set of nodes that hold routes;
-//! - `starling:live` — sorted set, node → heartbeat expiry in ms of the Redis server's clock (one
-//!   clock for the whole cluster: node clocks may disagree);
-//! - `starling:partition:{p}:claims` — counter, the generation of the partition's latest owner.
+//! - `ns:{user}:res` — hash, resource → `connection priority available node` (the node last, so
+//!   it may contain spaces);
+//! - `ns:{user}:gen` — the newest owner generation that wrote for the user;
+//! - `ns:node:{node}:routes` — set of `user/resource` the node holds (a bare JID has no `/`), to
+//!   reap a dead node without scanning users;
+//! - `ns:nodes` — set of nodes that hold routes;
+//! - `ns:live` — sorted set, node → heartbeat expiry in ms of the Redis server's clock (one clock
+//!   for the whole cluster: node clocks may disagree);
+//! - `ns:partition:{p}:claims` — counter, the generation of the partition's latest owner.
 //!
 //! Writes for a user are one Lua script each (check the generation, change the hash atomically);
 //! the node indexes are updated after the script, outside it (they live in other slots). A crash
@@ -79,20 +80,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 ";
 
-const NODES: &str = "starling:nodes";
-const LIVE_KEY: &str = "starling:live";
-
-fn res_key(user: &str) -> String {
-    format!("starling:{{{user}}}:res")
-}
-
-fn gen_key(user: &str) -> String {
-    format!("starling:{{{user}}}:gen")
-}
-
-fn routes_key(node: &str) -> String {
-    format!("starling:node:{node}:routes")
-}
 
 fn encode(route: &ResourceRoute) -> String {
     format!("{} {} {} {}", route.connection, route.priority, u8::from(route.available), route.node)
@@ -125,6 +112,7 @@ fn fenced(applied: i64) -> Fenced {
 
 /// The registry over one Redis server.
 pub struct RedisRegistry {
+    namespace: String,
     connection: ConnectionManager,
     put: Script,
     remove: Script,
@@ -136,12 +124,13 @@ pub struct RedisRegistry {
 impl RedisRegistry {
     /// Connects to `url` (`redis://host:port/db`). The manager reconnects by itself afterwards;
     /// calls made while Redis is unreachable fail with [`StoreError::Unavailable`].
-    pub async fn connect(url: &str) -> Result<RedisRegistry, StoreError> {
+    pub async fn connect(url: &str, namespace: &str) -> Result<RedisRegistry, StoreError> {
         let client = redis::Client::open(url).map_err(|error| StoreError::Corrupt(format!("bad Redis URL {url}: {error}")))?;
         let connection = ConnectionManager::new(client)
             .await
             .map_err(|error| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {error}")))?;
         Ok(RedisRegistry {
+            namespace: namespace.to_owned(),
             connection,
             put: Script::new(PUT),
             remove: Script::new(REMOVE),
@@ -149,6 +138,26 @@ impl RedisRegistry {
             heartbeat: Script::new(HEARTBEAT),
             live: Script::new(LIVE),
         })
+    }
+
+    fn res_key(&self, user: &str) -> String {
+        format!("{}:{{{user}}}:res", self.namespace)
+    }
+
+    fn gen_key(&self, user: &str) -> String {
+        format!("{}:{{{user}}}:gen", self.namespace)
+    }
+
+    fn routes_key(&self, node: &str) -> String {
+        format!("{}:node:{node}:routes", self.namespace)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.namespace)
+    }
+
+    fn live_key(&self) -> String {
+        format!("{}:live", self.namespace)
     }
 
     fn connection(&self) -> ConnectionManager {
@@ -163,8 +172,8 @@ impl Registry for RedisRegistry {
         let mut connection = self.connection();
         let applied: i64 = self
             .put
-            .key(res_key(user))
-            .key(gen_key(user))
+            .key(self.res_key(user))
+            .key(self.gen_key(user))
             .arg(generation)
             .arg(&route.resource)
             .arg(encode(route))
@@ -172,8 +181,8 @@ impl Registry for RedisRegistry {
             .await
             .map_err(redis_error)?;
         if applied == 1 {
-            let () = connection.sadd(routes_key(&route.node), format!("{user}/{}", route.resource)).await.map_err(redis_error)?;
-            let () = connection.sadd(NODES, &route.node).await.map_err(redis_error)?;
+            let () = connection.sadd(self.routes_key(&route.node), format!("{user}/{}", route.resource)).await.map_err(redis_error)?;
+            let () = connection.sadd(self.nodes_key(), &route.node).await.map_err(redis_error)?;
         }
         Ok(fenced(applied))
     }
@@ -182,8 +191,8 @@ impl Registry for RedisRegistry {
         let mut connection = self.connection();
         let applied: i64 = self
             .remove
-            .key(res_key(user))
-            .key(gen_key(user))
+            .key(self.res_key(user))
+            .key(self.gen_key(user))
             .arg(generation)
             .arg(resource)
             .arg(connection_id)
@@ -197,7 +206,7 @@ impl Registry for RedisRegistry {
 
     async fn resources(&self, user: &str) -> Result<Vec<ResourceRoute>, StoreError> {
         let mut connection = self.connection();
-        let mut entries: Vec<(String, String)> = connection.hgetall(res_key(user)).await.map_err(redis_error)?;
+        let mut entries: Vec<(String, String)> = connection.hgetall(self.res_key(user)).await.map_err(redis_error)?;
         entries.sort();
         entries
             .iter()
@@ -208,13 +217,13 @@ impl Registry for RedisRegistry {
     async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let _now: i64 = self.heartbeat.key(LIVE_KEY).arg(node).arg(ttl_ms).invoke_async(&mut connection).await.map_err(redis_error)?;
+        let _now: i64 = self.heartbeat.key(self.live_key()).arg(node).arg(ttl_ms).invoke_async(&mut connection).await.map_err(redis_error)?;
         Ok(())
     }
 
     async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
         let mut connection = self.connection();
-        let mut nodes: Vec<String> = self.live.key(LIVE_KEY).invoke_async(&mut connection).await.map_err(redis_error)?;
+        let mut nodes: Vec<String> = self.live.key(self.live_key()).invoke_async(&mut connection).await.map_err(redis_error)?;
         nodes.sort();
         Ok(nodes)
     }
@@ -222,12 +231,12 @@ impl Registry for RedisRegistry {
     async fn dead_nodes(&self) -> Result<Vec<String>, StoreError> {
         let live = self.live_nodes().await?;
         let mut connection = self.connection();
-        let holding: Vec<String> = connection.smembers(NODES).await.map_err(redis_error)?;
+        let holding: Vec<String> = connection.smembers(self.nodes_key()).await.map_err(redis_error)?;
         let mut dead = Vec::new();
         for node in holding.into_iter().filter(|node| live.binary_search(node).is_err()) {
-            let routes: usize = connection.scard(routes_key(&node)).await.map_err(redis_error)?;
+            let routes: usize = connection.scard(self.routes_key(&node)).await.map_err(redis_error)?;
             if routes == 0 {
-                let () = connection.srem(NODES, &node).await.map_err(redis_error)?;
+                let () = connection.srem(self.nodes_key(), &node).await.map_err(redis_error)?;
             } else {
                 dead.push(node);
             }
@@ -238,25 +247,25 @@ impl Registry for RedisRegistry {
 
     async fn reap(&self, node: &str) -> Result<Vec<(String, ResourceRoute)>, StoreError> {
         let mut connection = self.connection();
-        let members: Vec<String> = connection.smembers(routes_key(node)).await.map_err(redis_error)?;
+        let members: Vec<String> = connection.smembers(self.routes_key(node)).await.map_err(redis_error)?;
         let mut reaped = Vec::new();
         for member in &members {
             let Some((user, resource)) = member.split_once('/') else { continue };
             let removed: Option<String> =
-                self.reap_one.key(res_key(user)).arg(resource).arg(node).invoke_async(&mut connection).await.map_err(redis_error)?;
+                self.reap_one.key(self.res_key(user)).arg(resource).arg(node).invoke_async(&mut connection).await.map_err(redis_error)?;
             if let Some(route) = removed.as_deref().and_then(|value| decode(resource, value)) {
                 reaped.push((user.to_owned(), route));
             }
-            let () = connection.srem(routes_key(node), member).await.map_err(redis_error)?;
+            let () = connection.srem(self.routes_key(node), member).await.map_err(redis_error)?;
         }
-        let () = connection.srem(NODES, node).await.map_err(redis_error)?;
+        let () = connection.srem(self.nodes_key(), node).await.map_err(redis_error)?;
         reaped.sort_by(|a, b| (&a.0, &a.1.resource).cmp(&(&b.0, &b.1.resource)));
         Ok(reaped)
     }
 
     async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError> {
         let mut connection = self.connection();
-        connection.incr(format!("starling:partition:{partition}:claims"), 1u64).await.map_err(redis_error)
+        connection.incr(format!("{}:partition:{partition}:claims", self.namespace), 1u64).await.map_err(redis_error)
     }
 }
 

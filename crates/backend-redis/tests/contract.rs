@@ -11,7 +11,7 @@ fn url() -> String {
 }
 
 async fn connect() -> RedisRegistry {
-    match RedisRegistry::connect(&url()).await {
+    match RedisRegistry::connect(&url(), "starling-test").await {
         Ok(registry) => registry,
         Err(error) => panic!("\n\n*** Redis not reachable at {} ({error}).\n*** Start it with `scripts/infra/redis start` (or set REDIS_URL).\n\n", url()),
     }

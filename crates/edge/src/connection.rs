@@ -133,8 +133,11 @@ impl Connection {
         out
     }
 
+    /// Writes and flushes: during negotiation every write is followed by a wait for the peer, and
+    /// over TLS bytes not flushed may sit in the TLS layer's buffer while both sides wait.
     async fn send(&mut self, bytes: &[u8]) -> Result<(), End> {
         self.writer.write_all(bytes).await?;
+        self.writer.flush().await?;
         Ok(())
     }
 

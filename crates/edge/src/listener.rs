@@ -46,7 +46,9 @@ impl Edge {
             metrics,
             throttle,
             registrations: Mutex::new(HashMap::new()),
-            next_connection: AtomicU64::new(1),
+            // From a random point, so that a restarted edge (same node id) never reuses the id of
+            // a connection an owner may still have a route to.
+            next_connection: AtomicU64::new(rand::random::<u64>() >> 1),
         })
     }
 

@@ -88,7 +88,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         (Role::All, _) => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
         (Role::Session, Some(bus)) => {
             let url = &config.cluster.redis_url;
-            let registry = Arc::new(RedisRegistry::connect(url).await.with_context(|| format!("connecting to Redis at {url}"))?);
+            let registry = Arc::new(
+                RedisRegistry::connect(url, &config.cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?,
+            );
             let sessions = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
             let node = node.clone();
             tokio::spawn(async move {
