@@ -414,7 +414,10 @@ impl Connection {
             }
         }
         session.unbind().await;
-        let _ = writer_task.await;
+        // A finished task must not be awaited again (its handle panics).
+        if !writer_done {
+            let _ = writer_task.await;
+        }
     }
 
     /// Reads the client's stanzas and hands them to the session until the stream ends.

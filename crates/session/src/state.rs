@@ -115,8 +115,17 @@ impl UserState {
     /// Binds a resource and returns its index.
     pub fn bind(&mut self, jid: Jid, link: ClientLink, edge: Option<String>) -> usize {
         if let Some(old) = self.resources.iter().position(|r| r.jid == jid) {
-            // RFC 6120 §7.7.2.2: the new session wins; the old connection is closed with `conflict`.
             let old = self.resources.remove(old);
+            // The same connection bound again is a bind replayed from the bus after an ownership
+            // move, not a second login: it keeps its state (presence, carbons, …) and its link.
+            let replayed = old.connection_id == link.connection_id && old.edge == edge;
+            if replayed {
+                let index = self.resources.len();
+                self.resources.push(old);
+                return index;
+            }
+            // RFC 6120 §7.7.2.2: the new session wins; the old connection is closed with `conflict`.
+            self.services.metrics.sessions_bound.dec();
             if let Some(link) = old.link {
                 let _ = link.sender.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)));
             }
