@@ -156,6 +156,41 @@ async def test_cluster_offline_then_archive_across_owners(cl, env1):
     assert page.bodies == ["while you were out"], to_str(page.iq)
 
 
+async def test_cluster_carbons_across_edges_and_owners(cl, env1):
+    """XEP-0280 across the cluster: alice has a resource on each edge, bob is owned by the other
+    session node; a chat message to alice's bare JID reaches her top-priority resource and a
+    <received/> carbon reaches the other one, and what she sends is copied as <sent/>."""
+    alice_acc, bob_acc = cl.pair()
+    edge2 = cl.nodes["edge2"].endpoint
+    phone = await env1.online(alice_acc, "phone", priority=5)
+    laptop = await env1.online(alice_acc, "laptop", priority=1, ep=edge2)
+    for resource in (phone, laptop):
+        await resource.iq_ok("<enable xmlns='urn:xmpp:carbons:2'/>", "set")
+    bob = await env1.online(bob_acc, ep=edge2)
+    bob.message(alice_acc.jid, "to your bare JID")
+    await phone.inbox.wait(is_message(body="to your bare JID"))
+    carbon = await laptop.inbox.wait(lambda e: e.find("{urn:xmpp:carbons:2}received") is not None)
+    assert carbon.findtext("{urn:xmpp:carbons:2}received/{urn:xmpp:forward:0}forwarded/{jabber:client}message/{jabber:client}body") == "to your bare JID", to_str(carbon)
+    phone.message(bob.jid, "from my phone")
+    await bob.inbox.wait(is_message(body="from my phone"))
+    sent = await laptop.inbox.wait(lambda e: e.find("{urn:xmpp:carbons:2}sent") is not None)
+    assert sent.findtext("{urn:xmpp:carbons:2}sent/{urn:xmpp:forward:0}forwarded/{jabber:client}message/{jabber:client}body") == "from my phone", to_str(sent)
+
+
+async def test_cluster_blocking_across_owners(cl, env1):
+    """XEP-0191 across the cluster: bob blocks alice (owned by the other node); her message is not
+    delivered and she gets the error from bob's owner."""
+    alice_acc, bob_acc = cl.pair()
+    alice = await env1.online(alice_acc)
+    bob = await env1.online(bob_acc, ep=cl.nodes["edge2"].endpoint)
+    await bob.iq_ok(f"<block xmlns='urn:xmpp:blocking'><item jid='{alice_acc.jid}'/></block>", "set")
+    alice.send(f"<message to='{bob.jid}' type='chat' id='blocked1'><body>let me in</body></message>")
+    error = await alice.inbox.wait(lambda e: e.get("id") == "blocked1" and e.get("type") == "error")
+    assert error.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable") is not None, to_str(error)
+    alice.message(bob_acc.jid, "marker after block")
+    await asyncio.sleep(1)
+    assert not bob.inbox.find(is_message(body="let me in")), "a blocked contact's message was delivered"
+
 async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     """kill -9 of a session node: the group gives its partitions to the survivor after the session
     timeout, and the survivor restores the users' bound resources from the routes the dead node
