@@ -64,8 +64,22 @@ up() {
     local admin; admin=$(grep -A1 '^\[admin\]' "$dir/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do sleep 0.2; done
   done
-  # The group settles: wait until every partition is assigned once.
-  sleep 3
+  # The group settles (a cooperative rebalance takes two rounds): wait until every session node
+  # holds partitions and nothing changed for 3 s, so a load run does not start mid-rebalance.
+  local last="" same=0 waited=0
+  while (( same < 3 )); do
+    local now; now=$(cat "$WORK"/session*/server.log | grep -c "owner partitions" || true)
+    local holding=0 log
+    for log in "$WORK"/session*/server.log; do
+      # One process per log (no pipe an early exit could cut short); colour codes stripped.
+      if awk '{ gsub(/\033\[[0-9;]*m/, "") } /owner partitions assigned partitions=\[[0-9]/ { found = 1 } END { exit !found }' "$log"; then
+        holding=$((holding + 1))
+      fi
+    done
+    if [[ $now == "$last" && $holding == "$sessions" ]]; then same=$((same + 1)); else same=0; fi
+    last=$now; sleep 1; waited=$((waited + 1))
+    (( waited < 90 )) || { echo "the group did not settle in 90 s" >&2; exit 1; }
+  done
   echo "cluster up: $(ls -d "$WORK"/session* | wc -l) session nodes, $(ls -d "$WORK"/edge* | wc -l) edges (STARTTLS 127.0.0.1:36221..)"
 }
 
