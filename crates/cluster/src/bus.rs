@@ -79,13 +79,18 @@ impl InFlight {
         InFlight { acks: FuturesUnordered::new(), limit: limit.max(1) }
     }
 
-    /// Adds one acknowledgement, first collecting finished ones and waiting while `limit` are
-    /// outstanding. Returns the first failure seen.
-    pub async fn push(&mut self, ack: Delivered) -> Result<(), BusError> {
+    /// Adds the acknowledgement of a record just queued (or the error of queuing it), first
+    /// collecting finished ones and waiting while `limit` are outstanding. Returns the first
+    /// failure seen.
+    pub async fn push(&mut self, queued: Result<Delivered, BusError>) -> Result<(), BusError> {
         let mut failed = Ok(());
         while let Some(Some(result)) = self.acks.next().now_or_never() {
             failed = failed.and(result);
         }
+        let ack = match queued {
+            Ok(ack) => ack,
+            Err(error) => return failed.and(Err(error)),
+        };
         while self.acks.len() >= self.limit {
             if let Some(result) = self.acks.next().await {
                 failed = failed.and(result);

@@ -110,10 +110,15 @@ impl BusGateway {
     }
 
     /// Queues a record for the user's owner partition and returns its acknowledgement.
-    async fn publish(&self, user: &Jid, body: Body) -> Result<Delivered, GatewayError> {
+    async fn publish(&self, user: &Jid, body: Body) -> Result<Delivered, BusError> {
         let partition = partition_of(user.bare().as_str(), self.bus.partitions());
         let bytes = starling_wire::encode(&self.origin.envelope(body));
-        self.bus.publish_owner(partition, bytes).await.map_err(unavailable)
+        self.bus.publish_owner(partition, bytes).await
+    }
+
+    /// [`publish`](Self::publish) and wait until the record is durable.
+    async fn publish_durably(&self, user: &Jid, body: Body) -> Result<(), GatewayError> {
+        self.publish(user, body).await.map_err(unavailable)?.await.map_err(unavailable)
     }
 }
 
@@ -126,11 +131,7 @@ impl Gateway for Arc<BusGateway> {
         self.links().insert(connection, link.sender);
         let bind = v1::Bind { full_jid: jid.to_string(), edge_node: self.origin.node().to_owned(), connection };
         // The bind is durable before the client hears it is bound.
-        let bound = match self.publish(&jid, Body::Bind(bind)).await {
-            Ok(ack) => ack.await.map_err(unavailable),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = bound {
+        if let Err(error) = self.publish_durably(&jid, Body::Bind(bind)).await {
             self.links().remove(&connection);
             return Err(error);
         }
@@ -166,18 +167,14 @@ impl BoundSession for BusSession {
             connection: self.connection,
             stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))),
         };
-        let ack = self.gateway.publish(&self.jid, Body::FromClient(from_client)).await?;
-        self.in_flight.push(ack).await.map_err(unavailable)
+        let queued = self.gateway.publish(&self.jid, Body::FromClient(from_client)).await;
+        self.in_flight.push(queued).await.map_err(unavailable)
     }
 
     async fn unbind(self: Box<Self>) {
         self.gateway.links().remove(&self.connection);
         let unbind = v1::Unbind { full_jid: self.jid.to_string(), connection: self.connection };
-        let published = match self.gateway.publish(&self.jid, Body::Unbind(unbind)).await {
-            Ok(ack) => ack.await.map_err(unavailable),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = published {
+        if let Err(error) = self.gateway.publish_durably(&self.jid, Body::Unbind(unbind)).await {
             tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
         }
     }

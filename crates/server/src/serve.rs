@@ -74,19 +74,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let accounts = store.accounts.clone();
     let role = config.cluster.role;
     let node = node_id(&config.cluster);
-    let bus: Option<Arc<dyn Bus>> = match role {
-        Role::All => None,
-        Role::Edge | Role::Session => {
-            let kafka = kafka_config(&config.cluster);
-            let brokers = kafka.brokers.clone();
-            Some(Arc::new(KafkaBus::connect(kafka).await.with_context(|| format!("connecting to Kafka at {brokers}"))?))
-        }
-    };
     tracing::info!(?role, %node, "role");
     // The gateway the edge binds clients through: the local session layer, or the bus.
-    let gateway: Option<Arc<dyn Gateway>> = match (role, bus) {
-        (Role::All, _) => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
-        (Role::Session, Some(bus)) => {
+    let gateway: Option<Arc<dyn Gateway>> = match role {
+        Role::All => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
+        Role::Session => {
+            let bus = connect_bus(&config.cluster).await?;
             let url = &config.cluster.redis_url;
             let registry = Arc::new(
                 RedisRegistry::connect(url, &config.cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?,
@@ -101,8 +94,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             });
             None
         }
-        (Role::Edge, Some(bus)) => Some(Arc::new(BusGateway::start(&node, bus).await.context("opening this edge's inbox")?)),
-        (_, None) => unreachable!("edge and session roles always have a bus"),
+        Role::Edge => {
+            let bus = connect_bus(&config.cluster).await?;
+            Some(Arc::new(BusGateway::start(&node, bus).await.context("opening this edge's inbox")?))
+        }
     };
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -181,6 +176,12 @@ fn node_id(cluster: &ClusterSection) -> String {
     } else {
         cluster.node_id.clone()
     }
+}
+
+async fn connect_bus(cluster: &ClusterSection) -> anyhow::Result<Arc<dyn Bus>> {
+    let kafka = kafka_config(cluster);
+    let brokers = kafka.brokers.clone();
+    Ok(Arc::new(KafkaBus::connect(kafka).await.with_context(|| format!("connecting to Kafka at {brokers}"))?))
 }
 
 fn kafka_config(cluster: &ClusterSection) -> KafkaConfig {

@@ -2,7 +2,7 @@
 //! given, feeds each record to the user's actor as the local gateway would: binds, client stanzas,
 //! unbinds, deliveries from other owners. The way back to a connection is a [`ClientLink`] whose
 //! queue is drained onto the edge's inbox; a stanza for a user of a partition owned elsewhere goes
-//! onto that partition ([`Services::deliver`] asks [`ClusterSide::route`]).
+//! onto that partition ([`Services::deliver`] asks [`ClusterSide::owner_elsewhere`]).
 //!
 //! When a partition moves, the new owner claims it in the registry (a generation greater than the
 //! previous owner's) and rebuilds each user's resources from the routes the previous owner recorded
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, InFlight, OwnerEvent, OwnerInbox};
-use starling_cluster::bus_gateway::Origin;
+use starling_cluster::bus_gateway::{epoch_micros, Origin};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::registry::{Registry, ResourceRoute};
 use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
@@ -62,11 +62,7 @@ impl ClusterSide {
         tokio::spawn(async move {
             let mut in_flight = InFlight::new(OUTBOX);
             while let Some((partition, bytes)) = queued.recv().await {
-                let acked = match bus.publish_owner(partition, bytes).await {
-                    Ok(ack) => in_flight.push(ack).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = acked {
+                if let Err(error) = in_flight.push(bus.publish_owner(partition, bytes).await).await {
                     tracing::warn!(partition, %error, "a stanza for another owner was lost: the bus refused it");
                 }
             }
@@ -132,21 +128,13 @@ impl ClusterSide {
                     ToClient::EndStream => Action::EndStream(true),
                 };
                 let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                let acked = match bus.publish_edge(&edge, starling_wire::encode(&envelope)).await {
-                    Ok(ack) => in_flight.push(ack).await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = acked {
+                if let Err(error) = in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await).await {
                     tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
                 }
             }
         });
         ClientLink { connection_id: connection, sender }
     }
-}
-
-fn epoch_micros(at: Instant) -> u64 {
-    starling_cluster::bus_gateway::epoch_micros(at)
 }
 
 /// The `Instant` at which something stamped `micros` since the epoch happened (now, if later).
@@ -210,8 +198,7 @@ impl Services {
                 self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, edge: Some(edge_node), reply }));
             }
             Some(Body::FromClient(v1::FromClient { full_jid, connection: _, stanza: Some(stanza) })) => {
-                let (Some(resource), Ok(stanza)) = (jid(&full_jid), stanza.into_routed_timed()) else { return };
-                let (stanza, received) = stanza;
+                let (Some(resource), Ok((stanza, received))) = (jid(&full_jid), routed(stanza)) else { return };
                 self.with_actor(&resource.bare(), |entry| entry.addr.do_send(FromClient { resource, stanza, received, counted: true }));
             }
             Some(Body::Unbind(v1::Unbind { full_jid, connection })) => {
@@ -219,7 +206,7 @@ impl Services {
                 self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Unbind { jid, connection_id: connection, counted: true }));
             }
             Some(Body::Deliver(v1::Deliver { stanza: Some(stanza) })) => {
-                let Ok((stanza, received)) = stanza.into_routed_timed() else { return };
+                let Ok((stanza, received)) = routed(stanza) else { return };
                 if let Err(refused) = self.deliver_here(stanza, received) {
                     self.refuse(&refused);
                 }
@@ -243,15 +230,10 @@ impl Services {
     }
 }
 
-trait Timed {
-    fn into_routed_timed(self) -> Result<(Stanza, Instant), starling_wire::WireError>;
-}
-
-impl Timed for v1::Stanza {
-    fn into_routed_timed(self) -> Result<(Stanza, Instant), starling_wire::WireError> {
-        let received = instant_of(self.received_us);
-        Ok((self.into_routed()?, received))
-    }
+/// A stanza from the bus and when its edge received it.
+fn routed(stanza: v1::Stanza) -> Result<(Stanza, Instant), starling_wire::WireError> {
+    let received = instant_of(stanza.received_us);
+    Ok((stanza.into_routed()?, received))
 }
 
 async fn commit_handled(inbox: &mut dyn OwnerInbox, handled: &mut HashMap<u32, u64>) {
@@ -281,10 +263,15 @@ impl UserState {
         }
     }
 
-    pub async fn withdraw_route(&mut self, jid: &Jid, connection: u64) {
+    /// Removes the route of a resource that went away, if it was a cluster resource.
+    pub async fn withdraw_route(&mut self, removed: &Resource) {
         let Some(cluster) = self.services.cluster.get().cloned() else { return };
-        let resource = jid.resource().unwrap_or_default();
-        if let Err(error) = cluster.registry.remove_resource(self.user.as_str(), resource, connection, cluster.generation(&self.user)).await {
+        if removed.edge.is_none() {
+            return;
+        }
+        let resource = removed.jid.resource().unwrap_or_default();
+        let generation = cluster.generation(&self.user);
+        if let Err(error) = cluster.registry.remove_resource(self.user.as_str(), resource, removed.connection_id, generation).await {
             tracing::warn!(user = %self.user, %error, "could not remove a route");
         }
     }

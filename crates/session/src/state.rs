@@ -38,20 +38,25 @@ pub(crate) struct Resource {
 }
 
 impl Resource {
-    /// A resource another owner bound, rebuilt from its registry route.
-    pub fn restored(jid: Jid, link: ClientLink, route: starling_cluster::registry::ResourceRoute, presence: Option<Stanza>) -> Resource {
+    /// A newly bound resource: not yet available, no roster or blocklist requested, carbons off.
+    pub fn new(jid: Jid, link: ClientLink, edge: Option<String>) -> Resource {
         Resource {
             jid,
-            connection_id: route.connection,
+            connection_id: link.connection_id,
             link: Some(link),
-            presence,
-            priority: route.priority,
+            presence: None,
+            priority: 0,
             wants_roster: false,
             wants_blocklist: false,
             carbons: false,
-            edge: Some(route.node),
+            edge,
             directed: HashSet::new(),
         }
+    }
+
+    /// A resource another owner bound, rebuilt from its registry route.
+    pub fn restored(jid: Jid, link: ClientLink, route: starling_cluster::registry::ResourceRoute, presence: Option<Stanza>) -> Resource {
+        Resource { presence, priority: route.priority, ..Resource::new(jid, link, Some(route.node)) }
     }
 
     pub fn is_available(&self) -> bool {
@@ -114,17 +119,14 @@ impl UserState {
 
     /// Binds a resource and returns its index.
     pub fn bind(&mut self, jid: Jid, link: ClientLink, edge: Option<String>) -> usize {
-        if let Some(old) = self.resources.iter().position(|r| r.jid == jid) {
-            let old = self.resources.remove(old);
+        if let Some(index) = self.resources.iter().position(|r| r.jid == jid) {
             // The same connection bound again is a bind replayed from the bus after an ownership
             // move, not a second login: it keeps its state (presence, carbons, …) and its link.
-            let replayed = old.connection_id == link.connection_id && old.edge == edge;
-            if replayed {
-                let index = self.resources.len();
-                self.resources.push(old);
+            if self.resources[index].connection_id == link.connection_id && self.resources[index].edge == edge {
                 return index;
             }
             // RFC 6120 §7.7.2.2: the new session wins; the old connection is closed with `conflict`.
+            let old = self.resources.remove(index);
             self.services.metrics.sessions_bound.dec();
             if let Some(link) = old.link {
                 let _ = link.sender.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)));
@@ -134,18 +136,7 @@ impl UserState {
         self.services.metrics.sessions_bound.inc();
         // Most users have one resource: grow one at a time instead of Vec's default of four.
         self.resources.reserve_exact(1);
-        self.resources.push(Resource {
-            jid,
-            connection_id: link.connection_id,
-            link: Some(link),
-            presence: None,
-            priority: 0,
-            wants_roster: false,
-            wants_blocklist: false,
-            carbons: false,
-            edge,
-            directed: HashSet::new(),
-        });
+        self.resources.push(Resource::new(jid, link, edge));
         self.resources.len() - 1
     }
 
@@ -161,9 +152,7 @@ impl UserState {
             self.broadcast_unavailable(index, unavailable).await;
         }
         let removed = self.resources.remove(index);
-        if removed.edge.is_some() {
-            self.withdraw_route(&removed.jid, removed.connection_id).await;
-        }
+        self.withdraw_route(&removed).await;
         if self.resources.is_empty() {
             self.idle_since = Instant::now();
         }
