@@ -168,19 +168,8 @@ impl Archive for ScyllaStore {
 
     async fn query(&self, user: &str, query: &ArchiveQuery) -> Result<ArchivePage, StoreError> {
         let empty = ArchivePage { messages: Vec::new(), complete: true };
-        let low = match query.after {
-            Some(after) => match after.checked_add(1) {
-                Some(low) => low,
-                None => return Ok(empty),
-            },
-            None => 0,
-        };
         // Ids are stored as signed bigints: nothing lies above i64::MAX.
-        let high = match query.before {
-            Some(0) => return Ok(empty),
-            Some(before) => (before - 1).min(i64::MAX as u64),
-            None => i64::MAX as u64,
-        };
+        let Some((low, high)) = query.id_range().map(|ids| (*ids.start(), (*ids.end()).min(i64::MAX as u64))) else { return Ok(empty) };
         if low > high {
             return Ok(empty);
         }

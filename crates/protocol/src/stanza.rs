@@ -173,10 +173,10 @@ impl Stanza {
         Stanza { bytes: Bytes::from(bytes), ..self.clone() }
     }
 
-    /// A cheap test for whether a namespace appears anywhere in the stanza, to skip a full parse
-    /// when it cannot matter.
-    pub fn mentions(&self, namespace: &str) -> bool {
-        let needle = namespace.as_bytes();
+    /// A cheap test for whether `text` (a namespace, an element's start) appears anywhere in the
+    /// stanza's bytes, to skip a full parse when it cannot matter.
+    pub fn mentions(&self, text: &str) -> bool {
+        let needle = text.as_bytes();
         self.bytes.windows(needle.len()).any(|w| w == needle)
     }
 }

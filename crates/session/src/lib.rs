@@ -11,6 +11,7 @@ mod archive_writer;
 mod blocking;
 mod carbons;
 mod config;
+mod datetime;
 mod directory;
 mod features;
 mod iq;

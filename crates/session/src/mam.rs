@@ -5,15 +5,14 @@
 //! Archive ids are microseconds since the Unix epoch, handed out by the user's actor (the only
 //! writer of the user's archive), strictly increasing even when the clock stalls or steps back.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
 use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::{escape_attr, Element};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::config::ArchiveConfig;
+use crate::datetime;
 use crate::state::UserState;
 
 /// Advertised with `urn:xmpp:mam:2`: before-id/after-id/ids, flipped pages, metadata.
@@ -29,7 +28,7 @@ pub(crate) fn archivable(stanza: &Stanza) -> bool {
     if stanza.kind != StanzaKind::Message || !matches!(stanza.stanza_type.as_deref(), None | Some("chat" | "normal")) {
         return false;
     }
-    let content = contains(&stanza.bytes, b"<body>") || contains(&stanza.bytes, b"<body ") || OMEMO.iter().any(|ns| stanza.mentions(ns));
+    let content = stanza.mentions("<body>") || stanza.mentions("<body ") || OMEMO.iter().any(|ns| stanza.mentions(ns));
     if !stanza.mentions(ns::HINTS) {
         return content;
     }
@@ -38,32 +37,9 @@ pub(crate) fn archivable(stanza: &Stanza) -> bool {
     !hint("no-store") && !hint("no-permanent-store") && (content || hint("store"))
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// An archive id as clients see it: opaque, here the decimal number.
 fn parse_id(text: &str) -> Option<u64> {
     text.parse().ok()
-}
-
-/// XEP-0082 DateTime with microseconds, the precision of archive ids.
-fn stamp(id: u64) -> String {
-    let nanos = i128::from(id) * 1000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
-
-/// A XEP-0082 DateTime as microseconds since the epoch (before 1970 counts as 0).
-fn parse_stamp(text: &str) -> Option<u64> {
-    let time = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
-    Some(u64::try_from(time.unix_timestamp_nanos().div_euclid(1000)).unwrap_or(0))
 }
 
 /// A parsed archive query.
@@ -117,12 +93,12 @@ fn parse_query(query: &Element, config: &ArchiveConfig) -> Result<MamQuery, Refu
                 }
                 "start" => {
                     if let Some(start) = single()? {
-                        after.push(parse_stamp(start).ok_or(Refusal::BadRequest)?.saturating_sub(1));
+                        after.push(datetime::parse(start).ok_or(Refusal::BadRequest)?.saturating_sub(1));
                     }
                 }
                 "end" => {
                     if let Some(end) = single()? {
-                        before.push(parse_stamp(end).ok_or(Refusal::BadRequest)?.saturating_add(1));
+                        before.push(datetime::parse(end).ok_or(Refusal::BadRequest)?.saturating_add(1));
                     }
                 }
                 "after-id" => {
@@ -239,7 +215,7 @@ fn result_message(to: &Jid, archive: &Jid, query_id: Option<&str>, message: &Arc
         escape_attr(&mut out, query_id);
         out.push(b'\'');
     }
-    out.extend_from_slice(format!(" id='{}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='{}'/>", message.id, stamp(message.id)).as_bytes());
+    out.extend_from_slice(format!(" id='{}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='{}'/>", message.id, datetime::format(message.id)).as_bytes());
     out.extend_from_slice(&message.stanza);
     out.extend_from_slice(b"</forwarded></result></message>");
     out.into()
@@ -257,7 +233,7 @@ impl UserState {
                 Err(error) => tracing::warn!(user = %self.user, %error, "could not read the newest archive id"),
             }
         }
-        self.archive_last_id = now_micros().max(self.archive_last_id + 1);
+        self.archive_last_id = datetime::now_micros().max(self.archive_last_id + 1);
         self.archive_last_id
     }
 
@@ -447,18 +423,22 @@ impl UserState {
         self.route(stanza.iq_result(&me, Some(fin)), Instant::now());
     }
 
+    /// The archived messages with these ids, oldest first; `None` if any of them is not in the
+    /// archive (XEP-0313 then answers `item-not-found`).
+    async fn all_archived(&self, ids: &[u64]) -> Result<Option<Vec<ArchivedMessage>>, StoreError> {
+        let found = self.services.store.archive.get(self.user.as_str(), ids).await?;
+        let mut wanted = ids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        Ok((found.len() == wanted.len()).then_some(found))
+    }
+
     /// The page `query` selects; the inner `Err` is a protocol refusal (an unknown id).
     async fn run_query(&self, query: &MamQuery) -> Result<Result<ArchivePage, Refusal>, StoreError> {
         let archive = &self.services.store.archive;
         let user = self.user.as_str();
-        if !query.referenced.is_empty() {
-            let found = archive.get(user, &query.referenced).await?;
-            let mut wanted = query.referenced.clone();
-            wanted.sort_unstable();
-            wanted.dedup();
-            if found.len() != wanted.len() {
-                return Ok(Err(Refusal::ItemNotFound));
-            }
+        if !query.referenced.is_empty() && self.all_archived(&query.referenced).await?.is_none() {
+            return Ok(Err(Refusal::ItemNotFound));
         }
         let range = &query.range;
         let keep = |m: &ArchivedMessage| {
@@ -468,13 +448,7 @@ impl UserState {
                 && query.with_full.as_ref().is_none_or(|full| involves(m, full))
         };
         if let Some(ids) = &query.ids {
-            let found = archive.get(user, ids).await?;
-            let mut wanted = ids.clone();
-            wanted.sort_unstable();
-            wanted.dedup();
-            if found.len() != wanted.len() {
-                return Ok(Err(Refusal::ItemNotFound));
-            }
+            let Some(found) = self.all_archived(ids).await? else { return Ok(Err(Refusal::ItemNotFound)) };
             let mut messages: Vec<ArchivedMessage> = found.into_iter().filter(keep).collect();
             let complete = messages.len() <= range.limit;
             messages.truncate(range.limit);
@@ -527,7 +501,7 @@ impl UserState {
                 let mut metadata = Element::new("metadata", ns::MAM);
                 for (name, message) in [("start", oldest), ("end", newest)] {
                     if let Some(message) = message {
-                        metadata.push_child(Element::new(name, ns::MAM).with_attr("id", message.id.to_string()).with_attr("timestamp", stamp(message.id)));
+                        metadata.push_child(Element::new(name, ns::MAM).with_attr("id", message.id.to_string()).with_attr("timestamp", datetime::format(message.id)));
                     }
                 }
                 self.route(stanza.iq_result(&me, Some(metadata)), Instant::now());
@@ -650,14 +624,6 @@ mod tests {
                 proptest::prop_assert!(parsed.range.limit <= 250);
             }
         }
-    }
-
-    #[test]
-    fn stamps_round_trip_to_the_microsecond() {
-        let id = 1_795_000_000_123_456;
-        assert_eq!(stamp(id), "2026-11-18T11:06:40.123456Z");
-        assert_eq!(parse_stamp(&stamp(id)), Some(id));
-        assert_eq!(parse_stamp("1969-12-31T23:59:59Z"), Some(0));
     }
 
     #[test]

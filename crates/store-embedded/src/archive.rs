@@ -3,7 +3,6 @@
 //! one commit (one fsync) covers all of it: that is what makes archiving every message affordable
 //! here. Expired messages are removed by [`sweep`], which the store runs on a thread of its own.
 
-use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -12,19 +11,6 @@ use starling_cluster::store::{Archive, ArchiveEntry, ArchivePage, ArchivePrefs, 
 
 use crate::codec::{decode_archive_prefs, decode_archived, encode_archive_prefs, encode_archived};
 use crate::{corrupt, successor, EmbeddedStore, ARCHIVE, ARCHIVE_PREFS, ARCHIVE_WITH};
-
-/// The ids a query selects, as an inclusive range; `None` if it selects none.
-fn id_range(query: &ArchiveQuery) -> Option<RangeInclusive<u64>> {
-    let low = match query.after {
-        Some(after) => after.checked_add(1)?,
-        None => 0,
-    };
-    let high = match query.before {
-        Some(before) => before.checked_sub(1)?,
-        None => u64::MAX,
-    };
-    (low <= high).then_some(low..=high)
-}
 
 fn read_message(txn: &ReadTransaction, user: &str, id: u64) -> Result<Option<ArchivedMessage>, redb::Error> {
     let Some(value) = txn.open_table(ARCHIVE)?.get((user, id))? else { return Ok(None) };
@@ -53,7 +39,7 @@ impl Archive for EmbeddedStore {
     }
 
     async fn query(&self, user: &str, query: &ArchiveQuery) -> Result<ArchivePage, StoreError> {
-        let Some(range) = id_range(query) else { return Ok(ArchivePage { messages: Vec::new(), complete: true }) };
+        let Some(range) = query.id_range() else { return Ok(ArchivePage { messages: Vec::new(), complete: true }) };
         let (user, query) = (user.to_owned(), query.clone());
         self.read(move |txn| {
             // One more than asked tells whether the range goes on beyond the page.

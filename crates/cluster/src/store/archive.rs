@@ -6,6 +6,7 @@
 //! How long messages are kept is the backend's configuration (a TTL, a sweep), not part of a call.
 
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
 
@@ -42,6 +43,21 @@ pub struct ArchiveQuery {
     pub limit: usize,
     /// Take the newest `limit` messages of the range (paging backwards) instead of the oldest.
     pub from_newest: bool,
+}
+
+impl ArchiveQuery {
+    /// The ids the query selects, as an inclusive range; `None` if it selects none.
+    pub fn id_range(&self) -> Option<RangeInclusive<u64>> {
+        let low = match self.after {
+            Some(after) => after.checked_add(1)?,
+            None => 0,
+        };
+        let high = match self.before {
+            Some(before) => before.checked_sub(1)?,
+            None => u64::MAX,
+        };
+        (low <= high).then_some(low..=high)
+    }
 }
 
 /// The answer to an [`ArchiveQuery`].
