@@ -64,13 +64,13 @@ return current
 ";
 
 /// Records a heartbeat against the server's clock and drops entries expired for an hour.
-/// KEYS: live. ARGV: node, ttl in ms.
+/// Returns 1 if the node was not in the set (new, or the data was lost). KEYS: live. ARGV: node,
+/// ttl in ms.
 const HEARTBEAT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600000)
-return now
+return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 ";
 
 /// Nodes whose heartbeat has not expired. KEYS: live.
@@ -214,11 +214,11 @@ impl Registry for RedisRegistry {
             .collect()
     }
 
-    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut connection = self.connection();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let _now: i64 = self.heartbeat.key(self.live_key()).arg(node).arg(ttl_ms).invoke_async(&mut connection).await.map_err(redis_error)?;
-        Ok(())
+        let added: i64 = self.heartbeat.key(self.live_key()).arg(node).arg(ttl_ms).invoke_async(&mut connection).await.map_err(redis_error)?;
+        Ok(added == 1)
     }
 
     async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {

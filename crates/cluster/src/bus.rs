@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, Notify};
+
+use crate::hold::Hold;
 
 /// The partition of `bare_jid` among `partitions`: FNV-1a (64 bit) of its bytes, modulo. Our own
 /// ten lines rather than std's hasher, because every node of every version must agree on it for
@@ -66,38 +67,62 @@ fn delivered() -> Delivered {
     Box::pin(std::future::ready(Ok(())))
 }
 
-/// Acknowledgements a publisher waits for, at most `limit` at a time: publishing stays pipelined
-/// (records are queued in order without waiting for each round trip) yet bounded, and a failure
-/// surfaces at the publisher's next step.
+/// Acknowledgements a publisher waits for, at most `limit` at a time and in the order it
+/// published: publishing stays pipelined (records are queued in order without waiting for each
+/// round trip) yet bounded, a failure surfaces at the publisher's next step, and the [`Hold`]s
+/// given with a record are dropped once it is durable (failed if it could not be).
 pub struct InFlight {
-    acks: FuturesUnordered<Delivered>,
+    acks: VecDeque<(Delivered, Vec<Hold>)>,
     limit: usize,
 }
 
 impl InFlight {
     pub fn new(limit: usize) -> InFlight {
-        InFlight { acks: FuturesUnordered::new(), limit: limit.max(1) }
+        InFlight { acks: VecDeque::new(), limit: limit.max(1) }
     }
 
     /// Adds the acknowledgement of a record just queued (or the error of queuing it), first
     /// collecting finished ones and waiting while `limit` are outstanding. Returns the first
     /// failure seen.
-    pub async fn push(&mut self, queued: Result<Delivered, BusError>) -> Result<(), BusError> {
+    pub async fn push(&mut self, queued: Result<Delivered, BusError>, holds: Vec<Hold>) -> Result<(), BusError> {
         let mut failed = Ok(());
-        while let Some(Some(result)) = self.acks.next().now_or_never() {
-            failed = failed.and(result);
+        while let Some(Some(result)) = self.acks.front_mut().map(|(ack, _)| ack.now_or_never()) {
+            failed = failed.and(self.finish(result));
         }
         let ack = match queued {
             Ok(ack) => ack,
-            Err(error) => return failed.and(Err(error)),
+            Err(error) => {
+                holds.iter().for_each(Hold::fail);
+                return failed.and(Err(error));
+            }
         };
         while self.acks.len() >= self.limit {
-            if let Some(result) = self.acks.next().await {
-                failed = failed.and(result);
-            }
+            failed = failed.and(self.next_done().await);
         }
-        self.acks.push(ack);
+        self.acks.push_back((ack, holds));
         failed
+    }
+
+    /// Waits for the oldest outstanding acknowledgement; never resolves while none is (so it can
+    /// sit in a `select!` beside the publisher's queue).
+    pub async fn next_done(&mut self) -> Result<(), BusError> {
+        let Some((ack, _)) = self.acks.front_mut() else { return std::future::pending().await };
+        let result = ack.await;
+        self.finish(result)
+    }
+
+    /// The oldest record's acknowledgement came: its holds go.
+    fn finish(&mut self, result: Result<(), BusError>) -> Result<(), BusError> {
+        if let Some((_, holds)) = self.acks.pop_front()
+            && result.is_err()
+        {
+            holds.iter().for_each(Hold::fail);
+        }
+        result
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
     }
 }
 

@@ -168,7 +168,7 @@ impl BoundSession for BusSession {
             stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))),
         };
         let queued = self.gateway.publish(&self.jid, Body::FromClient(from_client)).await;
-        self.in_flight.push(queued).await.map_err(unavailable)
+        self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
     }
 
     async fn unbind(self: Box<Self>) {

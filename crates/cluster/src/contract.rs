@@ -548,7 +548,8 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
     assert_eq!(registry.resources(&alice).await.expect("resources"), vec![laptop.clone(), phone.clone()], "refused writes change nothing");
     assert_eq!(registry.put_resource(&bob, &route("web", &edge2, 9, 0, true), 1).await.expect("put"), Fenced::Applied, "generations are per user");
 
-    registry.heartbeat(&edge1, Duration::from_secs(60)).await.expect("heartbeat");
+    assert!(registry.heartbeat(&edge1, Duration::from_secs(60)).await.expect("heartbeat"), "a first heartbeat is news");
+    assert!(!registry.heartbeat(&edge1, Duration::from_secs(60)).await.expect("heartbeat"), "a node the registry knows");
     registry.heartbeat(&edge2, Duration::from_millis(100)).await.expect("heartbeat");
     assert_eq!(mine(registry.live_nodes().await.expect("live")), [edge1.clone(), edge2.clone()]);
     tokio::time::sleep(Duration::from_millis(400)).await;

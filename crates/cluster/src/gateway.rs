@@ -4,12 +4,16 @@
 //! is a remote session node reached through the bus.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_protocol::{Jid, Stanza, StreamError};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::hold::{Hold, LinkHolds};
 
 /// What the session layer sends down to one client connection.
 #[derive(Debug, Clone)]
@@ -25,11 +29,42 @@ pub enum ToClient {
 /// The way back to one client connection. The queue is bounded: a client that reads slower than it
 /// is written to fills it, and the session layer then closes that connection (`policy-violation`)
 /// instead of buffering without end.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientLink {
     /// Unique per process; tells a stale unbind from the current connection's.
     pub connection_id: u64,
+    /// Read by the edge (or, in a cluster, by the carrier to the edge's inbox); the session layer
+    /// queues through [`try_send`](Self::try_send).
     pub sender: mpsc::Sender<ToClient>,
+    /// In a cluster: the holds of the records whose stanzas on this link are not yet on the
+    /// edge's inbox.
+    holds: Option<Arc<LinkHolds>>,
+}
+
+impl ClientLink {
+    pub fn new(connection_id: u64, sender: mpsc::Sender<ToClient>) -> ClientLink {
+        ClientLink { connection_id, sender, holds: None }
+    }
+
+    /// A link whose carrier keeps what `holds` counts until the items are durable.
+    pub fn held(connection_id: u64, sender: mpsc::Sender<ToClient>, holds: Arc<LinkHolds>) -> ClientLink {
+        ClientLink { connection_id, sender, holds: Some(holds) }
+    }
+
+    /// Queues `message` without waiting. In a cluster, `hold` (the record being handled) stays
+    /// due until the carrier has the message on the edge's inbox.
+    pub fn try_send(&self, message: ToClient, hold: Option<&Hold>) -> Result<(), TrySendError<ToClient>> {
+        match &self.holds {
+            Some(holds) => holds.queue(hold, || self.sender.try_send(message)),
+            None => self.sender.try_send(message),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientLink").field("connection_id", &self.connection_id).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -14,5 +14,7 @@ pub mod contract;
 pub mod bus;
 pub mod bus_gateway;
 pub mod gateway;
+pub mod hold;
+pub mod liveness;
 pub mod registry;
 pub mod store;

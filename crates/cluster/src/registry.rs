@@ -50,8 +50,10 @@ pub trait Registry: Send + Sync + 'static {
     /// Every route of `user`, sorted by resource.
     async fn resources(&self, user: &str) -> Result<Vec<ResourceRoute>, StoreError>;
 
-    /// Marks `node` alive for `ttl` from now.
-    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Marks `node` alive for `ttl` from now. Returns `true` when the registry did not know the
+    /// node (its first heartbeat, or the registry lost its data, e.g. a Redis restart without
+    /// persistence): an owner then writes its partitions' claims and routes again.
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<bool, StoreError>;
 
     /// Nodes whose last heartbeat has not expired, sorted.
     async fn live_nodes(&self) -> Result<Vec<String>, StoreError>;
@@ -132,9 +134,8 @@ impl Registry for MemoryRegistry {
         Ok(self.state().routes.get(user).cloned().unwrap_or_default())
     }
 
-    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.state().heartbeats.insert(node.to_owned(), Instant::now() + ttl);
-        Ok(())
+    async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.state().heartbeats.insert(node.to_owned(), Instant::now() + ttl).is_none())
     }
 
     async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {

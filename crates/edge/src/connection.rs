@@ -368,7 +368,7 @@ impl Connection {
         }
         let (sender, receiver) = mpsc::channel(self.edge.config.client_queue);
         let own_end = sender.downgrade();
-        let link = ClientLink { connection_id: self.id, sender };
+        let link = ClientLink::new(self.id, sender);
         let session = match self.edge.gateway.bind(user, requested, link).await {
             Ok(session) => session,
             Err(error) => {

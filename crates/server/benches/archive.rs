@@ -126,7 +126,7 @@ async fn main() {
                     let (me, peer) = (user(u), user((u + 1 + k % 4) % users));
                     let id = first_id + k * step + u;
                     let message = ArchivedMessage { id, with: peer.clone(), stanza: stanza(&peer, &me, k) };
-                    writer.submit(ArchiveEntry { user: me, message }).await.expect("archive queue refused a message");
+                    writer.submit(ArchiveEntry { user: me, message }, None).await.expect("archive queue refused a message");
                 }
             }
         });

@@ -53,8 +53,11 @@ pub struct ClusterSection {
     pub replication: i32,
     /// Seconds a silent session node keeps its partitions before the group moves them.
     pub session_timeout_seconds: u64,
-    /// Redis holding the routing registry (role session).
+    /// Redis holding the routing registry (roles edge and session).
     pub redis_url: String,
+    /// Seconds a node stays alive in the registry without a heartbeat (sent every third of it);
+    /// the resources of an edge silent for longer are reaped and announced unavailable.
+    pub node_ttl_seconds: u64,
 }
 
 impl Default for ClusterSection {
@@ -68,6 +71,7 @@ impl Default for ClusterSection {
             replication: 3,
             session_timeout_seconds: 10,
             redis_url: "redis://127.0.0.1:6379/".into(),
+            node_ttl_seconds: 10,
         }
     }
 }

@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use starling_backend_kafka::{KafkaBus, KafkaConfig};
 use starling_backend_redis::RedisRegistry;
 use starling_cluster::bus::Bus;
-use starling_cluster::bus_gateway::BusGateway;
+use starling_cluster::bus_gateway::{BusGateway, Origin};
+use starling_cluster::liveness;
+use starling_cluster::registry::Registry;
 use starling_cluster::gateway::Gateway;
 
 use crate::config::{ClusterSection, Config, Role};
@@ -80,14 +82,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Role::All => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
         Role::Session => {
             let bus = connect_bus(&config.cluster).await?;
-            let url = &config.cluster.redis_url;
-            let registry = Arc::new(
-                RedisRegistry::connect(url, &config.cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?,
-            );
+            let registry = connect_registry(&config.cluster).await?;
             let sessions = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
             let node = node.clone();
+            let ttl = node_ttl(&config.cluster);
             tokio::spawn(async move {
-                if let Err(error) = sessions.serve_owner_partitions(bus, registry, node).await {
+                if let Err(error) = sessions.serve_owner_partitions(bus, registry, node, ttl).await {
                     tracing::error!(%error, "serving owner partitions failed; stopping");
                     actix::System::current().stop();
                 }
@@ -96,6 +96,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         Role::Edge => {
             let bus = connect_bus(&config.cluster).await?;
+            let registry = connect_registry(&config.cluster).await?;
+            // Resources an earlier process of this node left behind are gone with its sockets.
+            liveness::reap(registry.as_ref(), bus.as_ref(), &Origin::new(&node), &node).await;
+            tokio::spawn(liveness::keep_alive(registry, node.clone(), node_ttl(&config.cluster), || {}));
             Some(Arc::new(BusGateway::start(&node, bus).await.context("opening this edge's inbox")?))
         }
     };
@@ -176,6 +180,15 @@ fn node_id(cluster: &ClusterSection) -> String {
     } else {
         cluster.node_id.clone()
     }
+}
+
+async fn connect_registry(cluster: &ClusterSection) -> anyhow::Result<Arc<dyn Registry>> {
+    let url = &cluster.redis_url;
+    Ok(Arc::new(RedisRegistry::connect(url, &cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?))
+}
+
+fn node_ttl(cluster: &ClusterSection) -> Duration {
+    Duration::from_secs(cluster.node_ttl_seconds.max(1))
 }
 
 async fn connect_bus(cluster: &ClusterSection) -> anyhow::Result<Arc<dyn Bus>> {

@@ -11,9 +11,11 @@ use std::time::Instant;
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 use starling_cluster::gateway::ClientLink;
+use starling_cluster::hold::Hold;
 use starling_protocol::{Jid, Stanza};
 
 use crate::directory::Services;
+use crate::owner::HOLD;
 use crate::state::UserState;
 
 /// Mailbox size of a user actor; a client whose actor is this far behind waits in `submit`.
@@ -33,7 +35,9 @@ impl UserActor {
         UserActor { state: Some(Box::new(UserState::new(user, services.clone()))), services, pending, retirement_scheduled: false }
     }
 
-    fn run<F, Fut>(&mut self, ctx: &mut Context<Self>, work: F)
+    /// Runs `work` on the state to completion before the next message, with `hold` (the bus
+    /// record the message came from, in a cluster) as the task's [`HOLD`].
+    fn run<F, Fut>(&mut self, ctx: &mut Context<Self>, hold: Option<Hold>, work: F)
     where
         F: FnOnce(Box<UserState>) -> Fut + 'static,
         Fut: Future<Output = Box<UserState>> + 'static,
@@ -45,11 +49,11 @@ impl UserActor {
         };
         // In a cluster a user's actor may start on a node that just took the user over: it first
         // restores the resources the previous owner recorded.
-        let work = async move {
+        let work = HOLD.scope(hold, async move {
             let mut state = state;
             state.restore_routes().await;
             work(state).await
-        };
+        });
         ctx.wait(work.into_actor(self).map(|state, actor, ctx| {
             let idle = state.is_idle();
             actor.state = Some(state);
@@ -104,6 +108,8 @@ pub(crate) struct Bind {
     /// The edge node holding the connection, in a cluster.
     pub edge: Option<String>,
     pub reply: tokio::sync::oneshot::Sender<()>,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
 }
 
 /// The connection of a resource ended.
@@ -115,6 +121,8 @@ pub(crate) struct Unbind {
     pub connection_id: u64,
     /// Sent through the directory (counted as pending), as records from the bus are.
     pub counted: bool,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
 }
 
 /// A stanza one of this user's resources sent.
@@ -126,6 +134,8 @@ pub(crate) struct FromClient {
     pub received: Instant,
     /// Sent through the directory (counted as pending), as records from the bus are.
     pub counted: bool,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
 }
 
 /// A stanza addressed to this user (bare or full JID).
@@ -134,6 +144,8 @@ pub(crate) struct FromClient {
 pub(crate) struct Inbound {
     pub stanza: Stanza,
     pub received: Instant,
+    /// The bus record whose handling sent it, in a cluster.
+    pub hold: Option<Hold>,
 }
 
 impl Handler<Bind> for UserActor {
@@ -141,7 +153,7 @@ impl Handler<Bind> for UserActor {
 
     fn handle(&mut self, message: Bind, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, move |mut state| async move {
+        self.run(ctx, message.hold, move |mut state| async move {
             let index = state.bind(message.jid, message.link, message.edge);
             let _ = message.reply.send(());
             state.publish_route(index).await;
@@ -157,7 +169,7 @@ impl Handler<Unbind> for UserActor {
         if message.counted {
             self.taken();
         }
-        self.run(ctx, move |mut state| async move {
+        self.run(ctx, message.hold, move |mut state| async move {
             state.unbind(&message.jid, message.connection_id).await;
             state
         });
@@ -171,7 +183,7 @@ impl Handler<FromClient> for UserActor {
         if message.counted {
             self.taken();
         }
-        self.run(ctx, move |mut state| async move {
+        self.run(ctx, message.hold, move |mut state| async move {
             state.handle_own(message.resource, message.stanza, message.received).await;
             state
         });
@@ -183,8 +195,24 @@ impl Handler<Inbound> for UserActor {
 
     fn handle(&mut self, message: Inbound, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, move |mut state| async move {
+        self.run(ctx, message.hold, move |mut state| async move {
             state.inbound(message.stanza, message.received).await;
+            state
+        });
+    }
+}
+
+/// Record every resource's route in the registry again (it lost them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RepublishRoutes;
+
+impl Handler<RepublishRoutes> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RepublishRoutes, ctx: &mut Context<Self>) {
+        self.run(ctx, None, move |mut state| async move {
+            state.republish_routes().await;
             state
         });
     }

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling_cluster::hold::Hold;
 use starling_cluster::store::{Archive, ArchiveEntry, StoreError};
 use starling_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
@@ -41,7 +42,8 @@ impl Default for ArchiveWriterConfig {
 pub struct ArchiveBusy;
 
 enum Job {
-    Append(ArchiveEntry),
+    /// An entry, and the hold of the bus record it came from (in a cluster), kept until stored.
+    Append(ArchiveEntry, Option<Hold>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -60,8 +62,10 @@ impl ArchiveWriter {
         ArchiveWriter { queue, submit_timeout: config.submit_timeout, metrics }
     }
 
-    pub async fn submit(&self, entry: ArchiveEntry) -> Result<(), ArchiveBusy> {
-        self.enqueue(Job::Append(entry)).await?;
+    /// Queues `entry`; `hold` (the bus record being handled, in a cluster) is dropped once the
+    /// entry is stored.
+    pub async fn submit(&self, entry: ArchiveEntry, hold: Option<Hold>) -> Result<(), ArchiveBusy> {
+        self.enqueue(Job::Append(entry, hold)).await?;
         self.metrics.archive_queued.inc();
         Ok(())
     }
@@ -92,11 +96,15 @@ const LAST_RETRY: Duration = Duration::from_secs(5);
 async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, batch_size: usize, metrics: Arc<Metrics>) {
     let mut taken = Vec::with_capacity(batch_size);
     let mut batch = Vec::with_capacity(batch_size);
+    let mut holds = Vec::new();
     let mut flushes = Vec::new();
     while jobs.recv_many(&mut taken, batch_size).await > 0 {
         for job in taken.drain(..) {
             match job {
-                Job::Append(entry) => batch.push(entry),
+                Job::Append(entry, hold) => {
+                    batch.push(entry);
+                    holds.extend(hold);
+                }
                 Job::Flush(done) => flushes.push(done),
             }
         }
@@ -105,6 +113,7 @@ async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, ba
             metrics.archive_queued.sub(batch.len() as i64);
             metrics.archive_written.inc_by(batch.len() as u64);
             batch.clear();
+            holds.clear();
         }
         for done in flushes.drain(..) {
             let _ = done.send(());
@@ -226,7 +235,7 @@ mod tests {
         faulty.down.store(true, Ordering::SeqCst);
         let mut accepted = Vec::new();
         for id in 1..=100 {
-            match writer.submit(entry(id)).await {
+            match writer.submit(entry(id), None).await {
                 Ok(()) => accepted.push(id),
                 Err(ArchiveBusy) => break,
             }
@@ -239,7 +248,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         writer.flush().await.expect("flush once the store is back");
         assert_eq!(stored_ids(faulty.as_ref()).await, accepted, "every accepted entry is stored, in order, once");
-        writer.submit(entry(1000)).await.expect("the queue takes entries again");
+        writer.submit(entry(1000), None).await.expect("the queue takes entries again");
     }
 
     #[tokio::test]
@@ -247,7 +256,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (faulty, writer) = setup(&dir, 3);
         for id in 1..=5 {
-            writer.submit(entry(id)).await.expect("submit");
+            writer.submit(entry(id), None).await.expect("submit");
         }
         writer.flush().await.expect("flush");
         assert_eq!(stored_ids(faulty.as_ref()).await, [1, 2, 4, 5]);

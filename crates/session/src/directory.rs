@@ -90,7 +90,7 @@ impl Services {
             return Err(Box::new(stanza));
         }
         entry.pending.fetch_add(1, Ordering::AcqRel);
-        entry.addr.do_send(Inbound { stanza, received });
+        entry.addr.do_send(Inbound { stanza, received, hold: crate::owner::current_hold() });
         Ok(())
     }
 
@@ -128,6 +128,15 @@ impl Services {
                 }
                 keep
             });
+        }
+    }
+
+    /// Asks every actor to record its resources' routes again.
+    pub fn republish_routes(&self) {
+        for shard in &self.shards {
+            for entry in shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
+                entry.addr.do_send(crate::actor::RepublishRoutes);
+            }
         }
     }
 
@@ -174,14 +183,16 @@ impl SessionLayer {
 
     /// Makes this node a session node of a cluster: joins the owners' group on `bus` as `node` and
     /// serves the records of the partitions it is given until the bus fails, recording the
-    /// users' routes in `registry` (from where a next owner restores them).
+    /// users' routes in `registry` (from where a next owner restores them). It heartbeats there
+    /// (dead after `node_ttl` of silence) and reaps the resources of edges that stopped.
     pub async fn serve_owner_partitions(
         &self,
         bus: Arc<dyn starling_cluster::bus::Bus>,
         registry: Arc<dyn starling_cluster::registry::Registry>,
         node: String,
+        node_ttl: std::time::Duration,
     ) -> Result<(), starling_cluster::bus::BusError> {
-        self.services.clone().serve_owner_partitions(bus, registry, node).await
+        self.services.clone().serve_owner_partitions(bus, registry, node, node_ttl).await
     }
 
     /// Routes a stanza that did not come from a bound client (e.g. the server itself).
@@ -198,7 +209,7 @@ impl Gateway for SessionLayer {
         let connection_id = link.connection_id;
         let (reply, bound) = tokio::sync::oneshot::channel();
         let addr = self.services.with_actor(&user, |entry| {
-            entry.addr.do_send(Bind { jid: jid.clone(), link, edge: None, reply });
+            entry.addr.do_send(Bind { jid: jid.clone(), link, edge: None, reply, hold: None });
             entry.addr.clone()
         });
         bound.await.map_err(|_| GatewayError::Closed)?;
@@ -220,7 +231,7 @@ impl BoundSession for LocalSession {
     }
 
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        let message = FromClient { resource: self.jid.clone(), stanza, received, counted: false };
+        let message = FromClient { resource: self.jid.clone(), stanza, received, counted: false, hold: None };
         // The actor's mailbox is bounded: try first, and only wait (the backpressure) when full.
         match self.addr.try_send(message) {
             Ok(()) => Ok(()),
@@ -230,6 +241,6 @@ impl BoundSession for LocalSession {
     }
 
     async fn unbind(self: Box<Self>) {
-        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid, connection_id: self.connection_id, counted: false }).await;
+        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid, connection_id: self.connection_id, counted: false, hold: None }).await;
     }
 }

@@ -227,7 +227,7 @@ impl UserState {
                     let close = starling_protocol::StreamError::new(starling_protocol::StreamErrorCondition::NotAuthorized);
                     for resource in &self.resources {
                         if let Some(link) = &resource.link {
-                            let _ = link.sender.try_send(starling_cluster::gateway::ToClient::Close(close.clone()));
+                            let _ = link.try_send(starling_cluster::gateway::ToClient::Close(close.clone()), None);
                         }
                     }
                 }

@@ -285,7 +285,7 @@ impl UserState {
             message: ArchivedMessage { id, with: peer.bare().to_string(), stanza: stanza.bytes.to_vec() },
         };
         let Some(writer) = self.services.archive_writer.as_ref() else { return Ok(None) };
-        match writer.submit(entry).await {
+        match writer.submit(entry, crate::owner::current_hold()).await {
             Ok(()) => Ok(Some(id)),
             Err(_) => {
                 self.services.metrics.archive_refused.inc();

@@ -8,16 +8,18 @@
 //! previous owner's) and rebuilds each user's resources from the routes the previous owner recorded
 //! there ([`UserState::publish_route`]); the old owner stops those users' actors.
 //!
-//! Not yet (docs/cluster.md): committing only after an actor handled a record — offsets are
-//! committed once records are in the actors' mailboxes.
+//! A record's offset is committed once everything it caused is durable: each record travels with
+//! a [`Hold`] (in [`HOLD`] while an actor handles it) that every stanza it produced takes along
+//! to the bus or the archive (`starling_cluster::hold`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, InFlight, OwnerEvent, OwnerInbox};
+use starling_cluster::hold::{Hold, LinkHolds, RecordHolds};
+use starling_cluster::liveness;
 use starling_cluster::bus_gateway::{epoch_micros, Origin};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::registry::{Registry, ResourceRoute};
@@ -35,6 +37,16 @@ const OUTBOX: usize = 8192;
 /// How often handled offsets are committed.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
+tokio::task_local! {
+    /// The hold of the owner record being handled, while an actor handles it.
+    pub(crate) static HOLD: Option<Hold>;
+}
+
+/// The hold of the record the current task handles, if any.
+pub(crate) fn current_hold() -> Option<Hold> {
+    HOLD.try_with(Clone::clone).ok().flatten()
+}
+
 /// What the session layer needs of the cluster: which partitions are this node's, and a way to
 /// the others.
 pub(crate) struct ClusterSide {
@@ -44,12 +56,12 @@ pub(crate) struct ClusterSide {
     owned: Vec<AtomicBool>,
     /// Per partition, the generation this node claimed it with (0 while not owned).
     generations: Vec<AtomicU64>,
-    outbox: mpsc::Sender<(u32, Bytes)>,
+    outbox: mpsc::Sender<(u32, Bytes, Option<Hold>)>,
 }
 
 impl ClusterSide {
     fn new(bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: &str) -> Arc<ClusterSide> {
-        let (outbox, mut queued) = mpsc::channel::<(u32, Bytes)>(OUTBOX);
+        let (outbox, mut queued) = mpsc::channel::<(u32, Bytes, Option<Hold>)>(OUTBOX);
         let side = Arc::new(ClusterSide {
             owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
             generations: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
@@ -61,9 +73,16 @@ impl ClusterSide {
         // One publisher in queue order: stanzas from one sender to one recipient stay in order.
         tokio::spawn(async move {
             let mut in_flight = InFlight::new(OUTBOX);
-            while let Some((partition, bytes)) = queued.recv().await {
-                if let Err(error) = in_flight.push(bus.publish_owner(partition, bytes).await).await {
-                    tracing::warn!(partition, %error, "a stanza for another owner was lost: the bus refused it");
+            loop {
+                let result = tokio::select! {
+                    next = queued.recv() => match next {
+                        Some((partition, bytes, hold)) => in_flight.push(bus.publish_owner(partition, bytes).await, hold.into_iter().collect()).await,
+                        None => break,
+                    },
+                    done = in_flight.next_done() => done,
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "a stanza for another owner was not taken by the bus");
                 }
             }
         });
@@ -82,7 +101,11 @@ impl ClusterSide {
     pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
         let deliver = v1::Deliver { stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))) };
         let bytes = starling_wire::encode(&self.origin.envelope(Body::Deliver(deliver)));
-        self.outbox.try_send((partition, bytes)).map_err(|_| Box::new(stanza))
+        self.outbox.try_send((partition, bytes, current_hold())).map_err(|_| Box::new(stanza))
+    }
+
+    fn owned_partitions(&self) -> Vec<u32> {
+        (0..self.owned.len() as u32).filter(|&partition| self.owned[partition as usize].load(Ordering::Acquire)).collect()
     }
 
     fn set_owned(&self, partitions: &[u32], owned: bool) {
@@ -115,25 +138,37 @@ impl ClusterSide {
 
     /// The way back to a connection on `edge`: a bounded queue drained in order onto the edge's
     /// inbox. When the connection's queue on the edge is full the edge closes it; here the queue
-    /// only waits for the bus.
+    /// only waits for the bus. The holds of what it carries go once the bus has each item.
     fn remote_link(&self, edge: String, connection: u64, capacity: usize) -> ClientLink {
         let (sender, mut queued) = mpsc::channel::<ToClient>(capacity);
+        let holds = Arc::new(LinkHolds::default());
+        let link = ClientLink::held(connection, sender, holds.clone());
         let (bus, origin) = (self.bus.clone(), self.origin.clone());
         tokio::spawn(async move {
             let mut in_flight = InFlight::new(capacity);
-            while let Some(message) = queued.recv().await {
-                let action = match message {
-                    ToClient::Stanza(bytes) => Action::Stanza(bytes),
-                    ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
-                    ToClient::EndStream => Action::EndStream(true),
+            loop {
+                let result = tokio::select! {
+                    next = queued.recv() => {
+                        let Some(message) = next else { break };
+                        let action = match message {
+                            ToClient::Stanza(bytes) => Action::Stanza(bytes),
+                            ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
+                            ToClient::EndStream => Action::EndStream(true),
+                        };
+                        let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
+                        in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, holds.take()).await
+                    }
+                    done = in_flight.next_done() => done,
                 };
-                let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                if let Err(error) = in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await).await {
+                if let Err(error) = result {
                     tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
                 }
             }
+            while !in_flight.is_empty() {
+                let _ = in_flight.next_done().await;
+            }
         });
-        ClientLink { connection_id: connection, sender }
+        link
     }
 }
 
@@ -147,40 +182,70 @@ fn instant_of(micros: u64) -> Instant {
 impl Services {
     /// Joins the owners' group as `node` and serves the records of the partitions it is given,
     /// until the bus fails.
-    pub(crate) async fn serve_owner_partitions(self: Arc<Self>, bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: String) -> Result<(), BusError> {
-        let side = ClusterSide::new(bus.clone(), registry, &node);
+    pub(crate) async fn serve_owner_partitions(
+        self: Arc<Self>,
+        bus: Arc<dyn Bus>,
+        registry: Arc<dyn Registry>,
+        node: String,
+        node_ttl: Duration,
+    ) -> Result<(), BusError> {
+        let side = ClusterSide::new(bus.clone(), registry.clone(), &node);
         if self.cluster.set(side.clone()).is_err() {
             return Err(BusError::Config("this session layer already serves owner partitions".into()));
         }
+        let (forgotten, mut rewrite) = mpsc::channel::<()>(1);
+        tokio::spawn(liveness::keep_alive(registry.clone(), node.clone(), node_ttl, move || {
+            let _ = forgotten.try_send(());
+        }));
+        tokio::spawn(liveness::reap_dead_nodes(registry, bus.clone(), side.origin.clone(), node_ttl));
         let mut inbox = bus.join_owners(&node).await?;
-        let mut handled: HashMap<u32, u64> = HashMap::new();
+        let (mut holds, mut releases) = RecordHolds::new();
         let mut commit = tokio::time::interval(COMMIT_INTERVAL);
         loop {
             tokio::select! {
                 event = inbox.next() => match event? {
                     OwnerEvent::Assigned(partitions) => {
                         side.claim(&partitions).await;
+                        holds.assign(&partitions);
                         tracing::info!(?partitions, "owner partitions assigned");
                     }
                     OwnerEvent::Revoked(partitions) => {
                         tracing::info!(?partitions, "owner partitions revoked");
                         // What was handled is committed first, so the next owner does not redo it.
-                        commit_handled(inbox.as_mut(), &mut handled).await;
+                        commit_released(inbox.as_mut(), &mut holds).await;
+                        holds.revoke(&partitions);
                         side.set_owned(&partitions, false);
                         self.stop_partitions(&partitions, bus.partitions());
                     }
                     OwnerEvent::Record(record) => {
-                        self.dispatch(&side, record.payload);
-                        handled.insert(record.partition, record.offset);
+                        let hold = holds.hold(record.partition, record.offset);
+                        self.dispatch(&side, record.payload, hold);
                     }
                 },
-                _ = commit.tick() => commit_handled(inbox.as_mut(), &mut handled).await,
+                Some(release) = releases.recv() => {
+                    if let Err(failed) = holds.release(release) {
+                        // Committing past it would lose what it caused; stopping lets the group
+                        // replay it (and what followed) on the next owner.
+                        return Err(BusError::Unavailable(format!(
+                            "the effects of record {} of partition {} could not be made durable",
+                            failed.offset, failed.partition
+                        )));
+                    }
+                }
+                _ = commit.tick() => commit_released(inbox.as_mut(), &mut holds).await,
+                Some(()) = rewrite.recv() => {
+                    // The registry lost what this node wrote: claim the partitions again (so a
+                    // later owner's claim is newer than ours) and write every route again.
+                    let owned = side.owned_partitions();
+                    side.claim(&owned).await;
+                    self.republish_routes();
+                }
             }
         }
     }
 
     /// One owner record to the user's actor.
-    fn dispatch(self: &Arc<Self>, side: &ClusterSide, payload: Bytes) {
+    fn dispatch(self: &Arc<Self>, side: &ClusterSide, payload: Bytes, hold: Option<Hold>) {
         let envelope = match starling_wire::decode(payload) {
             Ok(envelope) => envelope,
             Err(error) => {
@@ -195,21 +260,23 @@ impl Services {
                 let link = side.remote_link(edge_node.clone(), connection, self.config.client_queue);
                 // The edge does not wait for the bind: records after it are ordered behind it.
                 let (reply, _) = oneshot::channel();
-                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, edge: Some(edge_node), reply }));
+                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, edge: Some(edge_node), reply, hold }));
             }
             Some(Body::FromClient(v1::FromClient { full_jid, connection: _, stanza: Some(stanza) })) => {
                 let (Some(resource), Ok((stanza, received))) = (jid(&full_jid), routed(stanza)) else { return };
-                self.with_actor(&resource.bare(), |entry| entry.addr.do_send(FromClient { resource, stanza, received, counted: true }));
+                self.with_actor(&resource.bare(), |entry| entry.addr.do_send(FromClient { resource, stanza, received, counted: true, hold }));
             }
             Some(Body::Unbind(v1::Unbind { full_jid, connection })) => {
                 let Some(jid) = jid(&full_jid) else { return };
-                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Unbind { jid, connection_id: connection, counted: true }));
+                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Unbind { jid, connection_id: connection, counted: true, hold }));
             }
             Some(Body::Deliver(v1::Deliver { stanza: Some(stanza) })) => {
                 let Ok((stanza, received)) = routed(stanza) else { return };
-                if let Err(refused) = self.deliver_here(stanza, received) {
-                    self.refuse(&refused);
-                }
+                HOLD.sync_scope(hold, || {
+                    if let Err(refused) = self.deliver_here(stanza, received) {
+                        self.refuse(&refused);
+                    }
+                });
             }
             _ => tracing::warn!(origin = %envelope.origin_node, "owner record of an unexpected kind dropped"),
         }
@@ -236,8 +303,9 @@ fn routed(stanza: v1::Stanza) -> Result<(Stanza, Instant), starling_wire::WireEr
     Ok((stanza.into_routed()?, received))
 }
 
-async fn commit_handled(inbox: &mut dyn OwnerInbox, handled: &mut HashMap<u32, u64>) {
-    for (partition, offset) in handled.drain() {
+/// Commits every record whose holds are all gone.
+async fn commit_released(inbox: &mut dyn OwnerInbox, holds: &mut RecordHolds) {
+    for (partition, offset) in holds.commit_points() {
         if let Err(error) = inbox.commit(partition, offset).await {
             tracing::warn!(partition, offset, %error, "commit failed; those records will be replayed");
         }
@@ -245,6 +313,13 @@ async fn commit_handled(inbox: &mut dyn OwnerInbox, handled: &mut HashMap<u32, u
 }
 
 impl UserState {
+    /// Records every resource's route again (the registry lost them).
+    pub async fn republish_routes(&mut self) {
+        for index in 0..self.resources.len() {
+            self.publish_route(index).await;
+        }
+    }
+
     /// Records resource `index`'s route (edge, connection, priority, availability) in the
     /// registry, if this is a cluster resource.
     pub async fn publish_route(&mut self, index: usize) {

@@ -129,7 +129,7 @@ impl UserState {
             let old = self.resources.remove(index);
             self.services.metrics.sessions_bound.dec();
             if let Some(link) = old.link {
-                let _ = link.sender.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)));
+                let _ = link.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)), None);
             }
         }
         self.account_exists = Some(true);
@@ -166,7 +166,7 @@ impl UserState {
     /// dropped (the edge closes that stream) and the bytes are handed back for the caller to keep.
     pub fn send_to(&mut self, index: usize, kind: StanzaKind, bytes: Bytes) -> Result<(), Bytes> {
         let Some(link) = self.resources[index].link.as_ref() else { return Err(bytes) };
-        match link.sender.try_send(ToClient::Stanza(bytes)) {
+        match link.try_send(ToClient::Stanza(bytes), crate::owner::current_hold().as_ref()) {
             Ok(()) => {
                 let counters = &self.services.metrics;
                 match kind {
