@@ -192,12 +192,14 @@ def pytest_pyfunc_call(pyfuncitem):
         return None
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     envs = [v for v in kwargs.values() if isinstance(v, Env)]
+    marker = pyfuncitem.get_closest_marker("deadline")
+    deadline = float(marker.args[0]) if marker else TEST_TIMEOUT
 
     async def main():
         try:
-            await asyncio.wait_for(func(**kwargs), TEST_TIMEOUT)
+            await asyncio.wait_for(func(**kwargs), deadline)
         except (asyncio.TimeoutError, TimeoutError) as e:
-            raise AssertionError(f"test exceeded its {TEST_TIMEOUT}s deadline") from e
+            raise AssertionError(f"test exceeded its {deadline}s deadline") from e
         finally:
             for e in envs:
                 await e.aclose()

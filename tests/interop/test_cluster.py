@@ -26,10 +26,11 @@ def partition_of(bare: str, partitions: int = PARTITIONS) -> int:
     return h % partitions
 
 
-def owned(server: StarlingServer) -> set[int]:
-    """Partitions a session node holds now, replayed from its log."""
+def owned(server: StarlingServer, since: int = 0) -> set[int]:
+    """Partitions a session node holds now, replayed from its log (from byte `since`: where the
+    current process of a restarted node began)."""
     held: set[int] = set()
-    for line in ANSI.sub("", server.log_since(0)).splitlines():
+    for line in ANSI.sub("", server.log_since(since)).splitlines():
         m = re.search(r"owner partitions (assigned|revoked)\b.*?partitions=\[([0-9, ]*)\]", line)
         if m:
             parts = {int(p) for p in m.group(2).split(",") if p.strip()}
@@ -37,37 +38,49 @@ def owned(server: StarlingServer) -> set[int]:
     return held
 
 
-@pytest.fixture(scope="session")
-def cluster(workdir):
+def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200, node_ttl: int = 10) -> dict:
+    """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
+    returns them by name once both session nodes hold partitions and together hold all."""
     from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
     if MODE != "starling" or not STORE_SECTION:
         pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
     brokers = os.environ.get("KAFKA_BROKERS", "127.0.0.1:19092")
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:26379/")
-    prefix = f"it{os.getpid()}x{int(time.time())}"
+    prefix = f"{name}{os.getpid()}x{int(time.time())}"
 
     def section(role):
         return (f"\n[cluster]\nrole = \"{role}\"\nnode_id = \"{role}-{{}}\"\nkafka_brokers = \"{brokers}\"\n"
                 f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n"
-                f"redis_url = \"{redis}\"\n")
+                f"redis_url = \"{redis}\"\nnode_ttl_seconds = {node_ttl}\n")
 
     nodes = {}
-    for name in ("session1", "session2", "edge1", "edge2"):
-        role = name.rstrip("12")
-        server = StarlingServer(_binary(), workdir / name, extra={"store": STORE_SECTION + section(role).replace("{}", name[-1])}, name=name)
+    for node in ("session1", "session2", "edge1", "edge2"):
+        role = node.rstrip("12")
+        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra={"store": STORE_SECTION + section(role).replace("{}", node[-1])}, name=node)
         _servers.append(server)
-        nodes[name] = server
-    nodes["session1"].cli("user", "add-bulk", "--prefix", "cl", "--count", "200", "--password", PASSWORD)
+        nodes[node] = server
+    nodes["session1"].cli("user", "add-bulk", "--prefix", accounts_prefix, "--count", str(accounts), "--password", PASSWORD)
     for server in nodes.values():
         server.start()
-    # Both session nodes hold partitions and together hold all of them.
-    deadline = time.monotonic() + 90
+    wait_for_split(nodes["session1"], nodes["session2"])
+    return nodes
+
+
+def wait_for_split(a: StarlingServer, b: StarlingServer, since_a: int = 0, since_b: int = 0, timeout: float = 90) -> None:
+    """Until both session nodes hold partitions, none twice, all of them between the two."""
+    deadline = time.monotonic() + timeout
     while True:
-        a, b = owned(nodes["session1"]), owned(nodes["session2"])
-        if a and b and not (a & b) and len(a | b) == PARTITIONS:
-            break
-        assert time.monotonic() < deadline, f"no stable split of the partitions: {a} / {b}"
+        x, y = owned(a, since_a), owned(b, since_b)
+        if x and y and not (x & y) and len(x | y) == PARTITIONS:
+            return
+        assert time.monotonic() < deadline, f"no stable split of the partitions: {x} / {y}"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def cluster(workdir):
+    from conftest import PASSWORD
+    nodes = start_cluster(workdir, "it", "cl")
     domain = nodes["edge1"].domain
     pool = [Account(f"cl{i}", PASSWORD, domain) for i in range(1, 201)]
     yield nodes, pool

@@ -272,7 +272,13 @@ impl OwnerInbox for KafkaOwnerInbox {
                 biased;
                 event = self.assignments.recv() => self.queue_assignment(event.ok_or(BusError::Closed)?),
                 message = self.consumer.recv() => {
-                    let message = message.map_err(unavailable)?;
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) => {
+                            pause_after(&error).await?;
+                            continue;
+                        }
+                    };
                     let (Ok(partition), Ok(offset)) = (u32::try_from(message.partition()), u64::try_from(message.offset())) else { continue };
                     let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
                     self.ready.push_back(OwnerEvent::Record(Record { partition, offset, payload }));
@@ -303,7 +309,25 @@ struct KafkaEdgeInbox {
 #[async_trait]
 impl EdgeInbox for KafkaEdgeInbox {
     async fn next(&mut self) -> Result<Bytes, BusError> {
-        let message = self.consumer.recv().await.map_err(unavailable)?;
-        Ok(Bytes::copy_from_slice(message.payload().unwrap_or_default()))
+        loop {
+            match self.consumer.recv().await {
+                Ok(message) => return Ok(Bytes::copy_from_slice(message.payload().unwrap_or_default())),
+                Err(error) => pause_after(&error).await?,
+            }
+        }
     }
+}
+
+/// How long a consumer waits after an error before polling again.
+const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(200);
+
+/// A consumer error: fatal ones end the inbox; the others (a broker restarting, a transport
+/// failure) are librdkafka's to recover from while the consumer keeps polling.
+async fn pause_after(error: &KafkaError) -> Result<(), BusError> {
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+        return Err(BusError::Unavailable(error.to_string()));
+    }
+    tracing::warn!(%error, "Kafka consumer error; polling on");
+    tokio::time::sleep(CONSUMER_ERROR_PAUSE).await;
+    Ok(())
 }

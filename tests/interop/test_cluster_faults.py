@@ -1,0 +1,277 @@
+"""Issue 3's failure tests: a cluster of two edges and two session nodes on Kafka, Redis and the
+CQL store carries a counted stream of messages between slixmpp clients on both edges while, in
+turn, a session node is killed (-9) and restarted, an edge is killed (-9) and restarted, Redis is
+restarted, and the Kafka broker is restarted.
+
+"Accepted" needs a definition without XEP-0198: a message counts as accepted once the server has
+answered a ping the client sent after it on the same stream — the sender's owner handles a
+client's stanzas in order, so the answer proves it took every message before it. Every accepted
+message must then reach its recipient: live (or as offline storage when it reconnects) or, when
+it was on its way to a connection that died with its edge, in the recipient's archive (XEP-0313,
+what a client catches up from after a reconnect). The report counts each kind, the duplicates a
+replay produced, and the time each fault took to recover from (until every pair had again a
+message sent after the fault delivered). Set STARLING_FAULT_REPORT to a path to keep the JSON.
+
+Runs in the Cassandra pass of scripts/test (which started Kafka and Redis); skipped, with the
+reason printed, on the embedded pass."""
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import Account, Client, ConnectFailed, NS, StarlingServer, is_message, is_presence
+from test_cluster import PARTITIONS, owned, partition_of, start_cluster, wait_for_split
+from test_xep0313_mam import form, query, rsm
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRS = 4
+INTERVAL = 0.05         # seconds between two messages of one sender (20/s each)
+PING_EVERY = 5          # messages between two acceptance pings
+RECOVERY_BOUND = 60.0   # seconds a fault may take before the test calls it not recovered
+NODE_TTL = 3            # seconds without a heartbeat before an edge is dead
+
+
+class Peer:
+    """One account that stays connected through whichever edge is up, reconnecting as needed."""
+
+    def __init__(self, env, account: Account, endpoints: list, first: int):
+        self.env = env
+        self.account = account
+        self.endpoints = endpoints
+        self.preferred = first
+        self.client: Client | None = None
+        self.clients: list[Client] = []
+        self.reconnects = 0
+
+    def connected(self) -> bool:
+        return self.client is not None and not self.client.disconnected.is_set()
+
+    async def ensure(self) -> Client | None:
+        if self.connected():
+            return self.client
+        if self.client is not None:
+            self.reconnects += 1
+            self.client.kill()
+        for attempt in range(len(self.endpoints)):
+            ep = self.endpoints[(self.preferred + attempt) % len(self.endpoints)]
+            client = Client(self.env, self.account, "stream", mech=None, direct_tls=False, password=None)
+            try:
+                await client.connect(ep.host, ep.port, 5)
+            except (ConnectFailed, OSError):
+                client.kill()
+                continue
+            client.presence()
+            self.client = client
+            self.clients.append(client)
+            self.preferred = (self.preferred + attempt) % len(self.endpoints)
+            return client
+        self.client = None
+        return None
+
+    def bodies(self, tag: str) -> list[int]:
+        """Sequence numbers of every `tag:` message this peer's connections received."""
+        seqs = []
+        for client in self.clients:
+            for m in client.inbox.find(is_message()):
+                body = m.findtext("c:body", namespaces=NS) or ""
+                if body.startswith(tag + ":"):
+                    seqs.append(int(body.split(":", 1)[1]))
+        return seqs
+
+
+class Pair:
+    def __init__(self, tag: str, sender: Peer, receiver: Peer):
+        self.tag = tag
+        self.sender = sender
+        self.receiver = receiver
+        self.sent_at: dict[int, float] = {}
+        self.accepted = -1   # every seq up to this one is accepted
+
+    async def run(self, stop: asyncio.Event) -> None:
+        seq = 0
+        while not stop.is_set():
+            client = await self.sender.ensure()
+            if client is None:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                for _ in range(PING_EVERY):
+                    client.message(self.receiver.account.jid, f"{self.tag}:{seq}")
+                    self.sent_at[seq] = time.monotonic()
+                    seq += 1
+                    await asyncio.sleep(INTERVAL)
+                upto = seq - 1
+                answer = await client.iq("<ping xmlns='urn:xmpp:ping'/>", to=client.env.domain, timeout=5)
+                if answer.get("type") == "result":
+                    self.accepted = upto
+            except Exception:  # the stream broke (or the ping went unanswered): not confirmed
+                await asyncio.sleep(0.1)
+
+    def delivered_since(self, t0: float) -> bool:
+        return any(self.sent_at.get(seq, 0) >= t0 for seq in self.receiver.bodies(self.tag))
+
+
+async def keep_connected(peers: list[Peer], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for peer in peers:
+            await peer.ensure()
+        await asyncio.sleep(0.2)
+
+
+async def recovered(pairs: list[Pair], t0: float, what: str) -> float:
+    """Seconds from t0 until every pair delivered a message sent after t0."""
+    while not all(pair.delivered_since(t0) for pair in pairs):
+        stuck = [f"{p.tag} ({p.sender.account.jid} connected={p.sender.connected()} -> {p.receiver.account.jid} "
+                 f"connected={p.receiver.connected()}, last received {max(p.receiver.bodies(p.tag), default=None)}, "
+                 f"sent {len(p.sent_at)})" for p in pairs if not p.delivered_since(t0)]
+        assert time.monotonic() - t0 < RECOVERY_BOUND, f"{what}: not recovered within {RECOVERY_BOUND}s: {stuck}"
+        await asyncio.sleep(0.1)
+    return round(time.monotonic() - t0, 2)
+
+
+def infra(service: str, action: str) -> None:
+    subprocess.run([str(ROOT / "scripts" / "infra" / service), action], check=True, capture_output=True, timeout=180)
+
+
+async def archived(receiver: Peer, sender: Account, tag: str) -> set[int]:
+    """Sequence numbers of `tag` messages from `sender` in the receiver's archive."""
+    client = await receiver.ensure()
+    assert client is not None, "the receiver cannot connect to read its archive"
+    seqs: set[int] = set()
+    after = None
+    while True:
+        page = await query(client, form(**{"with": sender.jid}), rsm(max_=250, after=after))
+        seqs |= {int(b.split(":", 1)[1]) for b in page.bodies if b and b.startswith(tag + ":")}
+        if page.complete or not page.results:
+            return seqs
+        after = page.last
+
+
+@pytest.fixture
+def fault_cluster(workdir):
+    from conftest import PASSWORD
+    nodes = start_cluster(workdir, "faults", "fl", accounts=100, node_ttl=NODE_TTL)
+    domain = nodes["edge1"].domain
+    yield nodes, [Account(f"fl{i}", PASSWORD, domain) for i in range(1, 101)]
+    from conftest import _servers
+    for server in nodes.values():
+        server.stop()
+        if server in _servers:
+            _servers.remove(server)
+
+
+@pytest.mark.deadline(400)
+async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
+    from conftest import _servers
+    from harness import Env, Target
+    nodes, pool = fault_cluster
+    sessions = {name: nodes[name] for name in ("session1", "session2")}
+    owner = {p: ("session1" if p in owned(sessions["session1"]) else "session2") for p in range(PARTITIONS)}
+    endpoints = [nodes["edge1"].endpoint, nodes["edge2"].endpoint]
+    env = Env(Target("starling", endpoints[0], pool))
+
+    # Pairs whose two sides are owned by different session nodes and start on different edges.
+    free = list(pool)
+    pairs = []
+    while len(pairs) < PAIRS:
+        a = free.pop(0)
+        b = next(x for x in free if owner[partition_of(x.jid)] != owner[partition_of(a.jid)])
+        free.remove(b)
+        i = len(pairs)
+        pairs.append(Pair(f"p{i}", Peer(env, a, endpoints, i % 2), Peer(env, b, endpoints, (i + 1) % 2)))
+    for pair in pairs:
+        assert await pair.receiver.ensure() and await pair.sender.ensure()
+        await pair.receiver.client.inbox.wait(is_presence(frm=pair.receiver.client.jid))
+
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(pair.run(stop)) for pair in pairs]
+    tasks.append(asyncio.create_task(keep_connected([pair.receiver for pair in pairs], stop)))
+    report: dict = {"pairs": PAIRS, "rate_per_sender": 1 / INTERVAL, "faults": []}
+
+    async def fault(name: str, act, restore=None) -> None:
+        await asyncio.sleep(3)  # steady stream before each fault
+        t0 = time.monotonic()
+        await asyncio.to_thread(act)
+        took = await recovered(pairs, t0, name)
+        entry = {"fault": name, "recovered_s": took}
+        if restore is not None:
+            t1 = time.monotonic()
+            await asyncio.to_thread(restore)
+            entry["restored_s"] = round(time.monotonic() - t1, 2)
+            entry["recovered_after_restore_s"] = await recovered(pairs, time.monotonic(), name + " (restored)")
+        report["faults"].append(entry)
+
+    try:
+        await fault("steady", lambda: None)
+
+        victim_name = owner[partition_of(pairs[0].receiver.account.jid)]
+        victim, survivor = sessions[victim_name], sessions["session2" if victim_name == "session1" else "session1"]
+
+        def kill(server: StarlingServer):
+            def act():
+                _servers.remove(server)
+                server.proc.kill()
+                server.proc.wait()
+            return act
+
+        def restart(server: StarlingServer, session: bool = False):
+            def act():
+                since = server.log_size()
+                _servers.append(server)
+                server.start()
+                if session:
+                    wait_for_split(server, survivor, since, 0)
+            return act
+
+        await fault("kill -9 session node", kill(victim), restart(victim, session=True))
+        await fault("kill -9 edge", kill(nodes["edge1"]), restart(nodes["edge1"]))
+        await fault("restart Redis", lambda: (infra("redis", "stop"), infra("redis", "start")))
+        await fault("restart Kafka broker", lambda: (infra("kafka", "stop"), infra("kafka", "start")))
+        await asyncio.sleep(3)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # Everything accepted arrives: wait for the live stream to drain, then read the archives.
+    lost_total = 0
+    report["pairs_detail"] = []
+    for pair in pairs:
+        accepted = set(range(pair.accepted + 1))
+        deadline = time.monotonic() + 30
+        while not accepted <= set(pair.receiver.bodies(pair.tag)) and time.monotonic() < deadline:
+            await pair.receiver.ensure()
+            await asyncio.sleep(0.2)
+        received = pair.receiver.bodies(pair.tag)
+        live = set(received)
+        in_archive = await archived(pair.receiver, pair.sender.account, pair.tag)
+        lost = sorted(accepted - live - in_archive)
+        lost_total += len(lost)
+        report["pairs_detail"].append({
+            "pair": pair.tag,
+            "sent": len(pair.sent_at),
+            "accepted": len(accepted),
+            "delivered": len(live & accepted),
+            "archive_only": len((accepted - live) & in_archive),
+            "duplicates": len(received) - len(live),
+            "unconfirmed_delivered": len(live - accepted),
+            "lost": lost[:20],
+            "sender_reconnects": pair.sender.reconnects,
+            "receiver_reconnects": pair.receiver.reconnects,
+        })
+    totals = {key: sum(d[key] for d in report["pairs_detail"]) for key in ("sent", "accepted", "delivered", "archive_only", "duplicates")}
+    report["totals"] = {**totals, "lost": lost_total}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if os.environ.get("STARLING_FAULT_REPORT"):
+        Path(os.environ["STARLING_FAULT_REPORT"]).write_text(text)
+    await env.aclose()
+    for pair in pairs:
+        for client in pair.sender.clients + pair.receiver.clients:
+            client.kill()
+    assert lost_total == 0, f"accepted messages lost:\n{text}"
+    assert totals["accepted"] > 0, text
