@@ -15,7 +15,7 @@
 //! the owner reports handled; auto-commit is off. Latency cost: `linger.ms` (default 1 ms) plus
 //! the ISR round trip; measured in docs/cluster.md.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -185,10 +185,11 @@ impl Bus for KafkaBus {
         let (events, assignments) = mpsc::unbounded_channel();
         let mut config = self.consumer_config(&self.owners_topic());
         config.set("client.id", node);
-        let consumer: StreamConsumer<OwnerContext> =
-            config.create_with_context(OwnerContext { events }).map_err(|error| BusError::Config(error.to_string()))?;
+        let staged = Arc::new(Mutex::new(HashMap::new()));
+        let context = OwnerContext { events, topic: self.owners_topic(), staged: staged.clone() };
+        let consumer: StreamConsumer<OwnerContext> = config.create_with_context(context).map_err(|error| BusError::Config(error.to_string()))?;
         consumer.subscribe(&[&self.owners_topic()]).map_err(unavailable)?;
-        Ok(Box::new(KafkaOwnerInbox { consumer: Arc::new(consumer), topic: self.owners_topic(), assignments, ready: VecDeque::new() }))
+        Ok(Box::new(KafkaOwnerInbox { consumer: Arc::new(consumer), topic: self.owners_topic(), assignments, ready: VecDeque::new(), staged }))
     }
 
     async fn edge_inbox(&self, node: &str) -> Result<Box<dyn EdgeInbox>, BusError> {
@@ -205,9 +206,35 @@ impl Bus for KafkaBus {
     }
 }
 
-/// Forwards the group's assignment changes to the inbox, in the order librdkafka makes them.
+/// Forwards the group's assignment changes to the inbox, in the order librdkafka makes them, and
+/// commits what the owner staged for partitions being revoked.
 struct OwnerContext {
     events: mpsc::UnboundedSender<OwnerEvent>,
+    topic: String,
+    /// Offsets handled but perhaps not committed yet, per partition.
+    staged: Arc<Mutex<HashMap<u32, u64>>>,
+}
+
+impl OwnerContext {
+    /// Commits the staged offsets of `revoked` while the group still lets this member do so.
+    fn commit_staged(&self, consumer: &BaseConsumer<Self>, revoked: &[u32]) {
+        let mut list = TopicPartitionList::new();
+        {
+            let mut staged = self.staged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for partition in revoked {
+                if let Some(offset) = staged.remove(partition)
+                    && let Ok(next) = i64::try_from(offset + 1)
+                {
+                    let _ = list.add_partition_offset(&self.topic, *partition as i32, Offset::Offset(next));
+                }
+            }
+        }
+        if list.count() > 0
+            && let Err(error) = consumer.commit(&list, CommitMode::Sync)
+        {
+            tracing::warn!(%error, "could not commit revoked partitions; the next owner replays their last records");
+        }
+    }
 }
 
 impl ClientContext for OwnerContext {}
@@ -219,10 +246,12 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<u32> {
 }
 
 impl ConsumerContext for OwnerContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // Revocations first: the owner must stop handling those users before anyone else starts.
         if let Rebalance::Revoke(list) = rebalance {
-            let _ = self.events.send(OwnerEvent::Revoked(partitions_of(list)));
+            let revoked = partitions_of(list);
+            self.commit_staged(consumer, &revoked);
+            let _ = self.events.send(OwnerEvent::Revoked(revoked));
         }
     }
 
@@ -244,6 +273,7 @@ struct KafkaOwnerInbox {
     assignments: mpsc::UnboundedReceiver<OwnerEvent>,
     /// Events taken but not yet returned (a record that arrived together with a rebalance).
     ready: VecDeque<OwnerEvent>,
+    staged: Arc<Mutex<HashMap<u32, u64>>>,
 }
 
 impl KafkaOwnerInbox {
@@ -287,13 +317,19 @@ impl OwnerInbox for KafkaOwnerInbox {
         }
     }
 
+    fn stage(&mut self, partition: u32, offset: u64) {
+        self.staged.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(partition, offset);
+    }
+
     /// A synchronous commit (one broker round trip), so that what returned is what a next owner
     /// sees: call it per batch of handled records, not per record.
-    async fn commit(&mut self, partition: u32, offset: u64) -> Result<(), BusError> {
+    async fn commit(&mut self, points: &[(u32, u64)]) -> Result<(), BusError> {
         let mut list = TopicPartitionList::new();
-        // Kafka's committed offset is the next one to read.
-        let next = i64::try_from(offset + 1).map_err(|_| BusError::Config("offset out of range".into()))?;
-        list.add_partition_offset(&self.topic, partition as i32, Offset::Offset(next)).map_err(unavailable)?;
+        for &(partition, offset) in points {
+            // Kafka's committed offset is the next one to read.
+            let next = i64::try_from(offset + 1).map_err(|_| BusError::Config("offset out of range".into()))?;
+            list.add_partition_offset(&self.topic, partition as i32, Offset::Offset(next)).map_err(unavailable)?;
+        }
         let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
             .await

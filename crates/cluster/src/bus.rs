@@ -153,10 +153,16 @@ pub trait OwnerInbox: Send {
     /// cooperative one takes two rounds) progress only while every member polls.
     async fn next(&mut self) -> Result<OwnerEvent, BusError>;
 
-    /// Every record of `partition` up to and including `offset` is handled: whoever owns the
-    /// partition next (this node after a restart, or another) resumes after it. Returns once that
-    /// is recorded; it may cost a round trip to the bus, so commit batches, not single records.
-    async fn commit(&mut self, partition: u32, offset: u64) -> Result<(), BusError>;
+    /// For each `(partition, offset)`: every record of the partition up to and including the
+    /// offset is handled, and whoever owns the partition next (this node after a restart, or
+    /// another) resumes after it. Returns once that is recorded — one round trip to the bus for
+    /// the lot, so commit batches, not single records.
+    async fn commit(&mut self, points: &[(u32, u64)]) -> Result<(), BusError>;
+
+    /// As [`commit`](Self::commit), without the round trip: recorded at the latest when the
+    /// partition is taken from this node, before the next owner starts. (On Kafka a commit made
+    /// after the revocation was announced is refused: the group is rebalancing by then.)
+    fn stage(&mut self, partition: u32, offset: u64);
 }
 
 #[async_trait]
@@ -335,15 +341,19 @@ impl OwnerInbox for MemoryOwnerInbox {
         }
     }
 
-    async fn commit(&mut self, partition: u32, offset: u64) -> Result<(), BusError> {
+    /// Nothing to do: this bus never takes a partition from a member that stays.
+    fn stage(&mut self, _partition: u32, _offset: u64) {}
+
+    async fn commit(&mut self, points: &[(u32, u64)]) -> Result<(), BusError> {
         if !self.current() {
             return Err(BusError::Closed);
         }
-        let mut log = lock(self.shared.partition(partition)?);
-        while log.base <= offset && log.records.pop_front().is_some() {
-            log.base += 1;
+        for &(partition, offset) in points {
+            let mut log = lock(self.shared.partition(partition)?);
+            while log.base <= offset && log.records.pop_front().is_some() {
+                log.base += 1;
+            }
         }
-        drop(log);
         self.shared.committed.notify_waiters();
         Ok(())
     }

@@ -609,12 +609,12 @@ pub async fn bus(bus: &dyn Bus, prefix: &str) {
 
     // Handled: a1 and a2. A new member (a restart) gets exactly what was not committed.
     let a2 = received.iter().find(|r| r.payload == payload("a2")).expect("a2").clone();
-    owner.commit(0, a2.offset).await.expect("commit");
+    owner.commit(&[(0, a2.offset)]).await.expect("commit");
     drop(owner);
     let mut restarted = bus.join_owners(&format!("{prefix}-session1")).await.expect("rejoin");
     let replayed = receive_mine(restarted.as_mut(), 3, &mine).await;
     for record in &replayed {
-        restarted.commit(record.partition, record.offset).await.expect("commit");
+        restarted.commit(&[(record.partition, record.offset)]).await.expect("commit");
     }
     let mut replayed: Vec<Bytes> = replayed.into_iter().map(|r| r.payload).collect();
     replayed.sort();

@@ -64,6 +64,10 @@ impl std::fmt::Debug for Hold {
 /// The records an owner took and has not seen released, per partition.
 pub struct RecordHolds {
     partitions: HashMap<u32, PartitionHolds>,
+    /// Per partition, the offset up to which this node handled every record durably — kept
+    /// when the partition goes, so that records it gets again (a commit that failed, the
+    /// partition coming back) are not handled twice.
+    durable: HashMap<u32, u64>,
     next_epoch: u64,
     to: mpsc::UnboundedSender<Release>,
 }
@@ -83,7 +87,7 @@ impl RecordHolds {
     /// [`release`](Self::release)).
     pub fn new() -> (RecordHolds, mpsc::UnboundedReceiver<Release>) {
         let (to, releases) = mpsc::unbounded_channel();
-        (RecordHolds { partitions: HashMap::new(), next_epoch: 1, to }, releases)
+        (RecordHolds { partitions: HashMap::new(), durable: HashMap::new(), next_epoch: 1, to }, releases)
     }
 
     /// `partitions` are now this owner's.
@@ -101,6 +105,17 @@ impl RecordHolds {
         }
     }
 
+    /// Whether this node already handled the record at `offset` of `partition` durably (in this
+    /// or an earlier assignment): it is skipped.
+    pub fn handled_before(&self, partition: u32, offset: u64) -> bool {
+        self.durable.get(&partition).is_some_and(|&durable| offset <= durable)
+    }
+
+    fn record_durable(&mut self, partition: u32, point: u64) {
+        let durable = self.durable.entry(partition).or_insert(point);
+        *durable = (*durable).max(point);
+    }
+
     /// A hold for a record just taken; `None` if its partition is not assigned.
     pub fn hold(&mut self, partition: u32, offset: u64) -> Option<Hold> {
         let holds = self.partitions.get_mut(&partition)?;
@@ -110,16 +125,21 @@ impl RecordHolds {
         Some(Hold(Arc::new(HoldInner { release, failed: AtomicBool::new(false), to: self.to.clone() })))
     }
 
-    /// Records a release. Returns it back if it failed (and still counts: the caller must stop
-    /// committing and leave the partition to a replay).
-    pub fn release(&mut self, release: Release) -> Result<(), Release> {
-        match self.partitions.get_mut(&release.partition) {
-            Some(holds) if holds.epoch == release.epoch => {
-                holds.outstanding.remove(&release.offset);
-                if release.failed { Err(release) } else { Ok(()) }
-            }
-            _ => Ok(()),
+    /// Records a release. Returns the partition's new commit point when the release moved it
+    /// (the oldest outstanding record went), or the release back if it failed (the caller must
+    /// then stop committing and leave the partition to a replay).
+    pub fn release(&mut self, release: Release) -> Result<Option<(u32, u64)>, Release> {
+        let Some(holds) = self.partitions.get_mut(&release.partition).filter(|holds| holds.epoch == release.epoch) else { return Ok(None) };
+        if release.failed {
+            return Err(release);
         }
+        let was_oldest = holds.outstanding.first() == Some(&release.offset);
+        holds.outstanding.remove(&release.offset);
+        let moved = if was_oldest { holds.point() } else { None };
+        if let Some(point) = moved {
+            self.record_durable(release.partition, point);
+        }
+        Ok(moved.map(|point| (release.partition, point)))
     }
 
     /// Per partition, the offset to commit (every record up to it released) where it moved since
@@ -127,13 +147,7 @@ impl RecordHolds {
     pub fn commit_points(&mut self) -> Vec<(u32, u64)> {
         let mut points = Vec::new();
         for (&partition, holds) in &mut self.partitions {
-            let Some((lowest, highest)) = holds.taken else { continue };
-            let point = match holds.outstanding.first() {
-                Some(&oldest) if oldest > lowest => Some(oldest - 1),
-                Some(_) => None,
-                None => Some(highest),
-            };
-            if let Some(point) = point
+            if let Some(point) = holds.point()
                 && holds.committed.is_none_or(|committed| point > committed)
             {
                 holds.committed = Some(point);
@@ -142,6 +156,18 @@ impl RecordHolds {
         }
         points.sort_unstable();
         points
+    }
+}
+
+impl PartitionHolds {
+    /// The highest offset up to which every record taken in this assignment was released.
+    fn point(&self) -> Option<u64> {
+        let (lowest, highest) = self.taken?;
+        match self.outstanding.first() {
+            Some(&oldest) if oldest > lowest => Some(oldest - 1),
+            Some(_) => None,
+            None => Some(highest),
+        }
     }
 }
 
@@ -227,6 +253,32 @@ mod tests {
         drop((h13, h14));
         drain(&mut releases, &mut holds);
         assert_eq!(holds.commit_points(), vec![(3, 14)]);
+    }
+
+    #[test]
+    fn a_release_reports_the_point_it_moved() {
+        let (mut holds, mut releases) = RecordHolds::new();
+        holds.assign(&[4]);
+        let (a, b) = (holds.hold(4, 20).unwrap(), holds.hold(4, 21).unwrap());
+        drop(b);
+        assert_eq!(holds.release(releases.try_recv().unwrap()), Ok(None), "21 went, 20 still holds the point");
+        drop(a);
+        assert_eq!(holds.release(releases.try_recv().unwrap()), Ok(Some((4, 21))));
+    }
+
+    #[test]
+    fn records_handled_before_a_move_are_known_when_the_partition_comes_back() {
+        let (mut holds, mut releases) = RecordHolds::new();
+        holds.assign(&[6]);
+        let (a, b) = (holds.hold(6, 30).unwrap(), holds.hold(6, 31).unwrap());
+        drop(a);
+        drain(&mut releases, &mut holds);
+        holds.revoke(&[6]);
+        holds.assign(&[6]);
+        assert!(holds.handled_before(6, 30));
+        assert!(!holds.handled_before(6, 31), "31 was still held when the partition went");
+        drop(b);
+        assert!(!holds.handled_before(5, 0));
     }
 
     #[test]

@@ -34,8 +34,8 @@ use crate::state::{Resource, UserState};
 /// Stanzas waiting to be published to other owners' partitions before senders are refused.
 const OUTBOX: usize = 8192;
 
-/// How often handled offsets are committed.
-const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+/// How often handled offsets are committed (one round trip to the bus for all partitions).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 tokio::task_local! {
     /// The hold of the owner record being handled, while an actor handles it.
@@ -210,20 +210,24 @@ impl Services {
                         tracing::info!(?partitions, "owner partitions assigned");
                     }
                     OwnerEvent::Revoked(partitions) => {
+                        // What was handled was committed by the bus as it revoked them (staged).
                         tracing::info!(?partitions, "owner partitions revoked");
-                        // What was handled is committed first, so the next owner does not redo it.
-                        commit_released(inbox.as_mut(), &mut holds).await;
                         holds.revoke(&partitions);
                         side.set_owned(&partitions, false);
                         self.stop_partitions(&partitions, bus.partitions());
+                    }
+                    OwnerEvent::Record(record) if holds.handled_before(record.partition, record.offset) => {
+                        tracing::debug!(partition = record.partition, offset = record.offset, "record handled before; skipped");
                     }
                     OwnerEvent::Record(record) => {
                         let hold = holds.hold(record.partition, record.offset);
                         self.dispatch(&side, record.payload, hold);
                     }
                 },
-                Some(release) = releases.recv() => {
-                    if let Err(failed) = holds.release(release) {
+                Some(release) = releases.recv() => match holds.release(release) {
+                    Ok(Some((partition, offset))) => inbox.stage(partition, offset),
+                    Ok(None) => {}
+                    Err(failed) => {
                         // Committing past it would lose what it caused; stopping lets the group
                         // replay it (and what followed) on the next owner.
                         return Err(BusError::Unavailable(format!(
@@ -231,7 +235,7 @@ impl Services {
                             failed.offset, failed.partition
                         )));
                     }
-                }
+                },
                 _ = commit.tick() => commit_released(inbox.as_mut(), &mut holds).await,
                 Some(()) = rewrite.recv() => {
                     // The registry lost what this node wrote: claim the partitions again (so a
@@ -305,10 +309,11 @@ fn routed(stanza: v1::Stanza) -> Result<(Stanza, Instant), starling_wire::WireEr
 
 /// Commits every record whose holds are all gone.
 async fn commit_released(inbox: &mut dyn OwnerInbox, holds: &mut RecordHolds) {
-    for (partition, offset) in holds.commit_points() {
-        if let Err(error) = inbox.commit(partition, offset).await {
-            tracing::warn!(partition, offset, %error, "commit failed; those records will be replayed");
-        }
+    let points = holds.commit_points();
+    if !points.is_empty()
+        && let Err(error) = inbox.commit(&points).await
+    {
+        tracing::warn!(partitions = points.len(), %error, "commit failed; those records will be replayed elsewhere if the partitions move");
     }
 }
 
