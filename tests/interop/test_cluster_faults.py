@@ -18,13 +18,16 @@ reason printed, on the embedded pass."""
 import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from harness import Account, Client, ConnectFailed, NS, StarlingServer, is_message, is_presence
+from harness import Account, Client, ConnectFailed, NS, StarlingServer, is_message, is_presence, to_str
 from test_cluster import PARTITIONS, owned, partition_of, start_cluster, wait_for_split
 from test_xep0313_mam import form, query, rsm
 
@@ -161,7 +164,7 @@ async def archived(receiver: Peer, sender: Account, tag: str) -> set[int]:
         after = page.last
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fault_cluster(workdir):
     from conftest import PASSWORD
     nodes = start_cluster(workdir, "faults", "fl", accounts=100, node_ttl=NODE_TTL)
@@ -284,3 +287,85 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
             client.kill()
     assert lost_total == 0, f"accepted messages lost:\n{text}"
     assert totals["accepted"] > 0, text
+
+
+def rss_mib(server: StarlingServer) -> float:
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
+
+
+def messages_in(server: StarlingServer) -> int:
+    with urllib.request.urlopen(server.admin_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    m = re.search(r'^starling_stanzas_in_total\{kind="message"\} (\d+)', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+STALL = 8            # seconds the Kafka broker is frozen
+FLOOD = 2_000        # messages one client pushes during the stall: 8x the edge's window of 256
+                     # unacknowledged records per connection, within what one recipient's link holds
+
+
+@pytest.mark.deadline(300)
+async def test_cluster_kafka_stall_slows_the_sender_instead_of_growing_memory(fault_cluster):
+    """A Kafka broker frozen (SIGSTOP) while a client floods: the edge stops reading that client
+    once its bounded window of unacknowledged records is full (the client's own socket buffers
+    fill), its memory stays flat, and once the broker resumes every message of the flood is either
+    delivered or refused to the sender with an error (the bounded queues behind the bus say
+    `resource-constraint` instead of growing) — none vanishes."""
+    from harness import Env, Target
+    nodes, pool = fault_cluster
+    edge1, edge2 = nodes["edge1"], nodes["edge2"]
+    env = Env(Target("starling", edge1.endpoint, pool))
+    sender_acc, receiver_acc = pool[-1], pool[-2]
+    sender = Peer(env, sender_acc, [edge2.endpoint], 0)
+    receiver = Peer(env, receiver_acc, [edge1.endpoint], 0)
+    s, r = await sender.ensure(), await receiver.ensure()
+    await r.inbox.wait(is_presence(frm=r.jid))
+    s.message(receiver_acc.jid, "warm:0")
+    await r.inbox.wait(is_message(body="warm:0"))
+
+    state = Path(os.environ.get("STARLING_KAFKA_STATE", "/var/cache/starling/state/kafka"))
+    kafka = int((state / "kafka.pid").read_text().strip())
+    rss_before, taken_before = rss_mib(edge2), messages_in(edge2)
+    os.kill(kafka, signal.SIGSTOP)
+    try:
+        for i in range(FLOOD):
+            s.send(f"<message to='{receiver_acc.jid}' type='chat' id='flood-{i}'><body>flood:{i}</body>"
+                   f"<pad xmlns='urn:example:pad'>{'x' * 200}</pad></message>")
+        await asyncio.sleep(STALL)
+        rss_during, taken_during = rss_mib(edge2), messages_in(edge2) - taken_before
+    finally:
+        os.kill(kafka, signal.SIGCONT)
+    # The receiver may be dropped as too slow while the backlog drains: it comes back, as a
+    # client would, and gets what was stored for it meanwhile.
+    stop = asyncio.Event()
+    reconnecting = asyncio.create_task(keep_connected([receiver], stop))
+    # Once the stream drains, a ping answered after the flood confirms every message of it.
+    answer = await s.iq("<ping xmlns='urn:xmpp:ping'/>", to=env.domain, timeout=180)
+    assert answer.get("type") == "result", to_str(answer)
+
+    def refused() -> set[int]:
+        return {int(e.get("id").split("-")[1]) for e in s.inbox.find(lambda e: (e.get("id") or "").startswith("flood-") and e.get("type") == "error")}
+
+    deadline = time.monotonic() + 60
+    while len(set(receiver.bodies("flood")) | refused()) < FLOOD and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+    stop.set()
+    await reconnecting
+    got, errors = set(receiver.bodies("flood")), refused()
+    report = {
+        "stall_s": STALL, "flood": FLOOD, "taken_by_edge_during_stall": taken_during,
+        "edge_rss_mib_before": round(rss_before, 1), "edge_rss_mib_during": round(rss_during, 1),
+        "delivered": len(got), "refused_with_error": len(errors - got), "receiver_reconnects": receiver.reconnects,
+        "missing": sorted(set(range(FLOOD)) - got - errors)[:20],
+    }
+    print(json.dumps(report))
+    if os.environ.get("STARLING_STALL_REPORT"):
+        Path(os.environ["STARLING_STALL_REPORT"]).write_text(json.dumps(report, indent=2))
+    for peer in (sender, receiver):
+        for client in peer.clients:
+            client.kill()
+    assert taken_during < FLOOD / 2, f"the edge kept reading during the stall: {report}"
+    assert rss_during - rss_before < 64, f"the edge's memory grew during the stall: {report}"
+    assert not report["missing"], f"messages neither delivered nor refused after the stall: {report}"

@@ -61,6 +61,17 @@ impl ClientLink {
     }
 }
 
+impl ClientLink {
+    /// Gives the connection up as too slow to read. Dropping a local link closes the queue the
+    /// edge reads, which ends the stream; a link to another node's edge is told so explicitly
+    /// by its carrier once the queue drains.
+    pub fn abandon(self) {
+        if let Some(holds) = &self.holds {
+            holds.abandon();
+        }
+    }
+}
+
 impl std::fmt::Debug for ClientLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientLink").field("connection_id", &self.connection_id).finish_non_exhaustive()

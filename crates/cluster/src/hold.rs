@@ -181,6 +181,8 @@ pub struct LinkHolds {
 
 #[derive(Default)]
 struct LinkHoldsState {
+    /// The session gave the connection up as too slow: the carrier closes it once drained.
+    abandoned: bool,
     queued: u64,
     taken: u64,
     waiting: VecDeque<(u64, Hold)>,
@@ -203,6 +205,14 @@ impl LinkHolds {
             state.waiting.push_back((item, hold.clone()));
         }
         Ok(())
+    }
+
+    pub fn abandon(&self) {
+        self.state().abandoned = true;
+    }
+
+    pub fn abandoned(&self) -> bool {
+        self.state().abandoned
     }
 
     /// The carrier took the next item off the link's queue: the holds kept for it, to drop once

@@ -23,7 +23,7 @@ use starling_cluster::liveness;
 use starling_cluster::bus_gateway::{epoch_micros, Origin};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::registry::{Registry, ResourceRoute};
-use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
+use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
 use starling_wire::v1::{self, envelope::Body, to_connection::Action};
 use tokio::sync::{mpsc, oneshot};
 
@@ -163,6 +163,14 @@ impl ClusterSide {
                 if let Err(error) = result {
                     tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
                 }
+            }
+            if holds.abandoned() {
+                // The session gave the connection up as too slow: the edge ends its stream, as it
+                // does itself when its own queue to the client overflows.
+                let close = StreamError::new(StreamErrorCondition::PolicyViolation);
+                let action = Action::Close(close.condition.as_str().to_owned());
+                let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
+                let _ = in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, Vec::new()).await;
             }
             while !in_flight.is_empty() {
                 let _ = in_flight.next_done().await;

@@ -179,7 +179,9 @@ impl UserState {
             Err(TrySendError::Full(ToClient::Stanza(bytes))) => {
                 tracing::info!(jid = %self.resources[index].jid, "outbound queue full, disconnecting slow client");
                 self.services.metrics.slow_consumer_disconnects.inc();
-                self.resources[index].link = None;
+                if let Some(link) = self.resources[index].link.take() {
+                    link.abandon();
+                }
                 Err(bytes)
             }
             Err(TrySendError::Full(_)) => Ok(()),
