@@ -204,6 +204,27 @@ async def test_cluster_blocking_across_owners(cl, env1):
     await asyncio.sleep(1)
     assert not bob.inbox.find(is_message(body="let me in")), "a blocked contact's message was delivered"
 
+async def test_cluster_iq_between_clients_across_owners(cl, env1):
+    """RFC 6120 §8.2.3 across the cluster: an IQ to another user's full JID reaches that client
+    through both owners and both edges, its answer comes back the same way, and an IQ to a
+    resource that is not bound is answered by the recipient's owner with service-unavailable
+    (RFC 6121 §8.5.3.2.1)."""
+    alice_acc, bob_acc = cl.pair()
+    alice = await env1.online(alice_acc)
+    bob = await env1.online(bob_acc, ep=cl.nodes["edge2"].endpoint)
+    bob.x.register_plugin("xep_0092")  # slixmpp answers XEP-0092 version queries itself
+    alice.send(f"<iq type='get' to='{bob.jid}' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+    request = await bob.inbox.wait(lambda e: e.tag == "{jabber:client}iq" and e.get("id") == "v1")
+    assert request.get("from") == alice.jid, to_str(request)
+    answer = await alice.inbox.wait(lambda e: e.tag == "{jabber:client}iq" and e.get("id") == "v1")
+    assert answer.get("type") == "result" and answer.get("from") == bob.jid, to_str(answer)
+    assert answer.findtext("{jabber:iq:version}query/{jabber:iq:version}name") == "Slixmpp", to_str(answer)
+    alice.send(f"<iq type='get' to='{bob_acc.jid}/nobody' id='v2'><query xmlns='jabber:iq:version'/></iq>")
+    error = await alice.inbox.wait(lambda e: e.tag == "{jabber:client}iq" and e.get("id") == "v2")
+    assert error.get("type") == "error", to_str(error)
+    assert error.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable") is not None, to_str(error)
+
+
 async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     """kill -9 of a session node: the group gives its partitions to the survivor after the session
     timeout, and the survivor restores the users' bound resources from the routes the dead node
@@ -215,6 +236,9 @@ async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     survivor = cl.nodes["session2" if victim_name == "session1" else "session1"]
     alice = await env1.online(alice_acc)
     bob = await env1.online(bob_acc, ep=cl.nodes["edge2"].endpoint)
+    await env1.subscribe_mutually(alice, bob)
+    alice.presence(status="on the move", show="away", priority=3)
+    await bob.inbox.wait(lambda e: e.tag.endswith("presence") and e.findtext("c:status", namespaces=NS) == "on the move")
     alice.message(bob.jid, "before the failover")
     await bob.inbox.wait(is_message(body="before the failover"))
 
@@ -231,3 +255,9 @@ async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     await alice.inbox.wait(is_message(body="after the failover"), timeout=30)
     alice.message(bob.jid, "still here")
     await bob.inbox.wait(is_message(body="still here"), timeout=30)
+    # Alice's presence moved with her: a new resource of bob's probes her (RFC 6121 §4.3) and her
+    # new owner answers with the stanza she broadcast, status and all.
+    bob2 = await env1.online(bob_acc, "second", ep=cl.nodes["edge1"].endpoint)
+    probed = await bob2.inbox.wait(lambda e: e.tag.endswith("presence") and e.get("from") == alice.jid, timeout=30)
+    assert probed.findtext("c:status", namespaces=NS) == "on the move", to_str(probed)
+    assert probed.findtext("c:show", namespaces=NS) == "away", to_str(probed)

@@ -4,8 +4,9 @@
 //! test runs) can share one Redis. Keys (`{user}` is a hash tag: a user's keys share a slot, so the
 //! fenced scripts also run on a Redis Cluster):
 //!
-//! - `ns:{user}:res` — hash, resource → `connection priority available node` (the node last, so
-//!   it may contain spaces);
+//! - `ns:{user}:res` — hash, resource → `connection priority node`, then, if the resource is
+//!   available, a newline and its presence stanza (the node last on its line, so it may contain
+//!   spaces but no newline);
 //! - `ns:{user}:gen` — the newest owner generation that wrote for the user;
 //! - `ns:node:{node}:routes` — set of `user/resource` the node holds (a bare JID has no `/`), to
 //!   reap a dead node without scanning users;
@@ -57,7 +58,7 @@ return 1
 const REAP_ONE: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then return false end
-local node = string.match(current, '^%S+ %S+ %S+ (.*)$')
+local node = string.match(current, '^%S+ %S+ ([^\n]*)')
 if node ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return current
@@ -82,19 +83,24 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 
 
 fn encode(route: &ResourceRoute) -> String {
-    format!("{} {} {} {}", route.connection, route.priority, u8::from(route.available), route.node)
+    let mut value = format!("{} {} {}", route.connection, route.priority, route.node);
+    if let Some(presence) = &route.presence {
+        value.push('\n');
+        value.push_str(presence);
+    }
+    value
 }
 
 fn decode(resource: &str, value: &str) -> Option<ResourceRoute> {
-    let mut parts = value.splitn(4, ' ');
+    let (head, presence) = match value.split_once('\n') {
+        Some((head, presence)) => (head, Some(presence.to_owned())),
+        None => (value, None),
+    };
+    let mut parts = head.splitn(3, ' ');
     let connection = parts.next()?.parse().ok()?;
     let priority = parts.next()?.parse().ok()?;
-    let available = match parts.next()? {
-        "1" => true,
-        "0" => false,
-        _ => return None,
-    };
-    Some(ResourceRoute { resource: resource.to_owned(), node: parts.next()?.to_owned(), connection, priority, available })
+    let node = parts.next().filter(|node| !node.is_empty())?.to_owned();
+    Some(ResourceRoute { resource: resource.to_owned(), node, connection, priority, presence })
 }
 
 /// Connection trouble is retryable; a reply of the wrong shape is not.
@@ -275,9 +281,12 @@ mod tests {
 
     #[test]
     fn routes_round_trip_with_spaces_in_the_node_name() {
-        let route = ResourceRoute { resource: "phone".into(), node: "edge 1".into(), connection: u64::MAX, priority: -128, available: true };
-        assert_eq!(decode("phone", &encode(&route)), Some(route));
-        assert_eq!(decode("x", "1 2 3 node"), None, "availability is 0 or 1");
-        assert_eq!(decode("x", "1 2 1"), None, "the node is required");
+        let presence = "<presence from='a@b/phone'>\n<status>two\nlines</status></presence>".to_owned();
+        let route = ResourceRoute { resource: "phone".into(), node: "edge 1".into(), connection: u64::MAX, priority: -128, presence: Some(presence) };
+        assert_eq!(decode("phone", &encode(&route)), Some(route.clone()));
+        let away = ResourceRoute { presence: None, ..route };
+        assert_eq!(decode("phone", &encode(&away)), Some(away));
+        assert_eq!(decode("x", "1 2"), None, "the node is required");
+        assert_eq!(decode("x", "1 x node"), None, "the priority is a number");
     }
 }

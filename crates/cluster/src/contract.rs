@@ -519,12 +519,13 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
     let alice = user(prefix, "registry", "alice");
     let bob = user(prefix, "registry", "bob");
     let (edge1, edge2) = (format!("{prefix}-edge1"), format!("{prefix}-edge2"));
+    // An available resource carries its presence stanza, newlines and all.
     let route = |resource: &str, node: &str, connection: u64, priority: i8, available: bool| ResourceRoute {
         resource: resource.to_owned(),
         node: node.to_owned(),
         connection,
         priority,
-        available,
+        presence: available.then(|| format!("<presence xmlns='jabber:client'>\n<priority>{priority}</priority><status>ü ☕</status></presence>")),
     };
     let mine = |nodes: Vec<String>| nodes.into_iter().filter(|n| n.starts_with(prefix)).collect::<Vec<_>>();
 

@@ -113,7 +113,7 @@ mod tests {
             node: node.into(),
             connection,
             priority: 0,
-            available: true,
+            presence: None,
         };
         registry.put_resource("alice@example.com", &route("phone", "edge-a", 7), 1).await.unwrap();
         registry.put_resource("bob@example.com", &route("web", "edge-b", 8), 1).await.unwrap();

@@ -26,8 +26,15 @@ pub struct ResourceRoute {
     /// The connection on that node (unique per node and process lifetime).
     pub connection: u64,
     pub priority: i8,
-    /// Sent available presence (RFC 6121 §4.2) and has not gone unavailable since.
-    pub available: bool,
+    /// The last available presence it broadcast (RFC 6121 §4.2), as sent; `None` while it is not
+    /// available. A new owner shows contacts the same presence.
+    pub presence: Option<String>,
+}
+
+impl ResourceRoute {
+    pub fn is_available(&self) -> bool {
+        self.presence.is_some()
+    }
 }
 
 /// Whether a generation-fenced write was applied.

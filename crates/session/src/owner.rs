@@ -344,7 +344,7 @@ impl UserState {
             node: edge,
             connection: resource.connection_id,
             priority: resource.priority,
-            available: resource.presence.is_some(),
+            presence: resource.presence.as_ref().map(|presence| String::from_utf8_lossy(&presence.bytes).into_owned()),
         };
         if let Err(error) = cluster.registry.put_resource(self.user.as_str(), &route, cluster.generation(&self.user)).await {
             tracing::warn!(user = %self.user, %error, "could not record a route");
@@ -364,9 +364,8 @@ impl UserState {
         }
     }
 
-    /// Once per actor, in a cluster: takes over the resources a previous owner recorded. An
-    /// available one comes back with a presence rebuilt from its priority (the stanza itself is
-    /// not in the registry).
+    /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an
+    /// available one with the presence stanza it last broadcast.
     pub async fn restore_routes(&mut self) {
         if self.routes_restored {
             return;
@@ -386,11 +385,10 @@ impl UserState {
                 continue;
             }
             let link = cluster.remote_link(route.node.clone(), route.connection, self.services.config.client_queue);
-            let presence = route.available.then(|| {
-                let mut element = starling_xml::Element::new("presence", starling_protocol::ns::CLIENT);
-                if route.priority != 0 {
-                    element.push_child(starling_xml::Element::new("priority", starling_protocol::ns::CLIENT).with_text(route.priority.to_string()));
-                }
+            let presence = route.presence.as_deref().map(|text| {
+                // The stanza the resource broadcast; one that does not parse still means available.
+                let element = starling_xml::Element::parse(text.as_bytes())
+                    .unwrap_or_else(|_| starling_xml::Element::new("presence", starling_protocol::ns::CLIENT));
                 Stanza::build(element, &jid, None)
             });
             self.services.metrics.sessions_bound.inc();
