@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -141,6 +142,11 @@ pub struct Common {
     /// Number of the first account used.
     #[arg(long, default_value_t = 1)]
     pub first_user: u64,
+    /// Accounts are the names in FILE, one localpart per line in order (chat pairs lines 2k+1 and
+    /// 2k+2), instead of PREFIX<n>; --first-user counts lines from 1. For runs that need a chosen
+    /// set of users, e.g. pairs whose two sides a cluster places on the same or on different nodes.
+    #[arg(long, value_parser = parse_user_list)]
+    pub user_list: Option<UserList>,
     /// Accounts to log in (connect, presence); chat uses 2 x --pairs, --pairs defaulting to users / 2.
     #[arg(long, default_value_t = 100)]
     pub users: u64,
@@ -180,6 +186,25 @@ pub struct Common {
     pub quiet: bool,
 }
 
+/// Parsed `--user-list`: the account names, in order. Reports record how many there were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserList(pub Arc<Vec<String>>);
+
+impl Serialize for UserList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0.len() as u64)
+    }
+}
+
+fn parse_user_list(path: &str) -> Result<UserList, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    let names: Vec<String> = text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).map(str::to_owned).collect();
+    if names.is_empty() {
+        return Err(format!("{path} names no account"));
+    }
+    Ok(UserList(Arc::new(names)))
+}
+
 /// Parsed `--source-addresses`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceAddresses(pub Vec<IpAddr>);
@@ -194,9 +219,14 @@ impl Common {
             .map_err(|_| anyhow::anyhow!("--login-timeout must be a non-negative number of seconds"))
     }
 
-    /// Account name of the `index`-th user of the run (0-based).
-    pub fn username(&self, index: u64) -> String {
-        format!("{}{}", self.user_prefix, self.first_user + index)
+    /// Account name of the `index`-th user of the run (0-based); `None` beyond the end of
+    /// `--user-list`.
+    pub fn username(&self, index: u64) -> Option<String> {
+        let number = self.first_user + index;
+        match &self.user_list {
+            Some(list) => usize::try_from(number).ok().and_then(|n| list.0.get(n.checked_sub(1)?)).cloned(),
+            None => Some(format!("{}{number}", self.user_prefix)),
+        }
     }
 
     pub fn source_list(&self) -> &[IpAddr] {
@@ -245,5 +275,28 @@ pub struct ChatArgs {
 impl ChatArgs {
     pub fn pairs(&self) -> u64 {
         self.pairs.unwrap_or(self.common.users / 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_come_from_the_prefix_or_the_user_list() {
+        let path = std::env::temp_dir().join(format!("starling-user-list-{}", std::process::id()));
+        std::fs::write(&path, "# pairs on different nodes\nalice\n\n  bob \ncarol\n").expect("write");
+        let cli = Cli::try_parse_from(["starling-loadtest", "connect", "--password", "x", "--first-user", "2"]).expect("parse");
+        let Scenario::Connect(plain) = cli.scenario else { panic!("connect") };
+        assert_eq!(plain.common.username(0).as_deref(), Some("user2"));
+        let list = path.to_str().expect("utf-8 path");
+        let cli = Cli::try_parse_from(["starling-loadtest", "connect", "--password", "x", "--first-user", "2", "--user-list", list]).expect("parse");
+        let Scenario::Connect(listed) = cli.scenario else { panic!("connect") };
+        assert_eq!(listed.common.username(0).as_deref(), Some("bob"));
+        assert_eq!(listed.common.username(1).as_deref(), Some("carol"));
+        assert_eq!(listed.common.username(2), None, "beyond the list");
+        std::fs::write(&path, "# nothing\n").expect("write");
+        assert!(Cli::try_parse_from(["starling-loadtest", "connect", "--password", "x", "--user-list", list]).is_err());
+        let _ = std::fs::remove_file(path);
     }
 }

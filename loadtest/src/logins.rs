@@ -157,7 +157,11 @@ where
             (setup.login.clone(), setup.common.clone(), setup.sources.clone(), slots.clone(), done_tx.clone(), handler.clone());
         tasks.spawn(async move {
             let Ok(slot) = slots.acquire_owned().await else { return };
-            let user = common.username(index);
+            let Some(user) = common.username(index) else {
+                let message = format!("--user-list has no account number {}", common.first_user + index);
+                let _ = done.send(Done::Err { kind: "user-list".into(), message });
+                return;
+            };
             let source = if sources.is_empty() { None } else { usize::try_from(index).ok().map(|i| sources[i % sources.len()]) };
             let begun = Instant::now();
             let result = login.login(&user, source).await;

@@ -32,6 +32,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "user_prefix",
     "password",
     "first_user",
+    "user_list",
     "users",
     "mechanism",
     "source_addresses",

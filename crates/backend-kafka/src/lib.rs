@@ -12,8 +12,9 @@
 //! Durability: the producer is idempotent with `acks=all` (a record is acknowledged once every
 //! in-sync replica has it; retries cannot duplicate or reorder within a partition), so a publish
 //! that returned survives a broker crash when the topic is replicated. Consumers commit only what
-//! the owner reports handled; auto-commit is off. Latency cost: `linger.ms` (default 1 ms) plus
-//! the ISR round trip; measured in docs/cluster.md.
+//! the owner reports handled; auto-commit is off. Latency cost: `linger.ms` (default 0: under load
+//! batches form anyway while requests are in flight) plus the ISR round trip; measured by
+//! `benches/round_trip.rs`, reported in docs/benchmarks.md.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ pub struct KafkaConfig {
     pub replication: i32,
     /// How long a session node may stay silent before the group gives its partitions away.
     pub session_timeout: Duration,
-    /// How long the producer waits to batch records (`linger.ms`).
+    /// How long the producer waits to batch records (`linger.ms`); every hop pays it.
     pub linger: Duration,
 }
 
@@ -57,7 +58,7 @@ impl Default for KafkaConfig {
             partitions: 64,
             replication: 3,
             session_timeout: Duration::from_secs(10),
-            linger: Duration::from_millis(1),
+            linger: Duration::ZERO,
         }
     }
 }

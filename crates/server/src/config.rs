@@ -53,6 +53,9 @@ pub struct ClusterSection {
     pub replication: i32,
     /// Seconds a silent session node keeps its partitions before the group moves them.
     pub session_timeout_seconds: u64,
+    /// How long the Kafka producer waits to fill a batch (`linger.ms`). Every hop of a stanza pays
+    /// it; under load batches form anyway while requests are in flight.
+    pub kafka_linger_ms: u64,
     /// Redis holding the routing registry (roles edge and session).
     pub redis_url: String,
     /// Seconds a node stays alive in the registry without a heartbeat (sent every third of it);
@@ -70,6 +73,7 @@ impl Default for ClusterSection {
             partitions: 64,
             replication: 3,
             session_timeout_seconds: 10,
+            kafka_linger_ms: 0,
             redis_url: "redis://127.0.0.1:6379/".into(),
             node_ttl_seconds: 10,
         }

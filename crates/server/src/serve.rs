@@ -204,7 +204,7 @@ fn kafka_config(cluster: &ClusterSection) -> KafkaConfig {
         partitions: cluster.partitions,
         replication: cluster.replication,
         session_timeout: Duration::from_secs(cluster.session_timeout_seconds),
-        ..KafkaConfig::default()
+        linger: Duration::from_millis(cluster.kafka_linger_ms),
     }
 }
 

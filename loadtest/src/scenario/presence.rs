@@ -177,7 +177,7 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
         anyhow::bail!("fewer than two users logged in");
     }
     let online: Vec<Vec<u64>> = (0..n).map(|i| graph[i as usize].iter().copied().filter(|c| sessions.contains_key(c)).collect()).collect();
-    let bare_of = |i: u64| format!("{}@{}", common.username(i), common.domain).to_ascii_lowercase();
+    let bare_of = |i: u64| format!("{}@{}", common.username(i).unwrap_or_default(), common.domain).to_ascii_lowercase();
     let index_of: Arc<HashMap<String, u64>> = Arc::new((0..n).map(|i| (bare_of(i), i)).collect());
 
     let origin = Instant::now();
