@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # A local Starling cluster on one machine, for load runs: N session nodes and M edge nodes, each its
-# own process, on Cassandra (store) and Kafka (bus) started by scripts/infra.
+# own process, on Cassandra (store), Kafka (bus) and Redis (registry) started by scripts/infra.
 #   loadtest/scripts/cluster-local.sh up [SESSIONS=2] [EDGES=2] [ACCOUNTS=2000]
 #   loadtest/scripts/cluster-local.sh down
+# SESSIONS=0 starts the single-process server (role all) on the same store instead, as the baseline,
+# listening where edge 1 would. KAFKA_LINGER_MS (default 0) sets [cluster] kafka_linger_ms; ARCHIVE=0
+# turns message archiving off (on by default, as in the server).
+# loadtest/scripts/owner-pairs.py writes --user-list files of pairs on the same or different owners.
 # Edge k listens for STARTTLS on 127.0.0.1:(36220+k); admin ports 36280+n. Accounts user1..N,
 # password "secret". State and logs in $WORK (default /tmp/starling-cluster).
 set -euo pipefail
@@ -27,11 +31,14 @@ listen = "ADMIN"
 backend = "scylla"
 scylla_contact_points = ["127.0.0.1:29042"]
 scylla_keyspace = "$KEYSPACE"
+[archive]
+enabled = $([[ ${ARCHIVE:-1} == 0 ]] && echo false || echo true)
 [cluster]
 role = "$role"
 node_id = "$role$n"
 kafka_brokers = "127.0.0.1:19092"
 kafka_prefix = "$PREFIX"
+kafka_linger_ms = ${KAFKA_LINGER_MS:-0}
 partitions = 16
 replication = 1
 redis_url = "redis://127.0.0.1:26379/"
@@ -47,20 +54,25 @@ up() {
   rm -rf "$WORK"; mkdir -p "$WORK"
   KEYSPACE="cluster_$(date +%s)"; PREFIX="cl$(date +%s)"
   echo "KEYSPACE=$KEYSPACE PREFIX=$PREFIX" > "$WORK/env"
-  for role in session edge; do
-    local count=$sessions; [[ $role == edge ]] && count=$edges
+  local roles="session edge"
+  if [[ $sessions == 0 ]]; then roles="all"; edges=1; fi
+  for role in $roles; do
+    local count=$sessions; [[ $role != session ]] && count=$edges
     for n in $(seq 1 "$count"); do
       mkdir -p "$WORK/$role$n"
-      local admin=$((36280 + n)); [[ $role == edge ]] && admin=$((36290 + n))
+      local admin=$((36280 + n)); [[ $role != session ]] && admin=$((36290 + n))
       config "$role" "$n" | sed "s|ADMIN|127.0.0.1:$admin|" > "$WORK/$role$n/starling.toml"
     done
   done
-  "$BIN" -c "$WORK/session1/starling.toml" user add-bulk --prefix user --count "$accounts" --password secret
-  for dir in "$WORK"/session* "$WORK"/edge*; do
+  local first="$WORK/session1"; [[ $sessions == 0 ]] && first="$WORK/all1"
+  "$BIN" -c "$first/starling.toml" user add-bulk --prefix user --count "$accounts" --password secret
+  for dir in "$WORK"/session* "$WORK"/edge* "$WORK"/all*; do
+    [ -d "$dir" ] || continue
     "$BIN" -c "$dir/starling.toml" serve > "$dir/server.log" 2>&1 &
     echo $! > "$dir/pid"
   done
-  for dir in "$WORK"/session* "$WORK"/edge*; do
+  for dir in "$WORK"/session* "$WORK"/edge* "$WORK"/all*; do
+    [ -d "$dir" ] || continue
     local admin; admin=$(grep -A1 '^\[admin\]' "$dir/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do sleep 0.2; done
   done
@@ -76,11 +88,11 @@ up() {
         holding=$((holding + 1))
       fi
     done
-    if [[ $now == "$last" && $holding == "$sessions" ]]; then same=$((same + 1)); else same=0; fi
+    if [[ $now == "$last" && $holding == "$sessions" ]] || [[ $sessions == 0 ]]; then same=$((same + 1)); else same=0; fi
     last=$now; sleep 1; waited=$((waited + 1))
     (( waited < 90 )) || { echo "the group did not settle in 90 s" >&2; exit 1; }
   done
-  echo "cluster up: $(ls -d "$WORK"/session* | wc -l) session nodes, $(ls -d "$WORK"/edge* | wc -l) edges (STARTTLS 127.0.0.1:36221..)"
+  echo "cluster up: $sessions session nodes, $edges edges (STARTTLS 127.0.0.1:36221..)"
 }
 
 down() {

@@ -270,6 +270,10 @@ pub struct ChatArgs {
     /// Extra bytes of padding in each message body.
     #[arg(long, default_value_t = 0)]
     pub payload_bytes: usize,
+    /// Messages sent in the first SECONDS are counted but kept out of the latency percentiles
+    /// (the per-second series still shows them): the server's first contact with each user.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_seconds: f64,
 }
 
 impl ChatArgs {

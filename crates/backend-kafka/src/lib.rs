@@ -16,7 +16,7 @@
 //! batches form anyway while requests are in flight) plus the ISR round trip; measured by
 //! `benches/round_trip.rs`, reported in docs/benchmarks.md.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,8 +69,6 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 pub struct KafkaBus {
     config: KafkaConfig,
     producer: FutureProducer,
-    /// Edge topics known to exist, so publishing does not ask the admin API every time.
-    edge_topics: Mutex<HashSet<String>>,
 }
 
 fn unavailable(error: KafkaError) -> BusError {
@@ -88,7 +86,7 @@ impl KafkaBus {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|error| BusError::Config(error.to_string()))?;
-        let bus = KafkaBus { config, producer, edge_topics: Mutex::new(HashSet::new()) };
+        let bus = KafkaBus { config, producer };
         bus.ensure_topic(&bus.owners_topic(), bus.config.partitions).await?;
         Ok(bus)
     }
@@ -172,14 +170,10 @@ impl Bus for KafkaBus {
         self.publish(&self.owners_topic(), partition as i32, payload).await
     }
 
+    /// The edge created its topic before it accepted a connection (`edge_inbox`), so publishers
+    /// never have to: a session node's first record to each edge costs no admin round trip.
     async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<Delivered, BusError> {
-        let topic = self.edge_topic(node);
-        let known = self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&topic);
-        if !known {
-            self.ensure_topic(&topic, 1).await?;
-            self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic.clone());
-        }
-        self.publish(&topic, 0, payload).await
+        self.publish(&self.edge_topic(node), 0, payload).await
     }
 
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {
@@ -196,7 +190,6 @@ impl Bus for KafkaBus {
     async fn edge_inbox(&self, node: &str) -> Result<Box<dyn EdgeInbox>, BusError> {
         let topic = self.edge_topic(node);
         self.ensure_topic(&topic, 1).await?;
-        self.edge_topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(topic.clone());
         // No group: this node alone reads its topic, from the end as it is now.
         let consumer: StreamConsumer = self.consumer_config(&format!("{topic}.reader")).create().map_err(|error| BusError::Config(error.to_string()))?;
         let (_, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30)).map_err(unavailable)?;

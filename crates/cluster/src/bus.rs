@@ -138,6 +138,8 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish_owner(&self, partition: u32, payload: Bytes) -> Result<Delivered, BusError>;
 
     /// Queues a record for an edge node's inbox, as [`publish_owner`](Self::publish_owner) does.
+    /// The node must have opened its inbox before (an edge does so before it accepts a client,
+    /// and records only ever go to edges that bound a client).
     async fn publish_edge(&self, node: &str, payload: Bytes) -> Result<Delivered, BusError>;
 
     /// Joins the owners' group as `node`.

@@ -102,6 +102,9 @@ struct Shared {
     bounced: AtomicU64,
     /// Nanoseconds since `origin` of the last message received.
     last_received: AtomicU64,
+    /// Messages sent before this (nanoseconds since `origin`) count, but not in the latency
+    /// histograms: the server's first contact with each user (actors starting, caches filling).
+    warm_until: u64,
     errors: Mutex<ErrorTally>,
 }
 
@@ -207,6 +210,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         received: AtomicU64::new(0),
         bounced: AtomicU64::new(0),
         last_received: AtomicU64::new(0),
+        warm_until: nanos(SETTLE + Duration::try_from_secs_f64(args.warmup_seconds).map_err(|_| anyhow::anyhow!("--warmup-seconds must be a non-negative number"))?),
         errors: Mutex::new(ErrorTally::default()),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -578,9 +582,11 @@ async fn read_loop(
                     continue;
                 }
                 let now = shared.now();
-                result.latency.record_micros(now.saturating_sub(marker.sent) / 1000);
+                if marker.sent >= shared.warm_until {
+                    result.latency.record_micros(now.saturating_sub(marker.sent) / 1000);
+                    result.from_schedule.record_micros(now.saturating_sub(marker.due) / 1000);
+                }
                 result.series.record(now.saturating_sub(nanos(SETTLE)) / 1_000_000_000, now.saturating_sub(marker.sent) / 1000);
-                result.from_schedule.record_micros(now.saturating_sub(marker.due) / 1000);
                 result.received += 1;
                 shared.received.fetch_add(1, Ordering::Relaxed);
                 shared.last_received.fetch_max(now, Ordering::Relaxed);
