@@ -30,6 +30,9 @@ pub enum Scenario {
     /// N users with K mutual contacts each (built in a measured setup phase) change their
     /// presence at an aggregate rate (fan-out latency at each contact, deliveries/s).
     Presence(PresenceArgs),
+    /// N users fill their partners' archives, then query the newest page of their own archive
+    /// (XEP-0313 + XEP-0059) at an aggregate rate (query latency, pages/s, results per page).
+    Mam(MamArgs),
     /// Run the steps of a TOML scenario file in order (see docs/loadtest.md).
     Run(RunArgs),
     /// Merge the JSON reports of several harness processes that split the user space.
@@ -91,6 +94,32 @@ pub struct PresenceArgs {
     #[arg(long, default_value_t = 5.0)]
     pub drain_seconds: f64,
     /// Seconds allowed for the roster and subscription setup.
+    #[arg(long, default_value_t = 60.0)]
+    pub setup_timeout: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct MamArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Chat messages each user sends its partner (user 2k <-> 2k+1) before the queries; 0 queries
+    /// whatever the archives already hold.
+    #[arg(long, default_value_t = 20)]
+    pub seed_messages: u64,
+    /// Aggregate archive queries per second over all users.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Messages per page (RSM `<max/>`); each query asks for the newest page.
+    #[arg(long, default_value_t = 50)]
+    pub page: u32,
+    /// Seconds of queries.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last query for answers still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Seconds allowed for the seeding.
     #[arg(long, default_value_t = 60.0)]
     pub setup_timeout: f64,
 }

@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Connect(args) => args.common.threads,
         Scenario::Chat(args) => args.common.threads,
         Scenario::Presence(args) => args.common.threads,
+        Scenario::Mam(args) => args.common.threads,
         Scenario::Run(_) => None,
         Scenario::Merge(args) => return merge::run(args),
         Scenario::Report(args) => return html::run(args),
@@ -42,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Connect(args) => scenario::connect::run(args).await,
             Scenario::Chat(args) => scenario::chat::run(args).await,
             Scenario::Presence(args) => scenario::presence::run(args).await,
+            Scenario::Mam(args) => scenario::mam::run(args).await,
             Scenario::Run(args) => scenario_file::run(args).await,
             Scenario::Merge(_) | Scenario::Report(_) => Ok(()),
         }

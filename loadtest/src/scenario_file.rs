@@ -1,4 +1,4 @@
-//! `run FILE.toml`: a scenario file composing steps (connect, chat, presence) that share
+//! `run FILE.toml`: a scenario file composing steps (connect, chat, presence, mam) that share
 //! connection options. Every key is the long option of the same name (underscores for dashes) of
 //! the step's subcommand, so a file accepts exactly what the command line does, with the same
 //! defaults; unknown keys are refused.
@@ -10,7 +10,7 @@
 //! host = "127.0.0.1"
 //! port = 5222
 //! [[step]]
-//! kind = "connect"                  # required: connect | chat | presence
+//! kind = "connect"                  # required: connect | chat | presence | mam
 //! name = "logins"                   # optional, names the JSON file
 //! users = 100
 //! hold_seconds = 5
@@ -45,7 +45,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "quiet",
 ];
 const TOP_KEYS: &[&str] = &["name", "description", "json_dir", "connection", "step"];
-const KINDS: &[&str] = &["connect", "chat", "presence"];
+const KINDS: &[&str] = &["connect", "chat", "presence", "mam"];
 
 /// One step, parsed into the same arguments as its subcommand.
 #[derive(Debug)]
@@ -159,6 +159,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Scenario::Connect(a) => serde_json::to_string(a)?,
                 Scenario::Chat(a) => serde_json::to_string(a)?,
                 Scenario::Presence(a) => serde_json::to_string(a)?,
+                Scenario::Mam(a) => serde_json::to_string(a)?,
                 _ => String::new(),
             };
             println!("step {}: {} {options}", n + 1, step.name);
@@ -193,6 +194,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     a.common.json_out = a.common.json_out.or(json(dir));
                 }
                 crate::scenario::presence::run(a).await?
+            }
+            Scenario::Mam(mut a) => {
+                if let Some(dir) = &json_dir {
+                    a.common.json_out = a.common.json_out.or(json(dir));
+                }
+                crate::scenario::mam::run(a).await?
             }
             _ => anyhow::bail!("step {}: not a scenario", n + 1),
         }

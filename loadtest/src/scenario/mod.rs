@@ -2,4 +2,5 @@
 
 pub mod chat;
 pub mod connect;
+pub mod mam;
 pub mod presence;
