@@ -124,6 +124,11 @@ async def test_cluster_message_across_edges_and_owners(cl, env1):
     edge2 = cl.nodes["edge2"].endpoint
     alice = await env1.online(alice_acc)
     bob = await env1.online(bob_acc, ep=edge2)
+    # `starling where` reads the registry: the session node serving alice, her resource's edge.
+    where = cl.nodes["session1"].cli("where", alice_acc.jid).stdout
+    owner_node = cl.owner[partition_of(alice_acc.jid)].replace("session", "session-")
+    assert f"served by session node {owner_node}" in where, where
+    assert f"/{alice.jid.split('/', 1)[1]} on edge edge-1" in where and "available" in where, where
     alice.message(bob.jid, "hello across the cluster")
     got = await bob.inbox.wait(is_message(body="hello across the cluster"))
     assert got.get("from") == alice.jid, to_str(got)

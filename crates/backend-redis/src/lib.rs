@@ -13,7 +13,7 @@
 //! - `ns:nodes` — set of nodes that hold routes;
 //! - `ns:live` — sorted set, node → heartbeat expiry in ms of the Redis server's clock (one clock
 //!   for the whole cluster: node clocks may disagree);
-//! - `ns:partition:{p}:claims` — counter, the generation of the partition's latest owner.
+//! - `ns:partition:{p}` — hash: `generation` (counter) and `node` of the partition's latest owner.
 //!
 //! Writes for a user are one Lua script each (check the generation, change the hash atomically);
 //! the node indexes are updated after the script, outside it (they live in other slots). A crash
@@ -62,6 +62,14 @@ local node = string.match(current, '^%S+ %S+ ([^\n]*)')
 if node ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return current
+";
+
+/// A node claims a partition: the next generation, and the node as owner, in one step.
+/// KEYS: partition. ARGV: node. Returns the generation.
+const CLAIM: &str = r"
+local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'node', ARGV[1])
+return generation
 ";
 
 /// Records a heartbeat against the server's clock and drops entries expired for an hour.
@@ -124,6 +132,7 @@ pub struct RedisRegistry {
     remove: Script,
     reap_one: Script,
     heartbeat: Script,
+    claim: Script,
     live: Script,
 }
 
@@ -142,6 +151,7 @@ impl RedisRegistry {
             remove: Script::new(REMOVE),
             reap_one: Script::new(REAP_ONE),
             heartbeat: Script::new(HEARTBEAT),
+            claim: Script::new(CLAIM),
             live: Script::new(LIVE),
         })
     }
@@ -160,6 +170,10 @@ impl RedisRegistry {
 
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.namespace)
+    }
+
+    fn partition_key(&self, partition: u32) -> String {
+        format!("{}:partition:{partition}", self.namespace)
     }
 
     fn live_key(&self) -> String {
@@ -269,9 +283,16 @@ impl Registry for RedisRegistry {
         Ok(reaped)
     }
 
-    async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError> {
+    async fn claim_partition(&self, partition: u32, node: &str) -> Result<u64, StoreError> {
         let mut connection = self.connection();
-        connection.incr(format!("{}:partition:{partition}:claims", self.namespace), 1u64).await.map_err(redis_error)
+        self.claim.key(self.partition_key(partition)).arg(node).invoke_async(&mut connection).await.map_err(redis_error)
+    }
+
+    async fn partition_owner(&self, partition: u32) -> Result<Option<(String, u64)>, StoreError> {
+        let mut connection = self.connection();
+        let (generation, node): (Option<u64>, Option<String>) =
+            redis::cmd("HMGET").arg(self.partition_key(partition)).arg("generation").arg("node").query_async(&mut connection).await.map_err(redis_error)?;
+        Ok(generation.zip(node).map(|(generation, node)| (node, generation)))
     }
 }
 

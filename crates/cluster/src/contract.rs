@@ -564,10 +564,14 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
     assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new(), "a reaped node holds nothing");
     assert_eq!(registry.reap(&edge2).await.expect("reap"), Vec::new(), "reaping twice is harmless");
 
-    let first = registry.claim_partition(7).await.expect("claim");
-    let second = registry.claim_partition(7).await.expect("claim");
+    // Partitions are not prefixed: earlier runs on the same database may have claimed them.
+    let (node_a, node_b) = (format!("{prefix}-session-a"), format!("{prefix}-session-b"));
+    let first = registry.claim_partition(7, &node_a).await.expect("claim");
+    let second = registry.claim_partition(7, &node_b).await.expect("claim");
     assert!(second > first && first > 0, "claims of a partition increase: {first}, {second}");
-    assert!(registry.claim_partition(8).await.expect("claim") > 0);
+    assert_eq!(registry.partition_owner(7).await.expect("owner"), Some((node_b.clone(), second)), "the latest claim owns it");
+    assert!(registry.claim_partition(8, &node_a).await.expect("claim") > 0);
+    assert_eq!(registry.partition_owner(8).await.expect("owner").map(|(node, _)| node), Some(node_a));
 
     assert_eq!(registry.remove_resource(&alice, "phone", 1, 3).await.expect("remove"), Fenced::Applied);
     assert_eq!(registry.resources(&alice).await.expect("resources"), Vec::new());

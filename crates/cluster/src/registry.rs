@@ -72,9 +72,14 @@ pub trait Registry: Send + Sync + 'static {
     /// announce the resources as gone. Not fenced: a dead node's routes are wrong whoever wrote them.
     async fn reap(&self, node: &str) -> Result<Vec<(String, ResourceRoute)>, StoreError>;
 
-    /// A new owner of `partition` takes it over: returns a generation greater than any handed
-    /// out for that partition before, for the owner to write its users' routes with.
-    async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError>;
+    /// Session node `node` takes `partition` over: returns a generation greater than any handed
+    /// out for that partition before, for the owner to write its users' routes with, and records
+    /// `node` as the partition's owner.
+    async fn claim_partition(&self, partition: u32, node: &str) -> Result<u64, StoreError>;
+
+    /// The session node that claimed `partition` last, and the generation it got: with
+    /// [`partition_of`](crate::bus::partition_of), which node serves a user.
+    async fn partition_owner(&self, partition: u32) -> Result<Option<(String, u64)>, StoreError>;
 }
 
 /// The registry of a single process: a map under a lock.
@@ -88,7 +93,8 @@ struct MemoryState {
     routes: HashMap<String, Vec<ResourceRoute>>,
     generations: HashMap<String, u64>,
     heartbeats: HashMap<String, Instant>,
-    claims: HashMap<u32, u64>,
+    /// Per partition: the latest generation and the node that claimed it.
+    claims: HashMap<u32, (u64, String)>,
 }
 
 impl MemoryState {
@@ -180,17 +186,27 @@ impl Registry for MemoryRegistry {
         Ok(reaped)
     }
 
-    async fn claim_partition(&self, partition: u32) -> Result<u64, StoreError> {
+    async fn claim_partition(&self, partition: u32, node: &str) -> Result<u64, StoreError> {
         let mut state = self.state();
         let claim = state.claims.entry(partition).or_default();
-        *claim += 1;
-        Ok(*claim)
+        claim.0 += 1;
+        node.clone_into(&mut claim.1);
+        Ok(claim.0)
+    }
+
+    async fn partition_owner(&self, partition: u32) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self.state().claims.get(&partition).map(|(generation, node)| (node.clone(), *generation)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unclaimed_partition_has_no_owner() {
+        assert_eq!(MemoryRegistry::default().partition_owner(3).await.expect("owner"), None);
+    }
 
     #[tokio::test]
     async fn memory_registry_passes_the_contract() {

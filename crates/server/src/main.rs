@@ -35,6 +35,12 @@ enum Command {
     /// Database schema.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Where a user is in a cluster (from the registry in Redis): the owner partition, the session
+    /// node serving it and each bound resource's edge, connection, priority and presence.
+    Where {
+        /// Localpart (`alice`) or bare JID on this server's domain.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -57,5 +63,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::User(command) => users::run(&config, command),
         Command::Db(DbCommand::Migrate) => store::migrate(&config),
+        Command::Where { user } => serve::locate(&config, &users::account(&config, &user)?),
     }
 }

@@ -182,6 +182,28 @@ fn node_id(cluster: &ClusterSection) -> String {
     }
 }
 
+/// `starling where USER`: prints the user's partition, its owner and its routes.
+pub fn locate(config: &Config, user: &Jid) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let registry = connect_registry(&config.cluster).await?;
+        let partition = starling_cluster::bus::partition_of(user.as_str(), config.cluster.partitions);
+        match registry.partition_owner(partition).await? {
+            Some((node, generation)) => println!("{user}: partition {partition}, served by session node {node} (generation {generation})"),
+            None => println!("{user}: partition {partition}, not claimed by any session node"),
+        }
+        let routes = registry.resources(user.as_str()).await?;
+        if routes.is_empty() {
+            println!("  no bound resource");
+        }
+        for route in routes {
+            let presence = route.presence.as_deref().map_or("unavailable".to_owned(), |stanza| format!("available: {stanza}"));
+            println!("  /{} on edge {} connection {} priority {} {presence}", route.resource, route.node, route.connection, route.priority);
+        }
+        Ok(())
+    })
+}
+
 async fn connect_registry(cluster: &ClusterSection) -> anyhow::Result<Arc<dyn Registry>> {
     let url = &cluster.redis_url;
     Ok(Arc::new(RedisRegistry::connect(url, &cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?))

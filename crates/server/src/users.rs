@@ -40,7 +40,8 @@ pub enum UserCommand {
     List,
 }
 
-fn account(config: &Config, user: &str) -> anyhow::Result<Jid> {
+/// The bare JID of `user` (a localpart or a bare JID) on this server's domain.
+pub fn account(config: &Config, user: &str) -> anyhow::Result<Jid> {
     let jid = if user.contains('@') {
         Jid::new(user)?
     } else {

@@ -126,7 +126,7 @@ impl ClusterSide {
     /// users win over any earlier owner's, and refuses ownership of a partition it cannot claim.
     async fn claim(&self, partitions: &[u32]) {
         for &partition in partitions {
-            match self.registry.claim_partition(partition).await {
+            match self.registry.claim_partition(partition, self.origin.node()).await {
                 Ok(generation) => {
                     self.generations[partition as usize].store(generation, Ordering::Release);
                     self.set_owned(&[partition], true);
