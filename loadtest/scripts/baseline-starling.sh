@@ -2,7 +2,8 @@
 # Starling's single-node baseline on one machine: server pinned to CPU 0, harness to CPU 1.
 #   loadtest/scripts/baseline-starling.sh [SESSIONS]   (default 18000: both processes stay under
 #   this machine's 20,000-descriptor limit). Results: $OUT/*.json and a summary on stdout.
-#   STAGES="connect chat" (default) picks what runs; the archive is on, as by default.
+#   STAGES="connect chat" (default) picks what runs ("mam" adds archive queries at MAM_RATE, default
+#   1000/s); the archive is on, as by default.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SESSIONS=${1:-18000}
@@ -53,6 +54,12 @@ if [[ " $STAGES " == *" chat "* ]]; then
   echo "== chat at half of saturation ($RATE msg/s)"
   start_server
   $LT chat $COMMON --pairs 100 --rate "$RATE" --duration 20 --server-pid "$server_pid" --json-out "$OUT/chat-half.json"
+  stop_server
+fi
+if [[ " $STAGES " == *" mam "* ]]; then
+  echo "== archive queries: newest page of 50 at ${MAM_RATE:=1000} queries/s (needs 1,000 accounts)"
+  start_server
+  $LT mam $COMMON --users 1000 --seed-messages 50 --page 50 --rate "$MAM_RATE" --duration 15 --server-pid "$server_pid" --json-out "$OUT/mam-$MAM_RATE.json"
   stop_server
 fi
 echo "results in $OUT"
