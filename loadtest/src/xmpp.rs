@@ -16,6 +16,7 @@ use rustls::pki_types::ServerName;
 use starling_xml::{Element, FrameError, Limits, RawElement, StreamEvent, StreamReader, escape_attr, escape_text};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio_rustls::TlsConnector;
 
 use crate::cli::Mechanism;
@@ -366,6 +367,58 @@ async fn expect_features<R: AsyncRead + Unpin>(reader: &mut StreamReader<R>) -> 
         return Err(LoginError::Unexpected(format!("<{}/> instead of stream features", element.name)));
     }
     tree(&element)
+}
+
+/// The next element of a session's stream during a run; `None` once `shutdown` is set or the stream
+/// ended, after telling `failed` why it ended (kind, message). Stream errors are elements here: each
+/// scenario reports them itself.
+pub async fn next_in_run(reader: &mut Reader, shutdown: &mut watch::Receiver<bool>, failed: impl FnOnce(String, String)) -> Option<RawElement> {
+    loop {
+        if *shutdown.borrow() {
+            return None;
+        }
+        let event = tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+                continue;
+            }
+            // Dropping this read mid-element on shutdown is fine: the stream is not read again.
+            event = reader.next() => event,
+        };
+        let (kind, message) = match event {
+            Ok(StreamEvent::Element(element)) => return Some(element),
+            Ok(StreamEvent::Close) => ("stream-closed".to_owned(), "server closed the stream".to_owned()),
+            Ok(StreamEvent::Open(_)) => ("unexpected".to_owned(), "second stream header".to_owned()),
+            Err(failure) => {
+                let failure = LoginError::from(failure);
+                (failure.kind(), failure.to_string())
+            }
+        };
+        failed(kind, message);
+        return None;
+    }
+}
+
+/// What a run's reader does with an element its scenario does not measure: answers the server's
+/// IQs and reports a stream error. `false` when the stream is over (after telling `failed` why).
+pub async fn handle_other(writer: &AsyncMutex<Writer>, element: &RawElement, failed: impl FnOnce(String, String)) -> bool {
+    match element.name.as_str() {
+        "iq" => match answer_iq(&mut *writer.lock().await, element).await {
+            Ok(()) => true,
+            Err(failure) => {
+                failed(format!("io:{}", io_kind(&failure)), failure.to_string());
+                false
+            }
+        },
+        "error" if element.ns == NS_STREAMS => {
+            let condition = stream_error_condition(element);
+            failed(format!("stream-error:{condition}"), format!("stream error {condition}"));
+            false
+        }
+        _ => true,
+    }
 }
 
 /// The next top-level element; a stream error or the end of the stream is an error.

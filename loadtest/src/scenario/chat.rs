@@ -15,25 +15,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use starling_xml::{StreamEvent, escape_attr};
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc, watch};
+use starling_xml::escape_attr;
+use tokio::sync::{Mutex as AsyncMutex, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::ChatArgs;
-use crate::logins::{LoginReport, Setup, login_many, print_errors};
+use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
 use crate::report::{RunInfo, Usage, Window, write_json};
 use crate::stats::{ErrorTally, Latency, LatencySummary, ms, per_second};
 use crate::timeseries::{Point, Series};
-use crate::xmpp::{self, LoginError, NS_STREAMS, Reader, Session, Writer, io_kind};
+use crate::xmpp::{self, Reader, Session, Writer, io_kind};
 
 const MARKER: &[u8] = b"starling-lt ";
 /// Most messages written in one batch (one TLS write): bounds the buffer and a burst's size.
 const MAX_BATCH: u64 = 64;
 /// Time between the last login and the first message, for presence echoes and the like to pass.
 const SETTLE: Duration = Duration::from_millis(300);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize)]
 struct ChatReport {
@@ -169,18 +168,9 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let setup = Setup::new(&common).await?;
     let run = RunInfo::new("chat", setup.server().to_string());
 
-    let (session_tx, mut session_rx) = mpsc::unbounded_channel();
-    let (logins, mut login_tasks) = login_many(&setup, 0..2 * pairs, move |index, session| {
-        let session_tx = session_tx.clone();
-        async move {
-            let _ = session_tx.send((index, session));
-        }
-    })
-    .await;
-    while login_tasks.join_next().await.is_some() {}
-    logins.print();
+    let (logins, logged_in) = super::log_in_all(&setup, 0..2 * pairs).await;
     let mut sessions: Vec<Option<Session>> = (0..2 * pairs).map(|_| None).collect();
-    while let Ok((index, session)) = session_rx.try_recv() {
+    for (index, session) in logged_in {
         if let Some(slot) = usize::try_from(index).ok().and_then(|i| sessions.get_mut(i)) {
             *slot = Some(session);
         }
@@ -191,7 +181,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         match (a, b) {
             (Some(sender), Some(receiver)) => active.push((sender, receiver)),
             (Some(mut alone), None) | (None, Some(mut alone)) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, xmpp::close(&mut alone.writer)).await;
+                let _ = tokio::time::timeout(super::CLOSE_TIMEOUT, xmpp::close(&mut alone.writer)).await;
             }
             (None, None) => {}
         }
@@ -290,7 +280,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let mut series = Series::default();
     let mut from_schedule = Latency::new();
     let (mut received, mut out_of_order, mut misrouted, mut stale) = (0u64, 0u64, 0u64, 0u64);
-    let joined = tokio::time::timeout(CLOSE_TIMEOUT, async {
+    let joined = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
         while let Some(result) = receivers.join_next().await {
             match result {
                 Ok(r) => {
@@ -312,13 +302,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         receivers.abort_all();
         watchers.abort_all();
     }
-    let mut closing = JoinSet::new();
-    for writer in writers {
-        closing.spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move { xmpp::close(&mut *writer.lock().await).await }).await;
-        });
-    }
-    while closing.join_next().await.is_some() {}
+    super::close_all(writers).await;
 
     let mut lag = Latency::new();
     for r in &sent_results {
@@ -541,36 +525,7 @@ async fn read_loop(
     let mut expected = 0u64;
     let role = if pair.is_some() { "receiver" } else { "sender" };
     let error = |kind: String, message: String| shared.error(format!("{role}:{kind}"), || message);
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let event = tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                continue;
-            }
-            // Dropping this read mid-element on shutdown is fine: the stream is not read again.
-            event = reader.next() => event,
-        };
-        let element = match event {
-            Ok(StreamEvent::Element(element)) => element,
-            Ok(StreamEvent::Close) => {
-                error("stream-closed".into(), "server closed the stream".into());
-                break;
-            }
-            Ok(StreamEvent::Open(_)) => {
-                error("unexpected".into(), "second stream header".into());
-                break;
-            }
-            Err(failure) => {
-                let failure = LoginError::from(failure);
-                error(failure.kind(), failure.to_string());
-                break;
-            }
-        };
+    while let Some(element) = xmpp::next_in_run(&mut reader, &mut shutdown, &error).await {
         match element.name.as_str() {
             "message" if element.attr("type") == Some("error") => {
                 shared.bounced.fetch_add(1, Ordering::Relaxed);
@@ -601,19 +556,11 @@ async fn read_loop(
                     window.add_permits(1);
                 }
             }
-            "iq" => {
-                let mut writer = writer.lock().await;
-                if let Err(failure) = xmpp::answer_iq(&mut *writer, &element).await {
-                    error(format!("io:{}", io_kind(&failure)), failure.to_string());
+            _ => {
+                if !xmpp::handle_other(&writer, &element, &error).await {
                     break;
                 }
             }
-            "error" if element.ns == NS_STREAMS => {
-                let condition = xmpp::stream_error_condition(&element);
-                error(format!("stream-error:{condition}"), format!("stream error {condition}"));
-                break;
-            }
-            _ => {}
         }
     }
     result

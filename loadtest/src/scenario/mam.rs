@@ -16,21 +16,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use starling_xml::{StreamEvent, escape_attr};
+use starling_xml::escape_attr;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::MamArgs;
-use crate::logins::{LoginReport, Setup, login_many, print_errors};
+use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
 use crate::report::{RunInfo, Usage, Window, write_json};
 use crate::stats::{ErrorTally, Latency, LatencySummary, per_second};
-use crate::xmpp::{self, LoginError, NS_STREAMS, Reader, Writer, io_kind};
+use crate::xmpp::{self, Reader, Writer, io_kind};
 
 const NS_MAM: &str = "urn:xmpp:mam:2";
 const SETTLE: Duration = Duration::from_millis(300);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Query ids are `mam-N`, seed pings `seed-N`.
 const QUERY_ID: &str = "mam-";
 
@@ -115,21 +114,7 @@ pub async fn run(args: MamArgs) -> anyhow::Result<()> {
     }
     let setup = Setup::new(&common).await?;
     let run = RunInfo::new("mam", setup.server().to_string());
-    let (session_tx, mut session_rx) = mpsc::unbounded_channel();
-    let (logins, mut login_tasks) = login_many(&setup, 0..n, move |index, session| {
-        let session_tx = session_tx.clone();
-        async move {
-            let _ = session_tx.send((index, session));
-        }
-    })
-    .await;
-    while login_tasks.join_next().await.is_some() {}
-    logins.print();
-    let mut sessions = Vec::new();
-    while let Ok(session) = session_rx.try_recv() {
-        sessions.push(session);
-    }
-    sessions.sort_by_key(|(index, _)| *index);
+    let (logins, sessions) = super::log_in_all(&setup, 0..n).await;
     if sessions.is_empty() {
         anyhow::bail!("no user logged in");
     }
@@ -211,7 +196,7 @@ pub async fn run(args: MamArgs) -> anyhow::Result<()> {
     let usage = window.finish();
     let _ = shutdown_tx.send(true);
     let mut latency = Latency::new();
-    let joined = tokio::time::timeout(CLOSE_TIMEOUT, async {
+    let joined = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
         while let Some(result) = readers.join_next().await {
             match result {
                 Ok(own) => latency.merge(&own),
@@ -223,13 +208,7 @@ pub async fn run(args: MamArgs) -> anyhow::Result<()> {
     if joined.is_err() {
         readers.abort_all();
     }
-    let mut closing = JoinSet::new();
-    for (_, writer, _) in users {
-        closing.spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move { xmpp::close(&mut *writer.lock().await).await }).await;
-        });
-    }
-    while closing.join_next().await.is_some() {}
+    super::close_all(users.into_iter().map(|(_, writer, _)| writer)).await;
 
     let (answered, refused, results) = (shared.answered.load(Ordering::Relaxed), shared.refused.load(Ordering::Relaxed), shared.results.load(Ordering::Relaxed));
     let mam = MamResults {
@@ -310,32 +289,7 @@ async fn read_loop(
     let mut latency = Latency::new();
     let seed_id = format!("seed-{index}");
     let error = |kind: String, message: String| shared.error(kind, || message);
-    loop {
-        let event = tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    break;
-                }
-                continue;
-            }
-            event = reader.next() => event,
-        };
-        let element = match event {
-            Ok(StreamEvent::Element(element)) => element,
-            Ok(StreamEvent::Close) => {
-                error("stream-closed".into(), "server closed the stream".into());
-                break;
-            }
-            Ok(StreamEvent::Open(_)) => {
-                error("unexpected".into(), "second stream header".into());
-                break;
-            }
-            Err(failure) => {
-                let failure = LoginError::from(failure);
-                error(failure.kind(), failure.to_string());
-                break;
-            }
-        };
+    while let Some(element) = xmpp::next_in_run(&mut reader, &mut shutdown, &error).await {
         match element.name.as_str() {
             "message" if contains(&element.bytes, NS_MAM.as_bytes()) => {
                 shared.results.fetch_add(1, Ordering::Relaxed);
@@ -354,18 +308,11 @@ async fn read_loop(
                     error("query:error".into(), String::from_utf8_lossy(&element.bytes).into_owned());
                 }
             }
-            "iq" => {
-                if let Err(failure) = xmpp::answer_iq(&mut *writer.lock().await, &element).await {
-                    error(format!("io:{}", io_kind(&failure)), failure.to_string());
+            _ => {
+                if !xmpp::handle_other(&writer, &element, &error).await {
                     break;
                 }
             }
-            "error" if element.ns == NS_STREAMS => {
-                let condition = xmpp::stream_error_condition(&element);
-                error(format!("stream-error:{condition}"), format!("stream error {condition}"));
-                break;
-            }
-            _ => {}
         }
     }
     latency

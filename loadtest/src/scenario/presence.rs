@@ -17,22 +17,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use starling_xml::{StreamEvent, escape_attr};
-use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
+use starling_xml::escape_attr;
+use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::PresenceArgs;
-use crate::logins::{LoginReport, Setup, login_many, print_errors};
+use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
 use crate::report::{RunInfo, Usage, Window, write_json};
 use crate::stats::{ErrorTally, Latency, LatencySummary, per_second};
 use crate::timeseries::{Point, Series};
-use crate::xmpp::{self, LoginError, NS_STREAMS, Reader, Session, Writer, io_kind};
+use crate::xmpp::{self, NS_STREAMS, Reader, Session, Writer, io_kind};
 
 const MARKER: &str = "starling-lt ";
 const SETTLE: Duration = Duration::from_millis(500);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const NS_ROSTER: &str = "jabber:iq:roster";
 
 #[derive(Debug, Serialize)]
@@ -159,20 +158,8 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let setup = Setup::new(&common).await?;
     let run = RunInfo::new("presence", setup.server().to_string());
 
-    let (session_tx, mut session_rx) = mpsc::unbounded_channel();
-    let (logins, mut login_tasks) = login_many(&setup, 0..n, move |index, session| {
-        let session_tx = session_tx.clone();
-        async move {
-            let _ = session_tx.send((index, session));
-        }
-    })
-    .await;
-    while login_tasks.join_next().await.is_some() {}
-    logins.print();
-    let mut sessions: HashMap<u64, Session> = HashMap::new();
-    while let Ok((index, session)) = session_rx.try_recv() {
-        sessions.insert(index, session);
-    }
+    let (logins, logged_in) = super::log_in_all(&setup, 0..n).await;
+    let mut sessions: HashMap<u64, Session> = logged_in.into_iter().collect();
     if sessions.len() < 2 {
         anyhow::bail!("fewer than two users logged in");
     }
@@ -305,7 +292,7 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let usage = window.finish();
     let _ = shutdown_tx.send(true);
     let mut total = ReaderResult::default();
-    let joined = tokio::time::timeout(CLOSE_TIMEOUT, async {
+    let joined = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
         while let Some(result) = readers.join_next().await {
             match result {
                 Ok(r) => {
@@ -324,13 +311,7 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     if joined.is_err() {
         readers.abort_all();
     }
-    let mut closing = JoinSet::new();
-    for (_, writer) in writers {
-        closing.spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move { xmpp::close(&mut *writer.lock().await).await }).await;
-        });
-    }
-    while closing.join_next().await.is_some() {}
+    super::close_all(writers.into_iter().map(|(_, writer)| writer)).await;
 
     let last = Duration::from_nanos(shared.last_received.load(Ordering::Relaxed));
     let elapsed = last.saturating_sub(start - origin);
@@ -436,33 +417,7 @@ async fn read_loop(
     let mut acked: HashSet<String> = HashSet::new();
     let mut complete = false;
     let error = |kind: String, message: String| shared.error(kind, || message);
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let event = tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() { break; }
-                continue;
-            }
-            event = reader.next() => event,
-        };
-        let element = match event {
-            Ok(StreamEvent::Element(element)) => element,
-            Ok(StreamEvent::Close) => {
-                error("stream-closed".into(), "server closed the stream".into());
-                break;
-            }
-            Ok(StreamEvent::Open(_)) => {
-                error("unexpected".into(), "second stream header".into());
-                break;
-            }
-            Err(failure) => {
-                let failure = LoginError::from(failure);
-                error(failure.kind(), failure.to_string());
-                break;
-            }
-        };
+    while let Some(element) = xmpp::next_in_run(&mut reader, &mut shutdown, &error).await {
         let from = element.attr("from").map(bare);
         let from_index = from.as_ref().and_then(|f| index_of.get(f).copied());
         let mut reply: Option<Vec<u8>> = None;
