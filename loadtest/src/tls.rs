@@ -1,18 +1,20 @@
-//! TLS client configuration. Test servers run with self-signed certificates, so the certificate is
-//! not checked (the handshake signatures still are: the cost measured is a real handshake's).
+//! TLS client configuration. Test servers run with self-signed certificates, so neither the
+//! certificate nor the server's handshake signature is checked: the server still signs every
+//! handshake (its cost is what is measured), and verifying that signature was ~15 % of the
+//! harness's CPU in a login storm, where the harness, not the server, was the limit.
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 /// ALPN protocol of XMPP client connections over direct TLS (XEP-0368).
 const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 
-/// Accepts any server certificate. Never use this outside load tests.
+/// Accepts any server certificate and handshake signature. Never use this outside load tests.
 #[derive(Debug)]
 struct AcceptAnyCertificate(Arc<CryptoProvider>);
 
@@ -30,20 +32,20 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        Ok(HandshakeSignatureValid::assertion())
     }
 
     fn verify_tls13_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        Ok(HandshakeSignatureValid::assertion())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -99,13 +99,17 @@ impl EmbeddedStore {
         })
     }
 
-    /// Runs `op` in a read transaction on the blocking pool.
+    /// Runs `op` in a read transaction on the calling task. Reads never wait for a writer (redb's
+    /// MVCC) and hit pages that are almost always cached, so one takes microseconds; handing it to
+    /// the blocking pool cost two thread switches per read, which made up a measurable share of a
+    /// login's CPU (`docs/benchmarks.md`, login profile).
     async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
     {
-        self.blocking(move |db| op(&db.begin_read()?)).await
+        let txn = self.db.begin_read().map_err(|error| store_error(error.into()))?;
+        op(&txn).map_err(store_error)
     }
 
     /// Runs `op` in a write transaction on the blocking pool and commits it if `op` succeeds; an
