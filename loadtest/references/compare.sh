@@ -24,7 +24,7 @@ source "$HERE/common.sh"
 # --- Starling (as in loadtest/scripts/baseline-starling.sh) ---
 SW=$REF_DIR/starling
 starling_provision() {
-  rm -rf "$SW/data"; mkdir -p "$SW"
+  rm -rf "$SW/data"; mkdir -p "$SW"; ensure_cert
   cat > "$SW/conf.toml" <<TOML
 [server]
 domain = "localhost"
@@ -34,6 +34,9 @@ starttls_listen = ["127.0.0.1:35222"]
 ping_idle_seconds = 600
 [admin]
 listen = "127.0.0.1:35280"
+[tls]
+cert_file = "$REF_DIR/cert.pem"
+key_file = "$REF_DIR/key.pem"
 TOML
   "$BIN/starling" -c "$SW/conf.toml" user add-bulk --prefix user --count "$1" --password secret
 }
