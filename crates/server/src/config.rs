@@ -96,6 +96,8 @@ pub struct ArchiveSection {
     pub batch: usize,
     /// Milliseconds a sender waits for queue room before its message is refused.
     pub submit_timeout_ms: u64,
+    /// Milliseconds a small batch waits for more messages before it is written (group commit).
+    pub linger_ms: u64,
     /// Page size when a query gives no `<max/>`.
     pub default_page: usize,
     /// Largest page served.
@@ -120,6 +122,7 @@ impl Default for ArchiveSection {
             queue: 16_384,
             batch: 4096,
             submit_timeout_ms: 5000,
+            linger_ms: 5,
             default_page: 50,
             max_page: 250,
         }

@@ -40,6 +40,7 @@ fn archive_config(section: &crate::config::ArchiveSection) -> ArchiveConfig {
             queue: section.queue,
             batch: section.batch,
             submit_timeout: Duration::from_millis(section.submit_timeout_ms),
+            linger: Duration::from_millis(section.linger_ms),
         },
         default_page: section.default_page,
         max_page: section.max_page,

@@ -29,11 +29,16 @@ pub struct ArchiveWriterConfig {
     pub batch: usize,
     /// How long a caller waits for room (or a flush for its turn) before giving up.
     pub submit_timeout: Duration,
+    /// How long a batch smaller than `batch` waits for more entries before it is stored (group
+    /// commit): every store write has a fixed cost (a redb commit rewrites the touched B-tree
+    /// paths and syncs), so under moderate load many small writes cost far more CPU than a few
+    /// larger ones. Deliveries never wait for it; a flush (MAM query) cuts it short.
+    pub linger: Duration,
 }
 
 impl Default for ArchiveWriterConfig {
     fn default() -> Self {
-        ArchiveWriterConfig { queue: 16_384, batch: 4096, submit_timeout: Duration::from_secs(5) }
+        ArchiveWriterConfig { queue: 16_384, batch: 4096, submit_timeout: Duration::from_secs(5), linger: Duration::from_millis(5) }
     }
 }
 
@@ -58,7 +63,7 @@ impl ArchiveWriter {
     /// and the queue is drained.
     pub fn start(archive: Arc<dyn Archive>, config: &ArchiveWriterConfig, metrics: Arc<Metrics>) -> ArchiveWriter {
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
-        tokio::spawn(write_loop(archive, jobs, config.batch.max(1), metrics.clone()));
+        tokio::spawn(write_loop(archive, jobs, config.batch.max(1), config.linger, metrics.clone()));
         ArchiveWriter { queue, submit_timeout: config.submit_timeout, metrics }
     }
 
@@ -93,12 +98,15 @@ impl ArchiveWriter {
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
-async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, batch_size: usize, metrics: Arc<Metrics>) {
+async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, batch_size: usize, linger: Duration, metrics: Arc<Metrics>) {
     let mut taken = Vec::with_capacity(batch_size);
     let mut batch = Vec::with_capacity(batch_size);
     let mut holds = Vec::new();
     let mut flushes = Vec::new();
     while jobs.recv_many(&mut taken, batch_size).await > 0 {
+        if !linger.is_zero() {
+            gather(&mut jobs, &mut taken, batch_size, linger).await;
+        }
         for job in taken.drain(..) {
             match job {
                 Job::Append(entry, hold) => {
@@ -117,6 +125,18 @@ async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, ba
         }
         for done in flushes.drain(..) {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Adds to `taken` what arrives within `linger`, until it holds `batch_size` jobs, a flush, or the
+/// queue closes.
+async fn gather(jobs: &mut mpsc::Receiver<Job>, taken: &mut Vec<Job>, batch_size: usize, linger: Duration) {
+    let deadline = tokio::time::Instant::now() + linger;
+    while taken.len() < batch_size && !taken.iter().any(|job| matches!(job, Job::Flush(_))) {
+        match tokio::time::timeout_at(deadline, jobs.recv_many(taken, batch_size - taken.len())).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
@@ -168,7 +188,7 @@ async fn store_one(archive: &dyn Archive, entry: &ArchiveEntry, metrics: &Metric
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use async_trait::async_trait;
     use starling_cluster::store::{ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
@@ -181,6 +201,7 @@ mod tests {
         inner: Arc<dyn Archive>,
         down: AtomicBool,
         poison: u64,
+        appends: AtomicUsize,
     }
 
     #[async_trait]
@@ -189,6 +210,7 @@ mod tests {
             if self.down.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("switched off by the test".into()));
             }
+            self.appends.fetch_add(1, Ordering::SeqCst);
             if entries.iter().any(|e| e.message.id == self.poison) {
                 return Err(StoreError::Corrupt("poisoned entry".into()));
             }
@@ -221,11 +243,36 @@ mod tests {
     }
 
     fn setup(dir: &tempfile::TempDir, poison: u64) -> (Arc<Faulty>, ArchiveWriter) {
+        let config = ArchiveWriterConfig { queue: 4, batch: 2, submit_timeout: Duration::from_millis(200), linger: Duration::from_millis(5) };
+        setup_with(dir, poison, &config)
+    }
+
+    fn setup_with(dir: &tempfile::TempDir, poison: u64, config: &ArchiveWriterConfig) -> (Arc<Faulty>, ArchiveWriter) {
         let store = starling_store_embedded::EmbeddedStore::open(dir.path()).expect("open");
-        let faulty = Arc::new(Faulty { inner: store.archive, down: AtomicBool::new(false), poison });
-        let config = ArchiveWriterConfig { queue: 4, batch: 2, submit_timeout: Duration::from_millis(200) };
-        let writer = ArchiveWriter::start(faulty.clone(), &config, Metrics::global());
+        let faulty = Arc::new(Faulty { inner: store.archive, down: AtomicBool::new(false), poison, appends: AtomicUsize::new(0) });
+        let writer = ArchiveWriter::start(faulty.clone(), config, Metrics::global());
         (faulty, writer)
+    }
+
+    #[tokio::test]
+    async fn entries_arriving_within_the_linger_are_stored_together_and_a_flush_cuts_it_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ArchiveWriterConfig { queue: 100, batch: 100, submit_timeout: Duration::from_secs(5), linger: Duration::from_millis(300) };
+        let (faulty, writer) = setup_with(&dir, 0, &config);
+        for id in 1..=3 {
+            writer.submit(entry(id), None).await.expect("submit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(faulty.appends.load(Ordering::SeqCst), 1, "one store write for the three entries");
+        assert_eq!(stored_ids(faulty.as_ref()).await, [1, 2, 3]);
+
+        let long = ArchiveWriterConfig { linger: Duration::from_secs(30), ..config };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (faulty, writer) = setup_with(&dir, 0, &long);
+        writer.submit(entry(7), None).await.expect("submit");
+        tokio::time::timeout(Duration::from_secs(2), writer.flush()).await.expect("a flush does not wait out the linger").expect("flush");
+        assert_eq!(stored_ids(faulty.as_ref()).await, [7]);
     }
 
     #[tokio::test]
