@@ -3,8 +3,8 @@
 # EDGES edge processes, one harness process per edge holding PER_EDGE sessions each (their own
 # slice of the user space and their own source addresses), then `merge` into one report.
 #   loadtest/scripts/cluster-sessions.sh   (EDGES=3 PER_EDGE=17000 SESSION_NODES=1 HOLD=30 CONCURRENCY=200)
-# Results: $OUT/edge-K.{json,txt}, $OUT/merged.json, $OUT/memory.txt (RSS of every process before
-# and after). The cluster is left running for inspection; `cluster-local.sh down` stops it.
+# Results: $OUT/edge-K.{json,txt}, $OUT/merged.json, $OUT/usage.txt (CPU seconds and RSS of every
+# process before the logins and while the sessions are held). The cluster is left running for inspection; `cluster-local.sh down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
@@ -17,13 +17,24 @@ mkdir -p "$OUT"
 
 loadtest/scripts/cluster-local.sh up "$SESSION_NODES" "$EDGES" $((EDGES * PER_EDGE))
 
-rss() { # label: RSS of every Starling process, in MiB
-  for dir in "$WORK"/session* "$WORK"/edge*; do
-    echo "$1 $(basename "$dir") $(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$dir/pid")/status") MiB"
-  done | tee -a "$OUT/memory.txt"
+# CPU seconds and RSS of every Starling process and of the services (Kafka, Cassandra, Redis).
+usage() { # label
+  local pids=() dir name pid
+  for dir in "$WORK"/session* "$WORK"/edge*; do pids+=("$(basename "$dir"):$(cat "$dir/pid")"); done
+  for name in kafka cassandra redis; do
+    pid=$(cat "/var/cache/starling/state/$name/$name.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && pids+=("$name:$pid")
+  done
+  for entry in "${pids[@]}"; do
+    pid=${entry#*:}
+    [ -r "/proc/$pid/stat" ] || continue
+    awk -v label="$1" -v name="${entry%%:*}" -v tick="$(getconf CLK_TCK)" \
+      'FNR == NR { cpu = ($14 + $15) / tick; next } /VmRSS/ { printf "%s %s cpu_seconds=%.1f rss_mib=%.1f\n", label, name, cpu, $2 / 1024 }' \
+      "/proc/$pid/stat" "/proc/$pid/status"
+  done | tee -a "$OUT/usage.txt"
 }
-: > "$OUT/memory.txt"
-rss before
+: > "$OUT/usage.txt"
+usage before
 
 for k in $(seq 1 "$EDGES"); do
   # Each process logs in its own slice and binds its own source addresses (127.0.k.2-9).
@@ -32,9 +43,18 @@ for k in $(seq 1 "$EDGES"); do
     --hold-seconds "$HOLD" --login-timeout 120 --source-addresses "127.0.$k.2-127.0.$k.9" \
     --server-pid "$(cat "$WORK/edge$k/pid")" --json-out "$OUT/edge-$k.json" > "$OUT/edge-$k.txt" 2>&1 &
 done
-# Measured while every harness process still holds its sessions.
-sleep $((HOLD / 2 + 5))
-rss held
+# Sampled once every harness process has logged in all its sessions (they hold for HOLD seconds).
+open_connections() {
+  local total=0 k n
+  for k in $(seq 1 "$EDGES"); do
+    n=$(curl -s "http://127.0.0.1:$((36290 + k))/metrics" | awk '/^starling_connections_open / { print $2 }')
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+until (( $(open_connections) >= EDGES * PER_EDGE )) || ! jobs -r | grep -q .; do sleep 1; done
+sleep 3
+usage held
 wait
 "$LT" merge "$OUT"/edge-*.json -o "$OUT/merged.json"
 python3 - "$OUT/merged.json" <<'PY'
