@@ -49,6 +49,12 @@ enum DbCommand {
     Migrate,
 }
 
+// mimalloc instead of glibc's allocator: archive batches allocate and free tens of thousands of
+// buffers at once, and glibc's consolidation of them cost ~20 % of chat throughput with archiving
+// (docs/benchmarks.md, "Issue 5: profiles").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     starling_telemetry::init_logging();
     let cli = Cli::parse();

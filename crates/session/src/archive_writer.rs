@@ -38,7 +38,7 @@ pub struct ArchiveWriterConfig {
 
 impl Default for ArchiveWriterConfig {
     fn default() -> Self {
-        ArchiveWriterConfig { queue: 16_384, batch: 4096, submit_timeout: Duration::from_secs(5), linger: Duration::from_millis(5) }
+        ArchiveWriterConfig { queue: 131_072, batch: 16_384, submit_timeout: Duration::from_secs(5), linger: Duration::from_millis(5) }
     }
 }
 
