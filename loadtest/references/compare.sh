@@ -3,15 +3,17 @@
 # harness on CPU 1, a freshly started server for each run.
 #   loadtest/references/compare.sh [SERVERS...]      (default: starling ejabberd prosody)
 # Environment: SESSIONS (connect, default 19000), PAIRS (chat, 100), WINDOW (closed loop, 64),
-#   DURATION (s of chat, 20), CONCURRENCY (logins in flight, 200), OUT (result dir),
-#   REF_DIR (server state, /tmp/starling-refs), SKIP_BUILD=1, SKIP_PROVISION=1.
-# Results: $OUT/<server>-{connect,chat-saturation,chat-half}.json and $OUT/summary.md.
+#   DURATION (s of chat, 20), CONCURRENCY (logins in flight, 200), MAM_RATES (archive queries/s,
+#   "200 1000"), STAGES ("connect chat mam"), OUT (result dir), REF_DIR (server state,
+#   /tmp/starling-refs), SKIP_BUILD=1, SKIP_PROVISION=1.
+# Results: $OUT/<server>-{connect,chat-saturation,chat-half,mam-RATE}.json and $OUT/summary.md.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 export REF_DIR=${REF_DIR:-/tmp/starling-refs}
 SESSIONS=${SESSIONS:-19000}; PAIRS=${PAIRS:-100}; WINDOW=${WINDOW:-64}
 DURATION=${DURATION:-20}; CONCURRENCY=${CONCURRENCY:-200}
+MAM_RATES=${MAM_RATES:-200 1000}; STAGES=${STAGES:-connect chat mam}
 OUT=${OUT:-$REF_DIR/results-$(date -u +%Y%m%dT%H%M%SZ)}
 SERVERS=("$@"); [ ${#SERVERS[@]} -gt 0 ] || SERVERS=(starling ejabberd prosody)
 NACC=$(( SESSIONS > 2 * PAIRS ? SESSIONS : 2 * PAIRS ))
@@ -71,25 +73,38 @@ for S in "${SERVERS[@]}"; do
   for s in starling ejabberd prosody; do stop "$s" 2>/dev/null || true; done
   [ -n "${SKIP_PROVISION:-}" ] || provision "$S"
 
-  echo "== $S: connect $SESSIONS (fresh server)"
-  pid=$(start "$S")
-  "${LT[@]}" connect "${COMMON[@]}" --users "$SESSIONS" --concurrency "$CONCURRENCY" --hold-seconds 20 \
-    --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-connect.json" | tee "$OUT/$S-connect.txt" || true
-  stop "$S"
+  if [[ " $STAGES " == *" connect "* ]]; then
+    echo "== $S: connect $SESSIONS (fresh server)"
+    pid=$(start "$S")
+    "${LT[@]}" connect "${COMMON[@]}" --users "$SESSIONS" --concurrency "$CONCURRENCY" --hold-seconds 20 \
+      --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-connect.json" | tee "$OUT/$S-connect.txt" || true
+    stop "$S"
+  fi
+  if [[ " $STAGES " == *" chat "* ]]; then
+    echo "== $S: chat closed loop, $PAIRS pairs, window $WINDOW (fresh server)"
+    pid=$(start "$S")
+    "${LT[@]}" chat "${COMMON[@]}" --pairs "$PAIRS" --rate 0 --window "$WINDOW" --duration "$DURATION" \
+      --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-chat-saturation.json" | tee "$OUT/$S-chat-saturation.txt" || true
+    stop "$S"
+    RATE=$(python3 -c "import json;print(max(1,int(json.load(open('$OUT/$S-chat-saturation.json'))['chat']['throughput_per_second']/2)))" 2>/dev/null || echo 100)
 
-  echo "== $S: chat closed loop, $PAIRS pairs, window $WINDOW (fresh server)"
-  pid=$(start "$S")
-  "${LT[@]}" chat "${COMMON[@]}" --pairs "$PAIRS" --rate 0 --window "$WINDOW" --duration "$DURATION" \
-    --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-chat-saturation.json" | tee "$OUT/$S-chat-saturation.txt" || true
-  stop "$S"
-  RATE=$(python3 -c "import json;print(max(1,int(json.load(open('$OUT/$S-chat-saturation.json'))['chat']['throughput_per_second']/2)))" 2>/dev/null || echo 100)
-
-  echo "== $S: chat open loop at $RATE msg/s (50 % of saturation, fresh server)"
-  pid=$(start "$S")
-  "${LT[@]}" chat "${COMMON[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" \
-    --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-chat-half.json" | tee "$OUT/$S-chat-half.txt" || true
-  stop "$S"
+    echo "== $S: chat open loop at $RATE msg/s (50 % of saturation, fresh server)"
+    pid=$(start "$S")
+    "${LT[@]}" chat "${COMMON[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" \
+      --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-chat-half.json" | tee "$OUT/$S-chat-half.txt" || true
+    stop "$S"
+  fi
+  if [[ " $STAGES " == *" mam "* ]]; then
+    for R in $MAM_RATES; do
+      # 1,000 users each archive 50 messages to a partner, then query their newest page of 50.
+      echo "== $S: archive queries, newest page of 50 at $R/s (fresh server)"
+      pid=$(start "$S")
+      "${LT[@]}" mam "${COMMON[@]}" --users 1000 --seed-messages 50 --page 50 --rate "$R" --duration 15 \
+        --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-mam-$R.json" | tee "$OUT/$S-mam-$R.txt" || true
+      stop "$S"
+    done
+  fi
 done
 
-python3 "$HERE/summary.py" "$OUT" "${SERVERS[@]}" | tee "$OUT/summary.md"
+MAM_RATES="$MAM_RATES" python3 "$HERE/summary.py" "$OUT" "${SERVERS[@]}" | tee "$OUT/summary.md"
 echo "results in $OUT"
