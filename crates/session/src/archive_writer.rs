@@ -133,7 +133,13 @@ async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, ba
 /// queue closes.
 async fn gather(jobs: &mut mpsc::Receiver<Job>, taken: &mut Vec<Job>, batch_size: usize, linger: Duration) {
     let deadline = tokio::time::Instant::now() + linger;
-    while taken.len() < batch_size && !taken.iter().any(|job| matches!(job, Job::Flush(_))) {
+    let mut checked = 0;
+    while taken.len() < batch_size {
+        // Only what arrived since the last look: entries can trickle in one by one.
+        if taken[checked..].iter().any(|job| matches!(job, Job::Flush(_))) {
+            return;
+        }
+        checked = taken.len();
         match tokio::time::timeout_at(deadline, jobs.recv_many(taken, batch_size - taken.len())).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
