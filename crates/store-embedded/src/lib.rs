@@ -105,36 +105,28 @@ impl EmbeddedStore {
     /// login's CPU (`docs/benchmarks.md`, login profile).
     async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
     where
-        T: Send + 'static,
-        F: FnOnce(&ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, redb::Error>,
     {
         let txn = self.db.begin_read().map_err(|error| store_error(error.into()))?;
         op(&txn).map_err(store_error)
     }
 
-    /// Runs `op` in a write transaction on the blocking pool and commits it if `op` succeeds; an
-    /// error drops (aborts) the transaction, so a failed call changes nothing.
+    /// Runs `op` in a write transaction on the blocking pool (a commit syncs the file) and commits
+    /// it if `op` succeeds; an error drops (aborts) the transaction, so a failed call changes
+    /// nothing.
     async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
     {
-        self.blocking(move |db| {
+        let db = Arc::clone(&self.db);
+        let commit = move || {
             let txn = db.begin_write()?;
             let result = op(&txn)?;
             txn.commit()?;
             Ok(result)
-        })
-        .await
-    }
-
-    async fn blocking<T, F>(&self, op: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        match tokio::task::spawn_blocking(move || op(&db)).await {
+        };
+        match tokio::task::spawn_blocking(commit).await {
             Ok(result) => result.map_err(store_error),
             // A panic is a bug in this crate: let it surface where it would have without the pool.
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
