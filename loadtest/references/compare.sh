@@ -65,6 +65,16 @@ provision() {
 }
 trap 'for s in "${SERVERS[@]}"; do stop "$s" 2>/dev/null || true; done' EXIT
 
+# measure NAME SCENARIO ARGS...: one harness run against a freshly started $S, results in
+# $OUT/$S-NAME.{json,txt}; a failed run leaves its text and the others go on.
+measure() {
+  local name=$1; shift
+  local pid; pid=$(start "$S")
+  "${LT[@]}" "$@" "${COMMON[@]}" --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-$name.json" \
+    | tee "$OUT/$S-$name.txt" || true
+  stop "$S"
+}
+
 for S in "${SERVERS[@]}"; do
   # Mechanism: all three offer SCRAM-SHA-256 in this configuration.
   COMMON=(--host 127.0.0.1 --port "$(port_of "$S")" --domain localhost --password secret
@@ -75,33 +85,20 @@ for S in "${SERVERS[@]}"; do
 
   if [[ " $STAGES " == *" connect "* ]]; then
     echo "== $S: connect $SESSIONS (fresh server)"
-    pid=$(start "$S")
-    "${LT[@]}" connect "${COMMON[@]}" --users "$SESSIONS" --concurrency "$CONCURRENCY" --hold-seconds 20 \
-      --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-connect.json" | tee "$OUT/$S-connect.txt" || true
-    stop "$S"
+    measure connect connect --users "$SESSIONS" --concurrency "$CONCURRENCY" --hold-seconds 20
   fi
   if [[ " $STAGES " == *" chat "* ]]; then
     echo "== $S: chat closed loop, $PAIRS pairs, window $WINDOW (fresh server)"
-    pid=$(start "$S")
-    "${LT[@]}" chat "${COMMON[@]}" --pairs "$PAIRS" --rate 0 --window "$WINDOW" --duration "$DURATION" \
-      --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-chat-saturation.json" | tee "$OUT/$S-chat-saturation.txt" || true
-    stop "$S"
+    measure chat-saturation chat --pairs "$PAIRS" --rate 0 --window "$WINDOW" --duration "$DURATION"
     RATE=$(python3 -c "import json;print(max(1,int(json.load(open('$OUT/$S-chat-saturation.json'))['chat']['throughput_per_second']/2)))" 2>/dev/null || echo 100)
-
     echo "== $S: chat open loop at $RATE msg/s (50 % of saturation, fresh server)"
-    pid=$(start "$S")
-    "${LT[@]}" chat "${COMMON[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" \
-      --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-chat-half.json" | tee "$OUT/$S-chat-half.txt" || true
-    stop "$S"
+    measure chat-half chat --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION"
   fi
   if [[ " $STAGES " == *" mam "* ]]; then
     for R in $MAM_RATES; do
       # 1,000 users each archive 50 messages to a partner, then query their newest page of 50.
       echo "== $S: archive queries, newest page of 50 at $R/s (fresh server)"
-      pid=$(start "$S")
-      "${LT[@]}" mam "${COMMON[@]}" --users 1000 --seed-messages 50 --page 50 --rate "$R" --duration 15 \
-        --login-timeout 60 --server-pid "$pid" --json-out "$OUT/$S-mam-$R.json" | tee "$OUT/$S-mam-$R.txt" || true
-      stop "$S"
+      measure "mam-$R" mam --users 1000 --seed-messages 50 --page 50 --rate "$R" --duration 15
     done
   fi
 done
