@@ -144,8 +144,7 @@ async fn serve_clients(
     edge_config.auth_throttle_window = Duration::from_secs(c2s.auth_throttle_window_seconds);
     edge_config.registration_enabled = config.registration.enabled;
     edge_config.registration_interval = Duration::from_secs(config.registration.interval_seconds);
-    edge_config.caps_ver = starling_session::caps_ver();
-    edge_config.caps_node = starling_session::CAPS_NODE.to_owned();
+    (edge_config.caps_node, edge_config.caps_ver) = starling_session::server_caps(&session_config(config));
     let edge = Edge::new(edge_config, tls, gateway, accounts, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;

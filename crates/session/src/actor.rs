@@ -14,8 +14,10 @@ use starling_cluster::gateway::ClientLink;
 use starling_cluster::hold::Hold;
 use starling_protocol::{Jid, Stanza};
 
-use crate::directory::Services;
-use crate::owner::HOLD;
+use crate::context::{Router, Services};
+use crate::hold::HOLD;
+use crate::pipeline;
+use crate::registry::Modules;
 use crate::state::UserState;
 
 /// Mailbox size of a user actor; a client whose actor is this far behind waits in `submit`.
@@ -24,22 +26,26 @@ const MAILBOX: usize = 256;
 pub(crate) struct UserActor {
     /// `None` only while an async handler runs (it owns the state meanwhile).
     state: Option<Box<UserState>>,
-    services: Arc<Services>,
+    modules: Arc<Modules>,
+    router: Arc<dyn Router>,
+    idle_actor: std::time::Duration,
     pending: Arc<AtomicUsize>,
     /// A retirement check is already scheduled (one timer, however many messages pass).
     retirement_scheduled: bool,
 }
 
 impl UserActor {
-    pub fn new(user: Jid, services: Arc<Services>, pending: Arc<AtomicUsize>) -> UserActor {
-        UserActor { state: Some(Box::new(UserState::new(user, services.clone()))), services, pending, retirement_scheduled: false }
+    pub fn new(user: Jid, services: Arc<Services>, modules: Arc<Modules>, router: Arc<dyn Router>, pending: Arc<AtomicUsize>) -> UserActor {
+        let idle_actor = services.config.idle_actor;
+        let state = Some(Box::new(UserState::new(user, services, router.clone())));
+        UserActor { state, modules, router, idle_actor, pending, retirement_scheduled: false }
     }
 
     /// Runs `work` on the state to completion before the next message, with `hold` (the bus
     /// record the message came from, in a cluster) as the task's [`HOLD`].
     fn run<F, Fut>(&mut self, ctx: &mut Context<Self>, hold: Option<Hold>, work: F)
     where
-        F: FnOnce(Box<UserState>) -> Fut + 'static,
+        F: FnOnce(Box<UserState>, Arc<Modules>) -> Fut + 'static,
         Fut: Future<Output = Box<UserState>> + 'static,
     {
         let Some(state) = self.state.take() else {
@@ -49,10 +55,11 @@ impl UserActor {
         };
         // In a cluster a user's actor may start on a node that just took the user over: it first
         // restores the resources the previous owner recorded.
+        let modules = self.modules.clone();
         let work = HOLD.scope(hold, async move {
             let mut state = state;
             state.restore_routes().await;
-            work(state).await
+            work(state, modules).await
         });
         ctx.wait(work.into_actor(self).map(|state, actor, ctx| {
             let idle = state.is_idle();
@@ -73,15 +80,14 @@ impl UserActor {
             return;
         }
         self.retirement_scheduled = true;
-        ctx.run_later(self.services.config.idle_actor, |actor, ctx| {
+        ctx.run_later(self.idle_actor, |actor, ctx| {
             actor.retirement_scheduled = false;
             let Some(state) = actor.state.as_ref() else { return };
             if !state.is_idle() {
                 return;
             }
-            if state.idle_since().elapsed() >= actor.services.config.idle_actor {
-                let user = state.user().clone();
-                if actor.services.retire(&user, &ctx.address()) {
+            if state.idle_since().elapsed() >= actor.idle_actor {
+                if actor.router.retire(state.user(), &actor.pending) {
                     ctx.stop();
                     return;
                 }
@@ -153,7 +159,7 @@ impl Handler<Bind> for UserActor {
 
     fn handle(&mut self, message: Bind, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, message.hold, move |mut state| async move {
+        self.run(ctx, message.hold, move |mut state, _| async move {
             let index = state.bind(message.jid, message.link, message.edge);
             let _ = message.reply.send(());
             state.publish_route(index).await;
@@ -169,8 +175,8 @@ impl Handler<Unbind> for UserActor {
         if message.counted {
             self.taken();
         }
-        self.run(ctx, message.hold, move |mut state| async move {
-            state.unbind(&message.jid, message.connection_id).await;
+        self.run(ctx, message.hold, move |mut state, modules| async move {
+            pipeline::unbind(&modules, &mut state, &message.jid, message.connection_id).await;
             state
         });
     }
@@ -183,8 +189,8 @@ impl Handler<FromClient> for UserActor {
         if message.counted {
             self.taken();
         }
-        self.run(ctx, message.hold, move |mut state| async move {
-            state.handle_own(message.resource, message.stanza, message.received).await;
+        self.run(ctx, message.hold, move |mut state, modules| async move {
+            pipeline::handle_own(&modules, &mut state, message.resource, message.stanza, message.received).await;
             state
         });
     }
@@ -195,8 +201,8 @@ impl Handler<Inbound> for UserActor {
 
     fn handle(&mut self, message: Inbound, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, message.hold, move |mut state| async move {
-            state.inbound(message.stanza, message.received).await;
+        self.run(ctx, message.hold, move |mut state, modules| async move {
+            pipeline::inbound(&modules, &mut state, message.stanza, message.received).await;
             state
         });
     }
@@ -211,7 +217,7 @@ impl Handler<RepublishRoutes> for UserActor {
     type Result = ();
 
     fn handle(&mut self, _: RepublishRoutes, ctx: &mut Context<Self>) {
-        self.run(ctx, None, move |mut state| async move {
+        self.run(ctx, None, move |mut state, _| async move {
             state.republish_routes().await;
             state
         });

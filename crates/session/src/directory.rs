@@ -1,246 +1,163 @@
-//! Where each user's actor lives, and the gateway the edge binds through.
+//! Where each actor lives: users and local-service entities alike, by bare JID.
 //!
-//! Every delivery to a user goes through [`Directory::deliver`], which holds the shard lock while it
-//! enqueues and counts the message as pending for that actor. An idle actor removes itself only under
-//! the same lock and only with nothing pending, so no message can reach an actor that is stopping and
-//! there is never more than one actor per bare JID.
+//! Every delivery goes through [`Directory::deliver`], which holds the shard lock while it
+//! enqueues and counts the message as pending for that actor. An idle actor removes itself only
+//! under the same lock and only with nothing pending ([`Directory::retire`]), so no message can
+//! reach an actor that is stopping and there is never more than one actor per JID.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use actix::{Actor, Addr, Arbiter, ArbiterHandle};
-use async_trait::async_trait;
-use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError};
-use starling_cluster::store::Store;
+use actix::{Addr, Arbiter, ArbiterHandle};
 use starling_protocol::{Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
 
-use crate::actor::{Bind, FromClient, Inbound, UserActor};
-use crate::archive_writer::ArchiveWriter;
-use crate::owner::ClusterSide;
-use crate::config::SessionConfig;
+use crate::actor::{Inbound, RepublishRoutes, Stop, UserActor};
+use crate::hold::current_hold;
+use crate::service::ServiceActor;
 
 const SHARDS: usize = 64;
 
 /// Messages that may wait for one actor before further deliveries to it are refused.
 pub(crate) const MAX_PENDING: usize = 4096;
 
-/// A live actor and the number of messages enqueued for it but not yet taken.
+/// A live actor of either kind.
 #[derive(Clone)]
-pub(crate) struct Entry {
-    pub addr: Addr<UserActor>,
-    pub pending: Arc<AtomicUsize>,
+pub(crate) enum ActorRef {
+    User(Addr<UserActor>),
+    Service(Addr<ServiceActor>),
 }
 
-/// What every actor shares: configuration, stores, metrics and the directory itself.
-pub(crate) struct Services {
-    pub domain: Jid,
-    pub store: Store,
-    pub config: SessionConfig,
-    pub metrics: Arc<Metrics>,
-    /// `None` when archiving is off.
-    pub archive_writer: Option<ArchiveWriter>,
-    /// Set when this node serves owner partitions of a cluster; unset in one process.
-    pub cluster: OnceLock<Arc<ClusterSide>>,
-    pub started: SystemTime,
+impl ActorRef {
+    fn inbound(&self, message: Inbound) {
+        match self {
+            ActorRef::User(addr) => addr.do_send(message),
+            ActorRef::Service(addr) => addr.do_send(message),
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            ActorRef::User(addr) => addr.do_send(Stop),
+            ActorRef::Service(addr) => addr.do_send(Stop),
+        }
+    }
+}
+
+/// A live actor and the number of messages enqueued for it but not yet taken.
+struct Entry {
+    actor: ActorRef,
+    pending: Arc<AtomicUsize>,
+}
+
+/// Starts an actor on the arbiter given, with its pending counter.
+pub(crate) type Spawn<'a> = &'a dyn Fn(&ArbiterHandle, Arc<AtomicUsize>) -> ActorRef;
+
+pub(crate) struct Directory {
     shards: Vec<Mutex<HashMap<Jid, Entry>>>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
+    metrics: Arc<Metrics>,
 }
 
-impl Services {
-    fn shard_of(&self, user: &Jid) -> usize {
-        self.hasher.hash_one(user) as usize
-    }
-
-    /// Enqueues `stanza` for the user `to.bare()`, starting that user's actor if needed. Presence
-    /// broadcasts to a user without an actor are dropped: no actor means no resource to show them
-    /// to, and starting one per offline contact would make every broadcast cost a store read each.
-    ///
-    /// Refused when the recipient already has [`MAX_PENDING`] messages waiting: its mailbox is the
-    /// one queue a fast sender could otherwise grow without end. The caller answers the sender.
-    ///
-    /// In a cluster, a stanza for a user of a partition another node owns goes onto the bus.
-    pub fn deliver(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
-        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
-        if let Some(cluster) = self.cluster.get()
-            && let Some(partition) = cluster.owner_elsewhere(&to.bare())
-        {
-            return cluster.forward(partition, stanza, received);
+impl Directory {
+    /// Starts `arbiters` threads that host the actors. Must run inside an actix `System`.
+    pub fn new(arbiters: usize, metrics: Arc<Metrics>) -> Directory {
+        Directory {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            arbiters: (0..arbiters.max(1)).map(|_| Arbiter::new().handle()).collect(),
+            hasher: Default::default(),
+            metrics,
         }
-        self.deliver_here(stanza, received)
     }
 
-    /// [`deliver`](Self::deliver) to an actor of this node.
-    pub fn deliver_here(self: &Arc<Self>, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
-        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
-        let user = to.bare();
+    fn hash(&self, jid: &Jid) -> usize {
+        self.hasher.hash_one(jid) as usize
+    }
+
+    fn shard(&self, jid: &Jid) -> MutexGuard<'_, HashMap<Jid, Entry>> {
+        self.shards[self.hash(jid) % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The entry of `jid`, started with `spawn` on the arbiter its hash picks if there is none.
+    fn entry<'s>(&self, shard: &'s mut HashMap<Jid, Entry>, jid: &Jid, spawn: Spawn) -> &'s mut Entry {
+        shard.entry(jid.clone()).or_insert_with(|| {
+            let pending = Arc::new(AtomicUsize::new(0));
+            let arbiter = &self.arbiters[(self.hash(jid) / SHARDS) % self.arbiters.len()];
+            Entry { actor: spawn(arbiter, pending.clone()), pending }
+        })
+    }
+
+    /// Enqueues `stanza` for the actor of `jid` (a bare JID), starting it with `spawn` if needed.
+    /// Presence broadcasts to an entity without an actor are dropped: no actor means no resource
+    /// to show them to, and starting one per offline contact would cost a store read each.
+    ///
+    /// Refused when the actor already has [`MAX_PENDING`] messages waiting: its mailbox is the
+    /// one queue a fast sender could otherwise grow without end. The caller answers the sender.
+    pub fn deliver(&self, jid: &Jid, stanza: Stanza, received: Instant, spawn: Spawn) -> Result<(), Box<Stanza>> {
         let broadcast = stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
-        let mut shard = self.shard(&user);
-        let entry = match shard.get(&user) {
+        let mut shard = self.shard(jid);
+        let entry = match shard.get_mut(jid) {
             Some(entry) => entry,
             None if broadcast => return Ok(()),
-            None => shard.entry(user.clone()).or_insert_with(|| self.spawn(&user)),
+            None => self.entry(&mut shard, jid, spawn),
         };
         if entry.pending.load(Ordering::Acquire) >= MAX_PENDING {
             self.metrics.deliveries_refused.inc();
             return Err(Box::new(stanza));
         }
         entry.pending.fetch_add(1, Ordering::AcqRel);
-        entry.addr.do_send(Inbound { stanza, received, hold: crate::owner::current_hold() });
+        entry.actor.inbound(Inbound { stanza, received, hold: current_hold() });
         Ok(())
     }
 
-    fn shard(&self, user: &Jid) -> std::sync::MutexGuard<'_, HashMap<Jid, Entry>> {
-        self.shards[self.shard_of(user) % SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `send` with the user's actor under the shard lock, counting one pending message.
-    pub fn with_actor<R>(self: &Arc<Self>, user: &Jid, send: impl FnOnce(&Entry) -> R) -> R {
+    /// Runs `send` with the actor of the user `user` under the shard lock, counting one pending
+    /// message; `None` if that JID is held by an actor of another kind.
+    pub fn with_user<R>(&self, user: &Jid, spawn: Spawn, send: impl FnOnce(&Addr<UserActor>) -> R) -> Option<R> {
         let mut shard = self.shard(user);
-        let entry = shard.entry(user.clone()).or_insert_with(|| self.spawn(user));
+        let entry = self.entry(&mut shard, user, spawn);
+        let ActorRef::User(addr) = &entry.actor else { return None };
         entry.pending.fetch_add(1, Ordering::AcqRel);
-        send(entry)
+        Some(send(addr))
     }
 
-    /// Starts the actor of `user` on the arbiter its hash picks.
-    fn spawn(self: &Arc<Self>, user: &Jid) -> Entry {
-        let services = self.clone();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let actor_pending = pending.clone();
-        let owner = user.clone();
-        let arbiter = &self.arbiters[(self.shard_of(user) / SHARDS) % self.arbiters.len()];
-        let addr = UserActor::start_in_arbiter(arbiter, move |_| UserActor::new(owner, services, actor_pending));
-        Entry { addr, pending }
+    /// Removes the actor of `jid` if its counter is `pending` and nothing is pending. Returns
+    /// whether the actor may stop.
+    pub fn retire(&self, jid: &Jid, pending: &Arc<AtomicUsize>) -> bool {
+        let mut shard = self.shard(jid);
+        match shard.get(jid) {
+            Some(entry) if Arc::ptr_eq(&entry.pending, pending) && pending.load(Ordering::Acquire) == 0 => {
+                shard.remove(jid);
+                true
+            }
+            _ => false,
+        }
     }
 
-    /// Stops the actors of every user whose partition (of `partitions` in all) is in `moved`.
-    pub fn stop_partitions(&self, moved: &[u32], partitions: u32) {
+    /// Stops (and forgets) every actor whose JID `moved` selects.
+    pub fn stop_where(&self, moved: impl Fn(&Jid) -> bool) {
         for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            shard.retain(|user, entry| {
-                let keep = !moved.contains(&starling_cluster::bus::partition_of(user.as_str(), partitions));
+            shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|jid, entry| {
+                let keep = !moved(jid);
                 if !keep {
-                    entry.addr.do_send(crate::actor::Stop);
+                    entry.actor.stop();
                 }
                 keep
             });
         }
     }
 
-    /// Asks every actor to record its resources' routes again.
+    /// Asks every user actor to record its resources' routes again.
     pub fn republish_routes(&self) {
         for shard in &self.shards {
             for entry in shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
-                entry.addr.do_send(crate::actor::RepublishRoutes);
+                if let ActorRef::User(addr) = &entry.actor {
+                    addr.do_send(RepublishRoutes);
+                }
             }
         }
-    }
-
-    /// Removes the user's actor if it is `addr` and nothing is pending for it. Returns whether the
-    /// actor may stop.
-    pub fn retire(&self, user: &Jid, addr: &Addr<UserActor>) -> bool {
-        let mut shard = self.shard(user);
-        match shard.get(user) {
-            Some(entry) if entry.addr == *addr && entry.pending.load(Ordering::Acquire) == 0 => {
-                shard.remove(user);
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-/// The in-process session layer. Cheap to clone.
-#[derive(Clone)]
-pub struct SessionLayer {
-    services: Arc<Services>,
-}
-
-impl SessionLayer {
-    /// Starts the arbiters and the archive writer. Must run inside an actix `System` on tokio.
-    pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
-        let arbiters = (0..config.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
-        let archive_writer = config.archive.as_ref().map(|archive| ArchiveWriter::start(store.archive.clone(), &archive.writer, metrics.clone()));
-        let services = Services {
-            domain,
-            store,
-            config,
-            metrics,
-            archive_writer,
-            cluster: OnceLock::new(),
-            started: SystemTime::now(),
-            shards,
-            arbiters,
-            hasher: Default::default(),
-        };
-        SessionLayer { services: Arc::new(services) }
-    }
-
-    /// Makes this node a session node of a cluster: joins the owners' group on `bus` as `node` and
-    /// serves the records of the partitions it is given until the bus fails, recording the
-    /// users' routes in `registry` (from where a next owner restores them). It heartbeats there
-    /// (dead after `node_ttl` of silence) and reaps the resources of edges that stopped.
-    pub async fn serve_owner_partitions(
-        &self,
-        bus: Arc<dyn starling_cluster::bus::Bus>,
-        registry: Arc<dyn starling_cluster::registry::Registry>,
-        node: String,
-        node_ttl: std::time::Duration,
-    ) -> Result<(), starling_cluster::bus::BusError> {
-        self.services.clone().serve_owner_partitions(bus, registry, node, node_ttl).await
-    }
-
-    /// Routes a stanza that did not come from a bound client (e.g. the server itself).
-    pub fn deliver(&self, stanza: Stanza) {
-        let _ = self.services.deliver(stanza, Instant::now());
-    }
-}
-
-#[async_trait]
-impl Gateway for SessionLayer {
-    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
-        let resource = resource.unwrap_or_else(server_chosen_resource);
-        let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
-        let connection_id = link.connection_id;
-        let (reply, bound) = tokio::sync::oneshot::channel();
-        let addr = self.services.with_actor(&user, |entry| {
-            entry.addr.do_send(Bind { jid: jid.clone(), link, edge: None, reply, hold: None });
-            entry.addr.clone()
-        });
-        bound.await.map_err(|_| GatewayError::Closed)?;
-        Ok(Box::new(LocalSession { jid, addr, connection_id }))
-    }
-}
-
-/// A resource bound to a local actor.
-struct LocalSession {
-    jid: Jid,
-    addr: Addr<UserActor>,
-    connection_id: u64,
-}
-
-#[async_trait]
-impl BoundSession for LocalSession {
-    fn jid(&self) -> &Jid {
-        &self.jid
-    }
-
-    async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        let message = FromClient { resource: self.jid.clone(), stanza, received, counted: false, hold: None };
-        // The actor's mailbox is bounded: try first, and only wait (the backpressure) when full.
-        match self.addr.try_send(message) {
-            Ok(()) => Ok(()),
-            Err(actix::dev::SendError::Full(message)) => self.addr.send(message).await.map_err(|_| GatewayError::Closed),
-            Err(actix::dev::SendError::Closed(_)) => Err(GatewayError::Closed),
-        }
-    }
-
-    async fn unbind(self: Box<Self>) {
-        let _ = self.addr.send(crate::actor::Unbind { jid: self.jid, connection_id: self.connection_id, counted: false, hold: None }).await;
     }
 }

@@ -1,29 +1,38 @@
-//! The session layer: one `actix` actor per user (bare JID) owning that user's resources, roster,
-//! presence, carbons and blocking state, and applying RFC 6121's delivery rules.
+//! The session layer: one `actix` actor per user (bare JID) owning that user's resources and the
+//! state its features keep, one actor per entity of a local service, and the host router between
+//! them, the edge, external components and remote domains.
 //!
-//! Actors are spread over a fixed set of arbiters by a hash of the bare JID, so a user's stanzas
-//! are always handled on one thread and in order. The layer reaches storage only through the
-//! `starling-cluster` traits and clients only through [`ClientLink`](starling_cluster::gateway::ClientLink)
-//! queues: it knows no socket, no concrete backend and no wire framing.
+//! The path of a stanza through a user's actor (`pipeline`) runs the handlers and hooks that the
+//! feature modules (`modules/`, one per RFC area or XEP) register in the module registry
+//! (`registry`). Actors are spread over a fixed set of arbiters by a hash of the JID, so an
+//! entity's stanzas are always handled on one thread and in order.
+//!
+//! The layer reaches storage only through the `starling-cluster` traits and clients only through
+//! [`ClientLink`](starling_cluster::gateway::ClientLink) queues: it knows no socket, no concrete
+//! backend and no wire framing.
 
 mod actor;
 mod archive_writer;
-mod blocking;
-mod carbons;
+mod cluster_side;
 mod config;
+mod context;
 mod datetime;
 mod directory;
-mod features;
-mod iq;
-mod mam;
-mod offline;
+mod extensions;
+mod hold;
+mod layer;
+mod modules;
 mod owner;
-mod presence;
-mod roster;
-mod routing;
+mod pipeline;
+mod registry;
+mod router;
+mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter};
 pub use config::{ArchiveConfig, ArchiveWriterConfig, SessionConfig};
-pub use directory::SessionLayer;
-pub use features::{caps_ver, server_features, CAPS_NODE};
+pub use layer::{server_caps, SessionLayer};
+pub use router::ComponentLink;
+
+#[cfg(test)]
+mod layer_tests;

@@ -1,62 +1,58 @@
-//! A user's state and the entry points of its handling: what one of the user's own resources sent
-//! ([`UserState::handle_own`]) and what others sent to the user ([`UserState::inbound`]). The
-//! rules for each stanza kind live in their own modules as further `impl UserState` blocks.
+//! A user's core state: the bound resources with their links and availability, and the ways to
+//! reach them and everyone else. Feature modules build on these methods; what each feature keeps
+//! about the user or a resource lives in that feature's own type in the [`Extensions`].
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use starling_cluster::gateway::{ClientLink, ToClient};
-use starling_cluster::store::{ArchivePrefs, StoreError};
+use starling_cluster::registry::ResourceRoute;
+use starling_cluster::store::StoreError;
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
 use starling_xml::Element;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::directory::Services;
-use crate::roster::Roster;
+use crate::context::{Router, Services};
+use crate::extensions::Extensions;
+use crate::hold::current_hold;
+use crate::registry::Iq;
 
 /// One bound resource of the user.
 pub(crate) struct Resource {
-    pub jid: Jid,
-    pub connection_id: u64,
+    jid: Jid,
+    connection_id: u64,
     /// `None` once the connection was dropped for reading too slowly; the edge then unbinds it.
-    pub link: Option<ClientLink>,
+    link: Option<ClientLink>,
     /// The last available presence it broadcast; `None` while it is not available.
-    pub presence: Option<Stanza>,
-    pub priority: i8,
-    /// It asked for the roster, so it gets roster pushes and subscription requests (RFC 6121 §2.1.6).
-    pub wants_roster: bool,
-    /// It asked for the blocklist, so it gets blocklist pushes (XEP-0191 §3.1).
-    pub wants_blocklist: bool,
-    /// XEP-0280 carbons enabled.
-    pub carbons: bool,
+    presence: Option<Stanza>,
+    priority: i8,
     /// The edge node holding the connection, in a cluster (routes are recorded in the registry).
-    pub edge: Option<String>,
-    /// Entities it sent directed presence to, told when it goes unavailable (RFC 6121 §4.6).
-    pub directed: HashSet<Jid>,
+    edge: Option<String>,
+    /// What feature modules keep about this resource.
+    pub ext: Extensions,
 }
 
 impl Resource {
-    /// A newly bound resource: not yet available, no roster or blocklist requested, carbons off.
-    pub fn new(jid: Jid, link: ClientLink, edge: Option<String>) -> Resource {
-        Resource {
-            jid,
-            connection_id: link.connection_id,
-            link: Some(link),
-            presence: None,
-            priority: 0,
-            wants_roster: false,
-            wants_blocklist: false,
-            carbons: false,
-            edge,
-            directed: HashSet::new(),
-        }
+    fn new(jid: Jid, link: ClientLink, edge: Option<String>) -> Resource {
+        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, ext: Extensions::default() }
     }
 
-    /// A resource another owner bound, rebuilt from its registry route.
-    pub fn restored(jid: Jid, link: ClientLink, route: starling_cluster::registry::ResourceRoute, presence: Option<Stanza>) -> Resource {
-        Resource { presence, priority: route.priority, ..Resource::new(jid, link, Some(route.node)) }
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    /// Still connected (its link was not given up).
+    pub fn is_connected(&self) -> bool {
+        self.link.is_some()
+    }
+
+    pub fn presence(&self) -> Option<&Stanza> {
+        self.presence.as_ref()
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.priority
     }
 
     pub fn is_available(&self) -> bool {
@@ -65,44 +61,59 @@ impl Resource {
 }
 
 pub(crate) struct UserState {
-    pub user: Jid,
-    pub services: Arc<Services>,
-    pub resources: Vec<Resource>,
-    /// Loaded on first use, then kept in step with the store.
-    pub roster: Option<Roster>,
-    pub blocklist: Option<HashSet<String>>,
+    user: Jid,
+    services: Arc<Services>,
+    router: Arc<dyn Router>,
+    resources: Vec<Resource>,
     /// Whether an account exists for this JID, checked once.
-    pub account_exists: Option<bool>,
-    /// The status text of the last unavailable presence, kept for XEP-0012.
-    pub last_status: String,
-    /// The last archive id handed out; 0 until the first message is archived.
-    pub archive_last_id: u64,
-    /// Archiving preferences, loaded on first use.
-    pub archive_prefs: Option<ArchivePrefs>,
+    account_exists: Option<bool>,
     /// In a cluster: the resources recorded by a previous owner were restored.
-    pub routes_restored: bool,
+    routes_restored: bool,
     idle_since: Instant,
+    /// What feature modules keep about the user.
+    pub ext: Extensions,
 }
 
 impl UserState {
-    pub fn new(user: Jid, services: Arc<Services>) -> UserState {
+    pub fn new(user: Jid, services: Arc<Services>, router: Arc<dyn Router>) -> UserState {
         UserState {
             user,
             services,
+            router,
             resources: Vec::new(),
-            roster: None,
-            blocklist: None,
             account_exists: None,
-            last_status: String::new(),
-            archive_last_id: 0,
-            archive_prefs: None,
             routes_restored: false,
             idle_since: Instant::now(),
+            ext: Extensions::default(),
         }
     }
 
     pub fn user(&self) -> &Jid {
         &self.user
+    }
+
+    pub fn domain(&self) -> &Jid {
+        &self.services.domain
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    pub fn resource(&self, index: usize) -> &Resource {
+        &self.resources[index]
+    }
+
+    pub fn resource_mut(&mut self, index: usize) -> &mut Resource {
+        &mut self.resources[index]
+    }
+
+    pub fn resource_index(&self, jid: &Jid) -> Option<usize> {
+        self.resources.iter().position(|r| r.jid == *jid)
     }
 
     pub fn is_idle(&self) -> bool {
@@ -113,13 +124,9 @@ impl UserState {
         self.idle_since
     }
 
-    pub fn domain(&self) -> &Jid {
-        &self.services.domain
-    }
-
     /// Binds a resource and returns its index.
     pub fn bind(&mut self, jid: Jid, link: ClientLink, edge: Option<String>) -> usize {
-        if let Some(index) = self.resources.iter().position(|r| r.jid == jid) {
+        if let Some(index) = self.resource_index(&jid) {
             // The same connection bound again is a bind replayed from the bus after an ownership
             // move, not a second login: it keeps its state (presence, carbons, …) and its link.
             if self.resources[index].connection_id == link.connection_id && self.resources[index].edge == edge {
@@ -140,17 +147,14 @@ impl UserState {
         self.resources.len() - 1
     }
 
-    pub async fn unbind(&mut self, jid: &Jid, connection_id: u64) {
-        let Some(index) = self.resources.iter().position(|r| r.jid == *jid && r.connection_id == connection_id) else { return };
+    /// The index of the resource `jid` bound on `connection_id`, if it is still that one.
+    pub fn bound_index(&self, jid: &Jid, connection_id: u64) -> Option<usize> {
+        self.resources.iter().position(|r| r.jid == *jid && r.connection_id == connection_id)
+    }
+
+    /// Removes a resource whose connection ended (its feature modules had their say first).
+    pub async fn remove_resource(&mut self, index: usize) {
         self.services.metrics.sessions_bound.dec();
-        if self.resources[index].presence.is_some() {
-            let unavailable = Stanza::build(
-                starling_xml::Element::new("presence", starling_protocol::ns::CLIENT).with_attr("type", "unavailable"),
-                jid,
-                None,
-            );
-            self.broadcast_unavailable(index, unavailable).await;
-        }
         let removed = self.resources.remove(index);
         self.withdraw_route(&removed).await;
         if self.resources.is_empty() {
@@ -158,21 +162,25 @@ impl UserState {
         }
     }
 
-    pub fn resource_index(&self, jid: &Jid) -> Option<usize> {
-        self.resources.iter().position(|r| r.jid == *jid)
+    /// Makes a resource available with `presence` and `priority`, or unavailable with `None`, and
+    /// records it in the cluster's registry.
+    pub async fn set_availability(&mut self, index: usize, presence: Option<Stanza>, priority: i8) {
+        self.resources[index].presence = presence;
+        self.resources[index].priority = priority;
+        self.publish_route(index).await;
     }
 
     /// Queues bytes to one resource. A full queue means the client reads too slowly: its link is
     /// dropped (the edge closes that stream) and the bytes are handed back for the caller to keep.
     pub fn send_to(&mut self, index: usize, kind: StanzaKind, bytes: Bytes) -> Result<(), Bytes> {
         let Some(link) = self.resources[index].link.as_ref() else { return Err(bytes) };
-        match link.try_send(ToClient::Stanza(bytes), crate::owner::current_hold().as_ref()) {
+        match link.try_send(ToClient::Stanza(bytes), current_hold().as_ref()) {
             Ok(()) => {
-                let counters = &self.services.metrics;
+                let counters = self.services.metrics.stanzas_out();
                 match kind {
-                    StanzaKind::Message => counters.stanzas_out().message.inc(),
-                    StanzaKind::Presence => counters.stanzas_out().presence.inc(),
-                    StanzaKind::Iq => counters.stanzas_out().iq.inc(),
+                    StanzaKind::Message => counters.message.inc(),
+                    StanzaKind::Presence => counters.presence.inc(),
+                    StanzaKind::Iq => counters.iq.inc(),
                 }
                 Ok(())
             }
@@ -220,27 +228,22 @@ impl UserState {
         }
     }
 
-    /// Sends to another entity: local users through their actor, this user's own full JIDs
-    /// directly, remote domains not at all (no federation yet: `remote-server-not-found`).
+    /// Sends to another entity: this user's own full JIDs directly, everything else through the
+    /// host router.
     pub fn route(&mut self, stanza: Stanza, received: Instant) {
-        let Some(to) = stanza.to.clone() else { return };
-        if to.domain() != self.domain().domain() {
-            let error = StanzaError::new(StanzaErrorCondition::RemoteServerNotFound);
-            if let Some(reply) = stanza.error_reply(&to.domain_jid(), &error) {
-                self.route(reply, received);
-            }
-            return;
-        }
+        let Some(to) = stanza.to.as_ref() else { return };
         if to.bare() == self.user
             && !to.is_bare()
-            && let Some(index) = self.resource_index(&to)
+            && let Some(index) = self.resource_index(to)
         {
             self.send_stanza(index, &stanza, Some(received));
             return;
         }
-        if let Err(refused) = self.services.deliver(stanza, received) {
+        if let Err(refused) = self.router.route(stanza, received) {
             // The recipient is far behind: the sender is told to retry later (RFC 6120 §8.3.3.18).
-            if refused.kind != StanzaKind::Presence {
+            if refused.kind != StanzaKind::Presence
+                && let Some(to) = refused.to.clone()
+            {
                 self.reply_error(&refused, &to, StanzaErrorCondition::ResourceConstraint);
             }
         }
@@ -253,84 +256,49 @@ impl UserState {
         }
     }
 
-    /// Maps a store failure to the stanza error a client may retry on.
-    pub fn store_error(&mut self, stanza: &Stanza, responder: &Jid, error: StoreError) {
+    /// Answers an IQ request with a result carrying `payload`.
+    pub fn reply(&mut self, iq: &Iq, payload: Option<Element>) {
+        let result = iq.stanza.iq_result(&iq.responder, payload);
+        self.route(result, Instant::now());
+    }
+
+    /// Answers an IQ request with an error.
+    pub fn refuse(&mut self, iq: &Iq, condition: StanzaErrorCondition) {
+        let responder = iq.responder.clone();
+        self.reply_error(&iq.stanza, &responder, condition);
+    }
+
+    /// Answers an IQ request whose store operation failed with the error a client may retry on.
+    pub fn refuse_for_store(&mut self, iq: &Iq, error: StoreError) {
         tracing::warn!(user = %self.user, %error, "store operation failed");
         let condition = match error {
             StoreError::LimitExceeded => StanzaErrorCondition::ResourceConstraint,
             StoreError::Conflict => StanzaErrorCondition::Conflict,
             _ => StanzaErrorCondition::InternalServerError,
         };
-        self.reply_error(stanza, responder, condition);
+        self.refuse(iq, condition);
     }
 
-    /// A stanza from one of this user's resources.
-    pub async fn handle_own(&mut self, resource: Jid, mut stanza: Stanza, received: Instant) {
-        let to_server = stanza.to.as_ref().is_some_and(|to| *to == self.services.domain);
-        let to_self = stanza.to.as_ref().is_none_or(|to| *to == self.user);
-        match stanza.kind {
-            StanzaKind::Iq if to_server || to_self => self.own_iq(resource, stanza, to_server).await,
-            StanzaKind::Presence => self.outbound_presence(resource, stanza, received).await,
-            StanzaKind::Message if to_server => {
-                if !stanza.type_is("headline") {
-                    let domain = self.services.domain.clone();
-                    self.reply_error(&stanza, &domain, StanzaErrorCondition::ServiceUnavailable);
-                }
-            }
-            StanzaKind::Message | StanzaKind::Iq => {
-                if stanza.to.is_none() {
-                    stanza.to = Some(self.user.clone());
-                }
-                if self.outbound_blocked(&stanza).await {
-                    return;
-                }
-                if stanza.kind == StanzaKind::Message {
-                    if !self.archive_outbound(&stanza).await {
-                        return;
-                    }
-                    self.carbon_sent(&resource, &stanza);
-                }
-                self.route(stanza, received);
-            }
+    /// After approving a subscription, the contact gets the user's current presence (RFC 6121
+    /// §3.1.5).
+    pub fn send_current_presence(&mut self, contact: &Jid) {
+        let presences: Vec<Stanza> = self.resources.iter().filter(|r| r.is_available()).filter_map(|r| r.presence.clone()).collect();
+        for presence in presences {
+            self.route(presence.readdressed(contact), Instant::now());
         }
     }
 
-    /// A stanza addressed to this user by someone else (or by another of the user's resources).
-    pub async fn inbound(&mut self, stanza: Stanza, received: Instant) {
-        if !self.account_exists().await {
-            self.refuse_for_unknown_user(&stanza);
-            return;
-        }
-        if stanza.from.bare() != self.user && self.is_blocked(&stanza.from).await {
-            // XEP-0191 §3.4: nothing from a blocked entity is delivered; requests get an error.
-            if stanza.kind != StanzaKind::Presence {
-                let me = stanza.to.clone().unwrap_or_else(|| self.user.clone());
-                self.reply_error(&stanza, &me, StanzaErrorCondition::ServiceUnavailable);
-            }
-            return;
-        }
-        match stanza.kind {
-            StanzaKind::Message => self.inbound_message(stanza, received).await,
-            StanzaKind::Presence => self.inbound_presence(stanza, received).await,
-            StanzaKind::Iq => self.inbound_iq(stanza, received).await,
+    /// After cancelling a contact's subscription (or blocking it), it learns the user is
+    /// unavailable (RFC 6121 §3.2.1, XEP-0191 §3.3).
+    pub fn send_unavailable_to(&mut self, contact: &Jid) {
+        let senders: Vec<Jid> = self.resources.iter().filter(|r| r.is_available()).map(|r| r.jid.clone()).collect();
+        for sender in senders {
+            let unavailable = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
+            self.route(Stanza::build(unavailable, &sender, Some(contact)), Instant::now());
         }
     }
 
-    /// RFC 6121 §8.5.1: stanzas to a JID with no account.
-    fn refuse_for_unknown_user(&mut self, stanza: &Stanza) {
-        let me = stanza.to.clone().unwrap_or_else(|| self.user.clone());
-        match stanza.kind {
-            StanzaKind::Message if stanza.type_is("headline") => {}
-            StanzaKind::Presence if stanza.type_is("subscribe") => {
-                let unsubscribed = starling_xml::Element::new("presence", starling_protocol::ns::CLIENT).with_attr("type", "unsubscribed");
-                let reply = Stanza::build(unsubscribed, &self.user, Some(&stanza.from.bare()));
-                self.route(reply, Instant::now());
-            }
-            StanzaKind::Presence => {}
-            StanzaKind::Message | StanzaKind::Iq => self.reply_error(stanza, &me, StanzaErrorCondition::ServiceUnavailable),
-        }
-    }
-
+    /// Whether an account exists for this JID (asked of the store once).
     pub async fn account_exists(&mut self) -> bool {
         if let Some(exists) = self.account_exists {
             return exists;
@@ -348,14 +316,71 @@ impl UserState {
         }
     }
 
-    pub async fn record_last_activity(&mut self) {
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let seen = starling_cluster::store::LastSeen { unix_seconds: seconds, status: self.last_status.clone() };
-        if let Err(error) = self.services.store.last_activity.set(self.user.as_str(), seen).await {
-            tracing::warn!(user = %self.user, %error, "could not record last activity");
+    /// The account was deleted: nothing more is delivered and every stream is closed with `error`.
+    pub fn account_removed(&mut self, error: StreamError) {
+        self.account_exists = Some(false);
+        for resource in &self.resources {
+            if let Some(link) = &resource.link {
+                let _ = link.try_send(ToClient::Close(error.clone()), None);
+            }
+        }
+    }
+}
+
+/// In a cluster, every resource's route (edge, connection, priority, availability) is recorded
+/// in the registry, from where a next owner of the user restores it.
+impl UserState {
+    /// Records every resource's route again (the registry lost them).
+    pub async fn republish_routes(&mut self) {
+        for index in 0..self.resources.len() {
+            self.publish_route(index).await;
+        }
+    }
+
+    pub async fn publish_route(&mut self, index: usize) {
+        let Some(cluster) = self.services.cluster.get() else { return };
+        let resource = &self.resources[index];
+        let Some(edge) = resource.edge.clone() else { return };
+        let route = ResourceRoute {
+            resource: resource.jid.resource().unwrap_or_default().to_owned(),
+            node: edge,
+            connection: resource.connection_id,
+            priority: resource.priority,
+            presence: resource.presence.as_ref().map(|presence| String::from_utf8_lossy(&presence.bytes).into_owned()),
+        };
+        cluster.record(&self.user, route).await;
+    }
+
+    async fn withdraw_route(&self, removed: &Resource) {
+        let Some(cluster) = self.services.cluster.get() else { return };
+        if removed.edge.is_some() {
+            cluster.withdraw(&self.user, removed.jid.resource().unwrap_or_default(), removed.connection_id).await;
+        }
+    }
+
+    /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an
+    /// available one with the presence stanza it last broadcast.
+    pub async fn restore_routes(&mut self) {
+        if self.routes_restored {
+            return;
+        }
+        self.routes_restored = true;
+        let Some(cluster) = self.services.cluster.get().cloned() else { return };
+        for (route, link) in cluster.restore(&self.user, self.services.config.client_queue).await {
+            let Ok(jid) = self.user.with_resource(&route.resource) else { continue };
+            if self.resource_index(&jid).is_some() {
+                continue;
+            }
+            let presence = route.presence.as_deref().map(|text| {
+                // The stanza the resource broadcast; one that does not parse still means available.
+                let element = Element::parse(text.as_bytes()).unwrap_or_else(|_| Element::new("presence", ns::CLIENT));
+                Stanza::build(element, &jid, None)
+            });
+            self.services.metrics.sessions_bound.inc();
+            let mut resource = Resource::new(jid, link, Some(route.node));
+            resource.presence = presence;
+            resource.priority = route.priority;
+            self.resources.push(resource);
         }
     }
 }

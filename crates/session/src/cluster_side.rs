@@ -1,0 +1,189 @@
+//! This node's side of the cluster, as the session layer's actors see it: which owner partitions
+//! are this node's, the way to the others (a stanza for a user or service entity of a partition
+//! owned elsewhere goes onto that partition), the way back to connections on edges, and the
+//! registry records of users' resources ([`ClusterRoutes`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use starling_cluster::bus::{partition_of, Bus, InFlight};
+use starling_cluster::bus_gateway::{epoch_micros, Origin};
+use starling_cluster::gateway::{ClientLink, ToClient};
+use starling_cluster::hold::{Hold, LinkHolds};
+use starling_cluster::registry::{Registry, ResourceRoute};
+use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
+use starling_wire::v1::{self, envelope::Body, to_connection::Action};
+use tokio::sync::mpsc;
+
+use crate::context::ClusterRoutes;
+use crate::hold::current_hold;
+
+/// Stanzas waiting to be published to other owners' partitions before senders are refused.
+const OUTBOX: usize = 8192;
+
+/// What the session layer needs of the cluster: which partitions are this node's, and a way to
+/// the others.
+pub(crate) struct ClusterSide {
+    pub(crate) bus: Arc<dyn Bus>,
+    registry: Arc<dyn Registry>,
+    pub(crate) origin: Arc<Origin>,
+    owned: Vec<AtomicBool>,
+    /// Per partition, the generation this node claimed it with (0 while not owned).
+    generations: Vec<AtomicU64>,
+    outbox: mpsc::Sender<(u32, Bytes, Option<Hold>)>,
+}
+
+impl ClusterSide {
+    pub fn new(bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: &str) -> Arc<ClusterSide> {
+        let (outbox, mut queued) = mpsc::channel::<(u32, Bytes, Option<Hold>)>(OUTBOX);
+        let side = Arc::new(ClusterSide {
+            owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
+            generations: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
+            registry,
+            bus: bus.clone(),
+            origin: Arc::new(Origin::new(node)),
+            outbox,
+        });
+        // One publisher in queue order: stanzas from one sender to one recipient stay in order.
+        tokio::spawn(async move {
+            let mut in_flight = InFlight::new(OUTBOX);
+            loop {
+                let result = tokio::select! {
+                    next = queued.recv() => match next {
+                        Some((partition, bytes, hold)) => in_flight.push(bus.publish_owner(partition, bytes).await, hold.into_iter().collect()).await,
+                        None => break,
+                    },
+                    done = in_flight.next_done() => done,
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "a stanza for another owner was not taken by the bus");
+                }
+            }
+        });
+        side
+    }
+
+    /// The partition of `user` if another node owns it, `None` if this node does.
+    pub fn owner_elsewhere(&self, user: &Jid) -> Option<u32> {
+        let partition = partition_of(user.as_str(), self.bus.partitions());
+        let here = self.owned.get(partition as usize).is_some_and(|owned| owned.load(Ordering::Acquire));
+        (!here).then_some(partition)
+    }
+
+    /// Queues `stanza` for its owner's partition; the stanza back if the outbox is full (the
+    /// caller tells the sender to retry).
+    pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
+        let deliver = v1::Deliver { stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))) };
+        let bytes = starling_wire::encode(&self.origin.envelope(Body::Deliver(deliver)));
+        self.outbox.try_send((partition, bytes, current_hold())).map_err(|_| Box::new(stanza))
+    }
+
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        (0..self.owned.len() as u32).filter(|&partition| self.owned[partition as usize].load(Ordering::Acquire)).collect()
+    }
+
+    pub fn set_owned(&self, partitions: &[u32], owned: bool) {
+        for &partition in partitions {
+            if let Some(flag) = self.owned.get(partition as usize) {
+                flag.store(owned, Ordering::Release);
+            }
+        }
+    }
+
+    /// The generation this node writes `user`'s routes with.
+    fn generation(&self, user: &Jid) -> u64 {
+        let partition = partition_of(user.as_str(), self.bus.partitions());
+        self.generations.get(partition as usize).map_or(0, |g| g.load(Ordering::Acquire))
+    }
+
+    /// Claims newly assigned partitions in the registry, so this node's route writes for their
+    /// users win over any earlier owner's, and refuses ownership of a partition it cannot claim.
+    pub async fn claim(&self, partitions: &[u32]) {
+        for &partition in partitions {
+            match self.registry.claim_partition(partition, self.origin.node()).await {
+                Ok(generation) => {
+                    self.generations[partition as usize].store(generation, Ordering::Release);
+                    self.set_owned(&[partition], true);
+                }
+                Err(error) => tracing::error!(partition, %error, "cannot claim a partition in the registry; its users are not served here"),
+            }
+        }
+    }
+
+    /// The way back to a connection on `edge`: a bounded queue drained in order onto the edge's
+    /// inbox. When the connection's queue on the edge is full the edge closes it; here the queue
+    /// only waits for the bus. The holds of what it carries go once the bus has each item.
+    pub fn remote_link(&self, edge: String, connection: u64, capacity: usize) -> ClientLink {
+        let (sender, mut queued) = mpsc::channel::<ToClient>(capacity);
+        let holds = Arc::new(LinkHolds::default());
+        let link = ClientLink::held(connection, sender, holds.clone());
+        let (bus, origin) = (self.bus.clone(), self.origin.clone());
+        tokio::spawn(async move {
+            let mut in_flight = InFlight::new(capacity);
+            loop {
+                let result = tokio::select! {
+                    next = queued.recv() => {
+                        let Some(message) = next else { break };
+                        let action = match message {
+                            ToClient::Stanza(bytes) => Action::Stanza(bytes),
+                            ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
+                            ToClient::EndStream => Action::EndStream(true),
+                        };
+                        let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
+                        in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, holds.take()).await
+                    }
+                    done = in_flight.next_done() => done,
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
+                }
+            }
+            if holds.abandoned() {
+                // The session gave the connection up as too slow: the edge ends its stream, as it
+                // does itself when its own queue to the client overflows.
+                let close = StreamError::new(StreamErrorCondition::PolicyViolation);
+                let action = Action::Close(close.condition.as_str().to_owned());
+                let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
+                let _ = in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, Vec::new()).await;
+            }
+            while !in_flight.is_empty() {
+                let _ = in_flight.next_done().await;
+            }
+        });
+        link
+    }
+}
+
+#[async_trait]
+impl ClusterRoutes for ClusterSide {
+    async fn record(&self, user: &Jid, route: ResourceRoute) {
+        if let Err(error) = self.registry.put_resource(user.as_str(), &route, self.generation(user)).await {
+            tracing::warn!(%user, %error, "could not record a route");
+        }
+    }
+
+    async fn withdraw(&self, user: &Jid, resource: &str, connection: u64) {
+        if let Err(error) = self.registry.remove_resource(user.as_str(), resource, connection, self.generation(user)).await {
+            tracing::warn!(%user, %error, "could not remove a route");
+        }
+    }
+
+    async fn restore(&self, user: &Jid, client_queue: usize) -> Vec<(ResourceRoute, ClientLink)> {
+        match self.registry.resources(user.as_str()).await {
+            Ok(routes) => routes
+                .into_iter()
+                .map(|route| {
+                    let link = self.remote_link(route.node.clone(), route.connection, client_queue);
+                    (route, link)
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%user, %error, "could not read the user's routes; resources bound elsewhere are not known");
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The bus record an actor is handling, in a cluster. Every stanza it causes takes the record's
+//! [`Hold`] along (to the bus, the archive, a connection's queue), so the record's offset is
+//! committed only once all of it is durable (`starling_cluster::hold`). In one process there is
+//! none.
+
+use starling_cluster::hold::Hold;
+
+tokio::task_local! {
+    /// The hold of the owner record being handled, while an actor handles it.
+    pub(crate) static HOLD: Option<Hold>;
+}
+
+/// The hold of the record the current task handles, if any.
+pub(crate) fn current_hold() -> Option<Hold> {
+    HOLD.try_with(Clone::clone).ok().flatten()
+}

@@ -1,0 +1,137 @@
+//! The session layer as the rest of the server sees it: started once, it is the edge's
+//! [`Gateway`] in one process and the owner side of a session node in a cluster.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use actix::Addr;
+use async_trait::async_trait;
+use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError};
+use starling_cluster::store::Store;
+use starling_protocol::{Jid, Stanza};
+use starling_telemetry::Metrics;
+
+use crate::actor::{Bind, FromClient, Unbind, UserActor};
+use crate::archive_writer::ArchiveWriter;
+use crate::config::SessionConfig;
+use crate::context::{Router, Services};
+use crate::directory::Directory;
+use crate::modules::ALL;
+use crate::registry::{Modules, Register};
+use crate::router::{ComponentLink, HostRouter, NoFederation};
+
+/// The XEP-0115 node and verification string the server advertises in its stream features: the
+/// modules a session layer with `config` registers decide them, so an edge computes them the same
+/// way without running one.
+pub fn server_caps(config: &SessionConfig) -> (String, String) {
+    let modules = Modules::build(config, ALL);
+    (crate::modules::CAPS_NODE.to_owned(), crate::modules::caps_ver(modules.advertised()))
+}
+
+/// The in-process session layer. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionLayer {
+    router: Arc<HostRouter>,
+}
+
+impl SessionLayer {
+    /// Registers the modules, starts the arbiters and the archive writer. Must run inside an
+    /// actix `System` on tokio.
+    pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
+        SessionLayer::start_with_modules(domain, store, config, metrics, ALL)
+    }
+
+    /// [`start`](Self::start) with the given modules instead of every module.
+    pub(crate) fn start_with_modules(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>, modules: &[Register]) -> SessionLayer {
+        let modules = Arc::new(Modules::build(&config, modules));
+        let archive_writer = config.archive.as_ref().map(|archive| ArchiveWriter::start(store.archive.clone(), &archive.writer, metrics.clone()));
+        let directory = Directory::new(config.arbiters, metrics.clone());
+        let services = Arc::new(Services {
+            domain,
+            store,
+            advertised: modules.advertised().clone(),
+            config,
+            metrics,
+            archive_writer,
+            cluster: OnceLock::new(),
+            started: SystemTime::now(),
+        });
+        SessionLayer { router: HostRouter::new(services, modules, directory, Arc::new(NoFederation)) }
+    }
+
+    /// Makes this node a session node of a cluster: joins the owners' group on `bus` as `node` and
+    /// serves the records of the partitions it is given until the bus fails, recording the
+    /// users' routes in `registry` (from where a next owner restores them). It heartbeats there
+    /// (dead after `node_ttl` of silence) and reaps the resources of edges that stopped.
+    pub async fn serve_owner_partitions(
+        &self,
+        bus: Arc<dyn starling_cluster::bus::Bus>,
+        registry: Arc<dyn starling_cluster::registry::Registry>,
+        node: String,
+        node_ttl: std::time::Duration,
+    ) -> Result<(), starling_cluster::bus::BusError> {
+        self.router.clone().serve_owner_partitions(bus, registry, node, node_ttl).await
+    }
+
+    /// An external component (XEP-0114) now serves `domain`: stanzas to it go to `link`.
+    pub fn attach_component(&self, domain: &Jid, link: Arc<dyn ComponentLink>) {
+        self.router.attach_component(domain, link);
+    }
+
+    /// The component serving `domain` went away; its domain is remote again.
+    pub fn detach_component(&self, domain: &Jid) {
+        self.router.detach_component(domain);
+    }
+
+    /// Routes a stanza that did not come from a bound client (e.g. the server itself).
+    pub fn deliver(&self, stanza: Stanza) {
+        let _ = self.router.route(stanza, Instant::now());
+    }
+}
+
+#[async_trait]
+impl Gateway for SessionLayer {
+    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
+        let resource = resource.unwrap_or_else(server_chosen_resource);
+        let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
+        let connection_id = link.connection_id;
+        let (reply, bound) = tokio::sync::oneshot::channel();
+        let addr = self
+            .router
+            .with_user_actor(&user, |addr| {
+                addr.do_send(Bind { jid: jid.clone(), link, edge: None, reply, hold: None });
+                addr.clone()
+            })
+            .ok_or_else(|| GatewayError::Unavailable("not a user's address".into()))?;
+        bound.await.map_err(|_| GatewayError::Closed)?;
+        Ok(Box::new(LocalSession { jid, addr, connection_id }))
+    }
+}
+
+/// A resource bound to a local actor.
+struct LocalSession {
+    jid: Jid,
+    addr: Addr<UserActor>,
+    connection_id: u64,
+}
+
+#[async_trait]
+impl BoundSession for LocalSession {
+    fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
+        let message = FromClient { resource: self.jid.clone(), stanza, received, counted: false, hold: None };
+        // The actor's mailbox is bounded: try first, and only wait (the backpressure) when full.
+        match self.addr.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(actix::dev::SendError::Full(message)) => self.addr.send(message).await.map_err(|_| GatewayError::Closed),
+            Err(actix::dev::SendError::Closed(_)) => Err(GatewayError::Closed),
+        }
+    }
+
+    async fn unbind(self: Box<Self>) {
+        let _ = self.addr.send(Unbind { jid: self.jid, connection_id: self.connection_id, counted: false, hold: None }).await;
+    }
+}

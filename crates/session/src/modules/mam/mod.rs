@@ -1,0 +1,310 @@
+//! The user's message archive (XEP-0313): what gets archived (§7.1.1, XEP-0441 preferences,
+//! XEP-0334 hints), the XEP-0359 stanza id stamped on the live copy, and the MAM requests:
+//! queries, the form, preferences, metadata (their payloads in [`query`]).
+//!
+//! Archive ids are microseconds since the Unix epoch, handed out by the user's actor (the only
+//! writer of the user's archive), strictly increasing even when the clock stalls or steps back.
+
+mod query;
+
+use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
+use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
+use starling_xml::Element;
+
+use self::query::{parse_prefs, parse_query, prefs_element, query_form, result_message, run_query};
+use super::roster;
+use crate::datetime;
+use crate::hold::current_hold;
+use crate::registry::{Flow, Hook, Iq, IqTo, Registrar};
+use crate::state::UserState;
+
+/// Advertised with `urn:xmpp:mam:2`: before-id/after-id/ids, flipped pages, metadata.
+const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+
+/// OMEMO (legacy and v2) payloads: encrypted messages carry no (or only a fallback) body.
+const OMEMO: [&str; 2] = ["eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"];
+
+pub(super) fn register(r: &mut Registrar) {
+    if r.config.archive.is_none() {
+        return;
+    }
+    for name in ["query", "prefs", "metadata"] {
+        r.iq(IqTo::OwnAccount, ns::MAM, name, |state, iq| Box::pin(mam_iq(state, iq)));
+        // Only the owner reaches its archive (§8.1).
+        r.iq(IqTo::Account, ns::MAM, name, |state, iq| Box::pin(async move { state.refuse(&iq, StanzaErrorCondition::Forbidden) }));
+    }
+    r.outbound(&[StanzaKind::Message], 50, Hook::Later(|state, _, stanza, _| Box::pin(archive_outbound(state, stanza))));
+    r.inbound(&[StanzaKind::Message], 50, Hook::Later(|state, stanza, _| Box::pin(archive_inbound(state, stanza))));
+    // §6 and XEP-0359 §6: the archive is the account's.
+    for feature in [ns::MAM, MAM_EXTENDED, ns::STANZA_ID] {
+        r.account_feature(feature);
+    }
+}
+
+/// What the archive keeps about the user between messages.
+#[derive(Default)]
+struct ArchiveState {
+    /// The last archive id handed out; 0 until the first message is archived.
+    last_id: u64,
+    /// Archiving preferences, loaded on first use.
+    prefs: Option<ArchivePrefs>,
+}
+
+/// Whether a message is conversation content a user archive keeps: chat or normal, with a body or
+/// an encrypted payload or a `<store/>` hint, and no `<no-store/>`/`<no-permanent-store/>` hint.
+/// Byte searches first, so chat states and receipts cost no parse.
+fn archivable(stanza: &Stanza) -> bool {
+    if stanza.kind != StanzaKind::Message || !matches!(stanza.stanza_type.as_deref(), None | Some("chat" | "normal")) {
+        return false;
+    }
+    let content = stanza.mentions("<body>") || stanza.mentions("<body ") || OMEMO.iter().any(|ns| stanza.mentions(ns));
+    if !stanza.mentions(ns::HINTS) {
+        return content;
+    }
+    let Ok(element) = stanza.element() else { return false };
+    let hint = |name| element.get_child(name, ns::HINTS).is_some();
+    !hint("no-store") && !hint("no-permanent-store") && (content || hint("store"))
+}
+
+/// The next id of this user's archive.
+async fn next_archive_id(state: &mut UserState) -> u64 {
+    let mut last = state.ext.get::<ArchiveState>().map_or(0, |archive| archive.last_id);
+    if last == 0 {
+        // After a restart (or a move to another node) the archive may hold ids ahead of this
+        // clock: continue after the newest.
+        let newest = ArchiveQuery { limit: 1, from_newest: true, ..ArchiveQuery::default() };
+        match state.services().store.archive.query(state.user().as_str(), &newest).await {
+            Ok(page) => last = page.messages.last().map_or(0, |m| m.id),
+            Err(error) => tracing::warn!(user = %state.user(), %error, "could not read the newest archive id"),
+        }
+    }
+    let next = datetime::now_micros().max(last + 1);
+    state.ext.get_or_insert_with(ArchiveState::default).last_id = next;
+    next
+}
+
+async fn archive_prefs(state: &mut UserState) -> ArchivePrefs {
+    if let Some(prefs) = state.ext.get::<ArchiveState>().and_then(|archive| archive.prefs.clone()) {
+        return prefs;
+    }
+    let default_mode = state.services().config.archive.as_ref().map_or(ArchiveDefault::Never, |c| c.default_mode);
+    let stored = match state.services().store.archive.prefs(state.user().as_str()).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(user = %state.user(), %error, "could not read archive preferences; using the default");
+            None
+        }
+    };
+    let prefs = stored.unwrap_or(ArchivePrefs { default: default_mode, ..ArchivePrefs::default() });
+    state.ext.get_or_insert_with(ArchiveState::default).prefs = Some(prefs.clone());
+    prefs
+}
+
+/// Whether the preferences archive messages with `peer` (XEP-0441 §4).
+async fn archives_with(state: &mut UserState, peer: &Jid) -> bool {
+    let prefs = archive_prefs(state).await;
+    let bare = peer.bare();
+    if prefs.never.contains(bare.as_str()) {
+        return false;
+    }
+    if prefs.always.contains(bare.as_str()) {
+        return true;
+    }
+    match prefs.default {
+        ArchiveDefault::Always => true,
+        ArchiveDefault::Never => false,
+        ArchiveDefault::Roster => roster::is_contact(state, &bare).await,
+    }
+}
+
+/// Archives `stanza` (exchanged with `peer`) if it should be, returning its id. `Err` when the
+/// archive queue stayed full: the caller refuses the message rather than lose it.
+async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid) -> Result<Option<u64>, ()> {
+    if !archivable(stanza) || !archives_with(state, peer).await {
+        return Ok(None);
+    }
+    let id = next_archive_id(state).await;
+    let entry = ArchiveEntry {
+        user: state.user().to_string(),
+        message: ArchivedMessage { id, with: peer.bare().to_string(), stanza: stanza.bytes.to_vec() },
+    };
+    let Some(writer) = state.services().archive_writer.as_ref() else { return Ok(None) };
+    match writer.submit(entry, current_hold()).await {
+        Ok(()) => Ok(Some(id)),
+        Err(_) => {
+            state.services().metrics.archive_refused.inc();
+            Err(())
+        }
+    }
+}
+
+/// A message one of the user's resources sent: archived before it is routed; refused (the sender
+/// gets an error) when the archive cannot take it.
+async fn archive_outbound(state: &mut UserState, stanza: Stanza) -> Flow {
+    let Some(peer) = stanza.to.clone() else { return Flow::Continue(stanza) };
+    if archive(state, &stanza, &peer).await.is_err() {
+        let me = state.user().clone();
+        state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
+        return Flow::Stop;
+    }
+    Flow::Continue(stanza)
+}
+
+/// A message for the user: archived, and stamped with its archive id (XEP-0359) for delivery and
+/// offline storage, so a client can match the live copy with the archived one. Any stanza-id
+/// claiming to be from this archive is removed first (XEP-0359 §5). Refused (the sender gets an
+/// error) when the archive cannot take it.
+async fn archive_inbound(state: &mut UserState, stanza: Stanza) -> Flow {
+    let stanza = strip_forged_stanza_ids(state.user(), stanza);
+    let peer = stanza.from.clone();
+    match archive(state, &stanza, &peer).await {
+        Ok(None) => Flow::Continue(stanza),
+        Ok(Some(id)) => {
+            let stanza_id = Element::new("stanza-id", ns::STANZA_ID).with_attr("by", state.user().as_str()).with_attr("id", id.to_string());
+            Flow::Continue(stanza.with_appended_child(&stanza_id))
+        }
+        Err(()) => {
+            let me = stanza.to.clone().unwrap_or_else(|| state.user().clone());
+            state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
+            Flow::Stop
+        }
+    }
+}
+
+fn strip_forged_stanza_ids(user: &Jid, stanza: Stanza) -> Stanza {
+    if !stanza.mentions(ns::STANZA_ID) {
+        return stanza;
+    }
+    let Ok(mut element) = stanza.element() else { return stanza };
+    let before = element.children().count();
+    element.remove_children(|c| c.is("stanza-id", ns::STANZA_ID) && c.attr("by").is_some_and(|by| Jid::new(by).is_ok_and(|by| by == *user)));
+    if element.children().count() == before {
+        return stanza;
+    }
+    Stanza::from_element(&element).unwrap_or(stanza)
+}
+
+/// An IQ of `urn:xmpp:mam:2` from one of the user's own resources, to the user's archive.
+async fn mam_iq(state: &mut UserState, iq: Iq) {
+    let get = iq.is_get();
+    match iq.payload.name() {
+        "query" if get => state.reply(&iq, Some(query_form())),
+        "query" => mam_query(state, &iq).await,
+        "prefs" if get => {
+            let prefs = archive_prefs(state).await;
+            state.reply(&iq, Some(prefs_element(&prefs)));
+        }
+        "prefs" => match parse_prefs(&iq.payload) {
+            Ok(prefs) => match state.services().store.archive.set_prefs(state.user().as_str(), prefs.clone()).await {
+                Ok(()) => {
+                    let reply = prefs_element(&prefs);
+                    state.ext.get_or_insert_with(ArchiveState::default).prefs = Some(prefs);
+                    state.reply(&iq, Some(reply));
+                }
+                Err(error) => state.refuse_for_store(&iq, error),
+            },
+            Err(condition) => state.refuse(&iq, condition),
+        },
+        "metadata" if get => mam_metadata(state, &iq).await,
+        _ => state.refuse(&iq, StanzaErrorCondition::FeatureNotImplemented),
+    }
+}
+
+async fn mam_query(state: &mut UserState, iq: &Iq) {
+    let Some(config) = state.services().config.archive.clone() else { return };
+    let Some(resource) = iq.resource.clone() else { return };
+    let payload = &iq.payload;
+    if payload.attr("node").is_some() {
+        // Pubsub node archives (XEP-0442) are not served by a user archive.
+        return state.refuse(iq, StanzaErrorCondition::FeatureNotImplemented);
+    }
+    let query = match parse_query(payload, &config) {
+        Ok(query) => query,
+        Err(condition) => return state.refuse(iq, condition),
+    };
+    // Read-your-writes: what this user's actor queued must be stored before the query reads.
+    // If the store is too far behind, answer anyway and say the result may change (§4.3.2).
+    let stable = match state.services().archive_writer.as_ref() {
+        Some(writer) => writer.flush().await.is_ok(),
+        None => true,
+    };
+    let page = match run_query(state.services().store.archive.as_ref(), state.user().as_str(), &query).await {
+        Ok(Ok(page)) => page,
+        Ok(Err(condition)) => return state.refuse(iq, condition),
+        Err(error) => return state.refuse_for_store(iq, error),
+    };
+    state.services().metrics.mam_queries.inc();
+    let Some(index) = state.resource_index(&resource) else { return };
+    let me = state.user().clone();
+    let query_id = payload.attr("queryid");
+    let order: Box<dyn Iterator<Item = &ArchivedMessage>> =
+        if query.flip { Box::new(page.messages.iter().rev()) } else { Box::new(page.messages.iter()) };
+    for message in order {
+        if state.send_to(index, StanzaKind::Message, result_message(&resource, &me, query_id, message)).is_err() {
+            return;
+        }
+    }
+    let mut set = Element::new("set", ns::RSM);
+    if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
+        set.push_child(Element::new("first", ns::RSM).with_text(first.id.to_string()));
+        set.push_child(Element::new("last", ns::RSM).with_text(last.id.to_string()));
+    } else if page.complete {
+        set.push_child(Element::new("count", ns::RSM).with_text("0"));
+    }
+    let mut fin = Element::new("fin", ns::MAM).with_child(set);
+    if page.complete {
+        fin.set_attr("complete", "true");
+    }
+    if !stable {
+        fin.set_attr("stable", "false");
+    }
+    state.reply(iq, Some(fin));
+}
+
+/// Archive metadata (§5): the first and last message.
+async fn mam_metadata(state: &mut UserState, iq: &Iq) {
+    let user = state.user().as_str();
+    let ends = async {
+        let archive = &state.services().store.archive;
+        let oldest = archive.query(user, &ArchiveQuery { limit: 1, ..ArchiveQuery::default() }).await?;
+        let newest = archive.query(user, &ArchiveQuery { limit: 1, from_newest: true, ..ArchiveQuery::default() }).await?;
+        Ok::<_, StoreError>((oldest.messages.into_iter().next(), newest.messages.into_iter().next()))
+    };
+    match ends.await {
+        Ok((oldest, newest)) => {
+            let mut metadata = Element::new("metadata", ns::MAM);
+            for (name, message) in [("start", oldest), ("end", newest)] {
+                if let Some(message) = message {
+                    metadata.push_child(Element::new(name, ns::MAM).with_attr("id", message.id.to_string()).with_attr("timestamp", datetime::format(message.id)));
+                }
+            }
+            state.reply(iq, Some(metadata));
+        }
+        Err(error) => state.refuse_for_store(iq, error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stanza(xml: &str) -> Stanza {
+        Stanza::from_element(&Element::parse(xml.as_bytes()).expect("xml")).expect("stanza")
+    }
+
+    #[test]
+    fn archives_conversation_content_only() {
+        let m = |attrs: &str, body: &str| stanza(&format!("<message xmlns='jabber:client' from='a@x' to='b@x' {attrs}>{body}</message>"));
+        assert!(archivable(&m("type='chat'", "<body>hi</body>")));
+        assert!(archivable(&m("", "<body xml:lang='en'>hi</body>")));
+        assert!(archivable(&m("type='chat'", "<encrypted xmlns='eu.siacs.conversations.axolotl'/>")));
+        assert!(archivable(&m("type='chat'", "<store xmlns='urn:xmpp:hints'/><received xmlns='urn:xmpp:receipts'/>")));
+        assert!(!archivable(&m("type='chat'", "<active xmlns='http://jabber.org/protocol/chatstates'/>")));
+        assert!(!archivable(&m("type='chat'", "<body>x</body><no-store xmlns='urn:xmpp:hints'/>")));
+        assert!(!archivable(&m("type='chat'", "<body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/>")));
+        assert!(!archivable(&m("type='headline'", "<body>x</body>")));
+        assert!(!archivable(&m("type='groupchat'", "<body>x</body>")));
+        assert!(!archivable(&m("type='error'", "<body>x</body>")));
+    }
+
+}

@@ -1,0 +1,41 @@
+//! The feature modules, one per RFC area or XEP, each with one `register` function. A new feature
+//! is a new file here and one line in [`ALL`].
+
+use crate::registry::Register;
+
+pub(crate) use disco::{caps_ver, CAPS_NODE};
+
+mod blocking;
+mod carbons;
+mod disco;
+mod last_activity;
+mod mam;
+mod offline;
+mod ping;
+mod presence;
+mod private_xml;
+mod register;
+mod roster;
+mod session_iq;
+mod time;
+mod vcard;
+mod version;
+
+/// Every module the server runs, in registration order (hooks run by their own order numbers).
+pub(crate) const ALL: &[Register] = &[
+    disco::register,
+    roster::register,
+    presence::register,
+    offline::register,
+    blocking::register,
+    carbons::register,
+    mam::register,
+    vcard::register,
+    private_xml::register,
+    version::register,
+    last_activity::register,
+    ping::register,
+    register::register,
+    session_iq::register,
+    time::register,
+];

@@ -1,0 +1,57 @@
+//! XEP-0160: messages for a user with no available resource are kept and delivered, stamped with
+//! XEP-0203 delay, when a resource of non-negative priority becomes available ([`deliver`], which
+//! the presence module calls).
+
+use starling_protocol::{ns, Stanza, StanzaErrorCondition, StanzaKind};
+use starling_xml::Element;
+
+use crate::datetime;
+use crate::registry::{Flow, Registrar};
+use crate::state::UserState;
+
+pub(super) fn register(r: &mut Registrar) {
+    r.undeliverable(|state, stanza| Box::pin(store(state, stanza)));
+    // XEP-0160 §5: offline storage is advertised with this plain string.
+    r.server_feature("msgoffline");
+}
+
+/// Keeps a message nobody could take; the sender gets `service-unavailable` if the store refuses.
+async fn store(state: &mut UserState, stanza: Stanza) -> Flow {
+    let to = stanza.to.clone().unwrap_or_else(|| state.user().clone());
+    // Whole seconds, as offline stamps have always been.
+    let stamp = datetime::format(datetime::now_micros() / 1_000_000 * 1_000_000);
+    let delay = Element::new("delay", ns::DELAY).with_attr("from", state.domain().as_str()).with_attr("stamp", stamp);
+    let stamped = stanza.with_appended_child(&delay);
+    let limit = state.services().config.max_offline_per_user;
+    match state.services().store.offline.push(state.user().as_str(), stamped.bytes.to_vec(), limit).await {
+        Ok(_) => state.services().metrics.offline_stored.inc(),
+        Err(error) => {
+            tracing::warn!(user = %state.user(), %error, "offline storage refused a message");
+            state.reply_error(&stanza, &to, StanzaErrorCondition::ServiceUnavailable);
+        }
+    }
+    Flow::Stop
+}
+
+/// Sends the stored messages to the resource at `index` and forgets those that were queued.
+pub(crate) async fn deliver(state: &mut UserState, index: usize) {
+    let messages = match state.services().store.offline.fetch(state.user().as_str()).await {
+        Ok(messages) => messages,
+        Err(error) => {
+            tracing::warn!(user = %state.user(), %error, "could not read offline messages");
+            return;
+        }
+    };
+    let mut delivered_upto = None;
+    for (id, bytes) in messages {
+        if state.send_to(index, StanzaKind::Message, bytes.into()).is_err() {
+            break;
+        }
+        delivered_upto = Some(id);
+    }
+    if let Some(id) = delivered_upto
+        && let Err(error) = state.services().store.offline.remove_upto(state.user().as_str(), id).await
+    {
+        tracing::warn!(user = %state.user(), %error, "could not remove delivered offline messages");
+    }
+}

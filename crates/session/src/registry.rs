@@ -1,0 +1,296 @@
+//! The module registry: what each feature module registers, and the tables the session core
+//! dispatches through. A feature (an RFC area or a XEP) is one module under `modules/` with one
+//! `register` function; it registers
+//! - IQ handlers, keyed by payload namespace, element name and addressee ([`IqTo`]);
+//! - ordered stanza hooks per stanza kind: on what the user's resources send ([`Registrar::outbound`])
+//!   and on what reaches the user ([`Registrar::inbound`]), after a delivery
+//!   ([`Registrar::delivered`]), when nothing could take a message ([`Registrar::undeliverable`]),
+//!   and when a resource goes away ([`Registrar::unbinding`]);
+//! - disco identities and features, from which disco#info answers and the XEP-0115 caps hash are
+//!   computed, so the two never disagree;
+//! - local service kinds (`conference.DOMAIN` …) the host router addresses.
+//!
+//! Its per-user state is a private type kept in [`Extensions`](crate::extensions::Extensions), so
+//! other modules reach it only through the functions the module exports. The Prosody shape
+//! (`module:hook`), with Rust types.
+//!
+//! Hooks run in ascending order; the numbers in use: presence 0, blocking 10, archive 50,
+//! carbons 60. A hook returns [`Flow::Stop`] when it took the stanza (handled, refused, stored).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use starling_protocol::{Jid, Stanza, StanzaKind};
+use starling_xml::Element;
+
+use crate::config::SessionConfig;
+use crate::context::{Advertised, Identity};
+use crate::service::ServiceKind;
+use crate::state::UserState;
+
+/// A handler's future: it borrows the user's state for as long as it runs.
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Whom an IQ request is addressed to, as a handler registers for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IqTo {
+    /// The server's domain, from one of the user's resources.
+    Server,
+    /// The user's own bare JID (or no `to`), from one of its resources.
+    OwnAccount,
+    /// The user's bare JID, from anyone else.
+    Account,
+    /// A full JID of the user, from anyone: a handler here answers instead of that resource.
+    Resource,
+}
+
+/// An IQ request (`get` or `set`) for a handler: the stanza and its single payload element.
+pub(crate) struct Iq {
+    pub stanza: Stanza,
+    pub payload: Element,
+    pub to: IqTo,
+    /// Who answers: the domain, the user's bare JID, or the addressed full JID.
+    pub responder: Jid,
+    /// The user's resource that sent it ([`IqTo::Server`] and [`IqTo::OwnAccount`]).
+    pub resource: Option<Jid>,
+}
+
+impl Iq {
+    pub fn is_get(&self) -> bool {
+        self.stanza.type_is("get")
+    }
+}
+
+pub(crate) type IqHandler = for<'a> fn(&'a mut UserState, Iq) -> Pending<'a, ()>;
+
+/// What a stanza hook decided.
+pub(crate) enum Flow {
+    /// Go on with the next hook (and then the core), with this stanza (possibly changed).
+    Continue(Stanza),
+    /// The hook took the stanza: nothing after it runs.
+    Stop,
+}
+
+/// A stanza hook. Most hooks await a store at times; one that never does is registered as
+/// `Now` and costs no allocation per stanza.
+#[derive(Clone, Copy)]
+pub(crate) enum Hook<Now, Later> {
+    Now(Now),
+    Later(Later),
+}
+
+/// On a stanza one of the user's resources (`sender`) sends to someone, received by the edge at
+/// the instant given.
+pub(crate) type OutboundHook =
+    Hook<for<'a> fn(&'a mut UserState, &'a Jid, Stanza, Instant) -> Flow, for<'a> fn(&'a mut UserState, &'a Jid, Stanza, Instant) -> Pending<'a, Flow>>;
+/// On a stanza someone sends to the user (after the account check).
+pub(crate) type InboundHook = Hook<for<'a> fn(&'a mut UserState, Stanza, Instant) -> Flow, for<'a> fn(&'a mut UserState, Stanza, Instant) -> Pending<'a, Flow>>;
+/// After a message reached the resources at these indexes.
+pub(crate) type DeliveredHook = for<'a> fn(&'a mut UserState, &'a [usize], &'a Stanza);
+/// A message no resource could take; `Stop` once stored (else the sender gets an error).
+pub(crate) type UndeliverableHook = for<'a> fn(&'a mut UserState, Stanza) -> Pending<'a, Flow>;
+/// The resource at this index is about to be removed.
+pub(crate) type UnbindingHook = for<'a> fn(&'a mut UserState, usize) -> Pending<'a, ()>;
+
+struct IqRoute {
+    to: IqTo,
+    ns: &'static str,
+    name: &'static str,
+    handler: IqHandler,
+}
+
+/// Hooks of one point, per stanza kind, in running order.
+struct PerKind<H> {
+    message: Vec<(i16, H)>,
+    presence: Vec<(i16, H)>,
+    iq: Vec<(i16, H)>,
+}
+
+impl<H> Default for PerKind<H> {
+    fn default() -> Self {
+        PerKind { message: Vec::new(), presence: Vec::new(), iq: Vec::new() }
+    }
+}
+
+impl<H: Copy> PerKind<H> {
+    fn of(&self, kind: StanzaKind) -> &[(i16, H)] {
+        match kind {
+            StanzaKind::Message => &self.message,
+            StanzaKind::Presence => &self.presence,
+            StanzaKind::Iq => &self.iq,
+        }
+    }
+
+    fn add(&mut self, kinds: &[StanzaKind], order: i16, hook: H) {
+        for &kind in kinds {
+            let list = match kind {
+                StanzaKind::Message => &mut self.message,
+                StanzaKind::Presence => &mut self.presence,
+                StanzaKind::Iq => &mut self.iq,
+            };
+            list.push((order, hook));
+            list.sort_by_key(|(order, _)| *order);
+        }
+    }
+}
+
+/// Everything the modules registered; built once at start, shared by every actor.
+#[derive(Default)]
+pub(crate) struct Modules {
+    iq: Vec<IqRoute>,
+    outbound: PerKind<OutboundHook>,
+    inbound: PerKind<InboundHook>,
+    delivered: Vec<DeliveredHook>,
+    undeliverable: Vec<UndeliverableHook>,
+    unbinding: Vec<UnbindingHook>,
+    advertised: Advertised,
+    services: Vec<Arc<dyn ServiceKind>>,
+}
+
+/// What a module's `register` function is handed.
+pub(crate) struct Registrar<'a> {
+    modules: &'a mut Modules,
+    pub config: &'a SessionConfig,
+}
+
+impl Registrar<'_> {
+    pub fn iq(&mut self, to: IqTo, ns: &'static str, name: &'static str, handler: IqHandler) {
+        self.modules.iq.push(IqRoute { to, ns, name, handler });
+    }
+
+    pub fn outbound(&mut self, kinds: &[StanzaKind], order: i16, hook: OutboundHook) {
+        self.modules.outbound.add(kinds, order, hook);
+    }
+
+    pub fn inbound(&mut self, kinds: &[StanzaKind], order: i16, hook: InboundHook) {
+        self.modules.inbound.add(kinds, order, hook);
+    }
+
+    pub fn delivered(&mut self, hook: DeliveredHook) {
+        self.modules.delivered.push(hook);
+    }
+
+    pub fn undeliverable(&mut self, hook: UndeliverableHook) {
+        self.modules.undeliverable.push(hook);
+    }
+
+    pub fn unbinding(&mut self, hook: UnbindingHook) {
+        self.modules.unbinding.push(hook);
+    }
+
+    pub fn server_identity(&mut self, identity: Identity) {
+        self.modules.advertised.server_identities.push(identity);
+    }
+
+    pub fn account_identity(&mut self, identity: Identity) {
+        self.modules.advertised.account_identities.push(identity);
+    }
+
+    pub fn server_feature(&mut self, feature: &'static str) {
+        self.modules.advertised.server_features.push(feature);
+    }
+
+    pub fn account_feature(&mut self, feature: &'static str) {
+        self.modules.advertised.account_features.push(feature);
+    }
+
+    /// A local service kind at its own domain; disco#items of the server lists it.
+    #[allow(dead_code)] // The seam the MUC and PubSub modules register through (issues 14, 15); exercised by layer_tests.
+    pub fn service(&mut self, kind: Arc<dyn ServiceKind>) {
+        self.modules.advertised.service_domains.push(kind.domain().clone());
+        self.modules.services.push(kind);
+    }
+}
+
+/// A module's entry point.
+pub(crate) type Register = fn(&mut Registrar);
+
+impl Modules {
+    /// Runs every module's `register`, in the order given.
+    pub fn build(config: &SessionConfig, modules: &[Register]) -> Modules {
+        let mut built = Modules::default();
+        let mut registrar = Registrar { modules: &mut built, config };
+        for register in modules {
+            register(&mut registrar);
+        }
+        let advertised = &mut built.advertised;
+        for features in [&mut advertised.server_features, &mut advertised.account_features] {
+            features.sort_unstable();
+            features.dedup();
+        }
+        built
+    }
+
+    pub fn advertised(&self) -> &Advertised {
+        &self.advertised
+    }
+
+    pub fn services(&self) -> &[Arc<dyn ServiceKind>] {
+        &self.services
+    }
+
+    /// The handler registered for a payload and addressee. The user's own requests to its
+    /// account fall back to what anyone may ask of it (a vCard, disco, last activity …).
+    pub fn iq_handler(&self, to: IqTo, payload: &Element) -> Option<IqHandler> {
+        let find = |to| self.iq.iter().find(|route| route.to == to && route.name == payload.name() && route.ns == payload.ns()).map(|route| route.handler);
+        match to {
+            IqTo::OwnAccount => find(IqTo::OwnAccount).or_else(|| find(IqTo::Account)),
+            other => find(other),
+        }
+    }
+
+    /// Runs the outbound hooks of the stanza's kind; `None` once one took it.
+    pub async fn outbound(&self, state: &mut UserState, sender: &Jid, mut stanza: Stanza, received: Instant) -> Option<Stanza> {
+        for (_, hook) in self.outbound.of(stanza.kind) {
+            let flow = match hook {
+                Hook::Now(hook) => hook(state, sender, stanza, received),
+                Hook::Later(hook) => hook(state, sender, stanza, received).await,
+            };
+            match flow {
+                Flow::Continue(next) => stanza = next,
+                Flow::Stop => return None,
+            }
+        }
+        Some(stanza)
+    }
+
+    /// Runs the inbound hooks of the stanza's kind; `None` once one took it.
+    pub async fn inbound(&self, state: &mut UserState, mut stanza: Stanza, received: Instant) -> Option<Stanza> {
+        for (_, hook) in self.inbound.of(stanza.kind) {
+            let flow = match hook {
+                Hook::Now(hook) => hook(state, stanza, received),
+                Hook::Later(hook) => hook(state, stanza, received).await,
+            };
+            match flow {
+                Flow::Continue(next) => stanza = next,
+                Flow::Stop => return None,
+            }
+        }
+        Some(stanza)
+    }
+
+    pub fn delivered(&self, state: &mut UserState, targets: &[usize], stanza: &Stanza) {
+        for hook in &self.delivered {
+            hook(state, targets, stanza);
+        }
+    }
+
+    /// Offers an undeliverable message to the hooks; `Some` if none took it.
+    pub async fn undeliverable(&self, state: &mut UserState, mut stanza: Stanza) -> Option<Stanza> {
+        for hook in &self.undeliverable {
+            match hook(state, stanza).await {
+                Flow::Continue(next) => stanza = next,
+                Flow::Stop => return None,
+            }
+        }
+        Some(stanza)
+    }
+
+    pub async fn unbinding(&self, state: &mut UserState, index: usize) {
+        for hook in &self.unbinding {
+            hook(state, index).await;
+        }
+    }
+}

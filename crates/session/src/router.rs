@@ -1,0 +1,202 @@
+//! The host router: a stanza goes, by its `to` domain, to the server itself, to a local user, to a
+//! local service entity (each service kind an actor kind, as users are), to an external component,
+//! or to a remote domain. In a cluster, a user or service entity whose partition another node owns
+//! is reached through that node (the owner side, `owner.rs`).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Instant;
+
+use actix::Actor;
+use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
+
+use crate::actor::UserActor;
+use crate::cluster_side::ClusterSide;
+use crate::context::{Router, Services};
+use crate::directory::{ActorRef, Directory};
+use crate::registry::Modules;
+use crate::service::{ServiceActor, ServiceKind};
+
+/// Stanzas for domains this server does not serve. Federation (s2s) implements it; until then
+/// [`NoFederation`] answers every one.
+pub(crate) trait RemoteDomains: Send + Sync {
+    /// Sends `stanza` toward its remote domain, or hands it back with the error its sender gets.
+    fn send(&self, stanza: Stanza) -> Result<(), (Stanza, StanzaErrorCondition)>;
+}
+
+/// No server-to-server connections: every remote domain is `remote-server-not-found`.
+pub(crate) struct NoFederation;
+
+impl RemoteDomains for NoFederation {
+    fn send(&self, stanza: Stanza) -> Result<(), (Stanza, StanzaErrorCondition)> {
+        Err((stanza, StanzaErrorCondition::RemoteServerNotFound))
+    }
+}
+
+/// The way to an external component (XEP-0114) serving a domain of its own.
+pub trait ComponentLink: Send + Sync {
+    /// The stanza back when the component cannot take it now.
+    fn send(&self, stanza: Stanza) -> Result<(), Box<Stanza>>;
+}
+
+/// Where a `to` address leads.
+enum Destination<'a> {
+    /// The server's own domain (with or without a resource).
+    Server,
+    User,
+    Service(&'a Arc<dyn ServiceKind>),
+    Component(Arc<dyn ComponentLink>),
+    Remote,
+}
+
+pub(crate) struct HostRouter {
+    me: Weak<HostRouter>,
+    services: Arc<Services>,
+    modules: Arc<Modules>,
+    directory: Directory,
+    service_kinds: HashMap<String, Arc<dyn ServiceKind>>,
+    components: RwLock<HashMap<String, Arc<dyn ComponentLink>>>,
+    remote: Arc<dyn RemoteDomains>,
+    /// Set when this node serves owner partitions of a cluster.
+    cluster: OnceLock<Arc<ClusterSide>>,
+}
+
+impl HostRouter {
+    pub fn new(services: Arc<Services>, modules: Arc<Modules>, directory: Directory, remote: Arc<dyn RemoteDomains>) -> Arc<HostRouter> {
+        let service_kinds = modules.services().iter().map(|kind| (kind.domain().domain().to_owned(), kind.clone())).collect();
+        Arc::new_cyclic(|me| HostRouter {
+            me: me.clone(),
+            services,
+            modules,
+            directory,
+            service_kinds,
+            components: RwLock::new(HashMap::new()),
+            remote,
+            cluster: OnceLock::new(),
+        })
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Makes this router forward stanzas for partitions other nodes own; false if it already does.
+    pub fn join_cluster(&self, cluster: Arc<ClusterSide>) -> bool {
+        self.cluster.set(cluster).is_ok()
+    }
+
+    /// An external component now serves `domain`.
+    pub fn attach_component(&self, domain: &Jid, link: Arc<dyn ComponentLink>) {
+        self.components.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(domain.domain().to_owned(), link);
+    }
+
+    pub fn detach_component(&self, domain: &Jid) {
+        self.components.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(domain.domain());
+    }
+
+    fn destination(&self, to: &Jid) -> Destination<'_> {
+        let domain = to.domain();
+        if domain == self.services.domain.domain() {
+            return if to.node().is_some() { Destination::User } else { Destination::Server };
+        }
+        if let Some(kind) = self.service_kinds.get(domain) {
+            return Destination::Service(kind);
+        }
+        if let Some(link) = self.components.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(domain) {
+            return Destination::Component(link.clone());
+        }
+        Destination::Remote
+    }
+
+    fn router(&self) -> Arc<dyn Router> {
+        // `self` is only reachable through its `Arc`, so the upgrade succeeds while it is used.
+        self.me.upgrade().expect("the host router is alive while it routes")
+    }
+
+    /// Starts a user actor.
+    fn spawn_user(&self, user: &Jid, arbiter: &actix::ArbiterHandle, pending: Arc<AtomicUsize>) -> ActorRef {
+        let (user, services, modules, router) = (user.clone(), self.services.clone(), self.modules.clone(), self.router());
+        ActorRef::User(UserActor::start_in_arbiter(arbiter, move |_| UserActor::new(user, services, modules, router, pending)))
+    }
+
+    /// Runs `send` with the actor of `user` (started if needed), counting one pending message.
+    pub fn with_user_actor<R>(&self, user: &Jid, send: impl FnOnce(&actix::Addr<UserActor>) -> R) -> Option<R> {
+        self.directory.with_user(user, &|arbiter, pending| self.spawn_user(user, arbiter, pending), send)
+    }
+
+    /// Delivers to a local user or service entity on this node, whoever owns its partition.
+    pub fn deliver_here(&self, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
+        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
+        let bare = to.bare();
+        match self.destination(to) {
+            Destination::User => self.directory.deliver(&bare, stanza, received, &|arbiter, pending| self.spawn_user(&bare, arbiter, pending)),
+            Destination::Service(kind) => {
+                let spawn = |arbiter: &actix::ArbiterHandle, pending| {
+                    let (kind, jid, services, router) = (kind.clone(), bare.clone(), self.services.clone(), self.router());
+                    ActorRef::Service(ServiceActor::start_in_arbiter(arbiter, move |_| ServiceActor::new(kind.as_ref(), jid, services, router, pending)))
+                };
+                self.directory.deliver(&bare, stanza, received, &spawn)
+            }
+            // Not local: route it as anyone would.
+            _ => self.route(stanza, received),
+        }
+    }
+
+    /// What reaches the server's own domain from elsewhere: nothing here answers requests
+    /// (a user's own requests to the server are answered in its actor), so they get
+    /// `service-unavailable`; results, errors, presence and headlines are dropped.
+    fn to_server(&self, stanza: Stanza) {
+        let answer = match stanza.kind {
+            StanzaKind::Iq => stanza.is_iq_request(),
+            StanzaKind::Message => !stanza.type_is("headline") && !stanza.is_error(),
+            StanzaKind::Presence => false,
+        };
+        if answer {
+            self.bounce(stanza, StanzaErrorCondition::ServiceUnavailable);
+        }
+    }
+
+    /// Answers `stanza` with an error from its destination's domain.
+    fn bounce(&self, stanza: Stanza, condition: StanzaErrorCondition) {
+        let Some(to) = stanza.to.as_ref() else { return };
+        if let Some(reply) = stanza.error_reply(&to.domain_jid(), &StanzaError::new(condition)) {
+            let _ = self.route(reply, Instant::now());
+        }
+    }
+}
+
+impl Router for HostRouter {
+    fn route(&self, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
+        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
+        match self.destination(to) {
+            Destination::Server => {
+                self.to_server(stanza);
+                Ok(())
+            }
+            Destination::User | Destination::Service(_) => {
+                if let Some(cluster) = self.cluster.get()
+                    && let Some(partition) = cluster.owner_elsewhere(&to.bare())
+                {
+                    return cluster.forward(partition, stanza, received);
+                }
+                self.deliver_here(stanza, received)
+            }
+            Destination::Component(link) => link.send(stanza),
+            Destination::Remote => {
+                if let Err((stanza, condition)) = self.remote.send(stanza) {
+                    self.bounce(stanza, condition);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn retire(&self, jid: &Jid, pending: &Arc<AtomicUsize>) -> bool {
+        self.directory.retire(jid, pending)
+    }
+}

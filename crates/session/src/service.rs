@@ -1,0 +1,121 @@
+//! Local services addressed by a domain of their own — `conference.DOMAIN`, `pubsub.DOMAIN`,
+//! `upload.DOMAIN` … Each service kind is an actor kind: one [`ServiceActor`] per JID under its
+//! domain (the domain itself, a room, a node), living in the same directory as user actors and
+//! partitioned across a cluster by its bare JID exactly as users are, so a room is owned by one
+//! node at a time and its stanzas are handled in order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use starling_protocol::{Jid, Stanza};
+
+use crate::actor::{Inbound, Stop};
+use crate::context::{Router, Services};
+use crate::hold::HOLD;
+
+/// A kind of local service, registered by its module (`Registrar::service`).
+pub(crate) trait ServiceKind: Send + Sync + 'static {
+    /// The domain its entities live under.
+    fn domain(&self) -> &Jid;
+
+    /// A new entity for `jid`, a bare JID of [`domain`](Self::domain) (the domain itself, or a
+    /// node under it); it loads what it keeps from the stores on its first stanza.
+    fn entity(&self, jid: &Jid) -> Box<dyn ServiceEntity>;
+}
+
+/// One addressable entity of a service, owned by its actor.
+pub(crate) trait ServiceEntity: 'static {
+    /// A stanza addressed to the entity (its bare JID or a full JID under it).
+    fn handle<'a>(&'a mut self, context: &'a ServiceContext, stanza: Stanza, received: Instant) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+    /// Whether the entity keeps nothing in memory that is not stored, so its actor may retire.
+    fn is_idle(&self) -> bool;
+}
+
+/// What an entity is handed: its JID and the way to everyone else.
+pub(crate) struct ServiceContext {
+    pub jid: Jid,
+    router: Arc<dyn Router>,
+}
+
+impl ServiceContext {
+    /// Routes a stanza the entity sends (its `from` is the entity's JID or a JID under it).
+    #[allow(dead_code)] // Used by the service modules to come (MUC, PubSub); exercised by layer_tests.
+    pub fn route(&self, stanza: Stanza) -> Result<(), Box<Stanza>> {
+        self.router.route(stanza, Instant::now())
+    }
+}
+
+pub(crate) struct ServiceActor {
+    /// `None` only while a stanza is handled (the handler owns the entity meanwhile).
+    entity: Option<Box<dyn ServiceEntity>>,
+    context: Arc<ServiceContext>,
+    pending: Arc<AtomicUsize>,
+    idle_after: Duration,
+    /// A retirement check is already scheduled (one timer, however many stanzas pass).
+    retirement_scheduled: bool,
+}
+
+impl ServiceActor {
+    pub fn new(kind: &dyn ServiceKind, jid: Jid, services: Arc<Services>, router: Arc<dyn Router>, pending: Arc<AtomicUsize>) -> ServiceActor {
+        let idle_after = services.config.idle_actor;
+        let entity = Some(kind.entity(&jid));
+        ServiceActor { entity, context: Arc::new(ServiceContext { jid, router }), pending, idle_after, retirement_scheduled: false }
+    }
+
+    fn schedule_retirement(&mut self, ctx: &mut Context<Self>) {
+        if self.retirement_scheduled {
+            return;
+        }
+        self.retirement_scheduled = true;
+        ctx.run_later(self.idle_after, |actor, ctx| {
+            actor.retirement_scheduled = false;
+            let idle = actor.entity.as_ref().is_some_and(|entity| entity.is_idle());
+            if idle && actor.context.router.retire(&actor.context.jid, &actor.pending) {
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl Actor for ServiceActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Inbound> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Inbound, ctx: &mut Context<Self>) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        let Some(mut entity) = self.entity.take() else {
+            tracing::error!("service actor handled a stanza while its entity was lent out");
+            return;
+        };
+        let context = self.context.clone();
+        let work = HOLD.scope(message.hold, async move {
+            entity.handle(&context, message.stanza, message.received).await;
+            entity
+        });
+        // `wait`: the next stanza waits until this one is handled, so an entity sees its stanzas
+        // in order.
+        ctx.wait(work.into_actor(self).map(|entity, actor, ctx| {
+            let idle = entity.is_idle();
+            actor.entity = Some(entity);
+            if idle {
+                actor.schedule_retirement(ctx);
+            }
+        }));
+    }
+}
+
+impl Handler<Stop> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
