@@ -4,11 +4,14 @@
 //! Nothing here touches a socket, an actor, a store or a clock: every type parses from and
 //! serialises to XML (via `starling-xml`) and is tested with the examples of its specification.
 
+pub mod datetime;
 pub mod error;
 pub mod jid;
 pub mod ns;
+pub mod payload;
 pub mod stanza;
 
 pub use error::{ErrorType, StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 pub use jid::{Jid, JidError};
+pub use payload::PayloadError;
 pub use stanza::{Stanza, StanzaBuildError, StanzaKind};

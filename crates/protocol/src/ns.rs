@@ -47,6 +47,8 @@ pub const CARBONS: &str = "urn:xmpp:carbons:2";
 pub const FORWARD: &str = "urn:xmpp:forward:0";
 /// Software Version (XEP-0092).
 pub const VERSION: &str = "jabber:iq:version";
+/// Entity Time (XEP-0202).
+pub const TIME: &str = "urn:xmpp:time";
 /// Last Activity (XEP-0012).
 pub const LAST: &str = "jabber:iq:last";
 /// In-Band Registration (XEP-0077).
@@ -57,6 +59,8 @@ pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
 pub const DELAY: &str = "urn:xmpp:delay";
 /// Data Forms (XEP-0004).
 pub const DATA_FORMS: &str = "jabber:x:data";
+/// Data Forms Validation (XEP-0122), e.g. the `<validate/>` of MAM's `ids` field.
+pub const DATA_FORMS_VALIDATE: &str = "http://jabber.org/protocol/xdata-validate";
 /// Message Processing Hints (XEP-0334).
 pub const HINTS: &str = "urn:xmpp:hints";
 /// Stream Management (XEP-0198).
@@ -65,6 +69,8 @@ pub const SM: &str = "urn:xmpp:sm:3";
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// Message Archive Management (XEP-0313).
 pub const MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0313's extended queries (before-id/after-id/ids, flipped pages, metadata), a disco feature.
+pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 /// Result Set Management (XEP-0059).
 pub const RSM: &str = "http://jabber.org/protocol/rsm";
 /// Unique and Stable Stanza IDs (XEP-0359).
