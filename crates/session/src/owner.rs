@@ -14,17 +14,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, InFlight, OwnerEvent, OwnerInbox};
 use starling_cluster::hold::{Hold, LinkHolds, RecordHolds};
 use starling_cluster::liveness;
-use starling_cluster::bus_gateway::{epoch_micros, Origin};
+use starling_cluster::envelope::{EdgeRecord, Origin, OwnerRecord};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::registry::{Registry, ResourceRoute};
 use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
-use starling_wire::v1::{self, envelope::Body, to_connection::Action};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Bind, FromClient, Unbind};
@@ -99,9 +98,9 @@ impl ClusterSide {
     /// Queues `stanza` for its owner's partition; the stanza back if the outbox is full (the
     /// caller tells the sender to retry).
     pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
-        let deliver = v1::Deliver { stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))) };
-        let bytes = starling_wire::encode(&self.origin.envelope(Body::Deliver(deliver)));
-        self.outbox.try_send((partition, bytes, current_hold())).map_err(|_| Box::new(stanza))
+        let Ok(slot) = self.outbox.try_reserve() else { return Err(Box::new(stanza)) };
+        slot.send((partition, OwnerRecord::Deliver { stanza, received }.encode(&self.origin), current_hold()));
+        Ok(())
     }
 
     fn owned_partitions(&self) -> Vec<u32> {
@@ -150,13 +149,8 @@ impl ClusterSide {
                 let result = tokio::select! {
                     next = queued.recv() => {
                         let Some(message) = next else { break };
-                        let action = match message {
-                            ToClient::Stanza(bytes) => Action::Stanza(bytes),
-                            ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
-                            ToClient::EndStream => Action::EndStream(true),
-                        };
-                        let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                        in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, holds.take()).await
+                        let bytes = EdgeRecord { connection, message }.encode(&origin);
+                        in_flight.push(bus.publish_edge(&edge, bytes).await, holds.take()).await
                     }
                     done = in_flight.next_done() => done,
                 };
@@ -167,10 +161,9 @@ impl ClusterSide {
             if holds.abandoned() {
                 // The session gave the connection up as too slow: the edge ends its stream, as it
                 // does itself when its own queue to the client overflows.
-                let close = StreamError::new(StreamErrorCondition::PolicyViolation);
-                let action = Action::Close(close.condition.as_str().to_owned());
-                let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                let _ = in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, Vec::new()).await;
+                let close = ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation));
+                let bytes = EdgeRecord { connection, message: close }.encode(&origin);
+                let _ = in_flight.push(bus.publish_edge(&edge, bytes).await, Vec::new()).await;
             }
             while !in_flight.is_empty() {
                 let _ = in_flight.next_done().await;
@@ -178,13 +171,6 @@ impl ClusterSide {
         });
         link
     }
-}
-
-/// The `Instant` at which something stamped `micros` since the epoch happened (now, if later).
-fn instant_of(micros: u64) -> Instant {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let ago = now.saturating_sub(Duration::from_micros(micros));
-    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
 
 impl Services {
@@ -258,39 +244,33 @@ impl Services {
 
     /// One owner record to the user's actor.
     fn dispatch(self: &Arc<Self>, side: &ClusterSide, payload: Bytes, hold: Option<Hold>) {
-        let envelope = match starling_wire::decode(payload) {
-            Ok(envelope) => envelope,
+        let record = match OwnerRecord::decode(payload) {
+            Ok(record) => record,
             Err(error) => {
-                tracing::warn!(%error, "undecodable owner record dropped");
+                tracing::warn!(%error, "owner record dropped");
                 return;
             }
         };
-        let jid = |text: &str| Jid::new(text).ok().filter(|jid| !jid.is_bare());
-        match envelope.body {
-            Some(Body::Bind(v1::Bind { full_jid, edge_node, connection })) => {
-                let Some(jid) = jid(&full_jid) else { return };
-                let link = side.remote_link(edge_node.clone(), connection, self.config.client_queue);
+        match record {
+            OwnerRecord::Bind { jid, edge, connection } => {
+                let link = side.remote_link(edge.clone(), connection, self.config.client_queue);
                 // The edge does not wait for the bind: records after it are ordered behind it.
                 let (reply, _) = oneshot::channel();
-                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, edge: Some(edge_node), reply, hold }));
+                self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Bind { jid, link, edge: Some(edge), reply, hold }));
             }
-            Some(Body::FromClient(v1::FromClient { full_jid, connection: _, stanza: Some(stanza) })) => {
-                let (Some(resource), Ok((stanza, received))) = (jid(&full_jid), routed(stanza)) else { return };
+            OwnerRecord::FromClient { resource, connection: _, stanza, received } => {
                 self.with_actor(&resource.bare(), |entry| entry.addr.do_send(FromClient { resource, stanza, received, counted: true, hold }));
             }
-            Some(Body::Unbind(v1::Unbind { full_jid, connection })) => {
-                let Some(jid) = jid(&full_jid) else { return };
+            OwnerRecord::Unbind { jid, connection } => {
                 self.with_actor(&jid.bare(), |entry| entry.addr.do_send(Unbind { jid, connection_id: connection, counted: true, hold }));
             }
-            Some(Body::Deliver(v1::Deliver { stanza: Some(stanza) })) => {
-                let Ok((stanza, received)) = routed(stanza) else { return };
+            OwnerRecord::Deliver { stanza, received } => {
                 HOLD.sync_scope(hold, || {
                     if let Err(refused) = self.deliver_here(stanza, received) {
                         self.refuse(&refused);
                     }
                 });
             }
-            _ => tracing::warn!(origin = %envelope.origin_node, "owner record of an unexpected kind dropped"),
         }
     }
 }
@@ -307,12 +287,6 @@ impl Services {
             let _ = self.deliver(reply, Instant::now());
         }
     }
-}
-
-/// A stanza from the bus and when its edge received it.
-fn routed(stanza: v1::Stanza) -> Result<(Stanza, Instant), starling_wire::WireError> {
-    let received = instant_of(stanza.received_us);
-    Ok((stanza.into_routed()?, received))
 }
 
 /// Commits every record whose holds are all gone.
