@@ -4,48 +4,19 @@
 //! connection's queue. The edge keeps nothing else: killing it loses only its sockets.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
-use starling_wire::v1::{self, envelope::Body, to_connection::Action};
+use starling_protocol::{Jid, Stanza};
 use tokio::sync::mpsc;
 
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
+use crate::envelope::{EdgeRecord, OwnerRecord};
 use crate::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, ToClient};
 
-/// Microseconds since the epoch at which something that happened at `at` happened.
-pub fn epoch_micros(at: Instant) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(now.saturating_sub(at.elapsed()).as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Stamps envelopes with this node and an increasing sequence number.
-pub struct Origin {
-    node: String,
-    seq: AtomicU64,
-}
-
-impl Origin {
-    pub fn new(node: impl Into<String>) -> Origin {
-        Origin { node: node.into(), seq: AtomicU64::new(0) }
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    pub fn envelope(&self, body: Body) -> v1::Envelope {
-        v1::Envelope {
-            origin_node: self.node.clone(),
-            origin_seq: self.seq.fetch_add(1, Ordering::Relaxed),
-            traceparent: String::new(),
-            body: Some(body),
-        }
-    }
-}
+/// Where it was before it moved to [`crate::envelope`]; the server still names it here.
+pub use crate::envelope::Origin;
 
 pub struct BusGateway {
     origin: Origin,
@@ -84,23 +55,12 @@ impl BusGateway {
     /// sender is dropped here, which closes the queue and makes the connection end the stream
     /// with `policy-violation` — the same rule as in one process.
     fn hand_over(&self, bytes: bytes::Bytes) {
-        let envelope = match starling_wire::decode(bytes) {
-            Ok(envelope) => envelope,
+        let EdgeRecord { connection, message } = match EdgeRecord::decode(bytes) {
+            Ok(record) => record,
             Err(error) => {
-                tracing::warn!(%error, "undecodable edge inbox record dropped");
+                tracing::warn!(%error, "edge inbox record dropped");
                 return;
             }
-        };
-        let Some(Body::ToConnection(v1::ToConnection { connection, action: Some(action) })) = envelope.body else {
-            tracing::warn!(origin = %envelope.origin_node, "edge inbox record that is not for a connection dropped");
-            return;
-        };
-        let message = match action {
-            Action::Stanza(bytes) => ToClient::Stanza(bytes),
-            Action::Close(condition) => {
-                ToClient::Close(StreamError::new(StreamErrorCondition::parse(&condition).unwrap_or(StreamErrorCondition::UndefinedCondition)))
-            }
-            Action::EndStream(_) => ToClient::EndStream,
         };
         let mut links = self.links();
         let Some(sender) = links.get(&connection) else { return };
@@ -110,15 +70,14 @@ impl BusGateway {
     }
 
     /// Queues a record for the user's owner partition and returns its acknowledgement.
-    async fn publish(&self, user: &Jid, body: Body) -> Result<Delivered, BusError> {
+    async fn publish(&self, user: &Jid, record: &OwnerRecord) -> Result<Delivered, BusError> {
         let partition = partition_of(user.bare().as_str(), self.bus.partitions());
-        let bytes = starling_wire::encode(&self.origin.envelope(body));
-        self.bus.publish_owner(partition, bytes).await
+        self.bus.publish_owner(partition, record.encode(&self.origin)).await
     }
 
     /// [`publish`](Self::publish) and wait until the record is durable.
-    async fn publish_durably(&self, user: &Jid, body: Body) -> Result<(), GatewayError> {
-        self.publish(user, body).await.map_err(unavailable)?.await.map_err(unavailable)
+    async fn publish_durably(&self, user: &Jid, record: &OwnerRecord) -> Result<(), GatewayError> {
+        self.publish(user, record).await.map_err(unavailable)?.await.map_err(unavailable)
     }
 }
 
@@ -129,9 +88,9 @@ impl Gateway for Arc<BusGateway> {
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection = link.connection_id;
         self.links().insert(connection, link.sender);
-        let bind = v1::Bind { full_jid: jid.to_string(), edge_node: self.origin.node().to_owned(), connection };
+        let bind = OwnerRecord::Bind { jid: jid.clone(), edge: self.origin.node().to_owned(), connection };
         // The bind is durable before the client hears it is bound.
-        if let Err(error) = self.publish_durably(&jid, Body::Bind(bind)).await {
+        if let Err(error) = self.publish_durably(&jid, &bind).await {
             self.links().remove(&connection);
             return Err(error);
         }
@@ -162,19 +121,15 @@ impl BoundSession for BusSession {
     }
 
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        let from_client = v1::FromClient {
-            full_jid: self.jid.to_string(),
-            connection: self.connection,
-            stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))),
-        };
-        let queued = self.gateway.publish(&self.jid, Body::FromClient(from_client)).await;
+        let from_client = OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received };
+        let queued = self.gateway.publish(&self.jid, &from_client).await;
         self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
     }
 
     async fn unbind(self: Box<Self>) {
         self.gateway.links().remove(&self.connection);
-        let unbind = v1::Unbind { full_jid: self.jid.to_string(), connection: self.connection };
-        if let Err(error) = self.gateway.publish_durably(&self.jid, Body::Unbind(unbind)).await {
+        let unbind = OwnerRecord::Unbind { jid: self.jid.clone(), connection: self.connection };
+        if let Err(error) = self.gateway.publish_durably(&self.jid, &unbind).await {
             tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
         }
     }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use starling_wire::v1::{self, envelope::Body};
+use starling_protocol::Jid;
 
 use crate::bus::{partition_of, Bus, InFlight};
-use crate::bus_gateway::Origin;
+use crate::envelope::{Origin, OwnerRecord};
 use crate::registry::Registry;
 
 /// Unbind records of a reap waiting for the bus at most.
@@ -52,9 +52,12 @@ pub async fn reap(registry: &dyn Registry, bus: &dyn Bus, origin: &Origin, node:
     };
     let mut in_flight = InFlight::new(REAP_IN_FLIGHT);
     for (user, route) in &routes {
-        let unbind = v1::Unbind { full_jid: format!("{user}/{}", route.resource), connection: route.connection };
-        let bytes = starling_wire::encode(&origin.envelope(Body::Unbind(unbind)));
-        let queued = bus.publish_owner(partition_of(user, bus.partitions()), bytes).await;
+        let Ok(jid) = Jid::new(user).and_then(|user| user.with_resource(&route.resource)) else {
+            tracing::warn!(%node, %user, resource = %route.resource, "a reaped route that names no valid resource; its owner is not told");
+            continue;
+        };
+        let unbind = OwnerRecord::Unbind { jid, connection: route.connection };
+        let queued = bus.publish_owner(partition_of(user, bus.partitions()), unbind.encode(origin)).await;
         if let Err(error) = in_flight.push(queued, Vec::new()).await {
             tracing::warn!(%node, %user, %error, "could not tell an owner that a dead node's resource is gone");
         }
@@ -129,8 +132,8 @@ mod tests {
         };
         reaper.abort();
         assert_eq!(record.partition, partition_of("alice@example.com", 4));
-        let envelope = starling_wire::decode(record.payload).unwrap();
-        assert_eq!(envelope.body, Some(Body::Unbind(v1::Unbind { full_jid: "alice@example.com/phone".into(), connection: 7 })));
+        let OwnerRecord::Unbind { jid, connection } = OwnerRecord::decode(record.payload).expect("an owner record") else { panic!("not an unbind") };
+        assert_eq!((jid.as_str(), connection), ("alice@example.com/phone", 7));
         assert!(registry.resources("alice@example.com").await.unwrap().is_empty());
         assert_eq!(registry.resources("bob@example.com").await.unwrap().len(), 1, "a live node keeps its routes");
     }

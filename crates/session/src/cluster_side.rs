@@ -10,12 +10,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, InFlight};
-use starling_cluster::bus_gateway::{epoch_micros, Origin};
+use starling_cluster::envelope::{EdgeRecord, Origin, OwnerRecord};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::hold::{Hold, LinkHolds};
 use starling_cluster::registry::{Registry, ResourceRoute};
 use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
-use starling_wire::v1::{self, envelope::Body, to_connection::Action};
 use tokio::sync::mpsc;
 
 use crate::context::ClusterRoutes;
@@ -76,9 +75,9 @@ impl ClusterSide {
     /// Queues `stanza` for its owner's partition; the stanza back if the outbox is full (the
     /// caller tells the sender to retry).
     pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
-        let deliver = v1::Deliver { stanza: Some(v1::Stanza::from_routed(&stanza, epoch_micros(received))) };
-        let bytes = starling_wire::encode(&self.origin.envelope(Body::Deliver(deliver)));
-        self.outbox.try_send((partition, bytes, current_hold())).map_err(|_| Box::new(stanza))
+        let Ok(slot) = self.outbox.try_reserve() else { return Err(Box::new(stanza)) };
+        slot.send((partition, OwnerRecord::Deliver { stanza, received }.encode(&self.origin), current_hold()));
+        Ok(())
     }
 
     pub fn owned_partitions(&self) -> Vec<u32> {
@@ -127,13 +126,8 @@ impl ClusterSide {
                 let result = tokio::select! {
                     next = queued.recv() => {
                         let Some(message) = next else { break };
-                        let action = match message {
-                            ToClient::Stanza(bytes) => Action::Stanza(bytes),
-                            ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
-                            ToClient::EndStream => Action::EndStream(true),
-                        };
-                        let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                        in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, holds.take()).await
+                        let bytes = EdgeRecord { connection, message }.encode(&origin);
+                        in_flight.push(bus.publish_edge(&edge, bytes).await, holds.take()).await
                     }
                     done = in_flight.next_done() => done,
                 };
@@ -144,10 +138,9 @@ impl ClusterSide {
             if holds.abandoned() {
                 // The session gave the connection up as too slow: the edge ends its stream, as it
                 // does itself when its own queue to the client overflows.
-                let close = StreamError::new(StreamErrorCondition::PolicyViolation);
-                let action = Action::Close(close.condition.as_str().to_owned());
-                let envelope = origin.envelope(Body::ToConnection(v1::ToConnection { connection, action: Some(action) }));
-                let _ = in_flight.push(bus.publish_edge(&edge, starling_wire::encode(&envelope)).await, Vec::new()).await;
+                let close = ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation));
+                let bytes = EdgeRecord { connection, message: close }.encode(&origin);
+                let _ = in_flight.push(bus.publish_edge(&edge, bytes).await, Vec::new()).await;
             }
             while !in_flight.is_empty() {
                 let _ = in_flight.next_done().await;

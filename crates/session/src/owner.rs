@@ -13,7 +13,7 @@
 //! to the bus or the archive (`starling_cluster::hold`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox};
@@ -21,7 +21,7 @@ use starling_cluster::hold::{Hold, RecordHolds};
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
 use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
-use starling_wire::v1::{self, envelope::Body};
+use starling_cluster::envelope::OwnerRecord;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Bind, FromClient, Unbind};
@@ -32,13 +32,6 @@ use crate::router::HostRouter;
 
 /// How often handled offsets are committed (one round trip to the bus for all partitions).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-
-/// The `Instant` at which something stamped `micros` since the epoch happened (now, if later).
-fn instant_of(micros: u64) -> Instant {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let ago = now.saturating_sub(Duration::from_micros(micros));
-    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
-}
 
 impl HostRouter {
     /// Joins the owners' group as `node` and serves the records of the partitions it is given,
@@ -113,39 +106,33 @@ impl HostRouter {
 
     /// One owner record to the user's actor.
     fn dispatch(self: &Arc<Self>, side: &ClusterSide, payload: Bytes, hold: Option<Hold>) {
-        let envelope = match starling_wire::decode(payload) {
-            Ok(envelope) => envelope,
+        let record = match OwnerRecord::decode(payload) {
+            Ok(record) => record,
             Err(error) => {
-                tracing::warn!(%error, "undecodable owner record dropped");
+                tracing::warn!(%error, "owner record dropped");
                 return;
             }
         };
-        let jid = |text: &str| Jid::new(text).ok().filter(|jid| !jid.is_bare());
-        match envelope.body {
-            Some(Body::Bind(v1::Bind { full_jid, edge_node, connection })) => {
-                let Some(jid) = jid(&full_jid) else { return };
-                let link = side.remote_link(edge_node.clone(), connection, self.services().config.client_queue);
+        match record {
+            OwnerRecord::Bind { jid, edge, connection } => {
+                let link = side.remote_link(edge.clone(), connection, self.services().config.client_queue);
                 // The edge does not wait for the bind: records after it are ordered behind it.
                 let (reply, _) = oneshot::channel();
-                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Bind { jid, link, edge: Some(edge_node), reply, hold }));
+                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Bind { jid, link, edge: Some(edge), reply, hold }));
             }
-            Some(Body::FromClient(v1::FromClient { full_jid, connection: _, stanza: Some(stanza) })) => {
-                let (Some(resource), Ok((stanza, received))) = (jid(&full_jid), routed(stanza)) else { return };
+            OwnerRecord::FromClient { resource, connection: _, stanza, received } => {
                 self.with_user_actor(&resource.bare(), |addr| addr.do_send(FromClient { resource, stanza, received, counted: true, hold }));
             }
-            Some(Body::Unbind(v1::Unbind { full_jid, connection })) => {
-                let Some(jid) = jid(&full_jid) else { return };
+            OwnerRecord::Unbind { jid, connection } => {
                 self.with_user_actor(&jid.bare(), |addr| addr.do_send(Unbind { jid, connection_id: connection, counted: true, hold }));
             }
-            Some(Body::Deliver(v1::Deliver { stanza: Some(stanza) })) => {
-                let Ok((stanza, received)) = routed(stanza) else { return };
+            OwnerRecord::Deliver { stanza, received } => {
                 HOLD.sync_scope(hold, || {
                     if let Err(refused) = self.deliver_here(stanza, received) {
                         self.refuse(&refused);
                     }
                 });
             }
-            _ => tracing::warn!(origin = %envelope.origin_node, "owner record of an unexpected kind dropped"),
         }
     }
 }
@@ -162,12 +149,6 @@ impl HostRouter {
             let _ = self.route(reply, Instant::now());
         }
     }
-}
-
-/// A stanza from the bus and when its edge received it.
-fn routed(stanza: v1::Stanza) -> Result<(Stanza, Instant), starling_wire::WireError> {
-    let received = instant_of(stanza.received_us);
-    Ok((stanza.into_routed()?, received))
 }
 
 /// Commits every record whose holds are all gone.

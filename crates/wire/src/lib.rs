@@ -2,6 +2,9 @@
 //! and the conversions between its `Stanza` and the routing view `starling_protocol::Stanza`.
 //! Decoding checks what the edge guaranteed when it produced the stanza (a valid sender, valid
 //! addresses), so a corrupt or hostile record is refused here instead of misrouted later.
+//!
+//! Only `starling_cluster::envelope` uses this crate: it turns these types into the typed records
+//! the rest of the server sees, so nothing else depends on the wire format.
 
 use bytes::Bytes;
 use prost::Message;
