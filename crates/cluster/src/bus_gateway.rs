@@ -12,11 +12,8 @@ use starling_protocol::{Jid, Stanza};
 use tokio::sync::mpsc;
 
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
-use crate::envelope::{EdgeRecord, OwnerRecord};
+use crate::envelope::{EdgeRecord, Origin, OwnerRecord};
 use crate::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, ToClient};
-
-/// Where it was before it moved to [`crate::envelope`]; the server still names it here.
-pub use crate::envelope::Origin;
 
 pub struct BusGateway {
     origin: Origin,
