@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use starling_cluster::gateway::ClientLink;
 use starling_cluster::registry::ResourceRoute;
 use starling_cluster::store::Store;
+use starling_protocol::payload::DiscoInfoResult;
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
 
@@ -41,23 +42,13 @@ pub(crate) trait ClusterRoutes: Send + Sync {
     async fn restore(&self, user: &Jid, client_queue: usize) -> Vec<(ResourceRoute, ClientLink)>;
 }
 
-/// One identity of a disco#info answer (XEP-0030 §3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Identity {
-    pub category: &'static str,
-    pub kind: &'static str,
-    pub name: Option<&'static str>,
-}
-
 /// What disco#info answers for the server and for every account, as the registered modules
-/// declared it, and the service domains disco#items lists.
+/// declared it (features sorted, as XEP-0115 §5.1 hashes them), and the service domains
+/// disco#items lists.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Advertised {
-    pub server_identities: Vec<Identity>,
-    /// Sorted, as XEP-0115 §5.1 hashes them.
-    pub server_features: Vec<&'static str>,
-    pub account_identities: Vec<Identity>,
-    pub account_features: Vec<&'static str>,
+    pub server: DiscoInfoResult,
+    pub account: DiscoInfoResult,
     /// The domains of local services (`conference.example.com` …).
     pub service_domains: Vec<Jid>,
 }

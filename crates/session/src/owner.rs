@@ -20,7 +20,7 @@ use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox}
 use starling_cluster::hold::{Hold, RecordHolds};
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
-use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
+use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_cluster::envelope::OwnerRecord;
 use tokio::sync::{mpsc, oneshot};
 

@@ -22,11 +22,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use starling_protocol::payload::Identity;
 use starling_protocol::{Jid, Stanza, StanzaKind};
 use starling_xml::Element;
 
 use crate::config::SessionConfig;
-use crate::context::{Advertised, Identity};
+use crate::context::Advertised;
 use crate::service::ServiceKind;
 use crate::state::UserState;
 
@@ -181,19 +182,19 @@ impl Registrar<'_> {
     }
 
     pub fn server_identity(&mut self, identity: Identity) {
-        self.modules.advertised.server_identities.push(identity);
+        self.modules.advertised.server.identities.push(identity);
     }
 
     pub fn account_identity(&mut self, identity: Identity) {
-        self.modules.advertised.account_identities.push(identity);
+        self.modules.advertised.account.identities.push(identity);
     }
 
-    pub fn server_feature(&mut self, feature: &'static str) {
-        self.modules.advertised.server_features.push(feature);
+    pub fn server_feature(&mut self, feature: &str) {
+        self.modules.advertised.server.features.push(feature.to_owned());
     }
 
-    pub fn account_feature(&mut self, feature: &'static str) {
-        self.modules.advertised.account_features.push(feature);
+    pub fn account_feature(&mut self, feature: &str) {
+        self.modules.advertised.account.features.push(feature.to_owned());
     }
 
     /// A local service kind at its own domain; disco#items of the server lists it.
@@ -216,7 +217,7 @@ impl Modules {
             register(&mut registrar);
         }
         let advertised = &mut built.advertised;
-        for features in [&mut advertised.server_features, &mut advertised.account_features] {
+        for features in [&mut advertised.server.features, &mut advertised.account.features] {
             features.sort_unstable();
             features.dedup();
         }

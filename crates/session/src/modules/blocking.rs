@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
+use starling_protocol::payload::{Block, Blocklist as BlocklistPayload, Unblock};
+use starling_protocol::{ns, Jid, PayloadError, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
 use super::roster::{self, has_from};
@@ -92,29 +93,21 @@ async fn blocking_iq(state: &mut UserState, iq: Iq) {
     let payload = &iq.payload;
     match (iq.stanza.stanza_type.as_deref(), payload.name()) {
         (Some("get"), "blocklist") => {
-            let mut items: Vec<String> = blocklist(state).await.iter().cloned().collect();
-            items.sort();
-            let mut list = Element::new("blocklist", ns::BLOCKING);
-            for jid in items {
-                list.push_child(Element::new("item", ns::BLOCKING).with_attr("jid", jid));
-            }
+            let mut items: Vec<Jid> = blocklist(state).await.iter().filter_map(|jid| Jid::new(jid).ok()).collect();
+            items.sort_by(|a, b| a.as_str().cmp(b.as_str()));
             if let Some(index) = iq.resource.as_ref().and_then(|resource| state.resource_index(resource)) {
                 state.resource_mut(index).ext.insert(WantsBlocklist);
             }
-            state.reply(&iq, Some(list));
+            state.reply(&iq, Some(BlocklistPayload { items }.into()));
         }
         (Some("set"), "block" | "unblock") => {
-            let mut jids = Vec::new();
-            for item in payload.children().filter(|c| c.is("item", ns::BLOCKING)) {
-                match item.attr("jid").map(Jid::new) {
-                    Some(Ok(jid)) => jids.push(jid.to_string()),
-                    _ => return state.refuse(&iq, StanzaErrorCondition::JidMalformed),
-                }
-            }
             let blocking = payload.name() == "block";
-            if blocking && jids.is_empty() {
-                return state.refuse(&iq, StanzaErrorCondition::BadRequest);
-            }
+            let items: Result<Vec<Jid>, PayloadError> =
+                if blocking { Block::try_from(payload).map(|block| block.items) } else { Unblock::try_from(payload).map(|unblock| unblock.items) };
+            let jids: Vec<String> = match items {
+                Ok(items) => items.iter().map(Jid::to_string).collect(),
+                Err(error) => return state.refuse(&iq, error.condition()),
+            };
             let store = state.services().store.blocklists.clone();
             let user = state.user().as_str();
             let result = match (blocking, jids.is_empty()) {

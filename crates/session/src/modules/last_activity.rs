@@ -4,8 +4,8 @@
 use std::time::SystemTime;
 
 use starling_cluster::store::LastSeen;
+use starling_protocol::payload::LastActivity;
 use starling_protocol::{ns, StanzaErrorCondition};
-use starling_xml::Element;
 
 use super::roster::{self, has_from};
 use crate::registry::{Iq, IqTo, Registrar};
@@ -35,7 +35,7 @@ fn uptime(state: &mut UserState, iq: Iq) {
         return state.refuse(&iq, StanzaErrorCondition::ServiceUnavailable);
     }
     let uptime = state.services().started.elapsed().map(|d| d.as_secs()).unwrap_or_default();
-    state.reply(&iq, Some(Element::new("query", ns::LAST).with_attr("seconds", uptime.to_string())));
+    state.reply(&iq, Some(LastActivity { seconds: uptime, status: None }.into()));
 }
 
 /// §3: only the user and its presence subscribers may ask; an online user was last active 0
@@ -49,15 +49,12 @@ async fn last_activity(state: &mut UserState, iq: Iq) {
         return state.refuse(&iq, StanzaErrorCondition::Forbidden);
     }
     if state.resources().iter().any(|r| r.is_available()) {
-        return state.reply(&iq, Some(Element::new("query", ns::LAST).with_attr("seconds", "0")));
+        return state.reply(&iq, Some(LastActivity { seconds: 0, status: None }.into()));
     }
     match state.services().store.last_activity.get(state.user().as_str()).await {
         Ok(Some(seen)) => {
-            let mut query = Element::new("query", ns::LAST).with_attr("seconds", unix_now().saturating_sub(seen.unix_seconds).to_string());
-            if !seen.status.is_empty() {
-                query.push_text(seen.status);
-            }
-            state.reply(&iq, Some(query));
+            let status = (!seen.status.is_empty()).then_some(seen.status);
+            state.reply(&iq, Some(LastActivity { seconds: unix_now().saturating_sub(seen.unix_seconds), status }.into()));
         }
         Ok(None) => state.refuse(&iq, StanzaErrorCondition::ItemNotFound),
         Err(error) => state.refuse_for_store(&iq, error),

@@ -19,7 +19,7 @@ pub(super) fn register(r: &mut Registrar) {
 async fn store(state: &mut UserState, stanza: Stanza) -> Flow {
     let to = stanza.to.clone().unwrap_or_else(|| state.user().clone());
     // Whole seconds, as offline stamps have always been.
-    let stamp = datetime::format(datetime::now_micros() / 1_000_000 * 1_000_000);
+    let stamp = starling_protocol::datetime::format(datetime::now_micros() / 1_000_000 * 1_000_000);
     let delay = Element::new("delay", ns::DELAY).with_attr("from", state.domain().as_str()).with_attr("stamp", stamp);
     let stamped = stanza.with_appended_child(&delay);
     let limit = state.services().config.max_offline_per_user;

@@ -1,6 +1,7 @@
 //! XEP-0049 private XML storage: one child in a namespace of the client's choosing, stored under
 //! name + namespace, reachable by the account's owner only.
 
+use starling_protocol::payload::PrivateQuery;
 use starling_protocol::{ns, StanzaErrorCondition};
 use starling_xml::Element;
 
@@ -13,22 +14,22 @@ pub(super) fn register(r: &mut Registrar) {
 }
 
 async fn private_iq(state: &mut UserState, iq: Iq) {
-    let mut children = iq.payload.children();
-    let (Some(item), None) = (children.next(), children.next()) else {
+    let query = match PrivateQuery::try_from(&iq.payload) {
+        Ok(query) => query,
+        Err(error) => return state.refuse(&iq, error.condition()),
+    };
+    // One child, in a namespace that is not reserved (§3), or there is nothing to store.
+    let (Some((name, namespace)), Some(item)) = (query.key(), query.payload.as_ref()) else {
         return state.refuse(&iq, StanzaErrorCondition::NotAcceptable);
     };
-    // §3: the jabber:* namespaces are reserved and may not be used for storage.
-    if item.ns().is_empty() || item.ns().starts_with("jabber:") {
-        return state.refuse(&iq, StanzaErrorCondition::NotAcceptable);
-    }
-    let key = format!("{}|{}", item.name(), item.ns());
+    let key = format!("{name}|{namespace}");
     let store = state.services().store.private_xml.clone();
     let user = state.user().as_str();
     if iq.is_get() {
         match store.get(user, &key).await {
             Ok(stored) => {
                 let found = stored.and_then(|bytes| Element::parse(&bytes).ok()).unwrap_or_else(|| item.clone());
-                state.reply(&iq, Some(Element::new("query", ns::PRIVATE).with_child(found)));
+                state.reply(&iq, Some(PrivateQuery { payload: Some(found) }.into()));
             }
             Err(error) => state.refuse_for_store(&iq, error),
         }

@@ -3,6 +3,7 @@
 //! before authentication.
 
 use starling_cluster::store::{ScramCredentials, DEFAULT_SCRAM_ITERATIONS};
+use starling_protocol::payload::RegisterQuery;
 use starling_protocol::{ns, StanzaErrorCondition, StreamError, StreamErrorCondition};
 
 use crate::registry::{Iq, IqTo, Registrar};
@@ -22,9 +23,12 @@ async fn register_set(state: &mut UserState, iq: Iq) {
     if !state.services().config.registration_enabled {
         return state.refuse(&iq, StanzaErrorCondition::NotAllowed);
     }
-    let query = &iq.payload;
+    let query = match RegisterQuery::try_from(&iq.payload) {
+        Ok(query) => query,
+        Err(error) => return state.refuse(&iq, error.condition()),
+    };
     let user = state.user().clone();
-    if query.get_child("remove", ns::REGISTER).is_some() {
+    if query.remove {
         match state.services().store.remove_user(user.as_str()).await {
             Ok(_) => {
                 state.reply(&iq, None);
@@ -34,9 +38,7 @@ async fn register_set(state: &mut UserState, iq: Iq) {
         }
         return;
     }
-    let username = query.get_child("username", ns::REGISTER).map(|e| e.text());
-    let password = query.get_child("password", ns::REGISTER).map(|e| e.text());
-    match (username, password) {
+    match (query.username, query.password) {
         (Some(username), Some(password)) if user.node() == Some(username.as_str()) && !password.is_empty() => {
             let credentials = ScramCredentials::derive(&password, DEFAULT_SCRAM_ITERATIONS);
             match state.services().store.accounts.set_credentials(user.as_str(), credentials).await {

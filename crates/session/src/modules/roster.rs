@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use starling_cluster::store::{RosterItem, Subscription};
+use starling_protocol::payload::{self, RosterQuery};
 use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
@@ -64,32 +65,22 @@ pub(crate) fn has_to(subscription: Subscription) -> bool {
     matches!(subscription, Subscription::To | Subscription::Both)
 }
 
-fn subscription_name(subscription: Subscription) -> &'static str {
-    match subscription {
-        Subscription::None => "none",
-        Subscription::To => "to",
-        Subscription::From => "from",
-        Subscription::Both => "both",
+/// An item as the protocol writes it (RFC 6121 §2.1.2).
+fn payload_item(jid: &Jid, item: &RosterItem) -> payload::RosterItem {
+    let subscription = match item.subscription {
+        Subscription::None => payload::Subscription::None,
+        Subscription::To => payload::Subscription::To,
+        Subscription::From => payload::Subscription::From,
+        Subscription::Both => payload::Subscription::Both,
+    };
+    payload::RosterItem {
+        jid: jid.clone(),
+        name: item.name.clone(),
+        subscription,
+        ask: item.ask_out,
+        approved: item.approved,
+        groups: item.groups.clone(),
     }
-}
-
-fn item_element(item: &RosterItem) -> Element {
-    let mut element = Element::new("item", ns::ROSTER)
-        .with_attr("jid", item.jid.as_str())
-        .with_attr("subscription", subscription_name(item.subscription));
-    if let Some(name) = &item.name {
-        element.set_attr("name", name.as_str());
-    }
-    if item.ask_out {
-        element.set_attr("ask", "subscribe");
-    }
-    if item.approved {
-        element.set_attr("approved", "true");
-    }
-    for group in &item.groups {
-        element.push_child(Element::new("group", ns::ROSTER).with_text(group.as_str()));
-    }
-    element
 }
 
 fn new_item(contact: &Jid) -> RosterItem {
@@ -152,21 +143,17 @@ async fn commit_item(state: &mut UserState, contact: &Jid, item: Option<RosterIt
     roster.version = version;
     let pushed = match item {
         Some(item) => {
-            let element = item_element(&item);
+            let pushed = payload_item(contact, &item);
             roster.items.insert(contact.clone(), item);
-            element
+            pushed
         }
         None => {
             roster.items.remove(contact);
-            Element::new("item", ns::ROSTER).with_attr("jid", contact.as_str()).with_attr("subscription", "remove")
+            payload::RosterItem::removed(contact.clone())
         }
     };
-    push_roster(state, pushed, version);
-}
-
-fn push_roster(state: &mut UserState, item: Element, version: u64) {
-    let query = Element::new("query", ns::ROSTER).with_attr("ver", version.to_string()).with_child(item);
-    state.push_to(|resource| resource.ext.get::<WantsRoster>().is_some(), query);
+    let push = RosterQuery { ver: Some(version.to_string()), items: vec![pushed] };
+    state.push_to(|resource| resource.ext.get::<WantsRoster>().is_some(), push.into());
 }
 
 async fn roster_iq(state: &mut UserState, iq: Iq) {
@@ -184,13 +171,10 @@ async fn roster_iq(state: &mut UserState, iq: Iq) {
                 state.route(stanza.iq_result(&me, None), Instant::now());
                 return;
             }
-            let mut items: Vec<&RosterItem> = roster.items.values().collect();
-            items.sort_by(|a, b| a.jid.cmp(&b.jid));
-            let mut result = Element::new("query", ns::ROSTER).with_attr("ver", version);
-            for item in items {
-                result.push_child(item_element(item));
-            }
-            state.route(stanza.iq_result(&me, Some(result)), Instant::now());
+            let mut items: Vec<payload::RosterItem> = roster.items.iter().map(|(jid, item)| payload_item(jid, item)).collect();
+            items.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+            let result = RosterQuery { ver: Some(version), items };
+            state.route(stanza.iq_result(&me, Some(result.into())), Instant::now());
         }
         Some("set") => roster_set(state, stanza, query).await,
         _ => state.reply_error(stanza, &me, StanzaErrorCondition::BadRequest),
@@ -200,17 +184,12 @@ async fn roster_iq(state: &mut UserState, iq: Iq) {
 /// RFC 6121 §2.3–§2.5: add, update or remove one item.
 async fn roster_set(state: &mut UserState, stanza: &Stanza, query: &Element) {
     let me = state.user().clone();
-    let mut items = query.children().filter(|c| c.is("item", ns::ROSTER));
-    let (Some(element), None) = (items.next(), items.next()) else {
-        return state.reply_error(stanza, &me, StanzaErrorCondition::BadRequest);
+    let requested = match RosterQuery::parse_set(query) {
+        Ok(item) => item,
+        Err(error) => return state.reply_error(stanza, &me, error.condition()),
     };
-    let Some(Ok(contact)) = element.attr("jid").map(Jid::new) else {
-        return state.reply_error(stanza, &me, StanzaErrorCondition::JidMalformed);
-    };
-    if !contact.is_bare() {
-        return state.reply_error(stanza, &me, StanzaErrorCondition::BadRequest);
-    }
-    if element.attr("subscription") == Some("remove") {
+    let contact = requested.jid;
+    if requested.subscription == payload::Subscription::Remove {
         let Some(existing) = cached(state).await.items.get(&contact).cloned() else {
             return state.reply_error(stanza, &me, StanzaErrorCondition::ItemNotFound);
         };
@@ -228,20 +207,9 @@ async fn roster_set(state: &mut UserState, stanza: &Stanza, query: &Element) {
         let _ = state.services().store.rosters.remove_pending_in(state.user().as_str(), contact.as_str()).await;
         return;
     }
-    let mut groups: Vec<String> = Vec::new();
-    for group in element.children().filter(|c| c.is("group", ns::ROSTER)) {
-        let name = group.text();
-        if name.is_empty() {
-            return state.reply_error(stanza, &me, StanzaErrorCondition::NotAcceptable);
-        }
-        if groups.contains(&name) {
-            return state.reply_error(stanza, &me, StanzaErrorCondition::BadRequest);
-        }
-        groups.push(name);
-    }
     let mut item = cached(state).await.items.get(&contact).cloned().unwrap_or_else(|| new_item(&contact));
-    item.name = element.attr("name").filter(|n| !n.is_empty()).map(str::to_owned);
-    item.groups = groups;
+    item.name = requested.name;
+    item.groups = requested.groups;
     commit_item(state, &contact, Some(item)).await;
     state.route(stanza.iq_result(&me, None), Instant::now());
 }

@@ -1,7 +1,7 @@
 //! XEP-0092 software version of the server.
 
+use starling_protocol::payload::SoftwareVersion;
 use starling_protocol::{ns, StanzaErrorCondition};
-use starling_xml::Element;
 
 use crate::registry::{Iq, IqTo, Registrar};
 use crate::state::UserState;
@@ -15,8 +15,6 @@ fn version(state: &mut UserState, iq: Iq) {
     if !iq.is_get() {
         return state.refuse(&iq, StanzaErrorCondition::ServiceUnavailable);
     }
-    let query = Element::new("query", ns::VERSION)
-        .with_child(Element::new("name", ns::VERSION).with_text("Starling"))
-        .with_child(Element::new("version", ns::VERSION).with_text(env!("CARGO_PKG_VERSION")));
-    state.reply(&iq, Some(query));
+    let version = SoftwareVersion { name: "Starling".into(), version: env!("CARGO_PKG_VERSION").into(), os: None };
+    state.reply(&iq, Some(version.into()));
 }

@@ -8,18 +8,16 @@
 mod query;
 
 use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
+use starling_protocol::payload::{ArchiveEnd, MamFin, MamMetadata, MamQuery, RsmFirst, RsmSet};
 use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
-use self::query::{parse_prefs, parse_query, prefs_element, query_form, result_message, run_query};
+use self::query::{parse_prefs, parse_query, prefs_payload, result_message, run_query};
 use super::roster;
 use crate::datetime;
 use crate::hold::current_hold;
 use crate::registry::{Flow, Hook, Iq, IqTo, Registrar};
 use crate::state::UserState;
-
-/// Advertised with `urn:xmpp:mam:2`: before-id/after-id/ids, flipped pages, metadata.
-const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 
 /// OMEMO (legacy and v2) payloads: encrypted messages carry no (or only a fallback) body.
 const OMEMO: [&str; 2] = ["eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"];
@@ -36,7 +34,8 @@ pub(super) fn register(r: &mut Registrar) {
     r.outbound(&[StanzaKind::Message], 50, Hook::Later(|state, _, stanza, _| Box::pin(archive_outbound(state, stanza))));
     r.inbound(&[StanzaKind::Message], 50, Hook::Later(|state, stanza, _| Box::pin(archive_inbound(state, stanza))));
     // §6 and XEP-0359 §6: the archive is the account's.
-    for feature in [ns::MAM, MAM_EXTENDED, ns::STANZA_ID] {
+    // `#extended`: before-id/after-id/ids, flipped pages, metadata.
+    for feature in [ns::MAM, ns::MAM_EXTENDED, ns::STANZA_ID] {
         r.account_feature(feature);
     }
 }
@@ -188,16 +187,16 @@ fn strip_forged_stanza_ids(user: &Jid, stanza: Stanza) -> Stanza {
 async fn mam_iq(state: &mut UserState, iq: Iq) {
     let get = iq.is_get();
     match iq.payload.name() {
-        "query" if get => state.reply(&iq, Some(query_form())),
+        "query" if get => state.reply(&iq, Some(MamQuery::form_template().into())),
         "query" => mam_query(state, &iq).await,
         "prefs" if get => {
             let prefs = archive_prefs(state).await;
-            state.reply(&iq, Some(prefs_element(&prefs)));
+            state.reply(&iq, Some(prefs_payload(&prefs).into()));
         }
         "prefs" => match parse_prefs(&iq.payload) {
             Ok(prefs) => match state.services().store.archive.set_prefs(state.user().as_str(), prefs.clone()).await {
                 Ok(()) => {
-                    let reply = prefs_element(&prefs);
+                    let reply = Element::from(prefs_payload(&prefs));
                     state.ext.get_or_insert_with(ArchiveState::default).prefs = Some(prefs);
                     state.reply(&iq, Some(reply));
                 }
@@ -244,21 +243,14 @@ async fn mam_query(state: &mut UserState, iq: &Iq) {
             return;
         }
     }
-    let mut set = Element::new("set", ns::RSM);
-    if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
-        set.push_child(Element::new("first", ns::RSM).with_text(first.id.to_string()));
-        set.push_child(Element::new("last", ns::RSM).with_text(last.id.to_string()));
-    } else if page.complete {
-        set.push_child(Element::new("count", ns::RSM).with_text("0"));
-    }
-    let mut fin = Element::new("fin", ns::MAM).with_child(set);
-    if page.complete {
-        fin.set_attr("complete", "true");
-    }
-    if !stable {
-        fin.set_attr("stable", "false");
-    }
-    state.reply(iq, Some(fin));
+    let set = match (page.messages.first(), page.messages.last()) {
+        (Some(first), Some(last)) => {
+            RsmSet { first: Some(RsmFirst { id: first.id.to_string(), index: None }), last: Some(last.id.to_string()), ..RsmSet::default() }
+        }
+        _ => RsmSet { count: page.complete.then_some(0), ..RsmSet::default() },
+    };
+    let fin = MamFin { complete: page.complete, stable, set };
+    state.reply(iq, Some(fin.into()));
 }
 
 /// Archive metadata (§5): the first and last message.
@@ -272,13 +264,9 @@ async fn mam_metadata(state: &mut UserState, iq: &Iq) {
     };
     match ends.await {
         Ok((oldest, newest)) => {
-            let mut metadata = Element::new("metadata", ns::MAM);
-            for (name, message) in [("start", oldest), ("end", newest)] {
-                if let Some(message) = message {
-                    metadata.push_child(Element::new(name, ns::MAM).with_attr("id", message.id.to_string()).with_attr("timestamp", datetime::format(message.id)));
-                }
-            }
-            state.reply(iq, Some(metadata));
+            let end = |message: Option<ArchivedMessage>| message.map(|m| ArchiveEnd::at(m.id.to_string(), m.id));
+            let metadata = MamMetadata { start: end(oldest), end: end(newest) };
+            state.reply(iq, Some(metadata.into()));
         }
         Err(error) => state.refuse_for_store(iq, error),
     }

@@ -2,16 +2,12 @@
 //! preferences, the query form, result messages — and the reading of a page from the archive.
 
 use starling_cluster::store::{Archive, ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
-use starling_protocol::{ns, Jid, StanzaErrorCondition};
+use starling_protocol::datetime;
+use starling_protocol::payload::{self, MamDefault, MamPrefs};
+use starling_protocol::{Jid, StanzaErrorCondition};
 use starling_xml::{escape_attr, Element};
 
 use crate::config::ArchiveConfig;
-use crate::datetime;
-
-/// An archive id as clients see it: opaque, here the decimal number.
-fn parse_id(text: &str) -> Option<u64> {
-    text.parse().ok()
-}
 
 /// A parsed archive query.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,96 +24,36 @@ pub(super) struct MamQuery {
 
 pub(super) type Refusal = StanzaErrorCondition;
 
-/// Parses a `<query/>` of `urn:xmpp:mam:2`. Errors are the conditions XEP-0313 names: unknown
-/// fields `feature-not-implemented` (§4.1.5), unknown ids `item-not-found`, the rest
-/// `bad-request`.
+/// Reads a `<query/>` of `urn:xmpp:mam:2` (the typed payload refuses with the conditions
+/// XEP-0313 names) and turns it into a range of this archive's ids: archive ids are
+/// microseconds, so `start`/`end` bound the same range as `after-id`/`before-id`.
 pub(super) fn parse_query(query: &Element, config: &ArchiveConfig) -> Result<MamQuery, Refusal> {
-    let mut parsed = MamQuery::default();
-    let mut after: Vec<u64> = Vec::new();
-    let mut before: Vec<u64> = Vec::new();
-    let mut max = None;
-    if let Some(form) = query.get_child("x", ns::DATA_FORMS) {
-        if form.attr("type") != Some("submit") {
-            return Err(Refusal::BadRequest);
-        }
-        for field in form.children().filter(|c| c.is("field", ns::DATA_FORMS)) {
-            let values: Vec<String> = field.children().filter(|c| c.is("value", ns::DATA_FORMS)).map(Element::text).collect();
-            let single = || match values.as_slice() {
-                [] => Ok(None),
-                [one] if one.trim().is_empty() => Ok(None),
-                [one] => Ok(Some(one.trim())),
-                _ => Err(Refusal::BadRequest),
-            };
-            let id = |text: &str| parse_id(text).ok_or(Refusal::ItemNotFound);
-            match field.attr("var").unwrap_or_default() {
-                "FORM_TYPE" => {
-                    if single()? != Some(ns::MAM) {
-                        return Err(Refusal::BadRequest);
-                    }
-                }
-                "with" => {
-                    if let Some(with) = single()? {
-                        let with = Jid::new(with).map_err(|_| Refusal::JidMalformed)?;
-                        parsed.range.with = Some(with.bare().to_string());
-                        parsed.with_full = (!with.is_bare()).then_some(with);
-                    }
-                }
-                "start" => {
-                    if let Some(start) = single()? {
-                        after.push(datetime::parse(start).ok_or(Refusal::BadRequest)?.saturating_sub(1));
-                    }
-                }
-                "end" => {
-                    if let Some(end) = single()? {
-                        before.push(datetime::parse(end).ok_or(Refusal::BadRequest)?.saturating_add(1));
-                    }
-                }
-                "after-id" => {
-                    if let Some(text) = single()? {
-                        let id = id(text)?;
-                        after.push(id);
-                        parsed.referenced.push(id);
-                    }
-                }
-                "before-id" => {
-                    if let Some(text) = single()? {
-                        let id = id(text)?;
-                        before.push(id);
-                        parsed.referenced.push(id);
-                    }
-                }
-                "ids" => parsed.ids = Some(values.iter().map(|v| id(v.trim())).collect::<Result<_, _>>()?),
-                _ => return Err(Refusal::FeatureNotImplemented),
-            }
+    let (request, filter) = payload::MamQuery::parse_request::<u64>(query).map_err(|error| error.condition())?;
+    let mut parsed = MamQuery { ids: filter.ids, flip: request.flip_page, ..MamQuery::default() };
+    if let Some(with) = filter.with {
+        parsed.range.with = Some(with.bare().to_string());
+        parsed.with_full = (!with.is_bare()).then_some(with);
+    }
+    let mut after: Vec<u64> = filter.start.map(|start| start.saturating_sub(1)).into_iter().chain(filter.after_id).collect();
+    let mut before: Vec<u64> = filter.end.map(|end| end.saturating_add(1)).into_iter().chain(filter.before_id).collect();
+    parsed.referenced.extend(filter.after_id.into_iter().chain(filter.before_id));
+    let set = request.set.unwrap_or_default();
+    // `parse_request` checked that these are archive ids.
+    let id = |text: &str| text.trim().parse::<u64>().map_err(|_| Refusal::ItemNotFound);
+    if let Some(text) = &set.after {
+        after.push(id(text)?);
+        parsed.referenced.push(id(text)?);
+    }
+    if let Some(text) = &set.before {
+        parsed.range.from_newest = true;
+        if let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) {
+            before.push(id(text)?);
+            parsed.referenced.push(id(text)?);
         }
     }
-    if let Some(set) = query.get_child("set", ns::RSM) {
-        for child in set.children() {
-            match child.name() {
-                "max" => max = Some(child.text().trim().parse::<usize>().map_err(|_| Refusal::BadRequest)?),
-                "after" => {
-                    let id = parse_id(child.text().trim()).ok_or(Refusal::ItemNotFound)?;
-                    after.push(id);
-                    parsed.referenced.push(id);
-                }
-                "before" => {
-                    parsed.range.from_newest = true;
-                    let text = child.text();
-                    if !text.trim().is_empty() {
-                        let id = parse_id(text.trim()).ok_or(Refusal::ItemNotFound)?;
-                        before.push(id);
-                        parsed.referenced.push(id);
-                    }
-                }
-                "index" => return Err(Refusal::FeatureNotImplemented),
-                _ => return Err(Refusal::BadRequest),
-            }
-        }
-    }
-    parsed.flip = query.get_child("flip-page", ns::MAM).is_some();
     parsed.range.after = after.into_iter().max();
     parsed.range.before = before.into_iter().min();
-    parsed.range.limit = max.unwrap_or(config.default_page).min(config.max_page);
+    parsed.range.limit = set.max.unwrap_or(config.default_page).min(config.max_page);
     Ok(parsed)
 }
 
@@ -126,51 +62,28 @@ fn involves(message: &ArchivedMessage, jid: &Jid) -> bool {
     Element::parse(&message.stanza).is_ok_and(|m| [m.attr("from"), m.attr("to")].into_iter().flatten().any(|a| Jid::new(a).is_ok_and(|a| a == *jid)))
 }
 
-pub(super) fn prefs_element(prefs: &ArchivePrefs) -> Element {
+/// The preferences as the protocol writes them (XEP-0441 §4).
+pub(super) fn prefs_payload(prefs: &ArchivePrefs) -> MamPrefs {
     let default = match prefs.default {
-        ArchiveDefault::Always => "always",
-        ArchiveDefault::Never => "never",
-        ArchiveDefault::Roster => "roster",
+        ArchiveDefault::Always => MamDefault::Always,
+        ArchiveDefault::Never => MamDefault::Never,
+        ArchiveDefault::Roster => MamDefault::Roster,
     };
-    let list = |name: &str, jids: &std::collections::BTreeSet<String>| {
-        jids.iter().fold(Element::new(name, ns::MAM), |list, jid| list.with_child(Element::new("jid", ns::MAM).with_text(jid.as_str())))
-    };
-    Element::new("prefs", ns::MAM).with_attr("default", default).with_child(list("always", &prefs.always)).with_child(list("never", &prefs.never))
+    // Stored JIDs are normalised bare JIDs; one that no longer parses is left out.
+    let jids = |set: &std::collections::BTreeSet<String>| set.iter().filter_map(|jid| Jid::new(jid).ok()).collect();
+    MamPrefs { default, always: jids(&prefs.always), never: jids(&prefs.never) }
 }
 
+/// A preferences set as the store keeps it.
 pub(super) fn parse_prefs(element: &Element) -> Result<ArchivePrefs, Refusal> {
-    let default = match element.attr("default") {
-        Some("always") => ArchiveDefault::Always,
-        Some("never") => ArchiveDefault::Never,
-        Some("roster") => ArchiveDefault::Roster,
-        _ => return Err(Refusal::BadRequest),
+    let prefs = MamPrefs::try_from(element).map_err(|error| error.condition())?;
+    let default = match prefs.default {
+        MamDefault::Always => ArchiveDefault::Always,
+        MamDefault::Never => ArchiveDefault::Never,
+        MamDefault::Roster => ArchiveDefault::Roster,
     };
-    let list = |name: &str| -> Result<std::collections::BTreeSet<String>, Refusal> {
-        let Some(list) = element.get_child(name, ns::MAM) else { return Ok(Default::default()) };
-        list.children()
-            .filter(|c| c.is("jid", ns::MAM))
-            .map(|jid| Jid::new(jid.text().trim()).map(|jid| jid.bare().to_string()).map_err(|_| Refusal::JidMalformed))
-            .collect()
-    };
-    Ok(ArchivePrefs { default, always: list("always")?, never: list("never")? })
-}
-
-/// The query form (§4.1.5): what this server accepts.
-pub(super) fn query_form() -> Element {
-    let field = |var: &str, kind: &str| Element::new("field", ns::DATA_FORMS).with_attr("var", var).with_attr("type", kind);
-    let validate = Element::new("validate", "http://jabber.org/protocol/xdata-validate")
-        .with_attr("datatype", "xs:string")
-        .with_child(Element::new("open", "http://jabber.org/protocol/xdata-validate"));
-    let form = Element::new("x", ns::DATA_FORMS)
-        .with_attr("type", "form")
-        .with_child(field("FORM_TYPE", "hidden").with_child(Element::new("value", ns::DATA_FORMS).with_text(ns::MAM)))
-        .with_child(field("with", "jid-single"))
-        .with_child(field("start", "text-single"))
-        .with_child(field("end", "text-single"))
-        .with_child(field("before-id", "text-single"))
-        .with_child(field("after-id", "text-single"))
-        .with_child(field("ids", "list-multi").with_child(validate));
-    Element::new("query", ns::MAM).with_child(form)
+    let jids = |list: Vec<Jid>| list.into_iter().map(|jid| jid.bare().to_string()).collect();
+    Ok(ArchivePrefs { default, always: jids(prefs.always), never: jids(prefs.never) })
 }
 
 /// One result message (§4.2): the stored bytes inside `<forwarded/>`, not re-serialised.
@@ -359,7 +272,7 @@ mod tests {
         let prefs = parse_prefs(&element).expect("prefs");
         assert_eq!(prefs.default, ArchiveDefault::Roster);
         assert_eq!(prefs.always.iter().collect::<Vec<_>>(), ["romeo@montague.lit"]);
-        assert_eq!(parse_prefs(&prefs_element(&prefs)), Ok(prefs));
+        assert_eq!(parse_prefs(&Element::from(prefs_payload(&prefs))), Ok(prefs));
         assert_eq!(parse_prefs(&Element::parse(b"<prefs xmlns='urn:xmpp:mam:2' default='sometimes'/>").expect("xml")), Err(Refusal::BadRequest));
     }
 }
