@@ -18,7 +18,8 @@ pub trait NonzaHandler: Send + Sync + 'static {
     async fn handle(&self, nonza: &RawElement, stream: &BoundStream<'_>) -> Result<Option<Element>, StreamError>;
 }
 
-/// The bound stream a nonza arrived on, as a handler sees it.
+/// The bound stream a nonza arrived on, as a handler sees it. Non-exhaustive: what later
+/// handlers need (stream management's counts) joins here without breaking earlier ones.
 #[non_exhaustive]
 pub struct BoundStream<'a> {
     /// The full JID bound on the stream.

@@ -54,7 +54,7 @@ pub(crate) trait SendFrames: Send + 'static {
 
 /// A whole stream during negotiation: both sides plus what only negotiation needs — restarts,
 /// the TLS upgrade and the channel-binding data of the transport.
-pub(crate) trait Framing: ReceiveFrames + SendFrames + Sized {
+pub(crate) trait Framing: Send + Sized + 'static {
     /// What a listener accepted and this framing starts on (a socket, or for WebSocket an
     /// upgraded HTTP connection).
     type Transport: Send;
@@ -64,6 +64,10 @@ pub(crate) trait Framing: ReceiveFrames + SendFrames + Sized {
     /// Starts on a freshly accepted transport (a direct-TLS handshake happens here); `None` when
     /// the peer went away before a stream could start.
     fn start(transport: Self::Transport, edge: &Edge) -> impl Future<Output = Option<Self>> + Send;
+
+    fn receiver(&mut self) -> &mut Self::Receiver;
+
+    fn sender(&mut self) -> &mut Self::Sender;
 
     /// Expects a new stream header from the peer: after SASL success (RFC 6120 §6.4.6) the old
     /// stream is replaced without being closed. Bytes already received stay buffered.
@@ -77,6 +81,10 @@ pub(crate) trait Framing: ReceiveFrames + SendFrames + Sized {
 
     /// Whether the transport is encrypted.
     fn is_secure(&self) -> bool;
+
+    /// Whether [`start_tls`](Self::start_tls) can upgrade this transport now: a plain XML
+    /// stream, never a WebSocket (RFC 7395 leaves TLS to the WebSocket layer, `wss:`).
+    fn can_start_tls(&self) -> bool;
 
     /// The tls-exporter channel binding (RFC 9266), on TLS 1.3 only.
     fn channel_binding(&self) -> Option<&[u8]>;

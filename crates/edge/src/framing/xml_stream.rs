@@ -18,9 +18,6 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub(crate) type BoxedIo = Box<dyn Io>;
 
-/// The prefix our stream header binds to the streams namespace.
-const STREAM_PREFIX: &str = "stream";
-
 /// A socket as the listener accepted it.
 pub(crate) struct Accepted {
     pub io: BoxedIo,
@@ -72,6 +69,14 @@ impl Framing for XmlStream {
         Some(XmlStream::new(io, edge, true, channel_binding))
     }
 
+    fn receiver(&mut self) -> &mut XmlReceiver {
+        &mut self.receiver
+    }
+
+    fn sender(&mut self) -> &mut XmlSender {
+        &mut self.sender
+    }
+
     fn restart(&mut self) {
         let reader = std::mem::replace(&mut self.receiver.reader, detached_reader());
         self.receiver.reader = reader.restart();
@@ -89,40 +94,16 @@ impl Framing for XmlStream {
         self.secure
     }
 
+    fn can_start_tls(&self) -> bool {
+        !self.secure
+    }
+
     fn channel_binding(&self) -> Option<&[u8]> {
         self.channel_binding.as_deref()
     }
 
     fn split(self) -> (XmlReceiver, XmlSender) {
         (self.receiver, self.sender)
-    }
-}
-
-impl ReceiveFrames for XmlStream {
-    async fn next(&mut self) -> Result<StreamEvent, FrameError> {
-        self.receiver.next().await
-    }
-
-    fn activity(&self) -> Arc<AtomicU64> {
-        self.receiver.activity()
-    }
-}
-
-impl SendFrames for XmlStream {
-    async fn open(&mut self, header: &StreamHeader) -> io::Result<()> {
-        self.sender.open(header).await
-    }
-
-    async fn send(&mut self, element: &Element) -> io::Result<()> {
-        self.sender.send(element).await
-    }
-
-    async fn send_stanzas(&mut self, stanzas: &[Bytes]) -> io::Result<()> {
-        self.sender.send_stanzas(stanzas).await
-    }
-
-    async fn close(&mut self, error: Option<&StreamError>) {
-        self.sender.close(error).await
     }
 }
 
@@ -147,8 +128,10 @@ impl SendFrames for XmlSender {
     async fn send(&mut self, element: &Element) -> io::Result<()> {
         let mut out = Vec::with_capacity(128);
         if element.ns() == NS_STREAMS {
-            element.write_prefixed(&mut out, STREAM_PREFIX);
+            // With the prefix our header bound (`StreamHeader::write_start_tag`).
+            element.write_prefixed(&mut out, "stream");
         } else {
+            // Inside our `jabber:client` stream: an IQ reply needs no namespace declaration.
             element.write_in_ns(&mut out, ns::CLIENT);
         }
         self.write_and_flush(&out).await

@@ -18,7 +18,7 @@ use starling_xml::{Element, FrameError, Limits, RawElement, StreamEvent, StreamH
 use crate::bound::Bound;
 use crate::edge::Edge;
 use crate::end::End;
-use crate::framing::Framing;
+use crate::framing::{Framing, ReceiveFrames, SendFrames};
 
 /// The steps, in the order their features are offered and elements are offered to them.
 static STEPS: &[&dyn NegotiationStep] = &[&starttls::StartTls, &authenticate::Authenticate, &register::Register, &bind::BindResource];
@@ -62,6 +62,8 @@ struct Negotiation<'a> {
     connection_id: u64,
     peer: SocketAddr,
     secure: bool,
+    /// Whether STARTTLS can upgrade the transport now.
+    can_start_tls: bool,
     /// tls-exporter channel binding (TLS 1.3 only).
     channel_binding: Option<Vec<u8>>,
     /// The localpart authenticated on this stream.
@@ -72,6 +74,13 @@ struct Negotiation<'a> {
 }
 
 impl Negotiation<'_> {
+    /// Reads what the transport offers (first, and again after a TLS upgrade).
+    fn take_transport_from<F: Framing>(&mut self, framing: &F) {
+        self.secure = framing.is_secure();
+        self.can_start_tls = framing.can_start_tls();
+        self.channel_binding = framing.channel_binding().map(<[u8]>::to_vec);
+    }
+
     /// Queues an element to send once the current step is done.
     fn reply(&mut self, element: Element) {
         self.replies.push(element);
@@ -117,12 +126,14 @@ pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer:
         edge,
         connection_id,
         peer,
-        secure: framing.is_secure(),
-        channel_binding: framing.channel_binding().map(<[u8]>::to_vec),
+        secure: false,
+        can_start_tls: false,
+        channel_binding: None,
         authenticated: None,
         failed_auths: 0,
         replies: Vec::new(),
     };
+    negotiation.take_transport_from(framing);
     let mut stream = Stream { framing, opened: false };
     let end = match tokio::time::timeout(edge.config.negotiation_timeout, stream.negotiate(&mut negotiation)).await {
         Ok(Ok(bound)) => return Some(bound),
@@ -154,7 +165,7 @@ impl<F: Framing> Stream<'_, F> {
                 },
             };
             for reply in negotiation.replies.drain(..) {
-                self.framing.send(&reply).await?;
+                self.framing.sender().send(&reply).await?;
             }
             match next? {
                 Next::Negotiate => {}
@@ -162,8 +173,7 @@ impl<F: Framing> Stream<'_, F> {
                 Next::StartTls => {
                     self.framing.start_tls(negotiation.edge).await?;
                     self.opened = false;
-                    negotiation.secure = true;
-                    negotiation.channel_binding = self.framing.channel_binding().map(<[u8]>::to_vec);
+                    negotiation.take_transport_from(self.framing);
                     self.open(negotiation).await?;
                 }
                 Next::Restart => {
@@ -178,17 +188,18 @@ impl<F: Framing> Stream<'_, F> {
 
     /// Reads the client's stream header and answers with ours and the features of this state.
     async fn open(&mut self, negotiation: &Negotiation<'_>) -> Result<(), End> {
-        let header = match self.framing.next().await? {
+        let header = match self.framing.receiver().next().await? {
             StreamEvent::Open(header) => header,
             _ => return Err(End::error(StreamErrorCondition::BadFormat, "expected a stream header")),
         };
-        self.framing.open(&our_header(negotiation.edge)).await?;
+        self.framing.sender().open(&our_header(negotiation.edge)).await?;
         self.opened = true;
         let domain = &negotiation.edge.config.domain;
         if header.content_ns != ns::CLIENT {
             return Err(End::error(StreamErrorCondition::InvalidNamespace, "this port serves jabber:client"));
         }
-        if !header.to.as_deref().and_then(|to| Jid::new(to).ok()).is_some_and(|to| &to == domain) {
+        let addressed_to_us = header.to.as_deref().and_then(|to| Jid::new(to).ok()).is_some_and(|to| &to == domain);
+        if !addressed_to_us {
             return Err(End::error(StreamErrorCondition::HostUnknown, "this server does not serve that domain"));
         }
         if header.version.as_deref().is_none_or(|v| !v.starts_with('1')) {
@@ -198,12 +209,12 @@ impl<F: Framing> Stream<'_, F> {
         for step in STEPS {
             step.offer(negotiation, &mut features);
         }
-        Ok(self.framing.send(&features).await?)
+        Ok(self.framing.sender().send(&features).await?)
     }
 
     /// Reads the next top-level element; a stream close or header here is the peer's mistake.
     async fn next_element(&mut self) -> Result<RawElement, End> {
-        match self.framing.next().await? {
+        match self.framing.receiver().next().await? {
             StreamEvent::Element(element) => Ok(element),
             StreamEvent::Close => Err(End::Closed),
             StreamEvent::Open(_) => Err(End::error(StreamErrorCondition::BadFormat, "unexpected stream header")),
@@ -214,12 +225,12 @@ impl<F: Framing> Stream<'_, F> {
     async fn finish(&mut self, edge: &Edge, end: End) {
         match end {
             End::Gone => {}
-            End::Closed => self.framing.close(None).await,
+            End::Closed => self.framing.sender().close(None).await,
             End::Error(error) => {
-                if !self.opened && self.framing.open(&our_header(edge)).await.is_err() {
+                if !self.opened && self.framing.sender().open(&our_header(edge)).await.is_err() {
                     return;
                 }
-                self.framing.close(Some(&error)).await;
+                self.framing.sender().close(Some(&error)).await;
             }
         }
     }

@@ -1,5 +1,5 @@
-//! STARTTLS (RFC 6120 §5): offered on a plain stream before authentication, required unless the
-//! configuration allows authenticating without TLS.
+//! STARTTLS (RFC 6120 §5): offered before authentication on a transport the framing can upgrade,
+//! required unless the configuration allows authenticating without TLS.
 
 use async_trait::async_trait;
 use starling_protocol::ns;
@@ -13,7 +13,7 @@ pub(super) struct StartTls;
 #[async_trait]
 impl NegotiationStep for StartTls {
     fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
-        if negotiation.secure || negotiation.authenticated.is_some() {
+        if !negotiation.can_start_tls || negotiation.authenticated.is_some() {
             return;
         }
         let mut starttls = Element::new("starttls", ns::TLS);
@@ -29,7 +29,7 @@ impl NegotiationStep for StartTls {
 
     async fn handle(&self, _: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
         // RFC 6120 §5.4.2.2: a request we cannot honour gets <failure/> and the stream is closed.
-        if negotiation.secure || negotiation.authenticated.is_some() {
+        if !negotiation.can_start_tls || negotiation.authenticated.is_some() {
             negotiation.reply(Element::new("failure", ns::TLS));
             return Err(End::Closed);
         }

@@ -66,6 +66,16 @@ async fn rfc6120_5_4_3_starttls_upgrades_then_offers_sasl_with_channel_binding()
 }
 
 #[tokio::test]
+async fn rfc6120_5_4_3_3_plaintext_pipelined_after_starttls_is_refused() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    client.open().await;
+    client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><presence/>").await;
+    assert!(client.element().await.is("proceed", ns::TLS));
+    assert_eq!(client.stream_error().await, "bad-format", "the unprotected bytes are not read as TLS");
+}
+
+#[tokio::test]
 async fn rfc6120_5_4_2_2_starttls_on_a_secure_stream_fails_and_closes() {
     let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
     let mut client = connect(&edge, true).await;
