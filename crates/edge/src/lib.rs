@@ -3,14 +3,29 @@
 //! everything a client sends, and hands stanzas to the session layer through the
 //! [`Gateway`](starling_cluster::gateway::Gateway). It holds sockets and parse state only: it knows
 //! no roster, presence or delivery rule, and no concrete session or storage backend.
+//!
+//! A connection goes through three parts, each unaware of the others' insides: the framing
+//! (`framing`) turns bytes into stream events and typed values into bytes; negotiation
+//! (`negotiation`) runs its steps — STARTTLS, SASL, registration, binding — up to a bound
+//! resource; the bound loop (`bound`) routes stanzas to the session and nonzas to the
+//! [`NonzaHandler`]s registered on the [`Edge`].
 
+mod bound;
 mod config;
 mod connection;
+mod edge;
+mod end;
+mod framing;
 mod listener;
-mod register;
+mod negotiation;
+mod nonza;
 mod sasl;
 mod tls;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::EdgeConfig;
-pub use listener::Edge;
+pub use edge::Edge;
+pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};

@@ -250,11 +250,26 @@ impl Element {
     /// Serialises as a child of an element whose default namespace is `parent_ns`: `xmlns` is written
     /// only where the namespace changes. Writing a stanza into a `jabber:client` stream passes that.
     pub fn write_in_ns(&self, out: &mut Vec<u8>, parent_ns: &str) {
+        let declared = (self.ns != parent_ns).then_some(self.ns.as_str());
+        self.write(out, None, declared, &self.ns);
+    }
+
+    /// Serialises with its name as `prefix:name`, for a prefix an enclosing element already bound
+    /// to this element's namespace (a stream header binds `stream`, so `<stream:features/>` is
+    /// written this way). The namespace is not declared here; every child declares its own, since
+    /// the default namespace in scope is the enclosing element's business.
+    pub fn write_prefixed(&self, out: &mut Vec<u8>, prefix: &str) {
+        self.write(out, Some(prefix), None, "");
+    }
+
+    /// Writes the element named `prefix:name` (or `name`), declaring `declared` as its default
+    /// namespace if given; children are written as inside default namespace `children_ns`.
+    fn write(&self, out: &mut Vec<u8>, prefix: Option<&str>, declared: Option<&str>, children_ns: &str) {
         out.push(b'<');
-        out.extend_from_slice(self.name.as_bytes());
-        if self.ns != parent_ns {
+        write_qualified_name(out, prefix, &self.name);
+        if let Some(ns) = declared {
             out.extend_from_slice(b" xmlns='");
-            escape_attr(out, &self.ns);
+            escape_attr(out, ns);
             out.push(b'\'');
         }
         for (name, value) in &self.attrs {
@@ -271,14 +286,22 @@ impl Element {
         out.push(b'>');
         for node in &self.children {
             match node {
-                Node::Element(child) => child.write_in_ns(out, &self.ns),
+                Node::Element(child) => child.write_in_ns(out, children_ns),
                 Node::Text(text) => escape_text(out, text),
             }
         }
         out.extend_from_slice(b"</");
-        out.extend_from_slice(self.name.as_bytes());
+        write_qualified_name(out, prefix, &self.name);
         out.push(b'>');
     }
+}
+
+fn write_qualified_name(out: &mut Vec<u8>, prefix: Option<&str>, name: &str) {
+    if let Some(prefix) = prefix {
+        out.extend_from_slice(prefix.as_bytes());
+        out.push(b':');
+    }
+    out.extend_from_slice(name.as_bytes());
 }
 
 fn finish(reader: &mut NsReader<&[u8]>, element: Element) -> Result<Element, ParseError> {
@@ -370,6 +393,22 @@ mod tests {
             b"<message xmlns='jabber:client' to='a@b'><body>x &lt; y &amp; 'z'</body><received xmlns='urn:xmpp:receipts' id='1'/></message>"
         );
         assert_eq!(Element::parse(&bytes), Ok(e));
+    }
+
+    #[test]
+    fn writes_a_prefixed_element_with_children_declaring_their_namespaces() {
+        let features = Element::new("features", "http://etherx.jabber.org/streams")
+            .with_child(Element::new("starttls", "urn:ietf:params:xml:ns:xmpp-tls").with_child(Element::new("required", "urn:ietf:params:xml:ns:xmpp-tls")))
+            .with_child(Element::new("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl").with_child(Element::new("mechanism", "urn:ietf:params:xml:ns:xmpp-sasl").with_text("PLAIN")));
+        let mut out = Vec::new();
+        features.write_prefixed(&mut out, "stream");
+        assert_eq!(
+            out,
+            b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+        );
+        let mut empty = Vec::new();
+        Element::new("features", "http://etherx.jabber.org/streams").write_prefixed(&mut empty, "stream");
+        assert_eq!(empty, b"<stream:features/>");
     }
 
     #[test]

@@ -81,6 +81,30 @@ pub struct StreamHeader {
     pub prefixes: Vec<(String, String)>,
 }
 
+impl StreamHeader {
+    /// Writes the header as the start tag that opens an XML stream (RFC 6120 §4.7): the content
+    /// namespace as the default, the streams namespace bound to the `stream` prefix — which
+    /// `<stream:features/>` and `<stream:error/>` then use (see [`Element::write_prefixed`]) — the
+    /// other declared prefixes, and each attribute that is set.
+    ///
+    /// [`Element::write_prefixed`]: crate::Element::write_prefixed
+    pub fn write_start_tag(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"<stream:stream");
+        write_attr(out, "xmlns", &self.content_ns);
+        write_attr(out, "xmlns:stream", NS_STREAMS);
+        for (prefix, ns) in &self.prefixes {
+            write_attr(out, prefix, ns);
+        }
+        let attributes = [("version", &self.version), ("xml:lang", &self.lang), ("id", &self.id), ("from", &self.from), ("to", &self.to)];
+        for (name, value) in attributes {
+            if let Some(value) = value {
+                write_attr(out, name, value);
+            }
+        }
+        out.push(b'>');
+    }
+}
+
 /// A top-level element: its name, namespace and attributes, and its original bytes.
 #[derive(Debug, Clone)]
 pub struct RawElement {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use proptest::prelude::*;
-use starling_xml::{Element, FrameError, Limits, StreamEvent, StreamReader};
+use starling_xml::{Element, FrameError, Limits, StreamEvent, StreamHeader, StreamReader};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Yields the input in the given fragment sizes, as a slow or adversarial peer would send it.
@@ -174,6 +174,30 @@ fn stream_namespace_and_eof() {
         assert!(matches!(r.next().await, Ok(StreamEvent::Open(_))));
         assert!(matches!(r.next().await, Err(FrameError::Closed)));
     });
+}
+
+#[test]
+fn a_written_stream_header_reads_back_as_the_same_header() {
+    let header = StreamHeader {
+        from: Some("example.com".into()),
+        id: Some("a'b".into()),
+        version: Some("1.0".into()),
+        lang: Some("en".into()),
+        content_ns: "jabber:client".into(),
+        ..StreamHeader::default()
+    };
+    let mut out = Vec::new();
+    header.write_start_tag(&mut out);
+    assert_eq!(
+        out,
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='a&apos;b' from='example.com'>"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let read = runtime.block_on(async { reader(&out, vec![], Limits::default()).next().await });
+    match read {
+        Ok(StreamEvent::Open(read)) => assert_eq!(read, header),
+        other => panic!("expected the header back, got {other:?}"),
+    }
 }
 
 #[test]

@@ -1,0 +1,167 @@
+//! The bound stream: stanzas from the client are stamped with its full JID and handed to the
+//! session; other top-level elements (nonzas: stream management, client state indication…) go to
+//! the handler registered for them on the [`Edge`]. A writer task ([`writer`]) sends what the
+//! session queues and checks that the client is alive.
+
+mod writer;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use starling_cluster::gateway::{BoundSession, ToClient};
+use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamErrorCondition};
+use starling_xml::{Element, RawElement, StreamEvent};
+use tokio::sync::mpsc::{self, WeakSender};
+
+use crate::edge::Edge;
+use crate::end::End;
+use crate::framing::{ReceiveFrames, SendFrames};
+use crate::nonza::BoundStream;
+
+/// What binding hands to the bound stream.
+pub(crate) struct Bound {
+    pub session: Box<dyn BoundSession>,
+    /// The queue the session layer writes to this client through.
+    pub outbound: mpsc::Receiver<ToClient>,
+    /// The edge's own way into that queue: weak, so that the session dropping its end still
+    /// closes the queue (see [`ClientLink`](starling_cluster::gateway::ClientLink)).
+    pub own_end: WeakSender<ToClient>,
+}
+
+/// Serves a bound stream until it ends, then unbinds the session.
+pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut receiver: R, sender: S, bound: Bound) {
+    let Bound { mut session, outbound, own_end } = bound;
+    let jid = session.jid().clone();
+    let ping_id = format!("ping-{:x}", rand::random::<u64>());
+    let liveness = writer::Liveness { activity: receiver.activity(), ping_id: ping_id.clone(), jid: jid.clone() };
+    let mut writer_task = tokio::spawn(writer::write_loop(sender, outbound, edge.clone(), liveness));
+    // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the
+    // read is abandoned mid-way, which is fine since the stream is not read again.
+    let (end, writer_done) = tokio::select! {
+        end = read_loop(&mut receiver, &edge, session.as_mut(), &jid, &ping_id, &own_end) => (end, false),
+        _ = &mut writer_task => (End::Gone, true),
+    };
+    // The close is queued before unbinding, behind whatever the session already queued: after
+    // unbinding the session's end of the queue is gone, and an empty, closed queue is how the
+    // writer learns that a client read too slowly.
+    match (&end, writer_done) {
+        (_, true) | (End::Gone, _) => writer_task.abort(),
+        (End::Error(error), false) => {
+            queue_to_client(&own_end, ToClient::Close(error.clone())).await;
+        }
+        (End::Closed, false) => {
+            queue_to_client(&own_end, ToClient::EndStream).await;
+        }
+    }
+    session.unbind().await;
+    // A finished task must not be awaited again (its handle panics).
+    if !writer_done {
+        let _ = writer_task.await;
+    }
+}
+
+/// Reads the client's elements until the stream ends: stanzas go to the session, nonzas to their
+/// handlers.
+async fn read_loop<R: ReceiveFrames>(
+    receiver: &mut R,
+    edge: &Edge,
+    session: &mut dyn BoundSession,
+    jid: &Jid,
+    ping_id: &str,
+    own_end: &WeakSender<ToClient>,
+) -> End {
+    let counters = edge.metrics.stanzas_in();
+    loop {
+        let element = match receiver.next().await {
+            Ok(StreamEvent::Element(element)) => element,
+            Ok(StreamEvent::Close) => return End::Closed,
+            Ok(StreamEvent::Open(_)) => return End::error(StreamErrorCondition::BadFormat, "unexpected stream header"),
+            Err(error) => return End::from(error),
+        };
+        let received = Instant::now();
+        let Some(kind) = (element.ns == ns::CLIENT).then(|| StanzaKind::from_name(&element.name)).flatten() else {
+            match handle_nonza(edge, &element, jid, own_end).await {
+                Ok(()) => continue,
+                Err(end) => return end,
+            }
+        };
+        match kind {
+            StanzaKind::Message => counters.message.inc(),
+            StanzaKind::Presence => counters.presence.inc(),
+            StanzaKind::Iq => counters.iq.inc(),
+        }
+        // The answer to our own liveness ping (XEP-0199) ends here.
+        if kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(ping_id) {
+            continue;
+        }
+        match stamp(&element, kind, jid) {
+            Ok(stanza) => {
+                if session.submit(stanza, received).await.is_err() {
+                    return End::Gone;
+                }
+            }
+            Err(reply) => {
+                if !queue_to_client(own_end, ToClient::Stanza(reply)).await {
+                    return End::Gone;
+                }
+            }
+        }
+    }
+}
+
+/// Hands a nonza to its handler and queues the handler's answer; with no handler, the stream
+/// ends as it did before any was registered (RFC 6120 §4.9.3.22).
+async fn handle_nonza(edge: &Edge, nonza: &RawElement, jid: &Jid, own_end: &WeakSender<ToClient>) -> Result<(), End> {
+    let Some(handler) = edge.nonzas.find(&nonza.ns, &nonza.name) else {
+        return Err(End::error(StreamErrorCondition::UnsupportedStanzaType, "not a jabber:client stanza"));
+    };
+    let answer = match handler.handle(nonza, &BoundStream { jid }).await {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Ok(()),
+        Err(error) => return Err(End::Error(error)),
+    };
+    // `to_bytes` declares the answer's namespace: it stands alone in any framing.
+    if queue_to_client(own_end, ToClient::Stanza(Bytes::from(answer.to_bytes()))).await { Ok(()) } else { Err(End::Gone) }
+}
+
+/// Queues something from the edge itself (an error, a nonza's answer, the close); false when the
+/// session already dropped the queue.
+async fn queue_to_client(own_end: &WeakSender<ToClient>, message: ToClient) -> bool {
+    match own_end.upgrade() {
+        Some(sender) => sender.send(message).await.is_ok(),
+        None => false,
+    }
+}
+
+/// Turns a client's element into a stanza with the sender stamped (RFC 6120 §8.1.2.1), or the error
+/// to send back when its addressing is invalid.
+fn stamp(element: &RawElement, kind: StanzaKind, jid: &Jid) -> Result<Stanza, Bytes> {
+    // RFC 6120 §8.2.3: an IQ needs an id and one of the four types.
+    let iq_valid = kind != StanzaKind::Iq
+        || (element.attr("id").is_some() && matches!(element.attr("type"), Some("get" | "set" | "result" | "error")));
+    let to = match element.attr("to").map(Jid::new) {
+        None if iq_valid => None,
+        Some(Ok(to)) if iq_valid => Some(to),
+        invalid => {
+            let condition = if matches!(invalid, Some(Err(_))) { StanzaErrorCondition::JidMalformed } else { StanzaErrorCondition::BadRequest };
+            let mut reply = Element::new(kind.as_str(), ns::CLIENT).with_attr("type", "error").with_child(StanzaError::new(condition).to_element());
+            if let Some(id) = element.attr("id") {
+                reply.set_attr("id", id);
+            }
+            return Err(Bytes::from(reply.to_bytes()));
+        }
+    };
+    let bytes = element.rewrite(&[("from", Some(jid.as_str())), ("to", to.as_ref().map(Jid::as_str))]);
+    Ok(Stanza {
+        kind,
+        from: jid.clone(),
+        to,
+        id: element.attr("id").map(str::to_owned),
+        stanza_type: element.attr("type").map(str::to_owned),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests;

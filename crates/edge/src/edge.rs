@@ -1,0 +1,78 @@
+//! What every connection shares: the configuration, TLS, the way into the session layer, account
+//! keys, the authentication and registration throttles, and the handlers of nonzas on bound
+//! streams.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use starling_cluster::gateway::Gateway;
+use starling_cluster::store::Accounts;
+use starling_telemetry::Metrics;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::EdgeConfig;
+use crate::nonza::NonzaHandlers;
+use crate::sasl::Throttle;
+
+/// The client edge: built once at start, shared by every connection.
+pub struct Edge {
+    pub(crate) config: EdgeConfig,
+    pub(crate) tls: TlsAcceptor,
+    pub(crate) gateway: Arc<dyn Gateway>,
+    pub(crate) accounts: Arc<dyn Accounts>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) throttle: Throttle,
+    /// Last registration per address (XEP-0077 rate limit).
+    pub(crate) registrations: Mutex<HashMap<IpAddr, Instant>>,
+    /// Where top-level elements of bound streams that are not stanzas go.
+    pub(crate) nonzas: NonzaHandlers,
+    next_connection: AtomicU64,
+}
+
+impl Edge {
+    /// An edge whose bound streams accept stanzas only: any nonza ends the stream with
+    /// `unsupported-stanza-type`.
+    pub fn new(
+        config: EdgeConfig,
+        tls: Arc<rustls::ServerConfig>,
+        gateway: Arc<dyn Gateway>,
+        accounts: Arc<dyn Accounts>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Edge> {
+        Edge::with_nonza_handlers(config, tls, gateway, accounts, metrics, NonzaHandlers::new())
+    }
+
+    /// An edge that hands the nonzas `nonzas` knows to their handlers (features such as stream
+    /// management register theirs at start-up).
+    pub fn with_nonza_handlers(
+        config: EdgeConfig,
+        tls: Arc<rustls::ServerConfig>,
+        gateway: Arc<dyn Gateway>,
+        accounts: Arc<dyn Accounts>,
+        metrics: Arc<Metrics>,
+        nonzas: NonzaHandlers,
+    ) -> Arc<Edge> {
+        let throttle = Throttle::new(config.auth_throttle_failures, config.auth_throttle_window);
+        Arc::new(Edge {
+            config,
+            tls: TlsAcceptor::from(tls),
+            gateway,
+            accounts,
+            metrics,
+            throttle,
+            registrations: Mutex::new(HashMap::new()),
+            nonzas,
+            // From a random point, so that a restarted edge (same node id) never reuses the id of
+            // a connection an owner may still have a route to.
+            next_connection: AtomicU64::new(rand::random::<u64>() >> 1),
+        })
+    }
+
+    /// A connection id unique in this process (see [`ClientLink`](starling_cluster::gateway::ClientLink)).
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}

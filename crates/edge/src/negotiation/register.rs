@@ -1,0 +1,103 @@
+//! XEP-0077 in-band registration before authentication: off unless configured, only over TLS, and
+//! at most one account per address per interval.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use starling_cluster::store::{ScramCredentials, StoreError, DEFAULT_SCRAM_ITERATIONS};
+use starling_protocol::{ns, Jid, StanzaError, StanzaErrorCondition};
+use starling_xml::Element;
+
+use super::{Negotiation, NegotiationStep, Next, Received};
+use crate::edge::Edge;
+use crate::end::End;
+
+pub(super) struct Register;
+
+#[async_trait]
+impl NegotiationStep for Register {
+    fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
+        let config = &negotiation.edge.config;
+        let allowed_here = negotiation.secure || !config.require_tls;
+        if config.registration_enabled && allowed_here && negotiation.authenticated.is_none() {
+            features.push_child(Element::new("register", ns::REGISTER_FEATURE));
+        }
+    }
+
+    fn takes(&self, received: &Received, negotiation: &Negotiation<'_>) -> bool {
+        negotiation.authenticated.is_none() && received.is_iq_with("query", ns::REGISTER)
+    }
+
+    async fn handle(&self, received: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
+        let edge = negotiation.edge;
+        let payload = if !edge.config.registration_enabled || !negotiation.secure {
+            Err(StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
+        } else {
+            match received.element.attr("type") {
+                Some("get") => Ok(Some(form())),
+                Some("set") => register(edge, negotiation.peer.ip(), &received).await.map(|()| None),
+                _ => Err(StanzaError::new(StanzaErrorCondition::BadRequest)),
+            }
+        };
+        negotiation.reply(reply(received.element.attr("id").unwrap_or_default(), payload));
+        Ok(Next::Negotiate)
+    }
+}
+
+/// The registration form: the fields this server asks for (XEP-0077 §3.1).
+fn form() -> Element {
+    Element::new("query", ns::REGISTER)
+        .with_child(Element::new("instructions", ns::REGISTER).with_text("Choose a username and password."))
+        .with_child(Element::new("username", ns::REGISTER))
+        .with_child(Element::new("password", ns::REGISTER))
+}
+
+fn reply(id: &str, payload: Result<Option<Element>, StanzaError>) -> Element {
+    let mut iq = Element::new("iq", ns::CLIENT).with_attr("id", id);
+    match payload {
+        Ok(payload) => {
+            iq.set_attr("type", "result");
+            if let Some(payload) = payload {
+                iq.push_child(payload);
+            }
+        }
+        Err(error) => {
+            iq.set_attr("type", "error");
+            iq.push_child(error.to_element());
+        }
+    }
+    iq
+}
+
+async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(), StanzaError> {
+    let field = |name: &str| received.iq_payload().and_then(|query| query.get_child(name, ns::REGISTER)).map(Element::text).unwrap_or_default();
+    let (username, password) = (field("username"), field("password"));
+    if username.is_empty() || password.is_empty() {
+        return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable));
+    }
+    let Ok(jid) = Jid::from_parts(Some(&username), edge.config.domain.as_str(), None) else {
+        return Err(StanzaError::new(StanzaErrorCondition::JidMalformed));
+    };
+    {
+        let mut recent = edge.registrations.lock().unwrap_or_else(|p| p.into_inner());
+        let interval = edge.config.registration_interval;
+        if recent.get(&address).is_some_and(|at| at.elapsed() < interval) {
+            return Err(StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("registering too fast; try again later"));
+        }
+        recent.retain(|_, at| at.elapsed() < interval);
+        recent.insert(address, Instant::now());
+    }
+    let credentials = ScramCredentials::derive(&password, DEFAULT_SCRAM_ITERATIONS);
+    match edge.accounts.create(jid.as_str(), credentials).await {
+        Ok(()) => {
+            tracing::info!(%jid, %address, "account registered in-band");
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Err(StanzaError::new(StanzaErrorCondition::Conflict)),
+        Err(error) => {
+            tracing::warn!(%error, "registration failed");
+            Err(StanzaError::new(StanzaErrorCondition::InternalServerError))
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Negotiation over an in-memory pipe, from the client's side: stream headers, STARTTLS, SASL,
+//! registration and binding, each as RFC 6120 and XEP-0077 describe them.
+
+use starling_protocol::ns;
+use starling_xml::{Element, StreamEvent, NS_STREAMS};
+
+use crate::nonza::NonzaHandlers;
+use crate::test_support::{self, connect, sasl_condition, FakeAccounts, DOMAIN};
+
+fn names(features: &Element) -> Vec<String> {
+    features.children().map(|feature| feature.name().to_owned()).collect()
+}
+
+fn mechanisms(features: &Element) -> Vec<String> {
+    features.get_child("mechanisms", ns::SASL).map(|m| m.children().map(Element::text).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn rfc6120_4_9_a_bad_stream_header_gets_our_header_then_the_stream_error() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let headers = [
+        ("xmlns='jabber:server'", &format!("to='{DOMAIN}' version='1.0'"), "invalid-namespace"),
+        ("xmlns='jabber:client'", &"to='elsewhere.example' version='1.0'".to_owned(), "host-unknown"),
+        ("xmlns='jabber:client'", &format!("to='{DOMAIN}'"), "unsupported-version"),
+        ("xmlns='jabber:client'", &format!("to='{DOMAIN}' version='2.0'"), "unsupported-version"),
+    ];
+    for (content_ns, attributes, expected) in headers {
+        let mut client = connect(&edge, false).await;
+        client.send(&format!("<stream:stream {content_ns} xmlns:stream='{NS_STREAMS}' {attributes}>")).await;
+        assert!(matches!(client.next().await, StreamEvent::Open(_)), "our header comes first");
+        assert_eq!(client.stream_error().await, expected, "{content_ns} {attributes}");
+    }
+}
+
+#[tokio::test]
+async fn rfc6120_4_9_1_1_an_error_before_the_header_still_opens_our_stream() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    client.send("<stream xmlns='urn:not-streams'>").await;
+    assert!(matches!(client.next().await, StreamEvent::Open(_)));
+    assert_eq!(client.stream_error().await, "invalid-namespace");
+}
+
+#[tokio::test]
+async fn rfc6120_5_3_1_starttls_is_required_before_anything_else() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    let features = client.open().await;
+    let starttls = features.get_child("starttls", ns::TLS).expect("STARTTLS offered");
+    assert!(starttls.get_child("required", ns::TLS).is_some());
+    assert_eq!(names(&features), ["starttls"], "nothing but STARTTLS before TLS when it is required");
+    let failure = client.auth("SCRAM-SHA-256", b"n,,n=juliet,r=abc").await;
+    assert_eq!(sasl_condition(&failure), "encryption-required");
+    client.send(&format!("<iq type='get' id='early' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")).await;
+    assert_eq!(client.stream_error().await, "not-authorized");
+}
+
+#[tokio::test]
+async fn rfc6120_5_4_3_starttls_upgrades_then_offers_sasl_with_channel_binding() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    client.open().await;
+    let features = client.starttls().await;
+    assert_eq!(names(&features), ["mechanisms", "register"]);
+    assert_eq!(mechanisms(&features), ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
+}
+
+#[tokio::test]
+async fn rfc6120_5_4_3_3_plaintext_pipelined_after_starttls_is_refused() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    client.open().await;
+    client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><presence/>").await;
+    assert!(client.element().await.is("proceed", ns::TLS));
+    assert_eq!(client.stream_error().await, "bad-format", "the unprotected bytes are not read as TLS");
+}
+
+#[tokio::test]
+async fn rfc6120_5_4_2_2_starttls_on_a_secure_stream_fails_and_closes() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    assert!(client.open().await.get_child("starttls", ns::TLS).is_none());
+    client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+    assert!(client.element().await.is("failure", ns::TLS));
+    assert!(matches!(client.next().await, StreamEvent::Close));
+}
+
+/// With TLS optional, SASL runs on the plain stream, which shows its failures without TLS.
+fn plain_sasl_config() -> crate::EdgeConfig {
+    let mut config = test_support::config();
+    config.require_tls = false;
+    config
+}
+
+#[tokio::test]
+async fn rfc6120_6_5_sasl_failure_conditions() {
+    let (edge, _) = test_support::edge(plain_sasl_config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    let features = client.open().await;
+    assert_eq!(mechanisms(&features), ["SCRAM-SHA-256", "SCRAM-SHA-1"], "no PLAIN and no -PLUS without TLS");
+    assert_eq!(sasl_condition(&client.auth("X-UNKNOWN", b"").await), "invalid-mechanism");
+    assert_eq!(sasl_condition(&client.auth("PLAIN", b"\0juliet\0pencil").await), "encryption-required");
+    assert_eq!(sasl_condition(&client.auth("SCRAM-SHA-256", b"no gs2 header").await), "malformed-request");
+    client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>not base64!</auth>").await;
+    assert_eq!(sasl_condition(&client.element().await), "incorrect-encoding");
+    // A challenge, then the client gives up (RFC 6120 §6.4.4).
+    assert_eq!(client.auth("SCRAM-SHA-256", b"n,,n=juliet,r=abc").await.name(), "challenge");
+    client.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await;
+    assert_eq!(sasl_condition(&client.element().await), "aborted");
+    // Anything but a response during an exchange ends the stream.
+    assert_eq!(client.auth("SCRAM-SHA-256", b"n,,n=juliet,r=abc").await.name(), "challenge");
+    client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>").await;
+    assert_eq!(client.stream_error().await, "not-authorized");
+}
+
+#[tokio::test]
+async fn rfc6120_6_4_5_failed_attempts_are_bounded_per_stream() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    client.open().await;
+    for _ in 0..edge.config.max_auth_attempts {
+        assert_eq!(sasl_condition(&client.auth("PLAIN", b"\0juliet\0wrong").await), "not-authorized");
+    }
+    assert_eq!(client.stream_error().await, "policy-violation");
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
+    let mut config = test_support::config();
+    config.auth_throttle_failures = 2;
+    config.max_auth_attempts = 10;
+    let (edge, _) = test_support::edge(config, FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    client.open().await;
+    for _ in 0..2 {
+        assert_eq!(sasl_condition(&client.auth("PLAIN", b"\0juliet\0wrong").await), "not-authorized");
+    }
+    assert_eq!(sasl_condition(&client.auth("PLAIN", b"\0juliet\0pencil").await), "temporary-auth-failure");
+}
+
+#[tokio::test]
+async fn xep0077_registration_is_dispatched_by_the_payload_namespace() {
+    let accounts = FakeAccounts::with_user("juliet");
+    let (edge, _) = test_support::edge(test_support::config(), accounts.clone(), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    assert!(client.open().await.get_child("register", ns::REGISTER_FEATURE).is_some());
+    client.send("<iq type='get' id='form'><query xmlns='jabber:iq:register'/></iq>").await;
+    let form = client.element().await;
+    assert_eq!((form.attr("type"), form.attr("id")), (Some("result"), Some("form")));
+    let query = form.get_child("query", ns::REGISTER).expect("the form");
+    assert!(query.get_child("username", ns::REGISTER).is_some() && query.get_child("password", ns::REGISTER).is_some());
+    let register = "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>romeo</username><password>secret</password></query></iq>";
+    client.send(register).await;
+    assert_eq!(client.element().await.attr("type"), Some("result"));
+    assert!(accounts.credentials_of("romeo@example.org").is_some_and(|keys| keys.verify_password("secret")));
+    client.send(register).await;
+    let conflict = client.element().await;
+    assert!(conflict.get_child("error", ns::CLIENT).and_then(|e| e.get_child("conflict", ns::STANZA_ERRORS)).is_some(), "{conflict:?}");
+    // An IQ that only mentions the namespace is not a registration.
+    client.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'><item name='jabber:iq:register'/></query></iq>").await;
+    assert_eq!(client.stream_error().await, "not-authorized");
+}
+
+#[tokio::test]
+async fn xep0077_registration_needs_tls() {
+    let (edge, _) = test_support::edge(plain_sasl_config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, false).await;
+    client.open().await;
+    client.send("<iq type='get' id='form'><query xmlns='jabber:iq:register'/></iq>").await;
+    let refused = client.element().await;
+    assert_eq!(refused.attr("type"), Some("error"));
+    assert!(refused.get_child("error", ns::CLIENT).and_then(|e| e.get_child("service-unavailable", ns::STANZA_ERRORS)).is_some());
+}
+
+#[tokio::test]
+async fn rfc6120_7_bind_after_authentication() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    client.open().await;
+    let features = client.login("juliet").await;
+    assert_eq!(names(&features), ["bind", "session", "ver", "sub", "c"]);
+    assert_eq!(features.get_child("c", ns::CAPS).and_then(|c| c.attr("ver")), Some("ver="));
+    // The legacy session IQ is answered and changes nothing (RFC 3921 §3).
+    client.send("<iq type='set' id='sess'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>").await;
+    let session = client.element().await;
+    assert_eq!((session.attr("type"), session.attr("id")), (Some("result"), Some("sess")));
+    client.send("<iq type='get' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").await;
+    assert_eq!(client.element().await.attr("type"), Some("error"), "binding is a set");
+    assert_eq!(client.bind("balcony").await, "juliet@example.org/balcony");
+}
+
+#[tokio::test]
+async fn rfc6120_7_1_nothing_but_binding_after_authentication() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    client.open().await;
+    client.login("juliet").await;
+    client.send("<message to='romeo@example.org'><body>too early</body></message>").await;
+    assert_eq!(client.stream_error().await, "not-authorized");
+}

@@ -1,0 +1,52 @@
+//! Nonzas on a bound stream: top-level elements that are not `jabber:client` stanzas, such as
+//! stream management's `<r/>`/`<a/>` (XEP-0198) or client state indication's
+//! `<active/>`/`<inactive/>` (XEP-0352). A feature registers a handler per (namespace, element
+//! name) when the edge is built; the bound loop hands each nonza to its handler, and ends the
+//! stream with `unsupported-stanza-type` when there is none.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use starling_protocol::{Jid, StreamError};
+use starling_xml::{Element, RawElement};
+
+/// Handles nonzas of one or more kinds, for every bound stream.
+#[async_trait]
+pub trait NonzaHandler: Send + Sync + 'static {
+    /// Handles `nonza`, sent on `stream`. `Ok(Some(answer))` is written to the client, after
+    /// what the session layer already queued to it; an error ends the stream with it.
+    async fn handle(&self, nonza: &RawElement, stream: &BoundStream<'_>) -> Result<Option<Element>, StreamError>;
+}
+
+/// The bound stream a nonza arrived on, as a handler sees it. Non-exhaustive: what later
+/// handlers need (stream management's counts) joins here without breaking earlier ones.
+#[non_exhaustive]
+pub struct BoundStream<'a> {
+    /// The full JID bound on the stream.
+    pub jid: &'a Jid,
+}
+
+/// The handlers, by the namespace and name of the element each takes.
+#[derive(Default)]
+pub struct NonzaHandlers {
+    // A list rather than a map: a handful of entries, looked up by borrowed names.
+    handlers: Vec<(&'static str, &'static str, Arc<dyn NonzaHandler>)>,
+}
+
+impl NonzaHandlers {
+    pub fn new() -> NonzaHandlers {
+        NonzaHandlers::default()
+    }
+
+    /// Hands `<name xmlns='ns'/>` to `handler`, replacing any handler registered for it before.
+    pub fn register(&mut self, ns: &'static str, name: &'static str, handler: Arc<dyn NonzaHandler>) -> &mut NonzaHandlers {
+        self.handlers.retain(|(registered_ns, registered_name, _)| (*registered_ns, *registered_name) != (ns, name));
+        self.handlers.push((ns, name, handler));
+        self
+    }
+
+    /// The handler for `<name xmlns='ns'/>`, if one is registered.
+    pub(crate) fn find(&self, ns: &str, name: &str) -> Option<&dyn NonzaHandler> {
+        self.handlers.iter().find(|(registered_ns, registered_name, _)| *registered_ns == ns && *registered_name == name).map(|(_, _, handler)| handler.as_ref())
+    }
+}
