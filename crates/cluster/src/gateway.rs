@@ -26,6 +26,11 @@ pub enum ToClient {
     EndStream,
 }
 
+/// Stanzas queued toward one client by default before it counts as too slow (`[c2s]
+/// client_queue`): the edge sizes its connection queues with it, a session node its links to
+/// connections on edges.
+pub const DEFAULT_CLIENT_QUEUE: usize = 1024;
+
 /// The way back to one client connection. The queue is bounded: a client that reads slower than it
 /// is written to fills it, and the session layer then closes that connection (`policy-violation`)
 /// instead of buffering without end.

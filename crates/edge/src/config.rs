@@ -1,33 +1,116 @@
+//! The edge's configuration: the `[c2s]` and `[registration]` sections of the server's file,
+//! deserialised here directly, each default written once (in these `Default`s; the stanza limits'
+//! in `starling_xml::Limits`, the queue's in `starling_cluster::gateway`).
+
 use std::time::Duration;
 
+use serde::Deserialize;
+use starling_cluster::gateway::DEFAULT_CLIENT_QUEUE;
 use starling_protocol::Jid;
 use starling_xml::Limits;
 
-/// Options of the client edge, read once at start.
+/// `[c2s]`: client connections.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct C2sConfig {
+    /// Plain TCP listeners offering STARTTLS.
+    pub starttls_listen: Vec<String>,
+    /// Listeners speaking TLS from the first byte (XEP-0368).
+    pub direct_tls_listen: Vec<String>,
+    /// Refuse authentication before STARTTLS.
+    pub require_tls: bool,
+    /// Largest stanza accepted, in bytes; larger ones close the stream (`policy-violation`).
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting in a stanza.
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Seconds of silence before the server pings a client (XEP-0199).
+    pub ping_idle_seconds: u64,
+    /// Seconds to wait for any answer to that ping before the connection counts as dead.
+    pub ping_timeout_seconds: u64,
+    /// Seconds allowed from connect to a bound resource.
+    pub negotiation_timeout_seconds: u64,
+    /// Stanzas queued toward one client before it counts as too slow (see `ClientLink`).
+    pub client_queue: usize,
+    /// Failed SASL attempts on one connection before it is closed.
+    pub max_auth_attempts: u32,
+    /// Failures per address or account within the window before attempts are refused.
+    pub auth_throttle_failures: u32,
+    pub auth_throttle_window_seconds: u64,
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        C2sConfig {
+            starttls_listen: vec!["0.0.0.0:5222".into()],
+            direct_tls_listen: vec!["0.0.0.0:5223".into()],
+            require_tls: true,
+            max_stanza_bytes: limits.max_stanza_bytes,
+            max_depth: limits.max_depth,
+            max_attributes: limits.max_attributes,
+            ping_idle_seconds: 120,
+            ping_timeout_seconds: 30,
+            negotiation_timeout_seconds: 60,
+            client_queue: DEFAULT_CLIENT_QUEUE,
+            max_auth_attempts: 3,
+            auth_throttle_failures: 5,
+            auth_throttle_window_seconds: 60,
+        }
+    }
+}
+
+impl C2sConfig {
+    pub fn limits(&self) -> Limits {
+        Limits { max_stanza_bytes: self.max_stanza_bytes, max_depth: self.max_depth, max_attributes: self.max_attributes }
+    }
+
+    pub fn negotiation_timeout(&self) -> Duration {
+        Duration::from_secs(self.negotiation_timeout_seconds)
+    }
+
+    pub fn ping_idle(&self) -> Duration {
+        Duration::from_secs(self.ping_idle_seconds)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_secs(self.ping_timeout_seconds)
+    }
+
+    pub fn auth_throttle_window(&self) -> Duration {
+        Duration::from_secs(self.auth_throttle_window_seconds)
+    }
+}
+
+/// `[registration]`: XEP-0077 in-band registration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    pub enabled: bool,
+    /// Seconds between two registrations from one address.
+    pub interval_seconds: u64,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig { enabled: false, interval_seconds: 60 }
+    }
+}
+
+impl RegistrationConfig {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds)
+    }
+}
+
+/// Everything the edge is started with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     /// The XMPP domain served.
     pub domain: Jid,
-    /// Refuse authentication before STARTTLS on the plain port.
-    pub require_tls: bool,
-    pub limits: Limits,
-    /// Time allowed from connect to a bound resource.
-    pub negotiation_timeout: Duration,
-    /// Silence after which the server pings the client (XEP-0199).
-    pub ping_idle: Duration,
-    /// Silence after the ping after which the connection counts as dead.
-    pub ping_timeout: Duration,
-    /// Stanzas queued toward one client (see `ClientLink`).
-    pub client_queue: usize,
-    /// Failed SASL attempts on one connection before it is closed.
-    pub max_auth_attempts: u32,
-    /// Failures per address or account within `auth_throttle_window` before attempts are refused.
-    pub auth_throttle_failures: u32,
-    pub auth_throttle_window: Duration,
-    /// XEP-0077 in-band registration.
-    pub registration_enabled: bool,
-    /// Minimum time between two registrations from one address.
-    pub registration_interval: Duration,
+    pub c2s: C2sConfig,
+    pub registration: RegistrationConfig,
     /// XEP-0115 verification string of the server's features, advertised in stream features.
     pub caps_ver: String,
     /// XEP-0115 node the caps name.
@@ -35,22 +118,8 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The defaults for `domain`, with no caps advertised.
     pub fn new(domain: Jid) -> EdgeConfig {
-        EdgeConfig {
-            domain,
-            require_tls: true,
-            limits: Limits::default(),
-            negotiation_timeout: Duration::from_secs(60),
-            ping_idle: Duration::from_secs(120),
-            ping_timeout: Duration::from_secs(30),
-            client_queue: 1024,
-            max_auth_attempts: 3,
-            auth_throttle_failures: 5,
-            auth_throttle_window: Duration::from_secs(60),
-            registration_enabled: false,
-            registration_interval: Duration::from_secs(60),
-            caps_ver: String::new(),
-            caps_node: String::new(),
-        }
+        EdgeConfig { domain, c2s: C2sConfig::default(), registration: RegistrationConfig::default(), caps_ver: String::new(), caps_node: String::new() }
     }
 }

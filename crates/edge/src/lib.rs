@@ -25,7 +25,7 @@ mod tls;
 #[cfg(test)]
 mod test_support;
 
-pub use config::EdgeConfig;
+pub use config::{C2sConfig, EdgeConfig, RegistrationConfig};
 pub use edge::Edge;
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};

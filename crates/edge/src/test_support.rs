@@ -125,8 +125,8 @@ impl BoundSession for FakeSession {
 /// The configuration tests start from: registration on and unthrottled.
 pub fn config() -> EdgeConfig {
     let mut config = EdgeConfig::new(Jid::new(DOMAIN).expect("domain"));
-    config.registration_enabled = true;
-    config.registration_interval = Duration::ZERO;
+    config.registration.enabled = true;
+    config.registration.interval_seconds = 0;
     config.caps_node = "https://starling.example".into();
     config.caps_ver = "ver=".into();
     config

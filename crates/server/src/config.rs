@@ -1,24 +1,32 @@
-//! The one configuration file: TOML, every key optional with the defaults below, and any key
+//! The one configuration file: TOML, every key optional with its default, and any key
 //! overridable from the environment as `STARLING__SECTION__KEY=value` (value read as TOML when it
-//! parses, as a string otherwise). `docs/configuration.md` shows these defaults; a test keeps the
+//! parses, as a string otherwise). `docs/configuration.md` shows the defaults; a test keeps the
 //! two equal.
+//!
+//! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
+//! (`[c2s]`, `[registration]`: the edge; `[sessions]`, `[archive]`: the session layer); the
+//! sections below are the server's own. The backends' defaults are read from their crates.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use starling_backend_kafka::KafkaConfig;
+use starling_backend_scylla::ScyllaConfig;
+use starling_edge::{C2sConfig, RegistrationConfig};
+use starling_session::{ArchiveConfig, SessionsConfig};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
-    pub c2s: C2sSection,
+    pub c2s: C2sConfig,
     pub tls: TlsSection,
     pub admin: AdminSection,
-    pub registration: RegistrationSection,
-    pub sessions: SessionsSection,
+    pub registration: RegistrationConfig,
+    pub sessions: SessionsConfig,
     pub store: StoreSection,
-    pub archive: ArchiveSection,
+    pub archive: ArchiveConfig,
     pub cluster: ClusterSection,
 }
 
@@ -65,66 +73,18 @@ pub struct ClusterSection {
 
 impl Default for ClusterSection {
     fn default() -> Self {
+        let kafka = KafkaConfig::default();
         ClusterSection {
             role: Role::All,
             node_id: String::new(),
-            kafka_brokers: "127.0.0.1:9092".into(),
-            kafka_prefix: "starling".into(),
-            partitions: 64,
-            replication: 3,
-            session_timeout_seconds: 10,
-            kafka_linger_ms: 0,
+            kafka_brokers: kafka.brokers,
+            kafka_prefix: kafka.prefix,
+            partitions: kafka.partitions,
+            replication: kafka.replication,
+            session_timeout_seconds: kafka.session_timeout.as_secs(),
+            kafka_linger_ms: u64::try_from(kafka.linger.as_millis()).unwrap_or(u64::MAX),
             redis_url: "redis://127.0.0.1:6379/".into(),
             node_ttl_seconds: 10,
-        }
-    }
-}
-
-/// Message archiving (XEP-0313 MAM).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ArchiveSection {
-    /// Archive messages and serve MAM queries.
-    pub enabled: bool,
-    /// What is archived for users without preferences: "always", "never" or "roster".
-    pub default_mode: ArchiveMode,
-    /// Days a message is kept; 0 keeps it for ever.
-    pub retention_days: u64,
-    /// Archive writes waiting at most; then senders wait (backpressure).
-    pub queue: usize,
-    /// Messages written per store call at most.
-    pub batch: usize,
-    /// Milliseconds a sender waits for queue room before its message is refused.
-    pub submit_timeout_ms: u64,
-    /// Milliseconds a small batch waits for more messages before it is written (group commit).
-    pub linger_ms: u64,
-    /// Page size when a query gives no `<max/>`.
-    pub default_page: usize,
-    /// Largest page served.
-    pub max_page: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchiveMode {
-    #[default]
-    Always,
-    Never,
-    Roster,
-}
-
-impl Default for ArchiveSection {
-    fn default() -> Self {
-        ArchiveSection {
-            enabled: true,
-            default_mode: ArchiveMode::Always,
-            retention_days: 0,
-            queue: 131_072,
-            batch: 16_384,
-            submit_timeout_ms: 5000,
-            linger_ms: 5,
-            default_page: 50,
-            max_page: 250,
         }
     }
 }
@@ -154,11 +114,12 @@ pub struct StoreSection {
 
 impl Default for StoreSection {
     fn default() -> Self {
+        let scylla = ScyllaConfig::default();
         StoreSection {
             backend: StoreBackend::Embedded,
-            scylla_contact_points: vec!["127.0.0.1:9042".into()],
-            scylla_keyspace: "starling".into(),
-            scylla_replication: starling_backend_scylla::DEFAULT_REPLICATION.into(),
+            scylla_contact_points: scylla.contact_points,
+            scylla_keyspace: scylla.keyspace,
+            scylla_replication: scylla.replication,
         }
     }
 }
@@ -170,36 +131,6 @@ pub struct ServerSection {
     pub domain: String,
     /// Where the embedded store and the generated certificate live.
     pub data_dir: PathBuf,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct C2sSection {
-    /// Plain TCP listeners offering STARTTLS.
-    pub starttls_listen: Vec<String>,
-    /// Listeners speaking TLS from the first byte (XEP-0368).
-    pub direct_tls_listen: Vec<String>,
-    /// Refuse authentication before STARTTLS.
-    pub require_tls: bool,
-    /// Largest stanza accepted, in bytes; larger ones close the stream (`policy-violation`).
-    pub max_stanza_bytes: usize,
-    /// Deepest element nesting in a stanza.
-    pub max_depth: usize,
-    /// Most attributes on one element.
-    pub max_attributes: usize,
-    /// Seconds of silence before the server pings a client.
-    pub ping_idle_seconds: u64,
-    /// Seconds to wait for any answer to that ping.
-    pub ping_timeout_seconds: u64,
-    /// Seconds allowed from connect to a bound resource.
-    pub negotiation_timeout_seconds: u64,
-    /// Stanzas queued toward one client before it counts as too slow.
-    pub client_queue: usize,
-    /// Failed SASL attempts per connection before it is closed.
-    pub max_auth_attempts: u32,
-    /// Failures per address or account within the window before attempts are refused.
-    pub auth_throttle_failures: u32,
-    pub auth_throttle_window_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -217,67 +148,15 @@ pub struct AdminSection {
     pub listen: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RegistrationSection {
-    /// XEP-0077 in-band registration.
-    pub enabled: bool,
-    /// Seconds between two registrations from one address.
-    pub interval_seconds: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SessionsSection {
-    /// Threads hosting user actors; 0 means one per core.
-    pub arbiters: usize,
-    /// Offline messages kept per user.
-    pub max_offline_per_user: usize,
-    /// Seconds an actor without resources stays in memory.
-    pub idle_actor_seconds: u64,
-}
-
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection { domain: "localhost".into(), data_dir: "data".into() }
     }
 }
 
-impl Default for C2sSection {
-    fn default() -> Self {
-        C2sSection {
-            starttls_listen: vec!["0.0.0.0:5222".into()],
-            direct_tls_listen: vec!["0.0.0.0:5223".into()],
-            require_tls: true,
-            max_stanza_bytes: 262_144,
-            max_depth: 32,
-            max_attributes: 64,
-            ping_idle_seconds: 120,
-            ping_timeout_seconds: 30,
-            negotiation_timeout_seconds: 60,
-            client_queue: 1024,
-            max_auth_attempts: 3,
-            auth_throttle_failures: 5,
-            auth_throttle_window_seconds: 60,
-        }
-    }
-}
-
 impl Default for AdminSection {
     fn default() -> Self {
         AdminSection { listen: "127.0.0.1:5280".into() }
-    }
-}
-
-impl Default for RegistrationSection {
-    fn default() -> Self {
-        RegistrationSection { enabled: false, interval_seconds: 60 }
-    }
-}
-
-impl Default for SessionsSection {
-    fn default() -> Self {
-        SessionsSection { arbiters: 0, max_offline_per_user: 1000, idle_actor_seconds: 60 }
     }
 }
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use starling_edge::{Edge, EdgeConfig};
 use starling_protocol::Jid;
-use starling_session::{ArchiveConfig, ArchiveWriterConfig, SessionConfig, SessionLayer};
+use starling_session::{SessionConfig, SessionLayer};
 use starling_telemetry::Metrics;
-use starling_xml::Limits;
 use tokio::net::TcpListener;
 
 use starling_backend_kafka::{KafkaBus, KafkaConfig};
@@ -31,26 +30,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
     })
     .block_on(serve(config))
-}
-
-fn archive_config(section: &crate::config::ArchiveSection) -> ArchiveConfig {
-    use crate::config::ArchiveMode;
-    use starling_cluster::store::ArchiveDefault;
-    ArchiveConfig {
-        writer: ArchiveWriterConfig {
-            queue: section.queue,
-            batch: section.batch,
-            submit_timeout: Duration::from_millis(section.submit_timeout_ms),
-            linger: Duration::from_millis(section.linger_ms),
-        },
-        default_page: section.default_page,
-        max_page: section.max_page,
-        default_mode: match section.default_mode {
-            ArchiveMode::Always => ArchiveDefault::Always,
-            ArchiveMode::Never => ArchiveDefault::Never,
-            ArchiveMode::Roster => ArchiveDefault::Roster,
-        },
-    }
 }
 
 /// Each client holds a descriptor: take the whole hard limit (the soft default is often 1024).
@@ -133,19 +112,8 @@ async fn serve_clients(
 ) -> anyhow::Result<()> {
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
     let c2s = &config.c2s;
-    let mut edge_config = EdgeConfig::new(domain.clone());
-    edge_config.require_tls = c2s.require_tls;
-    edge_config.limits = Limits { max_stanza_bytes: c2s.max_stanza_bytes, max_depth: c2s.max_depth, max_attributes: c2s.max_attributes };
-    edge_config.negotiation_timeout = Duration::from_secs(c2s.negotiation_timeout_seconds);
-    edge_config.ping_idle = Duration::from_secs(c2s.ping_idle_seconds);
-    edge_config.ping_timeout = Duration::from_secs(c2s.ping_timeout_seconds);
-    edge_config.client_queue = c2s.client_queue;
-    edge_config.max_auth_attempts = c2s.max_auth_attempts;
-    edge_config.auth_throttle_failures = c2s.auth_throttle_failures;
-    edge_config.auth_throttle_window = Duration::from_secs(c2s.auth_throttle_window_seconds);
-    edge_config.registration_enabled = config.registration.enabled;
-    edge_config.registration_interval = Duration::from_secs(config.registration.interval_seconds);
-    (edge_config.caps_node, edge_config.caps_ver) = starling_session::server_caps(&session_config(config));
+    let (caps_node, caps_ver) = starling_session::server_caps(&session_config(config));
+    let edge_config = EdgeConfig { domain: domain.clone(), c2s: c2s.clone(), registration: config.registration.clone(), caps_ver, caps_node };
     let edge = Edge::new(edge_config, tls, gateway, accounts, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
@@ -161,17 +129,7 @@ async fn serve_clients(
 }
 
 fn session_config(config: &Config) -> SessionConfig {
-    SessionConfig {
-        arbiters: match config.sessions.arbiters {
-            0 => SessionConfig::default().arbiters,
-            n => n,
-        },
-        client_queue: config.c2s.client_queue,
-        max_offline_per_user: config.sessions.max_offline_per_user,
-        idle_actor: Duration::from_secs(config.sessions.idle_actor_seconds),
-        registration_enabled: config.registration.enabled,
-        archive: config.archive.enabled.then(|| archive_config(&config.archive)),
-    }
+    SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled)
 }
 
 /// `[cluster] node_id`, or one made up from the host's pid and a random number.

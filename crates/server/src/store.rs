@@ -4,7 +4,6 @@ use anyhow::Context;
 use starling_backend_scylla::{ScyllaConfig, ScyllaStore};
 use starling_cluster::store::Store;
 use starling_store_embedded::EmbeddedOptions;
-use std::time::Duration;
 
 use crate::config::{Config, StoreBackend};
 
@@ -20,13 +19,8 @@ pub async fn open(config: &Config) -> anyhow::Result<Store> {
     }
 }
 
-/// `[archive] retention_days`, 0 meaning for ever.
-fn archive_retention(config: &Config) -> Option<Duration> {
-    (config.archive.retention_days > 0).then(|| Duration::from_secs(config.archive.retention_days.saturating_mul(86_400)))
-}
-
 fn embedded_options(config: &Config) -> EmbeddedOptions {
-    EmbeddedOptions { archive_retention: archive_retention(config) }
+    EmbeddedOptions { archive_retention: config.archive.retention() }
 }
 
 fn scylla_config(config: &Config) -> ScyllaConfig {
@@ -34,7 +28,7 @@ fn scylla_config(config: &Config) -> ScyllaConfig {
         contact_points: config.store.scylla_contact_points.clone(),
         keyspace: config.store.scylla_keyspace.clone(),
         replication: config.store.scylla_replication.clone(),
-        archive_retention: archive_retention(config),
+        archive_retention: config.archive.retention(),
         ..ScyllaConfig::default()
     }
 }

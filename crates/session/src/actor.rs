@@ -36,7 +36,7 @@ pub(crate) struct UserActor {
 
 impl UserActor {
     pub fn new(user: Jid, services: Arc<Services>, modules: Arc<Modules>, router: Arc<dyn Router>, pending: Arc<AtomicUsize>) -> UserActor {
-        let idle_actor = services.config.idle_actor;
+        let idle_actor = services.config.idle_actor();
         let state = Some(Box::new(UserState::new(user, services, router.clone())));
         UserActor { state, modules, router, idle_actor, pending, retirement_scheduled: false }
     }

@@ -18,6 +18,8 @@ use std::time::Duration;
 use starling_cluster::hold::Hold;
 use starling_cluster::store::{Archive, ArchiveEntry, StoreError};
 use starling_telemetry::Metrics;
+
+use crate::config::ArchiveConfig;
 use tokio::sync::{mpsc, oneshot};
 
 /// How the writer batches and how long callers wait for room.
@@ -36,9 +38,21 @@ pub struct ArchiveWriterConfig {
     pub linger: Duration,
 }
 
+impl From<&ArchiveConfig> for ArchiveWriterConfig {
+    fn from(config: &ArchiveConfig) -> Self {
+        ArchiveWriterConfig {
+            queue: config.queue,
+            batch: config.batch,
+            submit_timeout: Duration::from_millis(config.submit_timeout_ms),
+            linger: Duration::from_millis(config.linger_ms),
+        }
+    }
+}
+
+/// The `[archive]` defaults.
 impl Default for ArchiveWriterConfig {
     fn default() -> Self {
-        ArchiveWriterConfig { queue: 131_072, batch: 16_384, submit_timeout: Duration::from_secs(5), linger: Duration::from_millis(5) }
+        ArchiveWriterConfig::from(&ArchiveConfig::default())
     }
 }
 

@@ -1,53 +1,133 @@
+//! The session layer's configuration: the `[sessions]` and `[archive]` sections of the server's
+//! file, deserialised here directly, each default written once (in these `Default`s).
+
 use std::time::Duration;
 
+use serde::Deserialize;
+use starling_cluster::gateway::DEFAULT_CLIENT_QUEUE;
 use starling_cluster::store::ArchiveDefault;
 
 pub use crate::archive_writer::ArchiveWriterConfig;
 
-/// Options of the session layer, read once at start.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// Arbiter threads that host user actors.
+/// `[sessions]`: the actors.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Threads hosting actors; 0 means one per core.
     pub arbiters: usize,
-    /// Stanzas queued toward one client before it counts as too slow and is disconnected.
-    pub client_queue: usize,
-    /// Messages kept for one offline user; beyond it senders get `service-unavailable`.
+    /// Offline messages kept per user; beyond it senders get `service-unavailable`.
     pub max_offline_per_user: usize,
-    /// How long an actor with no bound resource stays in memory after its last stanza.
-    pub idle_actor: Duration,
-    /// Whether accounts may change their password or delete themselves (XEP-0077 §3.2, §3.3).
-    pub registration_enabled: bool,
-    /// Message archiving (XEP-0313); `None` archives nothing and offers no MAM.
-    pub archive: Option<ArchiveConfig>,
+    /// Seconds an actor without resources stays in memory after its last stanza.
+    pub idle_actor_seconds: u64,
 }
 
-/// How messages are archived and queried.
-#[derive(Debug, Clone)]
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig { arbiters: 0, max_offline_per_user: 1000, idle_actor_seconds: 60 }
+    }
+}
+
+/// What is archived for users who never set preferences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveMode {
+    #[default]
+    Always,
+    Never,
+    Roster,
+}
+
+impl From<ArchiveMode> for ArchiveDefault {
+    fn from(mode: ArchiveMode) -> ArchiveDefault {
+        match mode {
+            ArchiveMode::Always => ArchiveDefault::Always,
+            ArchiveMode::Never => ArchiveDefault::Never,
+            ArchiveMode::Roster => ArchiveDefault::Roster,
+        }
+    }
+}
+
+/// `[archive]`: message archiving (XEP-0313 MAM).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ArchiveConfig {
-    pub writer: ArchiveWriterConfig,
-    /// Page size of a query that gives no `<max/>`.
+    /// Archive messages and serve MAM queries.
+    pub enabled: bool,
+    /// What is archived for users without preferences.
+    pub default_mode: ArchiveMode,
+    /// Days a message is kept; 0 keeps it for ever (applied by the store).
+    pub retention_days: u64,
+    /// Archive writes waiting at most; then senders wait (backpressure).
+    pub queue: usize,
+    /// Messages written per store call at most.
+    pub batch: usize,
+    /// Milliseconds a sender waits for queue room before its message is refused.
+    pub submit_timeout_ms: u64,
+    /// Milliseconds a small batch waits for more messages before it is written (group commit).
+    pub linger_ms: u64,
+    /// Page size when a query gives no `<max/>`.
     pub default_page: usize,
     /// The largest page served, whatever `<max/>` asks for.
     pub max_page: usize,
-    /// What is archived for users who never set preferences.
-    pub default_mode: ArchiveDefault,
 }
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig { writer: ArchiveWriterConfig::default(), default_page: 50, max_page: 250, default_mode: ArchiveDefault::Always }
+        ArchiveConfig {
+            enabled: true,
+            default_mode: ArchiveMode::Always,
+            retention_days: 0,
+            queue: 131_072,
+            batch: 16_384,
+            submit_timeout_ms: 5000,
+            linger_ms: 5,
+            default_page: 50,
+            max_page: 250,
+        }
     }
+}
+
+impl ArchiveConfig {
+    /// How long messages are kept; `None` for ever.
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days.saturating_mul(86_400)))
+    }
+}
+
+/// Everything the session layer is started with.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub sessions: SessionsConfig,
+    pub archive: ArchiveConfig,
+    /// Stanzas queued toward one client before it counts as too slow (the edge's `[c2s]
+    /// client_queue`; a session node sizes the links to remote connections with it).
+    pub client_queue: usize,
+    /// Whether accounts may change their password or delete themselves (XEP-0077 §3.2, §3.3):
+    /// `[registration] enabled`.
+    pub registration_enabled: bool,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig {
-            arbiters: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
-            client_queue: 1024,
-            max_offline_per_user: 1000,
-            idle_actor: Duration::from_secs(60),
-            registration_enabled: false,
-            archive: Some(ArchiveConfig::default()),
+        SessionConfig::new(SessionsConfig::default(), ArchiveConfig::default(), DEFAULT_CLIENT_QUEUE, false)
+    }
+}
+
+impl SessionConfig {
+    pub fn new(sessions: SessionsConfig, archive: ArchiveConfig, client_queue: usize, registration_enabled: bool) -> SessionConfig {
+        SessionConfig { sessions, archive, client_queue, registration_enabled }
+    }
+
+    /// Arbiter threads that host actors.
+    pub fn arbiters(&self) -> usize {
+        match self.sessions.arbiters {
+            0 => std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+            n => n,
         }
+    }
+
+    /// How long an actor with no bound resource stays in memory after its last stanza.
+    pub fn idle_actor(&self) -> Duration {
+        Duration::from_secs(self.sessions.idle_actor_seconds)
     }
 }

@@ -44,8 +44,8 @@ impl SessionLayer {
     /// [`start`](Self::start) with the given modules instead of every module.
     pub(crate) fn start_with_modules(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>, modules: &[Register]) -> SessionLayer {
         let modules = Arc::new(Modules::build(&config, modules));
-        let archive_writer = config.archive.as_ref().map(|archive| ArchiveWriter::start(store.archive.clone(), &archive.writer, metrics.clone()));
-        let directory = Directory::new(config.arbiters, metrics.clone());
+        let archive_writer = config.archive.enabled.then(|| ArchiveWriter::start(store.archive.clone(), &(&config.archive).into(), metrics.clone()));
+        let directory = Directory::new(config.arbiters(), metrics.clone());
         let services = Arc::new(Services {
             domain,
             store,

@@ -30,7 +30,7 @@ mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter};
-pub use config::{ArchiveConfig, ArchiveWriterConfig, SessionConfig};
+pub use config::{ArchiveConfig, ArchiveMode, ArchiveWriterConfig, SessionConfig, SessionsConfig};
 pub use layer::{server_caps, SessionLayer};
 pub use router::ComponentLink;
 

@@ -62,7 +62,7 @@ pub(crate) struct ServiceActor {
 
 impl ServiceActor {
     pub fn new(kind: &dyn ServiceKind, jid: Jid, services: Arc<Services>, router: Arc<dyn Router>, pending: Arc<AtomicUsize>) -> ServiceActor {
-        let idle_after = services.config.idle_actor;
+        let idle_after = services.config.idle_actor();
         let entity = Some(kind.entity(&jid));
         ServiceActor { entity, context: Arc::new(ServiceContext { jid, router }), pending, idle_after, retirement_scheduled: false }
     }

@@ -2,7 +2,6 @@
 //! and the writer's liveness and slow-reader checks.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -93,8 +92,9 @@ async fn a_dropped_queue_means_too_slow_to_read() {
 #[tokio::test]
 async fn xep0199_a_silent_client_is_pinged_then_closed() {
     let mut config = test_support::config();
-    config.ping_idle = Duration::from_millis(100);
-    config.ping_timeout = Duration::from_millis(100);
+    // The shortest the configuration allows: a second of silence, a second to answer.
+    config.c2s.ping_idle_seconds = 1;
+    config.c2s.ping_timeout_seconds = 1;
     let (edge, _session_layer) = test_support::edge(config, FakeAccounts::with_user("juliet"), NonzaHandlers::new());
     let mut client = bound_client(&edge, "juliet", "balcony").await;
     let ping = client.element().await;

@@ -30,7 +30,7 @@ pub(super) struct Liveness {
 pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc::Receiver<ToClient>, edge: Arc<Edge>, liveness: Liveness) {
     let mut last_seen = liveness.activity.load(Ordering::Relaxed);
     let mut ping_sent = false;
-    let mut check = tokio::time::interval(edge.config.ping_idle);
+    let mut check = tokio::time::interval(edge.config.c2s.ping_idle());
     check.tick().await;
     loop {
         let next = tokio::select! {
@@ -44,14 +44,14 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
                 if seen != last_seen {
                     last_seen = seen;
                     ping_sent = false;
-                    check.reset_after(edge.config.ping_idle);
+                    check.reset_after(edge.config.c2s.ping_idle());
                     continue;
                 }
                 if ping_sent {
                     ToClient::Close(StreamError::new(StreamErrorCondition::ConnectionTimeout))
                 } else {
                     ping_sent = true;
-                    check.reset_after(edge.config.ping_timeout);
+                    check.reset_after(edge.config.c2s.ping_timeout());
                     ToClient::Stanza(ping(&edge, &liveness))
                 }
             }

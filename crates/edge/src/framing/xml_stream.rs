@@ -46,7 +46,7 @@ impl XmlStream {
     fn new(io: BoxedIo, edge: &Edge, secure: bool, channel_binding: Option<Vec<u8>>) -> XmlStream {
         let (read, writer) = tokio::io::split(io);
         XmlStream {
-            receiver: XmlReceiver { reader: StreamReader::new(read, edge.config.limits) },
+            receiver: XmlReceiver { reader: StreamReader::new(read, edge.config.c2s.limits()) },
             sender: XmlSender { writer },
             secure,
             channel_binding,
@@ -170,7 +170,7 @@ impl XmlSender {
 /// The TLS handshake, bounded by the negotiation timeout; returns the stream and its tls-exporter
 /// channel binding (TLS 1.3 only: RFC 9266 defines none for earlier versions).
 async fn accept_tls(edge: &Edge, io: BoxedIo) -> io::Result<(BoxedIo, Option<Vec<u8>>)> {
-    let tls = match tokio::time::timeout(edge.config.negotiation_timeout, edge.tls.accept(io)).await {
+    let tls = match tokio::time::timeout(edge.config.c2s.negotiation_timeout(), edge.tls.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");

@@ -17,7 +17,7 @@ pub(super) struct Authenticate;
 #[async_trait]
 impl NegotiationStep for Authenticate {
     fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
-        let allowed_here = negotiation.secure || !negotiation.edge.config.require_tls;
+        let allowed_here = negotiation.secure || !negotiation.edge.config.c2s.require_tls;
         if negotiation.authenticated.is_some() || !allowed_here {
             return;
         }
@@ -36,7 +36,7 @@ impl NegotiationStep for Authenticate {
         let auth = &received.element;
         let mechanism = auth.attr("mechanism").unwrap_or_default().to_owned();
         let edge = negotiation.edge;
-        if !negotiation.secure && edge.config.require_tls {
+        if !negotiation.secure && edge.config.c2s.require_tls {
             return failure(negotiation, "encryption-required");
         }
         let offered = sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure);
@@ -99,7 +99,7 @@ impl SaslExchange {
                 edge.throttle.record_failure(address, &self.username);
                 negotiation.reply(failure_element(condition));
                 negotiation.failed_auths += 1;
-                if negotiation.failed_auths >= edge.config.max_auth_attempts {
+                if negotiation.failed_auths >= edge.config.c2s.max_auth_attempts {
                     return Err(End::error(StreamErrorCondition::PolicyViolation, "too many failed authentication attempts"));
                 }
                 Ok(Next::Negotiate)

@@ -68,7 +68,7 @@ impl NegotiationStep for BindResource {
             return Ok(Next::Negotiate);
         }
         // The one queue toward this client, bounded by `client_queue` (see `ClientLink`).
-        let (sender, outbound) = mpsc::channel(edge.config.client_queue);
+        let (sender, outbound) = mpsc::channel(edge.config.c2s.client_queue);
         let own_end = sender.downgrade();
         let session = match edge.gateway.bind(user, requested, ClientLink::new(negotiation.connection_id, sender)).await {
             Ok(session) => session,

@@ -135,7 +135,7 @@ pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer:
     };
     negotiation.take_transport_from(framing);
     let mut stream = Stream { framing, opened: false };
-    let end = match tokio::time::timeout(edge.config.negotiation_timeout, stream.negotiate(&mut negotiation)).await {
+    let end = match tokio::time::timeout(edge.config.c2s.negotiation_timeout(), stream.negotiate(&mut negotiation)).await {
         Ok(Ok(bound)) => return Some(bound),
         Ok(Err(end)) => end,
         Err(_) => End::error(StreamErrorCondition::ConnectionTimeout, "negotiation took too long"),
@@ -156,7 +156,7 @@ impl<F: Framing> Stream<'_, F> {
         self.open(negotiation).await?;
         let mut exchange: Option<Box<dyn Continuation>> = None;
         loop {
-            let received = Received::read(self.next_element().await?, &negotiation.edge.config.limits)?;
+            let received = Received::read(self.next_element().await?, &negotiation.edge.config.c2s.limits())?;
             let next = match exchange.take() {
                 Some(exchange) => exchange.resume(received, negotiation).await,
                 None => match STEPS.iter().find(|step| step.takes(&received, negotiation)) {

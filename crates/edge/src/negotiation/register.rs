@@ -19,8 +19,8 @@ pub(super) struct Register;
 impl NegotiationStep for Register {
     fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
         let config = &negotiation.edge.config;
-        let allowed_here = negotiation.secure || !config.require_tls;
-        if config.registration_enabled && allowed_here && negotiation.authenticated.is_none() {
+        let allowed_here = negotiation.secure || !config.c2s.require_tls;
+        if config.registration.enabled && allowed_here && negotiation.authenticated.is_none() {
             features.push_child(Element::new("register", ns::REGISTER_FEATURE));
         }
     }
@@ -31,7 +31,7 @@ impl NegotiationStep for Register {
 
     async fn handle(&self, received: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
         let edge = negotiation.edge;
-        let payload = if !edge.config.registration_enabled || !negotiation.secure {
+        let payload = if !edge.config.registration.enabled || !negotiation.secure {
             Err(StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
         } else {
             match received.element.attr("type") {
@@ -81,7 +81,7 @@ async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(
     };
     {
         let mut recent = edge.registrations.lock().unwrap_or_else(|p| p.into_inner());
-        let interval = edge.config.registration_interval;
+        let interval = edge.config.registration.interval();
         if recent.get(&address).is_some_and(|at| at.elapsed() < interval) {
             return Err(StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("registering too fast; try again later"));
         }

@@ -17,7 +17,7 @@ impl NegotiationStep for StartTls {
             return;
         }
         let mut starttls = Element::new("starttls", ns::TLS);
-        if negotiation.edge.config.require_tls {
+        if negotiation.edge.config.c2s.require_tls {
             starttls.push_child(Element::new("required", ns::TLS));
         }
         features.push_child(starttls);

@@ -88,7 +88,7 @@ async fn rfc6120_5_4_2_2_starttls_on_a_secure_stream_fails_and_closes() {
 /// With TLS optional, SASL runs on the plain stream, which shows its failures without TLS.
 fn plain_sasl_config() -> crate::EdgeConfig {
     let mut config = test_support::config();
-    config.require_tls = false;
+    config.c2s.require_tls = false;
     config
 }
 
@@ -118,7 +118,7 @@ async fn rfc6120_6_4_5_failed_attempts_are_bounded_per_stream() {
     let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
     let mut client = connect(&edge, true).await;
     client.open().await;
-    for _ in 0..edge.config.max_auth_attempts {
+    for _ in 0..edge.config.c2s.max_auth_attempts {
         assert_eq!(sasl_condition(&client.auth("PLAIN", b"\0juliet\0wrong").await), "not-authorized");
     }
     assert_eq!(client.stream_error().await, "policy-violation");
@@ -127,8 +127,8 @@ async fn rfc6120_6_4_5_failed_attempts_are_bounded_per_stream() {
 #[tokio::test]
 async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
     let mut config = test_support::config();
-    config.auth_throttle_failures = 2;
-    config.max_auth_attempts = 10;
+    config.c2s.auth_throttle_failures = 2;
+    config.c2s.max_auth_attempts = 10;
     let (edge, _) = test_support::edge(config, FakeAccounts::with_user("juliet"), NonzaHandlers::new());
     let mut client = connect(&edge, true).await;
     client.open().await;

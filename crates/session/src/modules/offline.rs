@@ -22,7 +22,7 @@ async fn store(state: &mut UserState, stanza: Stanza) -> Flow {
     let stamp = starling_protocol::datetime::format(datetime::now_micros() / 1_000_000 * 1_000_000);
     let delay = Element::new("delay", ns::DELAY).with_attr("from", state.domain().as_str()).with_attr("stamp", stamp);
     let stamped = stanza.with_appended_child(&delay);
-    let limit = state.services().config.max_offline_per_user;
+    let limit = state.services().config.sessions.max_offline_per_user;
     match state.services().store.offline.push(state.user().as_str(), stamped.bytes.to_vec(), limit).await {
         Ok(_) => state.services().metrics.offline_stored.inc(),
         Err(error) => {

@@ -23,7 +23,7 @@ use crate::state::UserState;
 const OMEMO: [&str; 2] = ["eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"];
 
 pub(super) fn register(r: &mut Registrar) {
-    if r.config.archive.is_none() {
+    if !r.config.archive.enabled {
         return;
     }
     for name in ["query", "prefs", "metadata"] {
@@ -86,7 +86,7 @@ async fn archive_prefs(state: &mut UserState) -> ArchivePrefs {
     if let Some(prefs) = state.ext.get::<ArchiveState>().and_then(|archive| archive.prefs.clone()) {
         return prefs;
     }
-    let default_mode = state.services().config.archive.as_ref().map_or(ArchiveDefault::Never, |c| c.default_mode);
+    let default_mode = state.services().config.archive.default_mode.into();
     let stored = match state.services().store.archive.prefs(state.user().as_str()).await {
         Ok(stored) => stored,
         Err(error) => {
@@ -210,7 +210,7 @@ async fn mam_iq(state: &mut UserState, iq: Iq) {
 }
 
 async fn mam_query(state: &mut UserState, iq: &Iq) {
-    let Some(config) = state.services().config.archive.clone() else { return };
+    let config = state.services().config.archive.clone();
     let Some(resource) = iq.resource.clone() else { return };
     let payload = &iq.payload;
     if payload.attr("node").is_some() {
