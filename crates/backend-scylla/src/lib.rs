@@ -9,6 +9,8 @@
 //! transactions (Paxos) kept inside one partition; of an LWT result only the `[applied]` column
 //! is read, because Cassandra and ScyllaDB return different extra columns. See
 //! `docs/storage.md` for the data model and the reasons behind it.
+//!
+//! Over 400 lines: connecting, preparing every statement once and the store bundle are one step; each trait's queries live in their own module.
 
 mod accounts;
 mod archive;

@@ -4,6 +4,8 @@
 //! Every function names its users `{prefix}-{function}-{name}@example.com` and leaves the data of
 //! other users alone (it only asserts that theirs did not change), so the suite can also run
 //! against a long-lived shared database as long as each run gets a fresh prefix.
+//!
+//! Over 400 lines: one contract suite, one function per required behaviour, that every backend runs whole.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

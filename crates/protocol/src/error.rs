@@ -3,6 +3,8 @@
 //! Conditions are closed enums rather than strings so that a handler cannot invent a condition a
 //! client would not understand, and so that each stanza condition carries the error type the RFC
 //! recommends for it: callers say *what* went wrong and get a conforming `type` for free.
+//!
+//! Over 400 lines with its tests: two closed tables of RFC conditions with their wire names and types.
 
 use std::fmt;
 

@@ -5,6 +5,8 @@
 //! string operations, which matters because the router compares and hashes addresses on every
 //! stanza, and it means two spellings of one address (`Juliet@Example.COM` and
 //! `juliet@example.com`) can never end up as two roster entries, two sessions or two archive keys.
+//!
+//! Over 400 lines with its tests: the three RFC 7622 profiles and the parser share one type.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

@@ -7,15 +7,14 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
-use starling_cluster::gateway::ClientLink;
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use starling_cluster::hold::Hold;
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::Jid;
 
 use crate::context::{Router, Services};
 use crate::hold::HOLD;
+use crate::messages::{Bind, FromClient, Inbound, RepublishRoutes, Stop, Unbind};
 use crate::pipeline;
 use crate::registry::Modules;
 use crate::state::UserState;
@@ -105,55 +104,6 @@ impl Actor for UserActor {
     }
 }
 
-/// Bind a resource; `reply` fires once it is bound.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Bind {
-    pub jid: Jid,
-    pub link: ClientLink,
-    /// The edge node holding the connection, in a cluster.
-    pub edge: Option<String>,
-    pub reply: tokio::sync::oneshot::Sender<()>,
-    /// The bus record it came from, in a cluster.
-    pub hold: Option<Hold>,
-}
-
-/// The connection of a resource ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Unbind {
-    pub jid: Jid,
-    /// Which connection ended: a resource taken over by a newer login is not unbound by the old one.
-    pub connection_id: u64,
-    /// Sent through the directory (counted as pending), as records from the bus are.
-    pub counted: bool,
-    /// The bus record it came from, in a cluster.
-    pub hold: Option<Hold>,
-}
-
-/// A stanza one of this user's resources sent.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct FromClient {
-    pub resource: Jid,
-    pub stanza: Stanza,
-    pub received: Instant,
-    /// Sent through the directory (counted as pending), as records from the bus are.
-    pub counted: bool,
-    /// The bus record it came from, in a cluster.
-    pub hold: Option<Hold>,
-}
-
-/// A stanza addressed to this user (bare or full JID).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Inbound {
-    pub stanza: Stanza,
-    pub received: Instant,
-    /// The bus record whose handling sent it, in a cluster.
-    pub hold: Option<Hold>,
-}
-
 impl Handler<Bind> for UserActor {
     type Result = ();
 
@@ -208,11 +158,6 @@ impl Handler<Inbound> for UserActor {
     }
 }
 
-/// Record every resource's route in the registry again (it lost them).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct RepublishRoutes;
-
 impl Handler<RepublishRoutes> for UserActor {
     type Result = ();
 
@@ -223,12 +168,6 @@ impl Handler<RepublishRoutes> for UserActor {
         });
     }
 }
-
-/// Stop now: the user's partition moved to another node, which rebuilds the state from the stores
-/// and the registry.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Stop;
 
 impl Handler<Stop> for UserActor {
     type Result = ();

@@ -7,8 +7,6 @@ use serde::Deserialize;
 use starling_cluster::gateway::DEFAULT_CLIENT_QUEUE;
 use starling_cluster::store::ArchiveDefault;
 
-pub use crate::archive_writer::ArchiveWriterConfig;
-
 /// `[sessions]`: the actors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -15,7 +15,8 @@ use actix::{Addr, Arbiter, ArbiterHandle};
 use starling_protocol::{Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
 
-use crate::actor::{Inbound, RepublishRoutes, Stop, UserActor};
+use crate::actor::UserActor;
+use crate::messages::{Inbound, RepublishRoutes, Stop};
 use crate::hold::current_hold;
 use crate::service::ServiceActor;
 

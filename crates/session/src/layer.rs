@@ -11,7 +11,8 @@ use starling_cluster::store::Store;
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
 
-use crate::actor::{Bind, FromClient, Unbind, UserActor};
+use crate::actor::UserActor;
+use crate::messages::{Bind, FromClient, Unbind};
 use crate::archive_writer::ArchiveWriter;
 use crate::config::SessionConfig;
 use crate::context::{Router, Services};

@@ -20,7 +20,9 @@ mod datetime;
 mod directory;
 mod extensions;
 mod hold;
+mod iq;
 mod layer;
+mod messages;
 mod modules;
 mod owner;
 mod pipeline;
@@ -29,8 +31,8 @@ mod router;
 mod service;
 mod state;
 
-pub use archive_writer::{ArchiveBusy, ArchiveWriter};
-pub use config::{ArchiveConfig, ArchiveMode, ArchiveWriterConfig, SessionConfig, SessionsConfig};
+pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
+pub use config::{ArchiveConfig, ArchiveMode, SessionConfig, SessionsConfig};
 pub use layer::{server_caps, SessionLayer};
 pub use router::ComponentLink;
 

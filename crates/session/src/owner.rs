@@ -24,7 +24,7 @@ use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_cluster::envelope::OwnerRecord;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::{Bind, FromClient, Unbind};
+use crate::messages::{Bind, FromClient, Unbind};
 use crate::cluster_side::ClusterSide;
 use crate::context::{ClusterRoutes, Router};
 use crate::hold::HOLD;

@@ -9,7 +9,8 @@ use std::time::Instant;
 use starling_protocol::{Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::{Element, ParseError};
 
-use crate::registry::{Iq, IqTo, Modules};
+use crate::iq::{Iq, IqTo};
+use crate::registry::Modules;
 use crate::state::UserState;
 
 /// A stanza from one of the user's resources.

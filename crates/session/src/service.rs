@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use starling_protocol::{Jid, Stanza};
 
-use crate::actor::{Inbound, Stop};
+use crate::messages::{Inbound, Stop};
 use crate::context::{Router, Services};
 use crate::hold::HOLD;
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::context::{Router, Services};
 use crate::extensions::Extensions;
 use crate::hold::current_hold;
-use crate::registry::Iq;
+use crate::iq::Iq;
 
 /// One bound resource of the user.
 pub(crate) struct Resource {

@@ -1,5 +1,7 @@
 //! A minimal owned element tree, for handlers that need to read or build a payload. The routing path
 //! never builds one: it forwards the bytes the reader framed.
+//!
+//! Over 400 lines with its tests beside it: parse, build and write are one small type.
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesRef, BytesStart, Event};

@@ -10,6 +10,8 @@
 //!
 //! Measured phase: each user broadcasts `<presence><status>starling-lt RUN USER SEQ SENT</status>`;
 //! expected deliveries = Σ updates × online contacts of the sender.
+//!
+//! Over 400 lines: setup, run and report of one scenario read best in one place; its tests follow.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

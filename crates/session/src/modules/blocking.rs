@@ -9,7 +9,8 @@ use starling_protocol::{ns, Jid, PayloadError, Stanza, StanzaError, StanzaErrorC
 use starling_xml::Element;
 
 use super::roster::{self, has_from};
-use crate::registry::{Flow, Hook, Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::{Flow, Hook, Registrar};
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {

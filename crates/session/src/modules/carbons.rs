@@ -6,7 +6,8 @@ use std::time::Instant;
 use starling_protocol::{ns, Jid, Stanza, StanzaKind};
 use starling_xml::escape_attr;
 
-use crate::registry::{Flow, Hook, Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::{Flow, Hook, Registrar};
 use crate::state::{Resource, UserState};
 
 pub(super) fn register(r: &mut Registrar) {

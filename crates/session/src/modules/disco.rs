@@ -6,7 +6,8 @@ use starling_protocol::payload::{DiscoInfoResult, DiscoItem, DiscoItemsResult, I
 use starling_protocol::{ns, StanzaErrorCondition};
 
 use crate::context::Advertised;
-use crate::registry::{Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::Registrar;
 use crate::state::UserState;
 
 /// The XEP-0115 node the server's caps name.

@@ -8,7 +8,8 @@ use starling_protocol::payload::LastActivity;
 use starling_protocol::{ns, StanzaErrorCondition};
 
 use super::roster::{self, has_from};
-use crate::registry::{Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::Registrar;
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {

@@ -2,7 +2,8 @@
 
 use starling_protocol::{ns, StanzaErrorCondition};
 
-use crate::registry::{Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::Registrar;
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {

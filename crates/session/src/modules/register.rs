@@ -6,7 +6,8 @@ use starling_cluster::store::{ScramCredentials, DEFAULT_SCRAM_ITERATIONS};
 use starling_protocol::payload::RegisterQuery;
 use starling_protocol::{ns, StanzaErrorCondition, StreamError, StreamErrorCondition};
 
-use crate::registry::{Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::Registrar;
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {

@@ -10,7 +10,8 @@ use starling_protocol::payload::{self, RosterQuery};
 use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
-use crate::registry::{Flow, Hook, Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::{Flow, Hook, Registrar};
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {

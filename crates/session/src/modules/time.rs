@@ -4,7 +4,8 @@ use starling_protocol::payload::EntityTime;
 use starling_protocol::{ns, StanzaErrorCondition};
 
 use crate::datetime;
-use crate::registry::{Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::Registrar;
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {

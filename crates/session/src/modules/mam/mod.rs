@@ -16,7 +16,8 @@ use self::query::{parse_prefs, parse_query, prefs_payload, result_message, run_q
 use super::roster;
 use crate::datetime;
 use crate::hold::current_hold;
-use crate::registry::{Flow, Hook, Iq, IqTo, Registrar};
+use crate::iq::{Iq, IqTo};
+use crate::registry::{Flow, Hook, Registrar};
 use crate::state::UserState;
 
 /// OMEMO (legacy and v2) payloads: encrypted messages carry no (or only a fallback) body.

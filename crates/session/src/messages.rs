@@ -1,0 +1,69 @@
+//! What actors are sent: the edge-side events of a user's resources, stanzas for any actor, and
+//! the cluster's orders.
+
+use std::time::Instant;
+
+use actix::Message;
+use starling_cluster::gateway::ClientLink;
+use starling_cluster::hold::Hold;
+use starling_protocol::{Jid, Stanza};
+
+/// Bind a resource; `reply` fires once it is bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Bind {
+    pub jid: Jid,
+    pub link: ClientLink,
+    /// The edge node holding the connection, in a cluster.
+    pub edge: Option<String>,
+    pub reply: tokio::sync::oneshot::Sender<()>,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
+}
+
+/// The connection of a resource ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unbind {
+    pub jid: Jid,
+    /// Which connection ended: a resource taken over by a newer login is not unbound by the old one.
+    pub connection_id: u64,
+    /// Sent through the directory (counted as pending), as records from the bus are.
+    pub counted: bool,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
+}
+
+/// A stanza one of this user's resources sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FromClient {
+    pub resource: Jid,
+    pub stanza: Stanza,
+    pub received: Instant,
+    /// Sent through the directory (counted as pending), as records from the bus are.
+    pub counted: bool,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
+}
+
+/// A stanza addressed to this user (bare or full JID).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Inbound {
+    pub stanza: Stanza,
+    pub received: Instant,
+    /// The bus record whose handling sent it, in a cluster.
+    pub hold: Option<Hold>,
+}
+
+/// Record every resource's route in the registry again (it lost them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RepublishRoutes;
+
+/// Stop now: the user's partition moved to another node, which rebuilds the state from the stores
+/// and the registry.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
