@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use starling_cluster::store::{ScramCredentials, StoreError, DEFAULT_SCRAM_ITERATIONS};
+use starling_protocol::payload::RegisterQuery;
 use starling_protocol::{ns, Jid, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
@@ -47,10 +48,14 @@ impl NegotiationStep for Register {
 
 /// The registration form: the fields this server asks for (XEP-0077 §3.1).
 fn form() -> Element {
-    Element::new("query", ns::REGISTER)
-        .with_child(Element::new("instructions", ns::REGISTER).with_text("Choose a username and password."))
-        .with_child(Element::new("username", ns::REGISTER))
-        .with_child(Element::new("password", ns::REGISTER))
+    let asked = Some(String::new());
+    let query = RegisterQuery {
+        instructions: Some("Choose a username and password.".into()),
+        username: asked.clone(),
+        password: asked,
+        ..RegisterQuery::default()
+    };
+    query.into()
 }
 
 fn reply(id: &str, payload: Result<Option<Element>, StanzaError>) -> Element {
@@ -71,8 +76,12 @@ fn reply(id: &str, payload: Result<Option<Element>, StanzaError>) -> Element {
 }
 
 async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(), StanzaError> {
-    let field = |name: &str| received.iq_payload().and_then(|query| query.get_child(name, ns::REGISTER)).map(Element::text).unwrap_or_default();
-    let (username, password) = (field("username"), field("password"));
+    let query = match received.iq_payload().map(RegisterQuery::try_from) {
+        Some(Ok(query)) => query,
+        Some(Err(error)) => return Err(StanzaError::new(error.condition())),
+        None => return Err(StanzaError::new(StanzaErrorCondition::BadRequest)),
+    };
+    let (username, password) = (query.username.unwrap_or_default(), query.password.unwrap_or_default());
     if username.is_empty() || password.is_empty() {
         return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable));
     }
