@@ -85,6 +85,7 @@ impl Accounts for FakeAccounts {
 struct FakeGateway {
     links: mpsc::UnboundedSender<ClientLink>,
     submitted: mpsc::UnboundedSender<Stanza>,
+    unbound: mpsc::UnboundedSender<Jid>,
 }
 
 /// The test's side of the fake session layer.
@@ -93,6 +94,8 @@ pub struct SessionLayer {
     pub links: mpsc::UnboundedReceiver<ClientLink>,
     /// Each stanza a bound client submitted.
     pub submitted: mpsc::UnboundedReceiver<Stanza>,
+    /// Each full JID whose session was unbound.
+    pub unbound: mpsc::UnboundedReceiver<Jid>,
 }
 
 #[async_trait]
@@ -100,13 +103,14 @@ impl Gateway for FakeGateway {
     async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
         let jid = user.with_resource(&resource.unwrap_or_else(server_chosen_resource)).map_err(|e| GatewayError::Unavailable(e.to_string()))?;
         let _ = self.links.send(link);
-        Ok(Box::new(FakeSession { jid, submitted: self.submitted.clone() }))
+        Ok(Box::new(FakeSession { jid, submitted: self.submitted.clone(), unbound: self.unbound.clone() }))
     }
 }
 
 struct FakeSession {
     jid: Jid,
     submitted: mpsc::UnboundedSender<Stanza>,
+    unbound: mpsc::UnboundedSender<Jid>,
 }
 
 #[async_trait]
@@ -119,7 +123,9 @@ impl BoundSession for FakeSession {
         self.submitted.send(stanza).map_err(|_| GatewayError::Closed)
     }
 
-    async fn unbind(self: Box<Self>) {}
+    async fn unbind(self: Box<Self>) {
+        let _ = self.unbound.send(self.jid);
+    }
 }
 
 /// The configuration tests start from: registration on and unthrottled.
@@ -167,9 +173,10 @@ fn client_tls() -> tokio_rustls::TlsConnector {
 pub fn edge(config: EdgeConfig, accounts: Arc<FakeAccounts>, nonzas: NonzaHandlers) -> (Arc<Edge>, SessionLayer) {
     let (links, links_out) = mpsc::unbounded_channel();
     let (submitted, submitted_out) = mpsc::unbounded_channel();
-    let gateway = Arc::new(FakeGateway { links, submitted });
+    let (unbound, unbound_out) = mpsc::unbounded_channel();
+    let gateway = Arc::new(FakeGateway { links, submitted, unbound });
     let edge = Edge::with_nonza_handlers(config, server_tls(), gateway, accounts, Metrics::global(), nonzas);
-    (edge, SessionLayer { links: links_out, submitted: submitted_out })
+    (edge, SessionLayer { links: links_out, submitted: submitted_out, unbound: unbound_out })
 }
 
 /// Starts a connection on `edge` as the listener would, returning the client's end: plain (for

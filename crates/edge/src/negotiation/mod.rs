@@ -164,10 +164,21 @@ impl<F: Framing> Stream<'_, F> {
                     None => Err(not_yet(negotiation)),
                 },
             };
+            let mut sent = Ok(());
             for reply in negotiation.replies.drain(..) {
-                self.framing.sender().send(&reply).await?;
+                if sent.is_ok() {
+                    sent = self.framing.sender().send(&reply).await;
+                }
             }
-            match next? {
+            let next = next?;
+            if let Err(error) = sent {
+                // The client never heard it is bound: the session must not outlive the stream.
+                if let Next::Bound(bound) = next {
+                    bound.session.unbind().await;
+                }
+                return Err(error.into());
+            }
+            match next {
                 Next::Negotiate => {}
                 Next::Exchange(pending) => exchange = Some(pending),
                 Next::StartTls => {

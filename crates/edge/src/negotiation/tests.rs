@@ -190,6 +190,19 @@ async fn rfc6120_7_bind_after_authentication() {
 }
 
 #[tokio::test]
+async fn a_client_gone_before_its_bind_result_leaves_no_session_behind() {
+    let (edge, mut sessions) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    client.open().await;
+    client.login("juliet").await;
+    client.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>balcony</resource></bind></iq>").await;
+    // Gone before the result can be written: the bound session must be unbound, not leaked.
+    drop(client);
+    let unbound = tokio::time::timeout(std::time::Duration::from_secs(5), sessions.unbound.recv()).await.expect("unbound in time");
+    assert_eq!(unbound.as_ref().map(|jid| jid.as_str()), Some("juliet@example.org/balcony"));
+}
+
+#[tokio::test]
 async fn rfc6120_7_1_nothing_but_binding_after_authentication() {
     let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
     let mut client = connect(&edge, true).await;
