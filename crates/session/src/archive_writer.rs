@@ -312,8 +312,12 @@ mod tests {
         assert_eq!(writer.flush().await, Err(ArchiveBusy), "nothing can be confirmed while the store is down");
 
         faulty.down.store(false, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        writer.flush().await.expect("flush once the store is back");
+        // The writer is in its retry backoff (up to LAST_RETRY on a slow machine); a flush
+        // succeeds once it has stored the held batch and drained the queue.
+        let deadline = tokio::time::Instant::now() + 2 * LAST_RETRY;
+        while writer.flush().await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "no flush succeeded after the store came back");
+        }
         assert_eq!(stored_ids(faulty.as_ref()).await, accepted, "every accepted entry is stored, in order, once");
         writer.submit(entry(1000), None).await.expect("the queue takes entries again");
     }
