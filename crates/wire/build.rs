@@ -2,7 +2,10 @@
 //! `protoc-bin-vendored` crate unless `PROTOC` names one, so building needs no system package.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with `env!`: a build script compiled in one checkout is reused by
+    // cargo for another that shares the target directory (CI clones), and must not read the
+    // first checkout's schema.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let schema = root.join("starling/cluster/v1/envelope.proto");
     println!("cargo:rerun-if-changed={}", schema.display());
     println!("cargo:rerun-if-env-changed=PROTOC");

@@ -62,6 +62,8 @@ NS = {
     "last": "jabber:iq:last",
     "register": "jabber:iq:register",
     "register_feature": "http://jabber.org/features/iq-register",
+    "sm": "urn:xmpp:sm:3",
+    "sid": "urn:xmpp:sid:0",
 }
 
 
@@ -421,7 +423,7 @@ class Client:
     """
 
     def __init__(self, env: "Env", account: Account, resource: str | None, *, mech: str | None,
-                 direct_tls: bool, password: str | None):
+                 direct_tls: bool, password: str | None, plugins: Iterable[str] = ()):
         self.env = env
         self.account = account
         jid = account.jid + (f"/{resource}" if resource else "")
@@ -441,6 +443,8 @@ class Client:
         self.disconnected = asyncio.Event()
         # Real client-side protocol implementations that tests drive (XEP-0313 over XEP-0059).
         self.x.register_plugin("xep_0313")
+        for plugin in plugins:  # e.g. "xep_0198": slixmpp's own stream management
+            self.x.register_plugin(plugin)
         self.x.add_filter("in", self._record)
         self.x.add_event_handler("session_start", lambda _e: self.session_started.set())
         self.x.add_event_handler("failed_all_auth", lambda _e: self.auth_failed.set())
@@ -697,8 +701,11 @@ class RawStream:
             assert got == f"v={expected}", f"bad SCRAM server signature: {got!r}"
         return el
 
-    async def login(self, account: Account, resource: str | None = "raw", tls: bool = True) -> tuple[str, ET.Element]:
-        """STARTTLS (unless direct TLS), PLAIN, restart, bind. Returns (full JID, post-auth features)."""
+    async def login(self, account: Account, resource: str | None = "raw", tls: bool = True,
+                    bind: bool = True) -> tuple[str | None, ET.Element]:
+        """STARTTLS (unless direct TLS), PLAIN, restart, bind (unless not asked to).
+
+        Returns (full JID or None, post-auth features)."""
         if tls:
             feats = await self.open_stream()
             if feats.find("tls:starttls", NS) is not None:
@@ -708,7 +715,7 @@ class RawStream:
         res = await self.auth_plain(account.localpart, account.password)
         assert res.tag == tag("sasl", "success"), f"login failed: {to_str(res)}"
         feats = await self.open_stream()
-        jid = await self.bind(resource)
+        jid = await self.bind(resource) if bind else None
         return jid, feats
 
     async def bind(self, resource: str | None) -> str:
@@ -792,13 +799,13 @@ class Env:
     async def client(self, account: Account | None = None, resource: str | None = "auto", *,
                      presence: bool = False, priority: int | None = None, status: str | None = None,
                      mech: str | None = None, direct_tls: bool = False, password: str | None = None,
-                     ep: Endpoint | None = None, timeout: float | None = None) -> Client:
+                     ep: Endpoint | None = None, timeout: float | None = None, plugins: Iterable[str] = ()) -> Client:
         """Connects and waits for session start; optionally sends initial presence."""
         account = account or self.account()
         if resource == "auto":
             resource = f"r{next(self._resources)}"
         ep = ep or self.target.ep
-        c = Client(self, account, resource, mech=mech, direct_tls=direct_tls, password=password)
+        c = Client(self, account, resource, mech=mech, direct_tls=direct_tls, password=password, plugins=plugins)
         self._clients.append(c)
         await c.connect(ep.host, ep.tls_port if direct_tls else ep.port, timeout or WAIT)
         if presence or priority is not None or status is not None:

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
 use crate::envelope::{EdgeRecord, Origin, OwnerRecord};
-use crate::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, ToClient};
+use crate::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd, ToClient};
 
 pub struct BusGateway {
     origin: Origin,
@@ -123,7 +123,8 @@ impl BoundSession for BusSession {
         self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
     }
 
-    async fn unbind(self: Box<Self>) {
+    // Stream management is not offered through the bus yet: every end is final.
+    async fn unbind(self: Box<Self>, _: StreamEnd) {
         self.gateway.links().remove(&self.connection);
         let unbind = OwnerRecord::Unbind { jid: self.jid.clone(), connection: self.connection };
         if let Err(error) = self.gateway.publish_durably(&self.jid, &unbind).await {

@@ -5,10 +5,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde::Deserialize;
 use starling_protocol::{Jid, Stanza, StreamError};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -101,12 +102,85 @@ pub fn server_chosen_resource() -> String {
     format!("starling-{n:x}{:08x}", rand::random::<u32>())
 }
 
+/// `[sm]`: XEP-0198 stream management, read by the edge (what it offers, when it asks for
+/// acks) and the session layer (how long a broken stream's session waits to be resumed, how many
+/// unacknowledged stanzas it keeps).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmConfig {
+    pub enabled: bool,
+    /// Seconds a session whose stream broke waits for the client to resume it; also the most a
+    /// client may ask for with `max`.
+    pub resume_timeout_seconds: u64,
+    /// Stanzas sent and not yet acknowledged that a session keeps; beyond it the stream is closed
+    /// (`policy-violation`) and they go to offline storage.
+    pub max_unacked: usize,
+    /// The server asks for an ack (`<r/>`) after this many stanzas since the last ack…
+    pub request_ack_every: u32,
+    /// …or this many seconds after an unacknowledged stanza was sent.
+    pub request_ack_after_seconds: u64,
+}
+
+impl Default for SmConfig {
+    fn default() -> Self {
+        SmConfig { enabled: true, resume_timeout_seconds: 300, max_unacked: 5000, request_ack_every: 10, request_ack_after_seconds: 30 }
+    }
+}
+
+impl SmConfig {
+    /// How long a broken stream's session waits when the client asked for `max` seconds.
+    pub fn resume_timeout(&self, max: Option<u32>) -> Duration {
+        let seconds = max.map_or(self.resume_timeout_seconds, |max| u64::from(max).min(self.resume_timeout_seconds));
+        Duration::from_secs(seconds)
+    }
+
+    pub fn request_ack_after(&self) -> Duration {
+        Duration::from_secs(self.request_ack_after_seconds)
+    }
+}
+
 /// Binds client resources to sessions.
 #[async_trait]
 pub trait Gateway: Send + Sync + 'static {
     /// Binds `resource` (or a server-chosen one when `None`) for the bare JID `user`. An existing
     /// session with the same resource is closed with `conflict` (RFC 6120 §7.7.2.2, "override").
     async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError>;
+
+    /// Whether sessions keep what they send until it is acknowledged, so that the edge may offer
+    /// stream management (XEP-0198).
+    fn supports_stream_management(&self) -> bool {
+        false
+    }
+
+    /// Resumes the stream-managed session `previd` of `user` on a new connection (XEP-0198 §5):
+    /// the session acknowledges up to `h`, then queues `<resumed/>` and every stanza the client
+    /// has not acknowledged to `link`.
+    async fn resume(&self, _user: Jid, _previd: &str, _h: u32, _link: ClientLink) -> Result<Resumed, ResumeFailed> {
+        Err(ResumeFailed { handled: None })
+    }
+}
+
+/// A resumed session, and the count of the client's stanzas it had handled (where the edge's
+/// count goes on from).
+pub struct Resumed {
+    pub session: Box<dyn BoundSession>,
+    pub handled: u32,
+}
+
+/// No session to resume (unknown, another user's, or expired): `item-not-found`, with the count
+/// of the client's stanzas handled when the session is still remembered (XEP-0198 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeFailed {
+    pub handled: Option<u32>,
+}
+
+/// How a bound stream ended, as its session needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Closed on purpose (by the client or with a stream error): the session ends.
+    Closed,
+    /// The connection broke: a stream-managed session waits to be resumed.
+    Broken,
 }
 
 /// One bound resource, as seen from its connection.
@@ -119,6 +193,27 @@ pub trait BoundSession: Send {
     /// busy: that wait is the backpressure that slows a fast sender down.
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError>;
 
-    /// The connection ended (cleanly or not): the resource goes unavailable.
-    async fn unbind(self: Box<Self>);
+    /// Turns stream management on (XEP-0198 §3): the session queues `<enabled/>` and from then
+    /// on counts the client's stanzas it handles and keeps what it sends until acknowledged.
+    /// `resume` asks for a resumable session, `max` for the seconds it may wait.
+    async fn enable_stream_management(&mut self, _resume: bool, _max: Option<u32>) -> Result<(), GatewayError> {
+        Err(GatewayError::Unavailable("stream management is not supported".into()))
+    }
+
+    /// The client acknowledged `h` stanzas (`<a/>`). One more than were sent closes the stream
+    /// (`undefined-condition`, XEP-0198 §4).
+    async fn acknowledge(&mut self, _h: u32) -> Result<(), GatewayError> {
+        Ok(())
+    }
+
+    /// Under stream management: the edge answered one of the client's stanzas itself (an
+    /// addressing error). The session counts it as handled and sends `reply` as it sends
+    /// everything, so that both counts stay true.
+    async fn answer_for_edge(&mut self, _reply: Bytes) -> Result<(), GatewayError> {
+        Err(GatewayError::Unavailable("stream management is not supported".into()))
+    }
+
+    /// The connection ended: the resource goes unavailable, unless the stream broke and its
+    /// session waits to be resumed.
+    async fn unbind(self: Box<Self>, end: StreamEnd);
 }

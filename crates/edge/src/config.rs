@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use starling_cluster::gateway::DEFAULT_CLIENT_QUEUE;
+use starling_cluster::gateway::{SmConfig, DEFAULT_CLIENT_QUEUE};
 use starling_protocol::Jid;
 use starling_xml::Limits;
 
@@ -111,6 +111,9 @@ pub struct EdgeConfig {
     pub domain: Jid,
     pub c2s: C2sConfig,
     pub registration: RegistrationConfig,
+    /// `[sm]`: whether stream management is offered (when the session layer supports it) and
+    /// when the edge asks for acks.
+    pub sm: SmConfig,
     /// XEP-0115 verification string of the server's features, advertised in stream features.
     pub caps_ver: String,
     /// XEP-0115 node the caps name.
@@ -120,6 +123,13 @@ pub struct EdgeConfig {
 impl EdgeConfig {
     /// The defaults for `domain`, with no caps advertised.
     pub fn new(domain: Jid) -> EdgeConfig {
-        EdgeConfig { domain, c2s: C2sConfig::default(), registration: RegistrationConfig::default(), caps_ver: String::new(), caps_node: String::new() }
+        EdgeConfig {
+            domain,
+            c2s: C2sConfig::default(),
+            registration: RegistrationConfig::default(),
+            sm: SmConfig::default(),
+            caps_ver: String::new(),
+            caps_node: String::new(),
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! Nonzas on a bound stream: top-level elements that are not `jabber:client` stanzas, such as
-//! stream management's `<r/>`/`<a/>` (XEP-0198) or client state indication's
-//! `<active/>`/`<inactive/>` (XEP-0352). A feature registers a handler per (namespace, element
-//! name) when the edge is built; the bound loop hands each nonza to its handler, and ends the
-//! stream with `unsupported-stanza-type` when there is none.
+//! client state indication's `<active/>`/`<inactive/>` (XEP-0352). A feature registers a handler
+//! per (namespace, element name) when the edge is built; the bound loop hands each nonza to its
+//! handler, and ends the stream with `unsupported-stanza-type` when there is none. Stream
+//! management (XEP-0198) is not one of them: it counts the stream's stanzas, so it is part of the
+//! bound loop itself (`bound::sm`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use starling_cluster::gateway::BoundSession;
 use starling_protocol::{Jid, StreamError};
 use starling_xml::{Element, RawElement};
 
@@ -15,15 +17,17 @@ use starling_xml::{Element, RawElement};
 pub trait NonzaHandler: Send + Sync + 'static {
     /// Handles `nonza`, sent on `stream`. `Ok(Some(answer))` is written to the client, after
     /// what the session layer already queued to it; an error ends the stream with it.
-    async fn handle(&self, nonza: &RawElement, stream: &BoundStream<'_>) -> Result<Option<Element>, StreamError>;
+    async fn handle(&self, nonza: &RawElement, stream: &mut BoundStream<'_>) -> Result<Option<Element>, StreamError>;
 }
 
 /// The bound stream a nonza arrived on, as a handler sees it. Non-exhaustive: what later
-/// handlers need (stream management's counts) joins here without breaking earlier ones.
+/// handlers need joins here without breaking earlier ones.
 #[non_exhaustive]
 pub struct BoundStream<'a> {
     /// The full JID bound on the stream.
     pub jid: &'a Jid,
+    /// Its session, for handlers that tell it something (client state indication).
+    pub session: &'a mut dyn BoundSession,
 }
 
 /// The handlers, by the namespace and name of the element each takes.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError};
+use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd};
 use starling_cluster::store::{Accounts, ScramCredentials, StoreError};
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
@@ -123,7 +123,7 @@ impl BoundSession for FakeSession {
         self.submitted.send(stanza).map_err(|_| GatewayError::Closed)
     }
 
-    async fn unbind(self: Box<Self>) {
+    async fn unbind(self: Box<Self>, _: StreamEnd) {
         let _ = self.unbound.send(self.jid);
     }
 }

@@ -173,6 +173,19 @@ impl Stanza {
         Stanza { bytes: Bytes::from(bytes), ..self.clone() }
     }
 
+    /// This stanza stamped with a XEP-0203 delay from `from` at `micros` since the Unix epoch.
+    pub fn with_delay(&self, from: &Jid, micros: u64) -> Stanza {
+        let delay = Element::new("delay", ns::DELAY).with_attr("from", from.as_str()).with_attr("stamp", crate::datetime::format(micros));
+        self.with_appended_child(&delay)
+    }
+
+    /// Whether `from` stamped this stanza with a XEP-0203 delay.
+    pub fn has_delay_from(&self, from: &Jid) -> bool {
+        // Parsed only when a delay is mentioned at all.
+        self.mentions(ns::DELAY)
+            && self.element().is_ok_and(|element| element.children().any(|child| child.is("delay", ns::DELAY) && child.attr("from") == Some(from.as_str())))
+    }
+
     /// A cheap test for whether `text` (a namespace, an element's start) appears anywhere in the
     /// stanza's bytes, to skip a full parse when it cannot matter.
     pub fn mentions(&self, text: &str) -> bool {

@@ -4,7 +4,8 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`: the edge; `[sessions]`, `[archive]`: the session layer); the
+//! (`[c2s]`, `[registration]`: the edge; `[sessions]`, `[archive]`: the session layer; `[sm]`:
+//! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
+use starling_cluster::gateway::SmConfig;
 use starling_edge::{C2sConfig, RegistrationConfig};
 use starling_session::{ArchiveConfig, SessionsConfig};
 
@@ -27,6 +29,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub store: StoreSection,
     pub archive: ArchiveConfig,
+    pub sm: SmConfig,
     pub cluster: ClusterSection,
 }
 

@@ -113,7 +113,8 @@ async fn serve_clients(
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
     let c2s = &config.c2s;
     let (caps_node, caps_ver) = starling_session::server_caps(&session_config(config));
-    let edge_config = EdgeConfig { domain: domain.clone(), c2s: c2s.clone(), registration: config.registration.clone(), caps_ver, caps_node };
+    let edge_config =
+        EdgeConfig { domain: domain.clone(), c2s: c2s.clone(), registration: config.registration.clone(), sm: config.sm.clone(), caps_ver, caps_node };
     let edge = Edge::new(edge_config, tls, gateway, accounts, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
@@ -129,7 +130,8 @@ async fn serve_clients(
 }
 
 fn session_config(config: &Config) -> SessionConfig {
-    SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled)
+    let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
+    SessionConfig { sm: config.sm.clone(), ..session_config }
 }
 
 /// `[cluster] node_id`, or one made up from the host's pid and a random number.

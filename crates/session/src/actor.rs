@@ -9,15 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use starling_cluster::gateway::StreamEnd;
 use starling_cluster::hold::Hold;
+use starling_protocol::StanzaKind;
 use starling_protocol::Jid;
 
 use crate::context::{Router, Services};
 use crate::hold::HOLD;
-use crate::messages::{Bind, FromClient, Inbound, RepublishRoutes, Stop, Unbind};
+use crate::messages::{Bind, FromClient, Inbound, RepublishRoutes, Resume, SmEvent, Stop, StreamManagementEvent, Unbind};
 use crate::pipeline;
 use crate::registry::Modules;
-use crate::state::UserState;
+use crate::state::{ResumptionDeadline, UserState};
 
 /// Mailbox size of a user actor; a client whose actor is this far behind waits in `submit`.
 const MAILBOX: usize = 256;
@@ -60,13 +62,29 @@ impl UserActor {
             state.restore_routes().await;
             work(state, modules).await
         });
-        ctx.wait(work.into_actor(self).map(|state, actor, ctx| {
+        ctx.wait(work.into_actor(self).map(|mut state, actor, ctx| {
+            for deadline in state.take_deadlines() {
+                actor.wait_for_resumption(ctx, deadline);
+            }
             let idle = state.is_idle();
             actor.state = Some(state);
             if idle {
                 actor.schedule_retirement(ctx);
             }
         }));
+    }
+
+    /// A detached stream-managed session ends unless it is resumed before `deadline` (XEP-0198).
+    fn wait_for_resumption(&mut self, ctx: &mut Context<Self>, deadline: ResumptionDeadline) {
+        let ResumptionDeadline { jid, wait, after } = deadline;
+        ctx.run_later(after, move |actor, ctx| {
+            actor.run(ctx, None, move |mut state, modules| async move {
+                if let Some(connection_id) = state.still_waiting(&jid, wait) {
+                    pipeline::unbind(&modules, &mut state, &jid, connection_id, StreamEnd::Closed).await;
+                }
+                state
+            });
+        });
     }
 
     /// A message that came through the directory has been taken from the mailbox.
@@ -109,10 +127,11 @@ impl Handler<Bind> for UserActor {
 
     fn handle(&mut self, message: Bind, ctx: &mut Context<Self>) {
         self.taken();
-        self.run(ctx, message.hold, move |mut state, _| async move {
-            let index = state.bind(message.jid, message.link, message.edge);
+        self.run(ctx, message.hold, move |mut state, modules| async move {
+            let (index, left) = state.bind(message.jid, message.link, message.edge);
             let _ = message.reply.send(());
             state.publish_route(index).await;
+            pipeline::keep_unacknowledged(&modules, &mut state, left).await;
             state
         });
     }
@@ -126,7 +145,7 @@ impl Handler<Unbind> for UserActor {
             self.taken();
         }
         self.run(ctx, message.hold, move |mut state, modules| async move {
-            pipeline::unbind(&modules, &mut state, &message.jid, message.connection_id).await;
+            pipeline::unbind(&modules, &mut state, &message.jid, message.connection_id, message.end).await;
             state
         });
     }
@@ -140,7 +159,46 @@ impl Handler<FromClient> for UserActor {
             self.taken();
         }
         self.run(ctx, message.hold, move |mut state, modules| async move {
+            state.count_handled(&message.resource);
             pipeline::handle_own(&modules, &mut state, message.resource, message.stanza, message.received).await;
+            state
+        });
+    }
+}
+
+impl Handler<StreamManagementEvent> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, message: StreamManagementEvent, ctx: &mut Context<Self>) {
+        let StreamManagementEvent { jid, connection_id, event } = message;
+        self.run(ctx, None, move |mut state, _| async move {
+            match event {
+                SmEvent::Enable { resume, max } => state.enable_stream_management(&jid, connection_id, resume, max),
+                SmEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
+                SmEvent::AnswerForEdge(reply) => {
+                    if let Some(index) = state.bound_index(&jid, connection_id) {
+                        state.count_handled(&jid);
+                        let _ = state.send_to(index, StanzaKind::Iq, reply);
+                    }
+                }
+            }
+            state
+        });
+    }
+}
+
+impl Handler<Resume> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Resume, ctx: &mut Context<Self>) {
+        self.run(ctx, None, move |mut state, _| async move {
+            let resumed = state.resume(&message.previd, message.h, message.link);
+            if let Ok((jid, _)) = &resumed
+                && let Some(index) = state.resource_index(jid)
+            {
+                state.publish_route(index).await;
+            }
+            let _ = message.reply.send(resumed);
             state
         });
     }

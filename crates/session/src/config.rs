@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use starling_cluster::gateway::DEFAULT_CLIENT_QUEUE;
+use starling_cluster::gateway::{SmConfig, DEFAULT_CLIENT_QUEUE};
 use starling_cluster::store::ArchiveDefault;
 
 /// `[sessions]`: the actors.
@@ -103,6 +103,8 @@ pub struct SessionConfig {
     /// Whether accounts may change their password or delete themselves (XEP-0077 §3.2, §3.3):
     /// `[registration] enabled`.
     pub registration_enabled: bool,
+    /// `[sm]`: how long a broken stream-managed session waits, how much it keeps.
+    pub sm: SmConfig,
 }
 
 impl Default for SessionConfig {
@@ -113,7 +115,7 @@ impl Default for SessionConfig {
 
 impl SessionConfig {
     pub fn new(sessions: SessionsConfig, archive: ArchiveConfig, client_queue: usize, registration_enabled: bool) -> SessionConfig {
-        SessionConfig { sessions, archive, client_queue, registration_enabled }
+        SessionConfig { sessions, archive, client_queue, registration_enabled, sm: SmConfig::default() }
     }
 
     /// Arbiter threads that host actors.

@@ -6,13 +6,14 @@ use std::time::{Instant, SystemTime};
 
 use actix::Addr;
 use async_trait::async_trait;
-use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError};
+use bytes::Bytes;
+use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd};
 use starling_cluster::store::Store;
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
 
 use crate::actor::UserActor;
-use crate::messages::{Bind, FromClient, Unbind};
+use crate::messages::{Bind, FromClient, Resume, SmEvent, StreamManagementEvent, Unbind};
 use crate::archive_writer::ArchiveWriter;
 use crate::config::SessionConfig;
 use crate::context::{Router, Services};
@@ -107,6 +108,24 @@ impl Gateway for SessionLayer {
         bound.await.map_err(|_| GatewayError::Closed)?;
         Ok(Box::new(LocalSession { jid, addr, connection_id }))
     }
+
+    fn supports_stream_management(&self) -> bool {
+        self.router.services().config.sm.enabled
+    }
+
+    async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {
+        let connection_id = link.connection_id;
+        let (reply, resumed) = tokio::sync::oneshot::channel();
+        let resume = Resume { previd: previd.to_owned(), h, link, reply };
+        let addr = self.router.with_user_actor(&user, |addr| {
+            addr.do_send(resume);
+            addr.clone()
+        });
+        let not_found = ResumeFailed { handled: None };
+        let (jid, handled) = resumed.await.map_err(|_| not_found)??;
+        let addr = addr.ok_or(not_found)?;
+        Ok(Resumed { session: Box::new(LocalSession { jid, addr, connection_id }), handled })
+    }
 }
 
 /// A resource bound to a local actor.
@@ -124,7 +143,34 @@ impl BoundSession for LocalSession {
 
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
         let message = FromClient { resource: self.jid.clone(), stanza, received, counted: false, hold: None };
-        // The actor's mailbox is bounded: try first, and only wait (the backpressure) when full.
+        self.send(message).await
+    }
+
+    async fn enable_stream_management(&mut self, resume: bool, max: Option<u32>) -> Result<(), GatewayError> {
+        self.stream_management(SmEvent::Enable { resume, max }).await
+    }
+
+    async fn acknowledge(&mut self, h: u32) -> Result<(), GatewayError> {
+        self.stream_management(SmEvent::Acknowledge(h)).await
+    }
+
+    async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
+        self.stream_management(SmEvent::AnswerForEdge(reply)).await
+    }
+
+    async fn unbind(self: Box<Self>, end: StreamEnd) {
+        let _ = self.addr.send(Unbind { jid: self.jid, connection_id: self.connection_id, end, counted: false, hold: None }).await;
+    }
+}
+
+impl LocalSession {
+    /// Sends to the actor in the client's order. The mailbox is bounded: try first, and only
+    /// wait (the backpressure) when full.
+    async fn send<M>(&self, message: M) -> Result<(), GatewayError>
+    where
+        M: actix::Message<Result = ()> + Send + 'static,
+        UserActor: actix::Handler<M>,
+    {
         match self.addr.try_send(message) {
             Ok(()) => Ok(()),
             Err(actix::dev::SendError::Full(message)) => self.addr.send(message).await.map_err(|_| GatewayError::Closed),
@@ -132,7 +178,7 @@ impl BoundSession for LocalSession {
         }
     }
 
-    async fn unbind(self: Box<Self>) {
-        let _ = self.addr.send(Unbind { jid: self.jid, connection_id: self.connection_id, counted: false, hold: None }).await;
+    async fn stream_management(&self, event: SmEvent) -> Result<(), GatewayError> {
+        self.send(StreamManagementEvent { jid: self.jid.clone(), connection_id: self.connection_id, event }).await
     }
 }

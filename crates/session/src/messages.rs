@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use actix::Message;
-use starling_cluster::gateway::ClientLink;
+use bytes::Bytes;
+use starling_cluster::gateway::{ClientLink, ResumeFailed, StreamEnd};
 use starling_cluster::hold::Hold;
 use starling_protocol::{Jid, Stanza};
 
@@ -28,10 +29,40 @@ pub(crate) struct Unbind {
     pub jid: Jid,
     /// Which connection ended: a resource taken over by a newer login is not unbound by the old one.
     pub connection_id: u64,
+    pub end: StreamEnd,
     /// Sent through the directory (counted as pending), as records from the bus are.
     pub counted: bool,
     /// The bus record it came from, in a cluster.
     pub hold: Option<Hold>,
+}
+
+/// XEP-0198 on the stream of a resource bound on `connection_id`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StreamManagementEvent {
+    pub jid: Jid,
+    pub connection_id: u64,
+    pub event: SmEvent,
+}
+
+pub(crate) enum SmEvent {
+    /// `<enable/>`, with `resume` and `max` as the client asked.
+    Enable { resume: bool, max: Option<u32> },
+    /// `<a h='…'/>`.
+    Acknowledge(u32),
+    /// The edge answered a stanza of the client itself: count it handled and send this.
+    AnswerForEdge(Bytes),
+}
+
+/// Resume the stream-managed session `previd` of this user on `link`; `reply` gets the resource
+/// and the count of the client's stanzas handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Resume {
+    pub previd: String,
+    pub h: u32,
+    pub link: ClientLink,
+    pub reply: tokio::sync::oneshot::Sender<Result<(Jid, u32), ResumeFailed>>,
 }
 
 /// A stanza one of this user's resources sent.

@@ -22,6 +22,7 @@ use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
 use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_cluster::envelope::OwnerRecord;
+use starling_cluster::gateway::StreamEnd;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::messages::{Bind, FromClient, Unbind};
@@ -124,7 +125,7 @@ impl HostRouter {
                 self.with_user_actor(&resource.bare(), |addr| addr.do_send(FromClient { resource, stanza, received, counted: true, hold }));
             }
             OwnerRecord::Unbind { jid, connection } => {
-                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Unbind { jid, connection_id: connection, counted: true, hold }));
+                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Unbind { jid, connection_id: connection, end: StreamEnd::Closed, counted: true, hold }));
             }
             OwnerRecord::Deliver { stanza, received } => {
                 HOLD.sync_scope(hold, || {

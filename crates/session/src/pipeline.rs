@@ -6,12 +6,13 @@
 
 use std::time::Instant;
 
+use starling_cluster::gateway::StreamEnd;
 use starling_protocol::{Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::{Element, ParseError};
 
 use crate::iq::{Iq, IqTo};
 use crate::registry::Modules;
-use crate::state::UserState;
+use crate::state::{Unacked, UserState};
 
 /// A stanza from one of the user's resources.
 pub(crate) async fn handle_own(modules: &Modules, state: &mut UserState, resource: Jid, mut stanza: Stanza, received: Instant) {
@@ -55,13 +56,44 @@ pub(crate) async fn inbound(modules: &Modules, state: &mut UserState, stanza: St
     }
 }
 
-/// The connection of a resource ended: the modules have their say, then it is removed.
-pub(crate) async fn unbind(modules: &Modules, state: &mut UserState, jid: &Jid, connection_id: u64) {
+/// The connection of a resource ended: a resumable stream-managed session that broke waits to
+/// be resumed (XEP-0198); otherwise the modules have their say, then it is removed, and what its
+/// client never acknowledged is kept offline.
+pub(crate) async fn unbind(modules: &Modules, state: &mut UserState, jid: &Jid, connection_id: u64, end: StreamEnd) {
     let Some(index) = state.bound_index(jid, connection_id) else { return };
+    if end == StreamEnd::Broken && state.detach(index) {
+        return;
+    }
+    let unacknowledged = state.end_stream_management(index);
     modules.unbinding(state, index).await;
     // A hook may have removed other resources; find this one again.
     if let Some(index) = state.bound_index(jid, connection_id) {
         state.remove_resource(index).await;
+    }
+    keep_unacknowledged(modules, state, unacknowledged).await;
+}
+
+/// What a client never acknowledged when its session ended (XEP-0198 §5): messages go where
+/// messages nobody could take go (offline storage), stamped with the time they were first sent
+/// unless they carry our stamp already (from offline storage), and with their stanza-ids;
+/// requests are answered with an error so that their senders are not left waiting; the rest
+/// (presence, results, errors, group chat, headlines) is dropped as it would be for an absent
+/// resource.
+pub(crate) async fn keep_unacknowledged(modules: &Modules, state: &mut UserState, unacknowledged: Vec<Unacked>) {
+    for unacked in unacknowledged {
+        let Ok(stanza) = Element::parse(&unacked.bytes).map_err(drop).and_then(|element| Stanza::from_element(&element).map_err(drop)) else { continue };
+        let Some(to) = stanza.to.clone() else { continue };
+        match unacked.kind {
+            StanzaKind::Message if matches!(stanza.stanza_type.as_deref().unwrap_or("normal"), "chat" | "normal") => {
+                let sent_at = crate::datetime::micros_of(unacked.sent_at) / 1_000_000 * 1_000_000;
+                let stanza = if stanza.has_delay_from(state.domain()) { stanza } else { stanza.with_delay(state.domain(), sent_at) };
+                if let Some(refused) = modules.undeliverable(state, stanza).await {
+                    state.reply_error(&refused, &to, StanzaErrorCondition::ServiceUnavailable);
+                }
+            }
+            StanzaKind::Iq if stanza.is_iq_request() => state.reply_error(&stanza, &to, StanzaErrorCondition::ServiceUnavailable),
+            _ => {}
+        }
     }
 }
 

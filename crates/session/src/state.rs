@@ -2,6 +2,9 @@
 //! reach them and everyone else. Feature modules build on these methods; what each feature keeps
 //! about the user or a resource lives in that feature's own type in the [`Extensions`].
 
+mod sm;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +20,7 @@ use crate::context::{Router, Services};
 use crate::extensions::Extensions;
 use crate::hold::current_hold;
 use crate::iq::Iq;
+pub(crate) use sm::{ResumptionDeadline, StreamManagement, Unacked};
 
 /// One bound resource of the user.
 pub(crate) struct Resource {
@@ -29,22 +33,25 @@ pub(crate) struct Resource {
     priority: i8,
     /// The edge node holding the connection, in a cluster (routes are recorded in the registry).
     edge: Option<String>,
+    /// XEP-0198, once the client enabled it (see [`sm`]).
+    sm: Option<Box<StreamManagement>>,
     /// What feature modules keep about this resource.
     pub ext: Extensions,
 }
 
 impl Resource {
     fn new(jid: Jid, link: ClientLink, edge: Option<String>) -> Resource {
-        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, ext: Extensions::default() }
+        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, sm: None, ext: Extensions::default() }
     }
 
     pub fn jid(&self) -> &Jid {
         &self.jid
     }
 
-    /// Still connected (its link was not given up).
+    /// Still connected (its link was not given up), or detached and waiting to be resumed: what
+    /// is sent to it is kept for the client.
     pub fn is_connected(&self) -> bool {
-        self.link.is_some()
+        self.link.is_some() || self.sm.is_some()
     }
 
     pub fn presence(&self) -> Option<&Stanza> {
@@ -56,7 +63,7 @@ impl Resource {
     }
 
     pub fn is_available(&self) -> bool {
-        self.presence.is_some() && self.link.is_some()
+        self.presence.is_some() && self.is_connected()
     }
 }
 
@@ -70,6 +77,10 @@ pub(crate) struct UserState {
     /// In a cluster: the resources recorded by a previous owner were restored.
     routes_restored: bool,
     idle_since: Instant,
+    /// Resumption deadlines of resources detached since the actor last looked.
+    deadlines: Vec<ResumptionDeadline>,
+    /// Ids and counts of the latest stream-managed sessions that ended.
+    ended_sessions: VecDeque<(String, u32)>,
     /// What feature modules keep about the user.
     pub ext: Extensions,
 }
@@ -84,6 +95,8 @@ impl UserState {
             account_exists: None,
             routes_restored: false,
             idle_since: Instant::now(),
+            deadlines: Vec::new(),
+            ended_sessions: VecDeque::new(),
             ext: Extensions::default(),
         }
     }
@@ -124,15 +137,18 @@ impl UserState {
         self.idle_since
     }
 
-    /// Binds a resource and returns its index.
-    pub fn bind(&mut self, jid: Jid, link: ClientLink, edge: Option<String>) -> usize {
+    /// Binds a resource and returns its index, and what a stream-managed session it replaced
+    /// left unacknowledged.
+    pub fn bind(&mut self, jid: Jid, link: ClientLink, edge: Option<String>) -> (usize, Vec<Unacked>) {
+        let mut left = Vec::new();
         if let Some(index) = self.resource_index(&jid) {
             // The same connection bound again is a bind replayed from the bus after an ownership
             // move, not a second login: it keeps its state (presence, carbons, …) and its link.
             if self.resources[index].connection_id == link.connection_id && self.resources[index].edge == edge {
-                return index;
+                return (index, left);
             }
             // RFC 6120 §7.7.2.2: the new session wins; the old connection is closed with `conflict`.
+            left = self.end_stream_management(index);
             let old = self.resources.remove(index);
             self.services.metrics.sessions_bound.dec();
             if let Some(link) = old.link {
@@ -144,7 +160,7 @@ impl UserState {
         // Most users have one resource: grow one at a time instead of Vec's default of four.
         self.resources.reserve_exact(1);
         self.resources.push(Resource::new(jid, link, edge));
-        self.resources.len() - 1
+        (self.resources.len() - 1, left)
     }
 
     /// The index of the resource `jid` bound on `connection_id`, if it is still that one.
@@ -172,8 +188,11 @@ impl UserState {
 
     /// Queues bytes to one resource. A full queue means the client reads too slowly: its link is
     /// dropped (the edge closes that stream) and the bytes are handed back for the caller to keep.
+    /// A stream-managed resource keeps what it is sent (see [`sm`]): then the bytes are never
+    /// handed back.
     pub fn send_to(&mut self, index: usize, kind: StanzaKind, bytes: Bytes) -> Result<(), Bytes> {
-        let Some(link) = self.resources[index].link.as_ref() else { return Err(bytes) };
+        let kept = self.keep_unacknowledged(index, kind, &bytes);
+        let Some(link) = self.resources[index].link.as_ref() else { return if kept { Ok(()) } else { Err(bytes) } };
         match link.try_send(ToClient::Stanza(bytes), current_hold().as_ref()) {
             Ok(()) => {
                 let counters = self.services.metrics.stanzas_out();
@@ -190,12 +209,12 @@ impl UserState {
                 if let Some(link) = self.resources[index].link.take() {
                     link.abandon();
                 }
-                Err(bytes)
+                if kept { Ok(()) } else { Err(bytes) }
             }
             Err(TrySendError::Full(_)) => Ok(()),
             Err(TrySendError::Closed(ToClient::Stanza(bytes))) => {
                 self.resources[index].link = None;
-                Err(bytes)
+                if kept { Ok(()) } else { Err(bytes) }
             }
             Err(TrySendError::Closed(_)) => Ok(()),
         }

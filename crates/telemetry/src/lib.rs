@@ -11,6 +11,8 @@ pub struct Metrics {
     registry: Registry,
     pub connections_open: IntGauge,
     pub sessions_bound: IntGauge,
+    /// Stream-managed resources whose stream broke, waiting to be resumed (XEP-0198).
+    pub sessions_detached: IntGauge,
     logins: IntCounterVec,
     stanzas_in: IntCounterVec,
     stanzas_out: IntCounterVec,
@@ -39,6 +41,7 @@ impl Metrics {
         let registry = Registry::new();
         let connections_open = IntGauge::new("starling_connections_open", "Client connections currently open").expect("valid metric");
         let sessions_bound = IntGauge::new("starling_sessions_bound", "Resources currently bound").expect("valid metric");
+        let sessions_detached = IntGauge::new("starling_sessions_detached", "Stream-managed resources waiting to be resumed").expect("valid metric");
         let logins = IntCounterVec::new(
             Opts::new("starling_logins_total", "SASL authentication attempts by mechanism and outcome"),
             &["mechanism", "outcome"],
@@ -80,6 +83,7 @@ impl Metrics {
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
+            Box::new(sessions_detached.clone()),
             Box::new(logins.clone()),
             Box::new(stanzas_in.clone()),
             Box::new(stanzas_out.clone()),
@@ -101,6 +105,7 @@ impl Metrics {
             registry,
             connections_open,
             sessions_bound,
+            sessions_detached,
             logins,
             stanzas_in,
             stanzas_out,

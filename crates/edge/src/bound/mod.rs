@@ -3,13 +3,15 @@
 //! the handler registered for them on the [`Edge`]. A writer task ([`writer`]) sends what the
 //! session queues and checks that the client is alive.
 
+mod sm;
 mod writer;
 
+pub(crate) use sm::failed;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use starling_cluster::gateway::{BoundSession, ToClient};
+use starling_cluster::gateway::{BoundSession, StreamEnd, ToClient};
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamErrorCondition};
 use starling_xml::{Element, RawElement, StreamEvent};
 use tokio::sync::mpsc::{self, WeakSender};
@@ -27,19 +29,23 @@ pub(crate) struct Bound {
     /// The edge's own way into that queue: weak, so that the session dropping its end still
     /// closes the queue (see [`ClientLink`](starling_cluster::gateway::ClientLink)).
     pub own_end: WeakSender<ToClient>,
+    /// For a resumed stream (XEP-0198): the client's stanzas the session had handled.
+    pub resumed_with: Option<u32>,
 }
 
 /// Serves a bound stream until it ends, then unbinds the session.
 pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut receiver: R, sender: S, bound: Bound) {
-    let Bound { mut session, outbound, own_end } = bound;
+    let Bound { mut session, outbound, own_end, resumed_with } = bound;
     let jid = session.jid().clone();
     let ping_id = format!("ping-{:x}", rand::random::<u64>());
-    let liveness = writer::Liveness { activity: receiver.activity(), ping_id: ping_id.clone(), jid: jid.clone() };
+    let mut sm = sm::StreamManagement::new(resumed_with);
+    let liveness = writer::Liveness { activity: receiver.activity(), ping_id: ping_id.clone(), jid: jid.clone(), requesting_acks: sm.requesting_acks() };
     let mut writer_task = tokio::spawn(writer::write_loop(sender, outbound, edge.clone(), liveness));
     // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the
     // read is abandoned mid-way, which is fine since the stream is not read again.
+    let mut stream = Stream { session: session.as_mut(), jid: &jid, ping_id: &ping_id, own_end: &own_end, sm: &mut sm };
     let (end, writer_done) = tokio::select! {
-        end = read_loop(&mut receiver, &edge, session.as_mut(), &jid, &ping_id, &own_end) => (end, false),
+        end = read_loop(&mut receiver, &edge, &mut stream) => (end, false),
         _ = &mut writer_task => (End::Gone, true),
     };
     // The close is queued before unbinding, behind whatever the session already queued: after
@@ -54,23 +60,31 @@ pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut 
             queue_to_client(&own_end, ToClient::EndStream).await;
         }
     }
-    session.unbind().await;
+    // A stream that broke (rather than was closed) may be resumed (XEP-0198).
+    let stream_end = match (&end, writer_done) {
+        (End::Gone, _) | (_, true) => StreamEnd::Broken,
+        _ => StreamEnd::Closed,
+    };
+    session.unbind(stream_end).await;
     // A finished task must not be awaited again (its handle panics).
     if !writer_done {
         let _ = writer_task.await;
     }
 }
 
+/// What the read loop works with.
+struct Stream<'a> {
+    session: &'a mut dyn BoundSession,
+    jid: &'a Jid,
+    /// The id of the writer's liveness pings.
+    ping_id: &'a str,
+    own_end: &'a WeakSender<ToClient>,
+    sm: &'a mut sm::StreamManagement,
+}
+
 /// Reads the client's elements until the stream ends: stanzas go to the session, nonzas to their
 /// handlers.
-async fn read_loop<R: ReceiveFrames>(
-    receiver: &mut R,
-    edge: &Edge,
-    session: &mut dyn BoundSession,
-    jid: &Jid,
-    ping_id: &str,
-    own_end: &WeakSender<ToClient>,
-) -> End {
+async fn read_loop<R: ReceiveFrames>(receiver: &mut R, edge: &Edge, stream: &mut Stream<'_>) -> End {
     let counters = edge.metrics.stanzas_in();
     loop {
         let element = match receiver.next().await {
@@ -81,7 +95,12 @@ async fn read_loop<R: ReceiveFrames>(
         };
         let received = Instant::now();
         let Some(kind) = (element.ns == ns::CLIENT).then(|| StanzaKind::from_name(&element.name)).flatten() else {
-            match handle_nonza(edge, &element, jid, own_end).await {
+            let handled = if element.ns == ns::SM {
+                stream.sm.handle(&element, stream.session, stream.own_end).await
+            } else {
+                handle_nonza(edge, &element, stream).await
+            };
+            match handled {
                 Ok(()) => continue,
                 Err(end) => return end,
             }
@@ -91,38 +110,38 @@ async fn read_loop<R: ReceiveFrames>(
             StanzaKind::Presence => counters.presence.inc(),
             StanzaKind::Iq => counters.iq.inc(),
         }
-        // The answer to our own liveness ping (XEP-0199) ends here.
-        if kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(ping_id) {
+        // The answer to our own liveness ping (XEP-0199) ends here, unless stream management
+        // counts it: then the session counts it too (and drops it, as a result nobody waits for).
+        if !stream.sm.is_enabled() && kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(stream.ping_id) {
             continue;
         }
-        match stamp(&element, kind, jid) {
-            Ok(stanza) => {
-                if session.submit(stanza, received).await.is_err() {
-                    return End::Gone;
-                }
-            }
-            Err(reply) => {
-                if !queue_to_client(own_end, ToClient::Stanza(reply)).await {
-                    return End::Gone;
-                }
-            }
+        let handed = match stamp(&element, kind, stream.jid) {
+            Ok(stanza) => stream.session.submit(stanza, received).await.is_ok(),
+            // Under stream management the session sends the edge's answer, so that both sides
+            // count it.
+            Err(reply) if stream.sm.is_enabled() => stream.session.answer_for_edge(reply).await.is_ok(),
+            Err(reply) => queue_to_client(stream.own_end, ToClient::Stanza(reply)).await,
+        };
+        if !handed {
+            return End::Gone;
         }
+        stream.sm.count_handled();
     }
 }
 
 /// Hands a nonza to its handler and queues the handler's answer; with no handler, the stream
 /// ends as it did before any was registered (RFC 6120 §4.9.3.22).
-async fn handle_nonza(edge: &Edge, nonza: &RawElement, jid: &Jid, own_end: &WeakSender<ToClient>) -> Result<(), End> {
+async fn handle_nonza(edge: &Edge, nonza: &RawElement, stream: &mut Stream<'_>) -> Result<(), End> {
     let Some(handler) = edge.nonzas.find(&nonza.ns, &nonza.name) else {
         return Err(End::error(StreamErrorCondition::UnsupportedStanzaType, "not a jabber:client stanza"));
     };
-    let answer = match handler.handle(nonza, &BoundStream { jid }).await {
+    let answer = match handler.handle(nonza, &mut BoundStream { jid: stream.jid, session: &mut *stream.session }).await {
         Ok(Some(answer)) => answer,
         Ok(None) => return Ok(()),
         Err(error) => return Err(End::Error(error)),
     };
     // `to_bytes` declares the answer's namespace: it stands alone in any framing.
-    if queue_to_client(own_end, ToClient::Stanza(Bytes::from(answer.to_bytes()))).await { Ok(()) } else { Err(End::Gone) }
+    if queue_to_client(stream.own_end, ToClient::Stanza(Bytes::from(answer.to_bytes()))).await { Ok(()) } else { Err(End::Gone) }
 }
 
 /// Queues something from the edge itself (an error, a nonza's answer, the close); false when the

@@ -110,7 +110,7 @@ struct AnswerHandler;
 
 #[async_trait]
 impl NonzaHandler for AnswerHandler {
-    async fn handle(&self, nonza: &RawElement, stream: &BoundStream<'_>) -> Result<Option<Element>, StreamError> {
+    async fn handle(&self, nonza: &RawElement, stream: &mut BoundStream<'_>) -> Result<Option<Element>, StreamError> {
         match nonza.name.as_str() {
             "ask" => Ok(Some(Element::new("answer", TEST_NS).with_attr("to", stream.jid.as_str()).with_attr("n", nonza.attr("n").unwrap_or_default()))),
             _ => Err(StreamError::new(StreamErrorCondition::PolicyViolation)),

@@ -1,8 +1,11 @@
 //! The writer task of a bound stream: it owns the sending half, writes what the session layer
 //! queues — a burst in one write — and pings a silent client (XEP-0199), closing a dead one.
+//! Under stream management it also asks for acks (XEP-0198 `<r/>`) after `request_ack_every`
+//! stanzas or `request_ack_after` seconds, and asks with `<r/>` instead of pinging.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use starling_cluster::gateway::ToClient;
@@ -24,6 +27,16 @@ pub(super) struct Liveness {
     /// The id of our pings, whose answers the read loop drops.
     pub ping_id: String,
     pub jid: Jid,
+    /// Set once the client enabled stream management.
+    pub requesting_acks: Arc<AtomicBool>,
+}
+
+/// When to ask a stream-managed client for an ack.
+struct AckRequests {
+    /// Stanzas written since the last request.
+    unrequested: u32,
+    /// When the first of them was written.
+    since: Option<Instant>,
 }
 
 /// Writes what the session queues; pings a silent client and closes a dead one.
@@ -32,13 +45,20 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
     let mut ping_sent = false;
     let mut check = tokio::time::interval(edge.config.c2s.ping_idle());
     check.tick().await;
+    let sm = &edge.config.sm;
+    let mut acks = AckRequests { unrequested: 0, since: None };
     loop {
+        let ack_due = acks.since.map(|since| since + sm.request_ack_after());
         let next = tokio::select! {
             message = outbound.recv() => match message {
                 Some(message) => message,
                 // The session dropped our queue: this client read too slowly (see ClientLink).
                 None => ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation).with_text("too slow to read")),
             },
+            _ = sleep_until(ack_due) => {
+                acks = AckRequests { unrequested: 0, since: None };
+                ToClient::Stanza(request_ack())
+            }
             _ = check.tick() => {
                 let seen = liveness.activity.load(Ordering::Relaxed);
                 if seen != last_seen {
@@ -52,7 +72,7 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
                 } else {
                     ping_sent = true;
                     check.reset_after(edge.config.c2s.ping_timeout());
-                    ToClient::Stanza(ping(&edge, &liveness))
+                    if liveness.requesting_acks.load(Ordering::Relaxed) { ToClient::Stanza(request_ack()) } else { ToClient::Stanza(ping(&edge, &liveness)) }
                 }
             }
         };
@@ -61,8 +81,15 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
             Outgoing::Close(error) => return sender.close(error.as_ref()).await,
         };
         let Ok(second) = outbound.try_recv() else {
-            // A lone stanza is written as it is.
-            if sender.send_stanzas(std::slice::from_ref(&first)).await.is_err() {
+            // A lone stanza is written as it is (with an ack request when one is due).
+            let mut lone = [first, Bytes::new()];
+            let count = if acks.count(1, &liveness, sm.request_ack_every) {
+                lone[1] = request_ack();
+                2
+            } else {
+                1
+            };
+            if sender.send_stanzas(&lone[..count]).await.is_err() {
                 return;
             }
             continue;
@@ -88,6 +115,9 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
                 queued = outbound.try_recv().ok();
             }
         }
+        if acks.count(burst.len(), &liveness, sm.request_ack_every) {
+            burst.push(request_ack());
+        }
         if sender.send_stanzas(&burst).await.is_err() {
             return;
         }
@@ -95,6 +125,35 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
             return sender.close(error.as_ref()).await;
         }
     }
+}
+
+impl AckRequests {
+    /// Counts `written` more stanzas; true when an ack request is to follow them now.
+    fn count(&mut self, written: usize, liveness: &Liveness, every: u32) -> bool {
+        if !liveness.requesting_acks.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.unrequested = self.unrequested.saturating_add(u32::try_from(written).unwrap_or(u32::MAX));
+        if self.unrequested >= every {
+            *self = AckRequests { unrequested: 0, since: None };
+            return true;
+        }
+        self.since.get_or_insert_with(Instant::now);
+        false
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// XEP-0198 `<r/>`.
+fn request_ack() -> Bytes {
+    Bytes::from(Element::new("r", ns::SM).to_bytes())
 }
 
 /// A queued message as the writer acts on it.

@@ -85,7 +85,7 @@ impl NegotiationStep for BindResource {
                 .with_attr("id", id)
                 .with_child(Element::new("bind", ns::BIND).with_child(jid)),
         );
-        Ok(Next::Bound(Bound { session, outbound, own_end }))
+        Ok(Next::Bound(Bound { session, outbound, own_end, resumed_with: None }))
     }
 }
 

@@ -7,11 +7,13 @@
 mod authenticate;
 mod bind;
 mod register;
+mod resume;
 mod starttls;
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
+use starling_cluster::gateway::StreamEnd;
 use starling_protocol::{ns, Jid, StreamErrorCondition};
 use starling_xml::{Element, FrameError, Limits, RawElement, StreamEvent, StreamHeader, NS_STREAMS};
 
@@ -21,7 +23,8 @@ use crate::end::End;
 use crate::framing::{Framing, ReceiveFrames, SendFrames};
 
 /// The steps, in the order their features are offered and elements are offered to them.
-static STEPS: &[&dyn NegotiationStep] = &[&starttls::StartTls, &authenticate::Authenticate, &register::Register, &bind::BindResource];
+static STEPS: &[&dyn NegotiationStep] =
+    &[&starttls::StartTls, &authenticate::Authenticate, &register::Register, &bind::BindResource, &resume::StreamManagement];
 
 /// One part of negotiation: a stream feature and the elements that negotiate it.
 #[async_trait]
@@ -174,7 +177,7 @@ impl<F: Framing> Stream<'_, F> {
             if let Err(error) = sent {
                 // The client never heard it is bound: the session must not outlive the stream.
                 if let Next::Bound(bound) = next {
-                    bound.session.unbind().await;
+                    bound.session.unbind(StreamEnd::Broken).await;
                 }
                 return Err(error.into());
             }

@@ -2,8 +2,7 @@
 //! XEP-0203 delay, when a resource of non-negative priority becomes available ([`deliver`], which
 //! the presence module calls).
 
-use starling_protocol::{ns, Stanza, StanzaErrorCondition, StanzaKind};
-use starling_xml::Element;
+use starling_protocol::{Stanza, StanzaErrorCondition, StanzaKind};
 
 use crate::datetime;
 use crate::registry::{Flow, Registrar};
@@ -16,12 +15,13 @@ pub(super) fn register(r: &mut Registrar) {
 }
 
 /// Keeps a message nobody could take; the sender gets `service-unavailable` if the store refuses.
+/// A message the server stamped already (one sent to a stream-managed session and never
+/// acknowledged) keeps that first stamp.
 async fn store(state: &mut UserState, stanza: Stanza) -> Flow {
     let to = stanza.to.clone().unwrap_or_else(|| state.user().clone());
     // Whole seconds, as offline stamps have always been.
-    let stamp = starling_protocol::datetime::format(datetime::now_micros() / 1_000_000 * 1_000_000);
-    let delay = Element::new("delay", ns::DELAY).with_attr("from", state.domain().as_str()).with_attr("stamp", stamp);
-    let stamped = stanza.with_appended_child(&delay);
+    let now = datetime::now_micros() / 1_000_000 * 1_000_000;
+    let stamped = if stanza.has_delay_from(state.domain()) { stanza.clone() } else { stanza.with_delay(state.domain(), now) };
     let limit = state.services().config.sessions.max_offline_per_user;
     match state.services().store.offline.push(state.user().as_str(), stamped.bytes.to_vec(), limit).await {
         Ok(_) => state.services().metrics.offline_stored.inc(),

@@ -1,0 +1,271 @@
+//! XEP-0198 stream management, the session's half. The session counts what it sends to a
+//! stream-managed resource and keeps it until the client acknowledges it, and counts the client's
+//! stanzas it handled; the edge only relays `<enable/>` and `<a/>` and answers `<r/>`. Keeping the
+//! unacknowledged stanzas here rather than on the edge is what lets a client resume after its
+//! connection (or, in a cluster, its edge) died.
+//!
+//! A resource whose stream broke stays bound and available, *detached*: what is sent to it is
+//! kept, until the client resumes (it gets `<resumed/>` and everything it had not acknowledged)
+//! or the resumption timeout ends the session. Whatever is still unacknowledged when a session
+//! finally ends is handed back ([`UserState::end_stream_management`]) for offline storage.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use starling_cluster::gateway::{ClientLink, ResumeFailed, ToClient};
+use starling_protocol::{ns, Jid, StanzaKind, StreamError, StreamErrorCondition};
+use starling_xml::Element;
+
+use super::UserState;
+
+/// Ended sessions whose counts a user's actor remembers, for `<failed h='…'/>` to a client that
+/// tries to resume one (XEP-0198 §5).
+const REMEMBERED_ENDED: usize = 4;
+
+/// What a stream-managed resource keeps.
+pub(crate) struct StreamManagement {
+    /// The id a client resumes with; `None` when it did not ask for resumption.
+    id: Option<String>,
+    resume_timeout: Duration,
+    /// Stanzas queued to the client since enabling, wrapping at 2^32 as `h` does.
+    sent: u32,
+    /// What was sent and not yet acknowledged, oldest first.
+    unacked: VecDeque<Unacked>,
+    /// The client's stanzas handled, wrapping.
+    handled: u32,
+    /// While detached: which wait this is, so that the timer of an earlier one does nothing.
+    detached: Option<u64>,
+}
+
+/// A stanza sent and not yet acknowledged.
+pub(crate) struct Unacked {
+    pub kind: StanzaKind,
+    pub bytes: Bytes,
+    /// When it was sent: the stamp it gets if it ends in offline storage.
+    pub sent_at: SystemTime,
+}
+
+/// `h` acknowledges more than was sent.
+pub(crate) struct TooManyAcknowledged {
+    pub h: u32,
+    pub sent: u32,
+}
+
+impl StreamManagement {
+    fn acknowledged(&self) -> u32 {
+        self.sent.wrapping_sub(self.unacked.len() as u32)
+    }
+
+    /// Forgets what `h` acknowledges.
+    fn acknowledge(&mut self, h: u32) -> Result<(), TooManyAcknowledged> {
+        let newly = h.wrapping_sub(self.acknowledged()) as usize;
+        if newly > self.unacked.len() {
+            return Err(TooManyAcknowledged { h, sent: self.sent });
+        }
+        self.unacked.drain(..newly);
+        Ok(())
+    }
+
+    fn is_resumable(&self) -> bool {
+        self.id.is_some()
+    }
+}
+
+/// The resumption deadline of a detached resource, for the actor to set a timer for.
+pub(crate) struct ResumptionDeadline {
+    pub jid: Jid,
+    pub wait: u64,
+    pub after: Duration,
+}
+
+impl UserState {
+    /// The client of the resource bound on `connection_id` enabled stream management: queues
+    /// `<enabled/>` (with an id when it asked to be able to resume).
+    pub fn enable_stream_management(&mut self, jid: &Jid, connection_id: u64, resume: bool, max: Option<u32>) {
+        let Some(index) = self.bound_index(jid, connection_id) else { return };
+        let config = &self.services.config.sm;
+        let resume_timeout = config.resume_timeout(max);
+        let id = resume.then(|| format!("{:032x}", rand::random::<u128>()));
+        let mut enabled = Element::new("enabled", ns::SM);
+        if let Some(id) = &id {
+            enabled.set_attr("id", id.as_str());
+            enabled.set_attr("resume", "true");
+            enabled.set_attr("max", resume_timeout.as_secs().to_string());
+        }
+        let resource = &mut self.resources[index];
+        resource.sm = Some(Box::new(StreamManagement { id, resume_timeout, sent: 0, unacked: VecDeque::new(), handled: 0, detached: None }));
+        send_nonza(resource.link.as_ref(), &enabled);
+    }
+
+    /// One of the client's stanzas was handled (the edge counts the same).
+    pub fn count_handled(&mut self, jid: &Jid) {
+        if let Some(index) = self.resource_index(jid)
+            && let Some(sm) = self.resources[index].sm.as_mut()
+        {
+            sm.handled = sm.handled.wrapping_add(1);
+        }
+    }
+
+    /// The client acknowledged `h` stanzas; acknowledging more than were sent closes the stream
+    /// with the error XEP-0198 §4 gives.
+    pub fn acknowledge(&mut self, jid: &Jid, connection_id: u64, h: u32) {
+        let Some(index) = self.bound_index(jid, connection_id) else { return };
+        let resource = &mut self.resources[index];
+        let Some(sm) = resource.sm.as_mut() else { return };
+        if let Err(TooManyAcknowledged { h, sent }) = sm.acknowledge(h) {
+            let text = format!("You acknowledged {h} stanzas, but I only sent you {sent} so far.");
+            // Not resumable: the client's count cannot be trusted.
+            sm.id = None;
+            if let Some(link) = &resource.link {
+                let _ = link.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::UndefinedCondition).with_text(text)), None);
+            }
+        }
+    }
+
+    /// Keeps `bytes`, being sent to the resource at `index`, until the client acknowledges it.
+    /// True when the resource is stream-managed (the bytes are kept).
+    pub(super) fn keep_unacknowledged(&mut self, index: usize, kind: StanzaKind, bytes: &Bytes) -> bool {
+        let max_unacked = self.services.config.sm.max_unacked;
+        let resource = &mut self.resources[index];
+        let Some(sm) = resource.sm.as_mut() else { return false };
+        sm.sent = sm.sent.wrapping_add(1);
+        sm.unacked.push_back(Unacked { kind, bytes: bytes.clone(), sent_at: SystemTime::now() });
+        if sm.unacked.len() > max_unacked && sm.is_resumable() {
+            tracing::info!(jid = %resource.jid, "too many unacknowledged stanzas, ending the session");
+            sm.id = None;
+            match &resource.link {
+                Some(link) => {
+                    let error = StreamError::new(StreamErrorCondition::PolicyViolation).with_text("too many unacknowledged stanzas");
+                    let _ = link.try_send(ToClient::Close(error), None);
+                }
+                // Detached: the wait ends now.
+                None => {
+                    if let Some(wait) = sm.detached {
+                        self.deadlines.push(ResumptionDeadline { jid: resource.jid.clone(), wait, after: Duration::ZERO });
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The stream of the resource at `index` broke. A resumable session stays bound, detached,
+    /// and true is returned; otherwise the resource is to be removed.
+    pub fn detach(&mut self, index: usize) -> bool {
+        let resource = &mut self.resources[index];
+        let Some(sm) = resource.sm.as_mut().filter(|sm| sm.is_resumable()) else { return false };
+        let wait = rand::random::<u64>();
+        sm.detached = Some(wait);
+        resource.link = None;
+        self.deadlines.push(ResumptionDeadline { jid: resource.jid.clone(), wait, after: sm.resume_timeout });
+        self.services.metrics.sessions_detached.inc();
+        true
+    }
+
+    /// The deadlines set since the last call, for the actor to set timers for.
+    pub fn take_deadlines(&mut self) -> Vec<ResumptionDeadline> {
+        std::mem::take(&mut self.deadlines)
+    }
+
+    /// The connection id of the resource `jid` if it is still detached in the wait `wait`.
+    pub fn still_waiting(&self, jid: &Jid, wait: u64) -> Option<u64> {
+        let resource = &self.resources[self.resource_index(jid)?];
+        (resource.sm.as_ref()?.detached == Some(wait)).then_some(resource.connection_id)
+    }
+
+    /// The session at `index` ends for good: what the client never acknowledged is handed back
+    /// (to be stored offline), and its count is remembered for a late resumption attempt.
+    pub fn end_stream_management(&mut self, index: usize) -> Vec<Unacked> {
+        let Some(sm) = self.resources[index].sm.take() else { return Vec::new() };
+        if sm.detached.is_some() {
+            self.services.metrics.sessions_detached.dec();
+        }
+        if let Some(id) = sm.id {
+            if self.ended_sessions.len() == REMEMBERED_ENDED {
+                self.ended_sessions.pop_front();
+            }
+            self.ended_sessions.push_back((id, sm.handled));
+        }
+        sm.unacked.into()
+    }
+
+    /// Resumes the session `previd` on `link` (XEP-0198 §5): acknowledges up to `h`, closes the
+    /// old stream if the server had not noticed it broke, and queues `<resumed/>` followed by
+    /// everything unacknowledged. Returns the resource and the count of the client's stanzas
+    /// handled.
+    pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink) -> Result<(Jid, u32), ResumeFailed> {
+        let found = self.resources.iter().position(|r| r.sm.as_ref().is_some_and(|sm| sm.id.as_deref() == Some(previd)));
+        let Some(index) = found else {
+            let handled = self.ended_sessions.iter().find(|(id, _)| id == previd).map(|(_, handled)| *handled);
+            return Err(ResumeFailed { handled });
+        };
+        let resource = &mut self.resources[index];
+        let Some(sm) = resource.sm.as_mut() else { return Err(ResumeFailed { handled: None }) };
+        if sm.acknowledge(h).is_err() {
+            // The client claims more than was sent: resuming would lose or repeat stanzas. It
+            // binds afresh; the session's stanzas go to offline storage when its stream ends.
+            sm.id = None;
+            return Err(ResumeFailed { handled: Some(sm.handled) });
+        }
+        if sm.detached.take().is_some() {
+            self.services.metrics.sessions_detached.dec();
+        }
+        if let Some(old) = resource.link.replace(link) {
+            let _ = old.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict).with_text("resumed on another stream")), None);
+        }
+        resource.connection_id = resource.link.as_ref().map_or(0, |link| link.connection_id);
+        let resumed = Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", sm.handled.to_string());
+        send_nonza(resource.link.as_ref(), &resumed);
+        for unacked in &sm.unacked {
+            let Some(link) = resource.link.as_ref() else { break };
+            if link.try_send(ToClient::Stanza(unacked.bytes.clone()), None).is_err() {
+                // The new stream's queue is sized for this; a client gone already breaks it again.
+                break;
+            }
+        }
+        Ok((resource.jid.clone(), sm.handled))
+    }
+}
+
+/// Queues a stream-management element, which is not counted, to a connection.
+fn send_nonza(link: Option<&ClientLink>, element: &Element) {
+    if let Some(link) = link {
+        let _ = link.try_send(ToClient::Stanza(Bytes::from(element.to_bytes())), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn managed(sent: u32, unacked: usize) -> StreamManagement {
+        let unacked = (0..unacked).map(|_| Unacked { kind: StanzaKind::Message, bytes: Bytes::new(), sent_at: SystemTime::now() }).collect();
+        StreamManagement { id: None, resume_timeout: Duration::ZERO, sent, unacked, handled: 0, detached: None }
+    }
+
+    #[test]
+    fn an_ack_forgets_what_it_counts_and_no_more() {
+        let mut sm = managed(5, 5);
+        assert!(sm.acknowledge(3).is_ok());
+        assert_eq!(sm.unacked.len(), 2);
+        assert!(sm.acknowledge(3).is_ok(), "the same h again acknowledges nothing new");
+        assert_eq!(sm.unacked.len(), 2);
+        let Err(TooManyAcknowledged { h, sent }) = sm.acknowledge(6) else { panic!("h beyond what was sent") };
+        assert_eq!((h, sent), (6, 5));
+        assert!(sm.acknowledge(5).is_ok());
+        assert!(sm.unacked.is_empty());
+    }
+
+    #[test]
+    fn counts_wrap_at_two_to_the_32() {
+        // 3 stanzas sent around the wrap: counts u32::MAX - 1, u32::MAX, 0.
+        let mut sm = managed(1, 3);
+        assert_eq!(sm.acknowledged(), u32::MAX - 1);
+        assert!(sm.acknowledge(u32::MAX).is_ok());
+        assert_eq!(sm.unacked.len(), 2);
+        assert!(sm.acknowledge(1).is_ok());
+        assert!(sm.unacked.is_empty());
+        assert!(sm.acknowledge(2).is_err());
+    }
+}
