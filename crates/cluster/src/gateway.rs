@@ -152,6 +152,11 @@ pub trait Gateway: Send + Sync + 'static {
         false
     }
 
+    /// Whether sessions act on client state indication (XEP-0352).
+    fn supports_client_state(&self) -> bool {
+        false
+    }
+
     /// Resumes the stream-managed session `previd` of `user` on a new connection (XEP-0198 §5):
     /// the session acknowledges up to `h`, then queues `<resumed/>` and every stanza the client
     /// has not acknowledged to `link`.
@@ -211,6 +216,12 @@ pub trait BoundSession: Send {
     /// everything, so that both counts stay true.
     async fn answer_for_edge(&mut self, _reply: Bytes) -> Result<(), GatewayError> {
         Err(GatewayError::Unavailable("stream management is not supported".into()))
+    }
+
+    /// The client said it is active (`true`) or inactive (XEP-0352): while inactive, what can
+    /// wait is held.
+    async fn set_client_state(&mut self, _active: bool) -> Result<(), GatewayError> {
+        Err(GatewayError::Unavailable("client state indication is not supported".into()))
     }
 
     /// The connection ended: the resource goes unavailable, unless the stream broke and its

@@ -33,8 +33,8 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// An edge whose bound streams accept stanzas only: any nonza ends the stream with
-    /// `unsupported-stanza-type`.
+    /// An edge with the standard nonza handlers: client state indication (XEP-0352) when the
+    /// session layer acts on it.
     pub fn new(
         config: EdgeConfig,
         tls: Arc<rustls::ServerConfig>,
@@ -42,7 +42,11 @@ impl Edge {
         accounts: Arc<dyn Accounts>,
         metrics: Arc<Metrics>,
     ) -> Arc<Edge> {
-        Edge::with_nonza_handlers(config, tls, gateway, accounts, metrics, NonzaHandlers::new())
+        let mut nonzas = NonzaHandlers::new();
+        if gateway.supports_client_state() {
+            crate::csi::register(&mut nonzas);
+        }
+        Edge::with_nonza_handlers(config, tls, gateway, accounts, metrics, nonzas)
     }
 
     /// An edge that hands the nonzas `nonzas` knows to their handlers (features such as stream

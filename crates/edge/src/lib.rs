@@ -13,6 +13,7 @@
 mod bound;
 mod config;
 mod connection;
+mod csi;
 mod edge;
 mod end;
 mod framing;

@@ -18,6 +18,11 @@ pub trait NonzaHandler: Send + Sync + 'static {
     /// Handles `nonza`, sent on `stream`. `Ok(Some(answer))` is written to the client, after
     /// what the session layer already queued to it; an error ends the stream with it.
     async fn handle(&self, nonza: &RawElement, stream: &mut BoundStream<'_>) -> Result<Option<Element>, StreamError>;
+
+    /// The stream feature that tells clients about these nonzas, offered after authentication.
+    fn feature(&self) -> Option<Element> {
+        None
+    }
 }
 
 /// The bound stream a nonza arrived on, as a handler sees it. Non-exhaustive: what later
@@ -47,6 +52,19 @@ impl NonzaHandlers {
         self.handlers.retain(|(registered_ns, registered_name, _)| (*registered_ns, *registered_name) != (ns, name));
         self.handlers.push((ns, name, handler));
         self
+    }
+
+    /// The stream features of the registered handlers, each once.
+    pub(crate) fn features(&self) -> Vec<Element> {
+        let mut features: Vec<Element> = Vec::new();
+        for (_, _, handler) in &self.handlers {
+            if let Some(feature) = handler.feature()
+                && !features.contains(&feature)
+            {
+                features.push(feature);
+            }
+        }
+        features
     }
 
     /// The handler for `<name xmlns='ns'/>`, if one is registered.

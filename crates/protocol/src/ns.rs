@@ -65,6 +65,8 @@ pub const DATA_FORMS_VALIDATE: &str = "http://jabber.org/protocol/xdata-validate
 pub const HINTS: &str = "urn:xmpp:hints";
 /// Stream Management (XEP-0198).
 pub const SM: &str = "urn:xmpp:sm:3";
+/// Chat State Notifications (XEP-0085).
+pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 /// Client State Indication (XEP-0352).
 pub const CSI: &str = "urn:xmpp:csi:0";
 /// Message Archive Management (XEP-0313).

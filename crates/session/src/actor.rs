@@ -16,7 +16,7 @@ use starling_protocol::Jid;
 
 use crate::context::{Router, Services};
 use crate::hold::HOLD;
-use crate::messages::{Bind, FromClient, Inbound, RepublishRoutes, Resume, SmEvent, Stop, StreamManagementEvent, Unbind};
+use crate::messages::{Bind, FromClient, Inbound, RepublishRoutes, Resume, ClientEvent, Stop, ConnectionEvent, Unbind};
 use crate::pipeline;
 use crate::registry::Modules;
 use crate::state::{ResumptionDeadline, UserState};
@@ -166,19 +166,24 @@ impl Handler<FromClient> for UserActor {
     }
 }
 
-impl Handler<StreamManagementEvent> for UserActor {
+impl Handler<ConnectionEvent> for UserActor {
     type Result = ();
 
-    fn handle(&mut self, message: StreamManagementEvent, ctx: &mut Context<Self>) {
-        let StreamManagementEvent { jid, connection_id, event } = message;
+    fn handle(&mut self, message: ConnectionEvent, ctx: &mut Context<Self>) {
+        let ConnectionEvent { jid, connection_id, event } = message;
         self.run(ctx, None, move |mut state, _| async move {
             match event {
-                SmEvent::Enable { resume, max } => state.enable_stream_management(&jid, connection_id, resume, max),
-                SmEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
-                SmEvent::AnswerForEdge(reply) => {
+                ClientEvent::Enable { resume, max } => state.enable_stream_management(&jid, connection_id, resume, max),
+                ClientEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
+                ClientEvent::AnswerForEdge(reply) => {
                     if let Some(index) = state.bound_index(&jid, connection_id) {
                         state.count_handled(&jid);
                         let _ = state.send_to(index, StanzaKind::Iq, reply);
+                    }
+                }
+                ClientEvent::ClientState { active } => {
+                    if let Some(index) = state.bound_index(&jid, connection_id) {
+                        state.set_client_state(index, active);
                     }
                 }
             }

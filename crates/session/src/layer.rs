@@ -13,7 +13,7 @@ use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
 
 use crate::actor::UserActor;
-use crate::messages::{Bind, FromClient, Resume, SmEvent, StreamManagementEvent, Unbind};
+use crate::messages::{Bind, FromClient, Resume, ClientEvent, ConnectionEvent, Unbind};
 use crate::archive_writer::ArchiveWriter;
 use crate::config::SessionConfig;
 use crate::context::{Router, Services};
@@ -113,6 +113,10 @@ impl Gateway for SessionLayer {
         self.router.services().config.sm.enabled
     }
 
+    fn supports_client_state(&self) -> bool {
+        true
+    }
+
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {
         let connection_id = link.connection_id;
         let (reply, resumed) = tokio::sync::oneshot::channel();
@@ -147,15 +151,19 @@ impl BoundSession for LocalSession {
     }
 
     async fn enable_stream_management(&mut self, resume: bool, max: Option<u32>) -> Result<(), GatewayError> {
-        self.stream_management(SmEvent::Enable { resume, max }).await
+        self.client_event(ClientEvent::Enable { resume, max }).await
     }
 
     async fn acknowledge(&mut self, h: u32) -> Result<(), GatewayError> {
-        self.stream_management(SmEvent::Acknowledge(h)).await
+        self.client_event(ClientEvent::Acknowledge(h)).await
     }
 
     async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
-        self.stream_management(SmEvent::AnswerForEdge(reply)).await
+        self.client_event(ClientEvent::AnswerForEdge(reply)).await
+    }
+
+    async fn set_client_state(&mut self, active: bool) -> Result<(), GatewayError> {
+        self.client_event(ClientEvent::ClientState { active }).await
     }
 
     async fn unbind(self: Box<Self>, end: StreamEnd) {
@@ -178,7 +186,7 @@ impl LocalSession {
         }
     }
 
-    async fn stream_management(&self, event: SmEvent) -> Result<(), GatewayError> {
-        self.send(StreamManagementEvent { jid: self.jid.clone(), connection_id: self.connection_id, event }).await
+    async fn client_event(&self, event: ClientEvent) -> Result<(), GatewayError> {
+        self.send(ConnectionEvent { jid: self.jid.clone(), connection_id: self.connection_id, event }).await
     }
 }

@@ -36,22 +36,24 @@ pub(crate) struct Unbind {
     pub hold: Option<Hold>,
 }
 
-/// XEP-0198 on the stream of a resource bound on `connection_id`.
+/// What the client of the resource bound on `connection_id` told the edge about its stream.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct StreamManagementEvent {
+pub(crate) struct ConnectionEvent {
     pub jid: Jid,
     pub connection_id: u64,
-    pub event: SmEvent,
+    pub event: ClientEvent,
 }
 
-pub(crate) enum SmEvent {
+pub(crate) enum ClientEvent {
     /// `<enable/>`, with `resume` and `max` as the client asked.
     Enable { resume: bool, max: Option<u32> },
     /// `<a h='…'/>`.
     Acknowledge(u32),
     /// The edge answered a stanza of the client itself: count it handled and send this.
     AnswerForEdge(Bytes),
+    /// XEP-0352 `<active/>` (true) or `<inactive/>`.
+    ClientState { active: bool },
 }
 
 /// Resume the stream-managed session `previd` of this user on `link`; `reply` gets the resource

@@ -2,6 +2,7 @@
 //! reach them and everyone else. Feature modules build on these methods; what each feature keeps
 //! about the user or a resource lives in that feature's own type in the [`Extensions`].
 
+mod csi;
 mod sm;
 
 use std::collections::VecDeque;
@@ -35,13 +36,15 @@ pub(crate) struct Resource {
     edge: Option<String>,
     /// XEP-0198, once the client enabled it (see [`sm`]).
     sm: Option<Box<StreamManagement>>,
+    /// XEP-0352: what is held while the client is inactive (see [`csi`]); `None` while active.
+    held: Option<Box<csi::Held>>,
     /// What feature modules keep about this resource.
     pub ext: Extensions,
 }
 
 impl Resource {
     fn new(jid: Jid, link: ClientLink, edge: Option<String>) -> Resource {
-        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, sm: None, ext: Extensions::default() }
+        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, sm: None, held: None, ext: Extensions::default() }
     }
 
     pub fn jid(&self) -> &Jid {
@@ -150,6 +153,7 @@ impl UserState {
             // RFC 6120 §7.7.2.2: the new session wins; the old connection is closed with `conflict`.
             left = self.end_stream_management(index);
             let old = self.resources.remove(index);
+            self.forget_client_state(&old);
             self.services.metrics.sessions_bound.dec();
             if let Some(link) = old.link {
                 let _ = link.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)), None);
@@ -172,6 +176,7 @@ impl UserState {
     pub async fn remove_resource(&mut self, index: usize) {
         self.services.metrics.sessions_bound.dec();
         let removed = self.resources.remove(index);
+        self.forget_client_state(&removed);
         self.withdraw_route(&removed).await;
         if self.resources.is_empty() {
             self.idle_since = Instant::now();
@@ -189,8 +194,13 @@ impl UserState {
     /// Queues bytes to one resource. A full queue means the client reads too slowly: its link is
     /// dropped (the edge closes that stream) and the bytes are handed back for the caller to keep.
     /// A stream-managed resource keeps what it is sent (see [`sm`]): then the bytes are never
-    /// handed back.
+    /// handed back. What an inactive client's resource held goes out first (see [`csi`]).
     pub fn send_to(&mut self, index: usize, kind: StanzaKind, bytes: Bytes) -> Result<(), Bytes> {
+        self.flush_held(index);
+        self.write(index, kind, bytes)
+    }
+
+    fn write(&mut self, index: usize, kind: StanzaKind, bytes: Bytes) -> Result<(), Bytes> {
         let kept = self.keep_unacknowledged(index, kind, &bytes);
         let Some(link) = self.resources[index].link.as_ref() else { return if kept { Ok(()) } else { Err(bytes) } };
         match link.try_send(ToClient::Stanza(bytes), current_hold().as_ref()) {
@@ -222,6 +232,9 @@ impl UserState {
 
     /// Sends a stanza to one resource, counting routing latency.
     pub fn send_stanza(&mut self, index: usize, stanza: &Stanza, received: Option<Instant>) -> bool {
+        if self.hold_while_inactive(index, stanza) {
+            return true;
+        }
         let ok = self.send_to(index, stanza.kind, stanza.bytes.clone()).is_ok();
         if let (true, Some(received)) = (ok, received) {
             self.services.metrics.routing_latency.observe(received.elapsed().as_secs_f64());

@@ -19,6 +19,12 @@ pub struct Metrics {
     pub routing_latency: Histogram,
     pub offline_stored: IntCounter,
     pub slow_consumer_disconnects: IntCounter,
+    /// Resources whose client said it is inactive (XEP-0352).
+    pub clients_inactive: IntGauge,
+    /// Presence and chat states held for inactive clients, and those of them superseded by a
+    /// later one from the same contact before they were sent.
+    pub csi_held: IntCounter,
+    pub csi_superseded: IntCounter,
     pub deliveries_refused: IntCounter,
     pub archive_queued: IntGauge,
     pub archive_written: IntCounter,
@@ -55,6 +61,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let offline_stored = IntCounter::new("starling_offline_messages_stored_total", "Messages stored for offline delivery").expect("valid metric");
+        let clients_inactive = IntGauge::new("starling_clients_inactive", "Resources whose client is inactive (XEP-0352)").expect("valid metric");
+        let csi_held = IntCounter::new("starling_csi_held_total", "Presence and chat states held for inactive clients").expect("valid metric");
+        let csi_superseded =
+            IntCounter::new("starling_csi_superseded_total", "Held stanzas superseded by a later one from the same contact, never sent").expect("valid metric");
         let slow_consumer_disconnects = IntCounter::new(
             "starling_slow_consumer_disconnects_total",
             "Connections closed because their outbound queue was full",
@@ -90,6 +100,9 @@ impl Metrics {
             Box::new(routing_latency.clone()),
             Box::new(offline_stored.clone()),
             Box::new(slow_consumer_disconnects.clone()),
+            Box::new(clients_inactive.clone()),
+            Box::new(csi_held.clone()),
+            Box::new(csi_superseded.clone()),
             Box::new(deliveries_refused.clone()),
             Box::new(archive_queued.clone()),
             Box::new(archive_written.clone()),
@@ -112,6 +125,9 @@ impl Metrics {
             routing_latency,
             offline_stored,
             slow_consumer_disconnects,
+            clients_inactive,
+            csi_held,
+            csi_superseded,
             deliveries_refused,
             archive_queued,
             archive_written,

@@ -28,6 +28,9 @@ impl NegotiationStep for BindResource {
         // server's caps (XEP-0115 §6.3) are served by the session layer once bound.
         features.push_child(Element::new("ver", ns::ROSTER_VER));
         features.push_child(Element::new("sub", ns::PRE_APPROVAL));
+        for feature in negotiation.edge.nonzas.features() {
+            features.push_child(feature);
+        }
         features.push_child(
             Element::new("c", ns::CAPS)
                 .with_attr("hash", "sha-1")
