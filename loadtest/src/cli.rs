@@ -33,6 +33,10 @@ pub enum Scenario {
     /// N users fill their partners' archives, then query the newest page of their own archive
     /// (XEP-0313 + XEP-0059) at an aggregate rate (query latency, pages/s, results per page).
     Mam(MamArgs),
+    /// M pairs exchange messages as in chat, every session with XEP-0198 stream management; the
+    /// receivers' connections drop and resume (a fraction at a time, or all at once: --storm)
+    /// (resumptions, resume latency, messages lost and duplicated, server RSS detached).
+    Mobile(MobileArgs),
     /// Run the steps of a TOML scenario file in order (see docs/loadtest.md).
     Run(RunArgs),
     /// Merge the JSON reports of several harness processes that split the user space.
@@ -122,6 +126,42 @@ pub struct MamArgs {
     /// Seconds allowed for the seeding.
     #[arg(long, default_value_t = 60.0)]
     pub setup_timeout: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct MobileArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Receivers (the phones whose connections drop) [default: --users / 2].
+    #[arg(long)]
+    pub pairs: Option<u64>,
+    /// Users that send (never dropping): users 0..S; receiver k (user S+k) hears from sender
+    /// k mod S. Fewer senders than receivers makes a storm of many phones fit in the fd limits
+    /// [default: --pairs].
+    #[arg(long)]
+    pub senders: Option<u64>,
+    /// Aggregate messages per second over all senders.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Seconds between two rounds of drops.
+    #[arg(long, default_value_t = 5.0)]
+    pub drop_every: f64,
+    /// Fraction of the receivers that drop in each round.
+    #[arg(long, default_value_t = 0.1)]
+    pub drop_fraction: f64,
+    /// Milliseconds between a drop and the new connection.
+    #[arg(long, default_value_t = 200)]
+    pub reconnect_delay_ms: u64,
+    /// Instead of rounds, every receiver drops at once half-way through.
+    #[arg(long)]
+    pub storm: bool,
+    /// Seconds to wait after sending stops for messages still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
 }
 
 /// SASL mechanism used for every login. Only one is tried: a load test should measure one known

@@ -27,6 +27,15 @@ pub struct Setup {
 
 impl Setup {
     pub async fn new(common: &Common) -> anyhow::Result<Setup> {
+        Setup::build(common, false).await
+    }
+
+    /// Logins that enable XEP-0198 stream management with resumption after binding.
+    pub async fn with_stream_management(common: &Common) -> anyhow::Result<Setup> {
+        Setup::build(common, true).await
+    }
+
+    async fn build(common: &Common, stream_management: bool) -> anyhow::Result<Setup> {
         let port = common.port();
         let server: SocketAddr = tokio::net::lookup_host((common.host.as_str(), port))
             .await
@@ -50,6 +59,7 @@ impl Setup {
             password: Arc::from(common.password.as_str()),
             resource: common.resource.clone(),
             presence: common.presence,
+            stream_management,
             cache: Arc::new(SaltedPasswordCache::default()),
             timeout: common.login_timeout()?,
         };
@@ -58,6 +68,11 @@ impl Setup {
 
     pub fn server(&self) -> SocketAddr {
         self.login.server
+    }
+
+    /// The local address user `index` connects from, when --source-addresses gives some.
+    pub fn source_for(&self, index: u64) -> Option<IpAddr> {
+        source_for(&self.sources, index)
     }
 }
 
@@ -162,7 +177,7 @@ where
                 let _ = done.send(Done::Err { kind: "user-list".into(), message });
                 return;
             };
-            let source = if sources.is_empty() { None } else { usize::try_from(index).ok().map(|i| sources[i % sources.len()]) };
+            let source = source_for(&sources, index);
             let begun = Instant::now();
             let result = login.login(&user, source).await;
             let latency = begun.elapsed();
@@ -225,4 +240,8 @@ where
         errors,
     };
     (report, tasks)
+}
+
+fn source_for(sources: &[IpAddr], index: u64) -> Option<IpAddr> {
+    if sources.is_empty() { None } else { usize::try_from(index).ok().map(|i| sources[i % sources.len()]) }
 }

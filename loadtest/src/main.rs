@@ -9,6 +9,7 @@ mod rate;
 mod report;
 mod sasl;
 mod scenario;
+mod sm;
 mod scenario_file;
 mod stats;
 mod timeseries;
@@ -28,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Chat(args) => args.common.threads,
         Scenario::Presence(args) => args.common.threads,
         Scenario::Mam(args) => args.common.threads,
+        Scenario::Mobile(args) => args.common.threads,
         Scenario::Run(_) => None,
         Scenario::Merge(args) => return merge::run(args),
         Scenario::Report(args) => return html::run(args),
@@ -44,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Chat(args) => scenario::chat::run(args).await,
             Scenario::Presence(args) => scenario::presence::run(args).await,
             Scenario::Mam(args) => scenario::mam::run(args).await,
+            Scenario::Mobile(args) => scenario::mobile::run(args).await,
             Scenario::Run(args) => scenario_file::run(args).await,
             Scenario::Merge(_) | Scenario::Report(_) => Ok(()),
         }

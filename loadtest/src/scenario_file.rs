@@ -160,6 +160,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Scenario::Chat(a) => serde_json::to_string(a)?,
                 Scenario::Presence(a) => serde_json::to_string(a)?,
                 Scenario::Mam(a) => serde_json::to_string(a)?,
+                Scenario::Mobile(a) => serde_json::to_string(a)?,
                 _ => String::new(),
             };
             println!("step {}: {} {options}", n + 1, step.name);
@@ -200,6 +201,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     a.common.json_out = a.common.json_out.or(json(dir));
                 }
                 crate::scenario::mam::run(a).await?
+            }
+            Scenario::Mobile(mut a) => {
+                if let Some(dir) = &json_dir {
+                    a.common.json_out = a.common.json_out.or(json(dir));
+                }
+                crate::scenario::mobile::run(a).await?
             }
             _ => anyhow::bail!("step {}: not a scenario", n + 1),
         }

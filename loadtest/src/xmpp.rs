@@ -49,6 +49,8 @@ pub struct LoginConfig {
     pub password: Arc<str>,
     pub resource: String,
     pub presence: bool,
+    /// Enable XEP-0198 stream management with resumption after binding.
+    pub stream_management: bool,
     pub cache: Arc<SaltedPasswordCache>,
     pub timeout: Duration,
 }
@@ -95,6 +97,8 @@ pub struct Session {
     pub reader: Reader,
     pub writer: Writer,
     pub times: PhaseTimes,
+    /// The id to resume with, when stream management was enabled.
+    pub sm_id: Option<String>,
 }
 
 /// Why a login failed. [`LoginError::kind`] groups them for the report.
@@ -175,6 +179,43 @@ impl LoginConfig {
     }
 
     async fn negotiate(&self, user: &str, source: Option<IpAddr>, phase: &mut Phase, times: &mut PhaseTimes) -> Result<Session, LoginError> {
+        let (mut reader, mut writer, features) = self.authenticated_stream(user, source, phase, times).await?;
+        let mut mark = Instant::now();
+        if features.get_child("bind", NS_BIND).is_none() {
+            return Err(LoginError::Bind("not offered".into()));
+        }
+        let jid = self.bind(&mut reader, &mut writer).await?;
+        // RFC 3921 session establishment, for servers that still require it (RFC 6121 dropped it).
+        if let Some(session) = features.get_child("session", NS_SESSION)
+            && session.get_child("optional", NS_SESSION).is_none()
+        {
+            send(&mut writer, format!("<iq type='set' id='sess1'><session xmlns='{NS_SESSION}'/></iq>").as_bytes()).await?;
+            expect_iq_result(&mut reader, &mut writer, "sess1").await.map_err(|e| match e {
+                LoginError::Bind(condition) => LoginError::Bind(format!("session:{condition}")),
+                other => other,
+            })?;
+        }
+        // Enabled before the presence, so that its echo is the first stanza counted.
+        let sm_id = match self.stream_management {
+            true => Some(crate::sm::enable(&features, &mut reader, &mut writer).await?),
+            false => None,
+        };
+        if self.presence {
+            send(&mut writer, b"<presence/>").await?;
+        }
+        times.bind = lap(&mut mark);
+        Ok(Session { jid, reader, writer, times: *times, sm_id })
+    }
+
+    /// Connects, secures and authenticates a stream for `user`, and opens the stream that follows:
+    /// its reader, writer and features (binding, stream management …).
+    pub(crate) async fn authenticated_stream(
+        &self,
+        user: &str,
+        source: Option<IpAddr>,
+        phase: &mut Phase,
+        times: &mut PhaseTimes,
+    ) -> Result<(Reader, Writer, Element), LoginError> {
         let mut mark = Instant::now();
         let tcp = connect(self.server, source).await.map_err(LoginError::Connect)?;
         times.tcp = lap(&mut mark);
@@ -199,25 +240,7 @@ impl LoginConfig {
         *phase = Phase::Bind;
         let mut reader = reader.restart();
         let features = self.open_stream(&mut reader, &mut writer).await?;
-        if features.get_child("bind", NS_BIND).is_none() {
-            return Err(LoginError::Bind("not offered".into()));
-        }
-        let jid = self.bind(&mut reader, &mut writer).await?;
-        // RFC 3921 session establishment, for servers that still require it (RFC 6121 dropped it).
-        if let Some(session) = features.get_child("session", NS_SESSION)
-            && session.get_child("optional", NS_SESSION).is_none()
-        {
-            send(&mut writer, format!("<iq type='set' id='sess1'><session xmlns='{NS_SESSION}'/></iq>").as_bytes()).await?;
-            expect_iq_result(&mut reader, &mut writer, "sess1").await.map_err(|e| match e {
-                LoginError::Bind(condition) => LoginError::Bind(format!("session:{condition}")),
-                other => other,
-            })?;
-        }
-        if self.presence {
-            send(&mut writer, b"<presence/>").await?;
-        }
-        times.bind = lap(&mut mark);
-        Ok(Session { jid, reader, writer, times: *times })
+        Ok((reader, writer, features))
     }
 
     /// Plain stream up to `<proceed/>`; gives the socket back for the TLS handshake.
@@ -424,7 +447,7 @@ pub async fn handle_other(writer: &AsyncMutex<Writer>, element: &RawElement, fai
 }
 
 /// The next top-level element; a stream error or the end of the stream is an error.
-async fn next_element<R: AsyncRead + Unpin>(reader: &mut StreamReader<R>) -> Result<RawElement, LoginError> {
+pub(crate) async fn next_element<R: AsyncRead + Unpin>(reader: &mut StreamReader<R>) -> Result<RawElement, LoginError> {
     match reader.next().await? {
         StreamEvent::Element(element) if element.name == "error" && element.ns == NS_STREAMS => {
             Err(LoginError::StreamError(stream_error_condition(&element)))

@@ -93,28 +93,43 @@ struct ChatResults {
     errors: ErrorTally,
 }
 
-/// Counters every task of the run updates.
-struct Shared {
+/// Counters every task of the run updates (the `mobile` scenario's too).
+pub(super) struct Shared {
     /// Tags this run's messages.
-    run: u64,
+    pub run: u64,
     origin: Instant,
-    sent: AtomicU64,
-    received: AtomicU64,
-    bounced: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub bounced: AtomicU64,
     /// Nanoseconds since `origin` of the last message received.
     last_received: AtomicU64,
     /// Messages sent before this (nanoseconds since `origin`) count, but not in the latency
     /// histograms: the server's first contact with each user (actors starting, caches filling).
     warm_until: u64,
-    errors: Mutex<ErrorTally>,
+    pub errors: Mutex<ErrorTally>,
 }
 
 impl Shared {
-    fn now(&self) -> u64 {
+    /// For run `run` timed from `origin`, with messages sent in the first `warm` kept out of
+    /// the latency histograms.
+    pub fn new(run: u64, origin: Instant, warm: Duration) -> Shared {
+        Shared {
+            run,
+            origin,
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            bounced: AtomicU64::new(0),
+            last_received: AtomicU64::new(0),
+            warm_until: nanos(warm),
+            errors: Mutex::new(ErrorTally::default()),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
         nanos(self.origin.elapsed())
     }
 
-    fn error(&self, kind: String, message: impl FnOnce() -> String) {
+    pub fn error(&self, kind: String, message: impl FnOnce() -> String) {
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).add(kind, message);
     }
 }
@@ -131,7 +146,7 @@ fn nanos(d: Duration) -> u64 {
 
 /// What a receiver saw.
 #[derive(Default)]
-struct ReceiverResult {
+pub(super) struct ReceiverResult {
     latency: Latency,
     series: Series,
     from_schedule: Latency,
@@ -142,7 +157,7 @@ struct ReceiverResult {
 }
 
 #[derive(Default)]
-struct SenderResult {
+pub(super) struct SenderResult {
     sent: u64,
     lag: Latency,
 }
@@ -195,16 +210,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
 
     let origin = Instant::now();
     let start = origin + SETTLE;
-    let shared = Arc::new(Shared {
-        run: run_id(),
-        origin,
-        sent: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        bounced: AtomicU64::new(0),
-        last_received: AtomicU64::new(0),
-        warm_until: nanos(SETTLE + Duration::try_from_secs_f64(args.warmup_seconds).map_err(|_| anyhow::anyhow!("--warmup-seconds must be a non-negative number"))?),
-        errors: Mutex::new(ErrorTally::default()),
-    });
+    let warmup = Duration::try_from_secs_f64(args.warmup_seconds).map_err(|_| anyhow::anyhow!("--warmup-seconds must be a non-negative number"))?;
+    let shared = Arc::new(Shared::new(run_id(), origin, SETTLE + warmup));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut receivers: JoinSet<ReceiverResult> = JoinSet::new();
     let mut sender_tasks: JoinSet<SenderResult> = JoinSet::new();
@@ -376,13 +383,13 @@ fn print_chat(report: &ChatReport) {
 }
 
 /// A message to one receiver, minus what changes per message.
-struct MessageTemplate {
+pub(super) struct MessageTemplate {
     head: Vec<u8>,
     padding: usize,
 }
 
 impl MessageTemplate {
-    fn new(to: &str, run: u64, pair: u64, padding: usize) -> MessageTemplate {
+    pub fn new(to: &str, run: u64, pair: u64, padding: usize) -> MessageTemplate {
         let mut head = b"<message to='".to_vec();
         escape_attr(&mut head, to);
         head.extend_from_slice(b"' type='chat'><body>");
@@ -401,16 +408,16 @@ impl MessageTemplate {
 
 /// What a test message's body says.
 #[derive(Debug, PartialEq, Eq)]
-struct Marker {
-    run: u64,
-    pair: u64,
-    seq: u64,
+pub(super) struct Marker {
+    pub run: u64,
+    pub pair: u64,
+    pub seq: u64,
     sent: u64,
     due: u64,
 }
 
 /// The [`Marker`] of a body written by [`MessageTemplate::write`].
-fn parse_marker(bytes: &[u8]) -> Option<Marker> {
+pub(super) fn parse_marker(bytes: &[u8]) -> Option<Marker> {
     let at = bytes.windows(MARKER.len()).position(|w| w == MARKER)?;
     let mut rest = &bytes[at + MARKER.len()..];
     let mut numbers = [0u64; 5];
@@ -431,7 +438,7 @@ fn parse_marker(bytes: &[u8]) -> Option<Marker> {
 
 /// Sends on the open-loop schedule. A late wake-up sends everything already due in one batch, and
 /// stamps each message with its due time.
-async fn send_open_loop(writer: Arc<AsyncMutex<Writer>>, message: MessageTemplate, pacer: Pacer, start: Instant, shared: Arc<Shared>) -> SenderResult {
+pub(super) async fn send_open_loop(writer: Arc<AsyncMutex<Writer>>, message: MessageTemplate, pacer: Pacer, start: Instant, shared: Arc<Shared>) -> SenderResult {
     let mut result = SenderResult::default();
     let start_offset = nanos(start - shared.origin);
     let count = pacer.count();
@@ -515,7 +522,7 @@ async fn send_closed_loop(
 
 /// Reads one session until shutdown. A receiver (`pair` set) measures the test messages; a
 /// sender's reader counts bounces. Both answer the server's IQs.
-async fn read_loop(
+pub(super) async fn read_loop(
     mut reader: Reader,
     writer: Arc<AsyncMutex<Writer>>,
     pair: Option<u64>,

@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod connect;
 pub mod mam;
+pub mod mobile;
 pub mod presence;
 
 use std::ops::Range;
