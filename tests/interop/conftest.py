@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Account, Endpoint, Env, StarlingServer, Target
+from harness import Account, Endpoint, Env, StarlingServer, Target, free_port
 
 MODE = os.environ.get("XMPP_TARGET", "starling")
 TEST_TIMEOUT = float(os.environ.get("XMPP_TEST_TIMEOUT", "90"))
@@ -101,7 +101,11 @@ def target(workdir) -> Target:
         yield t
         return
 
-    server = StarlingServer(_binary(), workdir / "main", extra={"c2s": EXTRA_C2S, "store": STORE_SECTION})
+    component_port = free_port()
+    component_secrets = {"push.localhost": "push-secret", "bot.localhost": "bot-secret"}
+    secrets = ", ".join(f'"{domain}" = "{secret}"' for domain, secret in component_secrets.items())
+    components = f'[components]\nlisten = ["127.0.0.1:{component_port}"]\nsecrets = {{ {secrets} }}\n'
+    server = StarlingServer(_binary(), workdir / "main", extra={"c2s": EXTRA_C2S, "store": STORE_SECTION, "sections": components})
     _servers.append(server)
     pool = [Account(f"user{i}", PASSWORD, server.domain) for i in range(1, POOL_SIZE + 1)]
     special = {
@@ -116,7 +120,8 @@ def target(workdir) -> Target:
     listing = server.cli("user", "list").stdout
     server.start()
     t = Target("starling", server.endpoint, pool, admin_url=server.admin_url, server=server,
-               special=special, ping_idle=PING_IDLE_SECS)
+               special=special, ping_idle=PING_IDLE_SECS, component_port=component_port,
+               component_secrets=component_secrets)
     t.user_list_output = listing
     _targets.append(t)
     yield t

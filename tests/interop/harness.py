@@ -243,6 +243,9 @@ class Target:
     # Accounts prepared through the CLI before start (starling mode only).
     special: dict[str, Account] = field(default_factory=dict)
     ping_idle: float | None = None  # configured idle ping delay (starling mode)
+    # XEP-0114: the component port and the secret of each domain a component may serve.
+    component_port: int | None = None
+    component_secrets: dict[str, str] = field(default_factory=dict)
     _next: int = 0
 
     @property
@@ -311,6 +314,7 @@ listen = "127.0.0.1:{self.admin_port}"
 enabled = {'true' if registration else 'false'}
 {extra.get('registration', '')}
 {extra.get('store', '')}
+{extra.get('sections', '')}
 """
         )
 

@@ -139,7 +139,13 @@ impl SmConfig {
     }
 }
 
-/// Binds client resources to sessions.
+/// The way to an external component (XEP-0114) serving a domain of its own.
+pub trait ComponentLink: Send + Sync {
+    /// The stanza back when the component cannot take it now.
+    fn send(&self, stanza: Stanza) -> Result<(), Box<Stanza>>;
+}
+
+/// Binds client resources to sessions, and connects external components to the router.
 #[async_trait]
 pub trait Gateway: Send + Sync + 'static {
     /// Binds `resource` (or a server-chosen one when `None`) for the bare JID `user`. An existing
@@ -155,6 +161,20 @@ pub trait Gateway: Send + Sync + 'static {
     /// Whether sessions act on client state indication (XEP-0352).
     fn supports_client_state(&self) -> bool {
         false
+    }
+
+    /// An external component (XEP-0114) now serves `domain`: stanzas to it go to `link`,
+    /// instead of to an earlier connection's.
+    fn attach_component(&self, _domain: &Jid, _link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {
+        Err(GatewayError::Unavailable("external components are not supported".into()))
+    }
+
+    /// The component connection `link` for `domain` ended; a newer connection for it stays.
+    fn detach_component(&self, _domain: &Jid, _link: &Arc<dyn ComponentLink>) {}
+
+    /// Routes a stanza a component sent (its `from` already checked to be the component's).
+    fn submit_from_component(&self, _stanza: Stanza) -> Result<(), GatewayError> {
+        Err(GatewayError::Unavailable("external components are not supported".into()))
     }
 
     /// Resumes the stream-managed session `previd` of `user` on a new connection (XEP-0198 §5):

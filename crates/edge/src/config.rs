@@ -2,6 +2,7 @@
 //! deserialised here directly, each default written once (in these `Default`s; the stanza limits'
 //! in `starling_xml::Limits`, the queue's in `starling_cluster::gateway`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -104,6 +105,17 @@ impl RegistrationConfig {
     }
 }
 
+/// `[components]`: external components (XEP-0114), e.g. push app servers and gateways.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComponentsConfig {
+    /// Listeners for components; none by default. Components authenticate with a shared secret
+    /// over a plain stream (XEP-0114 has no TLS): listen on loopback or a private network.
+    pub listen: Vec<String>,
+    /// The domains components may serve, each with its shared secret.
+    pub secrets: BTreeMap<String, String>,
+}
+
 /// Everything the edge is started with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -114,6 +126,8 @@ pub struct EdgeConfig {
     /// `[sm]`: whether stream management is offered (when the session layer supports it) and
     /// when the edge asks for acks.
     pub sm: SmConfig,
+    /// `[components]`: who may connect as an external component.
+    pub components: ComponentsConfig,
     /// XEP-0115 verification string of the server's features, advertised in stream features.
     pub caps_ver: String,
     /// XEP-0115 node the caps name.
@@ -128,6 +142,7 @@ impl EdgeConfig {
             c2s: C2sConfig::default(),
             registration: RegistrationConfig::default(),
             sm: SmConfig::default(),
+            components: ComponentsConfig::default(),
             caps_ver: String::new(),
             caps_node: String::new(),
         }

@@ -11,6 +11,7 @@
 //! [`NonzaHandler`]s registered on the [`Edge`].
 
 mod bound;
+mod component;
 mod config;
 mod connection;
 mod csi;
@@ -26,7 +27,7 @@ mod tls;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{C2sConfig, EdgeConfig, RegistrationConfig};
+pub use config::{C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig};
 pub use edge::Edge;
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};

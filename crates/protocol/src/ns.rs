@@ -65,6 +65,8 @@ pub const DATA_FORMS_VALIDATE: &str = "http://jabber.org/protocol/xdata-validate
 pub const HINTS: &str = "urn:xmpp:hints";
 /// Stream Management (XEP-0198).
 pub const SM: &str = "urn:xmpp:sm:3";
+/// Jabber Component Protocol (XEP-0114): the content namespace of a component's stream.
+pub const COMPONENT_ACCEPT: &str = "jabber:component:accept";
 /// Chat State Notifications (XEP-0085).
 pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 /// Client State Indication (XEP-0352).

@@ -4,7 +4,7 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`: the edge; `[sessions]`, `[archive]`: the session layer; `[sm]`:
+//! (`[c2s]`, `[registration]`, `[components]`: the edge; `[sessions]`, `[archive]`: the session layer; `[sm]`:
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
 
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
-use starling_edge::{C2sConfig, RegistrationConfig};
+use starling_edge::{C2sConfig, ComponentsConfig, RegistrationConfig};
 use starling_session::{ArchiveConfig, SessionsConfig};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -30,6 +30,7 @@ pub struct Config {
     pub store: StoreSection,
     pub archive: ArchiveConfig,
     pub sm: SmConfig,
+    pub components: ComponentsConfig,
     pub cluster: ClusterSection,
 }
 

@@ -113,8 +113,15 @@ async fn serve_clients(
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
     let c2s = &config.c2s;
     let (caps_node, caps_ver) = starling_session::server_caps(&session_config(config));
-    let edge_config =
-        EdgeConfig { domain: domain.clone(), c2s: c2s.clone(), registration: config.registration.clone(), sm: config.sm.clone(), caps_ver, caps_node };
+    let edge_config = EdgeConfig {
+        domain: domain.clone(),
+        c2s: c2s.clone(),
+        registration: config.registration.clone(),
+        sm: config.sm.clone(),
+        components: config.components.clone(),
+        caps_ver,
+        caps_node,
+    };
     let edge = Edge::new(edge_config, tls, gateway, accounts, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
@@ -125,6 +132,11 @@ async fn serve_clients(
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s direct TLS {address}"))?;
         tracing::info!(listen = %address, "c2s (direct TLS, XEP-0368)");
         tokio::spawn(edge.clone().serve_direct_tls(listener));
+    }
+    for address in &config.components.listen {
+        let listener = TcpListener::bind(address).await.with_context(|| format!("binding components {address}"))?;
+        tracing::info!(listen = %address, domains = config.components.secrets.len(), "external components (XEP-0114)");
+        tokio::spawn(edge.clone().serve_components(listener));
     }
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::time::{Instant, SystemTime};
 use actix::Addr;
 use async_trait::async_trait;
 use bytes::Bytes;
-use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd};
+use starling_cluster::gateway::{
+    server_chosen_resource, BoundSession, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
+};
 use starling_cluster::store::Store;
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
@@ -20,7 +22,7 @@ use crate::context::{Router, Services};
 use crate::directory::Directory;
 use crate::modules::ALL;
 use crate::registry::{Modules, Register};
-use crate::router::{ComponentLink, HostRouter, NoFederation};
+use crate::router::{HostRouter, NoFederation};
 
 /// The XEP-0115 node and verification string the server advertises in its stream features: the
 /// modules a session layer with `config` registers decide them, so an edge computes them the same
@@ -75,16 +77,6 @@ impl SessionLayer {
         self.router.clone().serve_owner_partitions(bus, registry, node, node_ttl).await
     }
 
-    /// An external component (XEP-0114) now serves `domain`: stanzas to it go to `link`.
-    pub fn attach_component(&self, domain: &Jid, link: Arc<dyn ComponentLink>) {
-        self.router.attach_component(domain, link);
-    }
-
-    /// The component serving `domain` went away; its domain is remote again.
-    pub fn detach_component(&self, domain: &Jid) {
-        self.router.detach_component(domain);
-    }
-
     /// Routes a stanza that did not come from a bound client (e.g. the server itself).
     pub fn deliver(&self, stanza: Stanza) {
         let _ = self.router.route(stanza, Instant::now());
@@ -115,6 +107,20 @@ impl Gateway for SessionLayer {
 
     fn supports_client_state(&self) -> bool {
         true
+    }
+
+    fn attach_component(&self, domain: &Jid, link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {
+        self.router.attach_component(domain, link);
+        Ok(())
+    }
+
+    fn detach_component(&self, domain: &Jid, link: &Arc<dyn ComponentLink>) {
+        self.router.detach_component(domain, link);
+    }
+
+    fn submit_from_component(&self, stanza: Stanza) -> Result<(), GatewayError> {
+        self.deliver(stanza);
+        Ok(())
     }
 
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {

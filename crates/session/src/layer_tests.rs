@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use starling_cluster::gateway::{BoundSession, ClientLink, Gateway, ToClient};
+use starling_cluster::gateway::{BoundSession, ClientLink, ComponentLink, Gateway, ToClient};
 use starling_cluster::store::{ScramCredentials, Store};
 use starling_protocol::{ns, Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::modules::ALL;
 use crate::registry::{Register, Registrar};
-use crate::router::ComponentLink;
 use crate::service::{ServiceContext, ServiceEntity, ServiceKind};
 
 struct Client {
@@ -122,7 +121,7 @@ async fn remote_domains_get_remote_server_not_found_and_components_get_their_sta
     let (_dir, store) = store();
     let layer = layer_with(&store, no_module).await;
     let component = Arc::new(Captured(Mutex::new(Vec::new())));
-    layer.attach_component(&Jid::new("gateway.localhost").expect("domain"), component.clone());
+    layer.attach_component(&Jid::new("gateway.localhost").expect("domain"), component.clone()).expect("attached");
     let mut alice = login(&layer, &store, "alice").await;
 
     alice.send("<message xmlns='jabber:client' id='m1' to='bob@elsewhere.example' type='chat'><body>hi</body></message>").await;

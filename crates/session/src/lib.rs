@@ -34,7 +34,7 @@ mod state;
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
 pub use config::{ArchiveConfig, ArchiveMode, SessionConfig, SessionsConfig};
 pub use layer::{server_caps, SessionLayer};
-pub use router::ComponentLink;
+pub use starling_cluster::gateway::ComponentLink;
 
 #[cfg(test)]
 mod layer_tests;

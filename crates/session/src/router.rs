@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
 use actix::Actor;
+use starling_cluster::gateway::ComponentLink;
 use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 
 use crate::actor::UserActor;
@@ -32,12 +33,6 @@ impl RemoteDomains for NoFederation {
     fn send(&self, stanza: Stanza) -> Result<(), (Stanza, StanzaErrorCondition)> {
         Err((stanza, StanzaErrorCondition::RemoteServerNotFound))
     }
-}
-
-/// The way to an external component (XEP-0114) serving a domain of its own.
-pub trait ComponentLink: Send + Sync {
-    /// The stanza back when the component cannot take it now.
-    fn send(&self, stanza: Stanza) -> Result<(), Box<Stanza>>;
 }
 
 /// Where a `to` address leads.
@@ -95,8 +90,12 @@ impl HostRouter {
         self.components.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(domain.domain().to_owned(), link);
     }
 
-    pub fn detach_component(&self, domain: &Jid) {
-        self.components.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(domain.domain());
+    /// Forgets `link` for `domain`, unless a newer connection replaced it.
+    pub fn detach_component(&self, domain: &Jid, link: &Arc<dyn ComponentLink>) {
+        let mut components = self.components.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if components.get(domain.domain()).is_some_and(|current| Arc::ptr_eq(current, link)) {
+            components.remove(domain.domain());
+        }
     }
 
     fn destination(&self, to: &Jid) -> Destination<'_> {

@@ -132,12 +132,19 @@ impl RawElement {
     /// stream's prefixes declared, and attributes `replace` set (a `None` value removes it). The
     /// content after the start tag is copied untouched. The edge uses this to stamp `from`.
     pub fn rewrite(&self, replace: &[(&str, Option<&str>)]) -> Bytes {
+        self.rewrite_in(&self.ns, replace)
+    }
+
+    /// [`rewrite`](Self::rewrite), declaring `ns` as the element's namespace instead of its own:
+    /// the element and its children that inherited the stream's default namespace move to `ns`
+    /// (a component's `jabber:component:accept` stanza becomes a `jabber:client` one).
+    pub fn rewrite_in(&self, ns: &str, replace: &[(&str, Option<&str>)]) -> Bytes {
         let body = &self.bytes[self.body_offset..];
         let mut out = Vec::with_capacity(self.bytes.len() + 64);
         out.push(b'<');
         out.extend_from_slice(self.name.as_bytes());
         out.extend_from_slice(b" xmlns='");
-        escape_attr(&mut out, &self.ns);
+        escape_attr(&mut out, ns);
         out.push(b'\'');
         for (prefix, ns) in self.stream_prefixes.iter() {
             if self.attr(prefix).is_none() {

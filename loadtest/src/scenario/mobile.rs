@@ -52,7 +52,8 @@ struct MobileResults {
     resume_failed: u64,
     /// From the new TCP connect to `<resumed/>`.
     resume_latency: LatencySummary,
-    /// Storm: from the drop to the last resumption, and resumptions per second over it.
+    /// Storm: from the moment every receiver reconnects (the drop plus the reconnect delay) to the
+    /// last resumption, and resumptions per second over it.
     storm_seconds: Option<f64>,
     storm_resumptions_per_second: Option<f64>,
     sent: u64,
@@ -190,7 +191,8 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
     super::close_all(writers.into_iter().flatten()).await;
 
     let resumed = resumptions.resumed.load(Ordering::Relaxed);
-    let storm_seconds = args.storm.then(|| Duration::from_nanos(resumptions.last.load(Ordering::Relaxed)).saturating_sub(storm_at - origin).as_secs_f64());
+    let reconnect_at = storm_at + reconnect_delay - origin;
+    let storm_seconds = args.storm.then(|| Duration::from_nanos(resumptions.last.load(Ordering::Relaxed)).saturating_sub(reconnect_at).as_secs_f64());
     // `received` counts each message once; duplicates apart.
     let unique = results.received;
     let mobile = MobileResults {
@@ -226,7 +228,7 @@ fn print_mobile(m: &MobileResults) {
     println!("mobile: {} pairs at {} msg/s for {:.1}s", m.pairs_active, m.target_rate, m.duration_seconds);
     println!("  drops {}, resumed {}, resumption failed {}; resume latency {}", m.drops, m.resumed, m.resume_failed, m.resume_latency);
     if let (Some(seconds), Some(rate)) = (m.storm_seconds, m.storm_resumptions_per_second) {
-        println!("  storm: every receiver resumed within {seconds:.2}s ({rate:.0} resumptions/s)");
+        println!("  storm: every receiver resumed within {seconds:.2}s of reconnecting ({rate:.0} resumptions/s)");
     }
     println!("  sent {}, received {}, lost {}, duplicated {}, bounced {}", m.sent, m.received, m.lost, m.duplicates, m.bounced);
     let show = |bytes: Option<u64>| bytes.map_or_else(|| "-".to_owned(), mib);
