@@ -8,13 +8,13 @@
 # ROUND_PAIRS (default 1000) receivers with their own senders at ROUND_RATE msg/s (default 1000)
 # for 30 s, 10 % of them dropping every 5 s; then STORM (default 10000) receivers fed by 100
 # senders at 1000 msg/s, all dropping at once half-way through a 20 s run and coming back after
-# 2 s. JSON reports in $OUT; a summary is printed.
+# 2 s. RUNS (default "rounds storm") picks the runs. JSON reports in $OUT; a summary is printed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-/var/cache/starling/target}
 BIN=${1:-$TARGET/release/starling}
 LT_BIN=${LT_BIN:-$TARGET/release/starling-loadtest}
-ROUND_PAIRS=${ROUND_PAIRS:-1000} ROUND_RATE=${ROUND_RATE:-1000} STORM=${STORM:-10000}
+ROUND_PAIRS=${ROUND_PAIRS:-1000} ROUND_RATE=${ROUND_RATE:-1000} STORM=${STORM:-10000} RUNS=${RUNS:-rounds storm}
 WORK=${WORK:-/tmp/starling-mobile-bench}
 OUT=${OUT:-$WORK/results}
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
@@ -44,12 +44,15 @@ trap stop_server EXIT
 LT="taskset -c 1 $LT_BIN"
 COMMON="--host 127.0.0.1 --port 35222 --domain localhost --password secret --source-addresses 127.0.0.2-127.0.0.20 --quiet --concurrency 200"
 
-start_server
-$LT mobile $COMMON --pairs "$ROUND_PAIRS" --rate "$ROUND_RATE" --duration 30 --drop-every 5 --drop-fraction 0.1 \
-  --server-pid "$server_pid" --json-out "$OUT/rounds.json"
-stop_server
-start_server
-$LT mobile $COMMON --pairs "$STORM" --senders 100 --rate 1000 --duration 20 --storm --reconnect-delay-ms 2000 \
-  --login-timeout 60 --server-pid "$server_pid" --json-out "$OUT/storm.json"
-curl -s 127.0.0.1:35280/metrics | grep -E '^starling_sessions_(bound|detached)' || true
-stop_server
+if [[ " $RUNS " == *" rounds "* ]]; then
+  start_server
+  $LT mobile $COMMON --pairs "$ROUND_PAIRS" --rate "$ROUND_RATE" --duration 30 --drop-every 5 --drop-fraction 0.1 \
+    --server-pid "$server_pid" --json-out "$OUT/rounds.json"
+  stop_server
+fi
+if [[ " $RUNS " == *" storm "* ]]; then
+  start_server
+  $LT mobile $COMMON --pairs "$STORM" --senders 100 --rate 1000 --duration 20 --storm --reconnect-delay-ms 2000 \
+    --login-timeout 60 --server-pid "$server_pid" --json-out "$OUT/storm.json"
+  stop_server
+fi

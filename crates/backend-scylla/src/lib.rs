@@ -112,7 +112,8 @@ impl ScyllaStore {
             blocklists: store.clone(),
             offline: store.clone(),
             last_activity: store.clone(),
-            archive: store,
+            archive: store.clone(),
+            push: store,
         })
     }
 
@@ -238,6 +239,12 @@ struct Statements {
     last_get: PreparedStatement,
     last_set: PreparedStatement,
     last_delete: PreparedStatement,
+    // push registrations
+    push_list: PreparedStatement,
+    push_add: PreparedStatement,
+    push_remove: PreparedStatement,
+    push_remove_service: PreparedStatement,
+    push_delete_user: PreparedStatement,
     // archive
     archive_insert: PreparedStatement,
     archive_with_insert: PreparedStatement,
@@ -352,6 +359,11 @@ impl Statements {
             last_get: p(format!("SELECT seen, status FROM {ks}.last_activity WHERE user_jid = ?"), false).await?,
             last_set: p(format!("INSERT INTO {ks}.last_activity (user_jid, seen, status) VALUES (?, ?, ?)"), false).await?,
             last_delete: p(format!("DELETE FROM {ks}.last_activity WHERE user_jid = ?"), false).await?,
+            push_list: p(format!("SELECT service, node, options FROM {ks}.push_registrations WHERE user_jid = ?"), false).await?,
+            push_add: p(format!("INSERT INTO {ks}.push_registrations (user_jid, service, node, options) VALUES (?, ?, ?, ?)"), false).await?,
+            push_remove: p(format!("DELETE FROM {ks}.push_registrations WHERE user_jid = ? AND service = ? AND node = ?"), false).await?,
+            push_remove_service: p(format!("DELETE FROM {ks}.push_registrations WHERE user_jid = ? AND service = ?"), false).await?,
+            push_delete_user: p(format!("DELETE FROM {ks}.push_registrations WHERE user_jid = ?"), false).await?,
 
             archive_insert: p(
                 format!("INSERT INTO {ks}.archive (user_jid, bucket, id, with_jid, stanza) VALUES (?, ?, ?, ?, ?) USING TTL ?"),

@@ -148,6 +148,20 @@ Migration {
             never set<text>
         )",
     ],
+},
+Migration {
+    version: 3,
+    description: "push registrations (XEP-0357)",
+    statements: &[
+        // One small partition per user: read when a notification may be due.
+        "CREATE TABLE IF NOT EXISTS {ks}.push_registrations (
+            user_jid text,
+            service text,
+            node text,
+            options blob,
+            PRIMARY KEY ((user_jid), service, node)
+        )",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

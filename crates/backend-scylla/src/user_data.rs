@@ -1,8 +1,9 @@
-//! vCards, private XML, block lists and last activity: plain per-user rows, last write wins.
+//! vCards, private XML, block lists, last activity and push registrations: plain per-user rows,
+//! last write wins.
 
 use async_trait::async_trait;
 use scylla::statement::batch::{Batch, BatchType};
-use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, StoreError, VCards};
+use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards};
 
 use crate::{ScyllaStore, execution_error, from_bigint, rows, to_bigint};
 
@@ -130,6 +131,35 @@ impl LastActivity for ScyllaStore {
 
     async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
         self.exec(&self.st.last_delete, (user,)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PushRegistrations for ScyllaStore {
+    async fn list(&self, user: &str) -> Result<Vec<PushRegistration>, StoreError> {
+        let result = self.exec(&self.st.push_list, (user,)).await?;
+        Ok(rows::<(String, String, Option<Vec<u8>>)>(result, "push_registrations")?
+            .into_iter()
+            .map(|(service, node, options)| PushRegistration { service, node, options: options.unwrap_or_default() })
+            .collect())
+    }
+
+    async fn add(&self, user: &str, registration: PushRegistration) -> Result<(), StoreError> {
+        self.exec(&self.st.push_add, (user, registration.service, registration.node, registration.options)).await?;
+        Ok(())
+    }
+
+    async fn remove(&self, user: &str, service: &str, node: Option<&str>) -> Result<(), StoreError> {
+        match node {
+            Some(node) => self.exec(&self.st.push_remove, (user, service, node)).await?,
+            None => self.exec(&self.st.push_remove_service, (user, service)).await?,
+        };
+        Ok(())
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.push_delete_user, (user,)).await?;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
 use crate::registry::{Fenced, Registry, ResourceRoute};
 use crate::store::{
-    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, RosterItem, Rosters, ScramCredentials, ScramKeys,
+    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
 };
 
@@ -34,6 +34,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     offline(store.offline.as_ref(), prefix).await;
     last_activity(store.last_activity.as_ref(), prefix).await;
     archive(store.archive.as_ref(), prefix).await;
+    push(store.push.as_ref(), prefix).await;
     remove_user(store, prefix).await;
 }
 
@@ -456,6 +457,33 @@ pub async fn archive(archive: &dyn Archive, prefix: &str) {
 }
 
 /// `Store::remove_user` wipes every kind of data of one user and nothing of another.
+pub async fn push(push: &dyn PushRegistrations, prefix: &str) {
+    let alice = user(prefix, "push", "alice");
+    let bob = user(prefix, "push", "bob");
+    let registration = |service: &str, node: &str, options: &[u8]| PushRegistration { service: service.into(), node: node.into(), options: options.to_vec() };
+    assert_eq!(push.list(&alice).await.expect("list"), Vec::new());
+    push.add(&alice, registration("push.b.example", "n2", b"")).await.expect("add");
+    push.add(&alice, registration("push.a.example", "n1", b"<x xmlns='jabber:x:data'/>")).await.expect("add");
+    push.add(&alice, registration("push.b.example", "n1", b"first")).await.expect("add");
+    push.add(&alice, registration("push.b.example", "n1", &large_blob())).await.expect("add the same service and node again");
+    push.add(&bob, registration("push.b.example", "n1", b"bob's")).await.expect("add");
+    assert_eq!(
+        push.list(&alice).await.expect("list"),
+        vec![registration("push.a.example", "n1", b"<x xmlns='jabber:x:data'/>"), registration("push.b.example", "n1", &large_blob()), registration("push.b.example", "n2", b"")],
+        "by service then node, the same service and node replaced, options round-tripped"
+    );
+    push.remove(&alice, "push.b.example", Some("n1")).await.expect("remove");
+    assert_eq!(push.list(&alice).await.expect("list").len(), 2, "one node removed");
+    push.add(&alice, registration("push.b.example", "n3", b"")).await.expect("add");
+    push.remove(&alice, "push.b.example", None).await.expect("remove the service");
+    assert_eq!(push.list(&alice).await.expect("list"), vec![registration("push.a.example", "n1", b"<x xmlns='jabber:x:data'/>")], "every node of the service removed");
+    push.remove(&alice, "push.unknown.example", None).await.expect("removing what is not there succeeds");
+    assert_eq!(push.list(&bob).await.expect("list"), vec![registration("push.b.example", "n1", b"bob's")], "users must not share registrations");
+    push.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(push.list(&alice).await.expect("list"), Vec::new(), "remove_user must delete every registration");
+    push.remove_user(&bob).await.expect("remove_user");
+}
+
 pub async fn remove_user(store: &Store, prefix: &str) {
     let alice = user(prefix, "remove", "alice");
     // Bob's name extends alice's: a backend that selects a user's data by string prefix would
@@ -479,6 +507,7 @@ pub async fn remove_user(store: &Store, prefix: &str) {
         let message = ArchivedMessage { id: 1_795_000_000_000_000, with: contact.clone(), stanza: b"<message/>".to_vec() };
         store.archive.append(&[ArchiveEntry { user: who.clone(), message }]).await.expect("append");
         store.archive.set_prefs(who, ArchivePrefs::default()).await.expect("set_prefs");
+        store.push.add(who, PushRegistration { service: "push.example.com".into(), node: "n".into(), options: Vec::new() }).await.expect("add");
     }
 
     assert!(store.remove_user(&alice).await.expect("remove_user"), "removing an existing user must report true");
@@ -497,6 +526,7 @@ pub async fn remove_user(store: &Store, prefix: &str) {
     assert!(store.last_activity.get(&bob).await.expect("get").is_some(), "removing alice must keep bob's last activity");
     assert_eq!(store.archive.get(&bob, &[1_795_000_000_000_000]).await.expect("get").len(), 1, "removing alice must keep bob's archive");
     assert!(store.archive.prefs(&bob).await.expect("prefs").is_some(), "removing alice must keep bob's archive prefs");
+    assert_eq!(store.push.list(&bob).await.expect("list").len(), 1, "removing alice must keep bob's push registrations");
     assert!(store.remove_user(&bob).await.expect("remove_user"));
 }
 
@@ -513,6 +543,7 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
     let everything = ArchiveQuery { limit: 10, ..ArchiveQuery::default() };
     assert!(store.archive.query(who, &everything).await.expect("query").messages.is_empty(), "archive of {who} left behind");
     assert_eq!(store.archive.prefs(who).await.expect("prefs"), None, "archive prefs of {who} left behind");
+    assert_eq!(store.push.list(who).await.expect("list"), Vec::new(), "push registrations of {who} left behind");
 }
 
 /// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can

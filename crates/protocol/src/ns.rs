@@ -81,6 +81,10 @@ pub const RSM: &str = "http://jabber.org/protocol/rsm";
 pub const STANZA_ID: &str = "urn:xmpp:sid:0";
 /// Multi-User Chat (XEP-0045).
 pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// Push Notifications (XEP-0357).
+pub const PUSH: &str = "urn:xmpp:push:0";
+/// The summary form of a push notification (XEP-0357 §7).
+pub const PUSH_SUMMARY: &str = "urn:xmpp:push:summary";
 /// Publish-Subscribe (XEP-0060).
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 /// Ad-Hoc Commands (XEP-0050).

@@ -4,7 +4,8 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`, `[components]`: the edge; `[sessions]`, `[archive]`: the session layer; `[sm]`:
+//! (`[c2s]`, `[registration]`, `[components]`: the edge; `[sessions]`, `[archive]`, `[push]`: the
+//! session layer; `[sm]`:
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
 
@@ -16,7 +17,7 @@ use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
 use starling_edge::{C2sConfig, ComponentsConfig, RegistrationConfig};
-use starling_session::{ArchiveConfig, SessionsConfig};
+use starling_session::{ArchiveConfig, PushConfig, SessionsConfig};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +31,7 @@ pub struct Config {
     pub store: StoreSection,
     pub archive: ArchiveConfig,
     pub sm: SmConfig,
+    pub push: PushConfig,
     pub components: ComponentsConfig,
     pub cluster: ClusterSection,
 }

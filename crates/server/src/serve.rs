@@ -143,7 +143,7 @@ async fn serve_clients(
 
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
-    SessionConfig { sm: config.sm.clone(), ..session_config }
+    SessionConfig { sm: config.sm.clone(), push: config.push.clone(), ..session_config }
 }
 
 /// `[cluster] node_id`, or one made up from the host's pid and a random number.

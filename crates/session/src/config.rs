@@ -92,6 +92,23 @@ impl ArchiveConfig {
     }
 }
 
+/// `[push]`: XEP-0357 push notifications, what a notification tells the app server (and so the
+/// phone platform's push service) about the message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Include `last-message-sender`.
+    pub include_sender: bool,
+    /// Include `last-message-body` (the text leaves the server: off by default).
+    pub include_body: bool,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig { include_sender: true, include_body: false }
+    }
+}
+
 /// Everything the session layer is started with.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -105,6 +122,7 @@ pub struct SessionConfig {
     pub registration_enabled: bool,
     /// `[sm]`: how long a broken stream-managed session waits, how much it keeps.
     pub sm: SmConfig,
+    pub push: PushConfig,
 }
 
 impl Default for SessionConfig {
@@ -115,7 +133,7 @@ impl Default for SessionConfig {
 
 impl SessionConfig {
     pub fn new(sessions: SessionsConfig, archive: ArchiveConfig, client_queue: usize, registration_enabled: bool) -> SessionConfig {
-        SessionConfig { sessions, archive, client_queue, registration_enabled, sm: SmConfig::default() }
+        SessionConfig { sessions, archive, client_queue, registration_enabled, sm: SmConfig::default(), push: PushConfig::default() }
     }
 
     /// Arbiter threads that host actors.

@@ -32,7 +32,7 @@ mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
-pub use config::{ArchiveConfig, ArchiveMode, SessionConfig, SessionsConfig};
+pub use config::{ArchiveConfig, ArchiveMode, PushConfig, SessionConfig, SessionsConfig};
 pub use layer::{server_caps, SessionLayer};
 pub use starling_cluster::gateway::ComponentLink;
 

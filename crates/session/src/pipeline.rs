@@ -62,6 +62,7 @@ pub(crate) async fn inbound(modules: &Modules, state: &mut UserState, stanza: St
 pub(crate) async fn unbind(modules: &Modules, state: &mut UserState, jid: &Jid, connection_id: u64, end: StreamEnd) {
     let Some(index) = state.bound_index(jid, connection_id) else { return };
     if end == StreamEnd::Broken && state.detach(index) {
+        modules.detached(state, index).await;
         return;
     }
     let unacknowledged = state.end_stream_management(index);

@@ -66,6 +66,9 @@ pub(crate) type DeliveredHook = for<'a> fn(&'a mut UserState, &'a [usize], &'a S
 pub(crate) type UndeliverableHook = for<'a> fn(&'a mut UserState, Stanza) -> Pending<'a, Flow>;
 /// The resource at this index is about to be removed.
 pub(crate) type UnbindingHook = for<'a> fn(&'a mut UserState, usize) -> Pending<'a, ()>;
+/// The stream of the resource at this index broke; its stream-managed session waits to be
+/// resumed (XEP-0198), and what is sent to it is kept.
+pub(crate) type DetachedHook = for<'a> fn(&'a mut UserState, usize) -> Pending<'a, ()>;
 
 struct IqRoute {
     to: IqTo,
@@ -118,6 +121,7 @@ pub(crate) struct Modules {
     delivered: Vec<DeliveredHook>,
     undeliverable: Vec<UndeliverableHook>,
     unbinding: Vec<UnbindingHook>,
+    detached: Vec<DetachedHook>,
     advertised: Advertised,
     services: Vec<Arc<dyn ServiceKind>>,
 }
@@ -151,6 +155,10 @@ impl Registrar<'_> {
 
     pub fn unbinding(&mut self, hook: UnbindingHook) {
         self.modules.unbinding.push(hook);
+    }
+
+    pub fn detached(&mut self, hook: DetachedHook) {
+        self.modules.detached.push(hook);
     }
 
     pub fn server_identity(&mut self, identity: Identity) {
@@ -263,6 +271,12 @@ impl Modules {
 
     pub async fn unbinding(&self, state: &mut UserState, index: usize) {
         for hook in &self.unbinding {
+            hook(state, index).await;
+        }
+    }
+
+    pub async fn detached(&self, state: &mut UserState, index: usize) {
+        for hook in &self.detached {
             hook(state, index).await;
         }
     }

@@ -57,6 +57,11 @@ impl Resource {
         self.link.is_some() || self.sm.is_some()
     }
 
+    /// Its stream broke and its stream-managed session waits to be resumed.
+    pub fn is_detached(&self) -> bool {
+        self.link.is_none() && self.sm.is_some()
+    }
+
     pub fn presence(&self) -> Option<&Stanza> {
         self.presence.as_ref()
     }

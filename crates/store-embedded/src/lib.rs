@@ -49,6 +49,8 @@ const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archi
 /// (user, with, id): the ids of one conversation, in order.
 const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("archive_with");
 const ARCHIVE_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("archive_prefs");
+/// (user, service, node) → publish-options (XEP-0357).
+const PUSH: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("push_registrations");
 
 /// How the store is run beyond where its file is.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +97,8 @@ impl EmbeddedStore {
             blocklists: store.clone(),
             offline: store.clone(),
             last_activity: store.clone(),
-            archive: store,
+            archive: store.clone(),
+            push: store,
         })
     }
 
@@ -157,6 +160,7 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(ARCHIVE)?;
     txn.open_table(ARCHIVE_WITH)?;
     txn.open_table(ARCHIVE_PREFS)?;
+    txn.open_table(PUSH)?;
     txn.commit()?;
     Ok(db)
 }

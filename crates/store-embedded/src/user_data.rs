@@ -1,9 +1,10 @@
-//! The small per-user stores: vCards, private XML, block lists and last activity.
+//! The small per-user stores: vCards, private XML, block lists, last activity and push
+//! registrations.
 
 use async_trait::async_trait;
-use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, StoreError, VCards};
+use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards};
 
-use crate::{BLOCKLISTS, EmbeddedStore, LAST_ACTIVITY, PRIVATE_XML, VCARDS, successor};
+use crate::{BLOCKLISTS, EmbeddedStore, LAST_ACTIVITY, PRIVATE_XML, PUSH, VCARDS, successor};
 
 #[async_trait]
 impl VCards for EmbeddedStore {
@@ -142,6 +143,62 @@ impl LastActivity for EmbeddedStore {
         let user = user.to_owned();
         self.write(move |txn| {
             txn.open_table(LAST_ACTIVITY)?.remove(user.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PushRegistrations for EmbeddedStore {
+    async fn list(&self, user: &str) -> Result<Vec<PushRegistration>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |txn| {
+            let end = successor(&user);
+            txn.open_table(PUSH)?
+                .range((user.as_str(), "", "")..(end.as_str(), "", ""))?
+                .map(|entry| {
+                    let (key, options) = entry?;
+                    let (_, service, node) = key.value();
+                    Ok(PushRegistration { service: service.to_owned(), node: node.to_owned(), options: options.value().to_vec() })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn add(&self, user: &str, registration: PushRegistration) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            txn.open_table(PUSH)?.insert((user.as_str(), registration.service.as_str(), registration.node.as_str()), registration.options.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, user: &str, service: &str, node: Option<&str>) -> Result<(), StoreError> {
+        let (user, service, node) = (user.to_owned(), service.to_owned(), node.map(str::to_owned));
+        self.write(move |txn| {
+            let mut table = txn.open_table(PUSH)?;
+            match &node {
+                Some(node) => {
+                    table.remove((user.as_str(), service.as_str(), node.as_str()))?;
+                }
+                None => {
+                    let end = successor(&service);
+                    table.retain_in((user.as_str(), service.as_str(), "")..(user.as_str(), end.as_str(), ""), |_, _| false)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            let end = successor(&user);
+            txn.open_table(PUSH)?.retain_in((user.as_str(), "", "")..(end.as_str(), "", ""), |_, _| false)?;
             Ok(())
         })
         .await

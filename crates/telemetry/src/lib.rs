@@ -25,6 +25,9 @@ pub struct Metrics {
     /// later one from the same contact before they were sent.
     pub csi_held: IntCounter,
     pub csi_superseded: IntCounter,
+    /// XEP-0357 notifications sent to app servers, and those that failed for good.
+    pub push_notifications: IntCounter,
+    pub push_failures: IntCounter,
     pub deliveries_refused: IntCounter,
     pub archive_queued: IntGauge,
     pub archive_written: IntCounter,
@@ -65,6 +68,8 @@ impl Metrics {
         let csi_held = IntCounter::new("starling_csi_held_total", "Presence and chat states held for inactive clients").expect("valid metric");
         let csi_superseded =
             IntCounter::new("starling_csi_superseded_total", "Held stanzas superseded by a later one from the same contact, never sent").expect("valid metric");
+        let push_notifications = IntCounter::new("starling_push_notifications_total", "Push notifications sent to app servers (XEP-0357)").expect("valid metric");
+        let push_failures = IntCounter::new("starling_push_failures_total", "Push notifications an app server refused for good").expect("valid metric");
         let slow_consumer_disconnects = IntCounter::new(
             "starling_slow_consumer_disconnects_total",
             "Connections closed because their outbound queue was full",
@@ -103,6 +108,8 @@ impl Metrics {
             Box::new(clients_inactive.clone()),
             Box::new(csi_held.clone()),
             Box::new(csi_superseded.clone()),
+            Box::new(push_notifications.clone()),
+            Box::new(push_failures.clone()),
             Box::new(deliveries_refused.clone()),
             Box::new(archive_queued.clone()),
             Box::new(archive_written.clone()),
@@ -128,6 +135,8 @@ impl Metrics {
             clients_inactive,
             csi_held,
             csi_superseded,
+            push_notifications,
+            push_failures,
             deliveries_refused,
             archive_queued,
             archive_written,

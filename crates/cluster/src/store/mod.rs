@@ -10,6 +10,7 @@ mod blocklists;
 mod last_activity;
 mod offline;
 mod private_xml;
+mod push;
 mod rosters;
 mod vcards;
 
@@ -21,6 +22,7 @@ pub use blocklists::Blocklists;
 pub use last_activity::{LastActivity, LastSeen};
 pub use offline::OfflineMessages;
 pub use private_xml::PrivateXml;
+pub use push::{PushRegistration, PushRegistrations};
 pub use rosters::{RosterItem, Rosters, Subscription};
 pub use vcards::VCards;
 
@@ -53,6 +55,7 @@ pub struct Store {
     pub offline: Arc<dyn OfflineMessages>,
     pub last_activity: Arc<dyn LastActivity>,
     pub archive: Arc<dyn Archive>,
+    pub push: Arc<dyn PushRegistrations>,
 }
 
 impl Store {
@@ -72,6 +75,7 @@ impl Store {
         self.offline.remove_user(user).await?;
         self.last_activity.remove_user(user).await?;
         self.archive.remove_user(user).await?;
+        self.push.remove_user(user).await?;
         self.accounts.remove(user).await
     }
 }

@@ -14,6 +14,7 @@ mod offline;
 mod ping;
 mod presence;
 mod private_xml;
+mod push;
 mod register;
 mod roster;
 mod session_iq;
@@ -26,6 +27,8 @@ pub(crate) const ALL: &[Register] = &[
     disco::register,
     roster::register,
     presence::register,
+    // Before offline: both take undeliverable messages, and push lets them go on to storage.
+    push::register,
     offline::register,
     blocking::register,
     carbons::register,
