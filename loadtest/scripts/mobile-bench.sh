@@ -8,13 +8,15 @@
 # ROUND_PAIRS (default 1000) receivers with their own senders at ROUND_RATE msg/s (default 1000)
 # for 30 s, 10 % of them dropping every 5 s; then STORM (default 10000) receivers fed by 100
 # senders at 1000 msg/s, all dropping at once half-way through a 20 s run and coming back after
-# 2 s. RUNS (default "rounds storm") picks the runs. JSON reports in $OUT; a summary is printed.
+# 2 s; and (cost) chat without and with stream management, no drops, ROUND_PAIRS pairs at COST_RATE
+# msg/s (default 5000): the server CPU per message it costs. RUNS (default "rounds storm cost")
+# picks the runs. JSON reports in $OUT; a summary is printed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-/var/cache/starling/target}
 BIN=${1:-$TARGET/release/starling}
 LT_BIN=${LT_BIN:-$TARGET/release/starling-loadtest}
-ROUND_PAIRS=${ROUND_PAIRS:-1000} ROUND_RATE=${ROUND_RATE:-1000} STORM=${STORM:-10000} RUNS=${RUNS:-rounds storm}
+ROUND_PAIRS=${ROUND_PAIRS:-1000} ROUND_RATE=${ROUND_RATE:-1000} STORM=${STORM:-10000} RUNS=${RUNS:-rounds storm cost} COST_RATE=${COST_RATE:-5000}
 WORK=${WORK:-/tmp/starling-mobile-bench}
 OUT=${OUT:-$WORK/results}
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
@@ -49,6 +51,16 @@ if [[ " $RUNS " == *" rounds "* ]]; then
   $LT mobile $COMMON --pairs "$ROUND_PAIRS" --rate "$ROUND_RATE" --duration 30 --drop-every 5 --drop-fraction 0.1 \
     --server-pid "$server_pid" --json-out "$OUT/rounds.json"
   stop_server
+fi
+if [[ " $RUNS " == *" cost "* ]]; then
+  # What stream management costs per message: the same traffic with and without it, no drops.
+  for scenario in chat mobile; do
+    start_server
+    extra=(); [[ $scenario == mobile ]] && extra=(--drop-every 1000)
+    $LT $scenario $COMMON --pairs "$ROUND_PAIRS" --rate "$COST_RATE" --duration 20 "${extra[@]}" \
+      --server-pid "$server_pid" --json-out "$OUT/cost-$scenario.json"
+    stop_server
+  done
 fi
 if [[ " $RUNS " == *" storm "* ]]; then
   start_server

@@ -258,3 +258,38 @@ async def test_xep0198_slixmpp_resumes_after_its_connection_drops(env):
     await phone.inbox.wait(is_message(body="third"))
     got = bodies(phone.inbox, "")
     assert got == [f"first {i}" for i in range(3)] + [f"second {i}" for i in range(3)] + ["third"], got
+
+
+async def test_xep0198_two_resumptions_at_once_leave_one_stream(env):
+    account = env.account()
+    raw = await env.raw()
+    jid, _ = await raw.login(account)
+    enabled = await enable(raw)
+    raw.writer.transport.abort()
+    await raw.wait_closed()
+    first, second = await asyncio.gather(resume(env, account, enabled.get("id"), 0), resume(env, account, enabled.get("id"), 0))
+    answers = [answer for _, answer in (first, second)]
+    assert all(answer.tag == sm("resumed") for answer in answers), [to_str(a) for a in answers]
+    # Whichever came second holds the session; the other stream was closed with conflict.
+    streams = [first[0], second[0]]
+    closed = []
+    for stream in streams:
+        try:
+            closed.append(await stream.stream_error(timeout=2) == "conflict")
+        except AssertionError:
+            closed.append(False)
+    assert closed.count(True) == 1, closed
+    live = streams[closed.index(False)]
+    sender = await env.client()
+    sender.message(jid, "to the survivor")
+    await live.inbox.wait(is_message(body="to the survivor"))
+
+
+async def test_xep0198_an_ack_flood_is_harmless(env):
+    raw, jid = await env.raw_session()
+    await enable(raw, resume=False)
+    raw.send(f"<message to='{jid}' id='m1'><body>one</body></message>")
+    await raw.inbox.wait(is_message(body="one"))
+    raw.send(f"<a xmlns='{SM}' h='1'/>" * 5000 + f"<a xmlns='{SM}' h='0'/>")
+    # h going back is more than was sent (wrapping): the XEP's error, not a crash or a hang.
+    assert await raw.stream_error() == "undefined-condition"

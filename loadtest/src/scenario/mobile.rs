@@ -27,7 +27,7 @@ use crate::cli::MobileArgs;
 use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::{raise_nofile_limit, sample};
 use crate::rate::Pacer;
-use crate::report::{RunInfo, mib, write_json};
+use crate::report::{RunInfo, Usage, Window, mib, write_json};
 use crate::sm::{self, NS_SM};
 use crate::stats::{ErrorTally, Latency, LatencySummary, per_second};
 use crate::xmpp::{self, NS_STREAMS, Reader, Session, Writer};
@@ -40,6 +40,8 @@ struct MobileReport {
     options: MobileArgs,
     logins: LoginReport,
     mobile: MobileResults,
+    /// Harness and server usage from the first message to the end of the drain.
+    usage: Usage,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,6 +163,8 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
         eprintln!("{senders} pairs, {} msg/s, receivers dropping {}", args.rate, if args.storm { "all at once half-way".to_owned() } else { format!("1 in {period} every {drop_every:?}") });
     }
     let sample_server = || common.server_pid.and_then(|pid| sample(pid).rss_bytes);
+    tokio::time::sleep_until(start.into()).await;
+    let window = Window::start(common.server_pid);
     let attached_at = if args.storm { storm_at - Duration::from_millis(50) } else { start + Duration::from_millis(50) };
     tokio::time::sleep_until(attached_at.into()).await;
     let rss_attached = sample_server();
@@ -176,6 +180,7 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
     while shared.received.load(Ordering::Relaxed) < sent && drain_started.elapsed() < drain {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let usage = window.finish();
     let _ = shutdown_tx.send(true);
     let mut results = ReceiverResult::default();
     while let Some(joined) = tasks.join_next().await {
@@ -215,8 +220,9 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
         server_rss_detached: rss_detached,
         errors: shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     };
-    let report = MobileReport { run, options: args.clone(), logins, mobile };
+    let report = MobileReport { run, options: args.clone(), logins, mobile, usage };
     print_mobile(&report.mobile);
+    report.usage.print("mobile");
     if let Some(path) = &common.json_out {
         write_json(path, &report)?;
         println!("report written to {}", path.display());
