@@ -16,13 +16,13 @@ use crate::modules::ALL;
 use crate::registry::{Register, Registrar};
 use crate::service::{ServiceContext, ServiceEntity, ServiceKind};
 
-struct Client {
-    session: Box<dyn BoundSession>,
-    inbox: mpsc::Receiver<ToClient>,
+pub(crate) struct Client {
+    pub session: Box<dyn BoundSession>,
+    pub inbox: mpsc::Receiver<ToClient>,
 }
 
 impl Client {
-    async fn send(&mut self, xml: &str) {
+    pub async fn send(&mut self, xml: &str) {
         let mut element = Element::parse(xml.as_bytes()).expect("test stanza parses");
         element.set_attr("from", self.session.jid().as_str());
         let stanza = Stanza::from_element(&element).expect("a stanza");
@@ -30,7 +30,7 @@ impl Client {
     }
 
     /// The next stanza the server sends this client.
-    async fn next(&mut self) -> Element {
+    pub async fn next(&mut self) -> Element {
         match tokio::time::timeout(Duration::from_secs(5), self.inbox.recv()).await {
             Ok(Some(ToClient::Stanza(bytes))) => Element::parse(&bytes).expect("the server sends XML"),
             other => panic!("expected a stanza, got {other:?}"),
@@ -44,7 +44,7 @@ async fn layer_with(store: &Store, extra: Register) -> SessionLayer {
     SessionLayer::start_with_modules(Jid::new("localhost").expect("domain"), store.clone(), SessionConfig::default(), Metrics::global(), &modules)
 }
 
-async fn login(layer: &SessionLayer, store: &Store, user: &str) -> Client {
+pub(crate) async fn login(layer: &SessionLayer, store: &Store, user: &str) -> Client {
     let jid = Jid::new(&format!("{user}@localhost")).expect("jid");
     let _ = store.accounts.create(jid.as_str(), ScramCredentials::derive("secret", 1)).await;
     let (sender, inbox) = mpsc::channel(64);
@@ -87,7 +87,7 @@ fn echo_module(r: &mut Registrar) {
 
 fn no_module(_: &mut Registrar) {}
 
-fn store() -> (tempfile::TempDir, Store) {
+pub(crate) fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = starling_store_embedded::EmbeddedStore::open(dir.path()).expect("store");
     (dir, store)

@@ -38,3 +38,5 @@ pub use starling_cluster::gateway::ComponentLink;
 
 #[cfg(test)]
 mod layer_tests;
+#[cfg(test)]
+mod sm_tests;

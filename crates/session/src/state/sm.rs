@@ -36,6 +36,8 @@ pub(crate) struct StreamManagement {
     handled: u32,
     /// While detached: which wait this is, so that the timer of an earlier one does nothing.
     detached: Option<u64>,
+    /// More than `max_unacked` were kept: the session is ending.
+    overflowed: bool,
 }
 
 /// A stanza sent and not yet acknowledged.
@@ -94,7 +96,8 @@ impl UserState {
             enabled.set_attr("max", resume_timeout.as_secs().to_string());
         }
         let resource = &mut self.resources[index];
-        resource.sm = Some(Box::new(StreamManagement { id, resume_timeout, sent: 0, unacked: VecDeque::new(), handled: 0, detached: None }));
+        resource.sm =
+            Some(Box::new(StreamManagement { id, resume_timeout, sent: 0, unacked: VecDeque::new(), handled: 0, detached: None, overflowed: false }));
         send_nonza(resource.link.as_ref(), &enabled);
     }
 
@@ -131,8 +134,9 @@ impl UserState {
         let Some(sm) = resource.sm.as_mut() else { return false };
         sm.sent = sm.sent.wrapping_add(1);
         sm.unacked.push_back(Unacked { kind, bytes: bytes.clone(), sent_at: SystemTime::now() });
-        if sm.unacked.len() > max_unacked && sm.is_resumable() {
+        if sm.unacked.len() > max_unacked && !sm.overflowed {
             tracing::info!(jid = %resource.jid, "too many unacknowledged stanzas, ending the session");
+            sm.overflowed = true;
             sm.id = None;
             match &resource.link {
                 Some(link) => {
@@ -241,7 +245,7 @@ mod tests {
 
     fn managed(sent: u32, unacked: usize) -> StreamManagement {
         let unacked = (0..unacked).map(|_| Unacked { kind: StanzaKind::Message, bytes: Bytes::new(), sent_at: SystemTime::now() }).collect();
-        StreamManagement { id: None, resume_timeout: Duration::ZERO, sent, unacked, handled: 0, detached: None }
+        StreamManagement { id: None, resume_timeout: Duration::ZERO, sent, unacked, handled: 0, detached: None, overflowed: false }
     }
 
     #[test]
