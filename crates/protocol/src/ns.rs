@@ -15,6 +15,10 @@ pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 /// SASL negotiation (RFC 6120 §6).
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Extensible SASL Profile, SASL2 (XEP-0388).
+pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// SASL Channel-Binding Type Capability (XEP-0440).
+pub const SASL_CHANNEL_BINDING: &str = "urn:xmpp:sasl-cb:0";
 /// Resource binding (RFC 6120 §7).
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 /// Legacy session establishment, advertised as optional (RFC 3921 §3; draft-cridland-xmpp-session).

@@ -1,7 +1,9 @@
-//! SASL on the wire (RFC 6120 §6): `<auth/>`, challenges and responses in base64, `<success/>`
-//! or `<failure/>` with its condition. The exchange itself is [`crate::sasl`]'s; this step adds
-//! what the wire and the server need around it: the mechanisms offered in the current state, the
-//! account's keys fetched before the exchange starts, throttling, and the bound on retries.
+//! SASL on the wire, in both profiles: RFC 6120 §6 (`<auth/>` in `urn:ietf:params:xml:ns:xmpp-sasl`,
+//! a stream restart after `<success/>`) and XEP-0388 SASL2 (`<authenticate/>` in `urn:xmpp:sasl:2`,
+//! the features of the authenticated stream right after `<success/>`, no restart). The exchange
+//! itself is [`crate::sasl`]'s; this module adds what the wire and the server need around it: the
+//! mechanisms offered in the current state, the account's keys fetched before the exchange
+//! starts, throttling, and the bound on retries.
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -11,6 +13,58 @@ use starling_xml::{Element, RawElement};
 use super::{Continuation, Negotiation, NegotiationStep, Next, Received};
 use crate::end::End;
 use crate::sasl::{self, Exchange, Step};
+
+/// The SASL profile an exchange speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Profile {
+    Rfc6120,
+    Sasl2,
+}
+
+impl Profile {
+    fn ns(self) -> &'static str {
+        match self {
+            Profile::Rfc6120 => ns::SASL,
+            Profile::Sasl2 => ns::SASL2,
+        }
+    }
+
+    /// `<challenge/>` with its data in base64.
+    fn challenge(self, data: &[u8]) -> Element {
+        Element::new("challenge", self.ns()).with_text(base64_text(self, data))
+    }
+
+    /// `<success/>`: RFC 6120 carries the final data as its text; SASL2 as `<additional-data/>`
+    /// beside the identity it authorised (XEP-0388 §2.6.1).
+    fn success(self, data: &[u8], authorized: Option<&Jid>) -> Element {
+        match self {
+            Profile::Rfc6120 => Element::new("success", ns::SASL).with_text(base64_text(self, data)),
+            Profile::Sasl2 => {
+                let mut success = Element::new("success", ns::SASL2);
+                if !data.is_empty() {
+                    success.push_child(Element::new("additional-data", ns::SASL2).with_text(base64_text(self, data)));
+                }
+                if let Some(jid) = authorized {
+                    success.push_child(Element::new("authorization-identifier", ns::SASL2).with_text(jid.as_str()));
+                }
+                success
+            }
+        }
+    }
+
+    /// `<failure/>` with a condition of RFC 6120 §6.5 (in SASL2 too, XEP-0388 §2.6.2).
+    fn failure(self, condition: &str) -> Element {
+        Element::new("failure", self.ns()).with_child(Element::new(condition, ns::SASL))
+    }
+
+    /// How negotiation goes on once authenticated.
+    fn after_success(self) -> Next {
+        match self {
+            Profile::Rfc6120 => Next::Restart,
+            Profile::Sasl2 => Next::Features,
+        }
+    }
+}
 
 pub(super) struct Authenticate;
 
@@ -34,44 +88,53 @@ impl NegotiationStep for Authenticate {
 
     async fn handle(&self, received: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
         let auth = &received.element;
-        let mechanism = auth.attr("mechanism").unwrap_or_default().to_owned();
-        let edge = negotiation.edge;
-        if !negotiation.secure && edge.config.c2s.require_tls {
-            return failure(negotiation, "encryption-required");
-        }
-        let offered = sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure);
-        if negotiation.authenticated.is_some() || !offered.contains(&mechanism.as_str()) {
-            // PLAIN exists but is offered over TLS only.
-            let condition = if mechanism == "PLAIN" { "encryption-required" } else { "invalid-mechanism" };
-            return failure(negotiation, condition);
-        }
-        let Some(initial) = decode(auth) else { return failure(negotiation, "incorrect-encoding") };
-        let Some(username) = sasl::initial_username(&mechanism, &initial) else {
-            return failure(negotiation, "malformed-request");
-        };
-        if edge.throttle.is_blocked(negotiation.peer.ip(), &username) {
-            edge.metrics.login(&mechanism, false);
-            return failure(negotiation, "temporary-auth-failure");
-        }
-        let account = Jid::from_parts(Some(&username), edge.config.domain.as_str(), None).ok();
-        // rsasl's callbacks are synchronous: the keys are fetched before the exchange starts.
-        let credentials = match &account {
-            Some(jid) => edge.accounts.credentials(jid.as_str()).await.unwrap_or_else(|error| {
-                tracing::warn!(%error, "credential lookup failed");
-                None
-            }),
-            None => None,
-        };
-        let exchange = match Exchange::start(&mechanism, username.clone(), credentials, negotiation.channel_binding.clone()) {
-            Ok(exchange) => exchange,
-            Err(condition) => return failure(negotiation, condition),
-        };
-        Box::new(SaslExchange { exchange, mechanism, username, account }).step(&initial, negotiation)
+        let mechanism = auth.attr("mechanism").unwrap_or_default();
+        let initial = decode(auth);
+        start(Profile::Rfc6120, mechanism, initial, negotiation).await
     }
+}
+
+/// Starts an exchange with `mechanism` and the client's `initial` response (`None` when it was
+/// not valid base64), in `profile`.
+pub(super) async fn start(profile: Profile, mechanism: &str, initial: Option<Vec<u8>>, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
+    let mechanism = mechanism.to_owned();
+    let edge = negotiation.edge;
+    if !negotiation.secure && edge.config.c2s.require_tls {
+        return failure(profile, negotiation, "encryption-required");
+    }
+    let offered = sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure);
+    if negotiation.authenticated.is_some() || !offered.contains(&mechanism.as_str()) {
+        // PLAIN exists but is offered over TLS only.
+        let condition = if mechanism == "PLAIN" { "encryption-required" } else { "invalid-mechanism" };
+        return failure(profile, negotiation, condition);
+    }
+    let Some(initial) = initial else { return failure(profile, negotiation, "incorrect-encoding") };
+    let Some(username) = sasl::initial_username(&mechanism, &initial) else {
+        return failure(profile, negotiation, "malformed-request");
+    };
+    if edge.throttle.is_blocked(negotiation.peer.ip(), &username) {
+        edge.metrics.login(&mechanism, false);
+        return failure(profile, negotiation, "temporary-auth-failure");
+    }
+    let account = Jid::from_parts(Some(&username), edge.config.domain.as_str(), None).ok();
+    // rsasl's callbacks are synchronous: the keys are fetched before the exchange starts.
+    let credentials = match &account {
+        Some(jid) => edge.accounts.credentials(jid.as_str()).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "credential lookup failed");
+            None
+        }),
+        None => None,
+    };
+    let exchange = match Exchange::start(&mechanism, username.clone(), credentials, negotiation.channel_binding.clone()) {
+        Ok(exchange) => exchange,
+        Err(condition) => return failure(profile, negotiation, condition),
+    };
+    Box::new(SaslExchange { profile, exchange, mechanism, username, account }).step(&initial, negotiation)
 }
 
 /// One SASL exchange between its challenges.
 struct SaslExchange {
+    profile: Profile,
     exchange: Exchange,
     mechanism: String,
     username: String,
@@ -84,20 +147,20 @@ impl SaslExchange {
         let address = negotiation.peer.ip();
         match self.exchange.step(input) {
             Step::Challenge(data) => {
-                negotiation.reply(with_data("challenge", &data));
+                negotiation.reply(self.profile.challenge(&data));
                 Ok(Next::Exchange(self))
             }
             Step::Success(data) => {
                 edge.metrics.login(&self.mechanism, true);
                 edge.throttle.record_success(address, &self.username);
-                negotiation.reply(with_data("success", &data));
+                negotiation.reply(self.profile.success(&data, self.account.as_ref()));
                 negotiation.authenticated = self.account.and_then(|jid| jid.node().map(str::to_owned));
-                Ok(if negotiation.authenticated.is_some() { Next::Restart } else { Next::Negotiate })
+                Ok(if negotiation.authenticated.is_some() { self.profile.after_success() } else { Next::Negotiate })
             }
             Step::Failure(condition) => {
                 edge.metrics.login(&self.mechanism, false);
                 edge.throttle.record_failure(address, &self.username);
-                negotiation.reply(failure_element(condition));
+                negotiation.reply(self.profile.failure(condition));
                 negotiation.failed_auths += 1;
                 if negotiation.failed_auths >= edge.config.c2s.max_auth_attempts {
                     return Err(End::error(StreamErrorCondition::PolicyViolation, "too many failed authentication attempts"));
@@ -111,35 +174,38 @@ impl SaslExchange {
 #[async_trait]
 impl Continuation for SaslExchange {
     async fn resume(self: Box<Self>, received: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
-        let response = &received.element;
-        if received.is("response", ns::SASL) {
-            return match decode(response) {
+        let profile = self.profile;
+        if received.is("response", profile.ns()) {
+            let data = match profile {
+                Profile::Rfc6120 => decode(&received.element),
+                Profile::Sasl2 => element_text(&received.element).and_then(|text| decode_text(&text)),
+            };
+            return match data {
                 Some(data) => self.step(&data, negotiation),
-                None => failure(negotiation, "incorrect-encoding"),
+                None => failure(profile, negotiation, "incorrect-encoding"),
             };
         }
-        if received.is("abort", ns::SASL) {
-            return failure(negotiation, "aborted");
+        if received.is("abort", profile.ns()) {
+            return failure(profile, negotiation, "aborted");
         }
         Err(End::error(StreamErrorCondition::NotAuthorized, "SASL exchange interrupted"))
     }
 }
 
 /// Answers with `<failure/>` and lets the client try again (RFC 6120 §6.4.5).
-fn failure(negotiation: &mut Negotiation<'_>, condition: &str) -> Result<Next, End> {
-    negotiation.reply(failure_element(condition));
+fn failure(profile: Profile, negotiation: &mut Negotiation<'_>, condition: &str) -> Result<Next, End> {
+    negotiation.reply(profile.failure(condition));
     Ok(Next::Negotiate)
 }
 
-fn failure_element(condition: &str) -> Element {
-    Element::new("failure", ns::SASL).with_child(Element::new(condition, ns::SASL))
-}
-
-/// `<challenge/>` or `<success/>` with its data in base64; `=` stands for empty data (RFC 6120
-/// §6.4.2), as clients expect it.
-fn with_data(name: &str, data: &[u8]) -> Element {
-    let text = if data.is_empty() { "=".to_owned() } else { base64::engine::general_purpose::STANDARD.encode(data) };
-    Element::new(name, ns::SASL).with_text(text)
+/// Data in base64. RFC 6120 writes empty data as `=` (§6.4.2), as its clients expect; SASL2 as
+/// nothing (XEP-0388 §2.2).
+fn base64_text(profile: Profile, data: &[u8]) -> String {
+    match (profile, data.is_empty()) {
+        (Profile::Rfc6120, true) => "=".to_owned(),
+        (Profile::Sasl2, true) => String::new(),
+        (_, false) => base64::engine::general_purpose::STANDARD.encode(data),
+    }
 }
 
 /// The base64 payload of `<auth/>`/`<response/>`, read from the bytes after the start tag; `=`
@@ -147,9 +213,19 @@ fn with_data(name: &str, data: &[u8]) -> Element {
 fn decode(element: &RawElement) -> Option<Vec<u8>> {
     let body = &element.bytes[element.body_offset..];
     let end = body.iter().rposition(|&b| b == b'<').unwrap_or(body.len());
-    let text: Vec<u8> = body[..end].iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    if text.is_empty() || text == b"=" {
+    decode_text(std::str::from_utf8(&body[..end]).ok()?)
+}
+
+/// Base64 text, whitespace ignored; empty or `=` is no data.
+pub(super) fn decode_text(text: &str) -> Option<Vec<u8>> {
+    let text: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if text.is_empty() || text == "=" {
         return Some(Vec::new());
     }
     base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// The text of a small element (a SASL2 response), parsed from its bytes.
+fn element_text(element: &RawElement) -> Option<String> {
+    Element::parse(&element.rewrite(&[])).ok().map(|parsed| parsed.text())
 }

@@ -8,6 +8,7 @@ mod authenticate;
 mod bind;
 mod register;
 mod resume;
+mod sasl2;
 mod starttls;
 
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use crate::framing::{Framing, ReceiveFrames, SendFrames};
 
 /// The steps, in the order their features are offered and elements are offered to them.
 static STEPS: &[&dyn NegotiationStep] =
-    &[&starttls::StartTls, &authenticate::Authenticate, &register::Register, &bind::BindResource, &resume::StreamManagement];
+    &[&starttls::StartTls, &authenticate::Authenticate, &sasl2::Sasl2, &register::Register, &bind::BindResource, &resume::StreamManagement];
 
 /// One part of negotiation: a stream feature and the elements that negotiate it.
 #[async_trait]
@@ -55,6 +56,9 @@ enum Next {
     StartTls,
     /// A new stream on the same transport (after SASL success, RFC 6120 §6.4.6).
     Restart,
+    /// The features of the current state on the same stream (after SASL2 success, XEP-0388
+    /// §2.6.1: no restart).
+    Features,
     /// A resource is bound: the stream goes to the bound loop.
     Bound(Bound),
 }
@@ -195,6 +199,7 @@ impl<F: Framing> Stream<'_, F> {
                     self.framing.restart();
                     self.open(negotiation).await?;
                 }
+                Next::Features => self.framing.sender().send(&features(negotiation)).await?,
                 Next::Bound(bound) => return Ok(bound),
             }
         }
@@ -219,11 +224,7 @@ impl<F: Framing> Stream<'_, F> {
         if header.version.as_deref().is_none_or(|v| !v.starts_with('1')) {
             return Err(End::error(StreamErrorCondition::UnsupportedVersion, "version 1.0 required"));
         }
-        let mut features = Element::new("features", NS_STREAMS);
-        for step in STEPS {
-            step.offer(negotiation, &mut features);
-        }
-        Ok(self.framing.sender().send(&features).await?)
+        Ok(self.framing.sender().send(&features(negotiation)).await?)
     }
 
     /// Reads the next top-level element; a stream close or header here is the peer's mistake.
@@ -248,6 +249,15 @@ impl<F: Framing> Stream<'_, F> {
             }
         }
     }
+}
+
+/// The stream features of the current state, from the steps.
+fn features(negotiation: &Negotiation<'_>) -> Element {
+    let mut features = Element::new("features", NS_STREAMS);
+    for step in STEPS {
+        step.offer(negotiation, &mut features);
+    }
+    features
 }
 
 /// Our stream header, with a fresh stream id (RFC 6120 §4.7.3).

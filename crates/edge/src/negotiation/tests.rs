@@ -61,7 +61,7 @@ async fn rfc6120_5_4_3_starttls_upgrades_then_offers_sasl_with_channel_binding()
     let mut client = connect(&edge, false).await;
     client.open().await;
     let features = client.starttls().await;
-    assert_eq!(names(&features), ["mechanisms", "register"]);
+    assert_eq!(names(&features), ["mechanisms", "authentication", "sasl-channel-binding", "register"]);
     assert_eq!(mechanisms(&features), ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
 }
 
@@ -210,4 +210,54 @@ async fn rfc6120_7_1_nothing_but_binding_after_authentication() {
     client.login("juliet").await;
     client.send("<message to='romeo@example.org'><body>too early</body></message>").await;
     assert_eq!(client.stream_error().await, "not-authorized");
+}
+
+/// `<authenticate/>` in SASL2 with `initial` as its initial response.
+async fn authenticate(client: &mut test_support::TestClient, mechanism: &str, initial: &[u8]) -> Element {
+    use base64::Engine;
+    let initial = base64::engine::general_purpose::STANDARD.encode(initial);
+    client
+        .send(&format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='{mechanism}'><initial-response>{initial}</initial-response>\
+             <user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>test</software></user-agent></authenticate>"
+        ))
+        .await;
+    client.element().await
+}
+
+#[tokio::test]
+async fn xep0388_sasl2_success_is_followed_by_the_authenticated_features_without_a_restart() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    let features = client.open().await;
+    let offered: Vec<String> = features.get_child("authentication", ns::SASL2).expect("SASL2 offered").children().map(Element::text).collect();
+    assert_eq!(offered, mechanisms(&features), "the same mechanisms as RFC 6120 SASL");
+    let binding = features.get_child("sasl-channel-binding", ns::SASL_CHANNEL_BINDING).expect("XEP-0440 over TLS 1.3");
+    assert_eq!(binding.children().next().and_then(|b| b.attr("type")), Some("tls-exporter"));
+
+    let success = authenticate(&mut client, "PLAIN", b"\0juliet\0pencil").await;
+    assert!(success.is("success", ns::SASL2), "{success:?}");
+    assert_eq!(success.get_child("authorization-identifier", ns::SASL2).map(Element::text).as_deref(), Some("juliet@example.org"));
+    // The features of the authenticated stream follow at once, on the same stream.
+    let features = client.element().await;
+    assert!(features.is("features", NS_STREAMS), "{features:?}");
+    assert!(features.get_child("bind", ns::BIND).is_some() && features.get_child("authentication", ns::SASL2).is_none(), "{features:?}");
+    assert_eq!(client.bind("balcony").await, "juliet@example.org/balcony");
+}
+
+#[tokio::test]
+async fn xep0388_sasl2_scram_exchange_and_failures() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    client.open().await;
+    let failure = authenticate(&mut client, "X-UNKNOWN", b"").await;
+    assert!(failure.is("failure", ns::SASL2) && failure.get_child("invalid-mechanism", ns::SASL).is_some(), "{failure:?}");
+    let failure = authenticate(&mut client, "PLAIN", b"\0juliet\0wrong").await;
+    assert!(failure.is("failure", ns::SASL2) && failure.get_child("not-authorized", ns::SASL).is_some(), "{failure:?}");
+    // SCRAM: the first message gets a SASL2 challenge; an abort ends the attempt.
+    let challenge = authenticate(&mut client, "SCRAM-SHA-256", b"n,,n=juliet,r=abc").await;
+    assert!(challenge.is("challenge", ns::SASL2) && !challenge.text().is_empty(), "{challenge:?}");
+    client.send("<abort xmlns='urn:xmpp:sasl:2'/>").await;
+    let aborted = client.element().await;
+    assert!(aborted.is("failure", ns::SASL2) && aborted.get_child("aborted", ns::SASL).is_some(), "{aborted:?}");
 }

@@ -1,0 +1,67 @@
+"""XEP-0388 SASL2 with a real client that implements it: xmpp.js (`@xmpp/client` 0.14, Node, in
+tests/interop/js, installed by scripts/test) logs in over STARTTLS, prefers SASL2 when offered,
+binds after the features that follow `<success/>` (no stream restart), and exchanges messages
+with a slixmpp client."""
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import WAIT, is_message, to_str
+
+JS = Path(__file__).parent / "js"
+
+
+def node_client_ready(env) -> None:
+    if env.target.kind != "starling":
+        pytest.skip("drives a server the suite starts")
+    if shutil.which("node") is None or not (JS / "node_modules" / "@xmpp" / "client").is_dir():
+        pytest.fail("xmpp.js is not installed: run `npm ci --prefix tests/interop/js` (scripts/test does)")
+
+
+async def run_node(*args: str) -> list[dict]:
+    process = await asyncio.create_subprocess_exec("node", str(JS / "client.mjs"), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), WAIT * 3)
+    lines = []
+    for line in output.decode(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            lines.append({"log": line})
+    return lines
+
+
+async def test_xep0388_xmpp_js_logs_in_with_sasl2_and_chats_with_slixmpp(env):
+    node_client_ready(env)
+    peer = await env.online()
+    account = env.account()
+    ep = env.target.ep
+
+    async def answer():
+        got = await peer.inbox.wait(is_message(body="hello from xmpp.js"), timeout=WAIT * 2)
+        peer.message(got.get("from"), "hello back")
+        return got
+
+    answering = asyncio.create_task(answer())
+    lines = await run_node(ep.host, str(ep.port), env.domain, account.localpart, account.password, "js", peer.jid, "hello from xmpp.js", "hello back")
+    got = await answering
+    online = next((line["online"] for line in lines if "online" in line), None)
+    assert online == f"{account.jid}/js", lines
+    used = next(line for line in lines if "online" in line)
+    assert used["sasl2"] is True, f"xmpp.js did not use SASL2: {lines}"
+    assert used["mechanism"] in ("SCRAM-SHA-1", "PLAIN"), lines
+    assert got.get("from") == online, to_str(got)
+    assert {"message": {"from": peer.jid, "body": "hello back"}} in lines, lines
+
+
+async def test_xep0388_xmpp_js_wrong_password_fails(env):
+    node_client_ready(env)
+    account = env.account()
+    ep = env.target.ep
+    lines = await run_node(ep.host, str(ep.port), env.domain, account.localpart, "wrong-password", "js", account.jid, "x", "never")
+    assert not any("online" in line for line in lines), lines
+    assert any("not-authorized" in line.get("error", "") for line in lines), lines
