@@ -71,15 +71,9 @@ pub(super) struct Authenticate;
 #[async_trait]
 impl NegotiationStep for Authenticate {
     fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
-        let allowed_here = negotiation.secure || !negotiation.edge.config.c2s.require_tls;
-        if negotiation.authenticated.is_some() || !allowed_here {
-            return;
+        if let Some(mechanisms) = offered(negotiation, "mechanisms", ns::SASL) {
+            features.push_child(mechanisms);
         }
-        let mut mechanisms = Element::new("mechanisms", ns::SASL);
-        for mechanism in sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure) {
-            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(mechanism));
-        }
-        features.push_child(mechanisms);
     }
 
     fn takes(&self, received: &Received, _: &Negotiation<'_>) -> bool {
@@ -92,6 +86,17 @@ impl NegotiationStep for Authenticate {
         let initial = decode(auth);
         start(Profile::Rfc6120, mechanism, initial, negotiation).await
     }
+}
+
+/// The mechanisms offered in the current state, as `<name xmlns='ns'>` with a `<mechanism/>` child
+/// each; none once authenticated, or before TLS when it is required.
+pub(super) fn offered(negotiation: &Negotiation<'_>, name: &str, ns: &str) -> Option<Element> {
+    let allowed_here = negotiation.secure || !negotiation.edge.config.c2s.require_tls;
+    if negotiation.authenticated.is_some() || !allowed_here {
+        return None;
+    }
+    let mechanisms = sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure);
+    Some(mechanisms.into_iter().fold(Element::new(name, ns), |list, mechanism| list.with_child(Element::new("mechanism", ns).with_text(mechanism))))
 }
 
 /// Starts an exchange with `mechanism` and the client's `initial` response (`None` when it was

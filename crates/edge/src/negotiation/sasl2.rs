@@ -11,21 +11,13 @@ use starling_xml::Element;
 use super::authenticate::{self, decode_text, Profile};
 use super::{Negotiation, NegotiationStep, Next, Received};
 use crate::end::End;
-use crate::sasl;
 
 pub(super) struct Sasl2;
 
 #[async_trait]
 impl NegotiationStep for Sasl2 {
     fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
-        let allowed_here = negotiation.secure || !negotiation.edge.config.c2s.require_tls;
-        if negotiation.authenticated.is_some() || !allowed_here {
-            return;
-        }
-        let mut authentication = Element::new("authentication", ns::SASL2);
-        for mechanism in sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure) {
-            authentication.push_child(Element::new("mechanism", ns::SASL2).with_text(mechanism));
-        }
+        let Some(authentication) = authenticate::offered(negotiation, "authentication", ns::SASL2) else { return };
         features.push_child(authentication);
         if negotiation.channel_binding.is_some() {
             let binding = Element::new("channel-binding", ns::SASL_CHANNEL_BINDING).with_attr("type", "tls-exporter");
