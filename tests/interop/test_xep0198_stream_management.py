@@ -31,6 +31,17 @@ async def resume(env, account, previd: str, h: int):
     return raw, answer
 
 
+async def broken_session(env):
+    """A resumable session whose connection just dropped: (account, full JID, <enabled/>)."""
+    account = env.account()
+    raw = await env.raw()
+    jid, _ = await raw.login(account)
+    enabled = await enable(raw)
+    raw.writer.transport.abort()
+    await raw.wait_closed()
+    return account, jid, enabled
+
+
 def bodies(inbox, prefix: str) -> list[str]:
     found = [m.findtext("c:body", namespaces=NS) or "" for m in inbox.find(is_message())]
     return [b for b in found if b.startswith(prefix)]
@@ -158,11 +169,7 @@ async def test_xep0198_resume_of_an_unknown_or_another_users_id_fails_item_not_f
 
 
 async def test_xep0198_a_second_resumption_takes_the_session_over(env):
-    account = env.account()
-    raw = await env.raw()
-    jid, _ = await raw.login(account)
-    enabled = await enable(raw)
-    raw.writer.transport.abort()
+    account, jid, enabled = await broken_session(env)
     first, resumed = await resume(env, account, enabled.get("id"), h=0)
     assert resumed.tag == sm("resumed"), to_str(resumed)
     second, resumed = await resume(env, account, enabled.get("id"), h=0)
@@ -261,12 +268,7 @@ async def test_xep0198_slixmpp_resumes_after_its_connection_drops(env):
 
 
 async def test_xep0198_two_resumptions_at_once_leave_one_stream(env):
-    account = env.account()
-    raw = await env.raw()
-    jid, _ = await raw.login(account)
-    enabled = await enable(raw)
-    raw.writer.transport.abort()
-    await raw.wait_closed()
+    account, jid, enabled = await broken_session(env)
     first, second = await asyncio.gather(resume(env, account, enabled.get("id"), 0), resume(env, account, enabled.get("id"), 0))
     answers = [answer for _, answer in (first, second)]
     assert all(answer.tag == sm("resumed") for answer in answers), [to_str(a) for a in answers]

@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -32,15 +31,7 @@ impl Edge {
     /// Serves external components (XEP-0114). Runs until the listener fails.
     pub async fn serve_components(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let (socket, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "component accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
+            let (socket, peer) = crate::listener::accept(&listener).await;
             tokio::spawn(serve_component(self.clone(), socket, peer));
         }
     }

@@ -1,9 +1,11 @@
-//! Accept loops: one task per client socket, on the XML stream framing.
+//! Accept loops: one task per client socket, on the XML stream framing; [`accept`] also serves
+//! the component listener.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::connection;
 use crate::edge::Edge;
@@ -22,21 +24,29 @@ impl Edge {
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, direct_tls: bool) {
         loop {
-            let (socket, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
+            let (socket, peer) = accept(&listener).await;
             let id = self.next_connection_id();
             let accepted = Accepted { io: Box::new(socket), direct_tls };
             // The connection future is spawned as it is: wrapping it in another async block would
             // store it twice in the task (measured: 5.6 KiB instead of 2.7 KiB per connection).
             tokio::spawn(connection::run::<XmlStream>(self.clone(), id, peer, accepted));
+        }
+    }
+}
+
+/// The next socket, with Nagle off (stanzas are small and latency counts). A failed accept —
+/// typically EMFILE — is retried after a short pause instead of spinning.
+pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                return (socket, peer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

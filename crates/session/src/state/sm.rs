@@ -215,10 +215,10 @@ impl UserState {
         if sm.detached.take().is_some() {
             self.services.metrics.sessions_detached.dec();
         }
+        resource.connection_id = link.connection_id;
         if let Some(old) = resource.link.replace(link) {
             let _ = old.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict).with_text("resumed on another stream")), None);
         }
-        resource.connection_id = resource.link.as_ref().map_or(0, |link| link.connection_id);
         let resumed = Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", sm.handled.to_string());
         send_nonza(resource.link.as_ref(), &resumed);
         for unacked in &sm.unacked {
