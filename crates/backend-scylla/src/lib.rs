@@ -113,7 +113,8 @@ impl ScyllaStore {
             offline: store.clone(),
             last_activity: store.clone(),
             archive: store.clone(),
-            push: store,
+            push: store.clone(),
+            fast_tokens: store,
         })
     }
 
@@ -245,6 +246,11 @@ struct Statements {
     push_remove: PreparedStatement,
     push_remove_service: PreparedStatement,
     push_delete_user: PreparedStatement,
+    // FAST tokens
+    fast_get: PreparedStatement,
+    fast_put: PreparedStatement,
+    fast_delete: PreparedStatement,
+    fast_delete_user: PreparedStatement,
     // archive
     archive_insert: PreparedStatement,
     archive_with_insert: PreparedStatement,
@@ -364,6 +370,11 @@ impl Statements {
             push_remove: p(format!("DELETE FROM {ks}.push_registrations WHERE user_jid = ? AND service = ? AND node = ?"), false).await?,
             push_remove_service: p(format!("DELETE FROM {ks}.push_registrations WHERE user_jid = ? AND service = ?"), false).await?,
             push_delete_user: p(format!("DELETE FROM {ks}.push_registrations WHERE user_jid = ?"), false).await?,
+            fast_get: p(format!("SELECT current_token, new_token FROM {ks}.fast_tokens WHERE user_jid = ? AND client = ?"), false).await?,
+            fast_put: p(format!("INSERT INTO {ks}.fast_tokens (user_jid, client, current_token, new_token) VALUES (?, ?, ?, ?) USING TTL ?"), false)
+                .await?,
+            fast_delete: p(format!("DELETE FROM {ks}.fast_tokens WHERE user_jid = ? AND client = ?"), false).await?,
+            fast_delete_user: p(format!("DELETE FROM {ks}.fast_tokens WHERE user_jid = ?"), false).await?,
 
             archive_insert: p(
                 format!("INSERT INTO {ks}.archive (user_jid, bucket, id, with_jid, stanza) VALUES (?, ?, ?, ?, ?) USING TTL ?"),

@@ -162,6 +162,21 @@ Migration {
             PRIMARY KEY ((user_jid), service, node)
         )",
     ],
+},
+Migration {
+    version: 4,
+    description: "FAST tokens (XEP-0484)",
+    statements: &[
+        // Per user, one row per client (its SASL2 user-agent id); written with a TTL up to the
+        // later token's expiry, so that forgotten clients' rows go away by themselves.
+        "CREATE TABLE IF NOT EXISTS {ks}.fast_tokens (
+            user_jid text,
+            client text,
+            current_token blob,
+            new_token blob,
+            PRIMARY KEY ((user_jid), client)
+        )",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

@@ -1,9 +1,11 @@
-//! vCards, private XML, block lists, last activity and push registrations: plain per-user rows,
-//! last write wins.
+//! vCards, private XML, block lists, last activity, push registrations and FAST tokens: plain
+//! per-user rows, last write wins.
 
 use async_trait::async_trait;
 use scylla::statement::batch::{Batch, BatchType};
-use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards};
+use starling_cluster::store::{
+    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards,
+};
 
 use crate::{ScyllaStore, execution_error, from_bigint, rows, to_bigint};
 
@@ -160,6 +162,35 @@ impl PushRegistrations for ScyllaStore {
 
     async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
         self.exec(&self.st.push_delete_user, (user,)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FastTokens for ScyllaStore {
+    async fn get(&self, user: &str, client: &str) -> Result<FastTokenSlots, StoreError> {
+        let result = self.exec(&self.st.fast_get, (user, client)).await?;
+        let row = rows::<(Option<Vec<u8>>, Option<Vec<u8>>)>(result, "fast_tokens")?.into_iter().next();
+        let token = |bytes: Option<Vec<u8>>| bytes.and_then(|bytes| FastToken::from_bytes(&bytes));
+        Ok(row.map(|(current, new)| FastTokenSlots { current: token(current), new: token(new) }).unwrap_or_default())
+    }
+
+    async fn put(&self, user: &str, client: &str, slots: &FastTokenSlots) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let ttl = slots.expires().saturating_sub(now);
+        if slots.is_empty() || ttl == 0 {
+            self.exec(&self.st.fast_delete, (user, client)).await?;
+            return Ok(());
+        }
+        let bytes = |token: &Option<FastToken>| token.as_ref().map(FastToken::to_bytes);
+        // CQL TTLs are at most 20 years.
+        let ttl = i32::try_from(ttl.min(630_720_000)).unwrap_or(i32::MAX);
+        self.exec(&self.st.fast_put, (user, client, bytes(&slots.current), bytes(&slots.new), ttl)).await?;
+        Ok(())
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.fast_delete_user, (user,)).await?;
         Ok(())
     }
 }

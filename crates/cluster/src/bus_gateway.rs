@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use starling_protocol::{Jid, Stanza};
+use starling_xml::Element;
 use tokio::sync::mpsc;
 
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
 use crate::envelope::{EdgeRecord, Origin, OwnerRecord};
-use crate::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd, ToClient};
+use crate::gateway::{server_chosen_resource, Binding, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd, ToClient};
 
 pub struct BusGateway {
     origin: Origin,
@@ -80,7 +81,8 @@ impl BusGateway {
 
 #[async_trait]
 impl Gateway for Arc<BusGateway> {
-    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
+    // No inline features through the bus yet: a Bind2 bind is a plain bind here.
+    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink, _inline: Vec<Element>) -> Result<Binding, GatewayError> {
         let resource = resource.unwrap_or_else(server_chosen_resource);
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection = link.connection_id;
@@ -91,7 +93,8 @@ impl Gateway for Arc<BusGateway> {
             self.links().remove(&connection);
             return Err(error);
         }
-        Ok(Box::new(BusSession { gateway: self.clone(), jid, connection, in_flight: InFlight::new(SESSION_IN_FLIGHT) }))
+        let session = Box::new(BusSession { gateway: self.clone(), jid, connection, in_flight: InFlight::new(SESSION_IN_FLIGHT) });
+        Ok(Binding { session, inline_answers: Vec::new() })
     }
 }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
 use crate::registry::{Fenced, Registry, ResourceRoute};
 use crate::store::{
-    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, RosterItem, Rosters, ScramCredentials, ScramKeys,
+    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
 };
 
@@ -35,6 +35,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     last_activity(store.last_activity.as_ref(), prefix).await;
     archive(store.archive.as_ref(), prefix).await;
     push(store.push.as_ref(), prefix).await;
+    fast_tokens(store.fast_tokens.as_ref(), prefix).await;
     remove_user(store, prefix).await;
 }
 
@@ -456,7 +457,6 @@ pub async fn archive(archive: &dyn Archive, prefix: &str) {
     archive.remove_user(&carol).await.expect("remove_user");
 }
 
-/// `Store::remove_user` wipes every kind of data of one user and nothing of another.
 pub async fn push(push: &dyn PushRegistrations, prefix: &str) {
     let alice = user(prefix, "push", "alice");
     let bob = user(prefix, "push", "bob");
@@ -484,6 +484,30 @@ pub async fn push(push: &dyn PushRegistrations, prefix: &str) {
     push.remove_user(&bob).await.expect("remove_user");
 }
 
+pub async fn fast_tokens(tokens: &dyn FastTokens, prefix: &str) {
+    let alice = user(prefix, "fast", "alice");
+    let bob = user(prefix, "fast", "bob");
+    let far = 4_000_000_000;
+    let token = |id: u8, count: u32| FastToken { id: [id; 16], mechanism: "HT-SHA-256-NONE".into(), issued: 1_700_000_000, expires: far, count };
+    assert_eq!(tokens.get(&alice, "phone").await.expect("get"), FastTokenSlots::default(), "no tokens at first");
+    let both = FastTokenSlots { current: Some(token(1, 0)), new: Some(token(2, 0)) };
+    tokens.put(&alice, "phone", &both).await.expect("put");
+    tokens.put(&alice, "laptop", &FastTokenSlots { current: None, new: Some(token(3, 7)) }).await.expect("put");
+    tokens.put(&bob, "phone", &FastTokenSlots { current: Some(token(4, 0)), new: None }).await.expect("put");
+    assert_eq!(tokens.get(&alice, "phone").await.expect("get"), both, "both slots round-trip");
+    assert_eq!(tokens.get(&alice, "laptop").await.expect("get").new, Some(token(3, 7)), "per client, the count kept");
+    let promoted = FastTokenSlots { current: Some(token(2, 5)), new: None };
+    tokens.put(&alice, "phone", &promoted).await.expect("put replaces");
+    assert_eq!(tokens.get(&alice, "phone").await.expect("get"), promoted, "put replaces both slots");
+    tokens.put(&alice, "laptop", &FastTokenSlots::default()).await.expect("put nothing");
+    assert_eq!(tokens.get(&alice, "laptop").await.expect("get"), FastTokenSlots::default(), "empty slots remove the client");
+    tokens.remove_user(&alice).await.expect("remove_user");
+    assert_eq!(tokens.get(&alice, "phone").await.expect("get"), FastTokenSlots::default(), "remove_user revokes every client");
+    assert_eq!(tokens.get(&bob, "phone").await.expect("get").current, Some(token(4, 0)), "users must not share tokens");
+    tokens.remove_user(&bob).await.expect("remove_user");
+}
+
+/// `Store::remove_user` wipes every kind of data of one user and nothing of another.
 pub async fn remove_user(store: &Store, prefix: &str) {
     let alice = user(prefix, "remove", "alice");
     // Bob's name extends alice's: a backend that selects a user's data by string prefix would
@@ -508,6 +532,8 @@ pub async fn remove_user(store: &Store, prefix: &str) {
         store.archive.append(&[ArchiveEntry { user: who.clone(), message }]).await.expect("append");
         store.archive.set_prefs(who, ArchivePrefs::default()).await.expect("set_prefs");
         store.push.add(who, PushRegistration { service: "push.example.com".into(), node: "n".into(), options: Vec::new() }).await.expect("add");
+        let token = FastToken { id: [1; 16], mechanism: "HT-SHA-256-NONE".into(), issued: 1, expires: 4_000_000_000, count: 0 };
+        store.fast_tokens.put(who, "phone", &FastTokenSlots { current: Some(token), new: None }).await.expect("put");
     }
 
     assert!(store.remove_user(&alice).await.expect("remove_user"), "removing an existing user must report true");
@@ -527,6 +553,7 @@ pub async fn remove_user(store: &Store, prefix: &str) {
     assert_eq!(store.archive.get(&bob, &[1_795_000_000_000_000]).await.expect("get").len(), 1, "removing alice must keep bob's archive");
     assert!(store.archive.prefs(&bob).await.expect("prefs").is_some(), "removing alice must keep bob's archive prefs");
     assert_eq!(store.push.list(&bob).await.expect("list").len(), 1, "removing alice must keep bob's push registrations");
+    assert!(!store.fast_tokens.get(&bob, "phone").await.expect("get").is_empty(), "removing alice must keep bob's FAST tokens");
     assert!(store.remove_user(&bob).await.expect("remove_user"));
 }
 
@@ -544,6 +571,7 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
     assert!(store.archive.query(who, &everything).await.expect("query").messages.is_empty(), "archive of {who} left behind");
     assert_eq!(store.archive.prefs(who).await.expect("prefs"), None, "archive prefs of {who} left behind");
     assert_eq!(store.push.list(who).await.expect("list"), Vec::new(), "push registrations of {who} left behind");
+    assert!(store.fast_tokens.get(who, "phone").await.expect("get").is_empty(), "FAST tokens of {who} left behind");
 }
 
 /// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can

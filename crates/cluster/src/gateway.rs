@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
 use starling_protocol::{Jid, Stanza, StreamError};
+use starling_xml::Element;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -150,7 +151,17 @@ pub trait ComponentLink: Send + Sync {
 pub trait Gateway: Send + Sync + 'static {
     /// Binds `resource` (or a server-chosen one when `None`) for the bare JID `user`. An existing
     /// session with the same resource is closed with `conflict` (RFC 6120 §7.7.2.2, "override").
-    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError>;
+    /// `inline` are the session features a Bind2 client asks to have from the start (XEP-0386),
+    /// each its request element (`<enable xmlns='urn:xmpp:carbons:2'/>` …); they are applied
+    /// with the bind, before anything else reaches the session, and those not in
+    /// [`inline_features`](Self::inline_features) are ignored.
+    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink, inline: Vec<Element>) -> Result<Binding, GatewayError>;
+
+    /// The namespaces of the session features [`bind`](Self::bind) can apply inline, as Bind2
+    /// advertises them.
+    fn inline_features(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 
     /// Whether sessions keep what they send until it is acknowledged, so that the edge may offer
     /// stream management (XEP-0198).
@@ -178,11 +189,18 @@ pub trait Gateway: Send + Sync + 'static {
     }
 
     /// Resumes the stream-managed session `previd` of `user` on a new connection (XEP-0198 §5):
-    /// the session acknowledges up to `h`, then queues `<resumed/>` and every stanza the client
-    /// has not acknowledged to `link`.
+    /// the session acknowledges up to `h`, then queues every stanza the client has not
+    /// acknowledged to `link` (the edge writes `<resumed/>` before them).
     async fn resume(&self, _user: Jid, _previd: &str, _h: u32, _link: ClientLink) -> Result<Resumed, ResumeFailed> {
         Err(ResumeFailed { handled: None })
     }
+}
+
+/// A bound resource, and the answers to the inline requests of its bind (for Bind2's
+/// `<bound/>`, e.g. stream management's `<enabled/>`).
+pub struct Binding {
+    pub session: Box<dyn BoundSession>,
+    pub inline_answers: Vec<Element>,
 }
 
 /// A resumed session, and the count of the client's stanzas it had handled (where the edge's

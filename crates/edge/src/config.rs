@@ -10,6 +10,8 @@ use starling_cluster::gateway::{SmConfig, DEFAULT_CLIENT_QUEUE};
 use starling_protocol::Jid;
 use starling_xml::Limits;
 
+use crate::fast::{FastConfig, FastKey};
+
 /// `[c2s]`: client connections.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,6 +130,9 @@ pub struct EdgeConfig {
     pub sm: SmConfig,
     /// `[components]`: who may connect as an external component.
     pub components: ComponentsConfig,
+    /// `[fast]`: XEP-0484 tokens, and the key they are derived from.
+    pub fast: FastConfig,
+    pub fast_key: FastKey,
     /// XEP-0115 verification string of the server's features, advertised in stream features.
     pub caps_ver: String,
     /// XEP-0115 node the caps name.
@@ -143,6 +148,8 @@ impl EdgeConfig {
             registration: RegistrationConfig::default(),
             sm: SmConfig::default(),
             components: ComponentsConfig::default(),
+            fast: FastConfig::default(),
+            fast_key: FastKey::random(),
             caps_ver: String::new(),
             caps_node: String::new(),
         }

@@ -1,5 +1,5 @@
 //! What every connection shares: the configuration, TLS, the way into the session layer, account
-//! keys, the authentication and registration throttles, and the handlers of nonzas on bound
+//! keys and FAST tokens, the authentication and registration throttles, and the handlers of nonzas on bound
 //! streams.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use starling_cluster::gateway::Gateway;
-use starling_cluster::store::Accounts;
+use starling_cluster::store::{Accounts, FastTokens};
 use starling_telemetry::Metrics;
 use tokio_rustls::TlsAcceptor;
 
@@ -23,6 +23,7 @@ pub struct Edge {
     pub(crate) tls: TlsAcceptor,
     pub(crate) gateway: Arc<dyn Gateway>,
     pub(crate) accounts: Arc<dyn Accounts>,
+    pub(crate) fast_tokens: Arc<dyn FastTokens>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) throttle: Throttle,
     /// Last registration per address (XEP-0077 rate limit).
@@ -40,13 +41,14 @@ impl Edge {
         tls: Arc<rustls::ServerConfig>,
         gateway: Arc<dyn Gateway>,
         accounts: Arc<dyn Accounts>,
+        fast_tokens: Arc<dyn FastTokens>,
         metrics: Arc<Metrics>,
     ) -> Arc<Edge> {
         let mut nonzas = NonzaHandlers::new();
         if gateway.supports_client_state() {
             crate::csi::register(&mut nonzas);
         }
-        Edge::with_nonza_handlers(config, tls, gateway, accounts, metrics, nonzas)
+        Edge::with_nonza_handlers(config, tls, gateway, accounts, fast_tokens, metrics, nonzas)
     }
 
     /// An edge that hands the nonzas `nonzas` knows to their handlers (features such as stream
@@ -56,6 +58,7 @@ impl Edge {
         tls: Arc<rustls::ServerConfig>,
         gateway: Arc<dyn Gateway>,
         accounts: Arc<dyn Accounts>,
+        fast_tokens: Arc<dyn FastTokens>,
         metrics: Arc<Metrics>,
         nonzas: NonzaHandlers,
     ) -> Arc<Edge> {
@@ -65,6 +68,7 @@ impl Edge {
             tls: TlsAcceptor::from(tls),
             gateway,
             accounts,
+            fast_tokens,
             metrics,
             throttle,
             registrations: Mutex::new(HashMap::new()),
@@ -78,5 +82,11 @@ impl Edge {
     /// A connection id unique in this process (see [`ClientLink`](starling_cluster::gateway::ClientLink)).
     pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// FAST (XEP-0484) on this edge, when enabled.
+    pub(crate) fn fast(&self) -> Option<crate::fast::Fast<'_>> {
+        let config = &self.config.fast;
+        config.enabled.then(|| crate::fast::Fast { config, key: &self.config.fast_key, tokens: self.fast_tokens.as_ref() })
     }
 }

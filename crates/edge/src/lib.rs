@@ -17,6 +17,7 @@ mod connection;
 mod csi;
 mod edge;
 mod end;
+mod fast;
 mod framing;
 mod listener;
 mod negotiation;
@@ -29,5 +30,6 @@ mod test_support;
 
 pub use config::{C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig};
 pub use edge::Edge;
+pub use fast::{FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use starling_cluster::gateway::{server_chosen_resource, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd};
-use starling_cluster::store::{Accounts, ScramCredentials, StoreError};
+use starling_cluster::gateway::{server_chosen_resource, Binding, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd};
+use starling_cluster::store::{Accounts, FastTokenSlots, FastTokens, ScramCredentials, StoreError};
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
 use starling_xml::{Element, StreamEvent, StreamReader, NS_STREAMS};
@@ -100,10 +100,11 @@ pub struct SessionLayer {
 
 #[async_trait]
 impl Gateway for FakeGateway {
-    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
+    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink, _: Vec<Element>) -> Result<Binding, GatewayError> {
         let jid = user.with_resource(&resource.unwrap_or_else(server_chosen_resource)).map_err(|e| GatewayError::Unavailable(e.to_string()))?;
         let _ = self.links.send(link);
-        Ok(Box::new(FakeSession { jid, submitted: self.submitted.clone(), unbound: self.unbound.clone() }))
+        let session = Box::new(FakeSession { jid, submitted: self.submitted.clone(), unbound: self.unbound.clone() });
+        Ok(Binding { session, inline_answers: Vec::new() })
     }
 }
 
@@ -158,6 +159,33 @@ fn server_tls() -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
+/// FAST tokens in a map.
+#[derive(Default)]
+pub struct FakeTokens(Mutex<HashMap<(String, String), FastTokenSlots>>);
+
+impl FakeTokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), FastTokenSlots>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl FastTokens for FakeTokens {
+    async fn get(&self, user: &str, client: &str) -> Result<FastTokenSlots, StoreError> {
+        Ok(self.lock().get(&(user.to_owned(), client.to_owned())).cloned().unwrap_or_default())
+    }
+
+    async fn put(&self, user: &str, client: &str, slots: &FastTokenSlots) -> Result<(), StoreError> {
+        self.lock().insert((user.to_owned(), client.to_owned()), slots.clone());
+        Ok(())
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        self.lock().retain(|(owner, _), _| owner != user);
+        Ok(())
+    }
+}
+
 /// A client trusting the test certificate only.
 fn client_tls() -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
@@ -175,7 +203,7 @@ pub fn edge(config: EdgeConfig, accounts: Arc<FakeAccounts>, nonzas: NonzaHandle
     let (submitted, submitted_out) = mpsc::unbounded_channel();
     let (unbound, unbound_out) = mpsc::unbounded_channel();
     let gateway = Arc::new(FakeGateway { links, submitted, unbound });
-    let edge = Edge::with_nonza_handlers(config, server_tls(), gateway, accounts, Metrics::global(), nonzas);
+    let edge = Edge::with_nonza_handlers(config, server_tls(), gateway, accounts, Arc::new(FakeTokens::default()), Metrics::global(), nonzas);
     (edge, SessionLayer { links: links_out, submitted: submitted_out, unbound: unbound_out })
 }
 

@@ -17,6 +17,10 @@ pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// Extensible SASL Profile, SASL2 (XEP-0388).
 pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// Bind 2 (XEP-0386): resource binding inline in SASL2.
+pub const BIND2: &str = "urn:xmpp:bind:0";
+/// Fast Authentication Streamlining Tokens (XEP-0484).
+pub const FAST: &str = "urn:xmpp:fast:0";
 /// SASL Channel-Binding Type Capability (XEP-0440).
 pub const SASL_CHANNEL_BINDING: &str = "urn:xmpp:sasl-cb:0";
 /// Resource binding (RFC 6120 §7).

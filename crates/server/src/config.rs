@@ -16,7 +16,7 @@ use serde::Deserialize;
 use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
-use starling_edge::{C2sConfig, ComponentsConfig, RegistrationConfig};
+use starling_edge::{C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig};
 use starling_session::{ArchiveConfig, PushConfig, SessionsConfig};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -33,6 +33,7 @@ pub struct Config {
     pub sm: SmConfig,
     pub push: PushConfig,
     pub components: ComponentsConfig,
+    pub fast: FastConfig,
     pub cluster: ClusterSection,
 }
 

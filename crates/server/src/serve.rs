@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use starling_edge::{Edge, EdgeConfig};
+use starling_edge::{Edge, EdgeConfig, FastKey};
 use starling_protocol::Jid;
 use starling_session::{SessionConfig, SessionLayer};
 use starling_telemetry::Metrics;
@@ -54,7 +54,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::global();
     let store = crate::store::open(&config).await?;
     tracing::info!(backend = ?config.store.backend, "store open");
-    let accounts = store.accounts.clone();
+    let (accounts, fast_tokens) = (store.accounts.clone(), store.fast_tokens.clone());
     let role = config.cluster.role;
     let node = node_id(&config.cluster);
     tracing::info!(?role, %node, "role");
@@ -91,7 +91,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone()));
 
     if let Some(gateway) = gateway {
-        serve_clients(&config, &domain, gateway, accounts, metrics).await?;
+        serve_clients(&config, &domain, gateway, (accounts, fast_tokens), metrics).await?;
     }
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     ready.store(true, Ordering::Release);
@@ -107,7 +107,7 @@ async fn serve_clients(
     config: &Config,
     domain: &Jid,
     gateway: Arc<dyn Gateway>,
-    accounts: Arc<dyn starling_cluster::store::Accounts>,
+    (accounts, fast_tokens): (Arc<dyn starling_cluster::store::Accounts>, Arc<dyn starling_cluster::store::FastTokens>),
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
@@ -119,10 +119,12 @@ async fn serve_clients(
         registration: config.registration.clone(),
         sm: config.sm.clone(),
         components: config.components.clone(),
+        fast: config.fast.clone(),
+        fast_key: FastKey::load(&config.fast.key_file, &config.server.data_dir)?,
         caps_ver,
         caps_node,
     };
-    let edge = Edge::new(edge_config, tls, gateway, accounts, metrics);
+    let edge = Edge::new(edge_config, tls, gateway, accounts, fast_tokens, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
         tracing::info!(listen = %address, "c2s (STARTTLS{})", if c2s.require_tls { ", required" } else { "" });

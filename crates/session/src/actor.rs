@@ -129,7 +129,8 @@ impl Handler<Bind> for UserActor {
         self.taken();
         self.run(ctx, message.hold, move |mut state, modules| async move {
             let (index, left) = state.bind(message.jid, message.link, message.edge);
-            let _ = message.reply.send(());
+            let inline_answers = modules.apply_inline(&mut state, index, &message.inline);
+            let _ = message.reply.send(inline_answers);
             state.publish_route(index).await;
             pipeline::keep_unacknowledged(&modules, &mut state, left).await;
             state

@@ -8,11 +8,12 @@ use actix::Addr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_cluster::gateway::{
-    server_chosen_resource, BoundSession, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
+    server_chosen_resource, Binding, BoundSession, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
 };
 use starling_cluster::store::Store;
 use starling_protocol::{Jid, Stanza};
 use starling_telemetry::Metrics;
+use starling_xml::Element;
 
 use crate::actor::UserActor;
 use crate::messages::{Bind, FromClient, Resume, ClientEvent, ConnectionEvent, Unbind};
@@ -85,7 +86,7 @@ impl SessionLayer {
 
 #[async_trait]
 impl Gateway for SessionLayer {
-    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink) -> Result<Box<dyn BoundSession>, GatewayError> {
+    async fn bind(&self, user: Jid, resource: Option<String>, link: ClientLink, inline: Vec<Element>) -> Result<Binding, GatewayError> {
         let resource = resource.unwrap_or_else(server_chosen_resource);
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection_id = link.connection_id;
@@ -93,12 +94,16 @@ impl Gateway for SessionLayer {
         let addr = self
             .router
             .with_user_actor(&user, |addr| {
-                addr.do_send(Bind { jid: jid.clone(), link, edge: None, reply, hold: None });
+                addr.do_send(Bind { jid: jid.clone(), link, edge: None, inline, reply, hold: None });
                 addr.clone()
             })
             .ok_or_else(|| GatewayError::Unavailable("not a user's address".into()))?;
-        bound.await.map_err(|_| GatewayError::Closed)?;
-        Ok(Box::new(LocalSession { jid, addr, connection_id }))
+        let inline_answers = bound.await.map_err(|_| GatewayError::Closed)?;
+        Ok(Binding { session: Box::new(LocalSession { jid, addr, connection_id }), inline_answers })
+    }
+
+    fn inline_features(&self) -> Vec<&'static str> {
+        self.router.modules().inline_features()
     }
 
     fn supports_stream_management(&self) -> bool {

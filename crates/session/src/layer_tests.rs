@@ -48,7 +48,7 @@ pub(crate) async fn login(layer: &SessionLayer, store: &Store, user: &str) -> Cl
     let jid = Jid::new(&format!("{user}@localhost")).expect("jid");
     let _ = store.accounts.create(jid.as_str(), ScramCredentials::derive("secret", 1)).await;
     let (sender, inbox) = mpsc::channel(64);
-    let session = layer.bind(jid, Some("test".into()), ClientLink::new(rand::random(), sender)).await.expect("bound");
+    let session = layer.bind(jid, Some("test".into()), ClientLink::new(rand::random(), sender), Vec::new()).await.expect("bound").session;
     Client { session, inbox }
 }
 

@@ -8,8 +8,10 @@ use bytes::Bytes;
 use starling_cluster::gateway::{ClientLink, ResumeFailed, StreamEnd};
 use starling_cluster::hold::Hold;
 use starling_protocol::{Jid, Stanza};
+use starling_xml::Element;
 
-/// Bind a resource; `reply` fires once it is bound.
+/// Bind a resource, with the Bind2 inline requests to apply at once; `reply` gets their answers
+/// once it is bound.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Bind {
@@ -17,7 +19,8 @@ pub(crate) struct Bind {
     pub link: ClientLink,
     /// The edge node holding the connection, in a cluster.
     pub edge: Option<String>,
-    pub reply: tokio::sync::oneshot::Sender<()>,
+    pub inline: Vec<Element>,
+    pub reply: tokio::sync::oneshot::Sender<Vec<Element>>,
     /// The bus record it came from, in a cluster.
     pub hold: Option<Hold>,
 }

@@ -119,7 +119,7 @@ impl HostRouter {
                 let link = side.remote_link(edge.clone(), connection, self.services().config.client_queue);
                 // The edge does not wait for the bind: records after it are ordered behind it.
                 let (reply, _) = oneshot::channel();
-                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Bind { jid, link, edge: Some(edge), reply, hold }));
+                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Bind { jid, link, edge: Some(edge), inline: Vec::new(), reply, hold }));
             }
             OwnerRecord::FromClient { resource, connection: _, stanza, received } => {
                 self.with_user_actor(&resource.bare(), |addr| addr.do_send(FromClient { resource, stanza, received, counted: true, hold }));

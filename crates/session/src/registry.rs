@@ -8,7 +8,8 @@
 //!   and when a resource goes away ([`Registrar::unbinding`]);
 //! - disco identities and features, from which disco#info answers and the XEP-0115 caps hash are
 //!   computed, so the two never disagree;
-//! - local service kinds (`conference.DOMAIN` …) the host router addresses.
+//! - local service kinds (`conference.DOMAIN` …) the host router addresses;
+//! - session features a Bind2 client may ask for inline at bind ([`Registrar::inline`], XEP-0386).
 //!
 //! Its per-user state is a private type kept in [`Extensions`](crate::extensions::Extensions), so
 //! other modules reach it only through the functions the module exports. The Prosody shape
@@ -69,6 +70,9 @@ pub(crate) type UnbindingHook = for<'a> fn(&'a mut UserState, usize) -> Pending<
 /// The stream of the resource at this index broke; its stream-managed session waits to be
 /// resumed (XEP-0198), and what is sent to it is kept.
 pub(crate) type DetachedHook = for<'a> fn(&'a mut UserState, usize) -> Pending<'a, ()>;
+/// A Bind2 inline request (its element) for the resource just bound at this index; the answer,
+/// if the feature has one, goes into `<bound/>`.
+pub(crate) type InlineHandler = for<'a> fn(&'a mut UserState, usize, &'a Element) -> Option<Element>;
 
 struct IqRoute {
     to: IqTo,
@@ -122,6 +126,7 @@ pub(crate) struct Modules {
     undeliverable: Vec<UndeliverableHook>,
     unbinding: Vec<UnbindingHook>,
     detached: Vec<DetachedHook>,
+    inline: Vec<(&'static str, InlineHandler)>,
     advertised: Advertised,
     services: Vec<Arc<dyn ServiceKind>>,
 }
@@ -159,6 +164,11 @@ impl Registrar<'_> {
 
     pub fn detached(&mut self, hook: DetachedHook) {
         self.modules.detached.push(hook);
+    }
+
+    /// A session feature Bind2 can enable at bind: requests in namespace `ns` go to `handler`.
+    pub fn inline(&mut self, ns: &'static str, handler: InlineHandler) {
+        self.modules.inline.push((ns, handler));
     }
 
     pub fn server_identity(&mut self, identity: Identity) {
@@ -210,6 +220,23 @@ impl Modules {
 
     pub fn services(&self) -> &[Arc<dyn ServiceKind>] {
         &self.services
+    }
+
+    /// The namespaces of the features Bind2 can enable inline.
+    pub fn inline_features(&self) -> Vec<&'static str> {
+        self.inline.iter().map(|(ns, _)| *ns).collect()
+    }
+
+    /// Applies the Bind2 inline requests to the resource just bound at `index`, in the client's
+    /// order; requests for features not registered are ignored. Returns the answers.
+    pub fn apply_inline(&self, state: &mut UserState, index: usize, requests: &[Element]) -> Vec<Element> {
+        requests
+            .iter()
+            .filter_map(|request| {
+                let (_, handler) = self.inline.iter().find(|(ns, _)| *ns == request.ns())?;
+                handler(state, index, request)
+            })
+            .collect()
     }
 
     /// The handler registered for a payload and addressee. The user's own requests to its

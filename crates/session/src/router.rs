@@ -76,6 +76,10 @@ impl HostRouter {
         &self.services
     }
 
+    pub fn modules(&self) -> &Modules {
+        &self.modules
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.directory
     }

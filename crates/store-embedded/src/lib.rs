@@ -51,6 +51,10 @@ const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> = TableDefinition::ne
 const ARCHIVE_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("archive_prefs");
 /// (user, service, node) → publish-options (XEP-0357).
 const PUSH: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("push_registrations");
+/// The current and the new FAST token, each `FastToken::to_bytes` or empty.
+type TokenSlots<'a> = (&'a [u8], &'a [u8]);
+/// (user, client) → its token slots.
+const FAST_TOKENS: TableDefinition<(&str, &str), TokenSlots> = TableDefinition::new("fast_tokens");
 
 /// How the store is run beyond where its file is.
 #[derive(Debug, Clone, Default)]
@@ -98,7 +102,8 @@ impl EmbeddedStore {
             offline: store.clone(),
             last_activity: store.clone(),
             archive: store.clone(),
-            push: store,
+            push: store.clone(),
+            fast_tokens: store,
         })
     }
 
@@ -161,6 +166,7 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(ARCHIVE_WITH)?;
     txn.open_table(ARCHIVE_PREFS)?;
     txn.open_table(PUSH)?;
+    txn.open_table(FAST_TOKENS)?;
     txn.commit()?;
     Ok(db)
 }

@@ -2,9 +2,11 @@
 //! registrations.
 
 use async_trait::async_trait;
-use starling_cluster::store::{Blocklists, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards};
+use starling_cluster::store::{
+    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards,
+};
 
-use crate::{BLOCKLISTS, EmbeddedStore, LAST_ACTIVITY, PRIVATE_XML, PUSH, VCARDS, successor};
+use crate::{BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, PRIVATE_XML, PUSH, VCARDS, successor};
 
 #[async_trait]
 impl VCards for EmbeddedStore {
@@ -199,6 +201,47 @@ impl PushRegistrations for EmbeddedStore {
         self.write(move |txn| {
             let end = successor(&user);
             txn.open_table(PUSH)?.retain_in((user.as_str(), "", "")..(end.as_str(), "", ""), |_, _| false)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+// Expired slots stay until the client's next login replaces them (or the user is removed): a
+// client's entry is two small values, and an expired token is refused anyway.
+#[async_trait]
+impl FastTokens for EmbeddedStore {
+    async fn get(&self, user: &str, client: &str) -> Result<FastTokenSlots, StoreError> {
+        let (user, client) = (user.to_owned(), client.to_owned());
+        self.read(move |txn| {
+            let Some(slots) = txn.open_table(FAST_TOKENS)?.get((user.as_str(), client.as_str()))? else { return Ok(FastTokenSlots::default()) };
+            let (current, new) = slots.value();
+            Ok(FastTokenSlots { current: FastToken::from_bytes(current), new: FastToken::from_bytes(new) })
+        })
+        .await
+    }
+
+    async fn put(&self, user: &str, client: &str, slots: &FastTokenSlots) -> Result<(), StoreError> {
+        let (user, client) = (user.to_owned(), client.to_owned());
+        let bytes = |token: &Option<FastToken>| token.as_ref().map(FastToken::to_bytes).unwrap_or_default();
+        let (current, new, empty) = (bytes(&slots.current), bytes(&slots.new), slots.is_empty());
+        self.write(move |txn| {
+            let mut table = txn.open_table(FAST_TOKENS)?;
+            if empty {
+                table.remove((user.as_str(), client.as_str()))?;
+            } else {
+                table.insert((user.as_str(), client.as_str()), (current.as_slice(), new.as_slice()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.write(move |txn| {
+            let end = successor(&user);
+            txn.open_table(FAST_TOKENS)?.retain_in((user.as_str(), "")..(end.as_str(), ""), |_, _| false)?;
             Ok(())
         })
         .await

@@ -7,6 +7,7 @@
 mod accounts;
 mod archive;
 mod blocklists;
+mod fast_tokens;
 mod last_activity;
 mod offline;
 mod private_xml;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub use accounts::{Accounts, DEFAULT_SCRAM_ITERATIONS, ScramCredentials, ScramKeys};
 pub use archive::{Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
 pub use blocklists::Blocklists;
+pub use fast_tokens::{FastToken, FastTokenSlots, FastTokens};
 pub use last_activity::{LastActivity, LastSeen};
 pub use offline::OfflineMessages;
 pub use private_xml::PrivateXml;
@@ -56,6 +58,7 @@ pub struct Store {
     pub last_activity: Arc<dyn LastActivity>,
     pub archive: Arc<dyn Archive>,
     pub push: Arc<dyn PushRegistrations>,
+    pub fast_tokens: Arc<dyn FastTokens>,
 }
 
 impl Store {
@@ -76,6 +79,7 @@ impl Store {
         self.last_activity.remove_user(user).await?;
         self.archive.remove_user(user).await?;
         self.push.remove_user(user).await?;
+        self.fast_tokens.remove_user(user).await?;
         self.accounts.remove(user).await
     }
 }

@@ -29,16 +29,17 @@ pub(crate) struct Bound {
     /// The edge's own way into that queue: weak, so that the session dropping its end still
     /// closes the queue (see [`ClientLink`](starling_cluster::gateway::ClientLink)).
     pub own_end: WeakSender<ToClient>,
-    /// For a resumed stream (XEP-0198): the client's stanzas the session had handled.
-    pub resumed_with: Option<u32>,
+    /// With stream management on from the start (XEP-0198: resumed, or enabled by Bind2): the
+    /// client's stanzas the session had handled.
+    pub sm_handled: Option<u32>,
 }
 
 /// Serves a bound stream until it ends, then unbinds the session.
 pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut receiver: R, sender: S, bound: Bound) {
-    let Bound { mut session, outbound, own_end, resumed_with } = bound;
+    let Bound { mut session, outbound, own_end, sm_handled } = bound;
     let jid = session.jid().clone();
     let ping_id = format!("ping-{:x}", rand::random::<u64>());
-    let mut sm = sm::StreamManagement::new(resumed_with);
+    let mut sm = sm::StreamManagement::new(sm_handled);
     let liveness = writer::Liveness { activity: receiver.activity(), ping_id: ping_id.clone(), jid: jid.clone(), requesting_acks: sm.requesting_acks() };
     let mut writer_task = tokio::spawn(writer::write_loop(sender, outbound, edge.clone(), liveness));
     // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the

@@ -27,7 +27,8 @@ pub(super) struct StreamManagement {
 }
 
 impl StreamManagement {
-    /// For a new stream, or one resumed with `handled` of the client's stanzas counted.
+    /// For a new stream, or one with stream management on from the start (resumed, or enabled
+    /// inline by Bind2) with `handled` of the client's stanzas counted.
     pub fn new(handled: Option<u32>) -> StreamManagement {
         StreamManagement { handled, last_ack: None, requesting_acks: Arc::new(AtomicBool::new(handled.is_some())) }
     }

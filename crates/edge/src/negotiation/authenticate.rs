@@ -10,59 +10,34 @@ use base64::Engine;
 use starling_protocol::{ns, Jid, StreamErrorCondition};
 use starling_xml::{Element, RawElement};
 
+use super::sasl2::{self, Sasl2Request};
 use super::{Continuation, Negotiation, NegotiationStep, Next, Received};
 use crate::end::End;
 use crate::sasl::{self, Exchange, Step};
 
-/// The SASL profile an exchange speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The SASL profile an exchange speaks; SASL2 with what the client asked for besides
+/// authentication.
 pub(super) enum Profile {
     Rfc6120,
-    Sasl2,
+    Sasl2(Box<Sasl2Request>),
 }
 
 impl Profile {
-    fn ns(self) -> &'static str {
+    fn ns(&self) -> &'static str {
         match self {
             Profile::Rfc6120 => ns::SASL,
-            Profile::Sasl2 => ns::SASL2,
+            Profile::Sasl2(_) => ns::SASL2,
         }
     }
 
     /// `<challenge/>` with its data in base64.
-    fn challenge(self, data: &[u8]) -> Element {
+    fn challenge(&self, data: &[u8]) -> Element {
         Element::new("challenge", self.ns()).with_text(base64_text(self, data))
     }
 
-    /// `<success/>`: RFC 6120 carries the final data as its text; SASL2 as `<additional-data/>`
-    /// beside the identity it authorised (XEP-0388 §2.6.1).
-    fn success(self, data: &[u8], authorized: Option<&Jid>) -> Element {
-        match self {
-            Profile::Rfc6120 => Element::new("success", ns::SASL).with_text(base64_text(self, data)),
-            Profile::Sasl2 => {
-                let mut success = Element::new("success", ns::SASL2);
-                if !data.is_empty() {
-                    success.push_child(Element::new("additional-data", ns::SASL2).with_text(base64_text(self, data)));
-                }
-                if let Some(jid) = authorized {
-                    success.push_child(Element::new("authorization-identifier", ns::SASL2).with_text(jid.as_str()));
-                }
-                success
-            }
-        }
-    }
-
     /// `<failure/>` with a condition of RFC 6120 §6.5 (in SASL2 too, XEP-0388 §2.6.2).
-    fn failure(self, condition: &str) -> Element {
+    pub(super) fn failure(&self, condition: &str) -> Element {
         Element::new("failure", self.ns()).with_child(Element::new(condition, ns::SASL))
-    }
-
-    /// How negotiation goes on once authenticated.
-    fn after_success(self) -> Next {
-        match self {
-            Profile::Rfc6120 => Next::Restart,
-            Profile::Sasl2 => Next::Features,
-        }
     }
 }
 
@@ -107,6 +82,11 @@ pub(super) async fn start(profile: Profile, mechanism: &str, initial: Option<Vec
     if !negotiation.secure && edge.config.c2s.require_tls {
         return failure(profile, negotiation, "encryption-required");
     }
+    if crate::fast::MECHANISMS.contains(&mechanism.as_str())
+        && let Profile::Sasl2(request) = profile
+    {
+        return sasl2::fast_login(*request, &mechanism, initial, negotiation).await;
+    }
     let offered = sasl::mechanisms(negotiation.channel_binding.is_some(), negotiation.secure);
     if negotiation.authenticated.is_some() || !offered.contains(&mechanism.as_str()) {
         // PLAIN exists but is offered over TLS only.
@@ -134,7 +114,7 @@ pub(super) async fn start(profile: Profile, mechanism: &str, initial: Option<Vec
         Ok(exchange) => exchange,
         Err(condition) => return failure(profile, negotiation, condition),
     };
-    Box::new(SaslExchange { profile, exchange, mechanism, username, account }).step(&initial, negotiation)
+    Box::new(SaslExchange { profile, exchange, mechanism, username, account }).step(&initial, negotiation).await
 }
 
 /// One SASL exchange between its challenges.
@@ -147,68 +127,94 @@ struct SaslExchange {
 }
 
 impl SaslExchange {
-    fn step(mut self: Box<Self>, input: &[u8], negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
-        let edge = negotiation.edge;
-        let address = negotiation.peer.ip();
+    async fn step(mut self: Box<Self>, input: &[u8], negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
         match self.exchange.step(input) {
             Step::Challenge(data) => {
                 negotiation.reply(self.profile.challenge(&data));
                 Ok(Next::Exchange(self))
             }
             Step::Success(data) => {
-                edge.metrics.login(&self.mechanism, true);
-                edge.throttle.record_success(address, &self.username);
-                negotiation.reply(self.profile.success(&data, self.account.as_ref()));
-                negotiation.authenticated = self.account.and_then(|jid| jid.node().map(str::to_owned));
-                Ok(if negotiation.authenticated.is_some() { self.profile.after_success() } else { Next::Negotiate })
+                let SaslExchange { profile, mechanism, username, account, .. } = *self;
+                let Some(account) = account else { return refuse(&profile, &mechanism, &username, "not-authorized", negotiation) };
+                succeed(profile, Succeeded { mechanism: &mechanism, username: &username, user: account, data, token: None }, negotiation).await
             }
-            Step::Failure(condition) => {
-                edge.metrics.login(&self.mechanism, false);
-                edge.throttle.record_failure(address, &self.username);
-                negotiation.reply(self.profile.failure(condition));
-                negotiation.failed_auths += 1;
-                if negotiation.failed_auths >= edge.config.c2s.max_auth_attempts {
-                    return Err(End::error(StreamErrorCondition::PolicyViolation, "too many failed authentication attempts"));
-                }
-                Ok(Next::Negotiate)
-            }
+            Step::Failure(condition) => refuse(&self.profile, &self.mechanism, &self.username, condition, negotiation),
         }
     }
+}
+
+/// A successful authentication, as the profiles finish it.
+pub(super) struct Succeeded<'a> {
+    pub mechanism: &'a str,
+    pub username: &'a str,
+    pub user: Jid,
+    /// The mechanism's final data for the client.
+    pub data: Vec<u8>,
+    /// A FAST token issued by the authentication itself (a rotation).
+    pub token: Option<crate::fast::Issued>,
+}
+
+/// Counts a success and answers it as the profile does: RFC 6120 with `<success/>` and a stream
+/// restart, SASL2 with its inline requests carried out first (XEP-0388 §2.6.1).
+pub(super) async fn succeed(profile: Profile, succeeded: Succeeded<'_>, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
+    let edge = negotiation.edge;
+    edge.metrics.login(succeeded.mechanism, true);
+    edge.throttle.record_success(negotiation.peer.ip(), succeeded.username);
+    negotiation.authenticated = succeeded.user.node().map(str::to_owned);
+    match profile {
+        Profile::Rfc6120 => {
+            negotiation.reply(Element::new("success", ns::SASL).with_text(base64_text(&profile, &succeeded.data)));
+            Ok(Next::Restart)
+        }
+        Profile::Sasl2(request) => sasl2::complete(*request, succeeded, negotiation).await,
+    }
+}
+
+/// Counts a failed authentication and answers `<failure/>`; too many on one connection end it.
+pub(super) fn refuse(profile: &Profile, mechanism: &str, username: &str, condition: &str, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
+    let edge = negotiation.edge;
+    edge.metrics.login(mechanism, false);
+    edge.throttle.record_failure(negotiation.peer.ip(), username);
+    negotiation.reply(profile.failure(condition));
+    negotiation.failed_auths += 1;
+    if negotiation.failed_auths >= edge.config.c2s.max_auth_attempts {
+        return Err(End::error(StreamErrorCondition::PolicyViolation, "too many failed authentication attempts"));
+    }
+    Ok(Next::Negotiate)
 }
 
 #[async_trait]
 impl Continuation for SaslExchange {
     async fn resume(self: Box<Self>, received: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
-        let profile = self.profile;
-        if received.is("response", profile.ns()) {
-            let data = match profile {
+        if received.is("response", self.profile.ns()) {
+            let data = match self.profile {
                 Profile::Rfc6120 => decode(&received.element),
-                Profile::Sasl2 => element_text(&received.element).and_then(|text| decode_text(&text)),
+                Profile::Sasl2(_) => element_text(&received.element).and_then(|text| decode_text(&text)),
             };
             return match data {
-                Some(data) => self.step(&data, negotiation),
-                None => failure(profile, negotiation, "incorrect-encoding"),
+                Some(data) => self.step(&data, negotiation).await,
+                None => failure(self.profile, negotiation, "incorrect-encoding"),
             };
         }
-        if received.is("abort", profile.ns()) {
-            return failure(profile, negotiation, "aborted");
+        if received.is("abort", self.profile.ns()) {
+            return failure(self.profile, negotiation, "aborted");
         }
         Err(End::error(StreamErrorCondition::NotAuthorized, "SASL exchange interrupted"))
     }
 }
 
 /// Answers with `<failure/>` and lets the client try again (RFC 6120 §6.4.5).
-fn failure(profile: Profile, negotiation: &mut Negotiation<'_>, condition: &str) -> Result<Next, End> {
+pub(super) fn failure(profile: Profile, negotiation: &mut Negotiation<'_>, condition: &str) -> Result<Next, End> {
     negotiation.reply(profile.failure(condition));
     Ok(Next::Negotiate)
 }
 
 /// Data in base64. RFC 6120 writes empty data as `=` (§6.4.2), as its clients expect; SASL2 as
 /// nothing (XEP-0388 §2.2).
-fn base64_text(profile: Profile, data: &[u8]) -> String {
+pub(super) fn base64_text(profile: &Profile, data: &[u8]) -> String {
     match (profile, data.is_empty()) {
         (Profile::Rfc6120, true) => "=".to_owned(),
-        (Profile::Sasl2, true) => String::new(),
+        (Profile::Sasl2(_), true) => String::new(),
         (_, false) => base64::engine::general_purpose::STANDARD.encode(data),
     }
 }

@@ -4,8 +4,8 @@
 //! features that tell the client what the session layer supports.
 
 use async_trait::async_trait;
-use starling_cluster::gateway::ClientLink;
-use starling_protocol::{ns, Jid, StanzaError, StanzaErrorCondition, StreamErrorCondition};
+use starling_cluster::gateway::{Binding, ClientLink};
+use starling_protocol::{ns, Jid, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 use tokio::sync::mpsc;
 
@@ -54,42 +54,51 @@ impl NegotiationStep for BindResource {
             negotiation.reply(iq_error(id, StanzaErrorCondition::BadRequest));
             return Ok(Next::Negotiate);
         }
-        let edge = negotiation.edge;
         let requested = received
             .iq_payload()
             .and_then(|bind| bind.get_child("resource", ns::BIND))
             .map(Element::text)
             .filter(|resource| !resource.is_empty());
-        let user = match negotiation.authenticated.as_deref().map(|node| Jid::from_parts(Some(node), edge.config.domain.as_str(), None)) {
-            Some(Ok(user)) => user,
-            _ => return Err(End::error(StreamErrorCondition::InternalServerError, "lost the authenticated identity")),
-        };
+        let user = negotiation.user()?;
         if let Some(resource) = &requested
             && user.with_resource(resource).is_err()
         {
             negotiation.reply(iq_error(id, StanzaErrorCondition::BadRequest));
             return Ok(Next::Negotiate);
         }
-        // The one queue toward this client, bounded by `client_queue` (see `ClientLink`).
-        let (sender, outbound) = mpsc::channel(edge.config.c2s.client_queue);
-        let own_end = sender.downgrade();
-        let session = match edge.gateway.bind(user, requested, ClientLink::new(negotiation.connection_id, sender)).await {
-            Ok(session) => session,
-            Err(error) => {
-                tracing::warn!(%error, "bind failed");
-                negotiation.reply(iq_error(id, StanzaErrorCondition::InternalServerError));
-                return Ok(Next::Negotiate);
-            }
+        let Some((bound, _)) = bind(negotiation, user, requested, Vec::new()).await else {
+            negotiation.reply(iq_error(id, StanzaErrorCondition::InternalServerError));
+            return Ok(Next::Negotiate);
         };
-        let jid = Element::new("jid", ns::BIND).with_text(session.jid().as_str());
+        let jid = Element::new("jid", ns::BIND).with_text(bound.session.jid().as_str());
         negotiation.reply(
             Element::new("iq", ns::CLIENT)
                 .with_attr("type", "result")
                 .with_attr("id", id)
                 .with_child(Element::new("bind", ns::BIND).with_child(jid)),
         );
-        Ok(Next::Bound(Bound { session, outbound, own_end, resumed_with: None }))
+        Ok(Next::Bound(bound))
     }
+}
+
+/// Binds `resource` (server-chosen when `None`) of `user` to this connection, applying Bind2's
+/// `inline` requests (XEP-0386); returns the bound stream and the answers to those requests, or
+/// `None` when the session layer could not bind.
+pub(super) async fn bind(negotiation: &Negotiation<'_>, user: Jid, resource: Option<String>, inline: Vec<Element>) -> Option<(Bound, Vec<Element>)> {
+    let edge = negotiation.edge;
+    // The one queue toward this client, bounded by `client_queue` (see `ClientLink`).
+    let (sender, outbound) = mpsc::channel(edge.config.c2s.client_queue);
+    let own_end = sender.downgrade();
+    let Binding { session, inline_answers } = match edge.gateway.bind(user, resource, ClientLink::new(negotiation.connection_id, sender), inline).await {
+        Ok(binding) => binding,
+        Err(error) => {
+            tracing::warn!(%error, "bind failed");
+            return None;
+        }
+    };
+    // Stream management enabled inline counts from zero on this stream.
+    let sm_handled = inline_answers.iter().any(|answer| answer.is("enabled", ns::SM)).then_some(0);
+    Some((Bound { session, outbound, own_end, sm_handled }, inline_answers))
 }
 
 fn iq_error(id: &str, condition: StanzaErrorCondition) -> Element {

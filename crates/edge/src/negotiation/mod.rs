@@ -92,6 +92,14 @@ impl Negotiation<'_> {
     fn reply(&mut self, element: Element) {
         self.replies.push(element);
     }
+
+    /// The bare JID authenticated on this stream.
+    fn user(&self) -> Result<Jid, End> {
+        match self.authenticated.as_deref().map(|node| Jid::from_parts(Some(node), self.edge.config.domain.as_str(), None)) {
+            Some(Ok(user)) => Ok(user),
+            _ => Err(End::error(StreamErrorCondition::InternalServerError, "lost the authenticated identity")),
+        }
+    }
 }
 
 /// A top-level element from the client, as steps receive it.

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use starling_cluster::gateway::{ClientLink, ResumeFailed, Resumed};
-use starling_protocol::{ns, Jid, StreamErrorCondition};
+use starling_protocol::{ns, Jid};
 use starling_xml::Element;
 use tokio::sync::mpsc;
 
@@ -14,7 +14,8 @@ use crate::end::End;
 
 pub(super) struct StreamManagement;
 
-fn offered(negotiation: &Negotiation<'_>) -> bool {
+/// Whether stream management can be offered on this stream.
+pub(super) fn offered(negotiation: &Negotiation<'_>) -> bool {
     let edge = negotiation.edge;
     negotiation.authenticated.is_some() && edge.config.sm.enabled && edge.gateway.supports_stream_management()
 }
@@ -46,25 +47,39 @@ impl NegotiationStep for StreamManagement {
             negotiation.reply(failed("bad-request"));
             return Ok(Next::Negotiate);
         };
-        let edge = negotiation.edge;
-        let user = match negotiation.authenticated.as_deref().map(|node| Jid::from_parts(Some(node), edge.config.domain.as_str(), None)) {
-            Some(Ok(user)) => user,
-            _ => return Err(End::error(StreamErrorCondition::InternalServerError, "lost the authenticated identity")),
-        };
-        // Room for everything unacknowledged, retransmitted at once, on top of the usual queue.
-        let (sender, outbound) = mpsc::channel(edge.config.c2s.client_queue + edge.config.sm.max_unacked);
-        let own_end = sender.downgrade();
-        match edge.gateway.resume(user, previd, h, ClientLink::new(negotiation.connection_id, sender)).await {
-            // The session queued `<resumed/>` and the retransmissions.
-            Ok(Resumed { session, handled }) => Ok(Next::Bound(Bound { session, outbound, own_end, resumed_with: Some(handled) })),
-            Err(ResumeFailed { handled }) => {
-                let mut failure = failed("item-not-found");
-                if let Some(handled) = handled {
-                    failure.set_attr("h", handled.to_string());
-                }
+        let user = negotiation.user()?;
+        match resume_session(negotiation, user, previd, h).await {
+            Ok((bound, resumed)) => {
+                negotiation.reply(resumed);
+                Ok(Next::Bound(bound))
+            }
+            Err(failure) => {
                 negotiation.reply(failure);
                 Ok(Next::Negotiate)
             }
+        }
+    }
+}
+
+/// Resumes `user`'s session `previd` on this connection, the client having handled `h` of its
+/// stanzas: the bound stream and `<resumed/>` (written before the retransmissions the session
+/// queued), or `<failed/>`.
+pub(super) async fn resume_session(negotiation: &Negotiation<'_>, user: Jid, previd: &str, h: u32) -> Result<(Bound, Element), Element> {
+    let edge = negotiation.edge;
+    // Room for everything unacknowledged, retransmitted at once, on top of the usual queue.
+    let (sender, outbound) = mpsc::channel(edge.config.c2s.client_queue + edge.config.sm.max_unacked);
+    let own_end = sender.downgrade();
+    match edge.gateway.resume(user, previd, h, ClientLink::new(negotiation.connection_id, sender)).await {
+        Ok(Resumed { session, handled }) => {
+            let resumed = Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", handled.to_string());
+            Ok((Bound { session, outbound, own_end, sm_handled: Some(handled) }, resumed))
+        }
+        Err(ResumeFailed { handled }) => {
+            let mut failure = failed("item-not-found");
+            if let Some(handled) = handled {
+                failure.set_attr("h", handled.to_string());
+            }
+            Err(failure)
         }
     }
 }

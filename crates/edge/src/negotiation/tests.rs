@@ -214,15 +214,74 @@ async fn rfc6120_7_1_nothing_but_binding_after_authentication() {
 
 /// `<authenticate/>` in SASL2 with `initial` as its initial response.
 async fn authenticate(client: &mut test_support::TestClient, mechanism: &str, initial: &[u8]) -> Element {
+    authenticate_with(client, mechanism, initial, "").await
+}
+
+/// [`authenticate`] with inline requests.
+async fn authenticate_with(client: &mut test_support::TestClient, mechanism: &str, initial: &[u8], inline: &str) -> Element {
     use base64::Engine;
     let initial = base64::engine::general_purpose::STANDARD.encode(initial);
     client
         .send(&format!(
             "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='{mechanism}'><initial-response>{initial}</initial-response>\
-             <user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>test</software></user-agent></authenticate>"
+             <user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>test</software></user-agent>{inline}</authenticate>"
         ))
         .await;
     client.element().await
+}
+
+/// The HT-SHA-256-NONE initial response for `token`.
+fn ht_initial(username: &str, token: &str) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).expect("key");
+    mac.update(b"Initiator");
+    [username.as_bytes(), b"\0", &mac.finalize().into_bytes()].concat()
+}
+
+#[tokio::test]
+async fn xep0386_bind2_and_xep0484_fast_tokens() {
+    let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
+    let mut client = connect(&edge, true).await;
+    let features = client.open().await;
+    let inline = features.get_child("authentication", ns::SASL2).and_then(|a| a.get_child("inline", ns::SASL2)).expect("inline features");
+    assert!(inline.get_child("bind", ns::BIND2).is_some(), "{inline:?}");
+    let fast = inline.get_child("fast", ns::FAST).expect("FAST over TLS");
+    assert!(fast.children().any(|m| m.text() == "HT-SHA-256-NONE"), "{fast:?}");
+
+    let request = "<bind xmlns='urn:xmpp:bind:0'><tag>Balcony</tag></bind><request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>";
+    let success = authenticate_with(&mut client, "PLAIN", b"\0juliet\0pencil", request).await;
+    assert!(success.get_child("bound", ns::BIND2).is_some(), "{success:?}");
+    let jid = success.get_child("authorization-identifier", ns::SASL2).map(Element::text).expect("identity");
+    assert!(jid.starts_with("juliet@example.org/Balcony/"), "{jid}");
+    let token = success.get_child("token", ns::FAST).and_then(|t| t.attr("token")).expect("a token").to_owned();
+
+    // Again with the token, one message: the same client gets the same resource.
+    let mut again = connect(&edge, true).await;
+    again.open().await;
+    let success = authenticate_with(&mut again, "HT-SHA-256-NONE", &ht_initial("juliet", &token), "<bind xmlns='urn:xmpp:bind:0'><tag>Balcony</tag></bind><fast xmlns='urn:xmpp:fast:0' count='1'/>").await;
+    assert!(success.is("success", ns::SASL2), "{success:?}");
+    assert_eq!(success.get_child("authorization-identifier", ns::SASL2).map(Element::text), Some(jid), "stable per client");
+    assert!(success.get_child("additional-data", ns::SASL2).is_some(), "the responder's proof");
+
+    // A replayed count, a wrong token, and a token request for a mechanism not offered fail.
+    let mut replay = connect(&edge, true).await;
+    replay.open().await;
+    let failure = authenticate_with(&mut replay, "HT-SHA-256-NONE", &ht_initial("juliet", &token), "<fast xmlns='urn:xmpp:fast:0' count='1'/>").await;
+    assert!(failure.get_child("not-authorized", ns::SASL).is_some(), "{failure:?}");
+    let failure = authenticate(&mut replay, "HT-SHA-256-NONE", &ht_initial("juliet", "guess")).await;
+    assert!(failure.get_child("not-authorized", ns::SASL).is_some(), "{failure:?}");
+    let failure = authenticate_with(&mut replay, "PLAIN", b"\0juliet\0pencil", "<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-MD5-NONE'/>").await;
+    assert!(failure.get_child("malformed-request", ns::SASL).is_some(), "{failure:?}");
+
+    // Invalidated: the token no longer works.
+    let mut logout = connect(&edge, true).await;
+    logout.open().await;
+    let success = authenticate_with(&mut logout, "HT-SHA-256-NONE", &ht_initial("juliet", &token), "<fast xmlns='urn:xmpp:fast:0' invalidate='true'/>").await;
+    assert!(success.is("success", ns::SASL2) && success.get_child("token", ns::FAST).is_none(), "{success:?}");
+    let mut after = connect(&edge, true).await;
+    after.open().await;
+    let failure = authenticate(&mut after, "HT-SHA-256-NONE", &ht_initial("juliet", &token)).await;
+    assert!(failure.get_child("not-authorized", ns::SASL).is_some(), "{failure:?}");
 }
 
 #[tokio::test]
@@ -230,7 +289,8 @@ async fn xep0388_sasl2_success_is_followed_by_the_authenticated_features_without
     let (edge, _) = test_support::edge(test_support::config(), FakeAccounts::with_user("juliet"), NonzaHandlers::new());
     let mut client = connect(&edge, true).await;
     let features = client.open().await;
-    let offered: Vec<String> = features.get_child("authentication", ns::SASL2).expect("SASL2 offered").children().map(Element::text).collect();
+    let authentication = features.get_child("authentication", ns::SASL2).expect("SASL2 offered");
+    let offered: Vec<String> = authentication.children().filter(|child| child.name() == "mechanism").map(Element::text).collect();
     assert_eq!(offered, mechanisms(&features), "the same mechanisms as RFC 6120 SASL");
     let binding = features.get_child("sasl-channel-binding", ns::SASL_CHANNEL_BINDING).expect("XEP-0440 over TLS 1.3");
     assert_eq!(binding.children().next().and_then(|b| b.attr("type")), Some("tls-exporter"));

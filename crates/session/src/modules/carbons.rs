@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use starling_protocol::{ns, Jid, Stanza, StanzaKind};
-use starling_xml::escape_attr;
+use starling_xml::{escape_attr, Element};
 
 use crate::iq::{Iq, IqTo};
 use crate::registry::{Flow, Hook, Registrar};
@@ -16,6 +16,7 @@ pub(super) fn register(r: &mut Registrar) {
         r.iq(to, ns::CARBONS, "enable", |state, iq| Box::pin(enable(state, iq)));
         r.iq(to, ns::CARBONS, "disable", |state, iq| Box::pin(enable(state, iq)));
     }
+    r.inline(ns::CARBONS, enable_at_bind);
     r.outbound(&[StanzaKind::Message], 60, Hook::Now(sent));
     r.delivered(received);
     r.server_feature(ns::CARBONS);
@@ -37,6 +38,14 @@ async fn enable(state: &mut UserState, iq: Iq) {
         }
     }
     state.reply(&iq, None);
+}
+
+/// Bind2 `<enable xmlns='urn:xmpp:carbons:2'/>`: on from the start, no answer (XEP-0386 §3).
+fn enable_at_bind(state: &mut UserState, index: usize, request: &Element) -> Option<Element> {
+    if request.name() == "enable" {
+        state.resource_mut(index).ext.insert(CarbonsEnabled);
+    }
+    None
 }
 
 /// A chat message one resource sent: `<sent/>` copies to the other carbons-enabled resources.

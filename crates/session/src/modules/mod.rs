@@ -5,6 +5,7 @@ use crate::registry::Register;
 
 pub(crate) use disco::{caps_ver, CAPS_NODE};
 
+mod bind2;
 mod blocking;
 mod carbons;
 mod disco;
@@ -31,6 +32,7 @@ pub(crate) const ALL: &[Register] = &[
     push::register,
     offline::register,
     blocking::register,
+    bind2::register,
     carbons::register,
     mam::register,
     vcard::register,

@@ -39,9 +39,11 @@ impl UserState {
     /// The client of the resource at `index` says it is active (`true`) or inactive.
     pub fn set_client_state(&mut self, index: usize, active: bool) {
         if active {
-            self.flush_held(index);
-            self.resources[index].held = None;
-            self.services.metrics.clients_inactive.dec();
+            if self.resources[index].held.is_some() {
+                self.flush_held(index);
+                self.resources[index].held = None;
+                self.services.metrics.clients_inactive.dec();
+            }
         } else if self.resources[index].held.is_none() {
             self.resources[index].held = Some(Box::default());
             self.services.metrics.clients_inactive.inc();

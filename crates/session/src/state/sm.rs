@@ -82,10 +82,17 @@ pub(crate) struct ResumptionDeadline {
 }
 
 impl UserState {
-    /// The client of the resource bound on `connection_id` enabled stream management: queues
-    /// `<enabled/>` (with an id when it asked to be able to resume).
+    /// The client of the resource bound on `connection_id` enabled stream management on its
+    /// stream: queues `<enabled/>`, so that it is written before the first stanza counted.
     pub fn enable_stream_management(&mut self, jid: &Jid, connection_id: u64, resume: bool, max: Option<u32>) {
         let Some(index) = self.bound_index(jid, connection_id) else { return };
+        let enabled = self.start_stream_management(index, resume, max);
+        send_nonza(self.resources[index].link.as_ref(), &enabled);
+    }
+
+    /// Turns stream management on for the resource at `index` (with an id when the client asked
+    /// to be able to resume) and returns the `<enabled/>` that tells the client so.
+    pub fn start_stream_management(&mut self, index: usize, resume: bool, max: Option<u32>) -> Element {
         let config = &self.services.config.sm;
         let resume_timeout = config.resume_timeout(max);
         let id = resume.then(|| format!("{:032x}", rand::random::<u128>()));
@@ -98,7 +105,7 @@ impl UserState {
         let resource = &mut self.resources[index];
         resource.sm =
             Some(Box::new(StreamManagement { id, resume_timeout, sent: 0, unacked: VecDeque::new(), handled: 0, detached: None, overflowed: false }));
-        send_nonza(resource.link.as_ref(), &enabled);
+        enabled
     }
 
     /// One of the client's stanzas was handled (the edge counts the same).
@@ -195,9 +202,9 @@ impl UserState {
     }
 
     /// Resumes the session `previd` on `link` (XEP-0198 §5): acknowledges up to `h`, closes the
-    /// old stream if the server had not noticed it broke, and queues `<resumed/>` followed by
-    /// everything unacknowledged. Returns the resource and the count of the client's stanzas
-    /// handled.
+    /// old stream if the server had not noticed it broke, and queues everything unacknowledged
+    /// (the edge writes `<resumed/>` first). Returns the resource and the count of the client's
+    /// stanzas handled.
     pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink) -> Result<(Jid, u32), ResumeFailed> {
         let found = self.resources.iter().position(|r| r.sm.as_ref().is_some_and(|sm| sm.id.as_deref() == Some(previd)));
         let Some(index) = found else {
@@ -219,8 +226,6 @@ impl UserState {
         if let Some(old) = resource.link.replace(link) {
             let _ = old.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict).with_text("resumed on another stream")), None);
         }
-        let resumed = Element::new("resumed", ns::SM).with_attr("previd", previd).with_attr("h", sm.handled.to_string());
-        send_nonza(resource.link.as_ref(), &resumed);
         for unacked in &sm.unacked {
             let Some(link) = resource.link.as_ref() else { break };
             if link.try_send(ToClient::Stanza(unacked.bytes.clone()), None).is_err() {
