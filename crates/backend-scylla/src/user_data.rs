@@ -183,8 +183,10 @@ impl FastTokens for ScyllaStore {
             return Ok(());
         }
         let bytes = |token: &Option<FastToken>| token.as_ref().map(FastToken::to_bytes);
-        // CQL TTLs are at most 20 years.
-        let ttl = i32::try_from(ttl.min(630_720_000)).unwrap_or(i32::MAX);
+        // CQL TTLs are at most 20 years, and Cassandra refuses expirations past 2038-01-19
+        // (CASSANDRA-14092): a longer-lived row is kept until then, and rewritten at next use.
+        let until_2038 = (i32::MAX as u64).saturating_sub(now).saturating_sub(86_400);
+        let ttl = i32::try_from(ttl.min(630_720_000).min(until_2038).max(1)).unwrap_or(1);
         self.exec(&self.st.fast_put, (user, client, bytes(&slots.current), bytes(&slots.new), ttl)).await?;
         Ok(())
     }
