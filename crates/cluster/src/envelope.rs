@@ -15,21 +15,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
-use starling_wire::v1::{self, envelope::Body, to_connection::Action};
+use starling_wire::v1::{self, client_event::Event, envelope::Body, to_connection::Action};
 use starling_wire::WireError;
+use starling_xml::Element;
 
-use crate::gateway::ToClient;
+use crate::gateway::{ClientEvent, ResumeFailed, SessionAnswer, StreamEnd, ToClient};
 
 /// A record on a user's owner partition: what the owner of that user is asked to do.
 #[derive(Debug, Clone)]
 pub enum OwnerRecord {
-    /// Edge → owner: the full JID `jid` was bound on connection `connection` of edge node `edge`.
-    Bind { jid: Jid, edge: String, connection: u64 },
+    /// Edge → owner: the full JID `jid` was bound on connection `connection` of edge node `edge`,
+    /// with the Bind2 requests `inline` (answered on the connection when there are any).
+    Bind { jid: Jid, edge: String, connection: u64, inline: Vec<Element> },
     /// Edge → owner: a stanza the bound full JID `resource` sent, received by its edge at
     /// `received`.
     FromClient { resource: Jid, connection: u64, stanza: Stanza, received: Instant },
-    /// Edge (or the reaper of a dead edge) → owner: the connection of the full JID `jid` ended.
-    Unbind { jid: Jid, connection: u64 },
+    /// Edge (or the reaper of a dead edge, with `Broken`) → owner: the connection of the full
+    /// JID `jid` ended.
+    Unbind { jid: Jid, connection: u64, end: StreamEnd },
+    /// Edge → owner: what the client of `jid` on `connection` told the server about its stream.
+    ClientEvent { jid: Jid, connection: u64, event: ClientEvent },
+    /// Edge → owner: resume the stream-managed session `previd` of the bare JID `user` on
+    /// connection `connection` of edge node `edge`, the client having handled `h` stanzas.
+    Resume { user: Jid, previd: String, h: u32, edge: String, connection: u64 },
     /// Owner → owner: a stanza for one of the receiving owner's users, first received at
     /// `received`.
     Deliver { stanza: Stanza, received: Instant },
@@ -61,6 +69,9 @@ pub enum EnvelopeError {
     /// An address that is not a JID, or a bare JID where a resource is meant.
     #[error("invalid address {0:?}")]
     InvalidJid(String),
+    /// Bytes meant to be an XML element that are not one.
+    #[error("invalid element: {0}")]
+    InvalidElement(String),
 }
 
 impl From<WireError> for EnvelopeError {
@@ -106,15 +117,36 @@ impl OwnerRecord {
     /// The bytes of this record, stamped by `origin`.
     pub fn encode(&self, origin: &Origin) -> Bytes {
         let body = match self {
-            OwnerRecord::Bind { jid, edge, connection } => {
-                Body::Bind(v1::Bind { full_jid: jid.to_string(), edge_node: edge.clone(), connection: *connection })
-            }
+            OwnerRecord::Bind { jid, edge, connection, inline } => Body::Bind(v1::Bind {
+                full_jid: jid.to_string(),
+                edge_node: edge.clone(),
+                connection: *connection,
+                inline: inline.iter().map(|element| Bytes::from(element.to_bytes())).collect(),
+            }),
             OwnerRecord::FromClient { resource, connection, stanza, received } => Body::FromClient(v1::FromClient {
                 full_jid: resource.to_string(),
                 connection: *connection,
                 stanza: Some(v1::Stanza::from_routed(stanza, epoch_micros(*received))),
             }),
-            OwnerRecord::Unbind { jid, connection } => Body::Unbind(v1::Unbind { full_jid: jid.to_string(), connection: *connection }),
+            OwnerRecord::Unbind { jid, connection, end } => {
+                Body::Unbind(v1::Unbind { full_jid: jid.to_string(), connection: *connection, broken: *end == StreamEnd::Broken })
+            }
+            OwnerRecord::ClientEvent { jid, connection, event } => {
+                let event = match event {
+                    ClientEvent::Enable { resume, max } => Event::Enable(v1::EnableStreamManagement { resume: *resume, max: *max }),
+                    ClientEvent::Acknowledge(h) => Event::Acknowledge(*h),
+                    ClientEvent::AnswerForEdge(reply) => Event::AnswerForEdge(reply.clone()),
+                    ClientEvent::ClientState { active } => Event::ClientActive(*active),
+                };
+                Body::ClientEvent(v1::ClientEvent { full_jid: jid.to_string(), connection: *connection, event: Some(event) })
+            }
+            OwnerRecord::Resume { user, previd, h, edge, connection } => Body::Resume(v1::Resume {
+                user: user.to_string(),
+                previd: previd.clone(),
+                h: *h,
+                edge_node: edge.clone(),
+                connection: *connection,
+            }),
             OwnerRecord::Deliver { stanza, received } => {
                 Body::Deliver(v1::Deliver { stanza: Some(v1::Stanza::from_routed(stanza, epoch_micros(*received))) })
             }
@@ -126,18 +158,32 @@ impl OwnerRecord {
     pub fn decode(bytes: Bytes) -> Result<OwnerRecord, EnvelopeError> {
         let envelope = starling_wire::decode(bytes)?;
         match envelope.body {
-            Some(Body::Bind(v1::Bind { full_jid, edge_node, connection })) => {
-                if edge_node.is_empty() {
-                    return Err(EnvelopeError::Missing("an edge node"));
-                }
-                Ok(OwnerRecord::Bind { jid: full_jid_of(&full_jid)?, edge: edge_node, connection })
+            Some(Body::Bind(v1::Bind { full_jid, edge_node, connection, inline })) => {
+                let inline = inline.iter().map(|bytes| element_of(bytes)).collect::<Result<_, _>>()?;
+                Ok(OwnerRecord::Bind { jid: full_jid_of(&full_jid)?, edge: edge_node_of(edge_node)?, connection, inline })
             }
             Some(Body::FromClient(v1::FromClient { full_jid, connection, stanza })) => {
                 let resource = full_jid_of(&full_jid)?;
                 let (stanza, received) = routed(stanza)?;
                 Ok(OwnerRecord::FromClient { resource, connection, stanza, received })
             }
-            Some(Body::Unbind(v1::Unbind { full_jid, connection })) => Ok(OwnerRecord::Unbind { jid: full_jid_of(&full_jid)?, connection }),
+            Some(Body::Unbind(v1::Unbind { full_jid, connection, broken })) => {
+                let end = if broken { StreamEnd::Broken } else { StreamEnd::Closed };
+                Ok(OwnerRecord::Unbind { jid: full_jid_of(&full_jid)?, connection, end })
+            }
+            Some(Body::ClientEvent(v1::ClientEvent { full_jid, connection, event })) => {
+                let event = match event.ok_or(EnvelopeError::Missing("an event"))? {
+                    Event::Enable(v1::EnableStreamManagement { resume, max }) => ClientEvent::Enable { resume, max },
+                    Event::Acknowledge(h) => ClientEvent::Acknowledge(h),
+                    Event::AnswerForEdge(reply) => ClientEvent::AnswerForEdge(reply),
+                    Event::ClientActive(active) => ClientEvent::ClientState { active },
+                };
+                Ok(OwnerRecord::ClientEvent { jid: full_jid_of(&full_jid)?, connection, event })
+            }
+            Some(Body::Resume(v1::Resume { user, previd, h, edge_node, connection })) => {
+                let user = Jid::new(&user).ok().filter(Jid::is_bare).ok_or(EnvelopeError::InvalidJid(user))?;
+                Ok(OwnerRecord::Resume { user, previd, h, edge: edge_node_of(edge_node)?, connection })
+            }
             Some(Body::Deliver(v1::Deliver { stanza })) => {
                 let (stanza, received) = routed(stanza)?;
                 Ok(OwnerRecord::Deliver { stanza, received })
@@ -157,6 +203,13 @@ impl EdgeRecord {
             ToClient::Stanza(bytes) => Action::Stanza(bytes.clone()),
             ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
             ToClient::EndStream => Action::EndStream(true),
+            ToClient::Answer(SessionAnswer::Bound(answers)) => {
+                Action::Bound(v1::InlineAnswers { answers: answers.iter().map(|element| Bytes::from(element.to_bytes())).collect() })
+            }
+            ToClient::Answer(SessionAnswer::Resumed(answer)) => Action::Resumed(match answer {
+                Ok((jid, handled)) => v1::ResumeAnswer { full_jid: jid.to_string(), handled: Some(*handled) },
+                Err(ResumeFailed { handled }) => v1::ResumeAnswer { full_jid: String::new(), handled: *handled },
+            }),
         };
         origin.seal(Body::ToConnection(v1::ToConnection { connection: self.connection, action: Some(action) }))
     }
@@ -175,6 +228,13 @@ impl EdgeRecord {
                 ToClient::Close(StreamError::new(StreamErrorCondition::parse(&condition).unwrap_or(StreamErrorCondition::UndefinedCondition)))
             }
             Action::EndStream(_) => ToClient::EndStream,
+            Action::Bound(v1::InlineAnswers { answers }) => {
+                ToClient::Answer(SessionAnswer::Bound(answers.iter().map(|bytes| element_of(bytes)).collect::<Result<_, _>>()?))
+            }
+            Action::Resumed(v1::ResumeAnswer { full_jid, handled }) => ToClient::Answer(SessionAnswer::Resumed(match handled {
+                Some(handled) if !full_jid.is_empty() => Ok((full_jid_of(&full_jid)?, handled)),
+                _ => Err(ResumeFailed { handled }),
+            })),
         };
         Ok(EdgeRecord { connection, message })
     }
@@ -187,7 +247,17 @@ fn kind_of(body: &Body) -> &'static str {
         Body::Unbind(_) => "Unbind",
         Body::Deliver(_) => "Deliver",
         Body::ToConnection(_) => "ToConnection",
+        Body::ClientEvent(_) => "ClientEvent",
+        Body::Resume(_) => "Resume",
     }
+}
+
+fn edge_node_of(edge_node: String) -> Result<String, EnvelopeError> {
+    if edge_node.is_empty() { Err(EnvelopeError::Missing("an edge node")) } else { Ok(edge_node) }
+}
+
+fn element_of(bytes: &[u8]) -> Result<Element, EnvelopeError> {
+    Element::parse(bytes).map_err(|error| EnvelopeError::InvalidElement(error.to_string()))
 }
 
 /// A full JID (one naming a resource).
@@ -254,9 +324,10 @@ mod tests {
     fn owner_records_round_trip() {
         let origin = Origin::new("edge-1");
         let received = Instant::now() - Duration::from_secs(2);
-        let bind = OwnerRecord::Bind { jid: jid("alice@example.com/phone"), edge: "edge-1".into(), connection: 7 };
-        let OwnerRecord::Bind { jid: bound, edge, connection } = OwnerRecord::decode(bind.encode(&origin)).expect("bind") else { panic!("kind") };
-        assert_eq!((bound, edge.as_str(), connection), (jid("alice@example.com/phone"), "edge-1", 7));
+        let carbons = starling_xml::Element::new("enable", "urn:xmpp:carbons:2");
+        let bind = OwnerRecord::Bind { jid: jid("alice@example.com/phone"), edge: "edge-1".into(), connection: 7, inline: vec![carbons.clone()] };
+        let OwnerRecord::Bind { jid: bound, edge, connection, inline } = OwnerRecord::decode(bind.encode(&origin)).expect("bind") else { panic!("kind") };
+        assert_eq!((bound, edge.as_str(), connection, inline), (jid("alice@example.com/phone"), "edge-1", 7, vec![carbons]));
 
         let from_client = OwnerRecord::FromClient { resource: jid("alice@example.com/phone"), connection: 7, stanza: chat(), received };
         let OwnerRecord::FromClient { resource, connection, stanza, received: at } = OwnerRecord::decode(from_client.encode(&origin)).expect("from client") else {
@@ -266,9 +337,29 @@ mod tests {
         assert_same_stanza(&stanza, &chat());
         assert_close(at, received);
 
-        let unbind = OwnerRecord::Unbind { jid: jid("alice@example.com/phone"), connection: 7 };
-        let OwnerRecord::Unbind { jid: unbound, connection } = OwnerRecord::decode(unbind.encode(&origin)).expect("unbind") else { panic!("kind") };
-        assert_eq!((unbound, connection), (jid("alice@example.com/phone"), 7));
+        for end in [StreamEnd::Closed, StreamEnd::Broken] {
+            let unbind = OwnerRecord::Unbind { jid: jid("alice@example.com/phone"), connection: 7, end };
+            let OwnerRecord::Unbind { jid: unbound, connection, end: ended } = OwnerRecord::decode(unbind.encode(&origin)).expect("unbind") else { panic!("kind") };
+            assert_eq!((unbound, connection, ended), (jid("alice@example.com/phone"), 7, end));
+        }
+
+        let events = [
+            ClientEvent::Enable { resume: true, max: Some(60) },
+            ClientEvent::Enable { resume: false, max: None },
+            ClientEvent::Acknowledge(0),
+            ClientEvent::Acknowledge(u32::MAX),
+            ClientEvent::AnswerForEdge(Bytes::from_static(b"<iq type='error'/>")),
+            ClientEvent::ClientState { active: false },
+        ];
+        for event in events {
+            let record = OwnerRecord::ClientEvent { jid: jid("alice@example.com/phone"), connection: 7, event: event.clone() };
+            let OwnerRecord::ClientEvent { jid: from, connection, event: decoded } = OwnerRecord::decode(record.encode(&origin)).expect("event") else { panic!("kind") };
+            assert_eq!((from, connection, decoded), (jid("alice@example.com/phone"), 7, event));
+        }
+
+        let resume = OwnerRecord::Resume { user: jid("alice@example.com"), previd: "abc".into(), h: 3, edge: "edge-2".into(), connection: 8 };
+        let OwnerRecord::Resume { user, previd, h, edge, connection } = OwnerRecord::decode(resume.encode(&origin)).expect("resume") else { panic!("kind") };
+        assert_eq!((user, previd.as_str(), h, edge.as_str(), connection), (jid("alice@example.com"), "abc", 3, "edge-2", 8));
 
         let deliver = OwnerRecord::Deliver { stanza: chat(), received };
         let OwnerRecord::Deliver { stanza, received: at } = OwnerRecord::decode(deliver.encode(&origin)).expect("deliver") else { panic!("kind") };
@@ -284,6 +375,10 @@ mod tests {
             ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)),
             ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation)),
             ToClient::EndStream,
+            ToClient::Answer(SessionAnswer::Bound(vec![starling_xml::Element::new("enabled", "urn:xmpp:sm:3")])),
+            ToClient::Answer(SessionAnswer::Resumed(Ok((jid("alice@example.com/phone"), 5)))),
+            ToClient::Answer(SessionAnswer::Resumed(Err(ResumeFailed { handled: Some(4) }))),
+            ToClient::Answer(SessionAnswer::Resumed(Err(ResumeFailed { handled: None }))),
         ];
         for message in messages {
             let decoded = EdgeRecord::decode(EdgeRecord { connection: 9, message: message.clone() }.encode(&origin)).expect("edge record");
@@ -292,6 +387,8 @@ mod tests {
                 (ToClient::Stanza(left), ToClient::Stanza(right)) => assert_eq!(left, right),
                 (ToClient::Close(left), ToClient::Close(right)) => assert_eq!(left.condition, right.condition),
                 (ToClient::EndStream, ToClient::EndStream) => {}
+                (ToClient::Answer(SessionAnswer::Bound(left)), ToClient::Answer(SessionAnswer::Bound(right))) => assert_eq!(left, right),
+                (ToClient::Answer(SessionAnswer::Resumed(left)), ToClient::Answer(SessionAnswer::Resumed(right))) => assert_eq!(left, right),
                 (left, right) => panic!("{left:?} is not {right:?}"),
             }
         }
@@ -301,7 +398,7 @@ mod tests {
     fn the_origin_stamps_every_record_in_sequence_without_a_trace_yet() {
         let origin = Origin::new("edge-1");
         let records = [
-            OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1 }.encode(&origin),
+            OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1, end: StreamEnd::Closed }.encode(&origin),
             EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin),
         ];
         for (seq, bytes) in records.into_iter().enumerate() {
@@ -320,18 +417,26 @@ mod tests {
         assert!(matches!(EdgeRecord::decode(Bytes::from_static(b"\x0a\x05ab")), Err(EnvelopeError::Undecodable(_))));
         assert_eq!(OwnerRecord::decode(raw(None)).err(), Some(EnvelopeError::Missing("a body")));
         assert_eq!(EdgeRecord::decode(raw(None)).err(), Some(EnvelopeError::Missing("a body")));
-        // A body kind from a newer version (field 15) decodes as no body.
-        assert_eq!(OwnerRecord::decode(Bytes::from_static(b"\x7a\x00")).err(), Some(EnvelopeError::Missing("a body")));
+        // A body kind from a newer version (field 30) decodes as no body.
+        assert_eq!(OwnerRecord::decode(Bytes::from_static(b"\xf2\x01\x00")).err(), Some(EnvelopeError::Missing("a body")));
 
         // Addresses: garbage, and a bare JID where a resource is meant.
         assert_eq!(OwnerRecord::decode(from_client("@@", Some(wire_stanza()))).err(), Some(EnvelopeError::InvalidJid("@@".into())));
         assert_eq!(
-            OwnerRecord::decode(raw(Some(Body::Unbind(v1::Unbind { full_jid: "alice@example.com".into(), connection: 1 })))).err(),
+            OwnerRecord::decode(raw(Some(Body::Unbind(v1::Unbind { full_jid: "alice@example.com".into(), connection: 1, broken: false })))).err(),
             Some(EnvelopeError::InvalidJid("alice@example.com".into()))
         );
-        let bind = |full_jid: &str, edge: &str| raw(Some(Body::Bind(v1::Bind { full_jid: full_jid.into(), edge_node: edge.into(), connection: 1 })));
-        assert_eq!(OwnerRecord::decode(bind("alice@example.com", "edge-1")).err(), Some(EnvelopeError::InvalidJid("alice@example.com".into())));
-        assert_eq!(OwnerRecord::decode(bind("alice@example.com/phone", "")).err(), Some(EnvelopeError::Missing("an edge node")));
+        let bind = |full_jid: &str, edge: &str, inline: &'static [u8]| {
+            let inline = if inline.is_empty() { Vec::new() } else { vec![Bytes::from_static(inline)] };
+            raw(Some(Body::Bind(v1::Bind { full_jid: full_jid.into(), edge_node: edge.into(), connection: 1, inline })))
+        };
+        assert_eq!(OwnerRecord::decode(bind("alice@example.com", "edge-1", b"")).err(), Some(EnvelopeError::InvalidJid("alice@example.com".into())));
+        assert_eq!(OwnerRecord::decode(bind("alice@example.com/phone", "", b"")).err(), Some(EnvelopeError::Missing("an edge node")));
+        assert!(matches!(OwnerRecord::decode(bind("alice@example.com/phone", "edge-1", b"<enable")), Err(EnvelopeError::InvalidElement(_))));
+        let resume = |user: &str| raw(Some(Body::Resume(v1::Resume { user: user.into(), previd: "x".into(), h: 0, edge_node: "e".into(), connection: 1 })));
+        assert_eq!(OwnerRecord::decode(resume("alice@example.com/phone")).err(), Some(EnvelopeError::InvalidJid("alice@example.com/phone".into())));
+        let event = raw(Some(Body::ClientEvent(v1::ClientEvent { full_jid: "alice@example.com/phone".into(), connection: 1, event: None })));
+        assert_eq!(OwnerRecord::decode(event).err(), Some(EnvelopeError::Missing("an event")));
         let mut bad_from = wire_stanza();
         bad_from.from = "a@b@c/\u{0}".into();
         assert!(matches!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: Some(bad_from) })))), Err(EnvelopeError::InvalidJid(_))));
@@ -352,7 +457,7 @@ mod tests {
             OwnerRecord::decode(to_edge).err(),
             Some(EnvelopeError::WrongKind { expected: "an owner record", found: "ToConnection", origin: "evil".into() })
         );
-        let to_owner = OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1 }.encode(&origin);
+        let to_owner = OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1, end: StreamEnd::Closed }.encode(&origin);
         assert_eq!(
             EdgeRecord::decode(to_owner).err(),
             Some(EnvelopeError::WrongKind { expected: "ToConnection", found: "Unbind", origin: "evil".into() })

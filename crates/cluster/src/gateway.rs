@@ -26,6 +26,32 @@ pub enum ToClient {
     Close(StreamError),
     /// Close the stream without an error (the client closed its side).
     EndStream,
+    /// In a cluster, where the edge's requests are records: the owner's answer to a bind with
+    /// inline requests or to a resumption, queued before anything else for the connection.
+    Answer(SessionAnswer),
+}
+
+/// The owner's answer to a request of the edge that waits for one.
+#[derive(Debug, Clone)]
+pub enum SessionAnswer {
+    /// The answers to a Bind2 bind's inline requests.
+    Bound(Vec<Element>),
+    /// The resumed resource and the count of the client's stanzas handled, or why not.
+    Resumed(Result<(Jid, u32), ResumeFailed>),
+}
+
+/// What a client tells the server about its stream that its session acts on, in the order of
+/// its stanzas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// `<enable/>`, with `resume` and `max` as the client asked (XEP-0198).
+    Enable { resume: bool, max: Option<u32> },
+    /// `<a h='…'/>`.
+    Acknowledge(u32),
+    /// The edge answered a stanza of the client itself: count it handled and send this.
+    AnswerForEdge(Bytes),
+    /// XEP-0352 `<active/>` (true) or `<inactive/>`.
+    ClientState { active: bool },
 }
 
 /// Stanzas queued toward one client by default before it counts as too slow (`[c2s]

@@ -11,6 +11,7 @@ use starling_protocol::Jid;
 
 use crate::bus::{partition_of, Bus, InFlight};
 use crate::envelope::{Origin, OwnerRecord};
+use crate::gateway::StreamEnd;
 use crate::registry::Registry;
 
 /// Unbind records of a reap waiting for the bus at most.
@@ -56,7 +57,8 @@ pub async fn reap(registry: &dyn Registry, bus: &dyn Bus, origin: &Origin, node:
             tracing::warn!(%node, %user, resource = %route.resource, "a reaped route that names no valid resource; its owner is not told");
             continue;
         };
-        let unbind = OwnerRecord::Unbind { jid, connection: route.connection };
+        // The edge died, so its connections broke: stream-managed sessions wait to be resumed.
+        let unbind = OwnerRecord::Unbind { jid, connection: route.connection, end: StreamEnd::Broken };
         let queued = bus.publish_owner(partition_of(user, bus.partitions()), unbind.encode(origin)).await;
         if let Err(error) = in_flight.push(queued, Vec::new()).await {
             tracing::warn!(%node, %user, %error, "could not tell an owner that a dead node's resource is gone");
@@ -132,7 +134,7 @@ mod tests {
         };
         reaper.abort();
         assert_eq!(record.partition, partition_of("alice@example.com", 4));
-        let OwnerRecord::Unbind { jid, connection } = OwnerRecord::decode(record.payload).expect("an owner record") else { panic!("not an unbind") };
+        let OwnerRecord::Unbind { jid, connection, end: StreamEnd::Broken } = OwnerRecord::decode(record.payload).expect("an owner record") else { panic!("not an unbind") };
         assert_eq!((jid.as_str(), connection), ("alice@example.com/phone", 7));
         assert!(registry.resources("alice@example.com").await.unwrap().is_empty());
         assert_eq!(registry.resources("bob@example.com").await.unwrap().len(), 1, "a live node keeps its routes");

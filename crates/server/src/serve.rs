@@ -9,14 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use starling_edge::{Edge, EdgeConfig, FastKey};
 use starling_protocol::Jid;
-use starling_session::{SessionConfig, SessionLayer};
+use starling_session::{inline_features, SessionConfig, SessionLayer};
 use starling_telemetry::Metrics;
 use tokio::net::TcpListener;
 
 use starling_backend_kafka::{KafkaBus, KafkaConfig};
 use starling_backend_redis::RedisRegistry;
 use starling_cluster::bus::Bus;
-use starling_cluster::bus_gateway::BusGateway;
+use starling_cluster::bus_gateway::{BusGateway, SessionFeatures};
 use starling_cluster::envelope::Origin;
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
@@ -81,7 +81,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             // Resources an earlier process of this node left behind are gone with its sockets.
             liveness::reap(registry.as_ref(), bus.as_ref(), &Origin::new(&node), &node).await;
             tokio::spawn(liveness::keep_alive(registry, node.clone(), node_ttl(&config.cluster), || {}));
-            Some(Arc::new(BusGateway::start(&node, bus).await.context("opening this edge's inbox")?))
+            // The edge announces what the session nodes apply; both read the same configuration.
+            let features = SessionFeatures { stream_management: config.sm.enabled, inline: inline_features(&session_config(&config)) };
+            Some(Arc::new(BusGateway::start(&node, bus, features).await.context("opening this edge's inbox")?))
         }
     };
 

@@ -16,7 +16,8 @@ use starling_protocol::Jid;
 
 use crate::context::{Router, Services};
 use crate::hold::HOLD;
-use crate::messages::{Bind, FromClient, Inbound, RepublishRoutes, Resume, ClientEvent, Stop, ConnectionEvent, Unbind};
+use crate::messages::{Bind, ConnectionEvent, FromClient, Inbound, RepublishRoutes, Resume, Stop, Unbind};
+use starling_cluster::gateway::ClientEvent;
 use crate::pipeline;
 use crate::registry::Modules;
 use crate::state::{ResumptionDeadline, UserState};
@@ -130,7 +131,7 @@ impl Handler<Bind> for UserActor {
         self.run(ctx, message.hold, move |mut state, modules| async move {
             let (index, left) = state.bind(message.jid, message.link, message.edge);
             let inline_answers = modules.apply_inline(&mut state, index, &message.inline);
-            let _ = message.reply.send(inline_answers);
+            (message.reply)(inline_answers);
             state.publish_route(index).await;
             pipeline::keep_unacknowledged(&modules, &mut state, left).await;
             state
@@ -171,8 +172,11 @@ impl Handler<ConnectionEvent> for UserActor {
     type Result = ();
 
     fn handle(&mut self, message: ConnectionEvent, ctx: &mut Context<Self>) {
-        let ConnectionEvent { jid, connection_id, event } = message;
-        self.run(ctx, None, move |mut state, _| async move {
+        let ConnectionEvent { jid, connection_id, event, counted, hold } = message;
+        if counted {
+            self.taken();
+        }
+        self.run(ctx, hold, move |mut state, _| async move {
             match event {
                 ClientEvent::Enable { resume, max } => state.enable_stream_management(&jid, connection_id, resume, max),
                 ClientEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
@@ -197,14 +201,17 @@ impl Handler<Resume> for UserActor {
     type Result = ();
 
     fn handle(&mut self, message: Resume, ctx: &mut Context<Self>) {
-        self.run(ctx, None, move |mut state, _| async move {
-            let resumed = state.resume(&message.previd, message.h, message.link);
-            if let Ok((jid, _)) = &resumed
-                && let Some(index) = state.resource_index(jid)
-            {
-                state.publish_route(index).await;
+        self.taken();
+        self.run(ctx, message.hold, move |mut state, _| async move {
+            match state.resume(&message.previd, message.h, message.link) {
+                Ok((index, handled)) => {
+                    // The answer goes first: in a cluster it is the first thing on the connection.
+                    (message.reply)(Ok((state.resources()[index].jid().clone(), handled)));
+                    state.retransmit_unacknowledged(index);
+                    state.publish_route(index).await;
+                }
+                Err(failed) => (message.reply)(Err(failed)),
             }
-            let _ = message.reply.send(resumed);
             state
         });
     }

@@ -8,7 +8,7 @@ use actix::Addr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_cluster::gateway::{
-    server_chosen_resource, Binding, BoundSession, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
+    server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
 };
 use starling_cluster::store::Store;
 use starling_protocol::{Jid, Stanza};
@@ -16,7 +16,7 @@ use starling_telemetry::Metrics;
 use starling_xml::Element;
 
 use crate::actor::UserActor;
-use crate::messages::{Bind, FromClient, Resume, ClientEvent, ConnectionEvent, Unbind};
+use crate::messages::{Bind, ConnectionEvent, FromClient, Reply, Resume, Unbind};
 use crate::archive_writer::ArchiveWriter;
 use crate::config::SessionConfig;
 use crate::context::{Router, Services};
@@ -31,6 +31,19 @@ use crate::router::{HostRouter, NoFederation};
 pub fn server_caps(config: &SessionConfig) -> (String, String) {
     let modules = Modules::build(config, ALL);
     (crate::modules::CAPS_NODE.to_owned(), crate::modules::caps_ver(modules.advertised()))
+}
+
+/// The namespaces of the session features a Bind2 bind applies inline with `config`, for an edge
+/// that reaches session nodes through the bus.
+pub fn inline_features(config: &SessionConfig) -> Vec<&'static str> {
+    Modules::build(config, ALL).inline_features()
+}
+
+/// The reply of an actor to a caller waiting in this process.
+fn reply_to<T: Send + 'static>(waiting: tokio::sync::oneshot::Sender<T>) -> Reply<T> {
+    Box::new(move |answer| {
+        let _ = waiting.send(answer);
+    })
 }
 
 /// The in-process session layer. Cheap to clone.
@@ -90,7 +103,8 @@ impl Gateway for SessionLayer {
         let resource = resource.unwrap_or_else(server_chosen_resource);
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection_id = link.connection_id;
-        let (reply, bound) = tokio::sync::oneshot::channel();
+        let (waiting, bound) = tokio::sync::oneshot::channel();
+        let reply = reply_to(waiting);
         let addr = self
             .router
             .with_user_actor(&user, |addr| {
@@ -130,8 +144,8 @@ impl Gateway for SessionLayer {
 
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {
         let connection_id = link.connection_id;
-        let (reply, resumed) = tokio::sync::oneshot::channel();
-        let resume = Resume { previd: previd.to_owned(), h, link, reply };
+        let (waiting, resumed) = tokio::sync::oneshot::channel();
+        let resume = Resume { previd: previd.to_owned(), h, link, reply: reply_to(waiting), hold: None };
         let addr = self.router.with_user_actor(&user, |addr| {
             addr.do_send(resume);
             addr.clone()
@@ -198,6 +212,6 @@ impl LocalSession {
     }
 
     async fn client_event(&self, event: ClientEvent) -> Result<(), GatewayError> {
-        self.send(ConnectionEvent { jid: self.jid.clone(), connection_id: self.connection_id, event }).await
+        self.send(ConnectionEvent { jid: self.jid.clone(), connection_id: self.connection_id, event, counted: false, hold: None }).await
     }
 }

@@ -33,7 +33,7 @@ mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
 pub use config::{ArchiveConfig, ArchiveMode, PushConfig, SessionConfig, SessionsConfig};
-pub use layer::{server_caps, SessionLayer};
+pub use layer::{inline_features, server_caps, SessionLayer};
 pub use starling_cluster::gateway::ComponentLink;
 
 #[cfg(test)]

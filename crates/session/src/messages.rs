@@ -4,11 +4,14 @@
 use std::time::Instant;
 
 use actix::Message;
-use bytes::Bytes;
-use starling_cluster::gateway::{ClientLink, ResumeFailed, StreamEnd};
+use starling_cluster::gateway::{ClientEvent, ClientLink, ResumeFailed, StreamEnd};
 use starling_cluster::hold::Hold;
 use starling_protocol::{Jid, Stanza};
 use starling_xml::Element;
+
+/// Where an actor's answer to the edge goes: to the waiting caller in one process, onto the
+/// connection (before anything else for it) in a cluster.
+pub(crate) type Reply<T> = Box<dyn FnOnce(T) + Send>;
 
 /// Bind a resource, with the Bind2 inline requests to apply at once; `reply` gets their answers
 /// once it is bound.
@@ -20,7 +23,7 @@ pub(crate) struct Bind {
     /// The edge node holding the connection, in a cluster.
     pub edge: Option<String>,
     pub inline: Vec<Element>,
-    pub reply: tokio::sync::oneshot::Sender<Vec<Element>>,
+    pub reply: Reply<Vec<Element>>,
     /// The bus record it came from, in a cluster.
     pub hold: Option<Hold>,
 }
@@ -46,17 +49,10 @@ pub(crate) struct ConnectionEvent {
     pub jid: Jid,
     pub connection_id: u64,
     pub event: ClientEvent,
-}
-
-pub(crate) enum ClientEvent {
-    /// `<enable/>`, with `resume` and `max` as the client asked.
-    Enable { resume: bool, max: Option<u32> },
-    /// `<a h='…'/>`.
-    Acknowledge(u32),
-    /// The edge answered a stanza of the client itself: count it handled and send this.
-    AnswerForEdge(Bytes),
-    /// XEP-0352 `<active/>` (true) or `<inactive/>`.
-    ClientState { active: bool },
+    /// Sent through the directory (counted as pending), as records from the bus are.
+    pub counted: bool,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
 }
 
 /// Resume the stream-managed session `previd` of this user on `link`; `reply` gets the resource
@@ -67,7 +63,9 @@ pub(crate) struct Resume {
     pub previd: String,
     pub h: u32,
     pub link: ClientLink,
-    pub reply: tokio::sync::oneshot::Sender<Result<(Jid, u32), ResumeFailed>>,
+    pub reply: Reply<Result<(Jid, u32), ResumeFailed>>,
+    /// The bus record it came from, in a cluster.
+    pub hold: Option<Hold>,
 }
 
 /// A stanza one of this user's resources sent.

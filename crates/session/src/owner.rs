@@ -22,10 +22,10 @@ use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
 use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_cluster::envelope::OwnerRecord;
-use starling_cluster::gateway::StreamEnd;
-use tokio::sync::{mpsc, oneshot};
+use starling_cluster::gateway::{ClientLink, SessionAnswer, ToClient};
+use tokio::sync::mpsc;
 
-use crate::messages::{Bind, FromClient, Unbind};
+use crate::messages::{Bind, ConnectionEvent, FromClient, Reply, Resume, Unbind};
 use crate::cluster_side::ClusterSide;
 use crate::context::{ClusterRoutes, Router};
 use crate::hold::HOLD;
@@ -115,17 +115,27 @@ impl HostRouter {
             }
         };
         match record {
-            OwnerRecord::Bind { jid, edge, connection } => {
+            OwnerRecord::Bind { jid, edge, connection, inline } => {
                 let link = side.remote_link(edge.clone(), connection, self.services().config.client_queue);
-                // The edge does not wait for the bind: records after it are ordered behind it.
-                let (reply, _) = oneshot::channel();
-                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Bind { jid, link, edge: Some(edge), inline: Vec::new(), reply, hold }));
+                // The edge waits for an answer only to inline requests; records after the bind are
+                // ordered behind it anyway.
+                let reply = if inline.is_empty() { Box::new(|_| {}) } else { answer_on(&link, SessionAnswer::Bound) };
+                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Bind { jid, link, edge: Some(edge), inline, reply, hold }));
             }
             OwnerRecord::FromClient { resource, connection: _, stanza, received } => {
                 self.with_user_actor(&resource.bare(), |addr| addr.do_send(FromClient { resource, stanza, received, counted: true, hold }));
             }
-            OwnerRecord::Unbind { jid, connection } => {
-                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Unbind { jid, connection_id: connection, end: StreamEnd::Closed, counted: true, hold }));
+            OwnerRecord::Unbind { jid, connection, end } => {
+                self.with_user_actor(&jid.bare(), |addr| addr.do_send(Unbind { jid, connection_id: connection, end, counted: true, hold }));
+            }
+            OwnerRecord::ClientEvent { jid, connection, event } => {
+                let event = ConnectionEvent { jid: jid.clone(), connection_id: connection, event, counted: true, hold };
+                self.with_user_actor(&jid.bare(), |addr| addr.do_send(event));
+            }
+            OwnerRecord::Resume { user, previd, h, edge, connection } => {
+                let link = side.remote_link(edge, connection, self.services().config.client_queue);
+                let reply = answer_on(&link, SessionAnswer::Resumed);
+                self.with_user_actor(&user, |addr| addr.do_send(Resume { previd, h, link, reply, hold }));
             }
             OwnerRecord::Deliver { stanza, received } => {
                 HOLD.sync_scope(hold, || {
@@ -150,6 +160,14 @@ impl HostRouter {
             let _ = self.route(reply, Instant::now());
         }
     }
+}
+
+/// An actor's answer to an edge waiting for it: the first thing queued on the connection's link.
+fn answer_on<T: 'static>(link: &ClientLink, answer: fn(T) -> SessionAnswer) -> Reply<T> {
+    let link = link.clone();
+    Box::new(move |value| {
+        let _ = link.try_send(ToClient::Answer(answer(value)), None);
+    })
 }
 
 /// Commits every record whose holds are all gone.

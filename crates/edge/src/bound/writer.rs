@@ -169,6 +169,9 @@ impl From<ToClient> for Outgoing {
             ToClient::Stanza(bytes) => Outgoing::Stanza(bytes),
             ToClient::Close(error) => Outgoing::Close(Some(error)),
             ToClient::EndStream => Outgoing::Close(None),
+            // The cluster gateway takes answers before they reach a queue; one here means the
+            // stream's state is unknown, so it ends rather than guesses.
+            ToClient::Answer(_) => Outgoing::Close(Some(StreamError::new(StreamErrorCondition::InternalServerError))),
         }
     }
 }

@@ -201,11 +201,11 @@ impl UserState {
         sm.unacked.into()
     }
 
-    /// Resumes the session `previd` on `link` (XEP-0198 §5): acknowledges up to `h`, closes the
-    /// old stream if the server had not noticed it broke, and queues everything unacknowledged
-    /// (the edge writes `<resumed/>` first). Returns the resource and the count of the client's
-    /// stanzas handled.
-    pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink) -> Result<(Jid, u32), ResumeFailed> {
+    /// Resumes the session `previd` on `link` (XEP-0198 §5): acknowledges up to `h` and closes
+    /// the old stream if the server had not noticed it broke. Returns the resource's index and the
+    /// count of the client's stanzas handled; the unacknowledged stanzas are sent again by
+    /// [`retransmit_unacknowledged`](Self::retransmit_unacknowledged), after the answer.
+    pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink) -> Result<(usize, u32), ResumeFailed> {
         let found = self.resources.iter().position(|r| r.sm.as_ref().is_some_and(|sm| sm.id.as_deref() == Some(previd)));
         let Some(index) = found else {
             let handled = self.ended_sessions.iter().find(|(id, _)| id == previd).map(|(_, handled)| *handled);
@@ -226,14 +226,19 @@ impl UserState {
         if let Some(old) = resource.link.replace(link) {
             let _ = old.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict).with_text("resumed on another stream")), None);
         }
+        Ok((index, sm.handled))
+    }
+
+    /// Queues everything the client of the resumed resource at `index` had not acknowledged.
+    pub fn retransmit_unacknowledged(&mut self, index: usize) {
+        let resource = &self.resources[index];
+        let (Some(sm), Some(link)) = (resource.sm.as_ref(), resource.link.as_ref()) else { return };
         for unacked in &sm.unacked {
-            let Some(link) = resource.link.as_ref() else { break };
             if link.try_send(ToClient::Stanza(unacked.bytes.clone()), None).is_err() {
                 // The new stream's queue is sized for this; a client gone already breaks it again.
                 break;
             }
         }
-        Ok((resource.jid.clone(), sm.handled))
     }
 }
 
