@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
-use starling_cluster::registry::{Fenced, Registry, ResourceRoute};
+use starling_cluster::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use starling_cluster::store::StoreError;
 
 /// Adds or replaces a route if the generation is not older than the newest seen.
@@ -90,8 +90,14 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 ";
 
 
+/// `connection priority node`, then, for a stream-managed resource, a line `sm ID` (`-` when not
+/// resumable), then the presence stanza if available (it starts with `<`, so never with `sm `).
 fn encode(route: &ResourceRoute) -> String {
     let mut value = format!("{} {} {}", route.connection, route.priority, route.node);
+    if let Some(managed) = &route.stream_management {
+        value.push_str("\nsm ");
+        value.push_str(managed.resumption_id.as_deref().unwrap_or("-"));
+    }
     if let Some(presence) = &route.presence {
         value.push('\n');
         value.push_str(presence);
@@ -100,15 +106,21 @@ fn encode(route: &ResourceRoute) -> String {
 }
 
 fn decode(resource: &str, value: &str) -> Option<ResourceRoute> {
-    let (head, presence) = match value.split_once('\n') {
-        Some((head, presence)) => (head, Some(presence.to_owned())),
+    let (head, mut rest) = match value.split_once('\n') {
+        Some((head, rest)) => (head, Some(rest)),
         None => (value, None),
     };
+    let mut stream_management = None;
+    if let Some(line) = rest.and_then(|rest| rest.strip_prefix("sm ")) {
+        let (id, after) = line.split_once('\n').map_or((line, None), |(id, after)| (id, Some(after)));
+        stream_management = Some(ManagedStream { resumption_id: (id != "-").then(|| id.to_owned()) });
+        rest = after;
+    }
     let mut parts = head.splitn(3, ' ');
     let connection = parts.next()?.parse().ok()?;
     let priority = parts.next()?.parse().ok()?;
     let node = parts.next().filter(|node| !node.is_empty())?.to_owned();
-    Some(ResourceRoute { resource: resource.to_owned(), node, connection, priority, presence })
+    Some(ResourceRoute { resource: resource.to_owned(), node, connection, priority, presence: rest.map(str::to_owned), stream_management })
 }
 
 /// Connection trouble is retryable; a reply of the wrong shape is not.
@@ -303,10 +315,16 @@ mod tests {
     #[test]
     fn routes_round_trip_with_spaces_in_the_node_name() {
         let presence = "<presence from='a@b/phone'>\n<status>two\nlines</status></presence>".to_owned();
-        let route = ResourceRoute { resource: "phone".into(), node: "edge 1".into(), connection: u64::MAX, priority: -128, presence: Some(presence) };
+        let route = ResourceRoute { resource: "phone".into(), node: "edge 1".into(), connection: u64::MAX, priority: -128, presence: Some(presence), stream_management: None };
         assert_eq!(decode("phone", &encode(&route)), Some(route.clone()));
-        let away = ResourceRoute { presence: None, ..route };
-        assert_eq!(decode("phone", &encode(&away)), Some(away));
+        let away = ResourceRoute { presence: None, ..route.clone() };
+        assert_eq!(decode("phone", &encode(&away)), Some(away.clone()));
+        for id in [Some("0af3".to_owned()), None] {
+            let managed = ResourceRoute { stream_management: Some(ManagedStream { resumption_id: id }), ..route.clone() };
+            assert_eq!(decode("phone", &encode(&managed)), Some(managed.clone()));
+            let managed_away = ResourceRoute { presence: None, ..managed };
+            assert_eq!(decode("phone", &encode(&managed_away)), Some(managed_away));
+        }
         assert_eq!(decode("x", "1 2"), None, "the node is required");
         assert_eq!(decode("x", "1 x node"), None, "the priority is a number");
     }

@@ -31,7 +31,7 @@ async fn contract_suite() {
 async fn generation_fencing_holds_across_connections() {
     let (old_owner, new_owner) = (connect().await, connect().await);
     let user = format!("{}@example.com", contract::unique_prefix());
-    let route = |connection: u64| ResourceRoute { resource: "r".into(), node: "n".into(), connection, priority: 0, presence: None };
+    let route = |connection: u64| ResourceRoute { resource: "r".into(), node: "n".into(), connection, priority: 0, presence: None, stream_management: None };
     let mut writes = tokio::task::JoinSet::new();
     let (old_owner, new_owner) = (std::sync::Arc::new(old_owner), std::sync::Arc::new(new_owner));
     for n in 0..50u64 {

@@ -3,8 +3,9 @@
 //! of the user ([`partition_of`] its bare JID), in the order the client produced them; what the
 //! owners send back arrives in this node's edge inbox and is handed to the connection's queue. A
 //! bind with Bind2 inline requests and a resumption wait for the owner's answer, which comes
-//! first on the connection. The edge keeps nothing else: killing it loses only its sockets (a
-//! stream-managed session's unacknowledged stanzas are kept by its owner).
+//! first on the connection. Killing an edge loses only its sockets: a stream-managed session's
+//! unacknowledged stanzas are kept by its owner. The edge keeps a copy of them and of the counts
+//! ([`StreamCopy`]) for a new owner to take over after the owner's death.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::{ns, Jid, Stanza};
 use starling_xml::Element;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
 use crate::envelope::{EdgeRecord, Origin, OwnerRecord};
+use crate::stream_copy::StreamCopy;
 use crate::gateway::{
     server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, Gateway, GatewayError, ResumeFailed, Resumed, SessionAnswer,
     StreamEnd, ToClient,
@@ -34,6 +36,8 @@ pub struct SessionFeatures {
     pub stream_management: bool,
     /// The namespaces a Bind2 bind can apply inline.
     pub inline: Vec<&'static str>,
+    /// `[sm] max_unacked`: past it the owner ends a stream, and the edge's copy stops.
+    pub max_unacked: usize,
 }
 
 /// A connection bound through this gateway.
@@ -41,6 +45,10 @@ struct Connection {
     sender: mpsc::Sender<ToClient>,
     /// Waiting for the owner's answer to a bind or resumption.
     answer: Option<oneshot::Sender<SessionAnswer>>,
+    /// A resumption's `h`, where the copy's count starts when it succeeds.
+    resumed_from: Option<u32>,
+    copy: Arc<StreamCopy>,
+    connection: u64,
 }
 
 pub struct BusGateway {
@@ -89,16 +97,30 @@ impl BusGateway {
         };
         let mut links = self.links();
         let Some(link) = links.get_mut(&connection) else {
-            if let ToClient::Answer(SessionAnswer::Resumed(Ok((jid, _)))) = message {
-                self.clone().resumed_too_late(jid, connection);
+            match message {
+                ToClient::Answer(SessionAnswer::Resumed(Ok((jid, _)))) => self.clone().unbind_gone(jid, connection, StreamEnd::Broken),
+                // A new owner took over a route whose stream is gone: it is unbound for good.
+                ToClient::Sync(jid) => self.clone().unbind_gone(jid, connection, StreamEnd::Closed),
+                _ => {}
             }
             return;
         };
         if let ToClient::Answer(answer) = message {
+            match &answer {
+                SessionAnswer::Bound(answers) if answers.iter().any(|answer| answer.is("enabled", ns::SM)) => link.copy.start(0),
+                SessionAnswer::Resumed(Ok(_)) => link.copy.start(link.resumed_from.unwrap_or(0)),
+                _ => {}
+            }
             if let Some(waiting) = link.answer.take() {
                 let _ = waiting.send(answer);
             }
             return;
+        }
+        match &message {
+            ToClient::Stanza(bytes) => link.copy.queued(bytes, self.features.max_unacked),
+            ToClient::Enabled(_) => link.copy.start(0),
+            ToClient::Sync(jid) => return self.send_counts(link, jid.clone()),
+            _ => {}
         }
         if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = link.sender.try_send(message) {
             tracing::info!(connection, "a client reads too slowly (or is gone); its stream ends");
@@ -106,22 +128,41 @@ impl BusGateway {
         }
     }
 
-    /// A resumption that this edge stopped waiting for happened after all: its connection is
-    /// gone, so the session is told its stream broke (it waits to be resumed again, or ends).
-    fn resumed_too_late(self: Arc<Self>, jid: Jid, connection: u64) {
+    /// The owner acts on a connection this edge no longer has: a resumption answered after the
+    /// edge stopped waiting (the stream broke again: the session waits to be resumed, or ends),
+    /// or a route a new owner took over (it ends).
+    fn unbind_gone(self: Arc<Self>, jid: Jid, connection: u64, end: StreamEnd) {
         tokio::spawn(async move {
-            let unbind = OwnerRecord::Unbind { jid: jid.clone(), connection, end: StreamEnd::Broken };
+            let unbind = OwnerRecord::Unbind { jid: jid.clone(), connection, end };
             if let Err(error) = self.publish_durably(&jid, &unbind).await {
-                tracing::warn!(%jid, %error, "could not tell the owner that a late resumption found no connection");
+                tracing::warn!(%jid, %error, "could not tell the owner that a connection is gone");
+            }
+        });
+    }
+
+    /// A new owner asked for the counts of a stream it took over: they are taken here, at this
+    /// point of the stream, and published behind the client's stanzas counted so far.
+    fn send_counts(self: &Arc<Self>, link: &Connection, jid: Jid) {
+        let Some(mut counts) = link.copy.snapshot() else { return };
+        let (gateway, copy, connection) = (self.clone(), link.copy.clone(), link.connection);
+        tokio::spawn(async move {
+            let handled = copy.handled.lock().await;
+            let Some(handled) = *handled else { return };
+            counts.handled = handled;
+            let record = OwnerRecord::ClientEvent { jid: jid.clone(), connection, event: ClientEvent::Counts(counts) };
+            if let Err(error) = gateway.publish_durably(&jid, &record).await {
+                tracing::warn!(%jid, %error, "could not give a new owner a stream's counts");
             }
         });
     }
 
     /// Registers `link`'s queue, with a wait for the owner's answer when `answer` is asked.
-    fn connect(&self, link: ClientLink, answer: bool) -> Option<oneshot::Receiver<SessionAnswer>> {
+    fn connect(&self, link: ClientLink, answer: bool, resumed_from: Option<u32>) -> (Option<oneshot::Receiver<SessionAnswer>>, Arc<StreamCopy>) {
         let (waiting, answered) = if answer { Some(oneshot::channel()).unzip() } else { (None, None) };
-        self.links().insert(link.connection_id, Connection { sender: link.sender, answer: waiting });
-        answered
+        let copy = Arc::new(StreamCopy::default());
+        let connection = Connection { sender: link.sender, answer: waiting, resumed_from, copy: copy.clone(), connection: link.connection_id };
+        self.links().insert(link.connection_id, connection);
+        (answered, copy)
     }
 
     /// The owner's answer, or `None` when it did not come in time.
@@ -140,8 +181,8 @@ impl BusGateway {
         self.publish(user, record).await.map_err(unavailable)?.await.map_err(unavailable)
     }
 
-    fn session(self: &Arc<Self>, jid: Jid, connection: u64) -> Box<dyn BoundSession> {
-        Box::new(BusSession { gateway: self.clone(), jid, connection, in_flight: InFlight::new(SESSION_IN_FLIGHT) })
+    fn session(self: &Arc<Self>, jid: Jid, connection: u64, copy: Arc<StreamCopy>) -> Box<dyn BoundSession> {
+        Box::new(BusSession { gateway: self.clone(), jid, connection, copy, in_flight: InFlight::new(SESSION_IN_FLIGHT) })
     }
 }
 
@@ -151,7 +192,7 @@ impl Gateway for Arc<BusGateway> {
         let resource = resource.unwrap_or_else(server_chosen_resource);
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection = link.connection_id;
-        let answered = self.connect(link, !inline.is_empty());
+        let (answered, copy) = self.connect(link, !inline.is_empty(), None);
         let bind = OwnerRecord::Bind { jid: jid.clone(), edge: self.origin.node().to_owned(), connection, inline };
         // The bind is durable before the client hears it is bound.
         if let Err(error) = self.publish_durably(&jid, &bind).await {
@@ -161,14 +202,19 @@ impl Gateway for Arc<BusGateway> {
         let inline_answers = match answered {
             None => Vec::new(),
             Some(answered) => match BusGateway::answer(answered).await {
-                Some(SessionAnswer::Bound(answers)) => answers,
+                Some(SessionAnswer::Bound(answers)) => {
+                    if answers.iter().any(|answer| answer.is("enabled", ns::SM)) {
+                        *copy.handled.lock().await = Some(0);
+                    }
+                    answers
+                }
                 _ => {
-                    self.session(jid, connection).unbind(StreamEnd::Closed).await;
+                    self.session(jid, connection, copy).unbind(StreamEnd::Closed).await;
                     return Err(GatewayError::Unavailable("the session node did not answer the bind".into()));
                 }
             },
         };
-        Ok(Binding { session: self.session(jid, connection), inline_answers })
+        Ok(Binding { session: self.session(jid, connection, copy), inline_answers })
     }
 
     fn inline_features(&self) -> Vec<&'static str> {
@@ -185,7 +231,8 @@ impl Gateway for Arc<BusGateway> {
 
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {
         let connection = link.connection_id;
-        let answered = self.connect(link, true).expect("an answer was asked for");
+        let (answered, copy) = self.connect(link, true, Some(h));
+        let answered = answered.expect("an answer was asked for");
         let resume = OwnerRecord::Resume { user: user.bare(), previd: previd.to_owned(), h, edge: self.origin.node().to_owned(), connection };
         let answer = match self.publish_durably(&user, &resume).await {
             Ok(()) => BusGateway::answer(answered).await,
@@ -195,7 +242,10 @@ impl Gateway for Arc<BusGateway> {
             }
         };
         match answer {
-            Some(SessionAnswer::Resumed(Ok((jid, handled)))) => Ok(Resumed { session: self.session(jid, connection), handled }),
+            Some(SessionAnswer::Resumed(Ok((jid, handled)))) => {
+                *copy.handled.lock().await = Some(handled);
+                Ok(Resumed { session: self.session(jid, connection, copy), handled })
+            }
             Some(SessionAnswer::Resumed(Err(failed))) => {
                 self.links().remove(&connection);
                 Err(failed)
@@ -217,6 +267,7 @@ struct BusSession {
     gateway: Arc<BusGateway>,
     jid: Jid,
     connection: u64,
+    copy: Arc<StreamCopy>,
     /// A client's stanzas are pipelined: queued in order, acknowledged in the background, and a
     /// failed acknowledgement ends the connection at its next stanza.
     in_flight: InFlight,
@@ -236,6 +287,17 @@ impl BusSession {
     async fn event(&mut self, event: ClientEvent) -> Result<(), GatewayError> {
         self.pipeline(OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event }).await
     }
+
+    /// Queues a record that stream management counts as one of the client's stanzas handled.
+    async fn counted(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
+        let copy = self.copy.clone();
+        let mut handled = copy.handled.lock().await;
+        self.pipeline(record).await?;
+        if let Some(handled) = handled.as_mut() {
+            *handled = handled.wrapping_add(1);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -245,19 +307,25 @@ impl BoundSession for BusSession {
     }
 
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        self.pipeline(OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received }).await
+        self.counted(OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received }).await
     }
 
     async fn enable_stream_management(&mut self, resume: bool, max: Option<u32>) -> Result<(), GatewayError> {
-        self.event(ClientEvent::Enable { resume, max }).await
+        let copy = self.copy.clone();
+        let mut handled = copy.handled.lock().await;
+        self.event(ClientEvent::Enable { resume, max }).await?;
+        *handled = Some(0);
+        Ok(())
     }
 
     async fn acknowledge(&mut self, h: u32) -> Result<(), GatewayError> {
+        self.copy.acknowledge(h);
         self.event(ClientEvent::Acknowledge(h)).await
     }
 
     async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
-        self.event(ClientEvent::AnswerForEdge(reply)).await
+        let record = OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event: ClientEvent::AnswerForEdge(reply) };
+        self.counted(record).await
     }
 
     async fn set_client_state(&mut self, active: bool) -> Result<(), GatewayError> {

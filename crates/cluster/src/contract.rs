@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
-use crate::registry::{Fenced, Registry, ResourceRoute};
+use crate::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use crate::store::{
     Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
@@ -587,6 +587,8 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
         connection,
         priority,
         presence: available.then(|| format!("<presence xmlns='jabber:client'>\n<priority>{priority}</priority><status>ü ☕</status></presence>")),
+        // The phone's stream is stream-managed and resumable: the id survives the round trip.
+        stream_management: (resource == "phone").then(|| ManagedStream { resumption_id: Some("5f0c9a".into()) }),
     };
     let mine = |nodes: Vec<String>| nodes.into_iter().filter(|n| n.starts_with(prefix)).collect::<Vec<_>>();
 

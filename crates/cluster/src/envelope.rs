@@ -19,7 +19,7 @@ use starling_wire::v1::{self, client_event::Event, envelope::Body, to_connection
 use starling_wire::WireError;
 use starling_xml::Element;
 
-use crate::gateway::{ClientEvent, ResumeFailed, SessionAnswer, StreamEnd, ToClient};
+use crate::gateway::{ClientEvent, ResumeFailed, SessionAnswer, StreamCounts, StreamEnd, ToClient};
 
 /// A record on a user's owner partition: what the owner of that user is asked to do.
 #[derive(Debug, Clone)]
@@ -41,6 +41,15 @@ pub enum OwnerRecord {
     /// Owner → owner: a stanza for one of the receiving owner's users, first received at
     /// `received`.
     Deliver { stanza: Stanza, received: Instant },
+    /// A session node → a partition it was just assigned (see the proto).
+    Fence,
+}
+
+/// Who produced a record, and its number among that process's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub node: String,
+    pub seq: u64,
 }
 
 /// A record on an edge node's inbox: what to do with one of its connections.
@@ -101,21 +110,32 @@ impl Origin {
         &self.node
     }
 
-    /// The one place an envelope is made.
-    fn seal(&self, body: Body) -> Bytes {
-        starling_wire::encode(&v1::Envelope {
+    /// The one place an envelope is made; returns it with its sequence number.
+    fn seal_numbered(&self, body: Body) -> (Bytes, u64) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let bytes = starling_wire::encode(&v1::Envelope {
             origin_node: self.node.clone(),
-            origin_seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            origin_seq: seq,
             // Not traced yet; the trace context of the record's cause goes here.
             traceparent: String::new(),
             body: Some(body),
-        })
+        });
+        (bytes, seq)
+    }
+
+    fn seal(&self, body: Body) -> Bytes {
+        self.seal_numbered(body).0
     }
 }
 
 impl OwnerRecord {
     /// The bytes of this record, stamped by `origin`.
     pub fn encode(&self, origin: &Origin) -> Bytes {
+        self.encode_numbered(origin).0
+    }
+
+    /// [`encode`](Self::encode), with the sequence number `origin` gave it.
+    pub fn encode_numbered(&self, origin: &Origin) -> (Bytes, u64) {
         let body = match self {
             OwnerRecord::Bind { jid, edge, connection, inline } => Body::Bind(v1::Bind {
                 full_jid: jid.to_string(),
@@ -137,6 +157,11 @@ impl OwnerRecord {
                     ClientEvent::Acknowledge(h) => Event::Acknowledge(*h),
                     ClientEvent::AnswerForEdge(reply) => Event::AnswerForEdge(reply.clone()),
                     ClientEvent::ClientState { active } => Event::ClientActive(*active),
+                    ClientEvent::Counts(counts) => Event::Counts(v1::StreamCounts {
+                        sent: counts.sent,
+                        unacknowledged: counts.unacknowledged.clone(),
+                        handled: counts.handled,
+                    }),
                 };
                 Body::ClientEvent(v1::ClientEvent { full_jid: jid.to_string(), connection: *connection, event: Some(event) })
             }
@@ -150,14 +175,21 @@ impl OwnerRecord {
             OwnerRecord::Deliver { stanza, received } => {
                 Body::Deliver(v1::Deliver { stanza: Some(v1::Stanza::from_routed(stanza, epoch_micros(*received))) })
             }
+            OwnerRecord::Fence => Body::Fence(v1::Fence {}),
         };
-        origin.seal(body)
+        origin.seal_numbered(body)
     }
 
     /// Reads a record of an owner partition.
     pub fn decode(bytes: Bytes) -> Result<OwnerRecord, EnvelopeError> {
+        Self::decode_stamped(bytes).map(|(record, _)| record)
+    }
+
+    /// [`decode`](Self::decode), with who produced the record.
+    pub fn decode_stamped(bytes: Bytes) -> Result<(OwnerRecord, Stamp), EnvelopeError> {
         let envelope = starling_wire::decode(bytes)?;
-        match envelope.body {
+        let stamp = Stamp { node: envelope.origin_node, seq: envelope.origin_seq };
+        let record = match envelope.body {
             Some(Body::Bind(v1::Bind { full_jid, edge_node, connection, inline })) => {
                 let inline = inline.iter().map(|bytes| element_of(bytes)).collect::<Result<_, _>>()?;
                 Ok(OwnerRecord::Bind { jid: full_jid_of(&full_jid)?, edge: edge_node_of(edge_node)?, connection, inline })
@@ -177,6 +209,7 @@ impl OwnerRecord {
                     Event::Acknowledge(h) => ClientEvent::Acknowledge(h),
                     Event::AnswerForEdge(reply) => ClientEvent::AnswerForEdge(reply),
                     Event::ClientActive(active) => ClientEvent::ClientState { active },
+                    Event::Counts(v1::StreamCounts { sent, unacknowledged, handled }) => ClientEvent::Counts(StreamCounts { sent, unacknowledged, handled }),
                 };
                 Ok(OwnerRecord::ClientEvent { jid: full_jid_of(&full_jid)?, connection, event })
             }
@@ -188,11 +221,13 @@ impl OwnerRecord {
                 let (stanza, received) = routed(stanza)?;
                 Ok(OwnerRecord::Deliver { stanza, received })
             }
+            Some(Body::Fence(v1::Fence {})) => Ok(OwnerRecord::Fence),
             Some(body @ Body::ToConnection(_)) => {
-                Err(EnvelopeError::WrongKind { expected: "an owner record", found: kind_of(&body), origin: envelope.origin_node })
+                Err(EnvelopeError::WrongKind { expected: "an owner record", found: kind_of(&body), origin: stamp.node.clone() })
             }
             None => Err(EnvelopeError::Missing("a body")),
-        }
+        }?;
+        Ok((record, stamp))
     }
 }
 
@@ -203,6 +238,8 @@ impl EdgeRecord {
             ToClient::Stanza(bytes) => Action::Stanza(bytes.clone()),
             ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
             ToClient::EndStream => Action::EndStream(true),
+            ToClient::Enabled(bytes) => Action::Enabled(bytes.clone()),
+            ToClient::Sync(jid) => Action::Sync(jid.to_string()),
             ToClient::Answer(SessionAnswer::Bound(answers)) => {
                 Action::Bound(v1::InlineAnswers { answers: answers.iter().map(|element| Bytes::from(element.to_bytes())).collect() })
             }
@@ -228,6 +265,8 @@ impl EdgeRecord {
                 ToClient::Close(StreamError::new(StreamErrorCondition::parse(&condition).unwrap_or(StreamErrorCondition::UndefinedCondition)))
             }
             Action::EndStream(_) => ToClient::EndStream,
+            Action::Enabled(bytes) => ToClient::Enabled(bytes),
+            Action::Sync(jid) => ToClient::Sync(full_jid_of(&jid)?),
             Action::Bound(v1::InlineAnswers { answers }) => {
                 ToClient::Answer(SessionAnswer::Bound(answers.iter().map(|bytes| element_of(bytes)).collect::<Result<_, _>>()?))
             }
@@ -249,6 +288,7 @@ fn kind_of(body: &Body) -> &'static str {
         Body::ToConnection(_) => "ToConnection",
         Body::ClientEvent(_) => "ClientEvent",
         Body::Resume(_) => "Resume",
+        Body::Fence(_) => "Fence",
     }
 }
 
@@ -350,6 +390,8 @@ mod tests {
             ClientEvent::Acknowledge(u32::MAX),
             ClientEvent::AnswerForEdge(Bytes::from_static(b"<iq type='error'/>")),
             ClientEvent::ClientState { active: false },
+            ClientEvent::Counts(StreamCounts { sent: u32::MAX, unacknowledged: vec![chat().bytes, Bytes::new()], handled: 3 }),
+            ClientEvent::Counts(StreamCounts::default()),
         ];
         for event in events {
             let record = OwnerRecord::ClientEvent { jid: jid("alice@example.com/phone"), connection: 7, event: event.clone() };
@@ -360,6 +402,11 @@ mod tests {
         let resume = OwnerRecord::Resume { user: jid("alice@example.com"), previd: "abc".into(), h: 3, edge: "edge-2".into(), connection: 8 };
         let OwnerRecord::Resume { user, previd, h, edge, connection } = OwnerRecord::decode(resume.encode(&origin)).expect("resume") else { panic!("kind") };
         assert_eq!((user, previd.as_str(), h, edge.as_str(), connection), (jid("alice@example.com"), "abc", 3, "edge-2", 8));
+
+        let (fence, seq) = OwnerRecord::Fence.encode_numbered(&origin);
+        let (decoded, stamp) = OwnerRecord::decode_stamped(fence).expect("fence");
+        assert!(matches!(decoded, OwnerRecord::Fence));
+        assert_eq!(stamp, Stamp { node: origin.node().to_owned(), seq });
 
         let deliver = OwnerRecord::Deliver { stanza: chat(), received };
         let OwnerRecord::Deliver { stanza, received: at } = OwnerRecord::decode(deliver.encode(&origin)).expect("deliver") else { panic!("kind") };
@@ -375,6 +422,8 @@ mod tests {
             ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)),
             ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation)),
             ToClient::EndStream,
+            ToClient::Enabled(Bytes::from_static(b"<enabled xmlns='urn:xmpp:sm:3'/>")),
+            ToClient::Sync(jid("alice@example.com/phone")),
             ToClient::Answer(SessionAnswer::Bound(vec![starling_xml::Element::new("enabled", "urn:xmpp:sm:3")])),
             ToClient::Answer(SessionAnswer::Resumed(Ok((jid("alice@example.com/phone"), 5)))),
             ToClient::Answer(SessionAnswer::Resumed(Err(ResumeFailed { handled: Some(4) }))),
@@ -387,6 +436,8 @@ mod tests {
                 (ToClient::Stanza(left), ToClient::Stanza(right)) => assert_eq!(left, right),
                 (ToClient::Close(left), ToClient::Close(right)) => assert_eq!(left.condition, right.condition),
                 (ToClient::EndStream, ToClient::EndStream) => {}
+                (ToClient::Sync(left), ToClient::Sync(right)) => assert_eq!(left, right),
+                (ToClient::Enabled(left), ToClient::Enabled(right)) => assert_eq!(left, right),
                 (ToClient::Answer(SessionAnswer::Bound(left)), ToClient::Answer(SessionAnswer::Bound(right))) => assert_eq!(left, right),
                 (ToClient::Answer(SessionAnswer::Resumed(left)), ToClient::Answer(SessionAnswer::Resumed(right))) => assert_eq!(left, right),
                 (left, right) => panic!("{left:?} is not {right:?}"),

@@ -26,9 +26,15 @@ pub enum ToClient {
     Close(StreamError),
     /// Close the stream without an error (the client closed its side).
     EndStream,
+    /// XEP-0198 `<enabled/>`, written as it is: the stanzas after it are counted.
+    Enabled(Bytes),
     /// In a cluster, where the edge's requests are records: the owner's answer to a bind with
     /// inline requests or to a resumption, queued before anything else for the connection.
     Answer(SessionAnswer),
+    /// In a cluster: a new owner asks the edge for the counts of the stream-managed stream of
+    /// this resource, which the edge answers with [`ClientEvent::Counts`] (or, if the connection
+    /// is gone, with an unbind). Queued first on the new owner's link.
+    Sync(Jid),
 }
 
 /// The owner's answer to a request of the edge that waits for one.
@@ -52,6 +58,20 @@ pub enum ClientEvent {
     AnswerForEdge(Bytes),
     /// XEP-0352 `<active/>` (true) or `<inactive/>`.
     ClientState { active: bool },
+    /// The edge's answer to [`ToClient::Sync`].
+    Counts(StreamCounts),
+}
+
+/// What an edge counted on a stream-managed stream when a new owner's [`ToClient::Sync`] reached
+/// it, for the new owner to go on from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Stanzas queued to the client since `<enabled/>`, wrapping at 2^32.
+    pub sent: u32,
+    /// What of it the client has not acknowledged, oldest first.
+    pub unacknowledged: Vec<Bytes>,
+    /// The client's stanzas handed to the owners, wrapping.
+    pub handled: u32,
 }
 
 /// Stanzas queued toward one client by default before it counts as too slow (`[c2s]

@@ -20,3 +20,4 @@ pub mod hold;
 pub mod liveness;
 pub mod registry;
 pub mod store;
+mod stream_copy;

@@ -119,6 +119,7 @@ mod tests {
             connection,
             priority: 0,
             presence: None,
+            stream_management: None,
         };
         registry.put_resource("alice@example.com", &route("phone", "edge-a", 7), 1).await.unwrap();
         registry.put_resource("bob@example.com", &route("web", "edge-b", 8), 1).await.unwrap();

@@ -29,6 +29,15 @@ pub struct ResourceRoute {
     /// The last available presence it broadcast (RFC 6121 §4.2), as sent; `None` while it is not
     /// available. A new owner shows contacts the same presence.
     pub presence: Option<String>,
+    /// The stream has XEP-0198 on: a new owner takes its counts and unacknowledged stanzas over
+    /// from the edge (docs/cluster.md, "Stream management, client state and Bind2 through the bus").
+    pub stream_management: Option<ManagedStream>,
+}
+
+/// A stream-managed resource's route: the resumption id if the client can resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedStream {
+    pub resumption_id: Option<String>,
 }
 
 impl ResourceRoute {

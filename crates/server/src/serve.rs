@@ -82,7 +82,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             liveness::reap(registry.as_ref(), bus.as_ref(), &Origin::new(&node), &node).await;
             tokio::spawn(liveness::keep_alive(registry, node.clone(), node_ttl(&config.cluster), || {}));
             // The edge announces what the session nodes apply; both read the same configuration.
-            let features = SessionFeatures { stream_management: config.sm.enabled, inline: inline_features(&session_config(&config)) };
+            let features = SessionFeatures {
+                stream_management: config.sm.enabled,
+                inline: inline_features(&session_config(&config)),
+                max_unacked: config.sm.max_unacked,
+            };
             Some(Arc::new(BusGateway::start(&node, bus, features).await.context("opening this edge's inbox")?))
         }
     };

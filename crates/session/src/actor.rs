@@ -178,7 +178,12 @@ impl Handler<ConnectionEvent> for UserActor {
         }
         self.run(ctx, hold, move |mut state, _| async move {
             match event {
-                ClientEvent::Enable { resume, max } => state.enable_stream_management(&jid, connection_id, resume, max),
+                ClientEvent::Enable { resume, max } => {
+                    if let Some(index) = state.enable_stream_management(&jid, connection_id, resume, max) {
+                        state.publish_route(index).await;
+                    }
+                }
+                ClientEvent::Counts(counts) => state.synchronize(&jid, connection_id, counts),
                 ClientEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
                 ClientEvent::AnswerForEdge(reply) => {
                     if let Some(index) = state.bound_index(&jid, connection_id) {

@@ -4,13 +4,13 @@
 //! registry records of users' resources ([`ClusterRoutes`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, InFlight};
-use starling_cluster::envelope::{EdgeRecord, Origin, OwnerRecord};
+use starling_cluster::envelope::{EdgeRecord, Origin, OwnerRecord, Stamp};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::hold::{Hold, LinkHolds};
 use starling_cluster::registry::{Registry, ResourceRoute};
@@ -29,7 +29,17 @@ pub(crate) struct ClusterSide {
     pub(crate) bus: Arc<dyn Bus>,
     registry: Arc<dyn Registry>,
     pub(crate) origin: Arc<Origin>,
+    /// Partitions assigned to this node and claimed in the registry.
+    assigned: Vec<AtomicBool>,
+    /// Assigned partitions whose users this node delivers to directly, in its own process: once
+    /// nothing it forwarded to the partition through the bus is still on its way (see
+    /// [`ClusterSide::take_over`]), a direct delivery cannot overtake it.
     owned: Vec<AtomicBool>,
+    /// Per partition, the sequence number + 1 of the last record this node forwarded to it and
+    /// has not seen come back (0: none).
+    forwarded: Vec<AtomicU64>,
+    /// Numbers forwarded records in the order the outbox sends them.
+    forward_order: Mutex<()>,
     /// Per partition, the generation this node claimed it with (0 while not owned).
     generations: Vec<AtomicU64>,
     outbox: mpsc::Sender<(u32, Bytes, Option<Hold>)>,
@@ -39,7 +49,10 @@ impl ClusterSide {
     pub fn new(bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: &str) -> Arc<ClusterSide> {
         let (outbox, mut queued) = mpsc::channel::<(u32, Bytes, Option<Hold>)>(OUTBOX);
         let side = Arc::new(ClusterSide {
+            assigned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
             owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
+            forwarded: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
+            forward_order: Mutex::new(()),
             generations: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
             registry,
             bus: bus.clone(),
@@ -76,19 +89,59 @@ impl ClusterSide {
     /// caller tells the sender to retry).
     pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
         let Ok(slot) = self.outbox.try_reserve() else { return Err(Box::new(stanza)) };
-        slot.send((partition, OwnerRecord::Deliver { stanza, received }.encode(&self.origin), current_hold()));
+        let _order = self.forward_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (bytes, seq) = OwnerRecord::Deliver { stanza, received }.encode_numbered(&self.origin);
+        self.forwarded[partition as usize].store(seq + 1, Ordering::Release);
+        slot.send((partition, bytes, current_hold()));
         Ok(())
     }
 
-    pub fn owned_partitions(&self) -> Vec<u32> {
-        (0..self.owned.len() as u32).filter(|&partition| self.owned[partition as usize].load(Ordering::Acquire)).collect()
+    pub fn assigned_partitions(&self) -> Vec<u32> {
+        (0..self.assigned.len() as u32).filter(|&partition| self.assigned[partition as usize].load(Ordering::Acquire)).collect()
     }
 
-    pub fn set_owned(&self, partitions: &[u32], owned: bool) {
+    pub fn revoke(&self, partitions: &[u32]) {
         for &partition in partitions {
-            if let Some(flag) = self.owned.get(partition as usize) {
-                flag.store(owned, Ordering::Release);
+            if let (Some(assigned), Some(owned)) = (self.assigned.get(partition as usize), self.owned.get(partition as usize)) {
+                assigned.store(false, Ordering::Release);
+                owned.store(false, Ordering::Release);
             }
+        }
+    }
+
+    /// Starts serving partitions just assigned and claimed. Where this node forwarded stanzas
+    /// through the bus (to the partition's previous owner, or to itself while taking over) and
+    /// they may not all have been handled, delivering directly now could overtake them (RFC 6120
+    /// §10.1 keeps one sender's stanzas in order): it goes on forwarding through the bus and
+    /// sends a fence after them; when its last forwarded record comes back, it owns the partition.
+    pub async fn take_over(&self, partitions: &[u32]) {
+        for &partition in partitions {
+            let index = partition as usize;
+            self.assigned[index].store(true, Ordering::Release);
+            if self.forwarded[index].load(Ordering::Acquire) == 0 {
+                self.owned[index].store(true, Ordering::Release);
+                continue;
+            }
+            let Ok(slot) = self.outbox.reserve().await else { return };
+            let _order = self.forward_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (bytes, seq) = OwnerRecord::Fence.encode_numbered(&self.origin);
+            self.forwarded[index].store(seq + 1, Ordering::Release);
+            slot.send((partition, bytes, None));
+        }
+    }
+
+    /// A record of an assigned partition is being handled: if it is the last this node
+    /// forwarded there, the partition is owned from now on.
+    pub fn handling(&self, partition: u32, stamp: &Stamp) {
+        let index = partition as usize;
+        if stamp.node != self.origin.node() || index >= self.forwarded.len() {
+            return;
+        }
+        if self.forwarded[index].compare_exchange(stamp.seq + 1, 0, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            && self.assigned[index].load(Ordering::Acquire)
+            && !self.owned[index].swap(true, Ordering::AcqRel)
+        {
+            tracing::info!(partition, "caught up with what this node forwarded; delivering directly");
         }
     }
 
@@ -99,17 +152,20 @@ impl ClusterSide {
     }
 
     /// Claims newly assigned partitions in the registry, so this node's route writes for their
-    /// users win over any earlier owner's, and refuses ownership of a partition it cannot claim.
-    pub async fn claim(&self, partitions: &[u32]) {
+    /// users win over any earlier owner's; returns those claimed (a partition it cannot claim is
+    /// not served here).
+    pub async fn claim(&self, partitions: &[u32]) -> Vec<u32> {
+        let mut claimed = Vec::with_capacity(partitions.len());
         for &partition in partitions {
             match self.registry.claim_partition(partition, self.origin.node()).await {
                 Ok(generation) => {
                     self.generations[partition as usize].store(generation, Ordering::Release);
-                    self.set_owned(&[partition], true);
+                    claimed.push(partition);
                 }
                 Err(error) => tracing::error!(partition, %error, "cannot claim a partition in the registry; its users are not served here"),
             }
         }
+        claimed
     }
 
     /// The way back to a connection on `edge`: a bounded queue drained in order onto the edge's

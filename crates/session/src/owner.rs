@@ -61,7 +61,8 @@ impl HostRouter {
             tokio::select! {
                 event = inbox.next() => match event? {
                     OwnerEvent::Assigned(partitions) => {
-                        side.claim(&partitions).await;
+                        let claimed = side.claim(&partitions).await;
+                        side.take_over(&claimed).await;
                         holds.assign(&partitions);
                         tracing::info!(?partitions, "owner partitions assigned");
                     }
@@ -69,7 +70,7 @@ impl HostRouter {
                         // What was handled was committed by the bus as it revoked them (staged).
                         tracing::info!(?partitions, "owner partitions revoked");
                         holds.revoke(&partitions);
-                        side.set_owned(&partitions, false);
+                        side.revoke(&partitions);
                         let count = bus.partitions();
                         self.directory().stop_where(|jid| partitions.contains(&partition_of(jid.as_str(), count)));
                     }
@@ -78,7 +79,7 @@ impl HostRouter {
                     }
                     OwnerEvent::Record(record) => {
                         let hold = holds.hold(record.partition, record.offset);
-                        self.dispatch(&side, record.payload, hold);
+                        self.dispatch(&side, record.partition, record.payload, hold);
                     }
                 },
                 Some(release) = releases.recv() => match holds.release(release) {
@@ -97,8 +98,7 @@ impl HostRouter {
                 Some(()) = rewrite.recv() => {
                     // The registry lost what this node wrote: claim the partitions again (so a
                     // later owner's claim is newer than ours) and write every route again.
-                    let owned = side.owned_partitions();
-                    side.claim(&owned).await;
+                    side.claim(&side.assigned_partitions()).await;
                     self.directory().republish_routes();
                 }
             }
@@ -106,9 +106,9 @@ impl HostRouter {
     }
 
     /// One owner record to the user's actor.
-    fn dispatch(self: &Arc<Self>, side: &ClusterSide, payload: Bytes, hold: Option<Hold>) {
-        let record = match OwnerRecord::decode(payload) {
-            Ok(record) => record,
+    fn dispatch(self: &Arc<Self>, side: &ClusterSide, partition: u32, payload: Bytes, hold: Option<Hold>) {
+        let (record, stamp) = match OwnerRecord::decode_stamped(payload) {
+            Ok(stamped) => stamped,
             Err(error) => {
                 tracing::warn!(%error, "owner record dropped");
                 return;
@@ -137,6 +137,8 @@ impl HostRouter {
                 let reply = answer_on(&link, SessionAnswer::Resumed);
                 self.with_user_actor(&user, |addr| addr.do_send(Resume { previd, h, link, reply, hold }));
             }
+            // It does its work by coming back (`handling` below).
+            OwnerRecord::Fence => {}
             OwnerRecord::Deliver { stanza, received } => {
                 HOLD.sync_scope(hold, || {
                     if let Err(refused) = self.deliver_here(stanza, received) {
@@ -145,6 +147,8 @@ impl HostRouter {
                 });
             }
         }
+        // After the record is in its actor's mailbox: a direct delivery from now on queues behind it.
+        side.handling(partition, &stamp);
     }
 }
 

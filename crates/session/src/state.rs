@@ -384,6 +384,7 @@ impl UserState {
             connection: resource.connection_id,
             priority: resource.priority,
             presence: resource.presence.as_ref().map(|presence| String::from_utf8_lossy(&presence.bytes).into_owned()),
+            stream_management: self.managed_stream(index),
         };
         cluster.record(&self.user, route).await;
     }
@@ -396,7 +397,9 @@ impl UserState {
     }
 
     /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an
-    /// available one with the presence stanza it last broadcast.
+    /// available one with the presence stanza it last broadcast. Each restored link first asks
+    /// its edge about the stream: the edge answers a stream-managed one with its counts, and
+    /// unbinds one whose connection is gone.
     pub async fn restore_routes(&mut self) {
         if self.routes_restored {
             return;
@@ -414,10 +417,14 @@ impl UserState {
                 Stanza::build(element, &jid, None)
             });
             self.services.metrics.sessions_bound.inc();
+            let _ = link.try_send(ToClient::Sync(jid.clone()), None);
             let mut resource = Resource::new(jid, link, Some(route.node));
             resource.presence = presence;
             resource.priority = route.priority;
             self.resources.push(resource);
+            if let Some(managed) = route.stream_management {
+                self.take_over_stream_management(self.resources.len() - 1, managed);
+            }
         }
     }
 }

@@ -166,12 +166,12 @@ enum Outgoing {
 impl From<ToClient> for Outgoing {
     fn from(message: ToClient) -> Outgoing {
         match message {
-            ToClient::Stanza(bytes) => Outgoing::Stanza(bytes),
+            ToClient::Stanza(bytes) | ToClient::Enabled(bytes) => Outgoing::Stanza(bytes),
             ToClient::Close(error) => Outgoing::Close(Some(error)),
             ToClient::EndStream => Outgoing::Close(None),
-            // The cluster gateway takes answers before they reach a queue; one here means the
-            // stream's state is unknown, so it ends rather than guesses.
-            ToClient::Answer(_) => Outgoing::Close(Some(StreamError::new(StreamErrorCondition::InternalServerError))),
+            // The cluster gateway takes answers and sync requests before they reach a queue; one
+            // here means the stream's state is unknown, so it ends rather than guesses.
+            ToClient::Answer(_) | ToClient::Sync(_) => Outgoing::Close(Some(StreamError::new(StreamErrorCondition::InternalServerError))),
         }
     }
 }

@@ -13,7 +13,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use starling_cluster::gateway::{ClientLink, ResumeFailed, ToClient};
+use starling_cluster::gateway::{ClientLink, ResumeFailed, StreamCounts, ToClient};
+use starling_cluster::registry::ManagedStream;
 use starling_protocol::{ns, Jid, StanzaKind, StreamError, StreamErrorCondition};
 use starling_xml::Element;
 
@@ -38,6 +39,10 @@ pub(crate) struct StreamManagement {
     detached: Option<u64>,
     /// More than `max_unacked` were kept: the session is ending.
     overflowed: bool,
+    /// Taken over from an owner that died: the counts so far are the edge's, asked for with
+    /// [`ToClient::Sync`]; until they come, `sent` and `unacked` hold only what this owner sent,
+    /// acks cannot be placed (and are ignored) and the session cannot be resumed.
+    syncing: bool,
 }
 
 /// A stanza sent and not yet acknowledged.
@@ -70,7 +75,11 @@ impl StreamManagement {
     }
 
     fn is_resumable(&self) -> bool {
-        self.id.is_some()
+        self.id.is_some() && !self.syncing
+    }
+
+    fn new(id: Option<String>, resume_timeout: Duration, syncing: bool) -> Box<StreamManagement> {
+        Box::new(StreamManagement { id, resume_timeout, sent: 0, unacked: VecDeque::new(), handled: 0, detached: None, overflowed: false, syncing })
     }
 }
 
@@ -84,10 +93,54 @@ pub(crate) struct ResumptionDeadline {
 impl UserState {
     /// The client of the resource bound on `connection_id` enabled stream management on its
     /// stream: queues `<enabled/>`, so that it is written before the first stanza counted.
-    pub fn enable_stream_management(&mut self, jid: &Jid, connection_id: u64, resume: bool, max: Option<u32>) {
-        let Some(index) = self.bound_index(jid, connection_id) else { return };
+    /// Returns the resource's index (its route now says it is stream-managed).
+    pub fn enable_stream_management(&mut self, jid: &Jid, connection_id: u64, resume: bool, max: Option<u32>) -> Option<usize> {
+        let index = self.bound_index(jid, connection_id)?;
+        if self.resources[index].sm.is_some() {
+            // The edge refuses a second `<enable/>` itself: this one is a record replayed after
+            // an owner's death, already applied.
+            return None;
+        }
         let enabled = self.start_stream_management(index, resume, max);
-        send_nonza(self.resources[index].link.as_ref(), &enabled);
+        if let Some(link) = &self.resources[index].link {
+            let _ = link.try_send(ToClient::Enabled(Bytes::from(enabled.to_bytes())), None);
+        }
+        Some(index)
+    }
+
+    /// What the route of the resource at `index` says about its stream management.
+    pub(crate) fn managed_stream(&self, index: usize) -> Option<ManagedStream> {
+        self.resources[index].sm.as_ref().map(|sm| ManagedStream { resumption_id: sm.id.clone() })
+    }
+
+    /// In a cluster, taking a stream-managed resource over from an owner that died: until the
+    /// edge's counts come (the restored link asks first), see [`StreamManagement::syncing`].
+    /// The client's `max` is not in the route: the configured timeout applies.
+    pub(crate) fn take_over_stream_management(&mut self, index: usize, managed: ManagedStream) {
+        let resume_timeout = self.services.config.sm.resume_timeout(None);
+        self.resources[index].sm = Some(StreamManagement::new(managed.resumption_id, resume_timeout, true));
+    }
+
+    /// The edge's counts for a stream taken over: what this owner sent since it asked comes after
+    /// what the edge had queued (the request was first on the link).
+    pub fn synchronize(&mut self, jid: &Jid, connection_id: u64, counts: StreamCounts) {
+        let Some(index) = self.bound_index(jid, connection_id) else { return };
+        let Some(sm) = self.resources[index].sm.as_mut().filter(|sm| sm.syncing) else { return };
+        let now = SystemTime::now();
+        let mut unacked: VecDeque<Unacked> = counts
+            .unacknowledged
+            .into_iter()
+            .filter_map(|bytes| {
+                // The edge keeps only stanzas; the kind decides what happens to one when the session ends.
+                let kind = Element::parse(&bytes).ok().and_then(|element| StanzaKind::from_name(element.name()))?;
+                Some(Unacked { kind, bytes, sent_at: now })
+            })
+            .collect();
+        unacked.append(&mut sm.unacked);
+        sm.unacked = unacked;
+        sm.sent = counts.sent.wrapping_add(sm.sent);
+        sm.handled = counts.handled;
+        sm.syncing = false;
     }
 
     /// Turns stream management on for the resource at `index` (with an id when the client asked
@@ -102,9 +155,7 @@ impl UserState {
             enabled.set_attr("resume", "true");
             enabled.set_attr("max", resume_timeout.as_secs().to_string());
         }
-        let resource = &mut self.resources[index];
-        resource.sm =
-            Some(Box::new(StreamManagement { id, resume_timeout, sent: 0, unacked: VecDeque::new(), handled: 0, detached: None, overflowed: false }));
+        self.resources[index].sm = Some(StreamManagement::new(id, resume_timeout, false));
         enabled
     }
 
@@ -122,7 +173,7 @@ impl UserState {
     pub fn acknowledge(&mut self, jid: &Jid, connection_id: u64, h: u32) {
         let Some(index) = self.bound_index(jid, connection_id) else { return };
         let resource = &mut self.resources[index];
-        let Some(sm) = resource.sm.as_mut() else { return };
+        let Some(sm) = resource.sm.as_mut().filter(|sm| !sm.syncing) else { return };
         if let Err(TooManyAcknowledged { h, sent }) = sm.acknowledge(h) {
             let text = format!("You acknowledged {h} stanzas, but I only sent you {sent} so far.");
             // Not resumable: the client's count cannot be trusted.
@@ -192,7 +243,8 @@ impl UserState {
         if sm.detached.is_some() {
             self.services.metrics.sessions_detached.dec();
         }
-        if let Some(id) = sm.id {
+        // A session still syncing does not know its count: a late resumption gets no `h`.
+        if let Some(id) = sm.id.filter(|_| !sm.syncing) {
             if self.ended_sessions.len() == REMEMBERED_ENDED {
                 self.ended_sessions.pop_front();
             }
@@ -206,7 +258,7 @@ impl UserState {
     /// count of the client's stanzas handled; the unacknowledged stanzas are sent again by
     /// [`retransmit_unacknowledged`](Self::retransmit_unacknowledged), after the answer.
     pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink) -> Result<(usize, u32), ResumeFailed> {
-        let found = self.resources.iter().position(|r| r.sm.as_ref().is_some_and(|sm| sm.id.as_deref() == Some(previd)));
+        let found = self.resources.iter().position(|r| r.sm.as_ref().is_some_and(|sm| sm.is_resumable() && sm.id.as_deref() == Some(previd)));
         let Some(index) = found else {
             let handled = self.ended_sessions.iter().find(|(id, _)| id == previd).map(|(_, handled)| *handled);
             return Err(ResumeFailed { handled });
@@ -242,20 +294,13 @@ impl UserState {
     }
 }
 
-/// Queues a stream-management element, which is not counted, to a connection.
-fn send_nonza(link: Option<&ClientLink>, element: &Element) {
-    if let Some(link) = link {
-        let _ = link.try_send(ToClient::Stanza(Bytes::from(element.to_bytes())), None);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn managed(sent: u32, unacked: usize) -> StreamManagement {
         let unacked = (0..unacked).map(|_| Unacked { kind: StanzaKind::Message, bytes: Bytes::new(), sent_at: SystemTime::now() }).collect();
-        StreamManagement { id: None, resume_timeout: Duration::ZERO, sent, unacked, handled: 0, detached: None, overflowed: false }
+        StreamManagement { id: None, resume_timeout: Duration::ZERO, sent, unacked, handled: 0, detached: None, overflowed: false, syncing: false }
     }
 
     #[test]
