@@ -9,14 +9,16 @@
 # for 30 s, 10 % of them dropping every 5 s; then STORM (default 10000) receivers fed by 100
 # senders at 1000 msg/s, all dropping at once half-way through a 20 s run and coming back after
 # 2 s; and (cost) chat without and with stream management, no drops, ROUND_PAIRS pairs at COST_RATE
-# msg/s (default 5000): the server CPU per message it costs. RUNS (default "rounds storm cost")
-# picks the runs. JSON reports in $OUT; a summary is printed.
+# msg/s (default 5000): the server CPU per message it costs; and (logins) LOGIN_USERS (default
+# 5000) logins of each kind — RFC 6120 SASL + bind, SASL2 + Bind2, FAST token — with the server's
+# CPU per login. RUNS (default "rounds storm cost logins") picks the runs. JSON reports in $OUT; a
+# summary is printed for the logins.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-/var/cache/starling/target}
 BIN=${1:-$TARGET/release/starling}
 LT_BIN=${LT_BIN:-$TARGET/release/starling-loadtest}
-ROUND_PAIRS=${ROUND_PAIRS:-1000} ROUND_RATE=${ROUND_RATE:-1000} STORM=${STORM:-10000} RUNS=${RUNS:-rounds storm cost} COST_RATE=${COST_RATE:-5000}
+ROUND_PAIRS=${ROUND_PAIRS:-1000} ROUND_RATE=${ROUND_RATE:-1000} STORM=${STORM:-10000} RUNS=${RUNS:-rounds storm cost logins} LOGIN_USERS=${LOGIN_USERS:-5000} COST_RATE=${COST_RATE:-5000}
 WORK=${WORK:-/tmp/starling-mobile-bench}
 OUT=${OUT:-$WORK/results}
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
@@ -67,4 +69,21 @@ if [[ " $RUNS " == *" storm "* ]]; then
   $LT mobile $COMMON --pairs "$STORM" --senders 100 --rate 1000 --duration 20 --storm --reconnect-delay-ms 2000 \
     --login-timeout 60 --server-pid "$server_pid" --json-out "$OUT/storm.json"
   stop_server
+fi
+if [[ " $RUNS " == *" logins "* ]]; then
+  # One core for the server: logins/s and server CPU per login, each kind on a fresh server.
+  for method in rfc6120 sasl2 fast; do
+    start_server
+    $LT connect $COMMON --users "$LOGIN_USERS" --hold-seconds 0 --login "$method" \
+      --server-pid "$server_pid" --json-out "$OUT/logins-$method.json"
+    stop_server
+  done
+  python3 - "$OUT" <<'PY'
+import json, sys
+for method in ("rfc6120", "sasl2", "fast"):
+    r = json.load(open(f"{sys.argv[1]}/logins-{method}.json"))
+    l, cpu = r["logins"], r["hold"]["server_cpu_per_login_ms"]
+    print(f"{method:8} {l['succeeded']:>6} ok {l['failed']:>4} failed  {l['logins_per_second']:>8.0f} logins/s  "
+          f"p50 {l['latency']['p50_us'] / 1000:.1f} ms  p99 {l['latency']['p99_us'] / 1000:.1f} ms  server CPU {cpu:.3f} ms/login")
+PY
 fi

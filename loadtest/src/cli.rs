@@ -162,6 +162,10 @@ pub struct MobileArgs {
     /// Seconds to wait after sending stops for messages still in flight.
     #[arg(long, default_value_t = 5.0)]
     pub drain_seconds: f64,
+    /// Every other resumption of a receiver goes through the server at this port of --host (in
+    /// a cluster: another edge), the rest through --port.
+    #[arg(long)]
+    pub resume_elsewhere_port: Option<u16>,
 }
 
 /// SASL mechanism used for every login. Only one is tried: a load test should measure one known
@@ -177,6 +181,14 @@ pub enum Mechanism {
     #[value(name = "PLAIN")]
     #[serde(rename = "PLAIN")]
     Plain,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMethod {
+    Rfc6120,
+    Sasl2,
+    Fast,
 }
 
 impl Mechanism {
@@ -222,6 +234,11 @@ pub struct Common {
     /// SASL mechanism (case-insensitive).
     #[arg(long, value_enum, ignore_case = true, default_value = "SCRAM-SHA-256")]
     pub mechanism: Mechanism,
+    /// How a client logs in: RFC 6120 SASL, a stream restart and a bind; XEP-0388 SASL2 with a
+    /// XEP-0386 Bind2 bind in the same round trip; or `fast`, SASL2 with a XEP-0484 FAST token
+    /// (HT-SHA-256-NONE) — each user first gets one in an unmeasured SASL2 login with --mechanism.
+    #[arg(long, value_enum, default_value = "rfc6120")]
+    pub login: LoginMethod,
     /// Local addresses to connect from, round-robin: a range "127.0.0.2-127.0.0.20" and/or a
     /// comma-separated list. Each source address has its own ~28k ephemeral ports.
     #[arg(long, value_parser = parse_source_addresses)]

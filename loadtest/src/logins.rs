@@ -60,6 +60,8 @@ impl Setup {
             resource: common.resource.clone(),
             presence: common.presence,
             stream_management,
+            method: common.login,
+            tokens: Default::default(),
             cache: Arc::new(SaltedPasswordCache::default()),
             timeout: common.login_timeout()?,
         };

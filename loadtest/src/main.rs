@@ -8,6 +8,7 @@ mod procstat;
 mod rate;
 mod report;
 mod sasl;
+mod sasl2;
 mod scenario;
 mod sm;
 mod scenario_file;

@@ -21,7 +21,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio_rustls::TlsConnector;
 
-use crate::cli::Mechanism;
+use crate::cli::{LoginMethod, Mechanism};
 use crate::sasl::{Exchange, Next, SaltedPasswordCache, SaslError};
 
 pub const NS_STREAMS: &str = starling_xml::NS_STREAMS;
@@ -51,6 +51,10 @@ pub struct LoginConfig {
     pub presence: bool,
     /// Enable XEP-0198 stream management with resumption after binding.
     pub stream_management: bool,
+    /// RFC 6120 SASL then a bind, or XEP-0388 SASL2 with Bind2 (and FAST tokens).
+    pub method: LoginMethod,
+    /// FAST tokens the server issued, by user (`--login fast`).
+    pub tokens: crate::sasl2::Tokens,
     pub cache: Arc<SaltedPasswordCache>,
     pub timeout: Duration,
 }
@@ -179,6 +183,9 @@ impl LoginConfig {
     }
 
     async fn negotiate(&self, user: &str, source: Option<IpAddr>, phase: &mut Phase, times: &mut PhaseTimes) -> Result<Session, LoginError> {
+        if self.method != LoginMethod::Rfc6120 {
+            return crate::sasl2::login(self, user, source, phase, times).await;
+        }
         let (mut reader, mut writer, features) = self.authenticated_stream(user, source, phase, times).await?;
         let mut mark = Instant::now();
         if features.get_child("bind", NS_BIND).is_none() {
@@ -216,6 +223,20 @@ impl LoginConfig {
         phase: &mut Phase,
         times: &mut PhaseTimes,
     ) -> Result<(Reader, Writer, Element), LoginError> {
+        let (mut reader, mut writer, features) = self.secured_stream(source, phase, times).await?;
+        let mut mark = Instant::now();
+        self.authenticate(user, &features, &mut reader, &mut writer).await?;
+        times.sasl = lap(&mut mark);
+
+        *phase = Phase::Bind;
+        let mut reader = reader.restart();
+        let features = self.open_stream(&mut reader, &mut writer).await?;
+        Ok((reader, writer, features))
+    }
+
+    /// Connects, secures the stream (STARTTLS or direct TLS) and opens it: its reader, writer and
+    /// features (the SASL mechanisms).
+    pub(crate) async fn secured_stream(&self, source: Option<IpAddr>, phase: &mut Phase, times: &mut PhaseTimes) -> Result<(Reader, Writer, Element), LoginError> {
         let mut mark = Instant::now();
         let tcp = connect(self.server, source).await.map_err(LoginError::Connect)?;
         times.tcp = lap(&mut mark);
@@ -233,12 +254,6 @@ impl LoginConfig {
         times.tls = lap(&mut mark);
 
         *phase = Phase::Sasl;
-        let features = self.open_stream(&mut reader, &mut writer).await?;
-        self.authenticate(user, &features, &mut reader, &mut writer).await?;
-        times.sasl = lap(&mut mark);
-
-        *phase = Phase::Bind;
-        let mut reader = reader.restart();
         let features = self.open_stream(&mut reader, &mut writer).await?;
         Ok((reader, writer, features))
     }
@@ -340,7 +355,7 @@ impl LoginConfig {
     }
 }
 
-fn lap(mark: &mut Instant) -> Duration {
+pub(crate) fn lap(mark: &mut Instant) -> Duration {
     let now = Instant::now();
     let elapsed = now - *mark;
     *mark = now;
@@ -548,7 +563,7 @@ fn element_prefix(bytes: &[u8]) -> Option<&str> {
 }
 
 /// Base64 text of a SASL element; empty or "=" is no data.
-fn sasl_payload(raw: &RawElement) -> Result<Vec<u8>, LoginError> {
+pub(crate) fn sasl_payload(raw: &RawElement) -> Result<Vec<u8>, LoginError> {
     let text = tree(raw)?.text();
     let text = text.trim();
     if text.is_empty() || text == "=" {

@@ -157,16 +157,19 @@ pub struct Fast<'a> {
 impl Fast<'_> {
     /// Checks an HT `proof` (`HMAC(token, "Initiator" || cb)`) for `user`'s `client` with
     /// `mechanism`, and updates the slots: the token used becomes current, a counted use is
-    /// remembered, an invalidated one forgotten, an old one gets a successor.
+    /// remembered, an invalidated one forgotten, an old one gets a successor. A login with the
+    /// current token that changes none of that writes nothing (the usual reconnect).
     pub async fn verify(&self, user: &str, client: &str, mechanism: &str, proof: &[u8], cb: &[u8], used: Use) -> Result<Verified, Refused> {
         let mut slots = self.tokens.get(user, client).await.map_err(unavailable)?;
         let matches = |stored: &Option<FastToken>| {
             stored.as_ref().is_some_and(|stored| stored.mechanism == mechanism && self.mac(user, client, stored, "Initiator", cb).verify_slice(proof).is_ok())
         };
         // The new slot first: using it retires the current one.
+        let mut changed = false;
         let stored = if matches(&slots.new) {
             let new = slots.new.take();
             slots.current = new;
+            changed = true;
             slots.current.clone()
         } else if matches(&slots.current) {
             slots.current.clone()
@@ -184,17 +187,22 @@ impl Fast<'_> {
             }
             stored.count = count;
             slots.current = Some(stored.clone());
+            changed = true;
         }
         let responder = self.mac(user, client, &stored, "Responder", cb).finalize().into_bytes().to_vec();
         let rotated = if used.invalidate {
             slots = FastTokenSlots::default();
+            changed = true;
             None
         } else if now >= stored.issued.saturating_add(self.config.rotate_after_seconds) {
+            changed = true;
             Some(self.place_new(user, client, mechanism, &mut slots))
         } else {
             None
         };
-        self.tokens.put(user, client, &slots).await.map_err(unavailable)?;
+        if changed {
+            self.tokens.put(user, client, &slots).await.map_err(unavailable)?;
+        }
         Ok(Verified { responder, rotated })
     }
 

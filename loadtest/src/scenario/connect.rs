@@ -12,7 +12,7 @@ use serde::Serialize;
 use starling_xml::StreamEvent;
 use tokio::sync::watch;
 
-use crate::cli::ConnectArgs;
+use crate::cli::{ConnectArgs, LoginMethod};
 use crate::logins::{LoginReport, Setup, login_many, print_errors};
 use crate::procstat::{raise_nofile_limit, sample};
 use crate::report::{RunInfo, Usage, Window, mib, write_json};
@@ -27,12 +27,23 @@ struct ConnectReport {
     run: RunInfo,
     options: ConnectArgs,
     fd_limit: Option<u64>,
+    /// `--login fast`: the logins before the measured ones, each session closed at once — SASL2
+    /// with --mechanism asking for a token, then a first login with it (which makes the token
+    /// current: a store write) — so that the measured logins are the usual reconnect.
+    warmup: Vec<Warmup>,
     logins: LoginReport,
     /// Harness and server usage while logging in.
     login_usage: Usage,
     hold: HoldReport,
     /// Harness and server usage while holding idle sessions.
     hold_usage: Usage,
+}
+
+#[derive(Debug, Serialize)]
+struct Warmup {
+    what: &'static str,
+    logins: LoginReport,
+    usage: Usage,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +87,23 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     }
     let setup = Setup::new(common).await?;
     let run = RunInfo::new("connect", setup.server().to_string());
+
+    let mut warmup = Vec::new();
+    if common.login == LoginMethod::Fast {
+        for what in ["a FAST token from a SASL2 login with --mechanism", "the token's first use"] {
+            let window = Window::start(common.server_pid);
+            let (logins, mut tasks) = login_many(&setup, 0..common.users, |_, mut session| async move {
+                let _ = xmpp::close(&mut session.writer).await;
+            })
+            .await;
+            while tasks.join_next().await.is_some() {}
+            let usage = window.finish();
+            println!("warm-up, {what}:");
+            logins.print();
+            usage.print("warm-up");
+            warmup.push(Warmup { what, logins, usage });
+        }
+    }
 
     let baseline = common.server_pid.map(sample).and_then(|s| s.rss_bytes);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -144,6 +172,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         run,
         options: args.clone(),
         fd_limit,
+        warmup,
         logins,
         login_usage,
         hold: HoldReport {

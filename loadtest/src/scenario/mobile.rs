@@ -23,7 +23,7 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::JoinSet;
 
 use super::chat::{self, MessageTemplate, Shared};
-use crate::cli::MobileArgs;
+use crate::cli::{Common, MobileArgs};
 use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::{raise_nofile_limit, sample};
 use crate::rate::Pacer;
@@ -51,6 +51,8 @@ struct MobileResults {
     duration_seconds: f64,
     drops: u64,
     resumed: u64,
+    /// Of them, through --resume-elsewhere-port.
+    resumed_elsewhere: u64,
     resume_failed: u64,
     /// From the new TCP connect to `<resumed/>`.
     resume_latency: LatencySummary,
@@ -75,6 +77,7 @@ struct MobileResults {
 struct Resumptions {
     drops: AtomicU64,
     resumed: AtomicU64,
+    resumed_elsewhere: AtomicU64,
     failed: AtomicU64,
     latency: Mutex<Latency>,
     /// Nanoseconds since the run's origin of the last resumption.
@@ -106,6 +109,10 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
     let mut common = args.common.clone();
     common.presence = true;
     let setup = Arc::new(Setup::with_stream_management(&common).await?);
+    let elsewhere = match args.resume_elsewhere_port {
+        Some(port) => Some(Arc::new(Setup::with_stream_management(&Common { port: Some(port), ..common.clone() }).await?)),
+        None => None,
+    };
     let run = RunInfo::new("mobile", setup.server().to_string());
     let rss_before_logins = common.server_pid.and_then(|pid| sample(pid).rss_bytes);
 
@@ -150,7 +157,7 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
         let message = MessageTemplate::new(&receiver.jid, shared.run, k, 0);
         let index = sender_count + k;
         let user = common.username(index).unwrap_or_default();
-        let receiver_task = Receiver { index, user, pair: k, setup: setup.clone(), shared: shared.clone(), resumptions: resumptions.clone(), reconnect_delay };
+        let receiver_task = Receiver { index, user, pair: k, setup: setup.clone(), elsewhere: elsewhere.clone(), shared: shared.clone(), resumptions: resumptions.clone(), reconnect_delay };
         tasks.spawn(receiver_task.run(receiver, drops, shutdown_rx.clone()));
         let pacer = Pacer::new(args.rate, pairs, k, duration).ok_or_else(|| anyhow::anyhow!("cannot pace {} msg/s", args.rate))?;
         sender_tasks.spawn(chat::send_open_loop(writer.clone(), message, pacer, start, shared.clone()));
@@ -206,6 +213,7 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
         duration_seconds: duration.as_secs_f64(),
         drops: resumptions.drops.load(Ordering::Relaxed),
         resumed,
+        resumed_elsewhere: resumptions.resumed_elsewhere.load(Ordering::Relaxed),
         resume_failed: resumptions.failed.load(Ordering::Relaxed),
         resume_latency: resumptions.latency.lock().unwrap_or_else(|p| p.into_inner()).summary(),
         storm_seconds,
@@ -232,7 +240,10 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
 
 fn print_mobile(m: &MobileResults) {
     println!("mobile: {} pairs at {} msg/s for {:.1}s", m.pairs_active, m.target_rate, m.duration_seconds);
-    println!("  drops {}, resumed {}, resumption failed {}; resume latency {}", m.drops, m.resumed, m.resume_failed, m.resume_latency);
+    println!(
+        "  drops {}, resumed {} ({} elsewhere), resumption failed {}; resume latency {}",
+        m.drops, m.resumed, m.resumed_elsewhere, m.resume_failed, m.resume_latency
+    );
     if let (Some(seconds), Some(rate)) = (m.storm_seconds, m.storm_resumptions_per_second) {
         println!("  storm: every receiver resumed within {seconds:.2}s of reconnecting ({rate:.0} resumptions/s)");
     }
@@ -253,6 +264,8 @@ struct Receiver {
     user: String,
     pair: u64,
     setup: Arc<Setup>,
+    /// --resume-elsewhere-port: every other resumption goes there.
+    elsewhere: Option<Arc<Setup>>,
     shared: Arc<Shared>,
     resumptions: Arc<Resumptions>,
     reconnect_delay: Duration,
@@ -274,6 +287,7 @@ impl Receiver {
             return result;
         };
         let mut handled = 0u32;
+        let mut dropped = 0u64;
         let mut drops = drops.into_iter();
         let mut next_drop = drops.next();
         loop {
@@ -290,10 +304,15 @@ impl Receiver {
                     next_drop = drops.next();
                     tokio::time::sleep(self.reconnect_delay).await;
                     let attempt = Instant::now();
-                    match sm::resume(&self.setup.login, &self.user, self.setup.source_for(self.index), &sm_id, handled).await {
+                    dropped += 1;
+                    let through = self.elsewhere.as_ref().filter(|_| dropped % 2 == 1).unwrap_or(&self.setup);
+                    match sm::resume(&through.login, &self.user, self.setup.source_for(self.index), &sm_id, handled).await {
                         Ok(resumed) => {
                             self.resumptions.latency.lock().unwrap_or_else(|p| p.into_inner()).record(attempt.elapsed());
                             self.resumptions.resumed.fetch_add(1, Ordering::Relaxed);
+                            if !Arc::ptr_eq(through, &self.setup) {
+                                self.resumptions.resumed_elsewhere.fetch_add(1, Ordering::Relaxed);
+                            }
                             self.resumptions.last.fetch_max(self.shared.now(), Ordering::Relaxed);
                             (reader, writer) = (resumed.reader, resumed.writer);
                         }
