@@ -38,9 +38,12 @@ def owned(server: StarlingServer, since: int = 0) -> set[int]:
     return held
 
 
-def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200, node_ttl: int = 10) -> dict:
+def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200, node_ttl: int = 10,
+                  component_secrets: dict[str, str] | None = None) -> dict:
     """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
-    returns them by name once both session nodes hold partitions and together hold all."""
+    returns them by name once both session nodes hold partitions and together hold all. With
+    `component_secrets`, every node knows those component domains and each edge listens for
+    components on a port of its own (`server.component_port`)."""
     from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
     if MODE != "starling" or not STORE_SECTION:
         pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
@@ -56,7 +59,16 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
     nodes = {}
     for node in ("session1", "session2", "edge1", "edge2"):
         role = node.rstrip("12")
-        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra={"store": STORE_SECTION + section(role).replace("{}", node[-1])}, name=node)
+        components, component_port = "", None
+        if component_secrets:
+            from harness import free_port
+            component_port = free_port() if role == "edge" else None
+            listen = f'"127.0.0.1:{component_port}"' if component_port else ""
+            secrets = ", ".join(f'"{domain}" = "{secret}"' for domain, secret in component_secrets.items())
+            components = f"[components]\nlisten = [{listen}]\nsecrets = {{ {secrets} }}\n"
+        extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components}
+        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node)
+        server.component_port = component_port
         _servers.append(server)
         nodes[node] = server
     nodes["session1"].cli("user", "add-bulk", "--prefix", accounts_prefix, "--count", str(accounts), "--password", PASSWORD)

@@ -235,10 +235,10 @@ async def test_xep0198_closing_the_stream_ends_the_session_and_keeps_unacknowled
     assert got.find("delay:delay", NS) is not None, to_str(got)
 
 
-async def test_xep0198_slixmpp_resumes_after_its_connection_drops(env):
-    """slixmpp's xep_0198 plugin enables with resume, and resumes on reconnect: nothing is lost
-    and nothing is delivered twice."""
-    phone = await env.client(plugins=("xep_0198",))
+async def slixmpp_phone(env, account=None):
+    """A slixmpp client whose xep_0198 plugin enabled resumption; it does not end its session
+    when its connection drops, and `resumed` is set when it resumes."""
+    phone = await env.client(account, plugins=("xep_0198",))
     phone.x.end_session_on_disconnect = False
     plugin = phone.x.plugin["xep_0198"]
     for _ in range(int(WAIT * 10)):
@@ -246,20 +246,32 @@ async def test_xep0198_slixmpp_resumes_after_its_connection_drops(env):
             break
         await asyncio.sleep(0.1)
     assert plugin.sm_id, "slixmpp did not get <enabled/> with an id"
+    phone.resumed = asyncio.Event()
+    phone.x.add_event_handler("session_resumed", lambda _e: phone.resumed.set())
+    return phone
+
+
+async def drop_connection(phone) -> None:
+    """The phone's connection drops under it (no stream close)."""
+    phone.disconnected.clear()
+    phone.kill()
+    await asyncio.wait_for(phone.disconnected.wait(), WAIT)
+
+
+async def test_xep0198_slixmpp_resumes_after_its_connection_drops(env):
+    """slixmpp's xep_0198 plugin enables with resume, and resumes on reconnect: nothing is lost
+    and nothing is delivered twice."""
+    phone = await slixmpp_phone(env)
     sender = await env.client()
     for i in range(3):
         sender.message(phone.jid, f"first {i}")
     await phone.inbox.wait(is_message(body="first 2"))
-    resumed = asyncio.Event()
-    phone.x.add_event_handler("session_resumed", lambda _e: resumed.set())
-    phone.disconnected.clear()
-    phone.kill()
-    await asyncio.wait_for(phone.disconnected.wait(), WAIT)
+    await drop_connection(phone)
     for i in range(3):
         sender.message(phone.jid, f"second {i}")
     await sender.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to=env.domain)
     phone.x.connect(env.target.ep.host, env.target.ep.port)
-    await asyncio.wait_for(resumed.wait(), WAIT)
+    await asyncio.wait_for(phone.resumed.wait(), WAIT)
     await phone.inbox.wait(is_message(body="second 2"))
     sender.message(phone.jid, "third")
     await phone.inbox.wait(is_message(body="third"))

@@ -5,9 +5,11 @@
 //! bind with Bind2 inline requests and a resumption wait for the owner's answer, which comes
 //! first on the connection. Killing an edge loses only its sockets: a stream-managed session's
 //! unacknowledged stanzas are kept by its owner. The edge keeps a copy of them and of the counts
-//! ([`StreamCopy`]) for a new owner to take over after the owner's death.
+//! ([`StreamCopy`]) for a new owner to take over after the owner's death. External components
+//! connected to the edge are announced to their domain's owner (`components`).
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
 use crate::envelope::{EdgeRecord, Origin, OwnerRecord};
 use crate::stream_copy::StreamCopy;
+
+mod components;
+pub use components::{COMPONENT_LEASE, RENEW_EVERY};
 use crate::gateway::{
-    server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, Gateway, GatewayError, ResumeFailed, Resumed, SessionAnswer,
+    server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, SessionAnswer,
     StreamEnd, ToClient,
 };
 
@@ -56,13 +61,26 @@ pub struct BusGateway {
     bus: Arc<dyn Bus>,
     features: SessionFeatures,
     links: Mutex<HashMap<u64, Connection>>,
+    components: Mutex<HashMap<u64, components::HeldComponent>>,
+    next_component: AtomicU64,
+    component_outbox: mpsc::Sender<(u32, Bytes)>,
 }
 
 impl BusGateway {
     /// Opens this edge node's inbox and starts handing its records to connections.
     pub async fn start(node: &str, bus: Arc<dyn Bus>, features: SessionFeatures) -> Result<Arc<BusGateway>, BusError> {
         let mut inbox = bus.edge_inbox(node).await?;
-        let gateway = Arc::new(BusGateway { origin: Origin::new(node), bus, features, links: Mutex::new(HashMap::new()) });
+        let (component_outbox, outbox) = mpsc::channel(components::COMPONENT_OUTBOX);
+        let gateway = Arc::new(BusGateway {
+            origin: Origin::new(node),
+            bus,
+            features,
+            links: Mutex::new(HashMap::new()),
+            components: Mutex::new(HashMap::new()),
+            next_component: AtomicU64::new(0),
+            component_outbox,
+        });
+        gateway.start_components(outbox);
         let weak = Arc::downgrade(&gateway);
         tokio::spawn(async move {
             loop {
@@ -95,6 +113,9 @@ impl BusGateway {
                 return;
             }
         };
+        if self.to_component(connection, &message) {
+            return;
+        }
         let mut links = self.links();
         let Some(link) = links.get_mut(&connection) else {
             match message {
@@ -227,6 +248,18 @@ impl Gateway for Arc<BusGateway> {
 
     fn supports_client_state(&self) -> bool {
         true
+    }
+
+    fn attach_component(&self, domain: &Jid, link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {
+        self.attach(domain, link)
+    }
+
+    fn detach_component(&self, domain: &Jid, link: &Arc<dyn ComponentLink>) {
+        self.detach(domain, link);
+    }
+
+    fn submit_from_component(&self, stanza: Stanza) -> Result<(), GatewayError> {
+        self.submit(stanza)
     }
 
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {

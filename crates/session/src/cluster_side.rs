@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::context::ClusterRoutes;
 use crate::hold::current_hold;
+use crate::remote_components::RemoteComponents;
 
 /// Stanzas waiting to be published to other owners' partitions before senders are refused.
 const OUTBOX: usize = 8192;
@@ -40,6 +41,8 @@ pub(crate) struct ClusterSide {
     forwarded: Vec<AtomicU64>,
     /// Numbers forwarded records in the order the outbox sends them.
     forward_order: Mutex<()>,
+    /// External components on edges, for the domains of the partitions this node owns.
+    pub(crate) components: RemoteComponents,
     /// Per partition, the generation this node claimed it with (0 while not owned).
     generations: Vec<AtomicU64>,
     outbox: mpsc::Sender<(u32, Bytes, Option<Hold>)>,
@@ -53,6 +56,7 @@ impl ClusterSide {
             owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
             forwarded: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
             forward_order: Mutex::new(()),
+            components: RemoteComponents::default(),
             generations: (0..bus.partitions()).map(|_| AtomicU64::new(0)).collect(),
             registry,
             bus: bus.clone(),

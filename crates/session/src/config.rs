@@ -123,6 +123,10 @@ pub struct SessionConfig {
     /// `[sm]`: how long a broken stream-managed session waits, how much it keeps.
     pub sm: SmConfig,
     pub push: PushConfig,
+    /// The domains external components may serve (`[components] secrets`): a stanza to one that
+    /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
+    /// domain's partition, which the component's edge told.
+    pub component_domains: Vec<String>,
 }
 
 impl Default for SessionConfig {
@@ -133,7 +137,15 @@ impl Default for SessionConfig {
 
 impl SessionConfig {
     pub fn new(sessions: SessionsConfig, archive: ArchiveConfig, client_queue: usize, registration_enabled: bool) -> SessionConfig {
-        SessionConfig { sessions, archive, client_queue, registration_enabled, sm: SmConfig::default(), push: PushConfig::default() }
+        SessionConfig {
+            sessions,
+            archive,
+            client_queue,
+            registration_enabled,
+            sm: SmConfig::default(),
+            push: PushConfig::default(),
+            component_domains: Vec::new(),
+        }
     }
 
     /// Arbiter threads that host actors.

@@ -27,6 +27,7 @@ mod modules;
 mod owner;
 mod pipeline;
 mod registry;
+mod remote_components;
 mod router;
 mod service;
 mod state;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox};
 use starling_cluster::hold::{Hold, RecordHolds};
+use starling_cluster::bus_gateway::RENEW_EVERY;
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
 use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
@@ -29,6 +30,7 @@ use crate::messages::{Bind, ConnectionEvent, FromClient, Reply, Resume, Unbind};
 use crate::cluster_side::ClusterSide;
 use crate::context::{ClusterRoutes, Router};
 use crate::hold::HOLD;
+use crate::remote_components::REMOTE_COMPONENT_QUEUE;
 use crate::router::HostRouter;
 
 /// How often handled offsets are committed (one round trip to the bus for all partitions).
@@ -57,6 +59,7 @@ impl HostRouter {
         let mut inbox = bus.join_owners(&node).await?;
         let (mut holds, mut releases) = RecordHolds::new();
         let mut commit = tokio::time::interval(COMMIT_INTERVAL);
+        let mut component_leases = tokio::time::interval(RENEW_EVERY);
         loop {
             tokio::select! {
                 event = inbox.next() => match event? {
@@ -71,6 +74,7 @@ impl HostRouter {
                         tracing::info!(?partitions, "owner partitions revoked");
                         holds.revoke(&partitions);
                         side.revoke(&partitions);
+                        side.components.expire(&self, &partitions, bus.partitions());
                         let count = bus.partitions();
                         self.directory().stop_where(|jid| partitions.contains(&partition_of(jid.as_str(), count)));
                     }
@@ -95,6 +99,7 @@ impl HostRouter {
                     }
                 },
                 _ = commit.tick() => commit_released(inbox.as_mut(), &mut holds).await,
+                _ = component_leases.tick() => side.components.expire(&self, &[], bus.partitions()),
                 Some(()) = rewrite.recv() => {
                     // The registry lost what this node wrote: claim the partitions again (so a
                     // later owner's claim is newer than ours) and write every route again.
@@ -139,6 +144,11 @@ impl HostRouter {
             }
             // It does its work by coming back (`handling` below).
             OwnerRecord::Fence => {}
+            OwnerRecord::ComponentBind { domain, edge, connection } => {
+                let queue = REMOTE_COMPONENT_QUEUE;
+                side.components.announced(self, &domain, connection, || side.remote_link(edge, connection, queue));
+            }
+            OwnerRecord::ComponentUnbind { domain, connection } => side.components.gone(self, &domain, connection),
             OwnerRecord::Deliver { stanza, received } => {
                 HOLD.sync_scope(hold, || {
                     if let Err(refused) = self.deliver_here(stanza, received) {

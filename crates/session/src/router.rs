@@ -1,7 +1,7 @@
 //! The host router: a stanza goes, by its `to` domain, to the server itself, to a local user, to a
 //! local service entity (each service kind an actor kind, as users are), to an external component,
-//! or to a remote domain. In a cluster, a user or service entity whose partition another node owns
-//! is reached through that node (the owner side, `owner.rs`).
+//! or to a remote domain. In a cluster, a user, service entity or component domain whose partition
+//! another node owns is reached through that node (the owner side, `owner.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -42,6 +42,8 @@ enum Destination<'a> {
     User,
     Service(&'a Arc<dyn ServiceKind>),
     Component(Arc<dyn ComponentLink>),
+    /// A domain a component may serve (`[components] secrets`), none connected (here).
+    AbsentComponent,
     Remote,
 }
 
@@ -113,6 +115,9 @@ impl HostRouter {
         if let Some(link) = self.components.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(domain) {
             return Destination::Component(link.clone());
         }
+        if self.services.config.component_domains.iter().any(|component| component == domain) {
+            return Destination::AbsentComponent;
+        }
         Destination::Remote
     }
 
@@ -144,6 +149,12 @@ impl HostRouter {
                     ActorRef::Service(ServiceActor::start_in_arbiter(arbiter, move |_| ServiceActor::new(kind.as_ref(), jid, services, router, pending)))
                 };
                 self.directory.deliver(&bare, stanza, received, &spawn)
+            }
+            // A component's domain is served where its partition is owned: here.
+            Destination::Component(link) => link.send(stanza),
+            Destination::AbsentComponent => {
+                self.bounce(stanza, StanzaErrorCondition::ServiceUnavailable);
+                Ok(())
             }
             // Not local: route it as anyone would.
             _ => self.route(stanza, received),
@@ -181,15 +192,17 @@ impl Router for HostRouter {
                 self.to_server(stanza);
                 Ok(())
             }
-            Destination::User | Destination::Service(_) => {
+            destination @ (Destination::User | Destination::Service(_) | Destination::Component(_) | Destination::AbsentComponent) => {
+                // A component is reached where its domain's partition is owned (it connected
+                // through an edge, which told that owner).
+                let key = if matches!(destination, Destination::Component(_) | Destination::AbsentComponent) { to.domain_jid() } else { to.bare() };
                 if let Some(cluster) = self.cluster.get()
-                    && let Some(partition) = cluster.owner_elsewhere(&to.bare())
+                    && let Some(partition) = cluster.owner_elsewhere(&key)
                 {
                     return cluster.forward(partition, stanza, received);
                 }
                 self.deliver_here(stanza, received)
             }
-            Destination::Component(link) => link.send(stanza),
             Destination::Remote => {
                 if let Err((stanza, condition)) = self.remote.send(stanza) {
                     self.bounce(stanza, condition);

@@ -1,10 +1,16 @@
-"""Issue 13, item 2: XEP-0198 resumption anywhere in the cluster. A stream-managed session is held
+"""Issue 13 in a cluster (2 edges, 2 session nodes): XEP-0198 resumption anywhere, CSI, Bind2 and
+FAST through the bus, and external components (XEP-0114) with a push app server (XEP-0357).
+
+XEP-0198 resumption anywhere in the cluster. A stream-managed session is held
 by its owner session node (which keeps what the client has not acknowledged), so a client resumes
 on any edge — after its connection drops, and after `kill -9` of the edge it was on. The failure
 test counts as XEP-0198 does on both sides: counted streams both ways, the edge killed mid-stream,
 the client resumes on the other edge, and then every stanza is delivered exactly once and in order,
 and both sides' `h` agree (a last clean break and resumption retransmits nothing). Set
 STARLING_SM_FAULT_REPORT to a path to keep the JSON report.
+
+Components connect to edge 1 and users to edge 2, owned by either session node; the one-process
+tests of test_xep0114_components.py and test_xep0357_push.py run unchanged against that.
 
 Runs in the Cassandra pass of scripts/test, on a cluster of its own (an edge is killed)."""
 
@@ -18,8 +24,10 @@ import pytest
 
 from harness import NS, WAIT, Account, Endpoint, Env, Target, is_message, tag, to_str
 from test_cluster import Cluster, start_cluster
+from test_xep0198_stream_management import drop_connection, slixmpp_phone
 
 SM = NS["sm"]
+COMPONENT_SECRETS = {"push.localhost": "push-secret", "bot.localhost": "bot-secret"}
 STANZAS = {tag("c", name) for name in ("message", "presence", "iq")}
 INTERVAL = 0.05      # seconds between two messages of one side (20/s)
 BEFORE_KILL = 4.0    # seconds of steady stream before the edge is killed
@@ -29,8 +37,9 @@ AFTER_RESUME = 4.0   # seconds of stream after the resumption
 @pytest.fixture(scope="module")
 def sm_cluster(workdir):
     from conftest import PASSWORD, _servers
-    nodes = start_cluster(workdir, "smc", "smc", accounts=20, node_ttl=3)
-    yield Cluster(nodes, [Account(f"smc{i}", PASSWORD, nodes["edge1"].domain) for i in range(1, 21)])
+    nodes = start_cluster(workdir, "smc", "smc", accounts=60, node_ttl=3, component_secrets=COMPONENT_SECRETS)
+    # The first 30 accounts are taken in pairs (`Cluster.pair`), the rest by the component tests.
+    yield Cluster(nodes, [Account(f"smc{i}", PASSWORD, nodes["edge1"].domain) for i in range(1, 31)])
     for server in nodes.values():
         server.stop()
         if server in _servers:
@@ -167,26 +176,15 @@ async def test_cluster_sm_slixmpp_resumes_through_the_other_edge(sm_cluster):
     edge1, edge2 = nodes["edge1"].endpoint, nodes["edge2"].endpoint
     phone_account, sender_account = cl.pair()
     env = Env(Target("starling", edge1, [phone_account, sender_account]))
-    phone = await env.client(phone_account, plugins=("xep_0198",))
-    phone.x.end_session_on_disconnect = False
-    plugin = phone.x.plugin["xep_0198"]
-    for _ in range(int(WAIT * 10)):
-        if plugin.sm_id:
-            break
-        await asyncio.sleep(0.1)
-    assert plugin.sm_id, "slixmpp did not get <enabled/> with an id"
+    phone = await slixmpp_phone(env, phone_account)
     sender = await env.client(sender_account)
     sender.message(phone.jid, "first")
     await phone.inbox.wait(is_message(body="first"))
-    resumed = asyncio.Event()
-    phone.x.add_event_handler("session_resumed", lambda _e: resumed.set())
-    phone.disconnected.clear()
-    phone.kill()
-    await asyncio.wait_for(phone.disconnected.wait(), WAIT)
+    await drop_connection(phone)
     sender.message(phone.jid, "while away")
     await sender.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to=env.domain)
     phone.x.connect(edge2.host, edge2.port)
-    await asyncio.wait_for(resumed.wait(), 40)
+    await asyncio.wait_for(phone.resumed.wait(), 40)
     await phone.inbox.wait(is_message(body="while away"))
     sender.message(phone.jid, "after")
     await phone.inbox.wait(is_message(body="after"))
@@ -318,6 +316,17 @@ class CountedStreams:
         return text
 
 
+def restart_session_node(cl, server) -> None:
+    """Starts a killed session node again and waits until the two share the partitions."""
+    from conftest import _servers
+    from test_cluster import wait_for_split
+    other = next(node for name, node in cl.nodes.items() if name.startswith("session") and node is not server)
+    since = server.log_size()
+    _servers.append(server)
+    server.start()
+    wait_for_split(server, other, since, 0)
+
+
 def kill(server) -> None:
     from conftest import _servers
     _servers.remove(server)
@@ -389,9 +398,107 @@ async def test_cluster_sm_kill_9_owner_mid_stream_then_resume_elsewhere(sm_clust
         await asyncio.sleep(AFTER_RESUME)
     finally:
         await run.stop_sending()
+        restart_session_node(sm_cluster, victim)
     to_b, to_a = await run.finish(edge1)
     text = run.save("STARLING_SM_OWNER_REPORT")
     assert not run.report["lost_a_to_b"] and not run.report["lost_b_to_a"], f"stanzas lost: {text}"
     assert first_occurrences(to_b) == list(range(len(a.sent))), f"a -> b out of order: {text}"
     assert first_occurrences(to_a) == list(range(len(b.sent))), f"b -> a out of order: {text}"
     assert run.report["retransmitted_after_agreeing_resume"] == 0, f"the two sides' h disagree: {text}"
+
+
+COMPONENT_TESTS = [
+    "test_xep0114_components.test_xep0114_component_and_client_exchange_messages_and_disco",
+    "test_xep0114_components.test_xep0114_a_departed_component_domain_is_unreachable",
+    "test_xep0357_push.test_xep0357_offline_user_is_notified_and_gets_the_message_at_login",
+    "test_xep0357_push.test_xep0357_detached_stream_management_session_is_notified",
+    "test_xep0357_push.test_xep0357_item_not_found_disables_and_disable_stops",
+]
+
+
+@pytest.mark.parametrize("name", COMPONENT_TESTS, ids=lambda name: name.split(".")[1])
+async def test_cluster_components(sm_cluster, name):
+    """A one-process component or push test, unchanged, with the component on edge 1 and the
+    users on edge 2: the component's domain is served by the owner of its partition, which its
+    edge told, and the users' owners reach it through that node."""
+    import importlib
+    from conftest import PASSWORD
+    module, function = name.split(".")
+    test = getattr(importlib.import_module(module), function)
+    edge1, edge2 = sm_cluster.nodes["edge1"], sm_cluster.nodes["edge2"]
+    first = 31 + 6 * COMPONENT_TESTS.index(name)
+    pool = [Account(f"smc{i}", PASSWORD, edge2.domain) for i in range(first, first + 6)]
+    env = Env(Target("starling", edge2.endpoint, pool, component_port=edge1.component_port, component_secrets=COMPONENT_SECRETS))
+    try:
+        await test(env)
+    finally:
+        await env.aclose()
+
+
+def owner_of(cl, bare: str):
+    """The session node serving `bare`'s partition now, as the registry says (`starling where`
+    takes a user: asked about one in the same partition)."""
+    from test_cluster import partition_of
+    partition = partition_of(bare)
+    user = next(f"x{i}" for i in range(10_000) if partition_of(f"x{i}@localhost") == partition)
+    where = cl.nodes["session1" if cl.nodes["session1"].alive() else "session2"].cli("where", user).stdout
+    node = next(name for name in ("session1", "session2") if f"served by session node {name[:-1]}-{name[-1]}" in where)
+    return cl.nodes[node]
+
+
+@pytest.mark.deadline(180)
+async def test_cluster_component_survives_its_owner_and_its_edge(sm_cluster):
+    """The session node owning the component's domain is killed: the survivor takes the
+    partition over and learns where the component is from the edge's next announcement; then the
+    component's edge is killed: its domain answers `service-unavailable` once the lease runs out,
+    and the component, reconnecting through the other edge, is reached again."""
+    from test_xep0114_components import connect_component
+    from conftest import PASSWORD, _servers
+    edge1, edge2 = sm_cluster.nodes["edge1"], sm_cluster.nodes["edge2"]
+    pool = [Account(f"smc{i}", PASSWORD, edge2.domain) for i in range(1, 31)][-2:]
+    env = Env(Target("starling", edge2.endpoint, pool, component_port=edge1.component_port, component_secrets=COMPONENT_SECRETS))
+    component, received = await connect_component(env, "bot.localhost")
+    user = await env.online()
+    report = {}
+
+    async def reached(label: str, bound: float) -> float:
+        t0 = time.monotonic()
+        n = 0
+        while not any(str(m["body"]).startswith(f"{label}:") for m in received):
+            assert time.monotonic() - t0 < bound, f"the component was not reached within {bound}s ({label})"
+            user.message("echo@bot.localhost", f"{label}:{n}")
+            n += 1
+            await asyncio.sleep(0.2)
+        return round(time.monotonic() - t0, 2)
+
+    try:
+        report["before"] = await reached("before", 10)
+        victim = owner_of(sm_cluster, "bot.localhost")
+        report["killed"] = victim.name
+        kill(victim)
+        report["owner_killed_to_reached_s"] = await reached("after-owner", 60)
+        restart_session_node(sm_cluster, victim)
+        # The component's edge dies: after the lease, its domain is unreachable, not a black hole.
+        killed_at = time.monotonic()
+        kill(edge1)
+        while True:
+            try:
+                answer = await user.iq("<ping xmlns='urn:xmpp:ping'/>", to="bot.localhost", timeout=2)
+                if answer.find("c:error/stanzas:service-unavailable", NS) is not None:
+                    break
+            except AssertionError:
+                pass  # into the dead edge's inbox, until the lease runs out
+            assert time.monotonic() - killed_at < 40, "the dead edge's component is still routed to"
+            await asyncio.sleep(0.5)
+        report["edge_killed_to_service_unavailable_s"] = round(time.monotonic() - killed_at, 2)
+        component.disconnect()
+        component, received = await connect_component(Env(Target("starling", edge2.endpoint, [], component_port=edge2.component_port,
+                                                                  component_secrets=COMPONENT_SECRETS)), "bot.localhost")
+        report["reconnected_elsewhere_to_reached_s"] = await reached("elsewhere", 30)
+    finally:
+        component.disconnect()
+        if edge1 not in _servers:
+            _servers.append(edge1)
+            edge1.start()
+        await env.aclose()
+    print(json.dumps(report))
