@@ -240,3 +240,42 @@ impl ClusterRoutes for ClusterSide {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use starling_cluster::bus::MemoryBus;
+    use starling_cluster::registry::MemoryRegistry;
+    use starling_xml::Element;
+
+    use super::*;
+
+    fn stamp(seq: u64) -> Stamp {
+        Stamp { node: "s1".into(), seq }
+    }
+
+    #[tokio::test]
+    async fn a_taken_over_partition_is_delivered_to_directly_only_once_what_this_node_forwarded_came_back() {
+        let side = ClusterSide::new(Arc::new(MemoryBus::new(4)), Arc::new(MemoryRegistry::default()), "s1");
+        let bob = Jid::new("bob@example.com").expect("jid");
+        let partition = partition_of(bob.as_str(), 4);
+        let element = Element::parse(b"<message xmlns='jabber:client' from='alice@example.com/a' to='bob@example.com'/>").expect("xml");
+        // Bob's partition is another node's: forwarded (record 0 of this node).
+        assert_eq!(side.owner_elsewhere(&bob), Some(partition));
+        side.forward(partition, Stanza::from_element(&element).expect("stanza"), Instant::now()).expect("queued");
+        // Then it is assigned here: a fence (record 1) goes after what was forwarded.
+        side.take_over(&[partition]).await;
+        assert_eq!(side.owner_elsewhere(&bob), Some(partition), "still through the bus while the forward may be ahead");
+        side.handling(partition, &stamp(0));
+        assert_eq!(side.owner_elsewhere(&bob), Some(partition), "the fence has not come back yet");
+        side.handling(partition, &Stamp { node: "s2".into(), seq: 1 });
+        assert_eq!(side.owner_elsewhere(&bob), Some(partition), "another node's record with the same number is not ours");
+        side.handling(partition, &stamp(1));
+        assert_eq!(side.owner_elsewhere(&bob), None, "owned once the fence came back");
+        // A partition this node never forwarded to is owned at once.
+        let other = (partition + 1) % 4;
+        side.take_over(&[other]).await;
+        assert!(side.assigned_partitions().contains(&other));
+        side.revoke(&[partition]);
+        assert_eq!(side.owner_elsewhere(&bob), Some(partition));
+    }
+}

@@ -74,6 +74,25 @@ impl StreamManagement {
         Ok(())
     }
 
+    /// Takes the edge's counts (see [`UserState::synchronize`]); `now` stamps the stanzas that
+    /// came from the edge, should they end in offline storage.
+    fn go_on_from(&mut self, counts: StreamCounts, now: SystemTime) {
+        let mut unacked: VecDeque<Unacked> = counts
+            .unacknowledged
+            .into_iter()
+            .filter_map(|bytes| {
+                // The edge keeps only stanzas; the kind decides what happens to one when the session ends.
+                let kind = Element::parse(&bytes).ok().and_then(|element| StanzaKind::from_name(element.name()))?;
+                Some(Unacked { kind, bytes, sent_at: now })
+            })
+            .collect();
+        unacked.append(&mut self.unacked);
+        self.unacked = unacked;
+        self.sent = counts.sent.wrapping_add(self.sent);
+        self.handled = counts.handled;
+        self.syncing = false;
+    }
+
     fn is_resumable(&self) -> bool {
         self.id.is_some() && !self.syncing
     }
@@ -125,22 +144,9 @@ impl UserState {
     /// what the edge had queued (the request was first on the link).
     pub fn synchronize(&mut self, jid: &Jid, connection_id: u64, counts: StreamCounts) {
         let Some(index) = self.bound_index(jid, connection_id) else { return };
-        let Some(sm) = self.resources[index].sm.as_mut().filter(|sm| sm.syncing) else { return };
-        let now = SystemTime::now();
-        let mut unacked: VecDeque<Unacked> = counts
-            .unacknowledged
-            .into_iter()
-            .filter_map(|bytes| {
-                // The edge keeps only stanzas; the kind decides what happens to one when the session ends.
-                let kind = Element::parse(&bytes).ok().and_then(|element| StanzaKind::from_name(element.name()))?;
-                Some(Unacked { kind, bytes, sent_at: now })
-            })
-            .collect();
-        unacked.append(&mut sm.unacked);
-        sm.unacked = unacked;
-        sm.sent = counts.sent.wrapping_add(sm.sent);
-        sm.handled = counts.handled;
-        sm.syncing = false;
+        if let Some(sm) = self.resources[index].sm.as_mut().filter(|sm| sm.syncing) {
+            sm.go_on_from(counts, SystemTime::now());
+        }
     }
 
     /// Turns stream management on for the resource at `index` (with an id when the client asked
@@ -313,6 +319,27 @@ mod tests {
         let Err(TooManyAcknowledged { h, sent }) = sm.acknowledge(6) else { panic!("h beyond what was sent") };
         assert_eq!((h, sent), (6, 5));
         assert!(sm.acknowledge(5).is_ok());
+        assert!(sm.unacked.is_empty());
+    }
+
+    #[test]
+    fn a_taken_over_stream_goes_on_from_the_edges_counts() {
+        // The new owner sent 2 stanzas while it waited; the edge had queued 10, 3 unacknowledged.
+        let mut sm = managed(2, 2);
+        sm.syncing = true;
+        sm.id = Some("resume-me".into());
+        assert!(!sm.is_resumable(), "not resumable before the counts come");
+        let stanza = |n: u8| Bytes::from(format!("<message xmlns='jabber:client' id='{n}'/>"));
+        let counts = StreamCounts { sent: 10, unacknowledged: vec![stanza(7), stanza(8), stanza(9)], handled: 7 };
+        sm.go_on_from(counts, SystemTime::now());
+        assert!(sm.is_resumable());
+        assert_eq!((sm.sent, sm.handled, sm.unacked.len()), (12, 7, 5));
+        assert_eq!(sm.unacked[0].bytes, stanza(7), "the edge's first, then this owner's");
+        // The client read 9 of them: what the edge had sent up to its ninth goes.
+        assert!(sm.acknowledge(9).is_ok());
+        assert_eq!(sm.unacked.len(), 3);
+        assert_eq!(sm.unacked[0].bytes, stanza(9));
+        assert!(sm.acknowledge(12).is_ok());
         assert!(sm.unacked.is_empty());
     }
 
