@@ -74,7 +74,10 @@ up() {
   for dir in "$WORK"/session* "$WORK"/edge* "$WORK"/all*; do
     [ -d "$dir" ] || continue
     local admin; admin=$(grep -A1 '^\[admin\]' "$dir/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do sleep 0.2; done
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do
+      kill -0 "$(cat "$dir/pid")" 2>/dev/null || { echo "$dir did not start:" >&2; tail -20 "$dir/server.log" >&2; down; exit 1; }
+      sleep 0.2
+    done
   done
   # The group settles (a cooperative rebalance takes two rounds): wait until every session node
   # holds partitions and nothing changed for 3 s, so a load run does not start mid-rebalance.

@@ -192,7 +192,19 @@ impl Bus for KafkaBus {
         self.ensure_topic(&topic, 1).await?;
         // No group: this node alone reads its topic, from the end as it is now.
         let consumer: StreamConsumer = self.consumer_config(&format!("{topic}.reader")).create().map_err(|error| BusError::Config(error.to_string()))?;
-        let (_, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30)).map_err(unavailable)?;
+        // A topic just created may not be in the metadata yet (UnknownPartition, seen when the
+        // broker is busy): asked again for a while instead of failing the node's start.
+        let patience = std::time::Instant::now() + Duration::from_secs(30);
+        let high = loop {
+            match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
+                Ok((_, high)) => break high,
+                Err(error) if std::time::Instant::now() < patience => {
+                    tracing::info!(%topic, %error, "edge inbox not ready yet; asking again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        };
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&topic, 0, Offset::Offset(high)).map_err(unavailable)?;
         consumer.assign(&assignment).map_err(unavailable)?;
