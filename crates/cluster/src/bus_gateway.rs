@@ -53,7 +53,11 @@ struct Connection {
     /// A resumption's `h`, where the copy's count starts when it succeeds.
     resumed_from: Option<u32>,
     copy: Arc<StreamCopy>,
-    connection: u64,
+}
+
+/// Whether a Bind2 bind's answers turned stream management on (`<enabled/>` among them).
+fn enables_stream_management(answers: &[Element]) -> bool {
+    answers.iter().any(|answer| answer.is("enabled", ns::SM))
 }
 
 pub struct BusGateway {
@@ -128,7 +132,7 @@ impl BusGateway {
         };
         if let ToClient::Answer(answer) = message {
             match &answer {
-                SessionAnswer::Bound(answers) if answers.iter().any(|answer| answer.is("enabled", ns::SM)) => link.copy.start(0),
+                SessionAnswer::Bound(answers) if enables_stream_management(answers) => link.copy.start(0),
                 SessionAnswer::Resumed(Ok(_)) => link.copy.start(link.resumed_from.unwrap_or(0)),
                 _ => {}
             }
@@ -140,7 +144,7 @@ impl BusGateway {
         match &message {
             ToClient::Stanza(bytes) => link.copy.queued(bytes, self.features.max_unacked),
             ToClient::Enabled(_) => link.copy.start(0),
-            ToClient::Sync(jid) => return self.send_counts(link, jid.clone()),
+            ToClient::Sync(jid) => return self.send_counts(link, connection, jid.clone()),
             _ => {}
         }
         if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = link.sender.try_send(message) {
@@ -163,9 +167,9 @@ impl BusGateway {
 
     /// A new owner asked for the counts of a stream it took over: they are taken here, at this
     /// point of the stream, and published behind the client's stanzas counted so far.
-    fn send_counts(self: &Arc<Self>, link: &Connection, jid: Jid) {
+    fn send_counts(self: &Arc<Self>, link: &Connection, connection: u64, jid: Jid) {
         let Some(mut counts) = link.copy.snapshot() else { return };
-        let (gateway, copy, connection) = (self.clone(), link.copy.clone(), link.connection);
+        let (gateway, copy) = (self.clone(), link.copy.clone());
         tokio::spawn(async move {
             let handled = copy.handled.lock().await;
             let Some(handled) = *handled else { return };
@@ -181,7 +185,7 @@ impl BusGateway {
     fn connect(&self, link: ClientLink, answer: bool, resumed_from: Option<u32>) -> (Option<oneshot::Receiver<SessionAnswer>>, Arc<StreamCopy>) {
         let (waiting, answered) = if answer { Some(oneshot::channel()).unzip() } else { (None, None) };
         let copy = Arc::new(StreamCopy::default());
-        let connection = Connection { sender: link.sender, answer: waiting, resumed_from, copy: copy.clone(), connection: link.connection_id };
+        let connection = Connection { sender: link.sender, answer: waiting, resumed_from, copy: copy.clone() };
         self.links().insert(link.connection_id, connection);
         (answered, copy)
     }
@@ -224,7 +228,7 @@ impl Gateway for Arc<BusGateway> {
             None => Vec::new(),
             Some(answered) => match BusGateway::answer(answered).await {
                 Some(SessionAnswer::Bound(answers)) => {
-                    if answers.iter().any(|answer| answer.is("enabled", ns::SM)) {
+                    if enables_stream_management(&answers) {
                         *copy.handled.lock().await = Some(0);
                     }
                     answers
@@ -317,8 +321,13 @@ impl BusSession {
         self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
     }
 
+    fn event_record(&self, event: ClientEvent) -> OwnerRecord {
+        OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event }
+    }
+
     async fn event(&mut self, event: ClientEvent) -> Result<(), GatewayError> {
-        self.pipeline(OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event }).await
+        let record = self.event_record(event);
+        self.pipeline(record).await
     }
 
     /// Queues a record that stream management counts as one of the client's stanzas handled.
@@ -357,7 +366,7 @@ impl BoundSession for BusSession {
     }
 
     async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
-        let record = OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event: ClientEvent::AnswerForEdge(reply) };
+        let record = self.event_record(ClientEvent::AnswerForEdge(reply));
         self.counted(record).await
     }
 
