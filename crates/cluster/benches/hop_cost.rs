@@ -101,8 +101,8 @@ fn main() {
 
     // The envelope.
     let from_client = OwnerRecord::FromClient { resource: resource.clone(), connection: 42, stanza: stanza.clone(), received };
-    let deliver = OwnerRecord::Deliver { stanza: stanza.clone(), received };
-    let to_edge = EdgeRecord { connection: 42, message: ToClient::Stanza(stanza.bytes.clone()) };
+    let deliver = OwnerRecord::Deliver { stanza: stanza.clone(), received, cause: Some(u64::MAX) };
+    let to_edge = EdgeRecord { connection: 42, message: ToClient::Stanza(stanza.bytes.clone(), None) };
     let encoded = from_client.encode(&origin);
     println!("FromClient record: {} bytes; Deliver record: {} bytes", encoded.len(), deliver.encode(&origin).len());
     line("FromClient encode", measure(iterations, |_| drop(black_box(black_box(&from_client).encode(&origin)))));

@@ -142,9 +142,9 @@ impl BusGateway {
             return;
         }
         match &message {
-            ToClient::Stanza(bytes) => link.copy.queued(bytes, self.features.max_unacked),
+            ToClient::Stanza(bytes, key) => link.copy.queued(bytes, *key, self.features.max_unacked),
             ToClient::Enabled(_) => link.copy.start(0),
-            ToClient::Sync(jid) => return self.send_counts(link, connection, jid.clone()),
+            ToClient::Sync(jid) => return self.send_synced(link, connection, jid.clone()),
             _ => {}
         }
         if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = link.sender.try_send(message) {
@@ -165,18 +165,21 @@ impl BusGateway {
         });
     }
 
-    /// A new owner asked for the counts of a stream it took over: they are taken here, at this
-    /// point of the stream, and published behind the client's stanzas counted so far.
-    fn send_counts(self: &Arc<Self>, link: &Connection, connection: u64, jid: Jid) {
-        let Some(mut counts) = link.copy.snapshot() else { return };
+    /// A new owner asked where a connection it took over stands: the counts and delivery keys
+    /// are taken here, at this point of the stream, and published behind the client's stanzas
+    /// counted so far.
+    fn send_synced(self: &Arc<Self>, link: &Connection, connection: u64, jid: Jid) {
+        let mut synced = link.copy.snapshot();
         let (gateway, copy) = (self.clone(), link.copy.clone());
         tokio::spawn(async move {
             let handled = copy.handled.lock().await;
-            let Some(handled) = *handled else { return };
-            counts.handled = handled;
-            let record = OwnerRecord::ClientEvent { jid: jid.clone(), connection, event: ClientEvent::Counts(counts) };
+            if let Some(counts) = synced.counts.as_mut() {
+                let Some(handled) = *handled else { return };
+                counts.handled = handled;
+            }
+            let record = OwnerRecord::ClientEvent { jid: jid.clone(), connection, event: ClientEvent::Synced(synced) };
             if let Err(error) = gateway.publish_durably(&jid, &record).await {
-                tracing::warn!(%jid, %error, "could not give a new owner a stream's counts");
+                tracing::warn!(%jid, %error, "could not tell a new owner where a connection stands");
             }
         });
     }

@@ -22,7 +22,7 @@ use starling_wire::v1::{self, client_event::Event, envelope::Body, to_connection
 use starling_wire::WireError;
 use starling_xml::Element;
 
-use crate::gateway::{ClientEvent, ResumeFailed, SessionAnswer, StreamCounts, StreamEnd, ToClient};
+use crate::gateway::{ClientEvent, ResumeFailed, SessionAnswer, StreamCounts, StreamEnd, Synced, ToClient};
 
 /// A record on a user's owner partition: what the owner of that user is asked to do.
 #[derive(Debug, Clone)]
@@ -42,8 +42,8 @@ pub enum OwnerRecord {
     /// connection `connection` of edge node `edge`, the client having handled `h` stanzas.
     Resume { user: Jid, previd: String, h: u32, edge: String, connection: u64 },
     /// Owner → owner: a stanza for one of the receiving owner's users, first received at
-    /// `received`.
-    Deliver { stanza: Stanza, received: Instant },
+    /// `received`, caused by the record whose [`Stamp::cause`] is `cause` (when one is known).
+    Deliver { stanza: Stanza, received: Instant, cause: Option<u64> },
     /// A session node → a partition it was just assigned (see the proto).
     Fence,
     /// Edge → owner of `domain`'s partition: an external component serving `domain` connected
@@ -58,6 +58,14 @@ pub enum OwnerRecord {
 pub struct Stamp {
     pub node: String,
     pub seq: u64,
+}
+
+impl Stamp {
+    /// A 64-bit name for the record, the same in every process that reads it: what the effects
+    /// of a record replayed after its owner died are recognised by.
+    pub fn cause(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(self.node.as_bytes(), self.seq)
+    }
 }
 
 /// A record on an edge node's inbox: what to do with one of its connections.
@@ -104,6 +112,9 @@ impl From<WireError> for EnvelopeError {
 
 /// Stamps the records a node sends: its node id and a sequence number increasing per process
 /// start (so a consumer can recognise a record replayed after a crash), and the trace context.
+/// The numbers start at the process's start time in microseconds, so a node restarted under the
+/// same id does not number its records as its previous run did (unless that run stamped more
+/// than a million records a second on average).
 pub struct Origin {
     node: String,
     seq: AtomicU64,
@@ -111,7 +122,8 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(node: impl Into<String>) -> Origin {
-        Origin { node: node.into(), seq: AtomicU64::new(0) }
+        let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64);
+        Origin { node: node.into(), seq: AtomicU64::new(start) }
     }
 
     pub fn node(&self) -> &str {
@@ -137,6 +149,15 @@ impl Origin {
 }
 
 impl OwnerRecord {
+    /// What this record's effects are recognised by when it is replayed ([`Stamp::cause`]): a
+    /// delivery's is the record that started the chain, any other record's its own `stamp`.
+    pub fn cause(&self, stamp: &Stamp) -> u64 {
+        match self {
+            OwnerRecord::Deliver { cause: Some(cause), .. } => *cause,
+            _ => stamp.cause(),
+        }
+    }
+
     /// The bytes of this record, stamped by `origin`.
     pub fn encode(&self, origin: &Origin) -> Bytes {
         self.encode_numbered(origin).0
@@ -165,10 +186,13 @@ impl OwnerRecord {
                     ClientEvent::Acknowledge(h) => Event::Acknowledge(*h),
                     ClientEvent::AnswerForEdge(reply) => Event::AnswerForEdge(reply.clone()),
                     ClientEvent::ClientState { active } => Event::ClientActive(*active),
-                    ClientEvent::Counts(counts) => Event::Counts(v1::StreamCounts {
-                        sent: counts.sent,
-                        unacknowledged: counts.unacknowledged.clone(),
-                        handled: counts.handled,
+                    ClientEvent::Synced(Synced { counts, delivered }) => Event::Synced(v1::Synced {
+                        counts: counts.as_ref().map(|counts| v1::StreamCounts {
+                            sent: counts.sent,
+                            unacknowledged: counts.unacknowledged.clone(),
+                            handled: counts.handled,
+                        }),
+                        delivered: delivered.clone(),
                     }),
                 };
                 Body::ClientEvent(v1::ClientEvent { full_jid: jid.to_string(), connection: *connection, event: Some(event) })
@@ -180,8 +204,8 @@ impl OwnerRecord {
                 edge_node: edge.clone(),
                 connection: *connection,
             }),
-            OwnerRecord::Deliver { stanza, received } => {
-                Body::Deliver(v1::Deliver { stanza: Some(v1::Stanza::from_routed(stanza, epoch_micros(*received))) })
+            OwnerRecord::Deliver { stanza, received, cause } => {
+                Body::Deliver(v1::Deliver { stanza: Some(v1::Stanza::from_routed(stanza, epoch_micros(*received))), cause: *cause })
             }
             OwnerRecord::Fence => Body::Fence(v1::Fence {}),
             OwnerRecord::ComponentBind { domain, edge, connection } => {
@@ -223,7 +247,10 @@ impl OwnerRecord {
                     Event::Acknowledge(h) => ClientEvent::Acknowledge(h),
                     Event::AnswerForEdge(reply) => ClientEvent::AnswerForEdge(reply),
                     Event::ClientActive(active) => ClientEvent::ClientState { active },
-                    Event::Counts(v1::StreamCounts { sent, unacknowledged, handled }) => ClientEvent::Counts(StreamCounts { sent, unacknowledged, handled }),
+                    Event::Synced(v1::Synced { counts, delivered }) => ClientEvent::Synced(Synced {
+                        counts: counts.map(|v1::StreamCounts { sent, unacknowledged, handled }| StreamCounts { sent, unacknowledged, handled }),
+                        delivered,
+                    }),
                 };
                 Ok(OwnerRecord::ClientEvent { jid: full_jid_of(&full_jid)?, connection, event })
             }
@@ -231,9 +258,9 @@ impl OwnerRecord {
                 let user = Jid::new(&user).ok().filter(Jid::is_bare).ok_or(EnvelopeError::InvalidJid(user))?;
                 Ok(OwnerRecord::Resume { user, previd, h, edge: edge_node_of(edge_node)?, connection })
             }
-            Some(Body::Deliver(v1::Deliver { stanza })) => {
+            Some(Body::Deliver(v1::Deliver { stanza, cause })) => {
                 let (stanza, received) = routed(stanza)?;
-                Ok(OwnerRecord::Deliver { stanza, received })
+                Ok(OwnerRecord::Deliver { stanza, received, cause })
             }
             Some(Body::Fence(v1::Fence {})) => Ok(OwnerRecord::Fence),
             Some(Body::ComponentBind(v1::ComponentBind { domain, edge_node, connection })) => {
@@ -254,8 +281,12 @@ impl OwnerRecord {
 impl EdgeRecord {
     /// The bytes of this record, stamped by `origin`.
     pub fn encode(&self, origin: &Origin) -> Bytes {
+        let mut delivery = None;
         let action = match &self.message {
-            ToClient::Stanza(bytes) => Action::Stanza(bytes.clone()),
+            ToClient::Stanza(bytes, key) => {
+                delivery = *key;
+                Action::Stanza(bytes.clone())
+            }
             ToClient::Close(error) => Action::Close(error.condition.as_str().to_owned()),
             ToClient::EndStream => Action::EndStream(true),
             ToClient::Enabled(bytes) => Action::Enabled(bytes.clone()),
@@ -268,7 +299,7 @@ impl EdgeRecord {
                 Err(ResumeFailed { handled }) => v1::ResumeAnswer { full_jid: String::new(), handled: *handled },
             }),
         };
-        origin.seal(Body::ToConnection(v1::ToConnection { connection: self.connection, action: Some(action) }))
+        origin.seal(Body::ToConnection(v1::ToConnection { connection: self.connection, action: Some(action), delivery }))
     }
 
     /// Reads a record of an edge inbox. A close with a condition this version does not know
@@ -276,11 +307,11 @@ impl EdgeRecord {
     pub fn decode(bytes: Bytes) -> Result<EdgeRecord, EnvelopeError> {
         let envelope = starling_wire::decode(bytes)?;
         let body = envelope.body.ok_or(EnvelopeError::Missing("a body"))?;
-        let Body::ToConnection(v1::ToConnection { connection, action }) = body else {
+        let Body::ToConnection(v1::ToConnection { connection, action, delivery }) = body else {
             return Err(EnvelopeError::WrongKind { expected: "ToConnection", found: kind_of(&body), origin: envelope.origin_node });
         };
         let message = match action.ok_or(EnvelopeError::Missing("an action"))? {
-            Action::Stanza(bytes) => ToClient::Stanza(bytes),
+            Action::Stanza(bytes) => ToClient::Stanza(bytes, delivery),
             Action::Close(condition) => {
                 ToClient::Close(StreamError::new(StreamErrorCondition::parse(&condition).unwrap_or(StreamErrorCondition::UndefinedCondition)))
             }
@@ -417,8 +448,12 @@ mod tests {
             ClientEvent::Acknowledge(u32::MAX),
             ClientEvent::AnswerForEdge(Bytes::from_static(b"<iq type='error'/>")),
             ClientEvent::ClientState { active: false },
-            ClientEvent::Counts(StreamCounts { sent: u32::MAX, unacknowledged: vec![chat().bytes, Bytes::new()], handled: 3 }),
-            ClientEvent::Counts(StreamCounts::default()),
+            ClientEvent::Synced(Synced {
+                counts: Some(StreamCounts { sent: u32::MAX, unacknowledged: vec![chat().bytes, Bytes::new()], handled: 3 }),
+                delivered: vec![0, u64::MAX, 7],
+            }),
+            ClientEvent::Synced(Synced { counts: Some(StreamCounts::default()), delivered: Vec::new() }),
+            ClientEvent::Synced(Synced::default()),
         ];
         for event in events {
             let record = OwnerRecord::ClientEvent { jid: jid("alice@example.com/phone"), connection: 7, event: event.clone() };
@@ -442,17 +477,23 @@ mod tests {
         let OwnerRecord::ComponentUnbind { domain, connection } = OwnerRecord::decode(unbind.encode(&origin)).expect("component unbind") else { panic!("kind") };
         assert_eq!((domain, connection), (jid("push.example.com"), 5));
 
-        let deliver = OwnerRecord::Deliver { stanza: chat(), received };
-        let OwnerRecord::Deliver { stanza, received: at } = OwnerRecord::decode(deliver.encode(&origin)).expect("deliver") else { panic!("kind") };
-        assert_same_stanza(&stanza, &chat());
-        assert_close(at, received);
+        for cause in [None, Some(0), Some(u64::MAX)] {
+            let deliver = OwnerRecord::Deliver { stanza: chat(), received, cause };
+            let (decoded, stamp) = OwnerRecord::decode_stamped(deliver.encode(&origin)).expect("deliver");
+            assert_eq!(decoded.cause(&stamp), cause.unwrap_or_else(|| stamp.cause()), "a delivery's cause is the one it carries, else its own");
+            let OwnerRecord::Deliver { stanza, received: at, cause: carried } = decoded else { panic!("kind") };
+            assert_same_stanza(&stanza, &chat());
+            assert_close(at, received);
+            assert_eq!(carried, cause);
+        }
     }
 
     #[test]
     fn edge_records_round_trip() {
         let origin = Origin::new("session-1");
         let messages = [
-            ToClient::Stanza(chat().bytes),
+            ToClient::Stanza(chat().bytes, None),
+            ToClient::Stanza(chat().bytes, Some(u64::MAX)),
             ToClient::Close(StreamError::new(StreamErrorCondition::Conflict)),
             ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation)),
             ToClient::EndStream,
@@ -467,7 +508,7 @@ mod tests {
             let decoded = EdgeRecord::decode(EdgeRecord { connection: 9, message: message.clone() }.encode(&origin)).expect("edge record");
             assert_eq!(decoded.connection, 9);
             match (decoded.message, message) {
-                (ToClient::Stanza(left), ToClient::Stanza(right)) => assert_eq!(left, right),
+                (ToClient::Stanza(left, left_key), ToClient::Stanza(right, right_key)) => assert_eq!((left, left_key), (right, right_key)),
                 (ToClient::Close(left), ToClient::Close(right)) => assert_eq!(left.condition, right.condition),
                 (ToClient::EndStream, ToClient::EndStream) => {}
                 (ToClient::Sync(left), ToClient::Sync(right)) => assert_eq!(left, right),
@@ -486,10 +527,14 @@ mod tests {
             OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1, end: StreamEnd::Closed }.encode(&origin),
             EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin),
         ];
-        for (seq, bytes) in records.into_iter().enumerate() {
-            let envelope = starling_wire::decode(bytes).expect("envelope");
-            assert_eq!((envelope.origin_node.as_str(), envelope.origin_seq, envelope.traceparent.as_str()), ("edge-1", seq as u64, ""));
+        let envelopes: Vec<_> = records.into_iter().map(|bytes| starling_wire::decode(bytes).expect("envelope")).collect();
+        for envelope in &envelopes {
+            assert_eq!((envelope.origin_node.as_str(), envelope.traceparent.as_str()), ("edge-1", ""));
         }
+        assert_eq!(envelopes[1].origin_seq, envelopes[0].origin_seq + 1);
+        let restarted = Origin::new("edge-1");
+        let (_, seq) = OwnerRecord::Fence.encode_numbered(&restarted);
+        assert!(seq > envelopes[1].origin_seq, "a process started later numbers its records after an earlier one's");
     }
 
     #[test]
@@ -524,17 +569,17 @@ mod tests {
         assert_eq!(OwnerRecord::decode(event).err(), Some(EnvelopeError::Missing("an event")));
         let mut bad_from = wire_stanza();
         bad_from.from = "a@b@c/\u{0}".into();
-        assert!(matches!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: Some(bad_from) })))), Err(EnvelopeError::InvalidJid(_))));
+        assert!(matches!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: Some(bad_from), cause: None })))), Err(EnvelopeError::InvalidJid(_))));
         let mut bad_to = wire_stanza();
         bad_to.to = "@example.com".into();
         assert!(matches!(OwnerRecord::decode(from_client("alice@example.com/phone", Some(bad_to))), Err(EnvelopeError::InvalidJid(_))));
 
         // Missing stanza, unknown stanza kind.
         assert_eq!(OwnerRecord::decode(from_client("alice@example.com/phone", None)).err(), Some(EnvelopeError::Missing("a stanza")));
-        assert_eq!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: None })))).err(), Some(EnvelopeError::Missing("a stanza")));
+        assert_eq!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: None, cause: None })))).err(), Some(EnvelopeError::Missing("a stanza")));
         let mut unknown_kind = wire_stanza();
         unknown_kind.kind = 9;
-        assert_eq!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: Some(unknown_kind) })))).err(), Some(EnvelopeError::UnknownStanzaKind(9)));
+        assert_eq!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: Some(unknown_kind), cause: None })))).err(), Some(EnvelopeError::UnknownStanzaKind(9)));
 
         // Records for the other side.
         let to_edge = EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin);
@@ -548,14 +593,14 @@ mod tests {
             Some(EnvelopeError::WrongKind { expected: "ToConnection", found: "Unbind", origin: "evil".into() })
         );
         assert_eq!(
-            EdgeRecord::decode(raw(Some(Body::ToConnection(v1::ToConnection { connection: 1, action: None })))).err(),
+            EdgeRecord::decode(raw(Some(Body::ToConnection(v1::ToConnection { connection: 1, action: None, delivery: None })))).err(),
             Some(EnvelopeError::Missing("an action"))
         );
     }
 
     #[test]
     fn an_unknown_close_condition_still_closes() {
-        let record = raw(Some(Body::ToConnection(v1::ToConnection { connection: 3, action: Some(Action::Close("from-the-future".into())) })));
+        let record = raw(Some(Body::ToConnection(v1::ToConnection { connection: 3, action: Some(Action::Close("from-the-future".into())), delivery: None })));
         let EdgeRecord { connection, message: ToClient::Close(error) } = EdgeRecord::decode(record).expect("edge record") else { panic!("kind") };
         assert_eq!((connection, error.condition), (3, StreamErrorCondition::UndefinedCondition));
     }

@@ -20,8 +20,9 @@ use crate::hold::{Hold, LinkHolds};
 /// What the session layer sends down to one client connection.
 #[derive(Debug, Clone)]
 pub enum ToClient {
-    /// Bytes to write as they are (a complete stanza).
-    Stanza(Bytes),
+    /// Bytes to write as they are (a complete stanza), with the key of the delivery in a cluster
+    /// (see [`DeliveryKey`]).
+    Stanza(Bytes, Option<DeliveryKey>),
     /// Close the stream with this error (e.g. `conflict` when another login took the resource).
     Close(StreamError),
     /// Close the stream without an error (the client closed its side).
@@ -31,11 +32,23 @@ pub enum ToClient {
     /// In a cluster, where the edge's requests are records: the owner's answer to a bind with
     /// inline requests or to a resumption, queued before anything else for the connection.
     Answer(SessionAnswer),
-    /// In a cluster: a new owner asks the edge for the counts of the stream-managed stream of
-    /// this resource, which the edge answers with [`ClientEvent::Counts`] (or, if the connection
-    /// is gone, with an unbind). Queued first on the new owner's link.
+    /// In a cluster: a new owner asks the edge where the connection of this resource stands,
+    /// which the edge answers with [`ClientEvent::Synced`] (or, if the connection is gone, with an
+    /// unbind). Queued first on the new owner's link.
     Sync(Jid),
 }
+
+/// Identifies one delivery to one connection in a cluster: a hash of what caused it (the edge
+/// record that started the chain, see `envelope::Stamp::cause`) and of the bytes delivered. A
+/// record replayed after its owner died causes the same deliveries with the same keys, so the
+/// edge's latest keys tell a new owner what its predecessor already delivered.
+pub type DeliveryKey = u64;
+
+/// Delivery keys an edge keeps per connection. A new owner replays what its predecessor handled
+/// but had not committed — about one commit interval (100 ms) of the partition's records — and
+/// nothing reaches the connection between its predecessor's death and its `sync`, so the last few
+/// deliveries to a connection are what a replay repeats.
+pub const DELIVERIES_REMEMBERED: usize = 64;
 
 /// The owner's answer to a request of the edge that waits for one.
 #[derive(Debug, Clone)]
@@ -59,7 +72,16 @@ pub enum ClientEvent {
     /// XEP-0352 `<active/>` (true) or `<inactive/>`.
     ClientState { active: bool },
     /// The edge's answer to [`ToClient::Sync`].
-    Counts(StreamCounts),
+    Synced(Synced),
+}
+
+/// Where a connection stood when a new owner's [`ToClient::Sync`] reached its edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// The counts of a stream-managed stream; `None` without stream management.
+    pub counts: Option<StreamCounts>,
+    /// The keys of the latest deliveries written to the connection, oldest first.
+    pub delivered: Vec<DeliveryKey>,
 }
 
 /// What an edge counted on a stream-managed stream when a new owner's [`ToClient::Sync`] reached

@@ -24,6 +24,8 @@ pub struct Hold(Arc<HoldInner>);
 
 struct HoldInner {
     release: Release,
+    /// What the record's effects are recognised by when it is replayed (`Stamp::cause`).
+    cause: u64,
     failed: AtomicBool,
     to: mpsc::UnboundedSender<Release>,
 }
@@ -41,6 +43,12 @@ pub struct Release {
 }
 
 impl Hold {
+    /// The cause of the record held ([`OwnerRecord::cause`](crate::envelope::OwnerRecord::cause)):
+    /// every effect of its handling carries it.
+    pub fn cause(&self) -> u64 {
+        self.0.cause
+    }
+
     /// Marks the record as not handled: something it caused was lost.
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);
@@ -117,12 +125,12 @@ impl RecordHolds {
     }
 
     /// A hold for a record just taken; `None` if its partition is not assigned.
-    pub fn hold(&mut self, partition: u32, offset: u64) -> Option<Hold> {
+    pub fn hold(&mut self, partition: u32, offset: u64, cause: u64) -> Option<Hold> {
         let holds = self.partitions.get_mut(&partition)?;
         holds.outstanding.insert(offset);
         holds.taken = Some(holds.taken.map_or((offset, offset), |(lowest, highest)| (lowest.min(offset), highest.max(offset))));
         let release = Release { partition, epoch: holds.epoch, offset, failed: false };
-        Some(Hold(Arc::new(HoldInner { release, failed: AtomicBool::new(false), to: self.to.clone() })))
+        Some(Hold(Arc::new(HoldInner { release, cause, failed: AtomicBool::new(false), to: self.to.clone() })))
     }
 
     /// Records a release. Returns the partition's new commit point when the release moved it
@@ -246,7 +254,7 @@ mod tests {
     fn commits_up_to_the_oldest_outstanding_record() {
         let (mut holds, mut releases) = RecordHolds::new();
         holds.assign(&[3]);
-        let taken: Vec<Hold> = (10..15).map(|offset| holds.hold(3, offset).unwrap()).collect();
+        let taken: Vec<Hold> = (10..15).map(|offset| holds.hold(3, offset, 0).unwrap()).collect();
         assert_eq!(holds.commit_points(), vec![]);
         let [h10, h11, h12, h13, h14] = <[Hold; 5]>::try_from(taken).unwrap();
         drop((h11, h12));
@@ -269,7 +277,7 @@ mod tests {
     fn a_release_reports_the_point_it_moved() {
         let (mut holds, mut releases) = RecordHolds::new();
         holds.assign(&[4]);
-        let (a, b) = (holds.hold(4, 20).unwrap(), holds.hold(4, 21).unwrap());
+        let (a, b) = (holds.hold(4, 20, 0).unwrap(), holds.hold(4, 21, 0).unwrap());
         drop(b);
         assert_eq!(holds.release(releases.try_recv().unwrap()), Ok(None), "21 went, 20 still holds the point");
         drop(a);
@@ -280,7 +288,7 @@ mod tests {
     fn records_handled_before_a_move_are_known_when_the_partition_comes_back() {
         let (mut holds, mut releases) = RecordHolds::new();
         holds.assign(&[6]);
-        let (a, b) = (holds.hold(6, 30).unwrap(), holds.hold(6, 31).unwrap());
+        let (a, b) = (holds.hold(6, 30, 0).unwrap(), holds.hold(6, 31, 0).unwrap());
         drop(a);
         drain(&mut releases, &mut holds);
         holds.revoke(&[6]);
@@ -294,9 +302,9 @@ mod tests {
     #[test]
     fn offset_zero_and_unassigned_partitions() {
         let (mut holds, mut releases) = RecordHolds::new();
-        assert!(holds.hold(1, 0).is_none());
+        assert!(holds.hold(1, 0, 0).is_none());
         holds.assign(&[1]);
-        let first = holds.hold(1, 0).unwrap();
+        let first = holds.hold(1, 0, 0).unwrap();
         assert_eq!(holds.commit_points(), vec![]);
         drop(first);
         drain(&mut releases, &mut holds);
@@ -307,10 +315,10 @@ mod tests {
     fn a_release_from_an_earlier_assignment_does_not_count() {
         let (mut holds, mut releases) = RecordHolds::new();
         holds.assign(&[2]);
-        let before = holds.hold(2, 5).unwrap();
+        let before = holds.hold(2, 5, 0).unwrap();
         holds.revoke(&[2]);
         holds.assign(&[2]);
-        let replayed = holds.hold(2, 5).unwrap();
+        let replayed = holds.hold(2, 5, 0).unwrap();
         drop(before);
         drain(&mut releases, &mut holds);
         assert_eq!(holds.commit_points(), vec![], "the replay of 5 is still held");
@@ -323,7 +331,7 @@ mod tests {
     fn a_failed_hold_is_reported() {
         let (mut holds, mut releases) = RecordHolds::new();
         holds.assign(&[0]);
-        let hold = holds.hold(0, 7).unwrap();
+        let hold = holds.hold(0, 7, 0).unwrap();
         hold.clone().fail();
         drop(hold);
         let failed = drain(&mut releases, &mut holds);
@@ -335,8 +343,8 @@ mod tests {
         let (mut holds, _releases) = RecordHolds::new();
         holds.assign(&[0]);
         let link = LinkHolds::default();
-        let a = holds.hold(0, 1).unwrap();
-        let b = holds.hold(0, 2).unwrap();
+        let a = holds.hold(0, 1, 0).unwrap();
+        let b = holds.hold(0, 2, 0).unwrap();
         link.queue(None, || Ok::<_, ()>(())).unwrap();
         link.queue(Some(&a), || Ok::<_, ()>(())).unwrap();
         assert_eq!(link.queue(Some(&b), || Err(())), Err(()), "not queued, not kept");

@@ -183,7 +183,7 @@ impl Handler<ConnectionEvent> for UserActor {
                         state.publish_route(index).await;
                     }
                 }
-                ClientEvent::Counts(counts) => state.synchronize(&jid, connection_id, counts),
+                ClientEvent::Synced(synced) => state.synchronize(&jid, connection_id, synced),
                 ClientEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
                 ClientEvent::AnswerForEdge(reply) => {
                     if let Some(index) = state.bound_index(&jid, connection_id) {

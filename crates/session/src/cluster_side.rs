@@ -94,9 +94,11 @@ impl ClusterSide {
     pub fn forward(&self, partition: u32, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
         let Ok(slot) = self.outbox.try_reserve() else { return Err(Box::new(stanza)) };
         let _order = self.forward_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (bytes, seq) = OwnerRecord::Deliver { stanza, received }.encode_numbered(&self.origin);
+        let hold = current_hold();
+        let cause = hold.as_ref().map(Hold::cause);
+        let (bytes, seq) = OwnerRecord::Deliver { stanza, received, cause }.encode_numbered(&self.origin);
         self.forwarded[partition as usize].store(seq + 1, Ordering::Release);
-        slot.send((partition, bytes, current_hold()));
+        slot.send((partition, bytes, hold));
         Ok(())
     }
 
@@ -249,27 +251,40 @@ mod tests {
 
     use super::*;
 
-    fn stamp(seq: u64) -> Stamp {
-        Stamp { node: "s1".into(), seq }
+    /// The stamps of the next `count` records published to `partition`, in order.
+    async fn published(bus: &MemoryBus, partition: u32, count: usize) -> Vec<Stamp> {
+        use starling_cluster::bus::OwnerEvent;
+        let mut inbox = bus.join_owners("observer").await.expect("join");
+        let mut stamps = Vec::new();
+        while stamps.len() < count {
+            if let OwnerEvent::Record(record) = tokio::time::timeout(std::time::Duration::from_secs(5), inbox.next()).await.expect("published").expect("record")
+                && record.partition == partition
+            {
+                stamps.push(OwnerRecord::decode_stamped(record.payload).expect("record").1);
+            }
+        }
+        stamps
     }
 
     #[tokio::test]
     async fn a_taken_over_partition_is_delivered_to_directly_only_once_what_this_node_forwarded_came_back() {
-        let side = ClusterSide::new(Arc::new(MemoryBus::new(4)), Arc::new(MemoryRegistry::default()), "s1");
+        let bus = Arc::new(MemoryBus::new(4));
+        let side = ClusterSide::new(bus.clone(), Arc::new(MemoryRegistry::default()), "s1");
         let bob = Jid::new("bob@example.com").expect("jid");
         let partition = partition_of(bob.as_str(), 4);
         let element = Element::parse(b"<message xmlns='jabber:client' from='alice@example.com/a' to='bob@example.com'/>").expect("xml");
-        // Bob's partition is another node's: forwarded (record 0 of this node).
+        // Bob's partition is another node's: forwarded (this node's first record).
         assert_eq!(side.owner_elsewhere(&bob), Some(partition));
         side.forward(partition, Stanza::from_element(&element).expect("stanza"), Instant::now()).expect("queued");
-        // Then it is assigned here: a fence (record 1) goes after what was forwarded.
+        // Then it is assigned here: a fence (its second) goes after what was forwarded.
         side.take_over(&[partition]).await;
+        let [forwarded, fence] = <[Stamp; 2]>::try_from(published(&bus, partition, 2).await).expect("two records");
         assert_eq!(side.owner_elsewhere(&bob), Some(partition), "still through the bus while the forward may be ahead");
-        side.handling(partition, &stamp(0));
+        side.handling(partition, &forwarded);
         assert_eq!(side.owner_elsewhere(&bob), Some(partition), "the fence has not come back yet");
-        side.handling(partition, &Stamp { node: "s2".into(), seq: 1 });
+        side.handling(partition, &Stamp { node: "s2".into(), seq: fence.seq });
         assert_eq!(side.owner_elsewhere(&bob), Some(partition), "another node's record with the same number is not ours");
-        side.handling(partition, &stamp(1));
+        side.handling(partition, &fence);
         assert_eq!(side.owner_elsewhere(&bob), None, "owned once the fence came back");
         // A partition this node never forwarded to is owned at once.
         let other = (partition + 1) % 4;

@@ -14,3 +14,9 @@ tokio::task_local! {
 pub(crate) fn current_hold() -> Option<Hold> {
     HOLD.try_with(Clone::clone).ok().flatten()
 }
+
+/// The cause of the record the current task handles ([`Hold::cause`]), if any: in one process
+/// there is none, and nothing is replayed.
+pub(crate) fn current_cause() -> Option<u64> {
+    HOLD.try_with(|hold| hold.as_ref().map(Hold::cause)).ok().flatten()
+}

@@ -32,7 +32,7 @@ impl Client {
     /// The next stanza (or `<enabled/>`) the server sends this client.
     pub async fn next(&mut self) -> Element {
         match tokio::time::timeout(Duration::from_secs(5), self.inbox.recv()).await {
-            Ok(Some(ToClient::Stanza(bytes) | ToClient::Enabled(bytes))) => Element::parse(&bytes).expect("the server sends XML"),
+            Ok(Some(ToClient::Stanza(bytes, _) | ToClient::Enabled(bytes))) => Element::parse(&bytes).expect("the server sends XML"),
             other => panic!("expected a stanza, got {other:?}"),
         }
     }

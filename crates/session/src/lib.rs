@@ -26,6 +26,7 @@ mod messages;
 mod modules;
 mod owner;
 mod pipeline;
+mod recent;
 mod registry;
 mod remote_components;
 mod router;

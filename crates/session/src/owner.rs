@@ -15,14 +15,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox};
 use starling_cluster::hold::{Hold, RecordHolds};
 use starling_cluster::bus_gateway::RENEW_EVERY;
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
 use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
-use starling_cluster::envelope::OwnerRecord;
+use starling_cluster::envelope::{OwnerRecord, Stamp};
 use starling_cluster::gateway::{ClientLink, SessionAnswer, ToClient};
 use tokio::sync::mpsc;
 
@@ -81,10 +80,17 @@ impl HostRouter {
                     OwnerEvent::Record(record) if holds.handled_before(record.partition, record.offset) => {
                         tracing::debug!(partition = record.partition, offset = record.offset, "record handled before; skipped");
                     }
-                    OwnerEvent::Record(record) => {
-                        let hold = holds.hold(record.partition, record.offset);
-                        self.dispatch(&side, record.partition, record.payload, hold);
-                    }
+                    OwnerEvent::Record(record) => match OwnerRecord::decode_stamped(record.payload) {
+                        Ok((decoded, stamp)) => {
+                            let hold = holds.hold(record.partition, record.offset, decoded.cause(&stamp));
+                            self.dispatch(&side, record.partition, decoded, &stamp, hold);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "owner record dropped");
+                            // Taken and released at once: the commit point moves past it.
+                            drop(holds.hold(record.partition, record.offset, 0));
+                        }
+                    },
                 },
                 Some(release) = releases.recv() => match holds.release(release) {
                     Ok(Some((partition, offset))) => inbox.stage(partition, offset),
@@ -111,14 +117,7 @@ impl HostRouter {
     }
 
     /// One owner record to the user's actor.
-    fn dispatch(self: &Arc<Self>, side: &ClusterSide, partition: u32, payload: Bytes, hold: Option<Hold>) {
-        let (record, stamp) = match OwnerRecord::decode_stamped(payload) {
-            Ok(stamped) => stamped,
-            Err(error) => {
-                tracing::warn!(%error, "owner record dropped");
-                return;
-            }
-        };
+    fn dispatch(self: &Arc<Self>, side: &ClusterSide, partition: u32, record: OwnerRecord, stamp: &Stamp, hold: Option<Hold>) {
         match record {
             OwnerRecord::Bind { jid, edge, connection, inline } => {
                 let link = side.remote_link(edge.clone(), connection, self.services().config.client_queue);
@@ -149,7 +148,7 @@ impl HostRouter {
                 side.components.announced(self, &domain, connection, || side.remote_link(edge, connection, queue));
             }
             OwnerRecord::ComponentUnbind { domain, connection } => side.components.gone(self, &domain, connection),
-            OwnerRecord::Deliver { stanza, received } => {
+            OwnerRecord::Deliver { stanza, received, cause: _ } => {
                 HOLD.sync_scope(hold, || {
                     if let Err(refused) = self.deliver_here(stanza, received) {
                         self.refuse(&refused);
@@ -158,7 +157,7 @@ impl HostRouter {
             }
         }
         // After the record is in its actor's mailbox: a direct delivery from now on queues behind it.
-        side.handling(partition, &stamp);
+        side.handling(partition, stamp);
     }
 }
 

@@ -26,7 +26,7 @@ struct RemoteComponent {
 
 impl ComponentLink for RemoteComponent {
     fn send(&self, stanza: Stanza) -> Result<(), Box<Stanza>> {
-        match self.link.try_send(ToClient::Stanza(stanza.bytes.clone()), current_hold().as_ref()) {
+        match self.link.try_send(ToClient::Stanza(stanza.bytes.clone(), None), current_hold().as_ref()) {
             Ok(()) => Ok(()),
             Err(_) => Err(Box::new(stanza)),
         }

@@ -3,6 +3,7 @@
 //! about the user or a resource lives in that feature's own type in the [`Extensions`].
 
 mod csi;
+mod replays;
 mod sm;
 
 use std::collections::VecDeque;
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use starling_cluster::gateway::{ClientLink, ToClient};
+use starling_cluster::gateway::{ClientLink, DeliveryKey, ToClient};
+use starling_cluster::hold::Hold;
 use starling_cluster::registry::ResourceRoute;
 use starling_cluster::store::StoreError;
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind, StreamError, StreamErrorCondition};
@@ -38,13 +40,15 @@ pub(crate) struct Resource {
     sm: Option<Box<StreamManagement>>,
     /// XEP-0352: what is held while the client is inactive (see [`csi`]); `None` while active.
     held: Option<Box<csi::Held>>,
+    /// In a cluster: its latest deliveries, not to be repeated by a replay (see [`replays`]).
+    replays: Option<Box<replays::Replays>>,
     /// What feature modules keep about this resource.
     pub ext: Extensions,
 }
 
 impl Resource {
     fn new(jid: Jid, link: ClientLink, edge: Option<String>) -> Resource {
-        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, sm: None, held: None, ext: Extensions::default() }
+        Resource { jid, connection_id: link.connection_id, link: Some(link), presence: None, priority: 0, edge, sm: None, held: None, replays: None, ext: Extensions::default() }
     }
 
     pub fn jid(&self) -> &Jid {
@@ -206,9 +210,19 @@ impl UserState {
     }
 
     fn write(&mut self, index: usize, kind: StanzaKind, bytes: Bytes) -> Result<(), Bytes> {
+        let key = replays::delivery_key(kind, &bytes);
+        if !self.screen_delivery(index, kind, &bytes, key) {
+            return Ok(());
+        }
+        self.write_now(index, kind, bytes, key, current_hold().as_ref())
+    }
+
+    /// Writes a delivery screened by [`screen_delivery`](Self::screen_delivery), which `hold`
+    /// keeps from being committed until the edge has it.
+    fn write_now(&mut self, index: usize, kind: StanzaKind, bytes: Bytes, key: Option<DeliveryKey>, hold: Option<&Hold>) -> Result<(), Bytes> {
         let kept = self.keep_unacknowledged(index, kind, &bytes);
         let Some(link) = self.resources[index].link.as_ref() else { return if kept { Ok(()) } else { Err(bytes) } };
-        match link.try_send(ToClient::Stanza(bytes), current_hold().as_ref()) {
+        match link.try_send(ToClient::Stanza(bytes, key), hold) {
             Ok(()) => {
                 let counters = self.services.metrics.stanzas_out();
                 match kind {
@@ -218,7 +232,7 @@ impl UserState {
                 }
                 Ok(())
             }
-            Err(TrySendError::Full(ToClient::Stanza(bytes))) => {
+            Err(TrySendError::Full(ToClient::Stanza(bytes, _))) => {
                 tracing::info!(jid = %self.resources[index].jid, "outbound queue full, disconnecting slow client");
                 self.services.metrics.slow_consumer_disconnects.inc();
                 if let Some(link) = self.resources[index].link.take() {
@@ -227,7 +241,7 @@ impl UserState {
                 if kept { Ok(()) } else { Err(bytes) }
             }
             Err(TrySendError::Full(_)) => Ok(()),
-            Err(TrySendError::Closed(ToClient::Stanza(bytes))) => {
+            Err(TrySendError::Closed(ToClient::Stanza(bytes, _))) => {
                 self.resources[index].link = None;
                 if kept { Ok(()) } else { Err(bytes) }
             }
@@ -393,38 +407,6 @@ impl UserState {
         let Some(cluster) = self.services.cluster.get() else { return };
         if removed.edge.is_some() {
             cluster.withdraw(&self.user, removed.jid.resource().unwrap_or_default(), removed.connection_id).await;
-        }
-    }
-
-    /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an
-    /// available one with the presence stanza it last broadcast. Each restored link first asks
-    /// its edge about the stream: the edge answers a stream-managed one with its counts, and
-    /// unbinds one whose connection is gone.
-    pub async fn restore_routes(&mut self) {
-        if self.routes_restored {
-            return;
-        }
-        self.routes_restored = true;
-        let Some(cluster) = self.services.cluster.get().cloned() else { return };
-        for (route, link) in cluster.restore(&self.user, self.services.config.client_queue).await {
-            let Ok(jid) = self.user.with_resource(&route.resource) else { continue };
-            if self.resource_index(&jid).is_some() {
-                continue;
-            }
-            let presence = route.presence.as_deref().map(|text| {
-                // The stanza the resource broadcast; one that does not parse still means available.
-                let element = Element::parse(text.as_bytes()).unwrap_or_else(|_| Element::new("presence", ns::CLIENT));
-                Stanza::build(element, &jid, None)
-            });
-            self.services.metrics.sessions_bound.inc();
-            let _ = link.try_send(ToClient::Sync(jid.clone()), None);
-            let mut resource = Resource::new(jid, link, Some(route.node));
-            resource.presence = presence;
-            resource.priority = route.priority;
-            self.resources.push(resource);
-            if let Some(managed) = route.stream_management {
-                self.take_over_stream_management(self.resources.len() - 1, managed);
-            }
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub archive_refused: IntCounter,
     pub archive_dropped: IntCounter,
     pub mam_queries: IntCounter,
+    /// Effects of owner records replayed after an owner's death, recognised and not repeated.
+    pub replayed_deliveries_dropped: IntCounter,
+    pub replayed_archive_entries_skipped: IntCounter,
 }
 
 /// Counter handles for the three stanza kinds, bound once.
@@ -95,6 +98,16 @@ impl Metrics {
         .expect("valid metric");
         let archive_dropped = IntCounter::new("starling_archive_dropped_total", "Archived messages the store rejected as invalid").expect("valid metric");
         let mam_queries = IntCounter::new("starling_mam_queries_total", "XEP-0313 archive queries answered").expect("valid metric");
+        let replayed_deliveries_dropped = IntCounter::new(
+            "starling_replayed_deliveries_dropped_total",
+            "Deliveries a replayed owner record would have repeated to a connection, dropped",
+        )
+        .expect("valid metric");
+        let replayed_archive_entries_skipped = IntCounter::new(
+            "starling_replayed_archive_entries_skipped_total",
+            "Messages a replayed owner record would have archived a second time, not written again",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -118,6 +131,8 @@ impl Metrics {
             Box::new(archive_refused.clone()),
             Box::new(archive_dropped.clone()),
             Box::new(mam_queries.clone()),
+            Box::new(replayed_deliveries_dropped.clone()),
+            Box::new(replayed_archive_entries_skipped.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -145,6 +160,8 @@ impl Metrics {
             archive_refused,
             archive_dropped,
             mam_queries,
+            replayed_deliveries_dropped,
+            replayed_archive_entries_skipped,
         }
     }
 

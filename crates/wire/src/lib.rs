@@ -114,11 +114,11 @@ mod tests {
             origin_node: "edge-1".into(),
             origin_seq: 42,
             traceparent: String::new(),
-            body: Some(v1::envelope::Body::Deliver(v1::Deliver { stanza: Some(v1::Stanza::from_routed(&original, 7)) })),
+            body: Some(v1::envelope::Body::Deliver(v1::Deliver { stanza: Some(v1::Stanza::from_routed(&original, 7)), cause: None })),
         };
         let decoded = decode(encode(&envelope)).expect("decode");
         assert_eq!(decoded, envelope);
-        let Some(v1::envelope::Body::Deliver(v1::Deliver { stanza: Some(wire) })) = decoded.body else { panic!("body") };
+        let Some(v1::envelope::Body::Deliver(v1::Deliver { stanza: Some(wire), .. })) = decoded.body else { panic!("body") };
         assert_eq!(wire.received_us, 7);
         let routed = wire.into_routed().expect("routed");
         assert_eq!((routed.kind, routed.from, routed.to, routed.id, routed.stanza_type), (original.kind, original.from, original.to, original.id, original.stanza_type));

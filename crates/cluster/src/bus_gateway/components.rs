@@ -102,7 +102,7 @@ impl BusGateway {
     pub(super) fn submit(&self, stanza: Stanza) -> Result<(), GatewayError> {
         let Some(to) = stanza.to.as_ref() else { return Ok(()) };
         let partition = partition_of(to.bare().as_str(), self.bus.partitions());
-        let bytes = OwnerRecord::Deliver { stanza, received: Instant::now() }.encode(&self.origin);
+        let bytes = OwnerRecord::Deliver { stanza, received: Instant::now(), cause: None }.encode(&self.origin);
         self.component_outbox.try_send((partition, bytes)).map_err(|_| GatewayError::Unavailable("too many stanzas from components queued".into()))
     }
 
@@ -114,7 +114,7 @@ impl BusGateway {
         let components = self.components();
         // A record for a component gone from here is dropped.
         let Some(held) = components.get(&connection) else { return true };
-        let ToClient::Stanza(bytes) = message else { return true };
+        let ToClient::Stanza(bytes, _) = message else { return true };
         // The owner sends serialised stanzas; the component's writer needs the element to change
         // its namespace anyway.
         match Element::parse(bytes).map_err(drop).and_then(|element| Stanza::from_element(&element).map_err(drop)) {

@@ -121,7 +121,7 @@ async fn read_loop<R: ReceiveFrames>(receiver: &mut R, edge: &Edge, stream: &mut
             // Under stream management the session sends the edge's answer, so that both sides
             // count it.
             Err(reply) if stream.sm.is_enabled() => stream.session.answer_for_edge(reply).await.is_ok(),
-            Err(reply) => queue_to_client(stream.own_end, ToClient::Stanza(reply)).await,
+            Err(reply) => queue_to_client(stream.own_end, ToClient::Stanza(reply, None)).await,
         };
         if !handed {
             return End::Gone;
@@ -142,7 +142,7 @@ async fn handle_nonza(edge: &Edge, nonza: &RawElement, stream: &mut Stream<'_>) 
         Err(error) => return Err(End::Error(error)),
     };
     // `to_bytes` declares the answer's namespace: it stands alone in any framing.
-    if queue_to_client(stream.own_end, ToClient::Stanza(Bytes::from(answer.to_bytes()))).await { Ok(()) } else { Err(End::Gone) }
+    if queue_to_client(stream.own_end, ToClient::Stanza(Bytes::from(answer.to_bytes()), None)).await { Ok(()) } else { Err(End::Gone) }
 }
 
 /// Queues something from the edge itself (an error, a nonza's answer, the close); false when the

@@ -86,5 +86,5 @@ pub(crate) fn failed(condition: &str) -> Element {
 }
 
 async fn answer(own_end: &WeakSender<ToClient>, element: Element) -> Result<(), End> {
-    if queue_to_client(own_end, ToClient::Stanza(Bytes::from(element.to_bytes()))).await { Ok(()) } else { Err(End::Gone) }
+    if queue_to_client(own_end, ToClient::Stanza(Bytes::from(element.to_bytes()), None)).await { Ok(()) } else { Err(End::Gone) }
 }

@@ -64,7 +64,7 @@ async fn a_stanza_after_bind_is_stamped_and_submitted_and_the_session_writes_bac
     let error = client.element().await;
     assert_eq!((error.attr("type"), error.attr("id")), (Some("error"), Some("m2")));
     let reply = Bytes::from_static(b"<message xmlns='jabber:client' from='romeo@example.org' id='r1'><body>hello</body></message>");
-    link.try_send(ToClient::Stanza(reply), None).expect("queued");
+    link.try_send(ToClient::Stanza(reply, None), None).expect("queued");
     assert_eq!(client.element().await.attr("id"), Some("r1"));
     // The client closes; the edge closes its side too.
     client.send("</stream:stream>").await;

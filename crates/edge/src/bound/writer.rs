@@ -57,7 +57,7 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
             },
             _ = sleep_until(ack_due) => {
                 acks = AckRequests { unrequested: 0, since: None };
-                ToClient::Stanza(request_ack())
+                ToClient::Stanza(request_ack(), None)
             }
             _ = check.tick() => {
                 let seen = liveness.activity.load(Ordering::Relaxed);
@@ -72,7 +72,7 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
                 } else {
                     ping_sent = true;
                     check.reset_after(edge.config.c2s.ping_timeout());
-                    if liveness.requesting_acks.load(Ordering::Relaxed) { ToClient::Stanza(request_ack()) } else { ToClient::Stanza(ping(&edge, &liveness)) }
+                    if liveness.requesting_acks.load(Ordering::Relaxed) { ToClient::Stanza(request_ack(), None) } else { ToClient::Stanza(ping(&edge, &liveness), None) }
                 }
             }
         };
@@ -166,7 +166,7 @@ enum Outgoing {
 impl From<ToClient> for Outgoing {
     fn from(message: ToClient) -> Outgoing {
         match message {
-            ToClient::Stanza(bytes) | ToClient::Enabled(bytes) => Outgoing::Stanza(bytes),
+            ToClient::Stanza(bytes, _) | ToClient::Enabled(bytes) => Outgoing::Stanza(bytes),
             ToClient::Close(error) => Outgoing::Close(Some(error)),
             ToClient::EndStream => Outgoing::Close(None),
             // The cluster gateway takes answers and sync requests before they reach a queue; one

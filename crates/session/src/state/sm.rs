@@ -40,7 +40,7 @@ pub(crate) struct StreamManagement {
     /// More than `max_unacked` were kept: the session is ending.
     overflowed: bool,
     /// Taken over from an owner that died: the counts so far are the edge's, asked for with
-    /// [`ToClient::Sync`]; until they come, `sent` and `unacked` hold only what this owner sent,
+    /// [`ToClient::Sync`]; until they come, deliveries wait (see [`replays`](super::replays)),
     /// acks cannot be placed (and are ignored) and the session cannot be resumed.
     syncing: bool,
 }
@@ -140,10 +140,10 @@ impl UserState {
         self.resources[index].sm = Some(StreamManagement::new(managed.resumption_id, resume_timeout, true));
     }
 
-    /// The edge's counts for a stream taken over: what this owner sent since it asked comes after
-    /// what the edge had queued (the request was first on the link).
-    pub fn synchronize(&mut self, jid: &Jid, connection_id: u64, counts: StreamCounts) {
-        let Some(index) = self.bound_index(jid, connection_id) else { return };
+    /// The edge's counts for the stream of the resource at `index`, taken over (see
+    /// [`replays`](super::replays)): what this owner sends from now on comes after what the edge
+    /// had queued.
+    pub(super) fn go_on_from_edge(&mut self, index: usize, counts: StreamCounts) {
         if let Some(sm) = self.resources[index].sm.as_mut().filter(|sm| sm.syncing) {
             sm.go_on_from(counts, SystemTime::now());
         }
@@ -245,7 +245,8 @@ impl UserState {
     /// The session at `index` ends for good: what the client never acknowledged is handed back
     /// (to be stored offline), and its count is remembered for a late resumption attempt.
     pub fn end_stream_management(&mut self, index: usize) -> Vec<Unacked> {
-        let Some(sm) = self.resources[index].sm.take() else { return Vec::new() };
+        let waiting = self.take_waiting(index);
+        let Some(sm) = self.resources[index].sm.take() else { return waiting };
         if sm.detached.is_some() {
             self.services.metrics.sessions_detached.dec();
         }
@@ -256,7 +257,9 @@ impl UserState {
             }
             self.ended_sessions.push_back((id, sm.handled));
         }
-        sm.unacked.into()
+        let mut unacked: Vec<Unacked> = sm.unacked.into();
+        unacked.extend(waiting);
+        unacked
     }
 
     /// Resumes the session `previd` on `link` (XEP-0198 §5): acknowledges up to `h` and closes
@@ -292,7 +295,7 @@ impl UserState {
         let resource = &self.resources[index];
         let (Some(sm), Some(link)) = (resource.sm.as_ref(), resource.link.as_ref()) else { return };
         for unacked in &sm.unacked {
-            if link.try_send(ToClient::Stanza(unacked.bytes.clone()), None).is_err() {
+            if link.try_send(ToClient::Stanza(unacked.bytes.clone(), None), None).is_err() {
                 // The new stream's queue is sized for this; a client gone already breaks it again.
                 break;
             }

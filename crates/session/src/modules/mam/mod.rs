@@ -6,6 +6,7 @@
 //! writer of the user's archive), strictly increasing even when the clock stalls or steps back.
 
 mod query;
+mod replays;
 
 use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
 use starling_protocol::payload::{ArchiveEnd, MamFin, MamMetadata, MamQuery, RsmFirst, RsmSet};
@@ -13,9 +14,10 @@ use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
 use self::query::{parse_prefs, parse_query, prefs_payload, result_message, run_query};
+use self::replays::{archived_by, content_of, RecentlyArchived};
 use super::roster;
 use crate::datetime;
-use crate::hold::current_hold;
+use crate::hold::{current_cause, current_hold};
 use crate::iq::{Iq, IqTo};
 use crate::registry::{Flow, Hook, Registrar};
 use crate::state::UserState;
@@ -48,6 +50,8 @@ struct ArchiveState {
     last_id: u64,
     /// Archiving preferences, loaded on first use.
     prefs: Option<ArchivePrefs>,
+    /// In a cluster, what was archived lately (see [`replays`]); loaded with the first id.
+    recent: Option<RecentlyArchived>,
 }
 
 /// Whether a message is conversation content a user archive keeps: chat or normal, with a body or
@@ -66,21 +70,34 @@ fn archivable(stanza: &Stanza) -> bool {
     !hint("no-store") && !hint("no-permanent-store") && (content || hint("store"))
 }
 
-/// The next id of this user's archive.
-async fn next_archive_id(state: &mut UserState) -> u64 {
-    let mut last = state.ext.get::<ArchiveState>().map_or(0, |archive| archive.last_id);
-    if last == 0 {
-        // After a restart (or a move to another node) the archive may hold ids ahead of this
-        // clock: continue after the newest.
-        let newest = ArchiveQuery { limit: 1, from_newest: true, ..ArchiveQuery::default() };
-        match state.services().store.archive.query(state.user().as_str(), &newest).await {
-            Ok(page) => last = page.messages.last().map_or(0, |m| m.id),
-            Err(error) => tracing::warn!(user = %state.user(), %error, "could not read the newest archive id"),
-        }
+/// Reads where the user's archive stands, once per actor: after a restart (or a move to another
+/// node) the archive may hold ids ahead of this clock, so ids continue after the newest; in a
+/// cluster, the newest entries are what a replay may repeat.
+async fn load_archive_state(state: &mut UserState, in_cluster: bool) {
+    if state.ext.get::<ArchiveState>().is_some_and(|archive| archive.last_id != 0) {
+        return;
     }
-    let next = datetime::now_micros().max(last + 1);
-    state.ext.get_or_insert_with(ArchiveState::default).last_id = next;
-    next
+    let limit = if in_cluster { replays::SEEDS } else { 1 };
+    let newest = ArchiveQuery { limit, from_newest: true, ..ArchiveQuery::default() };
+    let page = match state.services().store.archive.query(state.user().as_str(), &newest).await {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::warn!(user = %state.user(), %error, "could not read the newest archive entries");
+            Default::default()
+        }
+    };
+    let archive = state.ext.get_or_insert_with(ArchiveState::default);
+    archive.last_id = page.messages.last().map_or(0, |m| m.id);
+    if in_cluster && archive.recent.is_none() {
+        archive.recent = Some(RecentlyArchived::seeded(&page.messages, datetime::now_micros()));
+    }
+}
+
+/// The next id of this user's archive.
+fn next_archive_id(state: &mut UserState) -> u64 {
+    let archive = state.ext.get_or_insert_with(ArchiveState::default);
+    archive.last_id = datetime::now_micros().max(archive.last_id + 1);
+    archive.last_id
 }
 
 async fn archive_prefs(state: &mut UserState) -> ArchivePrefs {
@@ -119,18 +136,36 @@ async fn archives_with(state: &mut UserState, peer: &Jid) -> bool {
 
 /// Archives `stanza` (exchanged with `peer`) if it should be, returning its id. `Err` when the
 /// archive queue stayed full: the caller refuses the message rather than lose it.
-async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid) -> Result<Option<u64>, ()> {
+async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: bool) -> Result<Option<u64>, ()> {
     if !archivable(stanza) || !archives_with(state, peer).await {
         return Ok(None);
     }
-    let id = next_archive_id(state).await;
+    let cause = current_cause();
+    load_archive_state(state, cause.is_some()).await;
+    // In a cluster: the same record archiving the same bytes again is a replay.
+    let replay = cause.map(|cause| (content_of(&stanza.bytes), archived_by(cause, outbound)));
+    let recent = state.ext.get_mut::<ArchiveState>().and_then(|archive| archive.recent.as_mut());
+    if let (Some((content, by)), Some(recent)) = (replay, recent)
+        && let Some(id) = recent.recall(content, by)
+    {
+        state.services().metrics.replayed_archive_entries_skipped.inc();
+        return Ok(Some(id));
+    }
+    let id = next_archive_id(state);
     let entry = ArchiveEntry {
         user: state.user().to_string(),
         message: ArchivedMessage { id, with: peer.bare().to_string(), stanza: stanza.bytes.to_vec() },
     };
     let Some(writer) = state.services().archive_writer.as_ref() else { return Ok(None) };
     match writer.submit(entry, current_hold()).await {
-        Ok(()) => Ok(Some(id)),
+        Ok(()) => {
+            // What the user sent is replayed only to a new actor, which starts from the store.
+            let recent = state.ext.get_mut::<ArchiveState>().and_then(|archive| archive.recent.as_mut());
+            if let (Some((content, by)), Some(recent), false) = (replay, recent, outbound) {
+                recent.remember(content, by, id);
+            }
+            Ok(Some(id))
+        }
         Err(_) => {
             state.services().metrics.archive_refused.inc();
             Err(())
@@ -142,7 +177,7 @@ async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid) -> Result<O
 /// gets an error) when the archive cannot take it.
 async fn archive_outbound(state: &mut UserState, stanza: Stanza) -> Flow {
     let Some(peer) = stanza.to.clone() else { return Flow::Continue(stanza) };
-    if archive(state, &stanza, &peer).await.is_err() {
+    if archive(state, &stanza, &peer, true).await.is_err() {
         let me = state.user().clone();
         state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
         return Flow::Stop;
@@ -157,7 +192,7 @@ async fn archive_outbound(state: &mut UserState, stanza: Stanza) -> Flow {
 async fn archive_inbound(state: &mut UserState, stanza: Stanza) -> Flow {
     let stanza = strip_forged_stanza_ids(state.user(), stanza);
     let peer = stanza.from.clone();
-    match archive(state, &stanza, &peer).await {
+    match archive(state, &stanza, &peer, false).await {
         Ok(None) => Flow::Continue(stanza),
         Ok(Some(id)) => {
             let stanza_id = Element::new("stanza-id", ns::STANZA_ID).with_attr("by", state.user().as_str()).with_attr("id", id.to_string());

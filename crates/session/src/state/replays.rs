@@ -1,0 +1,149 @@
+//! In a cluster: a resource's deliveries when owners change. An owner that dies has handled some
+//! records it had not committed yet; the next owner handles them again. Every message delivered
+//! carries a key — its cause (the edge record that started it, the same in the replay) and its
+//! bytes — and a resource remembers the latest keys, so the same message is written once
+//! (presence and IQs, state rather than conversation, are not keyed):
+//!
+//! - when the sender's owner died, the recipient's owner (alive) has the keys itself, for a while
+//!   ([`Recent`]);
+//! - when the recipient's owner died, the new owner restores the resource from its route, asks
+//!   the edge where the connection stands ([`ToClient::Sync`], first on the link) and holds every
+//!   delivery until the edge answers with the keys it wrote last ([`Synced`]); then it goes on
+//!   from there, writing only what the edge has not had. The answer also carries a
+//!   stream-managed stream's counts, so `h` goes on unbroken.
+//!
+//! Archive entries are kept from repeating by the archive module, the same way.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use starling_cluster::gateway::{DeliveryKey, Synced, ToClient};
+use starling_cluster::hold::Hold;
+use starling_protocol::{ns, Stanza, StanzaKind};
+use starling_xml::Element;
+
+use super::{Resource, UserState};
+use crate::hold::{current_cause, current_hold};
+use crate::recent::Recent;
+use crate::state::Unacked;
+
+/// What a resource knows of its latest deliveries (allocated at its first keyed delivery, so
+/// in one process it costs nothing).
+#[derive(Default)]
+pub(crate) struct Replays {
+    /// Keys of the latest deliveries to the connection.
+    recent: Recent<DeliveryKey>,
+    /// Taken over from an owner that died, until the edge answers: what is to be written.
+    waiting: Option<Vec<Waiting>>,
+}
+
+/// A delivery held until the edge's answer, with the hold of the record that caused it.
+struct Waiting {
+    kind: StanzaKind,
+    bytes: Bytes,
+    key: Option<DeliveryKey>,
+    hold: Option<Hold>,
+}
+
+/// The key of a message's delivery of `bytes` caused by the record being handled, if it is from
+/// the bus.
+pub(super) fn delivery_key(kind: StanzaKind, bytes: &[u8]) -> Option<DeliveryKey> {
+    if kind != StanzaKind::Message {
+        return None;
+    }
+    current_cause().map(|cause| xxhash_rust::xxh3::xxh3_64_with_seed(bytes, cause))
+}
+
+impl UserState {
+    /// Whether a delivery to the resource at `index` is to be written now. Not when a previous
+    /// owner (or this one, for a replayed sender's record) wrote the same delivery, nor while the
+    /// resource waits for its edge's answer: then it is kept until the answer comes.
+    pub(super) fn screen_delivery(&mut self, index: usize, kind: StanzaKind, bytes: &Bytes, key: Option<DeliveryKey>) -> bool {
+        let resource = &mut self.resources[index];
+        let replays = match (resource.replays.as_deref_mut(), key) {
+            (Some(replays), _) => replays,
+            (None, Some(_)) => resource.replays.insert(Box::default()),
+            (None, None) => return true,
+        };
+        if let Some(key) = key
+            && replays.recent.iter().any(|recent| *recent == key)
+        {
+            self.services.metrics.replayed_deliveries_dropped.inc();
+            return false;
+        }
+        if let Some(waiting) = replays.waiting.as_mut() {
+            waiting.push(Waiting { kind, bytes: bytes.clone(), key, hold: current_hold() });
+            return false;
+        }
+        if let Some(key) = key {
+            replays.recent.push(key);
+        }
+        true
+    }
+
+    /// A resource restored from its route: the restored link first asks the edge where the
+    /// connection stands, and deliveries wait for the answer.
+    pub(super) fn await_edge(resource: &mut Resource) {
+        let link = resource.link.as_ref().expect("a restored resource has a link");
+        let _ = link.try_send(ToClient::Sync(resource.jid.clone()), None);
+        resource.replays = Some(Box::new(Replays { recent: Recent::default(), waiting: Some(Vec::new()) }));
+    }
+
+    /// The edge's answer for a resource taken over: the stream goes on from its counts, and
+    /// what waited is written unless the edge had it already.
+    pub fn synchronize(&mut self, jid: &starling_protocol::Jid, connection_id: u64, synced: Synced) {
+        let Some(index) = self.bound_index(jid, connection_id) else { return };
+        let resource = &mut self.resources[index];
+        let Some(replays) = resource.replays.as_deref_mut() else { return };
+        let Some(waiting) = replays.waiting.take() else { return };
+        for key in synced.delivered {
+            replays.recent.push(key);
+        }
+        if let Some(counts) = synced.counts {
+            self.go_on_from_edge(index, counts);
+        }
+        for Waiting { kind, bytes, key, hold } in waiting {
+            if self.screen_delivery(index, kind, &bytes, key) {
+                let _ = self.write_now(index, kind, bytes, key, hold.as_ref());
+            }
+        }
+    }
+
+    /// What still waited for the edge's answer when the resource goes, as unacknowledged
+    /// stanzas (its messages are stored offline).
+    pub(super) fn take_waiting(&mut self, index: usize) -> Vec<Unacked> {
+        let Some(waiting) = self.resources[index].replays.as_mut().and_then(|replays| replays.waiting.take()) else { return Vec::new() };
+        let now = SystemTime::now();
+        waiting.into_iter().map(|waiting| Unacked { kind: waiting.kind, bytes: waiting.bytes, sent_at: now }).collect()
+    }
+
+    /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an
+    /// available one with the presence stanza it last broadcast.
+    pub async fn restore_routes(&mut self) {
+        if self.routes_restored {
+            return;
+        }
+        self.routes_restored = true;
+        let Some(cluster) = self.services.cluster.get().cloned() else { return };
+        for (route, link) in cluster.restore(&self.user, self.services.config.client_queue).await {
+            let Ok(jid) = self.user.with_resource(&route.resource) else { continue };
+            if self.resource_index(&jid).is_some() {
+                continue;
+            }
+            let presence = route.presence.as_deref().map(|text| {
+                // The stanza the resource broadcast; one that does not parse still means available.
+                let element = Element::parse(text.as_bytes()).unwrap_or_else(|_| Element::new("presence", ns::CLIENT));
+                Stanza::build(element, &jid, None)
+            });
+            self.services.metrics.sessions_bound.inc();
+            let mut resource = Resource::new(jid, link, Some(route.node));
+            Self::await_edge(&mut resource);
+            resource.presence = presence;
+            resource.priority = route.priority;
+            self.resources.push(resource);
+            if let Some(managed) = route.stream_management {
+                self.take_over_stream_management(self.resources.len() - 1, managed);
+            }
+        }
+    }
+}
