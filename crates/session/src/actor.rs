@@ -20,7 +20,7 @@ use crate::messages::{Bind, ConnectionEvent, FromClient, Inbound, RepublishRoute
 use starling_cluster::gateway::ClientEvent;
 use crate::pipeline;
 use crate::registry::Modules;
-use crate::state::{ResumptionDeadline, UserState};
+use crate::state::{Deadline, UserState};
 
 /// Mailbox size of a user actor; a client whose actor is this far behind waits in `submit`.
 const MAILBOX: usize = 256;
@@ -65,7 +65,7 @@ impl UserActor {
         });
         ctx.wait(work.into_actor(self).map(|mut state, actor, ctx| {
             for deadline in state.take_deadlines() {
-                actor.wait_for_resumption(ctx, deadline);
+                actor.wait_until(ctx, deadline);
             }
             let idle = state.is_idle();
             actor.state = Some(state);
@@ -75,12 +75,13 @@ impl UserActor {
         }));
     }
 
-    /// A detached stream-managed session ends unless it is resumed before `deadline` (XEP-0198).
-    fn wait_for_resumption(&mut self, ctx: &mut Context<Self>, deadline: ResumptionDeadline) {
-        let ResumptionDeadline { jid, wait, after } = deadline;
+    /// A detached stream-managed session ends unless it is resumed before `deadline` (XEP-0198);
+    /// a restored resource whose edge did not answer by then is given up.
+    fn wait_until(&mut self, ctx: &mut Context<Self>, deadline: Deadline) {
+        let Deadline { jid, wait, after } = deadline;
         ctx.run_later(after, move |actor, ctx| {
             actor.run(ctx, None, move |mut state, modules| async move {
-                if let Some(connection_id) = state.still_waiting(&jid, wait) {
+                if let Some(connection_id) = state.still_waiting(&jid, wait).or_else(|| state.edge_did_not_answer(&jid, wait)) {
                     pipeline::unbind(&modules, &mut state, &jid, connection_id, StreamEnd::Closed).await;
                 }
                 state

@@ -23,7 +23,7 @@ use crate::context::{Router, Services};
 use crate::extensions::Extensions;
 use crate::hold::current_hold;
 use crate::iq::Iq;
-pub(crate) use sm::{ResumptionDeadline, StreamManagement, Unacked};
+pub(crate) use sm::{Deadline, StreamManagement, Unacked};
 
 /// One bound resource of the user.
 pub(crate) struct Resource {
@@ -89,8 +89,8 @@ pub(crate) struct UserState {
     /// In a cluster: the resources recorded by a previous owner were restored.
     routes_restored: bool,
     idle_since: Instant,
-    /// Resumption deadlines of resources detached since the actor last looked.
-    deadlines: Vec<ResumptionDeadline>,
+    /// Deadlines of waits (resumption, an edge's answer) begun since the actor last looked.
+    deadlines: Vec<Deadline>,
     /// Ids and counts of the latest stream-managed sessions that ended.
     ended_sessions: VecDeque<(String, u32)>,
     /// What feature modules keep about the user.

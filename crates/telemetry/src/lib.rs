@@ -39,6 +39,7 @@ pub struct Metrics {
     /// Effects of owner records replayed after an owner's death, recognised and not repeated.
     pub replayed_deliveries_dropped: IntCounter,
     pub replayed_archive_entries_skipped: IntCounter,
+    pub replayed_offline_messages_skipped: IntCounter,
 }
 
 /// Counter handles for the three stanza kinds, bound once.
@@ -108,6 +109,11 @@ impl Metrics {
             "Messages a replayed owner record would have archived a second time, not written again",
         )
         .expect("valid metric");
+        let replayed_offline_messages_skipped = IntCounter::new(
+            "starling_replayed_offline_messages_skipped_total",
+            "Messages a replayed owner record would have stored offline a second time, not stored again",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -133,6 +139,7 @@ impl Metrics {
             Box::new(mam_queries.clone()),
             Box::new(replayed_deliveries_dropped.clone()),
             Box::new(replayed_archive_entries_skipped.clone()),
+            Box::new(replayed_offline_messages_skipped.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -162,6 +169,7 @@ impl Metrics {
             mam_queries,
             replayed_deliveries_dropped,
             replayed_archive_entries_skipped,
+            replayed_offline_messages_skipped,
         }
     }
 

@@ -1,6 +1,7 @@
 //! XEP-0160: messages for a user with no available resource are kept and delivered, stamped with
 //! XEP-0203 delay, when a resource of non-negative priority becomes available ([`deliver`], which
-//! the presence module calls).
+//! the presence module calls). In a cluster, a message the archive recognised as replayed after an
+//! owner's death is looked for in the queue before it is stored again (by its stanza id).
 
 use starling_protocol::{Stanza, StanzaErrorCondition, StanzaKind};
 
@@ -18,6 +19,12 @@ pub(super) fn register(r: &mut Registrar) {
 /// A message the server stamped already (one sent to a stream-managed session and never
 /// acknowledged) keeps that first stamp.
 async fn store(state: &mut UserState, stanza: Stanza) -> Flow {
+    if let Some(id) = super::mam::replayed_archive_id(state)
+        && stored_already(state, id).await
+    {
+        state.services().metrics.replayed_offline_messages_skipped.inc();
+        return Flow::Stop;
+    }
     let to = stanza.to.clone().unwrap_or_else(|| state.user().clone());
     // Whole seconds, as offline stamps have always been.
     let now = datetime::now_micros() / 1_000_000 * 1_000_000;
@@ -31,6 +38,15 @@ async fn store(state: &mut UserState, stanza: Stanza) -> Flow {
         }
     }
     Flow::Stop
+}
+
+/// Whether the queue holds the message archived under `id` (read only for a replayed message).
+async fn stored_already(state: &UserState, id: u64) -> bool {
+    match state.services().store.offline.fetch(state.user().as_str()).await {
+        Ok(messages) => messages.iter().any(|(_, bytes)| super::mam::carries_archive_id(state.user(), bytes, id)),
+        // Stored again rather than risk losing it.
+        Err(_) => false,
+    }
 }
 
 /// Sends the stored messages to the resource at `index` and forgets those that were queued.

@@ -14,18 +14,22 @@
 //!
 //! Archive entries are kept from repeating by the archive module, the same way.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use starling_cluster::gateway::{DeliveryKey, Synced, ToClient};
 use starling_cluster::hold::Hold;
-use starling_protocol::{ns, Stanza, StanzaKind};
+use starling_protocol::{ns, Jid, Stanza, StanzaKind, StreamError, StreamErrorCondition};
 use starling_xml::Element;
 
 use super::{Resource, UserState};
 use crate::hold::{current_cause, current_hold};
 use crate::recent::Recent;
-use crate::state::Unacked;
+use crate::state::{Deadline, Unacked};
+
+/// How long a restored resource waits for its edge's answer before its connection is given up
+/// (closed, and what waited stored offline): an edge alive answers within a round trip.
+const EDGE_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// What a resource knows of its latest deliveries (allocated at its first keyed delivery, so
 /// in one process it costs nothing).
@@ -35,6 +39,8 @@ pub(crate) struct Replays {
     recent: Recent<DeliveryKey>,
     /// Taken over from an owner that died, until the edge answers: what is to be written.
     waiting: Option<Vec<Waiting>>,
+    /// Which wait for the edge this is, so that the timer of an earlier one does nothing.
+    wait: u64,
 }
 
 /// A delivery held until the edge's answer, with the hold of the record that caused it.
@@ -82,11 +88,28 @@ impl UserState {
     }
 
     /// A resource restored from its route: the restored link first asks the edge where the
-    /// connection stands, and deliveries wait for the answer.
-    pub(super) fn await_edge(resource: &mut Resource) {
+    /// connection stands, and deliveries wait for the answer (for at most [`EDGE_ANSWER_WAIT`]).
+    fn await_edge(&mut self, mut resource: Resource) {
         let link = resource.link.as_ref().expect("a restored resource has a link");
         let _ = link.try_send(ToClient::Sync(resource.jid.clone()), None);
-        resource.replays = Some(Box::new(Replays { recent: Recent::default(), waiting: Some(Vec::new()) }));
+        let wait = rand::random::<u64>();
+        self.deadlines.push(Deadline { jid: resource.jid.clone(), wait, after: EDGE_ANSWER_WAIT });
+        resource.replays = Some(Box::new(Replays { recent: Recent::default(), waiting: Some(Vec::new()), wait }));
+        self.resources.push(resource);
+    }
+
+    /// The connection id of the resource `jid` if it still waits for its edge's answer in the
+    /// wait `wait`: then its connection is closed, to be unbound by the caller.
+    pub fn edge_did_not_answer(&mut self, jid: &Jid, wait: u64) -> Option<u64> {
+        let index = self.resource_index(jid)?;
+        let resource = &mut self.resources[index];
+        let replays = resource.replays.as_ref().filter(|replays| replays.waiting.is_some() && replays.wait == wait)?;
+        tracing::warn!(%jid, waiting = replays.waiting.as_ref().map_or(0, Vec::len), "the edge did not say where a connection taken over stands; closing it");
+        if let Some(link) = resource.link.take() {
+            let error = StreamError::new(StreamErrorCondition::InternalServerError).with_text("the session moved and its connection could not be taken over");
+            let _ = link.try_send(ToClient::Close(error), None);
+        }
+        Some(resource.connection_id)
     }
 
     /// The edge's answer for a resource taken over: the stream goes on from its counts, and
@@ -137,10 +160,9 @@ impl UserState {
             });
             self.services.metrics.sessions_bound.inc();
             let mut resource = Resource::new(jid, link, Some(route.node));
-            Self::await_edge(&mut resource);
             resource.presence = presence;
             resource.priority = route.priority;
-            self.resources.push(resource);
+            self.await_edge(resource);
             if let Some(managed) = route.stream_management {
                 self.take_over_stream_management(self.resources.len() - 1, managed);
             }

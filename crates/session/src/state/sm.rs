@@ -102,8 +102,9 @@ impl StreamManagement {
     }
 }
 
-/// The resumption deadline of a detached resource, for the actor to set a timer for.
-pub(crate) struct ResumptionDeadline {
+/// When a resource's wait ends, for the actor to set a timer for: a detached session's wait to
+/// be resumed, or a restored resource's wait for its edge (see [`replays`](super::replays)).
+pub(crate) struct Deadline {
     pub jid: Jid,
     pub wait: u64,
     pub after: Duration,
@@ -210,7 +211,7 @@ impl UserState {
                 // Detached: the wait ends now.
                 None => {
                     if let Some(wait) = sm.detached {
-                        self.deadlines.push(ResumptionDeadline { jid: resource.jid.clone(), wait, after: Duration::ZERO });
+                        self.deadlines.push(Deadline { jid: resource.jid.clone(), wait, after: Duration::ZERO });
                     }
                 }
             }
@@ -226,13 +227,13 @@ impl UserState {
         let wait = rand::random::<u64>();
         sm.detached = Some(wait);
         resource.link = None;
-        self.deadlines.push(ResumptionDeadline { jid: resource.jid.clone(), wait, after: sm.resume_timeout });
+        self.deadlines.push(Deadline { jid: resource.jid.clone(), wait, after: sm.resume_timeout });
         self.services.metrics.sessions_detached.inc();
         true
     }
 
     /// The deadlines set since the last call, for the actor to set timers for.
-    pub fn take_deadlines(&mut self) -> Vec<ResumptionDeadline> {
+    pub fn take_deadlines(&mut self) -> Vec<Deadline> {
         std::mem::take(&mut self.deadlines)
     }
 

@@ -52,6 +52,26 @@ struct ArchiveState {
     prefs: Option<ArchivePrefs>,
     /// In a cluster, what was archived lately (see [`replays`]); loaded with the first id.
     recent: Option<RecentlyArchived>,
+    /// The archive id of the message being handled, if it is a replay of one archived before.
+    replayed: Option<u64>,
+}
+
+/// The archive id of the message being handled, if the archive recognised it as a replay of one
+/// it archived before (an owner died): offline storage then looks for it before storing it again.
+pub(super) fn replayed_archive_id(state: &UserState) -> Option<u64> {
+    state.ext.get::<ArchiveState>().and_then(|archive| archive.replayed)
+}
+
+/// The XEP-0359 stanza id the user's archive stamps on a message it archived under `id`.
+fn stanza_id(user: &Jid, id: u64) -> Element {
+    Element::new("stanza-id", ns::STANZA_ID).with_attr("by", user.as_str()).with_attr("id", id.to_string())
+}
+
+/// Whether `bytes` (a message as delivered or stored) carry the stanza id of archive entry `id`.
+pub(super) fn carries_archive_id(user: &Jid, bytes: &[u8], id: u64) -> bool {
+    let mut needle = Vec::new();
+    stanza_id(user, id).write_in_ns(&mut needle, ns::CLIENT);
+    bytes.windows(needle.len()).any(|window| window == needle.as_slice())
 }
 
 /// Whether a message is conversation content a user archive keeps: chat or normal, with a body or
@@ -137,6 +157,9 @@ async fn archives_with(state: &mut UserState, peer: &Jid) -> bool {
 /// Archives `stanza` (exchanged with `peer`) if it should be, returning its id. `Err` when the
 /// archive queue stayed full: the caller refuses the message rather than lose it.
 async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: bool) -> Result<Option<u64>, ()> {
+    if let Some(archive) = state.ext.get_mut::<ArchiveState>() {
+        archive.replayed = None;
+    }
     if !archivable(stanza) || !archives_with(state, peer).await {
         return Ok(None);
     }
@@ -149,6 +172,7 @@ async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: b
         && let Some(id) = recent.recall(content, by)
     {
         state.services().metrics.replayed_archive_entries_skipped.inc();
+        state.ext.get_or_insert_with(ArchiveState::default).replayed = Some(id);
         return Ok(Some(id));
     }
     let id = next_archive_id(state);
@@ -195,8 +219,7 @@ async fn archive_inbound(state: &mut UserState, stanza: Stanza) -> Flow {
     match archive(state, &stanza, &peer, false).await {
         Ok(None) => Flow::Continue(stanza),
         Ok(Some(id)) => {
-            let stanza_id = Element::new("stanza-id", ns::STANZA_ID).with_attr("by", state.user().as_str()).with_attr("id", id.to_string());
-            Flow::Continue(stanza.with_appended_child(&stanza_id))
+            Flow::Continue(stanza.with_appended_child(&stanza_id(state.user(), id)))
         }
         Err(()) => {
             let me = stanza.to.clone().unwrap_or_else(|| state.user().clone());
