@@ -89,6 +89,12 @@ pub const RSM: &str = "http://jabber.org/protocol/rsm";
 pub const STANZA_ID: &str = "urn:xmpp:sid:0";
 /// Multi-User Chat (XEP-0045).
 pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// XEP-0045 occupant information.
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0045 room owner use cases (configuration, destruction).
+pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+/// XEP-0045 room admin use cases (roles, affiliations).
+pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 /// Push Notifications (XEP-0357).
 pub const PUSH: &str = "urn:xmpp:push:0";
 /// The summary form of a push notification (XEP-0357 §7).

@@ -84,7 +84,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             // The edge announces what the session nodes apply; both read the same configuration.
             let features = SessionFeatures {
                 stream_management: config.sm.enabled,
-                inline: inline_features(&session_config(&config)),
+                inline: inline_features(&domain, &session_config(&config)),
                 max_unacked: config.sm.max_unacked,
             };
             Some(Arc::new(BusGateway::start(&node, bus, features).await.context("opening this edge's inbox")?))
@@ -118,7 +118,7 @@ async fn serve_clients(
 ) -> anyhow::Result<()> {
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
     let c2s = &config.c2s;
-    let (caps_node, caps_ver) = starling_session::server_caps(&session_config(config));
+    let (caps_node, caps_ver) = starling_session::server_caps(domain, &session_config(config));
     let edge_config = EdgeConfig {
         domain: domain.clone(),
         c2s: c2s.clone(),
@@ -152,7 +152,7 @@ async fn serve_clients(
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
     let component_domains = config.components.secrets.keys().cloned().collect();
-    SessionConfig { sm: config.sm.clone(), push: config.push.clone(), component_domains, ..session_config }
+    SessionConfig { sm: config.sm.clone(), push: config.push.clone(), muc: config.muc.clone(), component_domains, ..session_config }
 }
 
 /// `[cluster] node_id`, or one made up from the host's pid and a random number.

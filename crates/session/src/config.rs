@@ -109,6 +109,30 @@ impl Default for PushConfig {
     }
 }
 
+/// `[muc]`: XEP-0045 multi-user chat.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MucConfig {
+    pub enabled: bool,
+    /// The service's domain; empty: `conference.` and the server's domain.
+    pub domain: String,
+    /// Messages a new room keeps for joiners (its `muc#roomconfig_historylength` default).
+    pub history_length: usize,
+    /// The most a room's history may be configured to keep.
+    pub max_history_length: usize,
+    /// Occupants a new room admits (its `muc#roomconfig_maxusers` default), and the most any may.
+    pub max_occupants: usize,
+    /// A new room is locked until its owner configures it or accepts the defaults (XEP-0045
+    /// §10.1): nobody else can join meanwhile.
+    pub lock_new_rooms: bool,
+}
+
+impl Default for MucConfig {
+    fn default() -> Self {
+        MucConfig { enabled: true, domain: String::new(), history_length: 20, max_history_length: 200, max_occupants: 1000, lock_new_rooms: true }
+    }
+}
+
 /// Everything the session layer is started with.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -123,6 +147,7 @@ pub struct SessionConfig {
     /// `[sm]`: how long a broken stream-managed session waits, how much it keeps.
     pub sm: SmConfig,
     pub push: PushConfig,
+    pub muc: MucConfig,
     /// The domains external components may serve (`[components] secrets`): a stanza to one that
     /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
     /// domain's partition, which the component's edge told.
@@ -144,6 +169,7 @@ impl SessionConfig {
             registration_enabled,
             sm: SmConfig::default(),
             push: PushConfig::default(),
+            muc: MucConfig::default(),
             component_domains: Vec::new(),
         }
     }

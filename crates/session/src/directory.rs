@@ -93,13 +93,14 @@ impl Directory {
     }
 
     /// Enqueues `stanza` for the actor of `jid` (a bare JID), starting it with `spawn` if needed.
-    /// Presence broadcasts to an entity without an actor are dropped: no actor means no resource
-    /// to show them to, and starting one per offline contact would cost a store read each.
+    /// Presence broadcasts to a *user* without an actor are dropped (`presence_starts` false): no
+    /// actor means no resource to show them to, and starting one per offline contact would cost a
+    /// store read each. A service entity starts for presence: joining a room is presence.
     ///
     /// Refused when the actor already has [`MAX_PENDING`] messages waiting: its mailbox is the
     /// one queue a fast sender could otherwise grow without end. The caller answers the sender.
-    pub fn deliver(&self, jid: &Jid, stanza: Stanza, received: Instant, spawn: Spawn) -> Result<(), Box<Stanza>> {
-        let broadcast = stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
+    pub fn deliver(&self, jid: &Jid, stanza: Stanza, received: Instant, spawn: Spawn, presence_starts: bool) -> Result<(), Box<Stanza>> {
+        let broadcast = !presence_starts && stanza.kind == StanzaKind::Presence && (stanza.stanza_type.is_none() || stanza.type_is("unavailable"));
         let mut shard = self.shard(jid);
         let entry = match shard.get_mut(jid) {
             Some(entry) => entry,

@@ -28,15 +28,15 @@ use crate::router::{HostRouter, NoFederation};
 /// The XEP-0115 node and verification string the server advertises in its stream features: the
 /// modules a session layer with `config` registers decide them, so an edge computes them the same
 /// way without running one.
-pub fn server_caps(config: &SessionConfig) -> (String, String) {
-    let modules = Modules::build(config, ALL);
+pub fn server_caps(domain: &Jid, config: &SessionConfig) -> (String, String) {
+    let modules = Modules::build(domain, config, ALL);
     (crate::modules::CAPS_NODE.to_owned(), crate::modules::caps_ver(modules.advertised()))
 }
 
 /// The namespaces of the session features a Bind2 bind applies inline with `config`, for an edge
 /// that reaches session nodes through the bus.
-pub fn inline_features(config: &SessionConfig) -> Vec<&'static str> {
-    Modules::build(config, ALL).inline_features()
+pub fn inline_features(domain: &Jid, config: &SessionConfig) -> Vec<&'static str> {
+    Modules::build(domain, config, ALL).inline_features()
 }
 
 /// The reply of an actor to a caller waiting in this process.
@@ -61,7 +61,7 @@ impl SessionLayer {
 
     /// [`start`](Self::start) with the given modules instead of every module.
     pub(crate) fn start_with_modules(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>, modules: &[Register]) -> SessionLayer {
-        let modules = Arc::new(Modules::build(&config, modules));
+        let modules = Arc::new(Modules::build(&domain, &config, modules));
         let archive_writer = config.archive.enabled.then(|| ArchiveWriter::start(store.archive.clone(), &(&config.archive).into(), metrics.clone()));
         let directory = Directory::new(config.arbiters(), metrics.clone());
         let services = Arc::new(Services {

@@ -106,7 +106,7 @@ async fn a_local_service_entity_is_an_actor_addressed_by_its_domain() {
     alice.send("<iq xmlns='jabber:client' type='get' id='items' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
     let items = alice.next().await;
     let listed: Vec<&str> = items.get_child("query", ns::DISCO_ITEMS).expect("query").children().filter_map(|i| i.attr("jid")).collect();
-    assert_eq!(listed, ["echo.localhost"]);
+    assert!(listed.contains(&"echo.localhost"), "{listed:?}");
 }
 
 #[actix::test]
@@ -154,7 +154,7 @@ async fn entity_time_is_one_module_advertised_in_disco_and_caps() {
     assert_eq!(time.get_child("tzo", "urn:xmpp:time").map(|t| t.text()).as_deref(), Some("Z"));
     assert!(time.get_child("utc", "urn:xmpp:time").is_some_and(|utc| utc.text().ends_with('Z')));
 
-    let (node, ver) = server_caps(&SessionConfig::default());
+    let (node, ver) = server_caps(&Jid::new("localhost").expect("domain"), &SessionConfig::default());
     alice.send(&format!("<iq xmlns='jabber:client' type='get' id='i' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#{ver}'/></iq>")).await;
     let info = alice.next().await;
     let query = info.get_child("query", ns::DISCO_INFO).expect("disco#info");

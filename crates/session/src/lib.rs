@@ -34,11 +34,13 @@ mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
-pub use config::{ArchiveConfig, ArchiveMode, PushConfig, SessionConfig, SessionsConfig};
+pub use config::{ArchiveConfig, ArchiveMode, MucConfig, PushConfig, SessionConfig, SessionsConfig};
 pub use layer::{inline_features, server_caps, SessionLayer};
 pub use starling_cluster::gateway::ComponentLink;
 
 #[cfg(test)]
 mod layer_tests;
+#[cfg(test)]
+mod muc_tests;
 #[cfg(test)]
 mod sm_tests;

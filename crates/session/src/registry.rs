@@ -134,6 +134,8 @@ pub(crate) struct Modules {
 /// What a module's `register` function is handed.
 pub(crate) struct Registrar<'a> {
     modules: &'a mut Modules,
+    /// The server's domain (a service's domain is usually a subdomain of it).
+    pub domain: &'a Jid,
     pub config: &'a SessionConfig,
 }
 
@@ -200,9 +202,9 @@ pub(crate) type Register = fn(&mut Registrar);
 
 impl Modules {
     /// Runs every module's `register`, in the order given.
-    pub fn build(config: &SessionConfig, modules: &[Register]) -> Modules {
+    pub fn build(domain: &Jid, config: &SessionConfig, modules: &[Register]) -> Modules {
         let mut built = Modules::default();
-        let mut registrar = Registrar { modules: &mut built, config };
+        let mut registrar = Registrar { modules: &mut built, domain, config };
         for register in modules {
             register(&mut registrar);
         }

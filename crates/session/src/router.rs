@@ -142,13 +142,13 @@ impl HostRouter {
         let Some(to) = stanza.to.as_ref() else { return Ok(()) };
         let bare = to.bare();
         match self.destination(to) {
-            Destination::User => self.directory.deliver(&bare, stanza, received, &|arbiter, pending| self.spawn_user(&bare, arbiter, pending)),
+            Destination::User => self.directory.deliver(&bare, stanza, received, &|arbiter, pending| self.spawn_user(&bare, arbiter, pending), false),
             Destination::Service(kind) => {
                 let spawn = |arbiter: &actix::ArbiterHandle, pending| {
                     let (kind, jid, services, router) = (kind.clone(), bare.clone(), self.services.clone(), self.router());
                     ActorRef::Service(ServiceActor::start_in_arbiter(arbiter, move |_| ServiceActor::new(kind.as_ref(), jid, services, router, pending)))
                 };
-                self.directory.deliver(&bare, stanza, received, &spawn)
+                self.directory.deliver(&bare, stanza, received, &spawn, true)
             }
             // A component's domain is served where its partition is owned: here.
             Destination::Component(link) => link.send(stanza),

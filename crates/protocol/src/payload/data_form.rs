@@ -11,33 +11,6 @@ use starling_xml::Element;
 use super::{PayloadError, child_text, expect, text_element};
 use crate::ns;
 
-macro_rules! names {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($variant,)+
-        }
-
-        impl $name {
-            /// The name the XEP gives this value.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            /// The value with this name, if the XEP defines it.
-            pub fn parse(s: &str) -> Option<$name> {
-                match s {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
 names! {
     /// What a form is for (XEP-0004 §3.1).
     FormType {

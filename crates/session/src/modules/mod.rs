@@ -11,6 +11,7 @@ mod carbons;
 mod disco;
 mod last_activity;
 mod mam;
+mod muc;
 mod offline;
 mod ping;
 mod presence;
@@ -35,6 +36,7 @@ pub(crate) const ALL: &[Register] = &[
     bind2::register,
     carbons::register,
     mam::register,
+    muc::register,
     vcard::register,
     private_xml::register,
     version::register,

@@ -1,0 +1,111 @@
+//! The requests a room answers: disco of the room (§6.4) and of its occupants (§6.5), the owner's
+//! configuration form and destruction (§10.1, §10.2, §10.9), and self-ping (XEP-0410).
+
+use starling_protocol::payload::muc::Affiliation;
+use starling_protocol::payload::{DataForm, DiscoInfoResult, DiscoItem, DiscoItemsResult, FormType, Identity};
+use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition};
+use starling_xml::Element;
+
+use super::{Room, RoomState};
+use crate::modules::muc::{answer, refuse, request_payload};
+use crate::service::ServiceContext;
+
+impl Room {
+    pub(super) fn iq(&mut self, context: &ServiceContext, stanza: &Stanza) {
+        if !stanza.is_iq_request() {
+            return;
+        }
+        let Some(payload) = request_payload(stanza) else { return refuse(context, stanza, StanzaErrorCondition::BadRequest) };
+        let get = stanza.type_is("get");
+        let Some(room) = self.state.as_ref() else { return refuse(context, stanza, StanzaErrorCondition::ItemNotFound) };
+        let sender = room.occupants.iter().position(|o| o.jid == stanza.from);
+        if let Some(nick) = stanza.to.as_ref().and_then(Jid::resource) {
+            // XEP-0410: a client asks whether it is still joined by pinging its own occupant JID.
+            let disco = payload.is("query", ns::DISCO_INFO) || payload.is("query", ns::DISCO_ITEMS);
+            return match sender {
+                // §6.6.
+                None if disco => refuse(context, stanza, StanzaErrorCondition::BadRequest),
+                None => refuse(context, stanza, StanzaErrorCondition::NotAcceptable),
+                Some(sender) if room.occupants[sender].nick == nick && payload.is("ping", ns::PING) => answer(context, stanza, None),
+                // Requests to other occupants are not relayed yet.
+                Some(_) => refuse(context, stanza, StanzaErrorCondition::ServiceUnavailable),
+            };
+        }
+        let owner = room.affiliation(&stanza.from.bare()) == Affiliation::Owner;
+        match (payload.name(), payload.ns()) {
+            ("query", ns::DISCO_INFO) if get => answer(context, stanza, Some((&self.info(room)).into())),
+            ("query", ns::DISCO_ITEMS) if get => {
+                // §6.5: the occupants, of a public room or to its occupants.
+                let items = if sender.is_some() || room.config.public { room.occupants.iter().map(|o| DiscoItem { jid: self.occupant_jid(&o.nick), node: None, name: None }).collect() } else { Vec::new() };
+                answer(context, stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
+            }
+            ("query", ns::MUC_OWNER) if !owner => refuse(context, stanza, StanzaErrorCondition::Forbidden),
+            ("query", ns::MUC_OWNER) if get => answer(context, stanza, Some(Element::new("query", ns::MUC_OWNER).with_child((&room.config.form()).into()))),
+            ("query", ns::MUC_OWNER) => self.owner_set(context, stanza, &payload),
+            ("query", ns::MUC_ADMIN) => self.admin(context, stanza, &payload),
+            _ => refuse(context, stanza, StanzaErrorCondition::ServiceUnavailable),
+        }
+    }
+
+    fn info(&self, room: &RoomState) -> DiscoInfoResult {
+        let name = (!room.config.name.is_empty()).then_some(room.config.name.as_str()).or(self.jid.node());
+        let mut features = room.config.features();
+        features.push(ns::DISCO_INFO.to_owned());
+        features.push(ns::PING.to_owned());
+        DiscoInfoResult {
+            identities: vec![Identity::new("conference", "text", name)],
+            features,
+            extensions: vec![room.config.info_form(room.occupants.len(), &room.subject.1)],
+            ..DiscoInfoResult::default()
+        }
+    }
+
+    /// §10.1.2–§10.2: the owner submits the configuration (an empty submission accepts the
+    /// defaults: an instant room), cancels the creation of a locked room, or destroys the room.
+    fn owner_set(&mut self, context: &ServiceContext, stanza: &Stanza, payload: &Element) {
+        if let Some(destroy) = payload.get_child("destroy", ns::MUC_OWNER) {
+            self.destroy(context, destroy);
+            return answer(context, stanza, None);
+        }
+        let Some(form) = payload.get_child("x", ns::DATA_FORMS).and_then(|x| DataForm::try_from(x).ok()) else {
+            return refuse(context, stanza, StanzaErrorCondition::BadRequest);
+        };
+        let room = self.state.as_mut().expect("checked by the caller");
+        match form.type_ {
+            FormType::Cancel if room.locked => {
+                // The creator gave up on a room it never configured: it goes (§10.1.3).
+                self.destroy(context, &Element::new("destroy", ns::MUC_OWNER));
+                answer(context, stanza, None);
+            }
+            FormType::Cancel => answer(context, stanza, None),
+            FormType::Submit => match room.config.with_submitted(&form, &self.service) {
+                Ok(config) => {
+                    room.config = config;
+                    room.locked = false;
+                    answer(context, stanza, None);
+                }
+                Err(condition) => refuse(context, stanza, condition),
+            },
+            _ => refuse(context, stanza, StanzaErrorCondition::BadRequest),
+        }
+    }
+
+    /// §10.9: every occupant is told the room is gone (with the owner's alternate venue and
+    /// reason), and the room forgets everything.
+    fn destroy(&mut self, context: &ServiceContext, destroy: &Element) {
+        let Some(room) = self.state.take() else { return };
+        let mut told = Element::new("destroy", ns::MUC_USER);
+        if let Some(venue) = destroy.attr("jid") {
+            told.set_attr("jid", venue);
+        }
+        if let Some(reason) = destroy.get_child("reason", ns::MUC_OWNER) {
+            told.push_child(Element::new("reason", ns::MUC_USER).with_text(reason.text()));
+        }
+        for occupant in &room.occupants {
+            let item = Element::new("item", ns::MUC_USER).with_attr("affiliation", "none").with_attr("role", "none");
+            let x = Element::new("x", ns::MUC_USER).with_child(item).with_child(told.clone());
+            let presence = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable").with_child(x);
+            let _ = context.route(Stanza::build(presence, &self.occupant_jid(&occupant.nick), Some(&occupant.jid)));
+        }
+    }
+}

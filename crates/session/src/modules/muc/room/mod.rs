@@ -1,0 +1,385 @@
+//! One room (XEP-0045): its occupants, configuration, subject and recent history, and what it does
+//! with the stanzas addressed to it (its bare JID, or `room@service/nick` for an occupant).
+//! Everything the room sends goes from `room@service/nick` (or the room's JID) to occupants' real
+//! full JIDs, one stanza per occupant.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use starling_protocol::payload::muc::{status, Affiliation, HistoryRequest, MucItem, MucJoin, MucUser, Role};
+use starling_protocol::{datetime, ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
+use starling_xml::Element;
+
+mod admin;
+mod iq;
+
+/// Owners and admins joining a full room beyond its maximum, at most (§7.2.9).
+const PRIVILEGED_EXTRA: usize = 16;
+
+use super::form::{RoomConfig, Whois};
+use super::{refuse, PublicRooms};
+use crate::config::MucConfig;
+use crate::service::{ServiceContext, ServiceEntity};
+
+pub(super) struct Room {
+    jid: Jid,
+    service: Arc<MucConfig>,
+    /// `None` until a join creates it, and again once it is destroyed.
+    state: Option<RoomState>,
+    public: Arc<PublicRooms>,
+    /// The name it is listed under, if it is listed.
+    listed: Option<String>,
+}
+
+struct RoomState {
+    config: RoomConfig,
+    /// Created and not yet configured by its owner: nobody else may join (§10.1).
+    locked: bool,
+    /// Affiliations by bare JID (§5.2); absent means none. The creator is its first owner.
+    affiliations: HashMap<Jid, Affiliation>,
+    /// In the order they joined.
+    occupants: Vec<Occupant>,
+    /// Who set the subject (a nick; empty for the room) and the text.
+    subject: (String, String),
+    /// The latest groupchat messages.
+    history: VecDeque<Past>,
+    /// The last stanza-id given, microseconds since the epoch, strictly increasing.
+    last_id: u64,
+}
+
+/// A groupchat message kept for joiners: as broadcast (without addresses), by whom, and when
+/// (its stanza-id, microseconds since the epoch).
+struct Past {
+    nick: String,
+    message: Element,
+    at: u64,
+}
+
+#[derive(Clone)]
+struct Occupant {
+    nick: String,
+    /// The real full JID.
+    jid: Jid,
+    affiliation: Affiliation,
+    role: Role,
+    /// Its last presence without the MUC extensions: `<show/>`, `<status/>`, caps…
+    presence: Element,
+}
+
+impl Room {
+    pub fn new(jid: Jid, service: Arc<MucConfig>, public: Arc<PublicRooms>) -> Room {
+        Room { jid, service, state: None, public, listed: None }
+    }
+
+    /// Lists the room as the service's public rooms if it is one now, or stops listing it.
+    fn relist(&mut self) {
+        let listed = self.state.as_ref().filter(|room| room.config.public && !room.locked).map(|room| room.config.name.clone());
+        if listed != self.listed {
+            self.public.set(&self.jid, listed.clone());
+            self.listed = listed;
+        }
+    }
+
+    fn occupant_jid(&self, nick: &str) -> Jid {
+        self.jid.with_resource(nick).expect("a nick was a valid resource when it was taken")
+    }
+}
+
+impl ServiceEntity for Room {
+    fn handle<'a>(&'a mut self, context: &'a ServiceContext, stanza: Stanza, _: Instant) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+        Box::pin(async move {
+            match stanza.kind {
+                StanzaKind::Presence => self.presence(context, &stanza),
+                StanzaKind::Message => self.message(context, &stanza),
+                StanzaKind::Iq => self.iq(context, &stanza),
+            }
+            self.relist();
+        })
+    }
+
+    fn is_idle(&self) -> bool {
+        self.state.is_none()
+    }
+}
+
+impl RoomState {
+    fn affiliation(&self, bare: &Jid) -> Affiliation {
+        self.affiliations.get(bare).copied().unwrap_or(Affiliation::None)
+    }
+
+    /// §5.1.2: the role an occupant gets on joining.
+    fn default_role(&self, affiliation: Affiliation) -> Role {
+        match affiliation {
+            Affiliation::Owner | Affiliation::Admin => Role::Moderator,
+            Affiliation::Member => Role::Participant,
+            _ if self.config.moderated => Role::Visitor,
+            _ => Role::Participant,
+        }
+    }
+}
+
+/// What the room says of an occupant in the `muc#user` item to `viewer`: its real JID only where
+/// the viewer may see it (§7.2.3, §7.2.4).
+fn item_for(room: &RoomState, occupant: &Occupant, viewer: &Occupant) -> MucItem {
+    let sees_jid = room.config.whois == Whois::Anyone || viewer.role == Role::Moderator;
+    MucItem { jid: sees_jid.then(|| occupant.jid.clone()), ..MucItem::new(occupant.affiliation, occupant.role) }
+}
+
+impl Room {
+    fn presence(&mut self, context: &ServiceContext, stanza: &Stanza) {
+        let Some(nick) = stanza.to.as_ref().and_then(Jid::resource).map(str::to_owned) else {
+            // §7.2.1: joining needs a nick.
+            if stanza.stanza_type.is_none() {
+                refuse(context, stanza, StanzaErrorCondition::JidMalformed);
+            }
+            return;
+        };
+        let current = self.state.as_ref().and_then(|room| room.occupants.iter().position(|o| o.jid == stanza.from));
+        match (stanza.stanza_type.as_deref(), current) {
+            // Gone: left, or its server says it cannot be reached.
+            (Some("unavailable" | "error"), Some(index)) => self.leave(context, index),
+            (None, Some(index)) => self.change_presence(context, index, &nick, stanza),
+            (None, None) => self.join(context, &nick, stanza),
+            _ => {}
+        }
+    }
+
+    fn join(&mut self, context: &ServiceContext, nick: &str, stanza: &Stanza) {
+        let Ok(element) = stanza.element() else { return };
+        let join = match element.get_child("x", ns::MUC).map(MucJoin::try_from).transpose() {
+            Ok(join) => join.unwrap_or_default(),
+            Err(_) => return refuse(context, stanza, StanzaErrorCondition::BadRequest),
+        };
+        let created = self.state.is_none();
+        let bare = stanza.from.bare();
+        let room = self.state.get_or_insert_with(|| RoomState {
+            config: RoomConfig::new(&self.service),
+            locked: self.service.lock_new_rooms,
+            affiliations: HashMap::from([(bare.clone(), Affiliation::Owner)]),
+            occupants: Vec::new(),
+            subject: (String::new(), String::new()),
+            history: VecDeque::new(),
+            last_id: 0,
+        });
+        let affiliation = room.affiliation(&bare);
+        let privileged = matches!(affiliation, Affiliation::Owner | Affiliation::Admin);
+        let refusal = if room.locked && affiliation != Affiliation::Owner {
+            Some(StanzaErrorCondition::ItemNotFound)
+        } else if affiliation == Affiliation::Outcast {
+            Some(StanzaErrorCondition::Forbidden)
+        } else if room.occupants.iter().any(|o| o.nick == nick) {
+            Some(StanzaErrorCondition::Conflict)
+        } else if affiliation != Affiliation::Owner && room.config.password.is_some() && join.password != room.config.password {
+            Some(StanzaErrorCondition::NotAuthorized)
+        } else if affiliation == Affiliation::None && room.config.members_only {
+            Some(StanzaErrorCondition::RegistrationRequired)
+        } else if room.occupants.len() >= room.config.max_occupants + if privileged { PRIVILEGED_EXTRA } else { 0 } {
+            // §7.2.9: owners and admins may still join a full room, up to a few more.
+            Some(StanzaErrorCondition::ServiceUnavailable)
+        } else {
+            None
+        };
+        if let Some(condition) = refusal {
+            return refuse(context, stanza, condition);
+        }
+        let role = room.default_role(affiliation);
+        room.occupants.push(Occupant { nick: nick.to_owned(), jid: stanza.from.clone(), affiliation, role, presence: without_muc(element) });
+        let joined = room.occupants.len() - 1;
+        // §7.2.3: the others' presence first, then the joiner's own, which everyone gets.
+        for index in 0..joined {
+            self.send_presence(context, index, joined, &[]);
+        }
+        let mut own = vec![status::SELF_PRESENCE];
+        let room = self.state.as_ref().expect("joined");
+        if room.config.whois == Whois::Anyone {
+            own.push(status::NON_ANONYMOUS);
+        }
+        if created {
+            own.push(status::ROOM_CREATED);
+        }
+        for index in 0..=joined {
+            self.send_presence(context, joined, index, if index == joined { &own } else { &[] });
+        }
+        self.send_history(context, joined, &join.history);
+        self.send_subject(context, joined);
+    }
+
+    /// The presence of occupant `about` (available) to occupant `to`.
+    fn send_presence(&self, context: &ServiceContext, about: usize, to: usize, statuses: &[u16]) {
+        let room = self.state.as_ref().expect("a room with occupants");
+        let (about, to) = (&room.occupants[about], &room.occupants[to]);
+        let user = MucUser { item: item_for(room, about, to), statuses: statuses.to_vec() };
+        let mut presence = about.presence.clone();
+        presence.push_child((&user).into());
+        let _ = context.route(Stanza::build(presence, &self.occupant_jid(&about.nick), Some(&to.jid)));
+    }
+
+    /// Occupant `about` left, was removed (with `reason`), or changed its nick to `new_nick`:
+    /// everyone, itself included, gets its unavailable presence.
+    fn send_unavailable(&self, context: &ServiceContext, about: &Occupant, new_nick: Option<&str>, extra: &[u16], reason: Option<&str>) {
+        let room = self.state.as_ref().expect("a room");
+        let everyone = room.occupants.iter().filter(|o| o.jid != about.jid).chain(std::iter::once(about));
+        for to in everyone {
+            let mut statuses = extra.to_vec();
+            if to.jid == about.jid {
+                statuses.push(status::SELF_PRESENCE);
+            }
+            let mut item = item_for(room, about, to);
+            if new_nick.is_none() {
+                item.role = Role::None;
+            }
+            item.nick = new_nick.map(str::to_owned);
+            item.reason = reason.map(str::to_owned);
+            let user = MucUser { item, statuses };
+            let presence = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable").with_child((&user).into());
+            let _ = context.route(Stanza::build(presence, &self.occupant_jid(&about.nick), Some(&to.jid)));
+        }
+    }
+
+    fn leave(&mut self, context: &ServiceContext, index: usize) {
+        let Some(room) = self.state.as_mut() else { return };
+        let gone = room.occupants.remove(index);
+        self.send_unavailable(context, &gone, None, &[], None);
+        let room = self.state.as_ref().expect("a room");
+        if room.occupants.is_empty() && !room.config.persistent {
+            self.state = None;
+        }
+    }
+
+    /// An occupant sent presence again: under a new nick (§7.6) or with a new status (§7.7).
+    fn change_presence(&mut self, context: &ServiceContext, index: usize, nick: &str, stanza: &Stanza) {
+        let Ok(element) = stanza.element() else { return };
+        let room = self.state.as_mut().expect("an occupant's room");
+        if room.occupants[index].nick != nick {
+            if room.occupants.iter().any(|o| o.nick == nick) {
+                return refuse(context, stanza, StanzaErrorCondition::Conflict);
+            }
+            let old = room.occupants[index].clone();
+            room.occupants[index].nick = nick.to_owned();
+            room.occupants[index].presence = without_muc(element);
+            self.send_unavailable(context, &old, Some(nick), &[status::NEW_NICK], None);
+        } else {
+            room.occupants[index].presence = without_muc(element);
+        }
+        self.broadcast_presence(context, index);
+    }
+}
+
+/// A client's presence as the room shows it: without the `muc` and `muc#user` extensions, and
+/// without addresses (the room sets its own).
+fn without_muc(mut presence: Element) -> Element {
+    presence.remove_children(|child| child.is("x", ns::MUC) || child.is("x", ns::MUC_USER));
+    for attribute in ["from", "to", "id", "type"] {
+        presence.remove_attr(attribute);
+    }
+    presence
+}
+
+impl Room {
+    fn message(&mut self, context: &ServiceContext, stanza: &Stanza) {
+        if stanza.is_error() {
+            return;
+        }
+        let Some(room) = self.state.as_ref() else { return refuse(context, stanza, StanzaErrorCondition::ItemNotFound) };
+        let sender = room.occupants.iter().position(|o| o.jid == stanza.from);
+        let to_nick = stanza.to.as_ref().and_then(Jid::resource).map(str::to_owned);
+        let groupchat = stanza.type_is("groupchat");
+        match (to_nick, sender) {
+            (_, None) => refuse(context, stanza, StanzaErrorCondition::NotAcceptable),
+            (None, Some(sender)) if groupchat => self.groupchat(context, sender, stanza),
+            // §7.5: groupchat is for the room, not an occupant.
+            (Some(_), Some(_)) if groupchat => refuse(context, stanza, StanzaErrorCondition::BadRequest),
+            (Some(nick), Some(sender)) => self.private_message(context, sender, &nick, stanza),
+            // Mediated invitations (§7.8.2) come with affiliations.
+            (None, Some(_)) => refuse(context, stanza, StanzaErrorCondition::BadRequest),
+        }
+    }
+
+    fn groupchat(&mut self, context: &ServiceContext, sender: usize, stanza: &Stanza) {
+        let Ok(mut message) = stanza.element() else { return };
+        let room = self.state.as_mut().expect("the sender's room");
+        let occupant = &room.occupants[sender];
+        if occupant.role == Role::Visitor {
+            return refuse(context, stanza, StanzaErrorCondition::Forbidden);
+        }
+        let subject = message.get_child("subject", ns::CLIENT).map(Element::text);
+        let body = message.get_child("body", ns::CLIENT).is_some();
+        if let (Some(subject), false) = (&subject, body) {
+            // §8.1: the subject, by a moderator or anyone if the room allows.
+            if occupant.role != Role::Moderator && !room.config.occupants_change_subject {
+                return refuse(context, stanza, StanzaErrorCondition::Forbidden);
+            }
+            room.subject = (occupant.nick.clone(), subject.clone());
+        }
+        let nick = occupant.nick.clone();
+        // XEP-0359: the room's stanza-id, no other claiming to be the room's.
+        let room_jid = self.jid.clone();
+        message.remove_children(|child| child.is("stanza-id", ns::STANZA_ID) && child.attr("by") == Some(room_jid.as_str()));
+        room.last_id = crate::datetime::now_micros().max(room.last_id + 1);
+        let id = room.last_id;
+        message.push_child(Element::new("stanza-id", ns::STANZA_ID).with_attr("by", room_jid.as_str()).with_attr("id", id.to_string()));
+        for attribute in ["from", "to"] {
+            message.remove_attr(attribute);
+        }
+        if subject.is_none() && body {
+            if room.history.len() >= room.config.history_length.max(1) {
+                room.history.pop_front();
+            }
+            if room.config.history_length > 0 {
+                room.history.push_back(Past { nick: nick.clone(), message: message.clone(), at: id });
+            }
+        }
+        let from = room_jid.with_resource(&nick).expect("an occupant's nick is a valid resource");
+        for occupant in &room.occupants {
+            let _ = context.route(Stanza::build(message.clone(), &from, Some(&occupant.jid)));
+        }
+    }
+
+    /// §7.5: to one occupant, from the sender's occupant JID, marked as from the room.
+    fn private_message(&mut self, context: &ServiceContext, sender: usize, nick: &str, stanza: &Stanza) {
+        let room = self.state.as_ref().expect("the sender's room");
+        if !room.config.allow_private_messages && room.occupants[sender].role != Role::Moderator {
+            return refuse(context, stanza, StanzaErrorCondition::Forbidden);
+        }
+        let Some(target) = room.occupants.iter().find(|o| o.nick == nick) else { return refuse(context, stanza, StanzaErrorCondition::ItemNotFound) };
+        let Ok(mut message) = stanza.element() else { return };
+        for attribute in ["from", "to"] {
+            message.remove_attr(attribute);
+        }
+        message.push_child(Element::new("x", ns::MUC_USER));
+        let _ = context.route(Stanza::build(message, &self.occupant_jid(&room.occupants[sender].nick), Some(&target.jid)));
+    }
+
+    /// §7.2.13: what the joiner asked for of the history, oldest first, stamped with when it
+    /// was sent.
+    fn send_history(&self, context: &ServiceContext, to: usize, request: &HistoryRequest) {
+        let room = self.state.as_ref().expect("a room");
+        let now = crate::datetime::now_micros();
+        let since = [request.since, request.seconds.map(|s| now.saturating_sub(s.saturating_mul(1_000_000)))].into_iter().flatten().max().unwrap_or(0);
+        let mut picked: Vec<&Past> = room.history.iter().rev().filter(|past| past.at >= since).take(request.max_stanzas.unwrap_or(usize::MAX)).collect();
+        if let Some(max_chars) = request.max_chars {
+            let mut total = 0;
+            picked.retain(|past| {
+                total += past.message.to_bytes().len();
+                total <= max_chars
+            });
+        }
+        let recipient = &room.occupants[to].jid;
+        for past in picked.into_iter().rev() {
+            let delay = Element::new("delay", ns::DELAY).with_attr("from", self.jid.as_str()).with_attr("stamp", datetime::format(past.at));
+            let _ = context.route(Stanza::build(past.message.clone().with_child(delay), &self.occupant_jid(&past.nick), Some(recipient)));
+        }
+    }
+
+    /// §7.2.15: the subject, always, after the history (empty when there is none).
+    fn send_subject(&self, context: &ServiceContext, to: usize) {
+        let room = self.state.as_ref().expect("a room");
+        let (nick, text) = &room.subject;
+        let message = Element::new("message", ns::CLIENT).with_attr("type", "groupchat").with_child(Element::new("subject", ns::CLIENT).with_text(text.as_str()));
+        let from = if nick.is_empty() { self.jid.clone() } else { self.occupant_jid(nick) };
+        let _ = context.route(Stanza::build(message, &from, Some(&room.occupants[to].jid)));
+    }
+}
