@@ -243,3 +243,16 @@ async def test_public_rooms_are_listed_by_the_service(env):
     await owner.iq_ok(f"<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_publicroom'><value>0</value></field></x></query>", "set", room)
     items = await owner.iq(f"<query xmlns='{M['items']}'/>", "get", to=SERVICE)
     assert room not in [i.get("jid") for i in items.findall("items:query/items:item", M)], to_str(items)
+
+
+async def test_mediated_invitation_and_decline(env):
+    owner, invitee = await env.online(), await env.online()
+    room = await create_instant_room(owner)
+    invitee_bare = invitee.jid.split("/")[0]
+    owner.send(f"<message to='{room}'><x xmlns='{MUC_USER}'><invite to='{invitee_bare}'><reason>join us</reason></invite></x></message>")
+    invitation = await invitee.inbox.wait(lambda e: e.tag == tag("c", "message") and e.get("from") == room and e.find("user:x/user:invite", M) is not None)
+    invite = invitation.find("user:x/user:invite", M)
+    assert invite.get("from") == owner.jid and invite.findtext("user:reason", namespaces=M) == "join us", to_str(invitation)
+    invitee.send(f"<message to='{room}'><x xmlns='{MUC_USER}'><decline to='{owner.jid}'><reason>busy</reason></decline></x></message>")
+    declined = await owner.inbox.wait(lambda e: e.tag == tag("c", "message") and e.find("user:x/user:decline", M) is not None)
+    assert declined.find("user:x/user:decline", M).get("from") == invitee_bare, to_str(declined)
