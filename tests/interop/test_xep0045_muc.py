@@ -256,3 +256,24 @@ async def test_mediated_invitation_and_decline(env):
     invitee.send(f"<message to='{room}'><x xmlns='{MUC_USER}'><decline to='{owner.jid}'><reason>busy</reason></decline></x></message>")
     declined = await owner.inbox.wait(lambda e: e.tag == tag("c", "message") and e.find("user:x/user:decline", M) is not None)
     assert declined.find("user:x/user:decline", M).get("from") == invitee_bare, to_str(declined)
+
+
+async def test_the_room_archive_answers_its_occupants(env):
+    """XEP-0313 on the room's JID: what was said, under the stanza-ids occupants saw live."""
+    owner, guest = await env.online(), await env.online()
+    room = await create_instant_room(owner)
+    await join(guest, room, "guest")
+    live_ids = []
+    for n in range(3):
+        guest.send(f"<message to='{room}' type='groupchat'><body>archived {n}</body></message>")
+        got = await owner.inbox.wait(is_message(frm=f"{room}/guest", body=f"archived {n}", type_="groupchat"))
+        live_ids.append(got.find("sid:stanza-id", M).get("id"))
+    answer = await guest.iq("<query xmlns='urn:xmpp:mam:2' queryid='q1'/>", "set", to=room)
+    assert answer.get("type") == "result" and answer.find("{urn:xmpp:mam:2}fin", NS).get("complete") == "true", to_str(answer)
+    results = guest.inbox.find(lambda e: e.tag == tag("c", "message") and e.get("from") == room and e.find("{urn:xmpp:mam:2}result[@queryid='q1']", NS) is not None)
+    bodies = [r.findtext("{urn:xmpp:mam:2}result/{urn:xmpp:forward:0}forwarded/c:message/c:body", namespaces=NS) for r in results]
+    assert bodies == [f"archived {n}" for n in range(3)], bodies
+    assert [r.find("{urn:xmpp:mam:2}result", NS).get("id") for r in results] == live_ids
+    outsider = await env.online()
+    refused = await outsider.iq("<query xmlns='urn:xmpp:mam:2'/>", "set", to=room)
+    assert condition(refused) == "forbidden", to_str(refused)

@@ -36,15 +36,16 @@ pub(crate) trait ServiceEntity: 'static {
     fn is_idle(&self) -> bool;
 }
 
-/// What an entity is handed: its JID and the way to everyone else.
+/// What an entity is handed: its JID, the way to everyone else, and the server's services (the
+/// store, the archive writer, the configuration).
 pub(crate) struct ServiceContext {
     pub jid: Jid,
     router: Arc<dyn Router>,
+    pub services: Arc<Services>,
 }
 
 impl ServiceContext {
     /// Routes a stanza the entity sends (its `from` is the entity's JID or a JID under it).
-    #[allow(dead_code)] // Used by the service modules to come (MUC, PubSub); exercised by layer_tests.
     pub fn route(&self, stanza: Stanza) -> Result<(), Box<Stanza>> {
         self.router.route(stanza, Instant::now())
     }
@@ -64,7 +65,7 @@ impl ServiceActor {
     pub fn new(kind: &dyn ServiceKind, jid: Jid, services: Arc<Services>, router: Arc<dyn Router>, pending: Arc<AtomicUsize>) -> ServiceActor {
         let idle_after = services.config.idle_actor();
         let entity = Some(kind.entity(&jid));
-        ServiceActor { entity, context: Arc::new(ServiceContext { jid, router }), pending, idle_after, retirement_scheduled: false }
+        ServiceActor { entity, context: Arc::new(ServiceContext { jid, router, services }), pending, idle_after, retirement_scheduled: false }
     }
 
     fn schedule_retirement(&mut self, ctx: &mut Context<Self>) {

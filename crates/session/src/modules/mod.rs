@@ -10,7 +10,7 @@ mod blocking;
 mod carbons;
 mod disco;
 mod last_activity;
-mod mam;
+pub(crate) mod mam;
 mod muc;
 mod offline;
 mod ping;

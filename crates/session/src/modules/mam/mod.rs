@@ -8,6 +8,7 @@
 mod query;
 mod replays;
 
+use bytes::Bytes;
 use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
 use starling_protocol::payload::{ArchiveEnd, MamFin, MamMetadata, MamQuery, RsmFirst, RsmSet};
 use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
@@ -16,6 +17,7 @@ use starling_xml::Element;
 use self::query::{parse_prefs, parse_query, prefs_payload, result_message, run_query};
 use self::replays::{archived_by, content_of, RecentlyArchived};
 use super::roster;
+use crate::context::Services;
 use crate::datetime;
 use crate::hold::{current_cause, current_hold};
 use crate::iq::{Iq, IqTo};
@@ -268,47 +270,60 @@ async fn mam_iq(state: &mut UserState, iq: Iq) {
     }
 }
 
-async fn mam_query(state: &mut UserState, iq: &Iq) {
-    let config = state.services().config.archive.clone();
-    let Some(resource) = iq.resource.clone() else { return };
-    let payload = &iq.payload;
+/// Why an archive query got no page.
+pub(crate) enum QueryRefused {
+    /// A protocol error, for the requester.
+    Refused(StanzaErrorCondition),
+    Store(StoreError),
+}
+
+/// One query of the archive of `archive` (a user's or a room's bare JID) from `to`: the result
+/// messages, in the order to send them, and the `<fin/>` that ends them.
+pub(crate) async fn answer_query(services: &Services, archive: &Jid, payload: &Element, to: &Jid) -> Result<(Vec<Bytes>, MamFin), QueryRefused> {
     if payload.attr("node").is_some() {
-        // Pubsub node archives (XEP-0442) are not served by a user archive.
-        return state.refuse(iq, StanzaErrorCondition::FeatureNotImplemented);
+        // Pubsub node archives (XEP-0442) are not served here.
+        return Err(QueryRefused::Refused(StanzaErrorCondition::FeatureNotImplemented));
     }
-    let query = match parse_query(payload, &config) {
-        Ok(query) => query,
-        Err(condition) => return state.refuse(iq, condition),
-    };
-    // Read-your-writes: what this user's actor queued must be stored before the query reads.
-    // If the store is too far behind, answer anyway and say the result may change (§4.3.2).
-    let stable = match state.services().archive_writer.as_ref() {
+    let query = parse_query(payload, &services.config.archive).map_err(QueryRefused::Refused)?;
+    // Read-your-writes: what was queued must be stored before the query reads. If the store is
+    // too far behind, answer anyway and say the result may change (§4.3.2).
+    let stable = match services.archive_writer.as_ref() {
         Some(writer) => writer.flush().await.is_ok(),
         None => true,
     };
-    let page = match run_query(state.services().store.archive.as_ref(), state.user().as_str(), &query).await {
+    let page = match run_query(services.store.archive.as_ref(), archive.as_str(), &query).await {
         Ok(Ok(page)) => page,
-        Ok(Err(condition)) => return state.refuse(iq, condition),
-        Err(error) => return state.refuse_for_store(iq, error),
+        Ok(Err(condition)) => return Err(QueryRefused::Refused(condition)),
+        Err(error) => return Err(QueryRefused::Store(error)),
     };
-    state.services().metrics.mam_queries.inc();
-    let Some(index) = state.resource_index(&resource) else { return };
-    let me = state.user().clone();
+    services.metrics.mam_queries.inc();
     let query_id = payload.attr("queryid");
     let order: Box<dyn Iterator<Item = &ArchivedMessage>> =
         if query.flip { Box::new(page.messages.iter().rev()) } else { Box::new(page.messages.iter()) };
-    for message in order {
-        if state.send_to(index, StanzaKind::Message, result_message(&resource, &me, query_id, message)).is_err() {
-            return;
-        }
-    }
+    let results = order.map(|message| result_message(to, archive, query_id, message)).collect();
     let set = match (page.messages.first(), page.messages.last()) {
         (Some(first), Some(last)) => {
             RsmSet { first: Some(RsmFirst { id: first.id.to_string(), index: None }), last: Some(last.id.to_string()), ..RsmSet::default() }
         }
         _ => RsmSet { count: page.complete.then_some(0), ..RsmSet::default() },
     };
-    let fin = MamFin { complete: page.complete, stable, set };
+    Ok((results, MamFin { complete: page.complete, stable, set }))
+}
+
+async fn mam_query(state: &mut UserState, iq: &Iq) {
+    let Some(resource) = iq.resource.clone() else { return };
+    let me = state.user().clone();
+    let (results, fin) = match answer_query(&state.services().clone(), &me, &iq.payload, &resource).await {
+        Ok(answer) => answer,
+        Err(QueryRefused::Refused(condition)) => return state.refuse(iq, condition),
+        Err(QueryRefused::Store(error)) => return state.refuse_for_store(iq, error),
+    };
+    let Some(index) = state.resource_index(&resource) else { return };
+    for message in results {
+        if state.send_to(index, StanzaKind::Message, message).is_err() {
+            return;
+        }
+    }
     state.reply(iq, Some(fin.into()));
 }
 

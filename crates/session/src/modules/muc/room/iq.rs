@@ -2,16 +2,17 @@
 //! configuration form and destruction (§10.1, §10.2, §10.9), and self-ping (XEP-0410).
 
 use starling_protocol::payload::muc::Affiliation;
-use starling_protocol::payload::{DataForm, DiscoInfoResult, DiscoItem, DiscoItemsResult, FormType, Identity};
-use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition};
+use starling_protocol::payload::{DataForm, DiscoInfoResult, DiscoItem, DiscoItemsResult, FormType, Identity, MamQuery};
+use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
 use super::{Room, RoomState};
+use crate::modules::mam::{answer_query, QueryRefused};
 use crate::modules::muc::{answer, refuse, request_payload};
 use crate::service::ServiceContext;
 
 impl Room {
-    pub(super) fn iq(&mut self, context: &ServiceContext, stanza: &Stanza) {
+    pub(super) async fn iq(&mut self, context: &ServiceContext, stanza: &Stanza) {
         if !stanza.is_iq_request() {
             return;
         }
@@ -33,7 +34,7 @@ impl Room {
         }
         let owner = room.affiliation(&stanza.from.bare()) == Affiliation::Owner;
         match (payload.name(), payload.ns()) {
-            ("query", ns::DISCO_INFO) if get => answer(context, stanza, Some((&self.info(room)).into())),
+            ("query", ns::DISCO_INFO) if get => answer(context, stanza, Some((&self.info(room, context.services.config.archive.enabled)).into())),
             ("query", ns::DISCO_ITEMS) if get => {
                 // §6.5: the occupants, of a public room or to its occupants.
                 let items = if sender.is_some() || room.config.public { room.occupants.iter().map(|o| DiscoItem { jid: self.occupant_jid(&o.nick), node: None, name: None }).collect() } else { Vec::new() };
@@ -43,15 +44,45 @@ impl Room {
             ("query", ns::MUC_OWNER) if get => answer(context, stanza, Some(Element::new("query", ns::MUC_OWNER).with_child((&room.config.form()).into()))),
             ("query", ns::MUC_OWNER) => self.owner_set(context, stanza, &payload),
             ("query", ns::MUC_ADMIN) => self.admin(context, stanza, &payload),
+            ("query", ns::MAM) if context.services.config.archive.enabled => {
+                // The room's archive is for those who may read the room: occupants and members.
+                let reader = sender.is_some() || matches!(room.affiliation(&stanza.from.bare()), Affiliation::Owner | Affiliation::Admin | Affiliation::Member);
+                match (get, reader) {
+                    (true, _) => answer(context, stanza, Some(MamQuery::form_template().into())),
+                    (false, false) => refuse(context, stanza, StanzaErrorCondition::Forbidden),
+                    (false, true) => self.archive_query(context, stanza, &payload).await,
+                }
+            }
             _ => refuse(context, stanza, StanzaErrorCondition::ServiceUnavailable),
         }
     }
 
-    fn info(&self, room: &RoomState) -> DiscoInfoResult {
+    /// XEP-0313 §4 on the room's JID: the results from the room, then the `<fin/>`.
+    async fn archive_query(&self, context: &ServiceContext, stanza: &Stanza, payload: &Element) {
+        match answer_query(&context.services, &self.jid, payload, &stanza.from).await {
+            Ok((results, fin)) => {
+                for bytes in results {
+                    let result = Stanza { kind: StanzaKind::Message, from: self.jid.clone(), to: Some(stanza.from.clone()), id: None, stanza_type: None, bytes };
+                    let _ = context.route(result);
+                }
+                answer(context, stanza, Some(fin.into()));
+            }
+            Err(QueryRefused::Refused(condition)) => refuse(context, stanza, condition),
+            Err(QueryRefused::Store(error)) => {
+                tracing::warn!(room = %self.jid, %error, "room archive query failed");
+                refuse(context, stanza, StanzaErrorCondition::InternalServerError);
+            }
+        }
+    }
+
+    fn info(&self, room: &RoomState, archived: bool) -> DiscoInfoResult {
         let name = (!room.config.name.is_empty()).then_some(room.config.name.as_str()).or(self.jid.node());
         let mut features = room.config.features();
         features.push(ns::DISCO_INFO.to_owned());
         features.push(ns::PING.to_owned());
+        if archived {
+            features.push(ns::MAM.to_owned());
+        }
         DiscoInfoResult {
             identities: vec![Identity::new("conference", "text", name)],
             features,

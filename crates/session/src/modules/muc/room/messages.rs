@@ -2,16 +2,18 @@
 //! room's stanza-id and kept for joiners, the subject, private messages through the room, and
 //! mediated invitations; and what a joiner gets after its presence: history and the subject.
 
+use starling_cluster::store::{ArchiveEntry, ArchivedMessage};
 use starling_protocol::payload::muc::{Affiliation, HistoryRequest, Role};
 use starling_protocol::{datetime, ns, Jid, Stanza, StanzaErrorCondition};
 use starling_xml::Element;
 
 use super::{Past, Room};
+use crate::hold::current_hold;
 use crate::modules::muc::refuse;
 use crate::service::ServiceContext;
 
 impl Room {
-    pub(super) fn message(&mut self, context: &ServiceContext, stanza: &Stanza) {
+    pub(super) async fn message(&mut self, context: &ServiceContext, stanza: &Stanza) {
         if stanza.is_error() {
             return;
         }
@@ -24,7 +26,7 @@ impl Room {
         }
         match (to_nick, sender) {
             (_, None) => refuse(context, stanza, StanzaErrorCondition::NotAcceptable),
-            (None, Some(sender)) if groupchat => self.groupchat(context, sender, stanza),
+            (None, Some(sender)) if groupchat => self.groupchat(context, sender, stanza).await,
             // §7.5: groupchat is for the room, not an occupant.
             (Some(_), Some(_)) if groupchat => refuse(context, stanza, StanzaErrorCondition::BadRequest),
             (Some(nick), Some(sender)) => self.private_message(context, sender, &nick, stanza),
@@ -32,7 +34,7 @@ impl Room {
         }
     }
 
-    fn groupchat(&mut self, context: &ServiceContext, sender: usize, stanza: &Stanza) {
+    async fn groupchat(&mut self, context: &ServiceContext, sender: usize, stanza: &Stanza) {
         let Ok(mut message) = stanza.element() else { return };
         let room = self.state.as_mut().expect("the sender's room");
         let occupant = &room.occupants[sender];
@@ -58,7 +60,12 @@ impl Room {
         for attribute in ["from", "to"] {
             message.remove_attr(attribute);
         }
+        let from = room_jid.with_resource(&nick).expect("an occupant's nick is a valid resource");
         if subject.is_none() && body {
+            if !self.archive(context, &message, &from, id).await {
+                return refuse(context, stanza, StanzaErrorCondition::ResourceConstraint);
+            }
+            let room = self.state.as_mut().expect("the sender's room");
             if room.history.len() >= room.config.history_length.max(1) {
                 room.history.pop_front();
             }
@@ -66,10 +73,24 @@ impl Room {
                 room.history.push_back(Past { nick: nick.clone(), message: message.clone(), at: id });
             }
         }
-        let from = room_jid.with_resource(&nick).expect("an occupant's nick is a valid resource");
+        let room = self.state.as_ref().expect("the sender's room");
         for occupant in &room.occupants {
             let _ = context.route(Stanza::build(message.clone(), &from, Some(&occupant.jid)));
         }
+    }
+
+    /// XEP-0313 on the room: the message as broadcast, under its stanza-id, through the archive
+    /// writer with the record's hold (in a cluster). False when the archive queue stayed full:
+    /// the message is refused rather than sent unarchived.
+    async fn archive(&self, context: &ServiceContext, message: &Element, from: &Jid, id: u64) -> bool {
+        let Some(writer) = context.services.archive_writer.as_ref() else { return true };
+        let stanza = Stanza::build(message.clone(), from, None);
+        let entry = ArchiveEntry { user: self.jid.to_string(), message: ArchivedMessage { id, with: self.jid.to_string(), stanza: stanza.bytes.to_vec() } };
+        let stored = writer.submit(entry, current_hold()).await.is_ok();
+        if !stored {
+            context.services.metrics.archive_refused.inc();
+        }
+        stored
     }
 
     /// §7.8.2: an occupant invites someone (the room passes the invitation on, from itself, with

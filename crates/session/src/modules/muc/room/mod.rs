@@ -94,8 +94,8 @@ impl ServiceEntity for Room {
         Box::pin(async move {
             match stanza.kind {
                 StanzaKind::Presence => self.presence(context, &stanza),
-                StanzaKind::Message => self.message(context, &stanza),
-                StanzaKind::Iq => self.iq(context, &stanza),
+                StanzaKind::Message => self.message(context, &stanza).await,
+                StanzaKind::Iq => self.iq(context, &stanza).await,
             }
             self.relist();
         })
