@@ -277,3 +277,22 @@ async def test_the_room_archive_answers_its_occupants(env):
     outsider = await env.online()
     refused = await outsider.iq("<query xmlns='urn:xmpp:mam:2'/>", "set", to=room)
     assert condition(refused) == "forbidden", to_str(refused)
+
+
+async def test_a_persistent_room_outlives_its_occupants(env):
+    owner, guest = await env.online(), await env.online()
+    room = new_room()
+    await join(owner, room, "owner")
+    await owner.iq_ok(f"<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>"
+                      "<field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+                      "<field var='muc#roomconfig_roomname'><value>Kept</value></field></x></query>", "set", room)
+    guest_bare = guest.jid.split("/")[0]
+    await owner.iq_ok(f"<query xmlns='http://jabber.org/protocol/muc#admin'><item jid='{guest_bare}' affiliation='member'/></query>", "set", room)
+    owner.send(f"<presence to='{room}/owner' type='unavailable'/>")
+    await owner.inbox.wait(is_presence(frm=f"{room}/owner", type_="unavailable"))
+    # Empty, but persistent: it is still there, with its name and its member.
+    info = await guest.iq(f"<query xmlns='{M['info']}'/>", "get", to=room)
+    assert info.find("info:query/info:identity", M).get("name") == "Kept", to_str(info)
+    assert "muc_persistent" in {f.get("var") for f in info.findall("info:query/info:feature", M)}
+    own = await join(guest, room, "guest")
+    assert 201 not in statuses(own) and own.find("user:x/user:item", M).get("affiliation") == "member", to_str(own)

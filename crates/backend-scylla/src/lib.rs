@@ -114,7 +114,8 @@ impl ScyllaStore {
             last_activity: store.clone(),
             archive: store.clone(),
             push: store.clone(),
-            fast_tokens: store,
+            fast_tokens: store.clone(),
+            rooms: store,
         })
     }
 
@@ -213,6 +214,10 @@ struct Statements {
     pending_delete: PreparedStatement,
     pending_all: PreparedStatement,
     pending_delete_user: PreparedStatement,
+    // persistent rooms
+    room_get: PreparedStatement,
+    room_set: PreparedStatement,
+    room_delete: PreparedStatement,
     // vcards
     vcard_get: PreparedStatement,
     vcard_set: PreparedStatement,
@@ -335,6 +340,9 @@ impl Statements {
             pending_all: p(format!("SELECT contact, stanza FROM {ks}.pending_in WHERE user_jid = ?"), false).await?,
             pending_delete_user: p(format!("DELETE FROM {ks}.pending_in WHERE user_jid = ?"), false).await?,
 
+            room_get: p(format!("SELECT record FROM {ks}.muc_rooms WHERE room_jid = ?"), false).await?,
+            room_set: p(format!("INSERT INTO {ks}.muc_rooms (room_jid, record) VALUES (?, ?)"), false).await?,
+            room_delete: p(format!("DELETE FROM {ks}.muc_rooms WHERE room_jid = ?"), false).await?,
             vcard_get: p(format!("SELECT vcard FROM {ks}.vcards WHERE user_jid = ?"), false).await?,
             vcard_set: p(format!("INSERT INTO {ks}.vcards (user_jid, vcard) VALUES (?, ?)"), false).await?,
             vcard_delete: p(format!("DELETE FROM {ks}.vcards WHERE user_jid = ?"), false).await?,

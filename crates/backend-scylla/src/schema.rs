@@ -177,6 +177,18 @@ Migration {
             PRIMARY KEY ((user_jid), client)
         )",
     ],
+},
+Migration {
+    version: 5,
+    description: "persistent MUC rooms (XEP-0045)",
+    statements: &[
+        // One row per persistent room: its configuration and affiliations, read when its actor
+        // starts, written when an owner or admin changes them.
+        "CREATE TABLE IF NOT EXISTS {ks}.muc_rooms (
+            room_jid text PRIMARY KEY,
+            record blob
+        )",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

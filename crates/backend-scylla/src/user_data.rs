@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use scylla::statement::batch::{Batch, BatchType};
 use starling_cluster::store::{
-    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards,
+    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
 };
 
 use crate::{ScyllaStore, execution_error, from_bigint, rows, to_bigint};
@@ -27,6 +27,24 @@ impl VCards for ScyllaStore {
 
     async fn remove(&self, user: &str) -> Result<(), StoreError> {
         self.exec(&self.st.vcard_delete, (user,)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Rooms for ScyllaStore {
+    async fn get(&self, room: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let result = self.exec(&self.st.room_get, (room,)).await?;
+        Ok(rows::<(Option<Vec<u8>>,)>(result, "muc_rooms")?.into_iter().next().map(|(record,)| record.unwrap_or_default()))
+    }
+
+    async fn set(&self, room: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        self.exec(&self.st.room_set, (room, record)).await?;
+        Ok(())
+    }
+
+    async fn remove(&self, room: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.room_delete, (room,)).await?;
         Ok(())
     }
 }

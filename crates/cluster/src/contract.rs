@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
 use crate::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use crate::store::{
-    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, RosterItem, Rosters, ScramCredentials, ScramKeys,
+    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, Rooms, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
 };
 
@@ -36,6 +36,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     archive(store.archive.as_ref(), prefix).await;
     push(store.push.as_ref(), prefix).await;
     fast_tokens(store.fast_tokens.as_ref(), prefix).await;
+    rooms(store.rooms.as_ref(), prefix).await;
     remove_user(store, prefix).await;
 }
 
@@ -218,6 +219,21 @@ pub async fn vcards(vcards: &dyn VCards, prefix: &str) {
     assert_eq!(vcards.get(&alice).await.expect("get"), None, "a removed vCard must be gone");
     assert!(vcards.get(&bob).await.expect("get").is_some(), "removing alice's vCard must not remove bob's");
     vcards.remove(&bob).await.expect("remove");
+}
+
+pub async fn rooms(rooms: &dyn Rooms, prefix: &str) {
+    let coven = format!("{prefix}-coven@conference.example.com");
+    let other = format!("{prefix}-other@conference.example.com");
+    assert_eq!(rooms.get(&coven).await.expect("get"), None);
+    rooms.set(&coven, b"<room/>".to_vec()).await.expect("set");
+    rooms.set(&other, large_blob()).await.expect("set");
+    rooms.set(&coven, b"<room version='2'/>".to_vec()).await.expect("replace");
+    assert_eq!(rooms.get(&coven).await.expect("get"), Some(b"<room version='2'/>".to_vec()), "the last record wins");
+    assert_eq!(rooms.get(&other).await.expect("get"), Some(large_blob()), "records are kept byte for byte");
+    rooms.remove(&coven).await.expect("remove");
+    assert_eq!(rooms.get(&coven).await.expect("get"), None);
+    assert!(rooms.get(&other).await.expect("get").is_some(), "removing a room leaves the others");
+    rooms.remove(&coven).await.expect("removing again is fine");
 }
 
 pub async fn private_xml(private_xml: &dyn PrivateXml, prefix: &str) {

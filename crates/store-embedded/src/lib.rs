@@ -55,6 +55,8 @@ const PUSH: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("p
 type TokenSlots<'a> = (&'a [u8], &'a [u8]);
 /// (user, client) → its token slots.
 const FAST_TOKENS: TableDefinition<(&str, &str), TokenSlots> = TableDefinition::new("fast_tokens");
+/// Room bare JID → the MUC module's record of a persistent room.
+const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("muc_rooms");
 
 /// How the store is run beyond where its file is.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +105,8 @@ impl EmbeddedStore {
             last_activity: store.clone(),
             archive: store.clone(),
             push: store.clone(),
-            fast_tokens: store,
+            fast_tokens: store.clone(),
+            rooms: store,
         })
     }
 
@@ -167,6 +170,7 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(ARCHIVE_PREFS)?;
     txn.open_table(PUSH)?;
     txn.open_table(FAST_TOKENS)?;
+    txn.open_table(ROOMS)?;
     txn.commit()?;
     Ok(db)
 }

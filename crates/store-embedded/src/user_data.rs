@@ -1,12 +1,12 @@
 //! The small per-user stores: vCards, private XML, block lists, last activity and push
-//! registrations.
+//! registrations; and persistent rooms.
 
 use async_trait::async_trait;
 use starling_cluster::store::{
-    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, StoreError, VCards,
+    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
 };
 
-use crate::{BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, PRIVATE_XML, PUSH, VCARDS, successor};
+use crate::{BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, PRIVATE_XML, PUSH, ROOMS, VCARDS, successor};
 
 #[async_trait]
 impl VCards for EmbeddedStore {
@@ -28,6 +28,32 @@ impl VCards for EmbeddedStore {
         let user = user.to_owned();
         self.write(move |txn| {
             txn.open_table(VCARDS)?.remove(user.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Rooms for EmbeddedStore {
+    async fn get(&self, room: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let room = room.to_owned();
+        self.read(move |txn| Ok(txn.open_table(ROOMS)?.get(room.as_str())?.map(|record| record.value().to_vec()))).await
+    }
+
+    async fn set(&self, room: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        let room = room.to_owned();
+        self.write(move |txn| {
+            txn.open_table(ROOMS)?.insert(room.as_str(), record.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, room: &str) -> Result<(), StoreError> {
+        let room = room.to_owned();
+        self.write(move |txn| {
+            txn.open_table(ROOMS)?.remove(room.as_str())?;
             Ok(())
         })
         .await

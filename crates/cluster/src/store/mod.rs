@@ -1,7 +1,7 @@
 //! Storage traits: one per kind of per-user data, so a deployment can back each by what suits it
 //! (and tests can swap one out), plus [`Store`], the bundle the rest of the server is handed.
 //!
-//! Every method is keyed by the user's normalised bare JID string and is a point or per-user range
+//! Every method is keyed by the user's (or the room's) normalised bare JID string and is a point or per-user range
 //! operation: no method scans across users except [`Accounts::list`], which is an admin call.
 
 mod accounts;
@@ -12,6 +12,7 @@ mod last_activity;
 mod offline;
 mod private_xml;
 mod push;
+mod rooms;
 mod rosters;
 mod vcards;
 
@@ -25,6 +26,7 @@ pub use last_activity::{LastActivity, LastSeen};
 pub use offline::OfflineMessages;
 pub use private_xml::PrivateXml;
 pub use push::{PushRegistration, PushRegistrations};
+pub use rooms::Rooms;
 pub use rosters::{RosterItem, Rosters, Subscription};
 pub use vcards::VCards;
 
@@ -59,6 +61,7 @@ pub struct Store {
     pub archive: Arc<dyn Archive>,
     pub push: Arc<dyn PushRegistrations>,
     pub fast_tokens: Arc<dyn FastTokens>,
+    pub rooms: Arc<dyn Rooms>,
 }
 
 impl Store {

@@ -81,7 +81,7 @@ impl RoomState {
 }
 
 impl Room {
-    pub(super) fn admin(&mut self, context: &ServiceContext, stanza: &Stanza, payload: &Element) {
+    pub(super) async fn admin(&mut self, context: &ServiceContext, stanza: &Stanza, payload: &Element) {
         let room = self.state.as_ref().expect("checked by the caller");
         let requester = room.affiliation(&stanza.from.bare());
         let requester_role = room.occupants.iter().find(|o| o.jid == stanza.from).map_or(Role::None, |o| o.role);
@@ -102,13 +102,18 @@ impl Room {
         if let Some(condition) = changes.iter().find_map(|change| room.allows(requester, requester_role, change).err()) {
             return refuse(context, stanza, condition);
         }
+        let affiliations = changes.iter().any(|change| matches!(change, Change::Affiliation { .. }));
         for change in changes {
             match change {
                 Change::Role { nick, role, reason } => self.set_role(context, &nick, role, reason),
                 Change::Affiliation { jid, affiliation, reason } => self.set_affiliation(context, &jid, affiliation, reason),
             }
         }
-        answer(context, stanza, None);
+        if affiliations {
+            self.answer_saved(context, stanza).await;
+        } else {
+            answer(context, stanza, None);
+        }
     }
 
     /// §9.5, §8.5: the JIDs of one affiliation (for admins and owners), or the occupants of one

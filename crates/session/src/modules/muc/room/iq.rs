@@ -42,8 +42,8 @@ impl Room {
             }
             ("query", ns::MUC_OWNER) if !owner => refuse(context, stanza, StanzaErrorCondition::Forbidden),
             ("query", ns::MUC_OWNER) if get => answer(context, stanza, Some(Element::new("query", ns::MUC_OWNER).with_child((&room.config.form()).into()))),
-            ("query", ns::MUC_OWNER) => self.owner_set(context, stanza, &payload),
-            ("query", ns::MUC_ADMIN) => self.admin(context, stanza, &payload),
+            ("query", ns::MUC_OWNER) => self.owner_set(context, stanza, &payload).await,
+            ("query", ns::MUC_ADMIN) => self.admin(context, stanza, &payload).await,
             ("query", ns::MAM) if context.services.config.archive.enabled => {
                 // The room's archive is for those who may read the room: occupants and members.
                 let reader = sender.is_some() || matches!(room.affiliation(&stanza.from.bare()), Affiliation::Owner | Affiliation::Admin | Affiliation::Member);
@@ -54,6 +54,18 @@ impl Room {
                 }
             }
             _ => refuse(context, stanza, StanzaErrorCondition::ServiceUnavailable),
+        }
+    }
+
+    /// Stores the change just made (see [`stored`](super::stored)), then answers the request:
+    /// with an error if the store did not take it.
+    pub(super) async fn answer_saved(&self, context: &ServiceContext, stanza: &Stanza) {
+        match self.save(context).await {
+            Ok(()) => answer(context, stanza, None),
+            Err(error) => {
+                tracing::warn!(room = %self.jid, %error, "could not store the room");
+                refuse(context, stanza, StanzaErrorCondition::InternalServerError);
+            }
         }
     }
 
@@ -93,10 +105,10 @@ impl Room {
 
     /// §10.1.2–§10.2: the owner submits the configuration (an empty submission accepts the
     /// defaults: an instant room), cancels the creation of a locked room, or destroys the room.
-    fn owner_set(&mut self, context: &ServiceContext, stanza: &Stanza, payload: &Element) {
+    async fn owner_set(&mut self, context: &ServiceContext, stanza: &Stanza, payload: &Element) {
         if let Some(destroy) = payload.get_child("destroy", ns::MUC_OWNER) {
             self.destroy(context, destroy);
-            return answer(context, stanza, None);
+            return self.answer_saved(context, stanza).await;
         }
         let Some(form) = payload.get_child("x", ns::DATA_FORMS).and_then(|x| DataForm::try_from(x).ok()) else {
             return refuse(context, stanza, StanzaErrorCondition::BadRequest);
@@ -113,7 +125,7 @@ impl Room {
                 Ok(config) => {
                     room.config = config;
                     room.locked = false;
-                    answer(context, stanza, None);
+                    self.answer_saved(context, stanza).await;
                 }
                 Err(condition) => refuse(context, stanza, condition),
             },

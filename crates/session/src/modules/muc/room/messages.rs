@@ -51,11 +51,16 @@ impl Room {
             room.subject = (occupant.nick.clone(), subject.clone());
         }
         let nick = occupant.nick.clone();
+        room.last_id = crate::datetime::now_micros().max(room.last_id + 1);
+        let id = room.last_id;
+        if subject.is_some() && !body
+            && let Err(error) = self.save(context).await
+        {
+            tracing::warn!(room = %self.jid, %error, "could not store the subject");
+        }
         // XEP-0359: the room's stanza-id, no other claiming to be the room's.
         let room_jid = self.jid.clone();
         message.remove_children(|child| child.is("stanza-id", ns::STANZA_ID) && child.attr("by") == Some(room_jid.as_str()));
-        room.last_id = crate::datetime::now_micros().max(room.last_id + 1);
-        let id = room.last_id;
         message.push_child(Element::new("stanza-id", ns::STANZA_ID).with_attr("by", room_jid.as_str()).with_attr("id", id.to_string()));
         for attribute in ["from", "to"] {
             message.remove_attr(attribute);

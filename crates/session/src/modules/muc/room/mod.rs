@@ -16,6 +16,7 @@ use starling_xml::Element;
 mod admin;
 mod iq;
 mod messages;
+mod stored;
 
 /// Owners and admins joining a full room beyond its maximum, at most (§7.2.9).
 const PRIVILEGED_EXTRA: usize = 16;
@@ -33,6 +34,8 @@ pub(super) struct Room {
     public: Arc<PublicRooms>,
     /// The name it is listed under, if it is listed.
     listed: Option<String>,
+    /// The store was read for it (see [`stored`]).
+    loaded: bool,
 }
 
 struct RoomState {
@@ -72,7 +75,7 @@ struct Occupant {
 
 impl Room {
     pub fn new(jid: Jid, service: Arc<MucConfig>, public: Arc<PublicRooms>) -> Room {
-        Room { jid, service, state: None, public, listed: None }
+        Room { jid, service, state: None, public, listed: None, loaded: false }
     }
 
     /// Lists the room as the service's public rooms if it is one now, or stops listing it.
@@ -92,6 +95,7 @@ impl Room {
 impl ServiceEntity for Room {
     fn handle<'a>(&'a mut self, context: &'a ServiceContext, stanza: Stanza, _: Instant) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
         Box::pin(async move {
+            self.load(context).await;
             match stanza.kind {
                 StanzaKind::Presence => self.presence(context, &stanza),
                 StanzaKind::Message => self.message(context, &stanza).await,
@@ -101,8 +105,9 @@ impl ServiceEntity for Room {
         })
     }
 
+    /// Nothing to keep in memory: no room, or a persistent one (stored) that nobody is in.
     fn is_idle(&self) -> bool {
-        self.state.is_none()
+        self.state.as_ref().is_none_or(|room| room.occupants.is_empty())
     }
 }
 

@@ -1,0 +1,110 @@
+//! Persistent rooms (`muc#roomconfig_persistentroom`): the configuration, affiliations and subject
+//! of a room are stored (the `Rooms` store, both backends) whenever they change, and read by the
+//! room's actor when it starts — after the room emptied and its actor retired, after a restart,
+//! and on the node that takes the room's partition over in a cluster. Occupants are not stored:
+//! they join again (XEP-0410 self-ping tells a client it is no longer in the room).
+//!
+//! The record is an element of our own namespace holding the room's configuration as a submitted
+//! `muc#roomconfig` form, so it is read back through the same checks as an owner's submission.
+
+use std::collections::{HashMap, VecDeque};
+
+use starling_cluster::store::StoreError;
+use starling_protocol::payload::muc::Affiliation;
+use starling_protocol::payload::{DataForm, FormType};
+use starling_protocol::{ns, Jid};
+use starling_xml::Element;
+
+use super::{Room, RoomState};
+use crate::modules::muc::form::RoomConfig;
+use crate::service::ServiceContext;
+
+const RECORD: &str = "urn:starling:muc:room:0";
+
+impl Room {
+    /// Reads the room from the store, once per actor, before its first stanza.
+    pub(super) async fn load(&mut self, context: &ServiceContext) {
+        if self.loaded {
+            return;
+        }
+        match context.services.store.rooms.get(self.jid.as_str()).await {
+            Ok(Some(record)) => match decode(&record, &self.service) {
+                Some(state) => self.state = Some(state),
+                None => tracing::warn!(room = %self.jid, "stored room record does not decode; the room starts anew"),
+            },
+            Ok(None) => {}
+            Err(error) => {
+                // Not marked loaded: the next stanza tries again rather than start a stored room empty.
+                tracing::warn!(room = %self.jid, %error, "could not read the stored room");
+                return;
+            }
+        }
+        self.loaded = true;
+    }
+
+    /// Stores the room as it is now if it is persistent, forgets it otherwise.
+    pub(super) async fn save(&self, context: &ServiceContext) -> Result<(), StoreError> {
+        let rooms = &context.services.store.rooms;
+        match self.state.as_ref().filter(|room| room.config.persistent && !room.locked) {
+            Some(room) => rooms.set(self.jid.as_str(), encode(room)).await,
+            None => rooms.remove(self.jid.as_str()).await,
+        }
+    }
+}
+
+fn encode(room: &RoomState) -> Vec<u8> {
+    let mut form = room.config.form();
+    form.type_ = FormType::Submit;
+    let mut record = Element::new("room", RECORD).with_child((&form).into());
+    let mut affiliations: Vec<_> = room.affiliations.iter().collect();
+    affiliations.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    for (jid, affiliation) in affiliations {
+        record.push_child(Element::new("affiliation", RECORD).with_attr("jid", jid.as_str()).with_attr("value", affiliation.as_str()));
+    }
+    let (nick, subject) = &room.subject;
+    record.push_child(Element::new("subject", RECORD).with_attr("nick", nick.as_str()).with_text(subject.as_str()));
+    record.to_bytes()
+}
+
+fn decode(bytes: &[u8], service: &crate::config::MucConfig) -> Option<RoomState> {
+    let record = Element::parse(bytes).ok().filter(|record| record.is("room", RECORD))?;
+    let form = DataForm::try_from(record.get_child("x", ns::DATA_FORMS)?).ok()?;
+    let config = RoomConfig::new(service).with_submitted(&form, service).ok()?;
+    let affiliations: HashMap<Jid, Affiliation> = record
+        .children()
+        .filter(|child| child.is("affiliation", RECORD))
+        .filter_map(|child| Some((Jid::new(child.attr("jid")?).ok()?.bare(), Affiliation::parse(child.attr("value")?)?)))
+        .collect();
+    let subject = record.get_child("subject", RECORD).map(|s| (s.attr("nick").unwrap_or_default().to_owned(), s.text())).unwrap_or_default();
+    Some(RoomState { config, locked: false, affiliations, occupants: Vec::new(), subject, history: VecDeque::new(), last_id: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MucConfig;
+
+    #[test]
+    fn a_room_record_reads_back_as_it_was_written() {
+        let service = MucConfig::default();
+        let mut config = RoomConfig::new(&service);
+        (config.name, config.persistent, config.members_only, config.password) = ("Coven".into(), true, true, Some("cauldron".into()));
+        let room = RoomState {
+            config: config.clone(),
+            locked: false,
+            affiliations: HashMap::from([
+                (Jid::new("crone@example.com").unwrap(), Affiliation::Owner),
+                (Jid::new("hag@example.com").unwrap(), Affiliation::Outcast),
+            ]),
+            occupants: Vec::new(),
+            subject: ("crone".into(), "Fire burn".into()),
+            history: VecDeque::new(),
+            last_id: 0,
+        };
+        let read = decode(&encode(&room), &service).expect("decodes");
+        assert_eq!(read.config, config);
+        assert_eq!(read.affiliations, room.affiliations);
+        assert_eq!(read.subject, room.subject);
+        assert!(decode(b"<room xmlns='elsewhere'/>", &service).is_none());
+    }
+}
