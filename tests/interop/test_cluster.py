@@ -242,6 +242,35 @@ async def test_cluster_iq_between_clients_across_owners(cl, env1):
     assert error.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable") is not None, to_str(error)
 
 
+async def test_cluster_muc_room_on_one_owner_occupants_on_both_edges(cl, env1):
+    """A room lives on the session node owning its JID's partition; its occupants are users of
+    both session nodes on both edges: presence, groupchat in order, kick and the room archive
+    all cross the bus."""
+    from test_xep0045_muc import MUC_OWNER, create_instant_room, join, statuses
+    alice_acc, bob_acc = cl.pair()
+    edge2 = cl.nodes["edge2"].endpoint
+    alice = await env1.online(alice_acc)
+    bob = await env1.online(bob_acc, ep=edge2)
+    room = await create_instant_room(alice)
+    await alice.iq_ok(f"<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>"
+                      "<field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query>", "set", room)
+    own = await join(bob, room, "bob")
+    assert 110 in statuses(own), to_str(own)
+    await alice.inbox.wait(is_presence(frm=f"{room}/bob"))
+    for i in range(30):
+        bob.send(f"<message to='{room}' type='groupchat'><body>g{i}</body></message>")
+    await alice.inbox.wait(is_message(frm=f"{room}/bob", body="g29", type_="groupchat"))
+    bodies = [m.findtext("c:body", namespaces=NS) for m in alice.inbox.find(is_message(frm=f"{room}/bob", type_="groupchat"))]
+    assert bodies == [f"g{i}" for i in range(30)], bodies
+    archived = await bob.iq("<query xmlns='urn:xmpp:mam:2' queryid='cq'><set xmlns='http://jabber.org/protocol/rsm'><max>50</max></set></query>", "set", to=room)
+    assert archived.get("type") == "result", to_str(archived)
+    results = bob.inbox.find(lambda e: e.find("{urn:xmpp:mam:2}result[@queryid='cq']", NS) is not None)
+    assert len(results) == 30, len(results)
+    await alice.iq_ok("<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='none'/></query>", "set", room)
+    kicked = await bob.inbox.wait(is_presence(frm=f"{room}/bob", type_="unavailable"))
+    assert 307 in statuses(kicked), to_str(kicked)
+
+
 async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     """kill -9 of a session node: the group gives its partitions to the survivor after the session
     timeout, and the survivor restores the users' bound resources from the routes the dead node
