@@ -296,3 +296,32 @@ async def test_a_persistent_room_outlives_its_occupants(env):
     assert "muc_persistent" in {f.get("var") for f in info.findall("info:query/info:feature", M)}
     own = await join(guest, room, "guest")
     assert 201 not in statuses(own) and own.find("user:x/user:item", M).get("affiliation") == "member", to_str(own)
+
+
+async def test_limits_an_occupant_flood_a_long_subject_and_presence_broadcast(env):
+    owner, guest = await env.online(), await env.online()
+    room = await create_instant_room(owner)
+    await join(guest, room, "guest")
+    # A burst of 40 at once: the first [muc] occupant_burst (20) go out, the rest get resource-constraint.
+    for n in range(40):
+        guest.send(f"<message to='{room}' type='groupchat' id='f{n}'><body>flood {n}</body></message>")
+    await guest.inbox.wait(lambda e: e.tag == tag("c", "message") and e.get("id") == "f39")
+    refused = [e for e in guest.inbox.find(lambda e: e.tag == tag("c", "message") and e.get("type") == "error")]
+    assert refused and all(condition(e) == "resource-constraint" for e in refused), [to_str(e) for e in refused[:3]]
+    reflected = guest.inbox.find(lambda e: is_message(frm=f"{room}/guest", type_="groupchat")(e) and (e.findtext("c:body", namespaces=NS) or "").startswith("flood"))
+    assert 20 <= len(reflected) < 40 and len(reflected) + len(refused) == 40, (len(reflected), len(refused))
+    subject = "x" * 1001
+    owner.send(f"<message to='{room}' type='groupchat' id='s1'><subject>{subject}</subject></message>")
+    too_long = await owner.inbox.wait(lambda e: e.tag == tag("c", "message") and e.get("id") == "s1" and e.get("type") == "error")
+    assert condition(too_long) == "not-acceptable", to_str(too_long)
+    # Only moderators' presence is broadcast: a new participant is not shown to the others.
+    await owner.iq_ok(f"<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>"
+                      "<field var='muc#roomconfig_presencebroadcast'><value>moderator</value></field></x></query>", "set", room)
+    quiet = await env.online()
+    own = await join(quiet, room, "quiet")
+    assert own.get("type") != "error", to_str(own)
+    await quiet.inbox.wait(is_presence(frm=f"{room}/owner"))
+    # The room handles stanzas in order: once the owner has quiet's message, it would have had its presence.
+    quiet.send(f"<message to='{room}' type='groupchat'><body>after joining</body></message>")
+    await owner.inbox.wait(is_message(frm=f"{room}/quiet", body="after joining"))
+    assert not owner.inbox.find(is_presence(frm=f"{room}/quiet")), "a participant's presence is not broadcast"

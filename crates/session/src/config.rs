@@ -110,7 +110,7 @@ impl Default for PushConfig {
 }
 
 /// `[muc]`: XEP-0045 multi-user chat.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MucConfig {
     pub enabled: bool,
@@ -125,11 +125,27 @@ pub struct MucConfig {
     /// A new room is locked until its owner configures it or accepts the defaults (XEP-0045
     /// §10.1): nobody else can join meanwhile.
     pub lock_new_rooms: bool,
+    /// Messages and presence changes an occupant may send a second, on average (0: no limit)…
+    pub occupant_rate: f64,
+    /// …and at once, after a quiet while.
+    pub occupant_burst: u32,
+    /// The longest subject a room takes, in characters.
+    pub max_subject_length: usize,
 }
 
 impl Default for MucConfig {
     fn default() -> Self {
-        MucConfig { enabled: true, domain: String::new(), history_length: 20, max_history_length: 200, max_occupants: 1000, lock_new_rooms: true }
+        MucConfig {
+            enabled: true,
+            domain: String::new(),
+            history_length: 20,
+            max_history_length: 200,
+            max_occupants: 1000,
+            lock_new_rooms: true,
+            occupant_rate: 5.0,
+            occupant_burst: 20,
+            max_subject_length: 1000,
+        }
     }
 }
 

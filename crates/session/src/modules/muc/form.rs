@@ -1,6 +1,7 @@
 //! A room's configuration (XEP-0045 §10.2, the `muc#roomconfig` form) and what disco says of it
 //! (§6.4, the `muc#roominfo` form and the `muc_…` features).
 
+use starling_protocol::payload::muc::Role;
 use starling_protocol::payload::{DataForm, Field, FieldType, FormType};
 use starling_protocol::{ns, StanzaErrorCondition};
 
@@ -33,6 +34,9 @@ pub(super) struct RoomConfig {
     pub allow_private_messages: bool,
     pub allow_invites: bool,
     pub occupants_change_subject: bool,
+    /// Roles whose presence everyone sees (`muc#roomconfig_presencebroadcast`); in a big room,
+    /// broadcasting only moderators' keeps joins from becoming presence storms.
+    pub presence_broadcast: Vec<Role>,
 }
 
 impl RoomConfig {
@@ -51,7 +55,13 @@ impl RoomConfig {
             allow_private_messages: true,
             allow_invites: false,
             occupants_change_subject: false,
+            presence_broadcast: vec![Role::Moderator, Role::Participant, Role::Visitor],
         }
+    }
+
+    /// Whether occupants see the presence of an occupant with `role` (its own, it always sees).
+    pub fn broadcasts(&self, role: Role) -> bool {
+        self.presence_broadcast.contains(&role)
     }
 
     /// The form an owner fills in, with the current values.
@@ -80,6 +90,14 @@ impl RoomConfig {
                 boolean("muc#roomconfig_allowpm", "Private messages between occupants", self.allow_private_messages),
                 boolean("muc#roomconfig_allowinvites", "Occupants may invite", self.allow_invites),
                 boolean("muc#roomconfig_changesubject", "Occupants may change the subject", self.occupants_change_subject),
+                Field {
+                    values: self.presence_broadcast.iter().map(|role| role.as_str().to_owned()).collect(),
+                    ..Field::list_multi("muc#roomconfig_presencebroadcast")
+                        .with_label("Roles whose presence is broadcast")
+                        .with_option(Some("Moderator"), "moderator")
+                        .with_option(Some("Participant"), "participant")
+                        .with_option(Some("Visitor"), "visitor")
+                },
             ],
         )
     }
@@ -120,6 +138,13 @@ impl RoomConfig {
                 "muc#roomconfig_allowpm" => config.allow_private_messages = flag()?,
                 "muc#roomconfig_allowinvites" => config.allow_invites = flag()?,
                 "muc#roomconfig_changesubject" => config.occupants_change_subject = flag()?,
+                "muc#roomconfig_presencebroadcast" => {
+                    config.presence_broadcast = field
+                        .values
+                        .iter()
+                        .map(|value| Role::parse(value).filter(|role| *role != Role::None).ok_or(StanzaErrorCondition::NotAcceptable))
+                        .collect::<Result<_, _>>()?;
+                }
                 _ => {}
             }
         }

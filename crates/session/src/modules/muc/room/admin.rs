@@ -153,8 +153,7 @@ impl Room {
         let room = self.state.as_mut().expect("a room");
         let Some(index) = room.occupants.iter().position(|o| o.nick == nick) else { return };
         if role == Role::None {
-            let mut kicked = room.occupants.remove(index);
-            kicked.role = Role::None;
+            let kicked = room.occupants.remove(index);
             self.send_unavailable(context, &kicked, None, &[status::KICKED], reason.as_deref());
             return;
         }
@@ -181,7 +180,7 @@ impl Room {
             };
             if let Some(code) = removal {
                 let mut removed = room.occupants.remove(index);
-                (removed.affiliation, removed.role) = (affiliation, Role::None);
+                removed.affiliation = affiliation;
                 self.send_unavailable(context, &removed, None, &[code], reason.as_deref());
                 continue;
             }

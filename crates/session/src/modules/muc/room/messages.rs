@@ -4,12 +4,12 @@
 
 use starling_cluster::store::{ArchiveEntry, ArchivedMessage};
 use starling_protocol::payload::muc::{Affiliation, HistoryRequest, Role};
-use starling_protocol::{datetime, ns, Jid, Stanza, StanzaErrorCondition};
+use starling_protocol::{datetime, ns, Jid, Stanza, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
 use super::{Past, Room};
 use crate::hold::current_hold;
-use crate::modules::muc::refuse;
+use crate::modules::muc::{refuse, refuse_with};
 use crate::service::ServiceContext;
 
 impl Room {
@@ -23,6 +23,13 @@ impl Room {
         let groupchat = stanza.type_is("groupchat");
         if to_nick.is_none() && !groupchat && stanza.mentions(ns::MUC_USER) {
             return self.invitation(context, sender, stanza);
+        }
+        if let Some(sender) = sender {
+            let room = self.state.as_mut().expect("the sender's room");
+            if !room.occupants[sender].allowance.take(self.service.occupant_rate, self.service.occupant_burst, std::time::Instant::now()) {
+                let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("Too many messages: slow down.");
+                return refuse_with(context, stanza, error);
+            }
         }
         match (to_nick, sender) {
             (_, None) => refuse(context, stanza, StanzaErrorCondition::NotAcceptable),
@@ -47,6 +54,9 @@ impl Room {
             // §8.1: the subject, by a moderator or anyone if the room allows.
             if occupant.role != Role::Moderator && !room.config.occupants_change_subject {
                 return refuse(context, stanza, StanzaErrorCondition::Forbidden);
+            }
+            if subject.chars().count() > self.service.max_subject_length {
+                return refuse(context, stanza, StanzaErrorCondition::NotAcceptable);
             }
             room.subject = (occupant.nick.clone(), subject.clone());
         }

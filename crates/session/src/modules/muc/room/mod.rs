@@ -71,6 +71,36 @@ struct Occupant {
     role: Role,
     /// Its last presence without the MUC extensions: `<show/>`, `<status/>`, caps…
     presence: Element,
+    allowance: Allowance,
+}
+
+/// What an occupant may send now: a token bucket refilled at `[muc] occupant_rate` a second up
+/// to `occupant_burst`. Our own, a few lines: it lives in the room's single-threaded state beside
+/// the occupant, where a limiter crate would keep a second, locked map of occupants.
+#[derive(Clone)]
+struct Allowance {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Allowance {
+    fn new(burst: u32) -> Allowance {
+        Allowance { tokens: f64::from(burst), at: Instant::now() }
+    }
+
+    /// Takes one message's worth if there is one (always, when `rate` is 0: no limit).
+    fn take(&mut self, rate: f64, burst: u32, now: Instant) -> bool {
+        if rate <= 0.0 {
+            return true;
+        }
+        self.tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate).min(f64::from(burst));
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 impl Room {
@@ -192,7 +222,8 @@ impl Room {
             return refuse(context, stanza, condition);
         }
         let role = room.default_role(affiliation);
-        room.occupants.push(Occupant { nick: nick.to_owned(), jid: stanza.from.clone(), affiliation, role, presence: without_muc(element) });
+        let allowance = Allowance::new(self.service.occupant_burst);
+        room.occupants.push(Occupant { nick: nick.to_owned(), jid: stanza.from.clone(), affiliation, role, presence: without_muc(element), allowance });
         let joined = room.occupants.len() - 1;
         // §7.2.3: the others' presence first, then the joiner's own, which everyone gets.
         for index in 0..joined {
@@ -217,6 +248,9 @@ impl Room {
     fn send_presence(&self, context: &ServiceContext, about: usize, to: usize, statuses: &[u16]) {
         let room = self.state.as_ref().expect("a room with occupants");
         let (about, to) = (&room.occupants[about], &room.occupants[to]);
+        if about.jid != to.jid && !room.config.broadcasts(about.role) {
+            return;
+        }
         let user = MucUser { item: item_for(room, about, to), statuses: statuses.to_vec() };
         let mut presence = about.presence.clone();
         presence.push_child((&user).into());
@@ -227,7 +261,8 @@ impl Room {
     /// everyone, itself included, gets its unavailable presence.
     fn send_unavailable(&self, context: &ServiceContext, about: &Occupant, new_nick: Option<&str>, extra: &[u16], reason: Option<&str>) {
         let room = self.state.as_ref().expect("a room");
-        let everyone = room.occupants.iter().filter(|o| o.jid != about.jid).chain(std::iter::once(about));
+        let others = room.occupants.iter().filter(|o| o.jid != about.jid && room.config.broadcasts(about.role));
+        let everyone = others.chain(std::iter::once(about));
         for to in everyone {
             let mut statuses = extra.to_vec();
             if to.jid == about.jid {
@@ -259,6 +294,10 @@ impl Room {
     fn change_presence(&mut self, context: &ServiceContext, index: usize, nick: &str, stanza: &Stanza) {
         let Ok(element) = stanza.element() else { return };
         let room = self.state.as_mut().expect("an occupant's room");
+        if !room.occupants[index].allowance.take(self.service.occupant_rate, self.service.occupant_burst, Instant::now()) {
+            // Over its rate: dropped (an error presence would read as having left the room).
+            return;
+        }
         if room.occupants[index].nick != nick {
             if room.occupants.iter().any(|o| o.nick == nick) {
                 return refuse(context, stanza, StanzaErrorCondition::Conflict);
@@ -283,3 +322,22 @@ fn without_muc(mut presence: Element) -> Element {
     }
     presence
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn an_allowance_lets_a_burst_through_then_the_rate() {
+        let start = Instant::now();
+        let mut allowance = Allowance { tokens: 3.0, at: start };
+        assert_eq!((0..5).filter(|_| allowance.take(2.0, 3, start)).count(), 3, "the burst");
+        assert!(!allowance.take(2.0, 3, start + Duration::from_millis(100)), "a fifth of a message refilled");
+        assert!(allowance.take(2.0, 3, start + Duration::from_millis(600)), "one refilled after half a second");
+        assert_eq!((0..10).filter(|_| allowance.take(2.0, 3, start + Duration::from_secs(100))).count(), 3, "never more than the burst");
+        assert!((0..100).all(|_| allowance.take(0.0, 3, start)), "a rate of 0 is no limit");
+    }
+}
+
