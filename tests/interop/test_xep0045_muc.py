@@ -325,3 +325,36 @@ async def test_limits_an_occupant_flood_a_long_subject_and_presence_broadcast(en
     quiet.send(f"<message to='{room}' type='groupchat'><body>after joining</body></message>")
     await owner.inbox.wait(is_message(frm=f"{room}/quiet", body="after joining"))
     assert not owner.inbox.find(is_presence(frm=f"{room}/quiet")), "a participant's presence is not broadcast"
+
+
+async def test_a_persistent_room_keeps_its_history_across_a_restart(env):
+    """A persistent room read back after a restart serves joiners its history from its archive,
+    under the same stanza-ids, and its new stanza-ids come after them."""
+    from harness import Env
+    owner = await env.online()
+    room = new_room()
+    await join(owner, room, "owner")
+    await owner.iq_ok(f"<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>"
+                      "<field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query>", "set", room)
+    said = []
+    for n in range(3):
+        owner.send(f"<message to='{room}' type='groupchat'><body>before {n}</body></message>")
+        got = await owner.inbox.wait(is_message(frm=f"{room}/owner", body=f"before {n}", type_="groupchat"))
+        said.append(got.find("sid:stanza-id", M).get("id"))
+    # A query flushes the archive writer (read-your-writes); a graceful stop that flushes it is issue 18.
+    await owner.iq_ok("<query xmlns='urn:xmpp:mam:2'/>", "set", room)
+    server = env.target.server
+    server.stop()
+    server.start()
+    later = Env(env.target)
+    try:
+        guest = await later.online()
+        await join(guest, room, "guest", "<history maxstanzas='3'/>")
+        history = [await guest.inbox.wait(is_message(frm=f"{room}/owner", body=f"before {n}")) for n in range(3)]
+        assert [h.find("sid:stanza-id", M).get("id") for h in history] == said
+        assert all(h.find("delay:delay", M) is not None for h in history)
+        guest.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
+        after = await guest.inbox.wait(is_message(frm=f"{room}/guest", body="after"))
+        assert int(after.find("sid:stanza-id", M).get("id")) > int(said[-1]), to_str(after)
+    finally:
+        await later.aclose()

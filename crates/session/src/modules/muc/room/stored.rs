@@ -6,16 +6,18 @@
 //!
 //! The record is an element of our own namespace holding the room's configuration as a submitted
 //! `muc#roomconfig` form, so it is read back through the same checks as an owner's submission.
+//! A stored room's history for joiners is read back from its archive (XEP-0313 on the room), and
+//! its stanza-ids go on after the newest archived.
 
 use std::collections::{HashMap, VecDeque};
 
-use starling_cluster::store::StoreError;
+use starling_cluster::store::{ArchiveQuery, StoreError};
 use starling_protocol::payload::muc::Affiliation;
 use starling_protocol::payload::{DataForm, FormType};
 use starling_protocol::{ns, Jid};
 use starling_xml::Element;
 
-use super::{Room, RoomState};
+use super::{Past, Room, RoomState};
 use crate::modules::muc::form::RoomConfig;
 use crate::service::ServiceContext;
 
@@ -29,7 +31,10 @@ impl Room {
         }
         match context.services.store.rooms.get(self.jid.as_str()).await {
             Ok(Some(record)) => match decode(&record, &self.service) {
-                Some(state) => self.state = Some(state),
+                Some(mut state) => {
+                    self.recall_history(context, &mut state).await;
+                    self.state = Some(state);
+                }
                 None => tracing::warn!(room = %self.jid, "stored room record does not decode; the room starts anew"),
             },
             Ok(None) => {}
@@ -40,6 +45,22 @@ impl Room {
             }
         }
         self.loaded = true;
+    }
+
+    /// The newest archived messages, as many as the room keeps for joiners.
+    async fn recall_history(&self, context: &ServiceContext, room: &mut RoomState) {
+        let newest = ArchiveQuery { limit: room.config.history_length.max(1), from_newest: true, ..ArchiveQuery::default() };
+        let page = match context.services.store.archive.query(self.jid.as_str(), &newest).await {
+            Ok(page) => page,
+            Err(error) => return tracing::warn!(room = %self.jid, %error, "could not read the room's archive; joiners get no history"),
+        };
+        room.last_id = page.messages.last().map_or(0, |message| message.id);
+        for archived in page.messages.iter().rev().take(room.config.history_length).rev() {
+            let Ok(mut message) = Element::parse(&archived.stanza) else { continue };
+            let Some(nick) = message.attr("from").and_then(|from| Jid::new(from).ok()).and_then(|from| from.resource().map(str::to_owned)) else { continue };
+            message.remove_attr("from");
+            room.history.push_back(Past { nick, message, at: archived.id });
+        }
     }
 
     /// Stores the room as it is now if it is persistent, forgets it otherwise.
