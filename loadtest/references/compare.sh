@@ -4,7 +4,9 @@
 #   loadtest/references/compare.sh [SERVERS...]      (default: starling ejabberd prosody)
 # Environment: SESSIONS (connect, default 19000), PAIRS (chat, 100), WINDOW (closed loop, 64),
 #   DURATION (s of chat, 20), CONCURRENCY (logins in flight, 200), MAM_RATES (archive queries/s,
-#   "200 1000"), STAGES ("connect chat mam"), OUT (result dir), REF_DIR (server state,
+#   "200 1000"), MUC_SIZES (room sizes of the muc stage, "10 100"), MUC_RATES_<SIZE> (groupchat
+#   messages/s for that size), STAGES ("connect chat mam"; "muc" adds group chat: 1,000 users in
+#   rooms of each size, needs SESSIONS >= 1000), OUT (result dir), REF_DIR (server state,
 #   /tmp/starling-refs), SKIP_BUILD=1, SKIP_PROVISION=1.
 # Results: $OUT/<server>-{connect,chat-saturation,chat-half,mam-RATE}.json and $OUT/summary.md.
 set -euo pipefail
@@ -39,6 +41,10 @@ listen = "127.0.0.1:35280"
 [tls]
 cert_file = "$REF_DIR/cert.pem"
 key_file = "$REF_DIR/key.pem"
+# As the references are configured: no per-occupant rate limit, big rooms.
+[muc]
+occupant_rate = 0.0
+max_occupants = 10000
 TOML
   "$BIN/starling" -c "$SW/conf.toml" user add-bulk --prefix user --count "$1" --password secret
 }
@@ -99,6 +105,16 @@ for S in "${SERVERS[@]}"; do
       # 1,000 users each archive 50 messages to a partner, then query their newest page of 50.
       echo "== $S: archive queries, newest page of 50 at $R/s (fresh server)"
       measure "mam-$R" mam --users 1000 --seed-messages 50 --page 50 --rate "$R" --duration 15
+    done
+  fi
+  if [[ " $STAGES " == *" muc "* ]]; then
+    for SIZE in ${MUC_SIZES:-10 100}; do
+      rates_var=MUC_RATES_$SIZE
+      for R in ${!rates_var:-$((10000 / SIZE)) $((20000 / SIZE)) $((40000 / SIZE)) $((80000 / SIZE))}; do
+        # 1,000 users in rooms of SIZE; R groupchat messages/s, so R x SIZE deliveries/s.
+        echo "== $S: group chat, rooms of $SIZE, $R messages/s (fresh server)"
+        measure "muc-$SIZE-$R" muc --users 1000 --rooms $((1000 / SIZE)) --rate "$R" --duration 15 --drain-seconds 10
+      done
     done
   fi
 done

@@ -33,6 +33,9 @@ pub enum Scenario {
     /// N users fill their partners' archives, then query the newest page of their own archive
     /// (XEP-0313 + XEP-0059) at an aggregate rate (query latency, pages/s, results per page).
     Mam(MamArgs),
+    /// N users in R rooms (XEP-0045, built in a measured setup phase) send groupchat messages at
+    /// an aggregate rate (fan-out latency at every occupant, deliveries/s).
+    Muc(MucArgs),
     /// M pairs exchange messages as in chat, every session with XEP-0198 stream management; the
     /// receivers' connections drop and resume (a fraction at a time, or all at once: --storm)
     /// (resumptions, resume latency, messages lost and duplicated, server RSS detached).
@@ -100,6 +103,31 @@ pub struct PresenceArgs {
     /// Seconds allowed for the roster and subscription setup.
     #[arg(long, default_value_t = 60.0)]
     pub setup_timeout: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct MucArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Rooms; user i joins room i mod R.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: u64,
+    /// Aggregate groupchat messages per second over all users.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of messages.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last message for deliveries still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Seconds allowed for creating and joining the rooms.
+    #[arg(long, default_value_t = 60.0)]
+    pub setup_timeout: f64,
+    /// The MUC service's domain (default: conference.DOMAIN).
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

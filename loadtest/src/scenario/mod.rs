@@ -5,6 +5,7 @@ pub mod chat;
 pub mod connect;
 pub mod mam;
 pub mod mobile;
+pub mod muc;
 pub mod presence;
 
 use std::ops::Range;

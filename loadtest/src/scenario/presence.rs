@@ -32,7 +32,7 @@ use crate::stats::{ErrorTally, Latency, LatencySummary, per_second};
 use crate::timeseries::{Point, Series};
 use crate::xmpp::{self, NS_STREAMS, Reader, Session, Writer, io_kind};
 
-const MARKER: &str = "starling-lt ";
+pub(super) const MARKER: &str = "starling-lt ";
 const SETTLE: Duration = Duration::from_millis(500);
 const NS_ROSTER: &str = "jabber:iq:roster";
 
@@ -372,6 +372,22 @@ fn print_report(report: &PresenceReport) {
 }
 
 async fn send_updates(writer: Arc<AsyncMutex<Writer>>, user: u64, pacer: Pacer, start: Instant, shared: Arc<Shared>) -> (u64, u64) {
+    let marked = |seq: u64, sent: u64, buf: &mut Vec<u8>| buf.extend_from_slice(format!("<presence><status>{MARKER}{} {user} {seq} {sent}</status></presence>", shared.run).as_bytes());
+    let failed = |kind: String, message: String| shared.error(kind, || message);
+    (user, send_marked(&writer, &pacer, start, || shared.now(), failed, marked).await)
+}
+
+/// Writes `pacer`'s stanzas on time (those that fell due together in one write), each made by
+/// `marked` from its sequence number and the send time (`now`, in the run's clock). Returns how
+/// many were sent.
+pub(super) async fn send_marked(
+    writer: &AsyncMutex<Writer>,
+    pacer: &Pacer,
+    start: Instant,
+    now: impl Fn() -> u64,
+    failed: impl Fn(String, String),
+    marked: impl Fn(u64, u64, &mut Vec<u8>),
+) -> u64 {
     let mut next = 0u64;
     let count = pacer.count();
     let mut buf = Vec::new();
@@ -380,22 +396,22 @@ async fn send_updates(writer: Arc<AsyncMutex<Writer>>, user: u64, pacer: Pacer, 
         tokio::time::sleep_until((start + due).into()).await;
         let upto = pacer.due_by(start.elapsed()).clamp(next + 1, next + 64);
         buf.clear();
-        let sent = shared.now();
+        let sent = now();
         for seq in next..upto {
-            buf.extend_from_slice(format!("<presence><status>{MARKER}{} {user} {seq} {sent}</status></presence>", shared.run).as_bytes());
+            marked(seq, sent, &mut buf);
         }
-        let written = xmpp::send(&mut *writer.lock().await, &buf).await;
-        if let Err(error) = written {
-            shared.error(format!("sender:send:{}", io_kind(&error)), || error.to_string());
+        if let Err(error) = xmpp::send(&mut *writer.lock().await, &buf).await {
+            failed(format!("sender:send:{}", io_kind(&error)), error.to_string());
             break;
         }
         next = upto;
     }
-    (user, next)
+    next
 }
 
-/// (run, user, seq, sent) of a marked status.
-fn parse_marker(bytes: &[u8]) -> Option<(u64, u64, u64, u64)> {
+/// (run, user, seq, sent) of a marked status or body: `starling-lt RUN USER SEQ SENT` up to the
+/// next tag.
+pub(super) fn parse_marker(bytes: &[u8]) -> Option<(u64, u64, u64, u64)> {
     let marker = MARKER.as_bytes();
     let at = bytes.windows(marker.len()).position(|w| w == marker)?;
     let rest = std::str::from_utf8(&bytes[at + marker.len()..]).ok()?;

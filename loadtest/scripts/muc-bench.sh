@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Multi-user chat on one core: the release server pinned to CPU 0, the harness to CPU 1, embedded
+# store, archive on (rooms archive their groupchat), TLS + SCRAM. For each room size, 1,000 users
+# fill rooms of that size and send groupchat at increasing aggregate rates; each run reports the
+# deliveries/s every occupant counted (reflections included) and the fan-out latency.
+#   loadtest/scripts/muc-bench.sh            SIZES="10 100 1000" RATES="..." override
+# The per-occupant rate limit is off ([muc] occupant_rate = 0): the harness's senders would hit it
+# first at high aggregate rates. Results: $OUT/muc-SIZE-RATE.json and a line each on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+USERS=${USERS:-1000}
+SIZES=${SIZES:-10 100 1000}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
+cargo build --release -q -p starling-server -p starling-loadtest
+BIN=$CARGO_TARGET_DIR/release
+WORK=${WORK:-/tmp/starling-muc-bench}
+OUT=${OUT:-$WORK/results}
+mkdir -p "$WORK" "$OUT"
+cat > "$WORK/conf.toml" <<TOML
+[server]
+domain = "localhost"
+data_dir = "$WORK/data"
+[c2s]
+starttls_listen = ["127.0.0.1:37222"]
+direct_tls_listen = ["127.0.0.1:37223"]
+ping_idle_seconds = 600
+[admin]
+listen = "127.0.0.1:37280"
+[muc]
+occupant_rate = 0.0
+max_occupants = 10000
+TOML
+server_pid=
+start_server() {
+  rm -rf "$WORK/data"
+  "$BIN/starling" -c "$WORK/conf.toml" user add-bulk --prefix user --count "$USERS" --password secret > /dev/null
+  taskset -c 0 "$BIN/starling" -c "$WORK/conf.toml" serve > "$WORK/server.log" 2>&1 &
+  server_pid=$!
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:37280/readyz)" = 200 ]; do sleep 0.1; done
+}
+stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+trap stop_server EXIT
+LT="taskset -c 1 $BIN/starling-loadtest"
+COMMON="--host 127.0.0.1 --port 37222 --domain localhost --password secret --users $USERS --quiet"
+for size in $SIZES; do
+  rooms=$((USERS / size))
+  # Aggregate messages/s; deliveries/s is that times the room size.
+  case $size in
+    10) default_rates="1000 2000 4000 6000 8000" ;;
+    100) default_rates="100 200 400 600 800" ;;
+    *) default_rates="10 20 40 60 80" ;;
+  esac
+  for rate in ${RATES:-$default_rates}; do
+    start_server
+    $LT muc $COMMON --rooms "$rooms" --rate "$rate" --duration 15 --drain-seconds 10 --server-pid "$server_pid" --json-out "$OUT/muc-$size-$rate.json" > "$OUT/muc-$size-$rate.txt" 2>&1 || true
+    stop_server
+    python3 - "$OUT/muc-$size-$rate.json" "$size" "$rate" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); m = r["muc"]; lat = m["latency"]
+cpu = (r["usage"].get("server") or {}).get("cores_used") or 0
+print(f"rooms of {sys.argv[2]:>4}, {sys.argv[3]:>5} msg/s: deliveries {m['deliveries']}/{m['expected_deliveries']} "
+      f"= {m['deliveries_per_second']:.0f}/s, p50 {lat['p50_us'] / 1000:.2f} ms, p99 {lat['p99_us'] / 1000:.2f} ms, "
+      f"server {cpu:.2f} cores, harness {r['usage']['harness']['cores_used']:.2f} cores")
+PY
+  done
+done
+echo "results in $OUT"
