@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod connect;
+pub mod fanout;
 pub mod mam;
 pub mod mobile;
 pub mod muc;
@@ -10,12 +11,13 @@ pub mod presence;
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::logins::{LoginReport, Setup, login_many};
+use crate::report::{Usage, Window};
 use crate::xmpp::{self, Session, Writer};
 
 /// How long a run waits for a session's stream to close, or for its readers to finish.
@@ -40,6 +42,52 @@ pub async fn log_in_all(setup: &Setup, indices: Range<u64>) -> (LoginReport, Vec
     }
     sessions.sort_by_key(|(index, _)| *index);
     (logins, sessions)
+}
+
+/// What a fan-out run stops when it ends: the measuring window, its readers (told through
+/// `shutdown`) and its streams.
+pub struct Running<R> {
+    pub window: Window,
+    pub shutdown: watch::Sender<bool>,
+    pub readers: JoinSet<R>,
+    pub writers: Vec<Arc<AsyncMutex<Writer>>>,
+}
+
+/// The end of a fan-out run, after its senders: waits up to `drain` until `delivered()` reaches
+/// `expected`, closes the measuring window, stops the readers and folds their results with
+/// `merge` (a reader that failed is reported to `failed`), and ends every stream. Returns how long
+/// the drain took, the usage and the merged result.
+pub async fn drain_and_collect<R: Default + Send + 'static>(
+    expected: u64,
+    delivered: impl Fn() -> u64,
+    drain: Duration,
+    running: Running<R>,
+    mut merge: impl FnMut(&mut R, R),
+    failed: impl Fn(String),
+) -> (Duration, Usage, R) {
+    let Running { window, shutdown, mut readers, writers } = running;
+    let drain_started = Instant::now();
+    while delivered() < expected && drain_started.elapsed() < drain {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained = drain_started.elapsed();
+    let usage = window.finish();
+    let _ = shutdown.send(true);
+    let mut total = R::default();
+    let joined = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(result) = readers.join_next().await {
+            match result {
+                Ok(result) => merge(&mut total, result),
+                Err(error) => failed(error.to_string()),
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        readers.abort_all();
+    }
+    close_all(writers).await;
+    (drained, usage, total)
 }
 
 /// Ends every stream of a run, all at once, each within [`CLOSE_TIMEOUT`].

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -17,14 +17,15 @@ use starling_xml::escape_attr;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::JoinSet;
 
+use super::fanout::{FanOut, Received};
 use super::presence::{parse_marker, send_marked, MARKER};
 use crate::cli::MucArgs;
 use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
 use crate::report::{RunInfo, Usage, Window, write_json};
-use crate::stats::{ErrorTally, Latency, LatencySummary, per_second};
-use crate::timeseries::{Point, Series};
+use crate::stats::{ErrorTally, LatencySummary, per_second};
+use crate::timeseries::Point;
 use crate::xmpp::{self, NS_STREAMS, Reader, Writer, io_kind};
 
 const NS_MUC: &str = "http://jabber.org/protocol/muc";
@@ -74,31 +75,21 @@ struct MucResults {
 }
 
 struct Shared {
-    run: u64,
-    origin: Instant,
-    /// Nanoseconds since origin when measuring started (u64::MAX before).
-    measuring_since: AtomicU64,
-    deliveries: AtomicU64,
+    fan_out: FanOut,
     joined: AtomicU64,
     configured: AtomicU64,
-    last_received: AtomicU64,
-    errors: Mutex<ErrorTally>,
 }
 
-impl Shared {
-    fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-    fn error(&self, kind: String, message: impl FnOnce() -> String) {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).add(kind, message);
+impl std::ops::Deref for Shared {
+    type Target = FanOut;
+    fn deref(&self) -> &FanOut {
+        &self.fan_out
     }
 }
 
 #[derive(Default)]
 struct ReaderResult {
-    latency: Latency,
-    series: Series,
-    received: u64,
+    received: Received,
     stale: u64,
 }
 
@@ -133,17 +124,8 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
     if logged_in.is_empty() {
         anyhow::bail!("nobody logged in");
     }
-    let origin = Instant::now();
-    let shared = Arc::new(Shared {
-        run: run_id,
-        origin,
-        measuring_since: AtomicU64::new(u64::MAX),
-        deliveries: AtomicU64::new(0),
-        joined: AtomicU64::new(0),
-        configured: AtomicU64::new(0),
-        last_received: AtomicU64::new(0),
-        errors: Mutex::new(ErrorTally::default()),
-    });
+    let shared = Arc::new(Shared { fan_out: FanOut::new(run_id), joined: AtomicU64::new(0), configured: AtomicU64::new(0) });
+    let origin = shared.origin;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut readers: JoinSet<ReaderResult> = JoinSet::new();
     let mut writers: Vec<(u64, Arc<AsyncMutex<Writer>>)> = Vec::new();
@@ -196,7 +178,7 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
         eprintln!("{active} users in {rooms} rooms, {} groupchat messages/s in total for {duration:?}", args.rate);
     }
     let start = Instant::now();
-    shared.measuring_since.store(u64::try_from((start - origin).as_nanos()).unwrap_or(0), Ordering::Relaxed);
+    shared.start_measuring(start);
     let window = Window::start(common.server_pid);
     let mut senders: JoinSet<(u64, u64)> = JoinSet::new();
     let mut scheduled = 0u64;
@@ -225,32 +207,13 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
         }
     }
     let send_period = start.elapsed();
-    let drain_started = Instant::now();
-    while shared.deliveries.load(Ordering::Relaxed) < expected && drain_started.elapsed() < drain {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let drained = drain_started.elapsed();
-    let usage = window.finish();
-    let _ = shutdown_tx.send(true);
-    let mut total = ReaderResult::default();
-    let joined = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
-        while let Some(result) = readers.join_next().await {
-            match result {
-                Ok(r) => {
-                    total.latency.merge(&r.latency);
-                    total.series.merge(&r.series);
-                    total.received += r.received;
-                    total.stale += r.stale;
-                }
-                Err(error) => shared.error("harness:reader-task".into(), || error.to_string()),
-            }
-        }
-    })
-    .await;
-    if joined.is_err() {
-        readers.abort_all();
-    }
-    super::close_all(writers.into_iter().map(|(_, writer)| writer)).await;
+    let merge = |total: &mut ReaderResult, r: ReaderResult| {
+        total.received.merge(&r.received);
+        total.stale += r.stale;
+    };
+    let failed = |message: String| shared.error("harness:reader-task".into(), || message);
+    let running = super::Running { window, shutdown: shutdown_tx, readers, writers: writers.into_iter().map(|(_, writer)| writer).collect() };
+    let (drained, usage, total) = super::drain_and_collect(expected, || shared.deliveries.load(Ordering::Relaxed), drain, running, merge, failed).await;
 
     let last = Duration::from_nanos(shared.last_received.load(Ordering::Relaxed));
     let elapsed = last.saturating_sub(start - origin);
@@ -262,16 +225,16 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
         scheduled,
         messages_sent: sent,
         expected_deliveries: expected,
-        deliveries: total.received,
-        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(total.received).unwrap_or(i64::MAX),
+        deliveries: total.received.count,
+        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(total.received.count).unwrap_or(i64::MAX),
         stale: total.stale,
         elapsed_seconds: elapsed.as_secs_f64(),
-        deliveries_per_second: per_second(total.received, elapsed),
+        deliveries_per_second: per_second(total.received.count, elapsed),
         messages_per_second: per_second(sent, send_period),
         drain_seconds: drained.as_secs_f64(),
-        latency: total.latency.summary(),
-        timeseries: total.series.points(),
-        errors: shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        latency: total.received.latency.summary(),
+        timeseries: total.received.series.points(),
+        errors: shared.errors(),
     };
     let report = MucReport { run, options: args.clone(), logins, setup: setup_results, muc: results, usage };
     print_report(&report);
@@ -351,14 +314,7 @@ async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, seat: Se
                     result.stale += 1;
                     continue;
                 }
-                let now = shared.now();
-                let micros = now.saturating_sub(sent) / 1000;
-                result.latency.record_micros(micros);
-                let since = shared.measuring_since.load(Ordering::Relaxed);
-                result.series.record(now.saturating_sub(since) / 1_000_000_000, micros);
-                result.received += 1;
-                shared.deliveries.fetch_add(1, Ordering::Relaxed);
-                shared.last_received.fetch_max(now, Ordering::Relaxed);
+                shared.delivered(&mut result.received, sent);
             }
             ("message", Some("error")) => error("message-error".into(), format!("a groupchat message of {own} was refused")),
             ("iq", Some("result")) if element.attr("id").is_some_and(|id| id.starts_with("lt-muc-config-")) => {

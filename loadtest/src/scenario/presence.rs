@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -23,13 +23,14 @@ use starling_xml::escape_attr;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::JoinSet;
 
+use super::fanout::{FanOut, Received};
 use crate::cli::PresenceArgs;
 use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
 use crate::report::{RunInfo, Usage, Window, write_json};
-use crate::stats::{ErrorTally, Latency, LatencySummary, per_second};
-use crate::timeseries::{Point, Series};
+use crate::stats::{ErrorTally, LatencySummary, per_second};
+use crate::timeseries::Point;
 use crate::xmpp::{self, NS_STREAMS, Reader, Session, Writer, io_kind};
 
 pub(super) const MARKER: &str = "starling-lt ";
@@ -108,32 +109,22 @@ pub fn contact_graph(n: u64, k: u64) -> anyhow::Result<Vec<Vec<u64>>> {
 }
 
 struct Shared {
-    run: u64,
-    origin: Instant,
-    /// Nanoseconds since origin when measuring started (u64::MAX before).
-    measuring_since: AtomicU64,
-    deliveries: AtomicU64,
+    fan_out: FanOut,
     roster_acks: AtomicU64,
     subscribed: AtomicU64,
     complete: AtomicU64,
-    last_received: AtomicU64,
-    errors: Mutex<ErrorTally>,
 }
 
-impl Shared {
-    fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-    fn error(&self, kind: String, message: impl FnOnce() -> String) {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).add(kind, message);
+impl std::ops::Deref for Shared {
+    type Target = FanOut;
+    fn deref(&self) -> &FanOut {
+        &self.fan_out
     }
 }
 
 #[derive(Default)]
 struct ReaderResult {
-    latency: Latency,
-    series: Series,
-    received: u64,
+    received: Received,
     misrouted: u64,
     self_echo: u64,
     stale: u64,
@@ -169,18 +160,13 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let bare_of = |i: u64| format!("{}@{}", common.username(i).unwrap_or_default(), common.domain).to_ascii_lowercase();
     let index_of: Arc<HashMap<String, u64>> = Arc::new((0..n).map(|i| (bare_of(i), i)).collect());
 
-    let origin = Instant::now();
     let shared = Arc::new(Shared {
-        run: crate::scenario::chat::run_id(),
-        origin,
-        measuring_since: AtomicU64::new(u64::MAX),
-        deliveries: AtomicU64::new(0),
+        fan_out: FanOut::new(crate::scenario::chat::run_id()),
         roster_acks: AtomicU64::new(0),
         subscribed: AtomicU64::new(0),
         complete: AtomicU64::new(0),
-        last_received: AtomicU64::new(0),
-        errors: Mutex::new(ErrorTally::default()),
     });
+    let origin = shared.origin;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut readers: JoinSet<ReaderResult> = JoinSet::new();
     let mut writers: Vec<(u64, Arc<AsyncMutex<Writer>>)> = Vec::new();
@@ -253,7 +239,7 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
         eprintln!("{active} users, {} contacts each, {} presence updates/s in total for {duration:?}", args.contacts, args.rate);
     }
     let start = Instant::now();
-    shared.measuring_since.store(u64::try_from((start - origin).as_nanos()).unwrap_or(0), Ordering::Relaxed);
+    shared.start_measuring(start);
     let window = Window::start(common.server_pid);
     let mut senders: JoinSet<(u64, u64)> = JoinSet::new();
     let mut scheduled = 0u64;
@@ -286,34 +272,15 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
         }
     }
     let send_period = start.elapsed();
-    let drain_started = Instant::now();
-    while shared.deliveries.load(Ordering::Relaxed) < expected && drain_started.elapsed() < drain {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let drained = drain_started.elapsed();
-    let usage = window.finish();
-    let _ = shutdown_tx.send(true);
-    let mut total = ReaderResult::default();
-    let joined = tokio::time::timeout(super::CLOSE_TIMEOUT, async {
-        while let Some(result) = readers.join_next().await {
-            match result {
-                Ok(r) => {
-                    total.latency.merge(&r.latency);
-                    total.series.merge(&r.series);
-                    total.received += r.received;
-                    total.misrouted += r.misrouted;
-                    total.self_echo += r.self_echo;
-                    total.stale += r.stale;
-                }
-                Err(error) => shared.error("harness:reader-task".into(), || error.to_string()),
-            }
-        }
-    })
-    .await;
-    if joined.is_err() {
-        readers.abort_all();
-    }
-    super::close_all(writers.into_iter().map(|(_, writer)| writer)).await;
+    let merge = |total: &mut ReaderResult, r: ReaderResult| {
+        total.received.merge(&r.received);
+        total.misrouted += r.misrouted;
+        total.self_echo += r.self_echo;
+        total.stale += r.stale;
+    };
+    let failed = |message: String| shared.error("harness:reader-task".into(), || message);
+    let running = super::Running { window, shutdown: shutdown_tx, readers, writers: writers.into_iter().map(|(_, writer)| writer).collect() };
+    let (drained, usage, total) = super::drain_and_collect(expected, || shared.deliveries.load(Ordering::Relaxed), drain, running, merge, failed).await;
 
     let last = Duration::from_nanos(shared.last_received.load(Ordering::Relaxed));
     let elapsed = last.saturating_sub(start - origin);
@@ -326,18 +293,18 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
         scheduled,
         updates_sent: sent,
         expected_deliveries: expected,
-        deliveries: total.received,
-        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(total.received).unwrap_or(i64::MAX),
+        deliveries: total.received.count,
+        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(total.received.count).unwrap_or(i64::MAX),
         misrouted: total.misrouted,
         self_echo: total.self_echo,
         stale: total.stale,
         elapsed_seconds: elapsed.as_secs_f64(),
-        deliveries_per_second: per_second(total.received, elapsed),
+        deliveries_per_second: per_second(total.received.count, elapsed),
         updates_per_second: per_second(sent, send_period),
         drain_seconds: drained.as_secs_f64(),
-        latency: total.latency.summary(),
-        timeseries: total.series.points(),
-        errors: shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        latency: total.received.latency.summary(),
+        timeseries: total.received.series.points(),
+        errors: shared.errors(),
     };
     let mut options = args.clone();
     options.common.presence = true;
@@ -465,14 +432,7 @@ async fn read_loop(
                     result.self_echo += 1;
                     continue;
                 }
-                let now = shared.now();
-                let micros = now.saturating_sub(sent) / 1000;
-                result.latency.record_micros(micros);
-                let since = shared.measuring_since.load(Ordering::Relaxed);
-                result.series.record(now.saturating_sub(since) / 1_000_000_000, micros);
-                result.received += 1;
-                shared.deliveries.fetch_add(1, Ordering::Relaxed);
-                shared.last_received.fetch_max(now, Ordering::Relaxed);
+                shared.delivered(&mut result.received, sent);
                 if !contacts.contains(&user) || from_index != Some(user) {
                     result.misrouted += 1;
                 }

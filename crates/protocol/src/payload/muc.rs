@@ -160,29 +160,29 @@ mod tests {
 
     #[test]
     fn a_join_with_history_limits_xep_0045_example_37_and_40() {
-        let x = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc'><history maxchars='65000' maxstanzas='20' seconds='180' since='1970-01-01T00:00:00Z'/><password>cauldronburn</password></x>").unwrap();
+        let x = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc'><history maxchars='65000' maxstanzas='20' seconds='180' since='1970-01-01T00:00:00Z'/><password>cauldronburn</password></x>").expect("test data");
         let join = MucJoin::try_from(&x).expect("join");
         assert_eq!(join.password.as_deref(), Some("cauldronburn"));
         assert_eq!(join.history, HistoryRequest { max_chars: Some(65000), max_stanzas: Some(20), seconds: Some(180), since: Some(0) });
-        let bare = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc'/>").unwrap();
+        let bare = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc'/>").expect("test data");
         assert_eq!(MucJoin::try_from(&bare).expect("join"), MucJoin::default());
-        let bad = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='many'/></x>").unwrap();
+        let bad = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='many'/></x>").expect("test data");
         assert!(MucJoin::try_from(&bad).is_err());
     }
 
     #[test]
     fn an_occupant_item_round_trips_xep_0045_example_24() {
         let user = MucUser {
-            item: MucItem { jid: Some(Jid::new("hag66@shakespeare.lit/pda").unwrap()), ..MucItem::new(Affiliation::Member, Role::Participant) },
+            item: MucItem { jid: Some(Jid::new("hag66@shakespeare.lit/pda").expect("test data")), ..MucItem::new(Affiliation::Member, Role::Participant) },
             statuses: vec![status::SELF_PRESENCE, status::NON_ANONYMOUS],
         };
         let element = Element::from(&user);
         assert_eq!(
-            String::from_utf8(element.to_bytes()).unwrap(),
+            String::from_utf8(element.to_bytes()).expect("test data"),
             "<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant' jid='hag66@shakespeare.lit/pda'/><status code='110'/><status code='100'/></x>"
         );
         assert_eq!(MucUser::try_from(&element).expect("parsed"), user);
-        let unknown = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='king' role='none'/></x>").unwrap();
+        let unknown = Element::parse(b"<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='king' role='none'/></x>").expect("test data");
         assert!(MucUser::try_from(&unknown).is_err());
     }
 }

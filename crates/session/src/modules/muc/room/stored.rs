@@ -114,8 +114,8 @@ mod tests {
             config: config.clone(),
             locked: false,
             affiliations: HashMap::from([
-                (Jid::new("crone@example.com").unwrap(), Affiliation::Owner),
-                (Jid::new("hag@example.com").unwrap(), Affiliation::Outcast),
+                (Jid::new("crone@example.com").expect("jid"), Affiliation::Owner),
+                (Jid::new("hag@example.com").expect("jid"), Affiliation::Outcast),
             ]),
             occupants: Vec::new(),
             subject: ("crone".into(), "Fire burn".into()),

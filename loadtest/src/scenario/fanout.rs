@@ -1,0 +1,78 @@
+//! What the fan-out scenarios (`presence`, `muc`) share: the run's clock and counters, and the
+//! recording of one marked delivery.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::stats::{ErrorTally, Latency};
+use crate::timeseries::Series;
+
+pub struct FanOut {
+    pub run: u64,
+    pub origin: Instant,
+    /// Nanoseconds since origin when measuring started (u64::MAX before).
+    pub measuring_since: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub last_received: AtomicU64,
+    pub errors: Mutex<ErrorTally>,
+}
+
+/// What one reader measured of the deliveries it got.
+#[derive(Default)]
+pub struct Received {
+    pub latency: Latency,
+    pub series: Series,
+    pub count: u64,
+}
+
+impl Received {
+    pub fn merge(&mut self, other: &Received) {
+        self.latency.merge(&other.latency);
+        self.series.merge(&other.series);
+        self.count += other.count;
+    }
+}
+
+impl FanOut {
+    pub fn new(run: u64) -> FanOut {
+        FanOut {
+            run,
+            origin: Instant::now(),
+            measuring_since: AtomicU64::new(u64::MAX),
+            deliveries: AtomicU64::new(0),
+            last_received: AtomicU64::new(0),
+            errors: Mutex::new(ErrorTally::default()),
+        }
+    }
+
+    /// Nanoseconds since the run's origin: the clock of every `SENT` in a marker.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub fn error(&self, kind: String, message: impl FnOnce() -> String) {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).add(kind, message);
+    }
+
+    /// Measuring starts at `start`.
+    pub fn start_measuring(&self, start: Instant) {
+        self.measuring_since.store(u64::try_from((start - self.origin).as_nanos()).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// A delivery of a message sent at `sent` arrived now: its latency, in `received`.
+    pub fn delivered(&self, received: &mut Received, sent: u64) {
+        let now = self.now();
+        let micros = now.saturating_sub(sent) / 1000;
+        received.latency.record_micros(micros);
+        let since = self.measuring_since.load(Ordering::Relaxed);
+        received.series.record(now.saturating_sub(since) / 1_000_000_000, micros);
+        received.count += 1;
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        self.last_received.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn errors(&self) -> ErrorTally {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
