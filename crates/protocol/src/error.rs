@@ -6,49 +6,9 @@
 //!
 //! Over 400 lines with its tests: two closed tables of RFC conditions with their wire names and types.
 
-use std::fmt;
-
 use starling_xml::{Element, FrameError, escape_text};
 
 use crate::ns;
-
-/// Declares a fieldless enum whose variants map one-to-one to XML element names, with
-/// `as_str`, `parse`, `ALL` and `Display`, so the two directions can never drift apart.
-macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in RFC order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The XML name of this value.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            /// The value with this XML name, if it is one the RFC defines.
-            pub fn parse(s: &str) -> Option<$name> {
-                match s {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
 
 named_enum! {
     /// The defined stream error conditions of RFC 6120 §4.9.3.

@@ -11,7 +11,7 @@ use starling_xml::Element;
 use super::{PayloadError, child_text, expect, text_element};
 use crate::ns;
 
-names! {
+named_enum! {
     /// What a form is for (XEP-0004 §3.1).
     FormType {
         Form => "form",
@@ -21,7 +21,7 @@ names! {
     }
 }
 
-names! {
+named_enum! {
     /// The data type of a field (XEP-0004 §3.3).
     FieldType {
         Boolean => "boolean",

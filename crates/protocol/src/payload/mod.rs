@@ -11,34 +11,6 @@ use starling_xml::Element;
 use crate::error::StanzaErrorCondition;
 use crate::jid::Jid;
 
-/// An enumeration of the names a XEP gives the values of an attribute or element.
-macro_rules! names {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($variant,)+
-        }
-
-        impl $name {
-            /// The name the XEP gives this value.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            /// The value with this name, if the XEP defines it.
-            pub fn parse(s: &str) -> Option<$name> {
-                match s {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
 pub mod blocking;
 pub mod data_form;
 pub mod disco;

@@ -9,7 +9,7 @@ use crate::datetime;
 use crate::jid::Jid;
 use crate::ns;
 
-names! {
+named_enum! {
     /// A long-lived association with a room (XEP-0045 §5.2).
     Affiliation {
         Owner => "owner",
@@ -20,7 +20,7 @@ names! {
     }
 }
 
-names! {
+named_enum! {
     /// A temporary position in a room, for the length of a visit (XEP-0045 §5.1).
     Role {
         Moderator => "moderator",
