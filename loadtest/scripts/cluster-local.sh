@@ -8,12 +8,13 @@
 # turns message archiving off (on by default, as in the server).
 # loadtest/scripts/owner-pairs.py writes --user-list files of pairs on the same or different owners.
 # Edge k listens for STARTTLS on 127.0.0.1:(36220+k); admin ports 36280+n. Accounts user1..N,
-# password "secret". State and logs in $WORK (default /tmp/starling-cluster).
+# password "secret". State and logs in $WORK (default /tmp/starling-cluster). STARLING_BIN runs another
+# `starling` binary (e.g. an earlier build, to compare two in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
 WORK=${WORK:-/tmp/starling-cluster}
-BIN=$CARGO_TARGET_DIR/release/starling
+BIN=${STARLING_BIN:-$CARGO_TARGET_DIR/release/starling}
 
 config() { # role index
   local role=$1 n=$2

@@ -280,7 +280,9 @@ async def test_xep0199_client_to_server_ping(env):
 async def test_xep0199_server_pings_idle_client(env):
     """An idle client is pinged by the server (configured idle delay); answering keeps it connected."""
     r, jid = await env.raw_session()
-    deadline = env.target.ping_idle + 10
+    # The server looks at the connection again a ping timeout (10 s) after a ping, sees the answer
+    # and waits another idle delay: the second ping comes ping_idle + 10 s after the first.
+    deadline = env.target.ping_idle + 10 + 5
     for round_ in range(2):
         ping = await r.inbox.wait(
             lambda e: e.tag == tag("c", "iq") and e.get("type") == "get" and e.find("ping:ping", NS) is not None,
