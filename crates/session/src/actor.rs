@@ -177,14 +177,17 @@ impl Handler<ConnectionEvent> for UserActor {
         if counted {
             self.taken();
         }
-        self.run(ctx, hold, move |mut state, _| async move {
+        self.run(ctx, hold, move |mut state, modules| async move {
             match event {
                 ClientEvent::Enable { resume, max } => {
                     if let Some(index) = state.enable_stream_management(&jid, connection_id, resume, max) {
                         state.publish_route(index).await;
                     }
                 }
-                ClientEvent::Synced(synced) => state.synchronize(&jid, connection_id, synced),
+                ClientEvent::Synced(synced) => {
+                    let left = state.synchronize(&jid, connection_id, synced);
+                    pipeline::keep_unacknowledged(&modules, &mut state, left).await;
+                }
                 ClientEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
                 ClientEvent::AnswerForEdge(reply) => {
                     if let Some(index) = state.bound_index(&jid, connection_id) {

@@ -113,23 +113,29 @@ impl UserState {
     }
 
     /// The edge's answer for a resource taken over: the stream goes on from its counts, and
-    /// what waited is written unless the edge had it already.
-    pub fn synchronize(&mut self, jid: &starling_protocol::Jid, connection_id: u64, synced: Synced) {
-        let Some(index) = self.bound_index(jid, connection_id) else { return };
+    /// what waited is written unless the edge had it already. Returns what could not be written
+    /// (the client reads too slowly for the backlog: its link is given up), for the caller to
+    /// keep as a session's unacknowledged stanzas are kept (offline).
+    pub fn synchronize(&mut self, jid: &starling_protocol::Jid, connection_id: u64, synced: Synced) -> Vec<Unacked> {
+        let Some(index) = self.bound_index(jid, connection_id) else { return Vec::new() };
         let resource = &mut self.resources[index];
-        let Some(replays) = resource.replays.as_deref_mut() else { return };
-        let Some(waiting) = replays.waiting.take() else { return };
+        let Some(replays) = resource.replays.as_deref_mut() else { return Vec::new() };
+        let Some(waiting) = replays.waiting.take() else { return Vec::new() };
         for key in synced.delivered {
             replays.recent.push(key);
         }
         if let Some(counts) = synced.counts {
             self.go_on_from_edge(index, counts);
         }
+        let mut left = Vec::new();
         for Waiting { kind, bytes, key, hold } in waiting {
-            if self.screen_delivery(index, kind, &bytes, key) {
-                let _ = self.write_now(index, kind, bytes, key, hold.as_ref());
+            if self.screen_delivery(index, kind, &bytes, key)
+                && let Err(bytes) = self.write_now(index, kind, bytes, key, hold.as_ref())
+            {
+                left.push(Unacked { kind, bytes, sent_at: SystemTime::now() });
             }
         }
+        left
     }
 
     /// What still waited for the edge's answer when the resource goes, as unacknowledged
