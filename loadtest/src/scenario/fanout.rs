@@ -8,7 +8,8 @@ use std::time::Instant;
 use crate::stats::{ErrorTally, Latency};
 use crate::timeseries::Series;
 
-pub struct FanOut {
+/// `C`: the scenario's own counters (setup progress).
+pub struct FanOut<C> {
     pub run: u64,
     pub origin: Instant,
     /// Nanoseconds since origin when measuring started (u64::MAX before).
@@ -16,6 +17,7 @@ pub struct FanOut {
     pub deliveries: AtomicU64,
     pub last_received: AtomicU64,
     pub errors: Mutex<ErrorTally>,
+    pub counters: C,
 }
 
 /// What one reader measured of the deliveries it got.
@@ -34,8 +36,8 @@ impl Received {
     }
 }
 
-impl FanOut {
-    pub fn new(run: u64) -> FanOut {
+impl<C> FanOut<C> {
+    pub fn new(run: u64, counters: C) -> FanOut<C> {
         FanOut {
             run,
             origin: Instant::now(),
@@ -43,6 +45,7 @@ impl FanOut {
             deliveries: AtomicU64::new(0),
             last_received: AtomicU64::new(0),
             errors: Mutex::new(ErrorTally::default()),
+            counters,
         }
     }
 

@@ -74,18 +74,13 @@ struct MucResults {
     errors: ErrorTally,
 }
 
-struct Shared {
-    fan_out: FanOut,
+/// Setup progress.
+struct Counters {
     joined: AtomicU64,
     configured: AtomicU64,
 }
 
-impl std::ops::Deref for Shared {
-    type Target = FanOut;
-    fn deref(&self) -> &FanOut {
-        &self.fan_out
-    }
-}
+type Shared = FanOut<Counters>;
 
 #[derive(Default)]
 struct ReaderResult {
@@ -124,7 +119,7 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
     if logged_in.is_empty() {
         anyhow::bail!("nobody logged in");
     }
-    let shared = Arc::new(Shared { fan_out: FanOut::new(run_id), joined: AtomicU64::new(0), configured: AtomicU64::new(0) });
+    let shared = Arc::new(FanOut::new(run_id, Counters { joined: AtomicU64::new(0), configured: AtomicU64::new(0) }));
     let origin = shared.origin;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut readers: JoinSet<ReaderResult> = JoinSet::new();
@@ -155,16 +150,16 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
     let mut timed_out = false;
     let creator_count = creators.len() as u64;
     send_each(&creators, join, &shared).await;
-    timed_out |= !wait_for(&shared.joined, creator_count, setup_started, setup_timeout, &shared, "creators joined").await;
+    timed_out |= !wait_for(&shared.counters.joined, creator_count, setup_started, setup_timeout, &shared, "creators joined").await;
     send_each(&creators, configure, &shared).await;
-    timed_out |= !wait_for(&shared.configured, creator_count, setup_started, setup_timeout, &shared, "rooms configured").await;
+    timed_out |= !wait_for(&shared.counters.configured, creator_count, setup_started, setup_timeout, &shared, "rooms configured").await;
     send_each(&others, join, &shared).await;
-    timed_out |= !wait_for(&shared.joined, active, setup_started, setup_timeout, &shared, "occupants joined").await;
+    timed_out |= !wait_for(&shared.counters.joined, active, setup_started, setup_timeout, &shared, "occupants joined").await;
     let setup_results = SetupResults {
         seconds: setup_started.elapsed().as_secs_f64(),
         rooms,
-        rooms_configured: shared.configured.load(Ordering::Relaxed),
-        occupants_joined: shared.joined.load(Ordering::Relaxed),
+        rooms_configured: shared.counters.configured.load(Ordering::Relaxed),
+        occupants_joined: shared.counters.joined.load(Ordering::Relaxed),
         timed_out,
     };
     // Joins' presence broadcasts pass before measuring.
@@ -306,7 +301,7 @@ async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, seat: Se
             }
             ("presence", None) if !joined && element.attr("from").is_some_and(|from| from.eq_ignore_ascii_case(&own)) => {
                 joined = true;
-                shared.joined.fetch_add(1, Ordering::Relaxed);
+                shared.counters.joined.fetch_add(1, Ordering::Relaxed);
             }
             ("message", Some("groupchat")) => {
                 let Some((run, _user, _seq, sent)) = parse_marker(&element.bytes) else { continue };
@@ -318,7 +313,7 @@ async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, seat: Se
             }
             ("message", Some("error")) => error("message-error".into(), format!("a groupchat message of {own} was refused")),
             ("iq", Some("result")) if element.attr("id").is_some_and(|id| id.starts_with("lt-muc-config-")) => {
-                shared.configured.fetch_add(1, Ordering::Relaxed);
+                shared.counters.configured.fetch_add(1, Ordering::Relaxed);
             }
             ("iq", Some("error")) if element.attr("id").is_some_and(|id| id.starts_with("lt-muc-config-")) => {
                 error("setup:config-error".into(), format!("{} refused its configuration", seat.room));

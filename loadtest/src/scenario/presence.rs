@@ -108,19 +108,14 @@ pub fn contact_graph(n: u64, k: u64) -> anyhow::Result<Vec<Vec<u64>>> {
     Ok(graph)
 }
 
-struct Shared {
-    fan_out: FanOut,
+/// Setup progress.
+struct Counters {
     roster_acks: AtomicU64,
     subscribed: AtomicU64,
     complete: AtomicU64,
 }
 
-impl std::ops::Deref for Shared {
-    type Target = FanOut;
-    fn deref(&self) -> &FanOut {
-        &self.fan_out
-    }
-}
+type Shared = FanOut<Counters>;
 
 #[derive(Default)]
 struct ReaderResult {
@@ -160,12 +155,10 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let bare_of = |i: u64| format!("{}@{}", common.username(i).unwrap_or_default(), common.domain).to_ascii_lowercase();
     let index_of: Arc<HashMap<String, u64>> = Arc::new((0..n).map(|i| (bare_of(i), i)).collect());
 
-    let shared = Arc::new(Shared {
-        fan_out: FanOut::new(crate::scenario::chat::run_id()),
-        roster_acks: AtomicU64::new(0),
-        subscribed: AtomicU64::new(0),
-        complete: AtomicU64::new(0),
-    });
+    let shared = Arc::new(FanOut::new(
+        crate::scenario::chat::run_id(),
+        Counters { roster_acks: AtomicU64::new(0), subscribed: AtomicU64::new(0), complete: AtomicU64::new(0) },
+    ));
     let origin = shared.origin;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut readers: JoinSet<ReaderResult> = JoinSet::new();
@@ -209,7 +202,7 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     loop {
-        let (acks, subscribed) = (shared.roster_acks.load(Ordering::Relaxed), shared.subscribed.load(Ordering::Relaxed));
+        let (acks, subscribed) = (shared.counters.roster_acks.load(Ordering::Relaxed), shared.counters.subscribed.load(Ordering::Relaxed));
         if acks >= roster_sets && subscribed >= requested {
             break;
         }
@@ -226,10 +219,10 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let setup_results = SetupResults {
         seconds: setup_started.elapsed().as_secs_f64(),
         roster_sets,
-        roster_acks: shared.roster_acks.load(Ordering::Relaxed),
+        roster_acks: shared.counters.roster_acks.load(Ordering::Relaxed),
         subscriptions_requested: requested,
-        subscriptions_confirmed: shared.subscribed.load(Ordering::Relaxed),
-        users_complete: shared.complete.load(Ordering::Relaxed),
+        subscriptions_confirmed: shared.counters.subscribed.load(Ordering::Relaxed),
+        users_complete: shared.counters.complete.load(Ordering::Relaxed),
         timed_out,
     };
     // Presence the server sends once subscriptions are mutual (probes, initial broadcasts) passes.
@@ -419,7 +412,7 @@ async fn read_loop(
                 if let Some(c) = from_index.filter(|c| contacts.contains(c))
                     && confirmed.insert(c)
                 {
-                    shared.subscribed.fetch_add(1, Ordering::Relaxed);
+                    shared.counters.subscribed.fetch_add(1, Ordering::Relaxed);
                 }
             }
             ("presence", None) => {
@@ -444,7 +437,7 @@ async fn read_loop(
                     if element.attr("type") == Some("error") {
                         error("setup:roster-set-error".into(), format!("roster set {id} of user {own} failed"));
                     }
-                    shared.roster_acks.fetch_add(1, Ordering::Relaxed);
+                    shared.counters.roster_acks.fetch_add(1, Ordering::Relaxed);
                 }
             }
             ("iq", Some("set")) if xmpp::tree(&element).is_ok_and(|t| t.get_child("query", NS_ROSTER).is_some()) => {
@@ -464,7 +457,7 @@ async fn read_loop(
         }
         if !complete && confirmed.len() >= contacts.len() && acked.len() >= contacts.len() {
             complete = true;
-            shared.complete.fetch_add(1, Ordering::Relaxed);
+            shared.counters.complete.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(reply) = reply {
             let mut writer = writer.lock().await;

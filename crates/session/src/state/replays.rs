@@ -116,7 +116,7 @@ impl UserState {
     /// what waited is written unless the edge had it already. Returns what could not be written
     /// (the client reads too slowly for the backlog: its link is given up), for the caller to
     /// keep as a session's unacknowledged stanzas are kept (offline).
-    pub fn synchronize(&mut self, jid: &starling_protocol::Jid, connection_id: u64, synced: Synced) -> Vec<Unacked> {
+    pub fn synchronize(&mut self, jid: &Jid, connection_id: u64, synced: Synced) -> Vec<Unacked> {
         let Some(index) = self.bound_index(jid, connection_id) else { return Vec::new() };
         let resource = &mut self.resources[index];
         let Some(replays) = resource.replays.as_deref_mut() else { return Vec::new() };

@@ -313,7 +313,7 @@ pub(crate) async fn answer_query(services: &Services, archive: &Jid, payload: &E
 async fn mam_query(state: &mut UserState, iq: &Iq) {
     let Some(resource) = iq.resource.clone() else { return };
     let me = state.user().clone();
-    let (results, fin) = match answer_query(&state.services().clone(), &me, &iq.payload, &resource).await {
+    let (results, fin) = match answer_query(state.services(), &me, &iq.payload, &resource).await {
         Ok(answer) => answer,
         Err(QueryRefused::Refused(condition)) => return state.refuse(iq, condition),
         Err(QueryRefused::Store(error)) => return state.refuse_for_store(iq, error),
