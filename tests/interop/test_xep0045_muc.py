@@ -327,6 +327,38 @@ async def test_limits_an_occupant_flood_a_long_subject_and_presence_broadcast(en
     assert not owner.inbox.find(is_presence(frm=f"{room}/quiet")), "a participant's presence is not broadcast"
 
 
+async def test_a_user_in_too_many_rooms_or_joining_too_fast_gets_resource_constraint(env):
+    """The interop server allows 6 rooms per user ([muc] max_rooms_per_user), 6 joins at once and
+    one every 2 s after that; the limits count the user's rooms over all its resources and stop
+    counting a room it left or was kicked from."""
+    owner, helper, user = await env.online(), await env.online(), await env.online()
+    second = await env.online(user.account, "second")
+    rooms = [await create_instant_room(owner) for _ in range(4)] + [await create_instant_room(helper) for _ in range(3)]
+    for room in rooms[:6]:
+        own = await join(user, room, "u")
+        assert own.get("type") != "error", to_str(own)
+    seventh = await join(second, rooms[6], "u")
+    assert seventh.get("type") == "error" and condition(seventh) == "resource-constraint", to_str(seventh)
+    assert seventh.get("from") == f"{rooms[6]}/u", to_str(seventh)
+    # Changing presence in a room it is in is no join.
+    user.send(f"<presence to='{rooms[0]}/u'><show>away</show></presence>")
+    await owner.inbox.wait(lambda e: is_presence(frm=f"{rooms[0]}/u")(e) and e.findtext("c:show", namespaces=NS) == "away")
+    # Kicked from one: a room free, but the join allowance is spent (one per 2 s).
+    await owner.iq_ok("<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='u' role='none'/></query>", "set", rooms[1])
+    await user.inbox.wait(is_presence(frm=f"{rooms[1]}/u", type_="unavailable"))
+    too_fast = await join(user, rooms[6], "u")
+    assert condition(too_fast) == "resource-constraint", to_str(too_fast)
+    await asyncio.sleep(2.2)
+    again = await join(user, rooms[6], "u")
+    assert again.get("type") != "error", to_str(again)
+    # Leaving frees a room; the user's owner and the rooms agree.
+    user.send(f"<presence to='{rooms[2]}/u' type='unavailable'/>")
+    await user.inbox.wait(is_presence(frm=f"{rooms[2]}/u", type_="unavailable"))
+    await asyncio.sleep(2.2)
+    back = await join(user, rooms[1], "u")
+    assert back.get("type") != "error", to_str(back)
+
+
 async def test_a_persistent_room_keeps_its_history_across_a_restart(env):
     """A persistent room read back after a restart serves joiners its history from its archive,
     under the same stanza-ids, and its new stanza-ids come after them."""

@@ -7,7 +7,8 @@
 //! - `ns:{user}:res` — hash, resource → `connection priority node`, then, if the resource is
 //!   available, a newline and its presence stanza (the node last on its line, so it may contain
 //!   spaces but no newline);
-//! - `ns:{user}:gen` — the newest owner generation that wrote for the user;
+//! - `ns:{user}:gen` — the newest owner generation that wrote for the user (or room);
+//! - `ns:{room}:occupants` — hash, nick → the MUC module's record of a room's occupant;
 //! - `ns:node:{node}:routes` — set of `user/resource` the node holds (a bare JID has no `/`), to
 //!   reap a dead node without scanning users;
 //! - `ns:nodes` — set of nodes that hold routes;
@@ -50,6 +51,17 @@ local current = redis.call('HGET', KEYS[1], ARGV[2])
 if current and string.match(current, '^(%d+) ') == ARGV[3] then
   redis.call('HDEL', KEYS[1], ARGV[2])
 end
+return 1
+";
+
+/// Removes a hash field if the generation is not stale.
+/// KEYS: hash, gen. ARGV: generation, field. Returns 1 applied, 0 stale.
+const REMOVE_FIELD: &str = r"
+local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
+local generation = tonumber(ARGV[1])
+if generation < seen then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[2])
 return 1
 ";
 
@@ -142,6 +154,7 @@ pub struct RedisRegistry {
     connection: ConnectionManager,
     put: Script,
     remove: Script,
+    remove_field: Script,
     reap_one: Script,
     heartbeat: Script,
     claim: Script,
@@ -161,6 +174,7 @@ impl RedisRegistry {
             connection,
             put: Script::new(PUT),
             remove: Script::new(REMOVE),
+            remove_field: Script::new(REMOVE_FIELD),
             reap_one: Script::new(REAP_ONE),
             heartbeat: Script::new(HEARTBEAT),
             claim: Script::new(CLAIM),
@@ -174,6 +188,10 @@ impl RedisRegistry {
 
     fn gen_key(&self, user: &str) -> String {
         format!("{}:{{{user}}}:gen", self.namespace)
+    }
+
+    fn occupants_key(&self, room: &str) -> String {
+        format!("{}:{{{room}}}:occupants", self.namespace)
     }
 
     fn routes_key(&self, node: &str) -> String {
@@ -244,6 +262,36 @@ impl Registry for RedisRegistry {
             .iter()
             .map(|(resource, value)| decode(resource, value).ok_or_else(|| StoreError::Corrupt(format!("route of {user}/{resource}: {value:?}"))))
             .collect()
+    }
+
+    /// The same fenced write as a route's, into the room's own hash.
+    async fn put_occupant(&self, room: &str, nick: &str, record: &[u8], generation: u64) -> Result<Fenced, StoreError> {
+        let mut connection = self.connection();
+        let applied: i64 = self
+            .put
+            .key(self.occupants_key(room))
+            .key(self.gen_key(room))
+            .arg(generation)
+            .arg(nick)
+            .arg(record)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(fenced(applied))
+    }
+
+    async fn remove_occupant(&self, room: &str, nick: &str, generation: u64) -> Result<Fenced, StoreError> {
+        let mut connection = self.connection();
+        let applied: i64 =
+            self.remove_field.key(self.occupants_key(room)).key(self.gen_key(room)).arg(generation).arg(nick).invoke_async(&mut connection).await.map_err(redis_error)?;
+        Ok(fenced(applied))
+    }
+
+    async fn occupants(&self, room: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut connection = self.connection();
+        let mut occupants: Vec<(String, Vec<u8>)> = connection.hgetall(self.occupants_key(room)).await.map_err(redis_error)?;
+        occupants.sort();
+        Ok(occupants)
     }
 
     async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -189,6 +189,20 @@ Migration {
             record blob
         )",
     ],
+},
+Migration {
+    version: 6,
+    description: "the public MUC rooms of each service, and temporary rooms",
+    statements: &[
+        // One partition per service: what its disco#items lists, cluster-wide. Small (public
+        // rooms only) and read whole.
+        "CREATE TABLE IF NOT EXISTS {ks}.muc_listed_rooms (
+            service text,
+            room_jid text,
+            name text,
+            PRIMARY KEY ((service), room_jid)
+        )",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

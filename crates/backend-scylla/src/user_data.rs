@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use scylla::statement::batch::{Batch, BatchType};
 use starling_cluster::store::{
     Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
+    service_of,
 };
 
 use crate::{ScyllaStore, execution_error, from_bigint, rows, to_bigint};
@@ -38,14 +39,25 @@ impl Rooms for ScyllaStore {
         Ok(rows::<(Option<Vec<u8>>,)>(result, "muc_rooms")?.into_iter().next().map(|(record,)| record.unwrap_or_default()))
     }
 
-    async fn set(&self, room: &str, record: Vec<u8>) -> Result<(), StoreError> {
+    /// The record first: a listing never names a room that has none.
+    async fn set(&self, room: &str, record: Vec<u8>, listed: Option<&str>) -> Result<(), StoreError> {
         self.exec(&self.st.room_set, (room, record)).await?;
+        match listed {
+            Some(name) => self.exec(&self.st.room_list, (service_of(room), room, name)).await?,
+            None => self.exec(&self.st.room_unlist, (service_of(room), room)).await?,
+        };
         Ok(())
     }
 
     async fn remove(&self, room: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.room_unlist, (service_of(room), room)).await?;
         self.exec(&self.st.room_delete, (room,)).await?;
         Ok(())
+    }
+
+    async fn listed(&self, service: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let result = self.exec(&self.st.rooms_listed, (service,)).await?;
+        Ok(rows::<(String, Option<String>)>(result, "muc_listed_rooms")?.into_iter().map(|(room, name)| (room, name.unwrap_or_default())).collect())
     }
 }
 

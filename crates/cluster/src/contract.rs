@@ -222,18 +222,33 @@ pub async fn vcards(vcards: &dyn VCards, prefix: &str) {
 }
 
 pub async fn rooms(rooms: &dyn Rooms, prefix: &str) {
-    let coven = format!("{prefix}-coven@conference.example.com");
-    let other = format!("{prefix}-other@conference.example.com");
+    // A service of this run's own, so that listings from other runs sharing the store don't show.
+    let service = format!("conference.{prefix}.example.com");
+    let coven = format!("coven@{service}");
+    let other = format!("other@{service}");
+    let elsewhere = format!("{prefix}-elsewhere@chat.example.com");
     assert_eq!(rooms.get(&coven).await.expect("get"), None);
-    rooms.set(&coven, b"<room/>".to_vec()).await.expect("set");
-    rooms.set(&other, large_blob()).await.expect("set");
-    rooms.set(&coven, b"<room version='2'/>".to_vec()).await.expect("replace");
+    assert_eq!(rooms.listed(&service).await.expect("listed"), Vec::new());
+    rooms.set(&coven, b"<room/>".to_vec(), Some("Coven")).await.expect("set");
+    rooms.set(&other, large_blob(), None).await.expect("set");
+    rooms.set(&elsewhere, b"<room/>".to_vec(), Some("")).await.expect("set");
+    let listing = |entries: &[(&str, &str)]| entries.iter().map(|(room, name)| (room.to_string(), name.to_string())).collect::<Vec<_>>();
+    assert_eq!(rooms.listed(&service).await.expect("listed"), listing(&[(&coven, "Coven")]), "only public rooms of the service");
+    rooms.set(&coven, b"<room version='2'/>".to_vec(), Some("Coven of Three")).await.expect("replace");
+    rooms.set(&other, large_blob(), Some("")).await.expect("list");
+    assert_eq!(rooms.listed(&service).await.expect("listed"), listing(&[(&coven, "Coven of Three"), (&other, "")]), "sorted, renamed");
     assert_eq!(rooms.get(&coven).await.expect("get"), Some(b"<room version='2'/>".to_vec()), "the last record wins");
     assert_eq!(rooms.get(&other).await.expect("get"), Some(large_blob()), "records are kept byte for byte");
+    rooms.set(&other, large_blob(), None).await.expect("unlist");
+    assert_eq!(rooms.listed(&service).await.expect("listed"), listing(&[(&coven, "Coven of Three")]), "no longer public");
     rooms.remove(&coven).await.expect("remove");
     assert_eq!(rooms.get(&coven).await.expect("get"), None);
+    assert_eq!(rooms.listed(&service).await.expect("listed"), Vec::new(), "a removed room is no longer listed");
     assert!(rooms.get(&other).await.expect("get").is_some(), "removing a room leaves the others");
     rooms.remove(&coven).await.expect("removing again is fine");
+    for room in [&other, &elsewhere] {
+        rooms.remove(room).await.expect("remove");
+    }
 }
 
 pub async fn private_xml(private_xml: &dyn PrivateXml, prefix: &str) {
@@ -655,6 +670,31 @@ pub async fn registry(registry: &dyn Registry, prefix: &str) {
     assert_eq!(registry.remove_resource(&alice, "phone", 1, 3).await.expect("remove"), Fenced::Applied);
     assert_eq!(registry.resources(&alice).await.expect("resources"), Vec::new());
     assert_eq!(mine(registry.dead_nodes().await.expect("dead")), Vec::<String>::new());
+    occupants(registry, prefix).await;
+}
+
+async fn occupants(registry: &dyn Registry, prefix: &str) {
+    let room = format!("{prefix}-coven@conference.example.com");
+    let other = format!("{prefix}-other@conference.example.com");
+    let record = |text: &str| text.as_bytes().to_vec();
+    assert_eq!(registry.occupants(&room).await.expect("occupants"), Vec::new());
+    for (nick, text) in [("witch ☕", "<o a='1'/>"), ("crone", "<o/>")] {
+        assert_eq!(registry.put_occupant(&room, nick, &record(text), 1).await.expect("put"), Fenced::Applied);
+    }
+    registry.put_occupant(&other, "crone", &large_blob(), 1).await.expect("put");
+    registry.put_occupant(&room, "crone", &record("<o b='2'/>"), 1).await.expect("replace");
+    let expected = vec![("crone".to_owned(), record("<o b='2'/>")), ("witch ☕".to_owned(), record("<o a='1'/>"))];
+    assert_eq!(registry.occupants(&room).await.expect("occupants"), expected, "sorted by nick, the last record wins");
+    assert_eq!(registry.occupants(&other).await.expect("occupants"), vec![("crone".to_owned(), large_blob())], "records kept byte for byte");
+    assert_eq!(registry.put_occupant(&room, "hag", &record("<o/>"), 2).await.expect("put"), Fenced::Applied, "a new owner");
+    assert_eq!(registry.remove_occupant(&room, "crone", 1).await.expect("remove"), Fenced::Stale, "the old owner is fenced off");
+    assert_eq!(registry.put_occupant(&room, "imp", &record("<o/>"), 1).await.expect("put"), Fenced::Stale);
+    assert_eq!(registry.occupants(&room).await.expect("occupants").len(), 3, "refused writes change nothing");
+    for nick in ["crone", "witch ☕", "hag", "nobody"] {
+        assert_eq!(registry.remove_occupant(&room, nick, 2).await.expect("remove"), Fenced::Applied);
+    }
+    assert_eq!(registry.occupants(&room).await.expect("occupants"), Vec::new());
+    registry.remove_occupant(&other, "crone", 1).await.expect("remove");
 }
 
 /// The behaviour every [`Bus`] must show. The bus must be fresh (nothing published to it before)

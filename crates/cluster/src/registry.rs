@@ -1,5 +1,6 @@
 //! Routing state shared by a cluster: which resources of a user are bound, on which edge node and
-//! connection, with what priority and availability, and which nodes are alive. In one process it
+//! connection, with what priority and availability, who is in each multi-user chat room, and
+//! which nodes are alive. In one process it
 //! is [`MemoryRegistry`]; in a cluster it lives in Redis (`starling-backend-redis`). Both pass
 //! the suite in `contract::registry`.
 //!
@@ -8,7 +9,7 @@
 //! write with an older generation than one already seen for that user is refused, so an owner
 //! that lost the user (paused, partitioned away) cannot overwrite what the new owner wrote.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,17 @@ pub trait Registry: Send + Sync + 'static {
     /// Every route of `user`, sorted by resource.
     async fn resources(&self, user: &str) -> Result<Vec<ResourceRoute>, StoreError>;
 
+    /// Adds or replaces the occupant `nick` of `room` (a record of the MUC module's, opaque
+    /// here), fenced like a user's routes by the generation of the room's owner: the next owner
+    /// of the room's partition reads who is in it.
+    async fn put_occupant(&self, room: &str, nick: &str, record: &[u8], generation: u64) -> Result<Fenced, StoreError>;
+
+    /// Removes the occupant `nick` of `room`.
+    async fn remove_occupant(&self, room: &str, nick: &str, generation: u64) -> Result<Fenced, StoreError>;
+
+    /// Every occupant of `room` as `(nick, record)`, sorted by nick.
+    async fn occupants(&self, room: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// Marks `node` alive for `ttl` from now. Returns `true` when the registry did not know the
     /// node (its first heartbeat, or the registry lost its data, e.g. a Redis restart without
     /// persistence): an owner then writes its partitions' claims and routes again.
@@ -100,6 +112,7 @@ pub struct MemoryRegistry {
 #[derive(Default)]
 struct MemoryState {
     routes: HashMap<String, Vec<ResourceRoute>>,
+    occupants: HashMap<String, BTreeMap<String, Vec<u8>>>,
     generations: HashMap<String, u64>,
     heartbeats: HashMap<String, Instant>,
     /// Per partition: the latest generation and the node that claimed it.
@@ -154,6 +167,33 @@ impl Registry for MemoryRegistry {
 
     async fn resources(&self, user: &str) -> Result<Vec<ResourceRoute>, StoreError> {
         Ok(self.state().routes.get(user).cloned().unwrap_or_default())
+    }
+
+    async fn put_occupant(&self, room: &str, nick: &str, record: &[u8], generation: u64) -> Result<Fenced, StoreError> {
+        let mut state = self.state();
+        if !state.admit(room, generation) {
+            return Ok(Fenced::Stale);
+        }
+        state.occupants.entry(room.to_owned()).or_default().insert(nick.to_owned(), record.to_vec());
+        Ok(Fenced::Applied)
+    }
+
+    async fn remove_occupant(&self, room: &str, nick: &str, generation: u64) -> Result<Fenced, StoreError> {
+        let mut state = self.state();
+        if !state.admit(room, generation) {
+            return Ok(Fenced::Stale);
+        }
+        if let Some(occupants) = state.occupants.get_mut(room) {
+            occupants.remove(nick);
+            if occupants.is_empty() {
+                state.occupants.remove(room);
+            }
+        }
+        Ok(Fenced::Applied)
+    }
+
+    async fn occupants(&self, room: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self.state().occupants.get(room).map(|occupants| occupants.iter().map(|(nick, record)| (nick.clone(), record.clone())).collect()).unwrap_or_default())
     }
 
     async fn heartbeat(&self, node: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -241,6 +241,33 @@ impl ClusterRoutes for ClusterSide {
             }
         }
     }
+
+    async fn is_bound(&self, resource: &Jid) -> Option<bool> {
+        let name = resource.resource()?;
+        match self.registry.resources(resource.bare().as_str()).await {
+            Ok(routes) => Some(routes.iter().any(|route| route.resource == name)),
+            Err(error) => {
+                tracing::warn!(%resource, %error, "could not read a user's routes");
+                None
+            }
+        }
+    }
+
+    async fn record_occupant(&self, room: &Jid, nick: &str, record: &[u8]) {
+        if let Err(error) = self.registry.put_occupant(room.as_str(), nick, record, self.generation(room)).await {
+            tracing::warn!(%room, nick, %error, "could not record a room's occupant");
+        }
+    }
+
+    async fn withdraw_occupant(&self, room: &Jid, nick: &str) {
+        if let Err(error) = self.registry.remove_occupant(room.as_str(), nick, self.generation(room)).await {
+            tracing::warn!(%room, nick, %error, "could not remove a room's occupant");
+        }
+    }
+
+    async fn occupants(&self, room: &Jid) -> Option<Vec<(String, Vec<u8>)>> {
+        self.registry.occupants(room.as_str()).await.map_err(|error| tracing::warn!(%room, %error, "could not read a room's occupants")).ok()
+    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,12 @@ pub struct MucConfig {
     pub occupant_burst: u32,
     /// The longest subject a room takes, in characters.
     pub max_subject_length: usize,
+    /// Rooms a user may be in at once, over all its resources (0: no limit).
+    pub max_rooms_per_user: usize,
+    /// Rooms a user may join a second, on average (0: no limit)…
+    pub join_rate: f64,
+    /// …and at once (a client joining its bookmarked rooms at login).
+    pub join_burst: u32,
 }
 
 impl Default for MucConfig {
@@ -145,6 +151,9 @@ impl Default for MucConfig {
             occupant_rate: 5.0,
             occupant_burst: 20,
             max_subject_length: 1000,
+            max_rooms_per_user: 100,
+            join_rate: 5.0,
+            join_burst: 100,
         }
     }
 }

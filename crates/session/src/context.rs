@@ -40,6 +40,15 @@ pub(crate) trait ClusterRoutes: Send + Sync {
     async fn withdraw(&self, user: &Jid, resource: &str, connection: u64);
     /// The routes an earlier owner recorded, each with a link to its connection.
     async fn restore(&self, user: &Jid, client_queue: usize) -> Vec<(ResourceRoute, ClientLink)>;
+    /// Whether the full JID `resource` is bound now; `None` when the registry cannot tell.
+    async fn is_bound(&self, resource: &Jid) -> Option<bool>;
+    /// Records (or updates) the occupant `nick` of `room` (a record of the MUC module's).
+    async fn record_occupant(&self, room: &Jid, nick: &str, record: &[u8]);
+    /// Removes the occupant `nick` of `room`.
+    async fn withdraw_occupant(&self, room: &Jid, nick: &str);
+    /// The occupants of `room` an earlier owner recorded, as `(nick, record)`; `None` when the
+    /// registry cannot be read.
+    async fn occupants(&self, room: &Jid) -> Option<Vec<(String, Vec<u8>)>>;
 }
 
 /// What disco#info answers for the server and for every account, as the registered modules

@@ -55,8 +55,10 @@ const PUSH: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("p
 type TokenSlots<'a> = (&'a [u8], &'a [u8]);
 /// (user, client) → its token slots.
 const FAST_TOKENS: TableDefinition<(&str, &str), TokenSlots> = TableDefinition::new("fast_tokens");
-/// Room bare JID → the MUC module's record of a persistent room.
+/// Room bare JID → the MUC module's record of the room.
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("muc_rooms");
+/// (service domain, room bare JID) → the name a public room is listed under.
+const LISTED_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("muc_listed_rooms");
 
 /// How the store is run beyond where its file is.
 #[derive(Debug, Clone, Default)]
@@ -171,6 +173,7 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(PUSH)?;
     txn.open_table(FAST_TOKENS)?;
     txn.open_table(ROOMS)?;
+    txn.open_table(LISTED_ROOMS)?;
     txn.commit()?;
     Ok(db)
 }

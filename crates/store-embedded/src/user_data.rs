@@ -1,12 +1,13 @@
 //! The small per-user stores: vCards, private XML, block lists, last activity and push
-//! registrations; and persistent rooms.
+//! registrations; and multi-user chat rooms.
 
 use async_trait::async_trait;
 use starling_cluster::store::{
     Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
+    service_of,
 };
 
-use crate::{BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, PRIVATE_XML, PUSH, ROOMS, VCARDS, successor};
+use crate::{BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, LISTED_ROOMS, PRIVATE_XML, PUSH, ROOMS, VCARDS, successor};
 
 #[async_trait]
 impl VCards for EmbeddedStore {
@@ -41,10 +42,16 @@ impl Rooms for EmbeddedStore {
         self.read(move |txn| Ok(txn.open_table(ROOMS)?.get(room.as_str())?.map(|record| record.value().to_vec()))).await
     }
 
-    async fn set(&self, room: &str, record: Vec<u8>) -> Result<(), StoreError> {
-        let room = room.to_owned();
+    async fn set(&self, room: &str, record: Vec<u8>, listed: Option<&str>) -> Result<(), StoreError> {
+        let (room, listed) = (room.to_owned(), listed.map(str::to_owned));
         self.write(move |txn| {
             txn.open_table(ROOMS)?.insert(room.as_str(), record.as_slice())?;
+            let mut listing = txn.open_table(LISTED_ROOMS)?;
+            let key = (service_of(&room), room.as_str());
+            match listed {
+                Some(name) => listing.insert(key, name.as_str())?,
+                None => listing.remove(key)?,
+            };
             Ok(())
         })
         .await
@@ -54,7 +61,26 @@ impl Rooms for EmbeddedStore {
         let room = room.to_owned();
         self.write(move |txn| {
             txn.open_table(ROOMS)?.remove(room.as_str())?;
+            txn.open_table(LISTED_ROOMS)?.remove((service_of(&room), room.as_str()))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn listed(&self, service: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let service = service.to_owned();
+        self.read(move |txn| {
+            let listing = txn.open_table(LISTED_ROOMS)?;
+            let mut rooms = Vec::new();
+            for entry in listing.range((service.as_str(), "")..)? {
+                let (key, name) = entry?;
+                let (entry_service, room) = key.value();
+                if entry_service != service {
+                    break;
+                }
+                rooms.push((room.to_owned(), name.value().to_owned()));
+            }
+            Ok(rooms)
         })
         .await
     }

@@ -26,7 +26,7 @@ pub use last_activity::{LastActivity, LastSeen};
 pub use offline::OfflineMessages;
 pub use private_xml::PrivateXml;
 pub use push::{PushRegistration, PushRegistrations};
-pub use rooms::Rooms;
+pub use rooms::{service_of, Rooms};
 pub use rosters::{RosterItem, Rosters, Subscription};
 pub use vcards::VCards;
 

@@ -6,7 +6,7 @@
 //! writer of the user's archive), strictly increasing even when the clock stalls or steps back.
 
 mod query;
-mod replays;
+pub(crate) mod replays;
 
 use bytes::Bytes;
 use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};

@@ -7,13 +7,14 @@
 //! ago, is that message replayed (nothing else reached the user's archive meanwhile, its
 //! partition being without an owner). A replay reuses the archived id, so the live copy carries
 //! the same stanza-id as the first time — and is then recognised as a repeated delivery too.
+//! Rooms (XEP-0045) keep the same memory of the groupchat messages they archived.
 
 use starling_cluster::store::ArchivedMessage;
 
 use crate::recent::Recent;
 
 /// Newest entries a new actor reads to start from.
-pub(super) const SEEDS: usize = 16;
+pub(crate) const SEEDS: usize = 16;
 
 /// How old a newest entry in the store may be and still be what a replay repeats: a takeover
 /// happens within seconds.
@@ -21,7 +22,7 @@ const SEED_WINDOW_MICROS: u64 = 120_000_000;
 
 /// Archived lately.
 #[derive(Default)]
-pub(super) struct RecentlyArchived {
+pub(crate) struct RecentlyArchived {
     entries: Recent<Archived>,
 }
 
@@ -36,26 +37,31 @@ struct Archived {
 
 /// Tells apart what one record archives: a message to oneself is archived twice by the same
 /// record, once sent and once received.
-pub(super) fn archived_by(cause: u64, outbound: bool) -> u64 {
+pub(crate) fn archived_by(cause: u64, outbound: bool) -> u64 {
     (cause ^ u64::from(outbound)).max(1)
 }
 
-pub(super) fn content_of(bytes: &[u8]) -> u64 {
+pub(crate) fn content_of(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 impl RecentlyArchived {
     /// Starts from the store's newest entries that are recent at `now_micros`.
     pub(super) fn seeded(newest: &[ArchivedMessage], now_micros: u64) -> RecentlyArchived {
+        RecentlyArchived::seeded_with(newest.iter().map(|message| (content_of(&message.stanza), message.id)), now_micros)
+    }
+
+    /// Starts from entries found in the store, as `(content, id)`, that are recent at `now_micros`.
+    pub(crate) fn seeded_with(newest: impl IntoIterator<Item = (u64, u64)>, now_micros: u64) -> RecentlyArchived {
         let mut seeded = RecentlyArchived::default();
-        for message in newest.iter().filter(|message| message.id.saturating_add(SEED_WINDOW_MICROS) >= now_micros) {
-            seeded.entries.push(Archived { content: content_of(&message.stanza), by: 0, id: message.id });
+        for (content, id) in newest.into_iter().filter(|(_, id)| id.saturating_add(SEED_WINDOW_MICROS) >= now_micros) {
+            seeded.entries.push(Archived { content, by: 0, id });
         }
         seeded
     }
 
     /// The id under which this record archived these bytes already, if it did.
-    pub(super) fn recall(&mut self, content: u64, by: u64) -> Option<u64> {
+    pub(crate) fn recall(&mut self, content: u64, by: u64) -> Option<u64> {
         let mut claimed = |wanted: u64| self.entries.iter_mut().find(|entry| entry.content == content && entry.by == wanted).map(|entry| entry.id);
         if let Some(id) = claimed(by) {
             return Some(id);
@@ -66,7 +72,7 @@ impl RecentlyArchived {
         Some(seed.id)
     }
 
-    pub(super) fn remember(&mut self, content: u64, by: u64, id: u64) {
+    pub(crate) fn remember(&mut self, content: u64, by: u64, id: u64) {
         self.entries.push(Archived { content, by, id });
     }
 }

@@ -152,6 +152,7 @@ impl Room {
     fn set_role(&mut self, context: &ServiceContext, nick: &str, role: Role, reason: Option<String>) {
         let room = self.state.as_mut().expect("a room");
         let Some(index) = room.occupants.iter().position(|o| o.nick == nick) else { return };
+        self.touched.push(nick.to_owned());
         if role == Role::None {
             let kicked = room.occupants.remove(index);
             self.send_unavailable(context, &kicked, None, &[status::KICKED], reason.as_deref());
@@ -173,6 +174,7 @@ impl Room {
         loop {
             let room = self.state.as_mut().expect("a room");
             let Some(index) = room.occupants.iter().position(|o| o.jid.bare() == *jid && o.affiliation != affiliation) else { return };
+            self.touched.push(room.occupants[index].nick.clone());
             let removal = match affiliation {
                 Affiliation::Outcast => Some(status::BANNED),
                 Affiliation::None if room.config.members_only => Some(status::MEMBERSHIP_LOST),

@@ -59,7 +59,7 @@ impl Room {
 
     /// Stores the change just made (see [`stored`](super::stored)), then answers the request:
     /// with an error if the store did not take it.
-    pub(super) async fn answer_saved(&self, context: &ServiceContext, stanza: &Stanza) {
+    pub(super) async fn answer_saved(&mut self, context: &ServiceContext, stanza: &Stanza) {
         match self.save(context).await {
             Ok(()) => answer(context, stanza, None),
             Err(error) => {
@@ -145,6 +145,7 @@ impl Room {
             told.push_child(Element::new("reason", ns::MUC_USER).with_text(reason.text()));
         }
         for occupant in &room.occupants {
+            self.touched.push(occupant.nick.clone());
             let item = Element::new("item", ns::MUC_USER).with_attr("affiliation", "none").with_attr("role", "none");
             let x = Element::new("x", ns::MUC_USER).with_child(item).with_child(told.clone());
             let presence = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable").with_child(x);

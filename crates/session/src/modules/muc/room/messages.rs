@@ -8,7 +8,8 @@ use starling_protocol::{datetime, ns, Jid, Stanza, StanzaError, StanzaErrorCondi
 use starling_xml::Element;
 
 use super::{Past, Room};
-use crate::hold::current_hold;
+use crate::hold::{current_cause, current_hold};
+use crate::modules::mam::replays::{archived_by, content_of};
 use crate::modules::muc::{refuse, refuse_with};
 use crate::service::ServiceContext;
 
@@ -61,8 +62,6 @@ impl Room {
             room.subject = (occupant.nick.clone(), subject.clone());
         }
         let nick = occupant.nick.clone();
-        room.last_id = crate::datetime::now_micros().max(room.last_id + 1);
-        let id = room.last_id;
         if subject.is_some() && !body
             && let Err(error) = self.save(context).await
         {
@@ -71,14 +70,30 @@ impl Room {
         // XEP-0359: the room's stanza-id, no other claiming to be the room's.
         let room_jid = self.jid.clone();
         message.remove_children(|child| child.is("stanza-id", ns::STANZA_ID) && child.attr("by") == Some(room_jid.as_str()));
-        message.push_child(Element::new("stanza-id", ns::STANZA_ID).with_attr("by", room_jid.as_str()).with_attr("id", id.to_string()));
         for attribute in ["from", "to"] {
             message.remove_attr(attribute);
         }
         let from = room_jid.with_resource(&nick).expect("an occupant's nick is a valid resource");
-        if subject.is_none() && body {
+        let archived = subject.is_none() && body;
+        // In a cluster: the same bus record sending the same message again is a replay (its
+        // sender's or this room's owner died), broadcast again under the id it had: each
+        // occupant's owner recognises it as a repeated delivery.
+        let replay = current_cause().filter(|_| archived).map(|cause| (groupchat_content(&nick, &message), archived_by(cause, false)));
+        let replayed = replay.and_then(|(content, by)| self.recent.recall(content, by));
+        let room = self.state.as_mut().expect("the sender's room");
+        let id = replayed.unwrap_or_else(|| {
+            room.last_id = crate::datetime::now_micros().max(room.last_id + 1);
+            room.last_id
+        });
+        message.push_child(Element::new("stanza-id", ns::STANZA_ID).with_attr("by", room_jid.as_str()).with_attr("id", id.to_string()));
+        if replayed.is_some() {
+            context.services.metrics.replayed_archive_entries_skipped.inc();
+        } else if archived {
             if !self.archive(context, &message, &from, id).await {
                 return refuse(context, stanza, StanzaErrorCondition::ResourceConstraint);
+            }
+            if let Some((content, by)) = replay {
+                self.recent.remember(content, by, id);
             }
             let room = self.state.as_mut().expect("the sender's room");
             if room.history.len() >= room.config.history_length.max(1) {
@@ -194,5 +209,36 @@ impl Room {
         let message = Element::new("message", ns::CLIENT).with_attr("type", "groupchat").with_child(Element::new("subject", ns::CLIENT).with_text(text.as_str()));
         let from = if nick.is_empty() { self.jid.clone() } else { self.occupant_jid(nick) };
         let _ = context.route(Stanza::build(message, &from, Some(&room.occupants[to].jid)));
+    }
+}
+
+/// What tells a groupchat message apart for [`RecentlyArchived`](crate::modules::mam::replays::RecentlyArchived):
+/// its sender's nick and the message as the room broadcasts it, without addresses or stanza-id.
+pub(super) fn groupchat_content(nick: &str, message: &Element) -> u64 {
+    let bytes = message.to_bytes();
+    content_of(&[nick.as_bytes(), b"\0", &bytes].concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_groupchat_message_is_told_apart_the_same_way_live_and_read_back_from_the_archive() {
+        let room = Jid::new("coven@conference.example.com").expect("jid");
+        let sent = b"<message xmlns='jabber:client' from='crone@example.com/a' to='coven@conference.example.com' type='groupchat' id='m1' xml:lang='en'>\
+            <body>Fire &amp; cauldron</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+        let mut live = Element::parse(sent).expect("xml");
+        for attribute in ["from", "to"] {
+            live.remove_attr(attribute);
+        }
+        let content = groupchat_content("crone", &live);
+        live.push_child(Element::new("stanza-id", ns::STANZA_ID).with_attr("by", room.as_str()).with_attr("id", "17"));
+        let archived = Stanza::build(live, &room.with_resource("crone").expect("jid"), None);
+        let mut read = Element::parse(&archived.bytes).expect("xml");
+        read.remove_attr("from");
+        read.remove_children(|child| child.is("stanza-id", ns::STANZA_ID) && child.attr("by") == Some(room.as_str()));
+        assert_eq!(groupchat_content("crone", &read), content);
+        assert_ne!(groupchat_content("hag", &read), content, "the sender is part of it");
     }
 }

@@ -16,14 +16,16 @@ use starling_xml::Element;
 mod admin;
 mod iq;
 mod messages;
+mod occupancy;
 mod stored;
 
 /// Owners and admins joining a full room beyond its maximum, at most (§7.2.9).
 const PRIVILEGED_EXTRA: usize = 16;
 
 use super::form::{RoomConfig, Whois};
-use super::{refuse, PublicRooms};
+use super::{refuse, Allowance};
 use crate::config::MucConfig;
+use crate::modules::mam::replays::RecentlyArchived;
 use crate::service::{ServiceContext, ServiceEntity};
 
 pub(super) struct Room {
@@ -31,11 +33,17 @@ pub(super) struct Room {
     service: Arc<MucConfig>,
     /// `None` until a join creates it, and again once it is destroyed.
     state: Option<RoomState>,
-    public: Arc<PublicRooms>,
-    /// The name it is listed under, if it is listed.
-    listed: Option<String>,
     /// The store was read for it (see [`stored`]).
     loaded: bool,
+    /// What the store holds for it, as this actor last read or wrote it: no record (`None`), or
+    /// a record listed among the public rooms under a name or not.
+    stored: Option<Option<String>>,
+    /// Nicks of occupants who joined, left or changed since the registry was told (in a
+    /// cluster, see [`occupancy`]).
+    touched: Vec<String>,
+    /// Groupchat messages archived lately, so that a replayed bus record is neither broadcast
+    /// nor archived as a new message (in a cluster).
+    recent: RecentlyArchived,
 }
 
 struct RoomState {
@@ -74,47 +82,9 @@ struct Occupant {
     allowance: Allowance,
 }
 
-/// What an occupant may send now: a token bucket refilled at `[muc] occupant_rate` a second up
-/// to `occupant_burst`. Our own, a few lines: it lives in the room's single-threaded state beside
-/// the occupant, where a limiter crate would keep a second, locked map of occupants.
-#[derive(Clone)]
-struct Allowance {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Allowance {
-    fn new(burst: u32) -> Allowance {
-        Allowance { tokens: f64::from(burst), at: Instant::now() }
-    }
-
-    /// Takes one message's worth if there is one (always, when `rate` is 0: no limit).
-    fn take(&mut self, rate: f64, burst: u32, now: Instant) -> bool {
-        if rate <= 0.0 {
-            return true;
-        }
-        self.tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate).min(f64::from(burst));
-        self.at = now;
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
-}
-
 impl Room {
-    pub fn new(jid: Jid, service: Arc<MucConfig>, public: Arc<PublicRooms>) -> Room {
-        Room { jid, service, state: None, public, listed: None, loaded: false }
-    }
-
-    /// Lists the room as the service's public rooms if it is one now, or stops listing it.
-    fn relist(&mut self) {
-        let listed = self.state.as_ref().filter(|room| room.config.public && !room.locked).map(|room| room.config.name.clone());
-        if listed != self.listed {
-            self.public.set(&self.jid, listed.clone());
-            self.listed = listed;
-        }
+    pub fn new(jid: Jid, service: Arc<MucConfig>) -> Room {
+        Room { jid, service, state: None, loaded: false, stored: None, touched: Vec::new(), recent: RecentlyArchived::default() }
     }
 
     fn occupant_jid(&self, nick: &str) -> Jid {
@@ -131,7 +101,7 @@ impl ServiceEntity for Room {
                 StanzaKind::Message => self.message(context, &stanza).await,
                 StanzaKind::Iq => self.iq(context, &stanza).await,
             }
-            self.relist();
+            self.settle(context).await;
         })
     }
 
@@ -224,6 +194,7 @@ impl Room {
         let role = room.default_role(affiliation);
         let allowance = Allowance::new(self.service.occupant_burst);
         room.occupants.push(Occupant { nick: nick.to_owned(), jid: stanza.from.clone(), affiliation, role, presence: without_muc(element), allowance });
+        self.touched.push(nick.to_owned());
         let joined = room.occupants.len() - 1;
         // §7.2.3: the others' presence first, then the joiner's own, which everyone gets.
         for index in 0..joined {
@@ -283,6 +254,7 @@ impl Room {
     fn leave(&mut self, context: &ServiceContext, index: usize) {
         let Some(room) = self.state.as_mut() else { return };
         let gone = room.occupants.remove(index);
+        self.touched.push(gone.nick.clone());
         self.send_unavailable(context, &gone, None, &[], None);
         let room = self.state.as_ref().expect("a room");
         if room.occupants.is_empty() && !room.config.persistent {
@@ -303,12 +275,14 @@ impl Room {
                 return refuse(context, stanza, StanzaErrorCondition::Conflict);
             }
             let old = room.occupants[index].clone();
+            self.touched.push(old.nick.clone());
             room.occupants[index].nick = nick.to_owned();
             room.occupants[index].presence = without_muc(element);
             self.send_unavailable(context, &old, Some(nick), &[status::NEW_NICK], None);
         } else {
             room.occupants[index].presence = without_muc(element);
         }
+        self.touched.push(nick.to_owned());
         self.broadcast_presence(context, index);
     }
 }
@@ -322,22 +296,3 @@ fn without_muc(mut presence: Element) -> Element {
     }
     presence
 }
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn an_allowance_lets_a_burst_through_then_the_rate() {
-        let start = Instant::now();
-        let mut allowance = Allowance { tokens: 3.0, at: start };
-        assert_eq!((0..5).filter(|_| allowance.take(2.0, 3, start)).count(), 3, "the burst");
-        assert!(!allowance.take(2.0, 3, start + Duration::from_millis(100)), "a fifth of a message refilled");
-        assert!(allowance.take(2.0, 3, start + Duration::from_millis(600)), "one refilled after half a second");
-        assert_eq!((0..10).filter(|_| allowance.take(2.0, 3, start + Duration::from_secs(100))).count(), 3, "never more than the burst");
-        assert!((0..100).all(|_| allowance.take(0.0, 3, start)), "a rate of 0 is no limit");
-    }
-}
-

@@ -1,8 +1,11 @@
-//! Persistent rooms (`muc#roomconfig_persistentroom`): the configuration, affiliations and subject
-//! of a room are stored (the `Rooms` store, both backends) whenever they change, and read by the
-//! room's actor when it starts — after the room emptied and its actor retired, after a restart,
-//! and on the node that takes the room's partition over in a cluster. Occupants are not stored:
-//! they join again (XEP-0410 self-ping tells a client it is no longer in the room).
+//! Stored rooms: the configuration, affiliations and subject of a persistent room
+//! (`muc#roomconfig_persistentroom`), and of a temporary room while it has occupants, are stored
+//! (the `Rooms` store, both backends) whenever they change, and read by the room's actor when it
+//! starts — after the room emptied and its actor retired, after a restart, and on the node that
+//! takes the room's partition over in a cluster, where its occupants come back from the registry
+//! ([`occupancy`](super::occupancy)). A public room is listed with its record, so the service's
+//! room list is the same on every node. A temporary room found without occupants (its node
+//! stopped) is forgotten.
 //!
 //! The record is an element of our own namespace holding the room's configuration as a submitted
 //! `muc#roomconfig` form, so it is read back through the same checks as an owner's submission.
@@ -17,7 +20,9 @@ use starling_protocol::payload::{DataForm, FormType};
 use starling_protocol::{ns, Jid};
 use starling_xml::Element;
 
+use super::messages::groupchat_content;
 use super::{Past, Room, RoomState};
+use crate::modules::mam::replays::{RecentlyArchived, SEEDS};
 use crate::modules::muc::form::RoomConfig;
 use crate::service::ServiceContext;
 
@@ -32,6 +37,7 @@ impl Room {
         match context.services.store.rooms.get(self.jid.as_str()).await {
             Ok(Some(record)) => match decode(&record, &self.service) {
                 Some(mut state) => {
+                    self.stored = Some(listing(&state));
                     self.recall_history(context, &mut state).await;
                     self.state = Some(state);
                 }
@@ -45,32 +51,72 @@ impl Room {
             }
         }
         self.loaded = true;
+        self.restore_occupants(context).await;
+        if self.state.as_ref().is_some_and(|room| !room.config.persistent && room.occupants.is_empty()) {
+            // A temporary room whose node stopped with it: gone ([`Room::settle`] forgets it).
+            self.state = None;
+        }
     }
 
-    /// The newest archived messages, as many as the room keeps for joiners.
-    async fn recall_history(&self, context: &ServiceContext, room: &mut RoomState) {
-        let newest = ArchiveQuery { limit: room.config.history_length.max(1), from_newest: true, ..ArchiveQuery::default() };
+    /// The newest archived messages, as many as the room keeps for joiners, and enough to tell
+    /// a replayed message from a new one.
+    async fn recall_history(&mut self, context: &ServiceContext, room: &mut RoomState) {
+        let newest = ArchiveQuery { limit: room.config.history_length.max(SEEDS), from_newest: true, ..ArchiveQuery::default() };
         let page = match context.services.store.archive.query(self.jid.as_str(), &newest).await {
             Ok(page) => page,
             Err(error) => return tracing::warn!(room = %self.jid, %error, "could not read the room's archive; joiners get no history"),
         };
         room.last_id = page.messages.last().map_or(0, |message| message.id);
-        for archived in page.messages.iter().rev().take(room.config.history_length).rev() {
+        let mut seeds = Vec::with_capacity(page.messages.len());
+        for archived in &page.messages {
             let Ok(mut message) = Element::parse(&archived.stanza) else { continue };
             let Some(nick) = message.attr("from").and_then(|from| Jid::new(from).ok()).and_then(|from| from.resource().map(str::to_owned)) else { continue };
             message.remove_attr("from");
+            let mut sent = message.clone();
+            sent.remove_children(|child| child.is("stanza-id", ns::STANZA_ID) && child.attr("by") == Some(self.jid.as_str()));
+            seeds.push((groupchat_content(&nick, &sent), archived.id));
             room.history.push_back(Past { nick, message, at: archived.id });
+        }
+        while room.history.len() > room.config.history_length {
+            room.history.pop_front();
+        }
+        self.recent = RecentlyArchived::seeded_with(seeds, crate::datetime::now_micros());
+    }
+
+    /// After each stanza: the registry told of occupants who changed, and the store of a room
+    /// that came to be, went, or changed its listing.
+    pub(super) async fn settle(&mut self, context: &ServiceContext) {
+        self.publish_occupants(context).await;
+        if self.wanted_record() != self.stored
+            && let Err(error) = self.save(context).await
+        {
+            tracing::warn!(room = %self.jid, %error, "could not store the room");
         }
     }
 
-    /// Stores the room as it is now if it is persistent, forgets it otherwise.
-    pub(super) async fn save(&self, context: &ServiceContext) -> Result<(), StoreError> {
-        let rooms = &context.services.store.rooms;
-        match self.state.as_ref().filter(|room| room.config.persistent && !room.locked) {
-            Some(room) => rooms.set(self.jid.as_str(), encode(room)).await,
-            None => rooms.remove(self.jid.as_str()).await,
-        }
+    /// What the store should hold: a record of a configured room that is persistent or has
+    /// occupants, listed or not.
+    fn wanted_record(&self) -> Option<Option<String>> {
+        let room = self.state.as_ref().filter(|room| !room.locked && (room.config.persistent || !room.occupants.is_empty()))?;
+        Some(listing(room))
     }
+
+    /// Stores the room as it is now, or forgets it.
+    pub(super) async fn save(&mut self, context: &ServiceContext) -> Result<(), StoreError> {
+        let rooms = &context.services.store.rooms;
+        let wanted = self.wanted_record();
+        match (&wanted, self.state.as_ref()) {
+            (Some(listed), Some(room)) => rooms.set(self.jid.as_str(), encode(room), listed.as_deref()).await?,
+            _ => rooms.remove(self.jid.as_str()).await?,
+        }
+        self.stored = wanted;
+        Ok(())
+    }
+}
+
+/// The name a room is listed under among the service's public rooms, if it is listed.
+fn listing(room: &RoomState) -> Option<String> {
+    room.config.public.then(|| room.config.name.clone())
 }
 
 fn encode(room: &RoomState) -> Vec<u8> {

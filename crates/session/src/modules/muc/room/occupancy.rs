@@ -1,0 +1,109 @@
+//! In a cluster, who is in a room outlives the node that owns it: every occupant who joins,
+//! changes or leaves is written to the registry (Redis, beside users' routes, fenced by the
+//! generation of the room's owner), and the actor that starts on the node taking the room's
+//! partition over reads them back. Each restored occupant whose resource is no longer bound (its
+//! client went away meanwhile) leaves as if it had sent unavailable presence. Clients notice
+//! nothing: the room answers from the new node with the same occupants, roles and presences.
+//!
+//! The record is an element of our own namespace: the occupant's real JID and role, with its
+//! last presence inside. Its affiliation is the room's (stored with the room).
+
+use starling_protocol::payload::muc::Role;
+use starling_protocol::Jid;
+use starling_xml::Element;
+
+use super::{Allowance, Occupant, Room};
+use crate::service::ServiceContext;
+
+const RECORD: &str = "urn:starling:muc:occupant:0";
+
+impl Room {
+    /// Tells the registry of the occupants who changed while the last stanza was handled.
+    pub(super) async fn publish_occupants(&mut self, context: &ServiceContext) {
+        let mut touched = std::mem::take(&mut self.touched);
+        let Some(cluster) = context.services.cluster.get() else { return };
+        touched.sort_unstable();
+        touched.dedup();
+        for nick in touched {
+            match self.state.as_ref().and_then(|room| room.occupants.iter().find(|o| o.nick == nick)) {
+                Some(occupant) => cluster.record_occupant(&self.jid, &nick, &encode(occupant)).await,
+                None => cluster.withdraw_occupant(&self.jid, &nick).await,
+            }
+        }
+    }
+
+    /// Brings back the occupants an earlier owner of the room recorded.
+    pub(super) async fn restore_occupants(&mut self, context: &ServiceContext) {
+        let Some(cluster) = context.services.cluster.get() else { return };
+        let Some(records) = cluster.occupants(&self.jid).await else { return };
+        if records.is_empty() {
+            return;
+        }
+        let Some(room) = self.state.as_mut() else {
+            // Occupants of a room that was never stored (still locked): gone with its node.
+            for (nick, _) in records {
+                cluster.withdraw_occupant(&self.jid, &nick).await;
+            }
+            return;
+        };
+        let mut gone = Vec::new();
+        for (nick, record) in records {
+            let Some((jid, role, presence)) = decode(&record) else {
+                tracing::warn!(room = %self.jid, nick, "an occupant's record does not decode; it is dropped");
+                self.touched.push(nick);
+                continue;
+            };
+            if cluster.is_bound(&jid).await == Some(false) {
+                gone.push(nick.clone());
+            }
+            let affiliation = room.affiliation(&jid.bare());
+            room.occupants.push(Occupant { nick, jid, affiliation, role, presence, allowance: Allowance::new(self.service.occupant_burst) });
+        }
+        tracing::info!(room = %self.jid, occupants = room.occupants.len(), gone = gone.len(), "restored the room's occupants");
+        for nick in gone {
+            let index = self.state.as_ref().and_then(|room| room.occupants.iter().position(|o| o.nick == nick));
+            if let Some(index) = index {
+                self.leave(context, index);
+            }
+        }
+    }
+}
+
+fn encode(occupant: &Occupant) -> Vec<u8> {
+    Element::new("occupant", RECORD)
+        .with_attr("jid", occupant.jid.as_str())
+        .with_attr("role", occupant.role.as_str())
+        .with_child(occupant.presence.clone())
+        .to_bytes()
+}
+
+fn decode(record: &[u8]) -> Option<(Jid, Role, Element)> {
+    let element = Element::parse(record).ok().filter(|element| element.is("occupant", RECORD))?;
+    let jid = Jid::new(element.attr("jid")?).ok().filter(|jid| !jid.is_bare())?;
+    let role = Role::parse(element.attr("role")?)?;
+    let presence = element.into_children().next()?;
+    Some((jid, role, presence))
+}
+
+#[cfg(test)]
+mod tests {
+    use starling_protocol::payload::muc::Affiliation;
+
+    use super::*;
+
+    #[test]
+    fn an_occupant_record_reads_back_as_it_was_written() {
+        let presence = Element::parse(b"<presence xmlns='jabber:client'><show>away</show><status>brewing</status></presence>").expect("xml");
+        let occupant = Occupant {
+            nick: "crone".into(),
+            jid: Jid::new("crone@example.com/cauldron").expect("jid"),
+            affiliation: Affiliation::Member,
+            role: Role::Visitor,
+            presence: presence.clone(),
+            allowance: Allowance::new(1),
+        };
+        assert_eq!(decode(&encode(&occupant)), Some((occupant.jid.clone(), Role::Visitor, presence)));
+        assert_eq!(decode(b"<occupant xmlns='urn:starling:muc:occupant:0' jid='bare@example.com' role='visitor'><presence/></occupant>"), None, "a real JID is full");
+        assert_eq!(decode(b"<other/>"), None);
+    }
+}
