@@ -4,6 +4,8 @@
 # fill rooms of that size and send groupchat at increasing aggregate rates; each run reports the
 # deliveries/s every occupant counted (reflections included) and the fan-out latency.
 #   loadtest/scripts/muc-bench.sh            SIZES="10 100 1000" RATES="..." override
+#   USERS=10000 SIZES=10000 PRESENCE_BROADCAST=moderator loadtest/scripts/muc-bench.sh   one big room,
+#     only moderators' presence broadcast (what makes 10,000 joins cheap; see docs/benchmarks.md)
 # The per-occupant rate limit is off ([muc] occupant_rate = 0): the harness's senders would hit it
 # first at high aggregate rates. Results: $OUT/muc-SIZE-RATE.json and a line each on stdout.
 set -euo pipefail
@@ -48,11 +50,12 @@ for size in $SIZES; do
   case $size in
     10) default_rates="1000 2000 4000 6000 8000" ;;
     100) default_rates="100 200 400 600 800" ;;
-    *) default_rates="10 20 40 60 80" ;;
+    1000) default_rates="10 20 40 60 80" ;;
+    *) default_rates="1 2 4 6 8" ;;
   esac
   for rate in ${RATES:-$default_rates}; do
     start_server
-    $LT muc $COMMON --rooms "$rooms" --rate "$rate" --duration 15 --drain-seconds 10 --server-pid "$server_pid" --json-out "$OUT/muc-$size-$rate.json" > "$OUT/muc-$size-$rate.txt" 2>&1 || true
+    $LT muc $COMMON --rooms "$rooms" --rate "$rate" ${PRESENCE_BROADCAST:+--presence-broadcast "$PRESENCE_BROADCAST"} --setup-timeout 300 --duration 15 --drain-seconds 10 --server-pid "$server_pid" --json-out "$OUT/muc-$size-$rate.json" > "$OUT/muc-$size-$rate.txt" 2>&1 || true
     stop_server
     python3 - "$OUT/muc-$size-$rate.json" "$size" "$rate" <<'PY'
 import json, sys

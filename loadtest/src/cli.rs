@@ -128,6 +128,11 @@ pub struct MucArgs {
     /// The MUC service's domain (default: conference.DOMAIN).
     #[arg(long)]
     pub service: Option<String>,
+    /// Roles whose presence the rooms broadcast (`muc#roomconfig_presencebroadcast`, e.g.
+    /// `moderator`: joins in a big room cost one presence each, not one per occupant); default:
+    /// the server's room default.
+    #[arg(long, value_delimiter = ',')]
+    pub presence_broadcast: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

@@ -75,6 +75,47 @@ async def test_cluster_muc_the_service_lists_public_rooms_of_both_nodes(muc_clus
     await env.aclose()
 
 
+async def test_cluster_muc_a_groupchat_message_is_one_bus_record_per_edge(muc_cluster):
+    """Four occupants on two edges, owned by the node that does not own the room: a groupchat
+    message leaves the room's node as one record per edge (the edges write it to each connection),
+    not one per occupant through each owner; a stream-managed occupant gets it through its owner,
+    which counts it for XEP-0198."""
+    from sm_peers import SmPeer
+    cl = muc_cluster
+    room = room_owned_by(cl, "session1")
+    accounts = accounts_owned_by(cl, "session2", 5)
+    edges = [cl.nodes["edge1"].endpoint, cl.nodes["edge2"].endpoint]
+    env = Env(Target("starling", edges[0], []))
+    clients = [await env.online(acc, ep=edges[i % 2]) for i, acc in enumerate(accounts[:4])]
+    own = await join(clients[0], room, "o0")
+    assert 201 in statuses(own), to_str(own)
+    await configure(clients[0], room, {})
+    for i, client in enumerate(clients[1:], 1):
+        await join(client, room, f"o{i}")
+    managed = SmPeer(env, accounts[4], "m")
+    await managed.start(edges[1])
+    managed.send(f"<presence to='{room}/m'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    await clients[0].inbox.wait(is_presence(frm=f"{room}/m"))
+    node = cl.nodes["session1"]
+    records, deliveries = metric(node, "starling_fan_out_records_total"), metric(node, "starling_fan_out_deliveries_total")
+    clients[1].send(f"<message to='{room}' type='groupchat'><body>once per edge</body></message>")
+    for client in clients:
+        await client.inbox.wait(is_message(frm=f"{room}/o1", body="once per edge", type_="groupchat"))
+    deadline = time.monotonic() + 10
+    while "once per edge" not in managed.bodies:
+        assert time.monotonic() < deadline, "the stream-managed occupant did not get the message"
+        await asyncio.sleep(0.1)
+        managed.scan()
+    assert metric(node, "starling_fan_out_records_total") - records == 2, "one record per edge"
+    assert metric(node, "starling_fan_out_deliveries_total") - deliveries == 4, "the four plain occupants"
+    # Its owner counted it: an acknowledgement of everything received is not too many.
+    managed.raw.send("<a xmlns='urn:xmpp:sm:3' h='%d'/>" % managed.received)
+    managed.raw.send("<r xmlns='urn:xmpp:sm:3'/>")
+    await managed.raw.inbox.wait(lambda e: e.tag == "{urn:xmpp:sm:3}a")
+    assert not managed.raw.closed.is_set(), "the stream-managed occupant's stream ended"
+    await env.aclose()
+
+
 def counted(client, room: str, label: str) -> list[int]:
     bodies = [m.findtext("c:body", namespaces=NS) or "" for m in client.inbox.find(is_message(frm=f"{room}/{label}", type_="groupchat"))]
     return [int(body.split(":", 1)[1]) for body in bodies if body.startswith(label + ":")]

@@ -20,7 +20,7 @@ use starling_xml::Element;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
-use crate::envelope::{EdgeRecord, Origin, OwnerRecord};
+use crate::envelope::{EdgeInbound, EdgeRecord, FanOut, Origin, OwnerRecord};
 use crate::stream_copy::StreamCopy;
 
 mod components;
@@ -67,14 +67,14 @@ pub struct BusGateway {
     links: Mutex<HashMap<u64, Connection>>,
     components: Mutex<HashMap<u64, components::HeldComponent>>,
     next_component: AtomicU64,
-    component_outbox: mpsc::Sender<(u32, Bytes)>,
+    owner_outbox: mpsc::Sender<(u32, Bytes)>,
 }
 
 impl BusGateway {
     /// Opens this edge node's inbox and starts handing its records to connections.
     pub async fn start(node: &str, bus: Arc<dyn Bus>, features: SessionFeatures) -> Result<Arc<BusGateway>, BusError> {
         let mut inbox = bus.edge_inbox(node).await?;
-        let (component_outbox, outbox) = mpsc::channel(components::COMPONENT_OUTBOX);
+        let (owner_outbox, outbox) = mpsc::channel(components::OWNER_OUTBOX);
         let gateway = Arc::new(BusGateway {
             origin: Origin::new(node),
             bus,
@@ -82,7 +82,7 @@ impl BusGateway {
             links: Mutex::new(HashMap::new()),
             components: Mutex::new(HashMap::new()),
             next_component: AtomicU64::new(0),
-            component_outbox,
+            owner_outbox,
         });
         gateway.start_components(outbox);
         let weak = Arc::downgrade(&gateway);
@@ -106,17 +106,18 @@ impl BusGateway {
         self.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn hand_over(self: &Arc<Self>, bytes: Bytes) {
+        match EdgeInbound::decode(bytes) {
+            Ok(EdgeInbound::Connection(record)) => self.to_connection(record),
+            Ok(EdgeInbound::FanOut(fan_out)) => self.fan_out(&fan_out),
+            Err(error) => tracing::warn!(%error, "edge inbox record dropped"),
+        }
+    }
+
     /// One inbox record to its connection. A full queue means the client reads too slowly: its
     /// sender is dropped here, which closes the queue and makes the connection end the stream
     /// with `policy-violation` — the same rule as in one process.
-    fn hand_over(self: &Arc<Self>, bytes: Bytes) {
-        let EdgeRecord { connection, message } = match EdgeRecord::decode(bytes) {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::warn!(%error, "edge inbox record dropped");
-                return;
-            }
-        };
+    fn to_connection(self: &Arc<Self>, EdgeRecord { connection, message }: EdgeRecord) {
         if self.to_component(connection, &message) {
             return;
         }
@@ -150,6 +151,41 @@ impl BusGateway {
         if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = link.sender.try_send(message) {
             tracing::info!(connection, "a client reads too slowly (or is gone); its stream ends");
             links.remove(&connection);
+        }
+    }
+
+    /// One stanza to each of several connections. A delivery already made (a replayed record)
+    /// is not made again. A stream-managed connection gets it through its owner, which keeps
+    /// what the client has not acknowledged and counts it: the edge alone would lose it to a
+    /// resumption and break the counts.
+    fn fan_out(self: &Arc<Self>, fan_out: &FanOut) {
+        let mut links = self.links();
+        for target in &fan_out.targets {
+            let Some(link) = links.get_mut(&target.connection) else { continue };
+            if target.delivery.is_some_and(|key| link.copy.has_delivered(key)) {
+                continue;
+            }
+            let bytes = fan_out.stanza_to(&target.to);
+            if link.copy.is_counting() {
+                self.deliver_through_owner(&target.to, &bytes);
+                continue;
+            }
+            link.copy.queued(&bytes, target.delivery, self.features.max_unacked);
+            if link.sender.try_send(ToClient::Stanza(bytes, target.delivery)).is_err() {
+                tracing::info!(connection = target.connection, "a client reads too slowly (or is gone); its stream ends");
+                links.remove(&target.connection);
+            }
+        }
+    }
+
+    /// Hands a stanza for a stream-managed connection to the owner of its user, in order with
+    /// the others this edge hands over.
+    fn deliver_through_owner(&self, to: &Jid, bytes: &[u8]) {
+        let Some(stanza) = Element::parse(bytes).ok().and_then(|element| Stanza::from_element(&element).ok()) else { return };
+        let record = OwnerRecord::Deliver { stanza, received: Instant::now(), cause: None };
+        let partition = partition_of(to.bare().as_str(), self.bus.partitions());
+        if self.owner_outbox.try_send((partition, record.encode(&self.origin))).is_err() {
+            tracing::warn!(%to, "too many stanzas queued for owners; a room's stanza for a stream-managed client is dropped");
         }
     }
 

@@ -22,7 +22,7 @@ use starling_wire::v1::{self, client_event::Event, envelope::Body, to_connection
 use starling_wire::WireError;
 use starling_xml::Element;
 
-use crate::gateway::{ClientEvent, ResumeFailed, SessionAnswer, StreamCounts, StreamEnd, Synced, ToClient};
+use crate::gateway::{ClientEvent, DeliveryKey, ResumeFailed, SessionAnswer, StreamCounts, StreamEnd, Synced, ToClient};
 
 /// A record on a user's owner partition: what the owner of that user is asked to do.
 #[derive(Debug, Clone)]
@@ -73,6 +73,32 @@ impl Stamp {
 pub struct EdgeRecord {
     pub connection: u64,
     pub message: ToClient,
+}
+
+/// One stanza for several connections of an edge, in one record however many they are (a room's
+/// groupchat to its occupants on that edge): the stanza without a `to`, and each connection's.
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    /// A serialised stanza without a `to` attribute.
+    stanza: Bytes,
+    /// Where its element's name ends: where a `to` goes in.
+    name_end: usize,
+    pub targets: Vec<FanOutTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOutTarget {
+    pub connection: u64,
+    /// The full JID bound on the connection: the stanza's `to` there.
+    pub to: Jid,
+    pub delivery: Option<DeliveryKey>,
+}
+
+/// What an edge's inbox carries.
+#[derive(Debug, Clone)]
+pub enum EdgeInbound {
+    Connection(EdgeRecord),
+    FanOut(FanOut),
 }
 
 /// Why a record was refused.
@@ -269,7 +295,7 @@ impl OwnerRecord {
             Some(Body::ComponentUnbind(v1::ComponentUnbind { domain, connection })) => {
                 Ok(OwnerRecord::ComponentUnbind { domain: domain_of(domain)?, connection })
             }
-            Some(body @ Body::ToConnection(_)) => {
+            Some(body @ (Body::ToConnection(_) | Body::FanOut(_))) => {
                 Err(EnvelopeError::WrongKind { expected: "an owner record", found: kind_of(&body), origin: stamp.node.clone() })
             }
             None => Err(EnvelopeError::Missing("a body")),
@@ -302,14 +328,16 @@ impl EdgeRecord {
         origin.seal(Body::ToConnection(v1::ToConnection { connection: self.connection, action: Some(action), delivery }))
     }
 
-    /// Reads a record of an edge inbox. A close with a condition this version does not know
-    /// closes with `undefined-condition`.
+    /// Reads a record of an edge inbox for one connection.
     pub fn decode(bytes: Bytes) -> Result<EdgeRecord, EnvelopeError> {
-        let envelope = starling_wire::decode(bytes)?;
-        let body = envelope.body.ok_or(EnvelopeError::Missing("a body"))?;
-        let Body::ToConnection(v1::ToConnection { connection, action, delivery }) = body else {
-            return Err(EnvelopeError::WrongKind { expected: "ToConnection", found: kind_of(&body), origin: envelope.origin_node });
-        };
+        match EdgeInbound::decode(bytes)? {
+            EdgeInbound::Connection(record) => Ok(record),
+            EdgeInbound::FanOut(_) => Err(EnvelopeError::WrongKind { expected: "ToConnection", found: "FanOut", origin: String::new() }),
+        }
+    }
+
+    /// A close with a condition this version does not know closes with `undefined-condition`.
+    fn from_wire(v1::ToConnection { connection, action, delivery }: v1::ToConnection) -> Result<EdgeRecord, EnvelopeError> {
         let message = match action.ok_or(EnvelopeError::Missing("an action"))? {
             Action::Stanza(bytes) => ToClient::Stanza(bytes, delivery),
             Action::Close(condition) => {
@@ -330,6 +358,57 @@ impl EdgeRecord {
     }
 }
 
+impl EdgeInbound {
+    /// Reads a record of an edge's inbox.
+    pub fn decode(bytes: Bytes) -> Result<EdgeInbound, EnvelopeError> {
+        let envelope = starling_wire::decode(bytes)?;
+        match envelope.body.ok_or(EnvelopeError::Missing("a body"))? {
+            Body::ToConnection(record) => Ok(EdgeInbound::Connection(EdgeRecord::from_wire(record)?)),
+            Body::FanOut(v1::FanOut { stanza, targets }) => {
+                let targets = targets
+                    .into_iter()
+                    .map(|target| Ok(FanOutTarget { connection: target.connection, to: full_jid_of(&target.full_jid)?, delivery: target.delivery }))
+                    .collect::<Result<_, EnvelopeError>>()?;
+                Ok(EdgeInbound::FanOut(FanOut::new(stanza, targets)?))
+            }
+            body => Err(EnvelopeError::WrongKind { expected: "an edge record", found: kind_of(&body), origin: envelope.origin_node }),
+        }
+    }
+}
+
+impl FanOut {
+    /// `stanza`, serialised without a `to`, for `targets`.
+    pub fn new(stanza: Bytes, targets: Vec<FanOutTarget>) -> Result<FanOut, EnvelopeError> {
+        let name_end = (stanza.first() == Some(&b'<'))
+            .then(|| stanza.iter().skip(1).position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>')))
+            .flatten()
+            .filter(|&length| length > 0)
+            .ok_or_else(|| EnvelopeError::InvalidElement("a fan-out stanza is not an element".into()))?;
+        Ok(FanOut { stanza, name_end: name_end + 1, targets })
+    }
+
+    /// The bytes of this record, stamped by `origin`.
+    pub fn encode(&self, origin: &Origin) -> Bytes {
+        let targets = self
+            .targets
+            .iter()
+            .map(|target| v1::FanOutTarget { connection: target.connection, full_jid: target.to.to_string(), delivery: target.delivery })
+            .collect();
+        origin.seal(Body::FanOut(v1::FanOut { stanza: self.stanza.clone(), targets }))
+    }
+
+    /// The stanza as written to `to`: its address put in after the element's name.
+    pub fn stanza_to(&self, to: &Jid) -> Bytes {
+        let mut out = Vec::with_capacity(self.stanza.len() + to.as_str().len() + 7);
+        out.extend_from_slice(&self.stanza[..self.name_end]);
+        out.extend_from_slice(b" to='");
+        starling_xml::escape_attr(&mut out, to.as_str());
+        out.push(b'\'');
+        out.extend_from_slice(&self.stanza[self.name_end..]);
+        Bytes::from(out)
+    }
+}
+
 fn kind_of(body: &Body) -> &'static str {
     match body {
         Body::Bind(_) => "Bind",
@@ -342,6 +421,7 @@ fn kind_of(body: &Body) -> &'static str {
         Body::Fence(_) => "Fence",
         Body::ComponentBind(_) => "ComponentBind",
         Body::ComponentUnbind(_) => "ComponentUnbind",
+        Body::FanOut(_) => "FanOut",
     }
 }
 
@@ -521,6 +601,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fan_out_record_round_trips_and_puts_each_address_in() {
+        let origin = Origin::new("s1");
+        let stanza = Bytes::from_static(b"<message xmlns='jabber:client' from='coven@conference.example.com/crone' type='groupchat'><body>hi</body></message>");
+        let targets = vec![
+            FanOutTarget { connection: 7, to: jid("hag@example.com/o'brien"), delivery: Some(42) },
+            FanOutTarget { connection: 9, to: jid("imp@example.com/a"), delivery: None },
+        ];
+        let EdgeInbound::FanOut(read) = EdgeInbound::decode(FanOut::new(stanza, targets.clone()).expect("element").encode(&origin)).expect("decodes") else {
+            panic!("kind")
+        };
+        assert_eq!(read.targets, targets);
+        let written = read.stanza_to(&targets[0].to);
+        let element = starling_xml::Element::parse(&written).expect("still XML");
+        assert_eq!(element.attr("to"), Some("hag@example.com/o'brien"));
+        assert_eq!(element.attr("from"), Some("coven@conference.example.com/crone"));
+        let empty = FanOut::new(Bytes::from_static(b"<presence/>"), Vec::new()).expect("element");
+        assert_eq!(&empty.stanza_to(&targets[1].to)[..], b"<presence to='imp@example.com/a'/>");
+        assert!(FanOut::new(Bytes::from_static(b"< message/>"), Vec::new()).is_err(), "no name");
+    }
+
+    #[test]
     fn the_origin_stamps_every_record_in_sequence_without_a_trace_yet() {
         let origin = Origin::new("edge-1");
         let records = [
@@ -590,8 +691,13 @@ mod tests {
         let to_owner = OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1, end: StreamEnd::Closed }.encode(&origin);
         assert_eq!(
             EdgeRecord::decode(to_owner).err(),
-            Some(EnvelopeError::WrongKind { expected: "ToConnection", found: "Unbind", origin: "evil".into() })
+            Some(EnvelopeError::WrongKind { expected: "an edge record", found: "Unbind", origin: "evil".into() })
         );
+        let not_an_element = raw(Some(Body::FanOut(v1::FanOut { stanza: Bytes::from_static(b"hello"), targets: Vec::new() })));
+        assert!(matches!(EdgeInbound::decode(not_an_element), Err(EnvelopeError::InvalidElement(_))));
+        let bare_target = v1::FanOutTarget { connection: 1, full_jid: "a@x".into(), delivery: None };
+        let bare = raw(Some(Body::FanOut(v1::FanOut { stanza: Bytes::from_static(b"<message/>"), targets: vec![bare_target] })));
+        assert_eq!(EdgeInbound::decode(bare).err(), Some(EnvelopeError::InvalidJid("a@x".into())));
         assert_eq!(
             EdgeRecord::decode(raw(Some(Body::ToConnection(v1::ToConnection { connection: 1, action: None, delivery: None })))).err(),
             Some(EnvelopeError::Missing("an action"))

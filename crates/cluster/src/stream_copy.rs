@@ -43,6 +43,16 @@ impl StreamCopy {
         outbound.unacked.clear();
     }
 
+    /// Whether the stream counts stanzas (XEP-0198 is on): then only its owner may send to it.
+    pub fn is_counting(&self) -> bool {
+        self.outbound().counting
+    }
+
+    /// Whether a delivery with this key was queued lately (a replayed record repeats its keys).
+    pub fn has_delivered(&self, key: DeliveryKey) -> bool {
+        self.outbound().delivered.contains(&key)
+    }
+
     /// A stanza queued to the client, with the key of its delivery. Past `limit` unacknowledged
     /// the owner ends the stream (`[sm] max_unacked`), so the copy stops rather than grow.
     pub fn queued(&self, bytes: &Bytes, key: Option<DeliveryKey>, limit: usize) {

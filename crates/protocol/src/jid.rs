@@ -210,6 +210,24 @@ impl Jid {
     pub fn as_str(&self) -> &str {
         &self.full
     }
+
+    /// Whether `text` is a way of writing this address: equal to it once prepared (RFC 7622).
+    /// Plain ASCII addresses, nearly all of them, are compared without running the PRECIS
+    /// profiles: preparing those only lower-cases the localpart and domainpart. (Measured: the
+    /// profiles were 6 % of a core when every groupchat delivery checked its stanza-ids.)
+    pub fn is_written_as(&self, text: &str) -> bool {
+        let (bare, resource) = match text.split_once('/') {
+            Some((bare, resource)) => (bare, Some(resource)),
+            None => (text, None),
+        };
+        let plain_bare = !bare.ends_with('.') && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._@".contains(&b));
+        let plain_resource = resource.is_none_or(|r| r.bytes().all(|b| b.is_ascii_graphic()));
+        if plain_bare && plain_resource {
+            let own_resource = (!self.is_bare()).then(|| &self.full[self.domain_end as usize + 1..]);
+            return self.full[..self.domain_end as usize].eq_ignore_ascii_case(bare) && own_resource == resource;
+        }
+        Jid::new(text).is_ok_and(|jid| jid == *self)
+    }
 }
 
 // Equality, hashing and ordering look at the normalized string only: the offsets follow from it
@@ -697,6 +715,14 @@ mod tests {
             if let Ok(j) = Jid::new(&s) {
                 let again = Jid::new(j.as_str());
                 prop_assert_eq!(again.as_ref(), Ok(&j));
+            }
+        }
+
+        #[test]
+        fn is_written_as_agrees_with_preparing_the_text(s in "[a-zA-Z0-9@/._ '&-]{0,24}|\\PC{0,24}") {
+            let candidates = [Jid::new(&s), Jid::new(&s.to_ascii_lowercase()), Jid::new(&s.to_ascii_uppercase()), Jid::new("ab@c.d/E")];
+            for jid in candidates.into_iter().flatten() {
+                prop_assert_eq!(jid.is_written_as(&s), Jid::new(&s).is_ok_and(|prepared| prepared == jid), "{} against {:?}", jid, s);
             }
         }
 

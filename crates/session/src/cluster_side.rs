@@ -10,7 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, InFlight};
-use starling_cluster::envelope::{EdgeRecord, Origin, OwnerRecord, Stamp};
+use starling_cluster::envelope::{EdgeRecord, FanOut, FanOutTarget, Origin, OwnerRecord, Stamp};
 use starling_cluster::gateway::{ClientLink, ToClient};
 use starling_cluster::hold::{Hold, LinkHolds};
 use starling_cluster::registry::{Registry, ResourceRoute};
@@ -45,12 +45,18 @@ pub(crate) struct ClusterSide {
     pub(crate) components: RemoteComponents,
     /// Per partition, the generation this node claimed it with (0 while not owned).
     generations: Vec<AtomicU64>,
-    outbox: mpsc::Sender<(u32, Bytes, Option<Hold>)>,
+    outbox: mpsc::Sender<(Destination, Bytes, Option<Hold>)>,
+}
+
+/// Where a record in the outbox goes.
+enum Destination {
+    Owner(u32),
+    Edge(String),
 }
 
 impl ClusterSide {
     pub fn new(bus: Arc<dyn Bus>, registry: Arc<dyn Registry>, node: &str) -> Arc<ClusterSide> {
-        let (outbox, mut queued) = mpsc::channel::<(u32, Bytes, Option<Hold>)>(OUTBOX);
+        let (outbox, mut queued) = mpsc::channel::<(Destination, Bytes, Option<Hold>)>(OUTBOX);
         let side = Arc::new(ClusterSide {
             assigned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
             owned: (0..bus.partitions()).map(|_| AtomicBool::new(false)).collect(),
@@ -69,7 +75,13 @@ impl ClusterSide {
             loop {
                 let result = tokio::select! {
                     next = queued.recv() => match next {
-                        Some((partition, bytes, hold)) => in_flight.push(bus.publish_owner(partition, bytes).await, hold.into_iter().collect()).await,
+                        Some((destination, bytes, hold)) => {
+                            let published = match destination {
+                                Destination::Owner(partition) => bus.publish_owner(partition, bytes).await,
+                                Destination::Edge(edge) => bus.publish_edge(&edge, bytes).await,
+                            };
+                            in_flight.push(published, hold.into_iter().collect()).await
+                        }
                         None => break,
                     },
                     done = in_flight.next_done() => done,
@@ -98,7 +110,29 @@ impl ClusterSide {
         let cause = hold.as_ref().map(Hold::cause);
         let (bytes, seq) = OwnerRecord::Deliver { stanza, received, cause }.encode_numbered(&self.origin);
         self.forwarded[partition as usize].store(seq + 1, Ordering::Release);
-        slot.send((partition, bytes, hold));
+        slot.send((Destination::Owner(partition), bytes, hold));
+        Ok(())
+    }
+
+    /// Queues one record for `edge` with `stanza` (serialised without a `to`) for each of
+    /// `targets` (connection, full JID), behind what this node queued before; the targets back if
+    /// the outbox is full.
+    fn publish_fan_out(&self, edge: &str, stanza: Bytes, targets: Vec<(u64, Jid)>) -> Result<(), Vec<(u64, Jid)>> {
+        let Ok(slot) = self.outbox.try_reserve() else { return Err(targets) };
+        let hold = current_hold();
+        let cause = hold.as_ref().map(Hold::cause);
+        let targets = targets
+            .into_iter()
+            .map(|(connection, to)| {
+                // The key of this delivery: a replay of the record makes the same (see ToClient::Stanza).
+                let delivery = cause.map(|cause| xxhash_rust::xxh3::xxh3_64_with_seed(&[&stanza[..], to.as_str().as_bytes()].concat(), cause));
+                FanOutTarget { connection, to, delivery }
+            })
+            .collect();
+        match FanOut::new(stanza, targets) {
+            Ok(fan_out) => slot.send((Destination::Edge(edge.to_owned()), fan_out.encode(&self.origin), hold)),
+            Err(error) => tracing::error!(%error, "a fan-out stanza is not an element"),
+        }
         Ok(())
     }
 
@@ -132,7 +166,7 @@ impl ClusterSide {
             let _order = self.forward_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let (bytes, seq) = OwnerRecord::Fence.encode_numbered(&self.origin);
             self.forwarded[index].store(seq + 1, Ordering::Release);
-            slot.send((partition, bytes, None));
+            slot.send((Destination::Owner(partition), bytes, None));
         }
     }
 
@@ -242,15 +276,19 @@ impl ClusterRoutes for ClusterSide {
         }
     }
 
-    async fn is_bound(&self, resource: &Jid) -> Option<bool> {
+    async fn route_of(&self, resource: &Jid) -> Option<Option<ResourceRoute>> {
         let name = resource.resource()?;
         match self.registry.resources(resource.bare().as_str()).await {
-            Ok(routes) => Some(routes.iter().any(|route| route.resource == name)),
+            Ok(routes) => Some(routes.into_iter().find(|route| route.resource == name)),
             Err(error) => {
                 tracing::warn!(%resource, %error, "could not read a user's routes");
                 None
             }
         }
+    }
+
+    fn fan_out(&self, edge: &str, stanza: Bytes, targets: Vec<(u64, Jid)>) -> Result<(), Vec<(u64, Jid)>> {
+        self.publish_fan_out(edge, stanza, targets)
     }
 
     async fn record_occupant(&self, room: &Jid, nick: &str, record: &[u8]) {

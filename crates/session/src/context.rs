@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use starling_cluster::gateway::ClientLink;
 use starling_cluster::registry::ResourceRoute;
 use starling_cluster::store::Store;
@@ -40,8 +41,12 @@ pub(crate) trait ClusterRoutes: Send + Sync {
     async fn withdraw(&self, user: &Jid, resource: &str, connection: u64);
     /// The routes an earlier owner recorded, each with a link to its connection.
     async fn restore(&self, user: &Jid, client_queue: usize) -> Vec<(ResourceRoute, ClientLink)>;
-    /// Whether the full JID `resource` is bound now; `None` when the registry cannot tell.
-    async fn is_bound(&self, resource: &Jid) -> Option<bool>;
+    /// The route of the full JID `resource` if it is bound now; `None` when the registry cannot
+    /// tell.
+    async fn route_of(&self, resource: &Jid) -> Option<Option<ResourceRoute>>;
+    /// Sends `stanza` (serialised without a `to`) to several connections of `edge` in one record;
+    /// the targets back when the bus cannot take it now.
+    fn fan_out(&self, edge: &str, stanza: Bytes, targets: Vec<(u64, Jid)>) -> Result<(), Vec<(u64, Jid)>>;
     /// Records (or updates) the occupant `nick` of `room` (a record of the MUC module's).
     async fn record_occupant(&self, room: &Jid, nick: &str, record: &[u8]);
     /// Removes the occupant `nick` of `room`.

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub replayed_deliveries_dropped: IntCounter,
     pub replayed_archive_entries_skipped: IntCounter,
     pub replayed_offline_messages_skipped: IntCounter,
+    /// In a cluster: records sent to edges with one stanza for several connections, and the
+    /// deliveries they carried (what would otherwise be one record each, twice: via the owner).
+    pub fan_out_records: IntCounter,
+    pub fan_out_deliveries: IntCounter,
 }
 
 /// Counter handles for the three stanza kinds, bound once.
@@ -114,6 +118,10 @@ impl Metrics {
             "Messages a replayed owner record would have stored offline a second time, not stored again",
         )
         .expect("valid metric");
+        let fan_out_records =
+            IntCounter::new("starling_fan_out_records_total", "Records sent to an edge with one stanza for several of its connections").expect("valid metric");
+        let fan_out_deliveries =
+            IntCounter::new("starling_fan_out_deliveries_total", "Deliveries carried by fan-out records, one per connection").expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -140,6 +148,8 @@ impl Metrics {
             Box::new(replayed_deliveries_dropped.clone()),
             Box::new(replayed_archive_entries_skipped.clone()),
             Box::new(replayed_offline_messages_skipped.clone()),
+            Box::new(fan_out_records.clone()),
+            Box::new(fan_out_deliveries.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -170,6 +180,8 @@ impl Metrics {
             replayed_deliveries_dropped,
             replayed_archive_entries_skipped,
             replayed_offline_messages_skipped,
+            fan_out_records,
+            fan_out_deliveries,
         }
     }
 

@@ -17,8 +17,13 @@ pub struct FanOut<C> {
     pub deliveries: AtomicU64,
     pub last_received: AtomicU64,
     pub errors: Mutex<ErrorTally>,
+    /// What the readers measured, in shards: reader `i` records into shard `i % SHARDS`. One per
+    /// reader cost ~180 KB of histograms per second of run each: 10,000 readers took 11 GB.
+    received: Vec<Mutex<Received>>,
     pub counters: C,
 }
+
+const SHARDS: usize = 32;
 
 /// What one reader measured of the deliveries it got.
 #[derive(Default)]
@@ -45,6 +50,7 @@ impl<C> FanOut<C> {
             deliveries: AtomicU64::new(0),
             last_received: AtomicU64::new(0),
             errors: Mutex::new(ErrorTally::default()),
+            received: (0..SHARDS).map(|_| Mutex::default()).collect(),
             counters,
         }
     }
@@ -63,16 +69,28 @@ impl<C> FanOut<C> {
         self.measuring_since.store(u64::try_from((start - self.origin).as_nanos()).unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// A delivery of a message sent at `sent` arrived now: its latency, in `received`.
-    pub fn delivered(&self, received: &mut Received, sent: u64) {
+    /// A delivery to reader `reader` of a message sent at `sent` arrived now: its latency.
+    pub fn delivered(&self, reader: u64, sent: u64) {
         let now = self.now();
         let micros = now.saturating_sub(sent) / 1000;
-        received.latency.record_micros(micros);
         let since = self.measuring_since.load(Ordering::Relaxed);
-        received.series.record(now.saturating_sub(since) / 1_000_000_000, micros);
-        received.count += 1;
+        {
+            let mut received = self.received[reader as usize % SHARDS].lock().unwrap_or_else(|p| p.into_inner());
+            received.latency.record_micros(micros);
+            received.series.record(now.saturating_sub(since) / 1_000_000_000, micros);
+            received.count += 1;
+        }
         self.deliveries.fetch_add(1, Ordering::Relaxed);
         self.last_received.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Everything the readers measured.
+    pub fn received(&self) -> Received {
+        let mut total = Received::default();
+        for shard in &self.received {
+            total.merge(&shard.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        total
     }
 
     pub fn errors(&self) -> ErrorTally {

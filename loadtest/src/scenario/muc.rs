@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use starling_xml::escape_attr;
+use starling_xml::{escape_attr, escape_text};
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::JoinSet;
 
-use super::fanout::{FanOut, Received};
+use super::fanout::FanOut;
 use super::presence::{parse_marker, send_marked, MARKER};
 use crate::cli::MucArgs;
 use crate::logins::{LoginReport, Setup, print_errors};
@@ -84,12 +84,12 @@ type Shared = FanOut<Counters>;
 
 #[derive(Default)]
 struct ReaderResult {
-    received: Received,
     stale: u64,
 }
 
 /// One user's place: its room's JID and its nick there.
 struct Seat {
+    user: u64,
     room: String,
     nick: String,
 }
@@ -113,7 +113,7 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
     let run = RunInfo::new("muc", setup.server().to_string());
     let service = args.service.clone().unwrap_or_else(|| format!("conference.{}", common.domain));
     let run_id = crate::scenario::chat::run_id();
-    let seat = |i: u64| Seat { room: format!("lt{run_id}-{}@{service}", i % rooms), nick: format!("u{i}") };
+    let seat = |i: u64| Seat { user: i, room: format!("lt{run_id}-{}@{service}", i % rooms), nick: format!("u{i}") };
 
     let (logins, logged_in) = super::log_in_all(&setup, 0..n).await;
     if logged_in.is_empty() {
@@ -141,10 +141,22 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
         out.extend_from_slice(format!("'><x xmlns='{NS_MUC}'><history maxstanzas='0'/></x></presence>").as_bytes());
         out
     };
+    let mut fields = Vec::new();
+    if !args.presence_broadcast.is_empty() {
+        fields.extend_from_slice(b"<field var='muc#roomconfig_presencebroadcast'>");
+        for role in &args.presence_broadcast {
+            fields.extend_from_slice(b"<value>");
+            escape_text(&mut fields, role);
+            fields.extend_from_slice(b"</value>");
+        }
+        fields.extend_from_slice(b"</field>");
+    }
     let configure = |i: u64| {
         let mut out = format!("<iq type='set' id='lt-muc-config-{i}' to='").into_bytes();
         escape_attr(&mut out, &seat(i).room);
-        out.extend_from_slice(format!("'><query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>").as_bytes());
+        out.extend_from_slice(format!("'><query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>").as_bytes());
+        out.extend_from_slice(&fields);
+        out.extend_from_slice(b"</x></query></iq>");
         out
     };
     let mut timed_out = false;
@@ -202,13 +214,11 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
         }
     }
     let send_period = start.elapsed();
-    let merge = |total: &mut ReaderResult, r: ReaderResult| {
-        total.received.merge(&r.received);
-        total.stale += r.stale;
-    };
+    let merge = |total: &mut ReaderResult, r: ReaderResult| total.stale += r.stale;
     let failed = |message: String| shared.error("harness:reader-task".into(), || message);
     let running = super::Running { window, shutdown: shutdown_tx, readers, writers: writers.into_iter().map(|(_, writer)| writer).collect() };
     let (drained, usage, total) = super::drain_and_collect(expected, || shared.deliveries.load(Ordering::Relaxed), drain, running, merge, failed).await;
+    let received = shared.received();
 
     let last = Duration::from_nanos(shared.last_received.load(Ordering::Relaxed));
     let elapsed = last.saturating_sub(start - origin);
@@ -220,15 +230,15 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
         scheduled,
         messages_sent: sent,
         expected_deliveries: expected,
-        deliveries: total.received.count,
-        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(total.received.count).unwrap_or(i64::MAX),
+        deliveries: received.count,
+        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(received.count).unwrap_or(i64::MAX),
         stale: total.stale,
         elapsed_seconds: elapsed.as_secs_f64(),
-        deliveries_per_second: per_second(total.received.count, elapsed),
+        deliveries_per_second: per_second(received.count, elapsed),
         messages_per_second: per_second(sent, send_period),
         drain_seconds: drained.as_secs_f64(),
-        latency: total.received.latency.summary(),
-        timeseries: total.received.series.points(),
+        latency: received.latency.summary(),
+        timeseries: received.series.points(),
         errors: shared.errors(),
     };
     let report = MucReport { run, options: args.clone(), logins, setup: setup_results, muc: results, usage };
@@ -309,7 +319,7 @@ async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, seat: Se
                     result.stale += 1;
                     continue;
                 }
-                shared.delivered(&mut result.received, sent);
+                shared.delivered(seat.user, sent);
             }
             ("message", Some("error")) => error("message-error".into(), format!("a groupchat message of {own} was refused")),
             ("iq", Some("result")) if element.attr("id").is_some_and(|id| id.starts_with("lt-muc-config-")) => {

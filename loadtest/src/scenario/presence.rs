@@ -23,7 +23,7 @@ use starling_xml::escape_attr;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tokio::task::JoinSet;
 
-use super::fanout::{FanOut, Received};
+use super::fanout::FanOut;
 use crate::cli::PresenceArgs;
 use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
@@ -119,7 +119,6 @@ type Shared = FanOut<Counters>;
 
 #[derive(Default)]
 struct ReaderResult {
-    received: Received,
     misrouted: u64,
     self_echo: u64,
     stale: u64,
@@ -266,7 +265,6 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     }
     let send_period = start.elapsed();
     let merge = |total: &mut ReaderResult, r: ReaderResult| {
-        total.received.merge(&r.received);
         total.misrouted += r.misrouted;
         total.self_echo += r.self_echo;
         total.stale += r.stale;
@@ -274,6 +272,7 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let failed = |message: String| shared.error("harness:reader-task".into(), || message);
     let running = super::Running { window, shutdown: shutdown_tx, readers, writers: writers.into_iter().map(|(_, writer)| writer).collect() };
     let (drained, usage, total) = super::drain_and_collect(expected, || shared.deliveries.load(Ordering::Relaxed), drain, running, merge, failed).await;
+    let received = shared.received();
 
     let last = Duration::from_nanos(shared.last_received.load(Ordering::Relaxed));
     let elapsed = last.saturating_sub(start - origin);
@@ -286,17 +285,17 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
         scheduled,
         updates_sent: sent,
         expected_deliveries: expected,
-        deliveries: total.received.count,
-        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(total.received.count).unwrap_or(i64::MAX),
+        deliveries: received.count,
+        missing: i64::try_from(expected).unwrap_or(i64::MAX) - i64::try_from(received.count).unwrap_or(i64::MAX),
         misrouted: total.misrouted,
         self_echo: total.self_echo,
         stale: total.stale,
         elapsed_seconds: elapsed.as_secs_f64(),
-        deliveries_per_second: per_second(total.received.count, elapsed),
+        deliveries_per_second: per_second(received.count, elapsed),
         updates_per_second: per_second(sent, send_period),
         drain_seconds: drained.as_secs_f64(),
-        latency: total.received.latency.summary(),
-        timeseries: total.received.series.points(),
+        latency: received.latency.summary(),
+        timeseries: received.series.points(),
         errors: shared.errors(),
     };
     let mut options = args.clone();
@@ -425,7 +424,7 @@ async fn read_loop(
                     result.self_echo += 1;
                     continue;
                 }
-                shared.delivered(&mut result.received, sent);
+                shared.delivered(own, sent);
                 if !contacts.contains(&user) || from_index != Some(user) {
                     result.misrouted += 1;
                 }

@@ -25,7 +25,7 @@ pub const COMPONENT_LEASE: Duration = Duration::from_secs(15);
 /// How often an edge announces its components again.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Stanzas from components queued toward the bus before a component is refused.
-pub(super) const COMPONENT_OUTBOX: usize = 8192;
+pub(super) const OWNER_OUTBOX: usize = 8192;
 /// Connection ids of components: the upper half of the id space, apart from clients'.
 const FIRST_COMPONENT: u64 = 1 << 63;
 
@@ -36,12 +36,14 @@ pub(super) struct HeldComponent {
 }
 
 impl BusGateway {
-    /// Starts the publisher of components' stanzas (in their order) and the renewals.
+    /// Starts the publisher of what this edge hands to owners besides its clients' records —
+    /// components' stanzas and fan-out stanzas for stream-managed clients — in their order, and
+    /// the renewals.
     pub(super) fn start_components(self: &Arc<Self>, mut outbox: mpsc::Receiver<(u32, Bytes)>) {
         let weak = Arc::downgrade(self);
         let bus = self.bus.clone();
         tokio::spawn(async move {
-            let mut in_flight = InFlight::new(COMPONENT_OUTBOX);
+            let mut in_flight = InFlight::new(OWNER_OUTBOX);
             loop {
                 let result = tokio::select! {
                     next = outbox.recv() => match next {
@@ -51,7 +53,7 @@ impl BusGateway {
                     done = in_flight.next_done() => done,
                 };
                 if let Err(error) = result {
-                    tracing::warn!(%error, "a component's stanza was not taken by the bus");
+                    tracing::warn!(%error, "a stanza for an owner was not taken by the bus");
                 }
             }
         });
@@ -103,7 +105,7 @@ impl BusGateway {
         let Some(to) = stanza.to.as_ref() else { return Ok(()) };
         let partition = partition_of(to.bare().as_str(), self.bus.partitions());
         let bytes = OwnerRecord::Deliver { stanza, received: Instant::now(), cause: None }.encode(&self.origin);
-        self.component_outbox.try_send((partition, bytes)).map_err(|_| GatewayError::Unavailable("too many stanzas from components queued".into()))
+        self.owner_outbox.try_send((partition, bytes)).map_err(|_| GatewayError::Unavailable("too many stanzas from components queued".into()))
     }
 
     /// An inbox record for a component of this edge; false if `connection` is not one.

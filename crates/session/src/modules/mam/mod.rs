@@ -237,7 +237,7 @@ fn strip_forged_stanza_ids(user: &Jid, stanza: Stanza) -> Stanza {
     }
     let Ok(mut element) = stanza.element() else { return stanza };
     let before = element.children().count();
-    element.remove_children(|c| c.is("stanza-id", ns::STANZA_ID) && c.attr("by").is_some_and(|by| Jid::new(by).is_ok_and(|by| by == *user)));
+    element.remove_children(|c| c.is("stanza-id", ns::STANZA_ID) && c.attr("by").is_some_and(|by| user.is_written_as(by)));
     if element.children().count() == before {
         return stanza;
     }

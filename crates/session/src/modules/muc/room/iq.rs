@@ -149,7 +149,7 @@ impl Room {
             let item = Element::new("item", ns::MUC_USER).with_attr("affiliation", "none").with_attr("role", "none");
             let x = Element::new("x", ns::MUC_USER).with_child(item).with_child(told.clone());
             let presence = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable").with_child(x);
-            let _ = context.route(Stanza::build(presence, &self.occupant_jid(&occupant.nick), Some(&occupant.jid)));
+            self.send(context, &self.occupant_jid(&occupant.nick), presence, [occupant]);
         }
     }
 }

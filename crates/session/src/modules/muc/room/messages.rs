@@ -104,9 +104,7 @@ impl Room {
             }
         }
         let room = self.state.as_ref().expect("the sender's room");
-        for occupant in &room.occupants {
-            let _ = context.route(Stanza::build(message.clone(), &from, Some(&occupant.jid)));
-        }
+        self.send(context, &from, message, &room.occupants);
     }
 
     /// XEP-0313 on the room: the message as broadcast, under its stanza-id, through the archive
@@ -178,7 +176,7 @@ impl Room {
             message.remove_attr(attribute);
         }
         message.push_child(Element::new("x", ns::MUC_USER));
-        let _ = context.route(Stanza::build(message, &self.occupant_jid(&room.occupants[sender].nick), Some(&target.jid)));
+        self.send(context, &self.occupant_jid(&room.occupants[sender].nick), message, [target]);
     }
 
     /// §7.2.13: what the joiner asked for of the history, oldest first, stamped with when it
@@ -195,10 +193,10 @@ impl Room {
                 total <= max_chars
             });
         }
-        let recipient = &room.occupants[to].jid;
+        let recipient = &room.occupants[to];
         for past in picked.into_iter().rev() {
             let delay = Element::new("delay", ns::DELAY).with_attr("from", self.jid.as_str()).with_attr("stamp", datetime::format(past.at));
-            let _ = context.route(Stanza::build(past.message.clone().with_child(delay), &self.occupant_jid(&past.nick), Some(recipient)));
+            self.send(context, &self.occupant_jid(&past.nick), past.message.clone().with_child(delay), [recipient]);
         }
     }
 
@@ -208,7 +206,7 @@ impl Room {
         let (nick, text) = &room.subject;
         let message = Element::new("message", ns::CLIENT).with_attr("type", "groupchat").with_child(Element::new("subject", ns::CLIENT).with_text(text.as_str()));
         let from = if nick.is_empty() { self.jid.clone() } else { self.occupant_jid(nick) };
-        let _ = context.route(Stanza::build(message, &from, Some(&room.occupants[to].jid)));
+        self.send(context, &from, message, [&room.occupants[to]]);
     }
 }
 

@@ -80,6 +80,15 @@ struct Occupant {
     /// Its last presence without the MUC extensions: `<show/>`, `<status/>`, caps…
     presence: Element,
     allowance: Allowance,
+    /// In a cluster, the edge connection the room writes to directly (see [`occupancy`]);
+    /// `None`: through the occupant's owner.
+    via: Option<Via>,
+}
+
+#[derive(Clone)]
+struct Via {
+    edge: String,
+    connection: u64,
 }
 
 impl Room {
@@ -97,7 +106,7 @@ impl ServiceEntity for Room {
         Box::pin(async move {
             self.load(context).await;
             match stanza.kind {
-                StanzaKind::Presence => self.presence(context, &stanza),
+                StanzaKind::Presence => self.presence(context, &stanza).await,
                 StanzaKind::Message => self.message(context, &stanza).await,
                 StanzaKind::Iq => self.iq(context, &stanza).await,
             }
@@ -135,7 +144,7 @@ fn item_for(room: &RoomState, occupant: &Occupant, viewer: &Occupant) -> MucItem
 }
 
 impl Room {
-    fn presence(&mut self, context: &ServiceContext, stanza: &Stanza) {
+    async fn presence(&mut self, context: &ServiceContext, stanza: &Stanza) {
         let Some(nick) = stanza.to.as_ref().and_then(Jid::resource).map(str::to_owned) else {
             // §7.2.1: joining needs a nick.
             if stanza.stanza_type.is_none() {
@@ -148,12 +157,12 @@ impl Room {
             // Gone: left, or its server says it cannot be reached.
             (Some("unavailable" | "error"), Some(index)) => self.leave(context, index),
             (None, Some(index)) => self.change_presence(context, index, &nick, stanza),
-            (None, None) => self.join(context, &nick, stanza),
+            (None, None) => self.join(context, &nick, stanza).await,
             _ => {}
         }
     }
 
-    fn join(&mut self, context: &ServiceContext, nick: &str, stanza: &Stanza) {
+    async fn join(&mut self, context: &ServiceContext, nick: &str, stanza: &Stanza) {
         let Ok(element) = stanza.element() else { return };
         let join = match element.get_child("x", ns::MUC).map(MucJoin::try_from).transpose() {
             Ok(join) => join.unwrap_or_default(),
@@ -193,7 +202,9 @@ impl Room {
         }
         let role = room.default_role(affiliation);
         let allowance = Allowance::new(self.service.occupant_burst);
-        room.occupants.push(Occupant { nick: nick.to_owned(), jid: stanza.from.clone(), affiliation, role, presence: without_muc(element), allowance });
+        let via = self.direct_route(context, &stanza.from).await;
+        let room = self.state.as_mut().expect("joining");
+        room.occupants.push(Occupant { nick: nick.to_owned(), jid: stanza.from.clone(), affiliation, role, presence: without_muc(element), allowance, via });
         self.touched.push(nick.to_owned());
         let joined = room.occupants.len() - 1;
         // §7.2.3: the others' presence first, then the joiner's own, which everyone gets.
@@ -225,7 +236,7 @@ impl Room {
         let user = MucUser { item: item_for(room, about, to), statuses: statuses.to_vec() };
         let mut presence = about.presence.clone();
         presence.push_child((&user).into());
-        let _ = context.route(Stanza::build(presence, &self.occupant_jid(&about.nick), Some(&to.jid)));
+        self.send(context, &self.occupant_jid(&about.nick), presence, [to]);
     }
 
     /// Occupant `about` left, was removed (with `reason`), or changed its nick to `new_nick`:
@@ -247,7 +258,7 @@ impl Room {
             item.reason = reason.map(str::to_owned);
             let user = MucUser { item, statuses };
             let presence = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable").with_child((&user).into());
-            let _ = context.route(Stanza::build(presence, &self.occupant_jid(&about.nick), Some(&to.jid)));
+            self.send(context, &self.occupant_jid(&about.nick), presence, [to]);
         }
     }
 

@@ -1,18 +1,31 @@
-//! In a cluster, who is in a room outlives the node that owns it: every occupant who joins,
+//! A room in a cluster. Who is in it outlives the node that owns it: every occupant who joins,
 //! changes or leaves is written to the registry (Redis, beside users' routes, fenced by the
 //! generation of the room's owner), and the actor that starts on the node taking the room's
 //! partition over reads them back. Each restored occupant whose resource is no longer bound (its
 //! client went away meanwhile) leaves as if it had sent unavailable presence. Clients notice
 //! nothing: the room answers from the new node with the same occupants, roles and presences.
 //!
-//! The record is an element of our own namespace: the occupant's real JID and role, with its
-//! last presence inside. Its affiliation is the room's (stored with the room).
+//! And the room reaches its occupants without their owners: an occupant whose connection does
+//! not use stream management (its route says which edge connection it is) gets what the room
+//! sends straight from the room's node, in **one bus record per edge** for a groupchat message
+//! however many occupants that edge holds (`FanOut`, written by the edge to each connection).
+//! A stream-managed occupant goes through its owner, which keeps what the client has not
+//! acknowledged (and the edge sends a fan-out to a connection that turned stream management on
+//! later to its owner too). Everything the room sends an occupant goes the same way, so it
+//! arrives in the room's order. What this skips on the owner: the user's block list (a user who
+//! blocks a room leaves it, XEP-0191 §3.3) and holding presence for an inactive client (CSI).
+//!
+//! The registry record is an element of our own namespace: the occupant's real JID and role,
+//! with its last presence inside. Its affiliation is the room's (stored with the room); its
+//! route is read again.
+
+use std::collections::BTreeMap;
 
 use starling_protocol::payload::muc::Role;
-use starling_protocol::Jid;
+use starling_protocol::{Jid, Stanza};
 use starling_xml::Element;
 
-use super::{Allowance, Occupant, Room};
+use super::{Allowance, Occupant, Room, Via};
 use crate::service::ServiceContext;
 
 const RECORD: &str = "urn:starling:muc:occupant:0";
@@ -53,17 +66,61 @@ impl Room {
                 self.touched.push(nick);
                 continue;
             };
-            if cluster.is_bound(&jid).await == Some(false) {
+            let route = cluster.route_of(&jid).await;
+            if route == Some(None) {
                 gone.push(nick.clone());
             }
+            let via = route.flatten().filter(|route| route.stream_management.is_none()).map(|route| Via { edge: route.node, connection: route.connection });
             let affiliation = room.affiliation(&jid.bare());
-            room.occupants.push(Occupant { nick, jid, affiliation, role, presence, allowance: Allowance::new(self.service.occupant_burst) });
+            room.occupants.push(Occupant { nick, jid, affiliation, role, presence, allowance: Allowance::new(self.service.occupant_burst), via });
         }
         tracing::info!(room = %self.jid, occupants = room.occupants.len(), gone = gone.len(), "restored the room's occupants");
         for nick in gone {
             let index = self.state.as_ref().and_then(|room| room.occupants.iter().position(|o| o.nick == nick));
             if let Some(index) = index {
                 self.leave(context, index);
+            }
+        }
+    }
+}
+
+impl Room {
+    /// In a cluster, the edge connection of `occupant` (a full JID) if the room may write to it
+    /// directly: bound, and without stream management.
+    pub(super) async fn direct_route(&self, context: &ServiceContext, occupant: &Jid) -> Option<Via> {
+        let route = context.services.cluster.get()?.route_of(occupant).await??;
+        route.stream_management.is_none().then_some(Via { edge: route.node, connection: route.connection })
+    }
+
+    /// Sends `stanza` (an element without addresses) from `from` to each of `occupants`: one bus
+    /// record per edge for those the room reaches directly, through their owners for the others.
+    pub(super) fn send<'a>(&self, context: &ServiceContext, from: &Jid, stanza: Element, occupants: impl IntoIterator<Item = &'a Occupant>) {
+        let cluster = context.services.cluster.get();
+        let mut by_edge: BTreeMap<&str, Vec<(u64, Jid)>> = BTreeMap::new();
+        for occupant in occupants {
+            match (&occupant.via, cluster) {
+                (Some(via), Some(_)) => by_edge.entry(via.edge.as_str()).or_default().push((via.connection, occupant.jid.clone())),
+                _ => {
+                    let _ = context.route(Stanza::build(stanza.clone(), from, Some(&occupant.jid)));
+                }
+            }
+        }
+        let Some(cluster) = cluster.filter(|_| !by_edge.is_empty()) else { return };
+        let bytes = Stanza::build(stanza.clone(), from, None).bytes;
+        let metrics = &context.services.metrics;
+        for (edge, targets) in by_edge {
+            let count = targets.len() as u64;
+            match cluster.fan_out(edge, bytes.clone(), targets) {
+                Ok(()) => {
+                    metrics.fan_out_records.inc();
+                    metrics.fan_out_deliveries.inc_by(count);
+                }
+                Err(targets) => {
+                    // The bus is behind: through the owners, which refuse what they cannot take.
+                    for (_, to) in targets {
+                        let _ = context.route(Stanza::build(stanza.clone(), from, Some(&to)));
+                    }
+                }
             }
         }
     }
@@ -101,6 +158,7 @@ mod tests {
             role: Role::Visitor,
             presence: presence.clone(),
             allowance: Allowance::new(1),
+            via: None,
         };
         assert_eq!(decode(&encode(&occupant)), Some((occupant.jid.clone(), Role::Visitor, presence)));
         assert_eq!(decode(b"<occupant xmlns='urn:starling:muc:occupant:0' jid='bare@example.com' role='visitor'><presence/></occupant>"), None, "a real JID is full");
