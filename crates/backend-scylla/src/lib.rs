@@ -15,6 +15,7 @@
 mod accounts;
 mod archive;
 mod offline;
+mod pubsub;
 mod rosters;
 pub mod schema;
 mod user_data;
@@ -115,7 +116,8 @@ impl ScyllaStore {
             archive: store.clone(),
             push: store.clone(),
             fast_tokens: store.clone(),
-            rooms: store,
+            rooms: store.clone(),
+            pubsub: store,
         })
     }
 
@@ -221,6 +223,17 @@ struct Statements {
     room_list: PreparedStatement,
     room_unlist: PreparedStatement,
     rooms_listed: PreparedStatement,
+    // PubSub nodes and items
+    pubsub_node_get: PreparedStatement,
+    pubsub_nodes_all: PreparedStatement,
+    pubsub_node_set: PreparedStatement,
+    pubsub_node_delete: PreparedStatement,
+    pubsub_service_delete: PreparedStatement,
+    pubsub_item_set: PreparedStatement,
+    pubsub_item_get: PreparedStatement,
+    pubsub_item_delete: PreparedStatement,
+    pubsub_items_all: PreparedStatement,
+    pubsub_items_purge: PreparedStatement,
     // vcards
     vcard_get: PreparedStatement,
     vcard_set: PreparedStatement,
@@ -349,6 +362,20 @@ impl Statements {
             room_list: p(format!("INSERT INTO {ks}.muc_listed_rooms (service, room_jid, name) VALUES (?, ?, ?)"), false).await?,
             room_unlist: p(format!("DELETE FROM {ks}.muc_listed_rooms WHERE service = ? AND room_jid = ?"), false).await?,
             rooms_listed: p(format!("SELECT room_jid, name FROM {ks}.muc_listed_rooms WHERE service = ?"), false).await?,
+            pubsub_node_get: p(format!("SELECT record FROM {ks}.pubsub_nodes WHERE service = ? AND node = ?"), false).await?,
+            pubsub_nodes_all: p(format!("SELECT node, record FROM {ks}.pubsub_nodes WHERE service = ?"), false).await?,
+            pubsub_node_set: p(format!("INSERT INTO {ks}.pubsub_nodes (service, node, record) VALUES (?, ?, ?)"), false).await?,
+            pubsub_node_delete: p(format!("DELETE FROM {ks}.pubsub_nodes WHERE service = ? AND node = ?"), false).await?,
+            pubsub_service_delete: p(format!("DELETE FROM {ks}.pubsub_nodes WHERE service = ?"), false).await?,
+            pubsub_item_set: p(
+                format!("INSERT INTO {ks}.pubsub_items (service, node, item_id, published, publisher, payload) VALUES (?, ?, ?, ?, ?, ?)"),
+                false,
+            )
+            .await?,
+            pubsub_item_get: p(format!("SELECT item_id FROM {ks}.pubsub_items WHERE service = ? AND node = ? AND item_id = ?"), false).await?,
+            pubsub_item_delete: p(format!("DELETE FROM {ks}.pubsub_items WHERE service = ? AND node = ? AND item_id = ?"), false).await?,
+            pubsub_items_all: p(format!("SELECT item_id, published, publisher, payload FROM {ks}.pubsub_items WHERE service = ? AND node = ?"), false).await?,
+            pubsub_items_purge: p(format!("DELETE FROM {ks}.pubsub_items WHERE service = ? AND node = ?"), false).await?,
             vcard_get: p(format!("SELECT vcard FROM {ks}.vcards WHERE user_jid = ?"), false).await?,
             vcard_set: p(format!("INSERT INTO {ks}.vcards (user_jid, vcard) VALUES (?, ?)"), false).await?,
             vcard_delete: p(format!("DELETE FROM {ks}.vcards WHERE user_jid = ?"), false).await?,

@@ -203,6 +203,30 @@ Migration {
             PRIMARY KEY ((service), room_jid)
         )",
     ],
+},
+Migration {
+    version: 7,
+    description: "PubSub and PEP nodes and items (XEP-0060, XEP-0163)",
+    statements: &[
+        // A service's nodes (an account's PEP nodes: a handful) in one partition.
+        "CREATE TABLE IF NOT EXISTS {ks}.pubsub_nodes (
+            service text,
+            node text,
+            record blob,
+            PRIMARY KEY ((service), node)
+        )",
+        // A node's items in one partition, at most its max_items (read whole, ordered by
+        // `published` when read).
+        "CREATE TABLE IF NOT EXISTS {ks}.pubsub_items (
+            service text,
+            node text,
+            item_id text,
+            published bigint,
+            publisher text,
+            payload blob,
+            PRIMARY KEY ((service, node), item_id)
+        )",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

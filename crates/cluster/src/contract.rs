@@ -7,6 +7,8 @@
 //!
 //! Over 400 lines: one contract suite, one function per required behaviour, that every backend runs whole.
 
+mod pubsub;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     push(store.push.as_ref(), prefix).await;
     fast_tokens(store.fast_tokens.as_ref(), prefix).await;
     rooms(store.rooms.as_ref(), prefix).await;
+    pubsub::pubsub(store.pubsub.as_ref(), prefix).await;
     remove_user(store, prefix).await;
 }
 
@@ -565,6 +568,9 @@ pub async fn remove_user(store: &Store, prefix: &str) {
         store.push.add(who, PushRegistration { service: "push.example.com".into(), node: "n".into(), options: Vec::new() }).await.expect("add");
         let token = FastToken { id: [1; 16], mechanism: "HT-SHA-256-NONE".into(), issued: 1, expires: 4_000_000_000, count: 0 };
         store.fast_tokens.put(who, "phone", &FastTokenSlots { current: Some(token), new: None }).await.expect("put");
+        store.pubsub.set_node(who, "urn:xmpp:avatar:data", b"<config/>".to_vec()).await.expect("set_node");
+        let avatar = crate::store::PubSubItem { id: "a1".into(), publisher: who.clone(), published: 1, payload: b"<data/>".to_vec() };
+        store.pubsub.publish(who, "urn:xmpp:avatar:data", avatar, 1).await.expect("publish");
     }
 
     assert!(store.remove_user(&alice).await.expect("remove_user"), "removing an existing user must report true");
@@ -585,6 +591,7 @@ pub async fn remove_user(store: &Store, prefix: &str) {
     assert!(store.archive.prefs(&bob).await.expect("prefs").is_some(), "removing alice must keep bob's archive prefs");
     assert_eq!(store.push.list(&bob).await.expect("list").len(), 1, "removing alice must keep bob's push registrations");
     assert!(!store.fast_tokens.get(&bob, "phone").await.expect("get").is_empty(), "removing alice must keep bob's FAST tokens");
+    assert_eq!(store.pubsub.nodes(&bob).await.expect("nodes").len(), 1, "removing alice must keep bob's PEP nodes");
     assert!(store.remove_user(&bob).await.expect("remove_user"));
 }
 
@@ -603,6 +610,8 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
     assert_eq!(store.archive.prefs(who).await.expect("prefs"), None, "archive prefs of {who} left behind");
     assert_eq!(store.push.list(who).await.expect("list"), Vec::new(), "push registrations of {who} left behind");
     assert!(store.fast_tokens.get(who, "phone").await.expect("get").is_empty(), "FAST tokens of {who} left behind");
+    assert_eq!(store.pubsub.nodes(who).await.expect("nodes"), Vec::new(), "PEP nodes of {who} left behind");
+    assert!(store.pubsub.items(who, "urn:xmpp:avatar:data", &[], None).await.expect("items").is_empty(), "PEP items of {who} left behind");
 }
 
 /// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can

@@ -3,12 +3,13 @@
 //! misread; fields follow in a fixed order, variable-length ones prefixed with their length as an
 //! unsigned LEB128 varint (one byte for anything under 128 bytes, and no length limit to check).
 
-use starling_cluster::store::{ArchiveDefault, ArchivePrefs, RosterItem, ScramCredentials, ScramKeys, Subscription};
+use starling_cluster::store::{ArchiveDefault, ArchivePrefs, PubSubItem, RosterItem, ScramCredentials, ScramKeys, Subscription};
 
 const CREDENTIALS_V1: u8 = 1;
 const ROSTER_ITEM_V1: u8 = 1;
 const ARCHIVED_V1: u8 = 1;
 const ARCHIVE_PREFS_V1: u8 = 1;
+const PUBSUB_ITEM_V1: u8 = 1;
 
 const ASK_OUT: u8 = 1;
 const APPROVED: u8 = 1 << 1;
@@ -155,6 +156,29 @@ pub fn decode_archive_prefs(bytes: &[u8]) -> Option<ArchivePrefs> {
     let (always, never) = (list()?, list()?);
     input.finish()?;
     Some(ArchivePrefs { default, always, never })
+}
+
+/// A PubSub item without its id (the key holds it).
+pub fn encode_pubsub_item(item: &PubSubItem) -> Vec<u8> {
+    let mut out = Writer::default();
+    out.byte(PUBSUB_ITEM_V1);
+    out.bytes(&item.published.to_le_bytes());
+    out.bytes(item.publisher.as_bytes());
+    out.bytes(&item.payload);
+    out.0
+}
+
+/// `None` if `bytes` is not a value `encode_pubsub_item` wrote.
+pub fn decode_pubsub_item(id: &str, bytes: &[u8]) -> Option<PubSubItem> {
+    let mut input = Reader(bytes);
+    if input.byte()? != PUBSUB_ITEM_V1 {
+        return None;
+    }
+    let published = u64::from_le_bytes(input.bytes()?.try_into().ok()?);
+    let publisher = input.string()?;
+    let payload = input.bytes()?.to_vec();
+    input.finish()?;
+    Some(PubSubItem { id: id.to_owned(), publisher, published, payload })
 }
 
 #[derive(Default)]

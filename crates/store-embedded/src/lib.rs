@@ -12,6 +12,7 @@ mod accounts;
 mod archive;
 mod codec;
 mod offline;
+mod pubsub;
 mod rosters;
 mod user_data;
 
@@ -108,7 +109,8 @@ impl EmbeddedStore {
             archive: store.clone(),
             push: store.clone(),
             fast_tokens: store.clone(),
-            rooms: store,
+            rooms: store.clone(),
+            pubsub: store,
         })
     }
 
@@ -174,6 +176,9 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(FAST_TOKENS)?;
     txn.open_table(ROOMS)?;
     txn.open_table(LISTED_ROOMS)?;
+    txn.open_table(pubsub::NODES)?;
+    txn.open_table(pubsub::ITEMS)?;
+    txn.open_table(pubsub::ORDER)?;
     txn.commit()?;
     Ok(db)
 }

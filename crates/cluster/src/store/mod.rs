@@ -12,6 +12,7 @@ mod last_activity;
 mod offline;
 mod private_xml;
 mod push;
+mod pubsub;
 mod rooms;
 mod rosters;
 mod vcards;
@@ -25,6 +26,7 @@ pub use fast_tokens::{FastToken, FastTokenSlots, FastTokens};
 pub use last_activity::{LastActivity, LastSeen};
 pub use offline::OfflineMessages;
 pub use private_xml::PrivateXml;
+pub use pubsub::{PubSubItem, PubSubNodes};
 pub use push::{PushRegistration, PushRegistrations};
 pub use rooms::{service_of, Rooms};
 pub use rosters::{RosterItem, Rosters, Subscription};
@@ -62,6 +64,7 @@ pub struct Store {
     pub push: Arc<dyn PushRegistrations>,
     pub fast_tokens: Arc<dyn FastTokens>,
     pub rooms: Arc<dyn Rooms>,
+    pub pubsub: Arc<dyn PubSubNodes>,
 }
 
 impl Store {
@@ -83,6 +86,7 @@ impl Store {
         self.archive.remove_user(user).await?;
         self.push.remove_user(user).await?;
         self.fast_tokens.remove_user(user).await?;
+        self.pubsub.delete_service(user).await?;
         self.accounts.remove(user).await
     }
 }
