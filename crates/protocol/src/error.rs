@@ -200,12 +200,15 @@ pub struct StanzaError {
     pub text: Option<String>,
     /// The entity that detected the error (RFC 6120 §8.3.2 `by`), if the generator says so.
     pub by: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.4), e.g. XEP-0060's
+    /// `<precondition-not-met xmlns='http://jabber.org/protocol/pubsub#errors'/>`.
+    pub app: Option<Element>,
 }
 
 impl StanzaError {
     /// An error with the type the RFC recommends for `condition`.
     pub fn new(condition: StanzaErrorCondition) -> StanzaError {
-        StanzaError { error_type: condition.default_type(), condition, text: None, by: None }
+        StanzaError { error_type: condition.default_type(), condition, text: None, by: None, app: None }
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> StanzaError {
@@ -224,6 +227,11 @@ impl StanzaError {
         self
     }
 
+    pub fn with_app(mut self, condition: Element) -> StanzaError {
+        self.app = Some(condition);
+        self
+    }
+
     /// The `<error/>` element, in `jabber:client` (the namespace of the stanza it goes into).
     pub fn to_element(&self) -> Element {
         let mut error = Element::new("error", ns::CLIENT).with_attr("type", self.error_type.as_str());
@@ -233,6 +241,9 @@ impl StanzaError {
         error.push_child(Element::new(self.condition.as_str(), ns::STANZA_ERRORS));
         if let Some(text) = &self.text {
             error.push_child(Element::new("text", ns::STANZA_ERRORS).with_text(text.as_str()));
+        }
+        if let Some(app) = &self.app {
+            error.push_child(app.clone());
         }
         error
     }
@@ -260,7 +271,8 @@ impl StanzaError {
         }
         let condition = condition?;
         let error_type = error.attr("type").and_then(ErrorType::parse).unwrap_or_else(|| condition.default_type());
-        Some(StanzaError { error_type, condition, text, by: error.attr("by").map(str::to_owned) })
+        let app = error.children().find(|c| c.ns() != ns::STANZA_ERRORS).cloned();
+        Some(StanzaError { error_type, condition, text, by: error.attr("by").map(str::to_owned), app })
     }
 }
 

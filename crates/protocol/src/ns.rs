@@ -101,5 +101,15 @@ pub const PUSH: &str = "urn:xmpp:push:0";
 pub const PUSH_SUMMARY: &str = "urn:xmpp:push:summary";
 /// Publish-Subscribe (XEP-0060).
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0060 owner use cases (configure, delete, purge).
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+/// XEP-0060 notifications.
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// XEP-0060 application-specific error conditions.
+pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+/// XEP-0060 §7.1.5 publish-options form.
+pub const PUBSUB_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+/// XEP-0060 node configuration form.
+pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
 /// Ad-Hoc Commands (XEP-0050).
 pub const ADHOC: &str = "http://jabber.org/protocol/commands";

@@ -158,6 +158,26 @@ impl Default for MucConfig {
     }
 }
 
+/// `[pep]`: XEP-0163 Personal Eventing Protocol (XEP-0060 nodes on every account).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PepConfig {
+    pub enabled: bool,
+    /// The most items a node keeps (what `pubsub#max_items` = `max` means).
+    pub max_items: usize,
+    /// The largest item payload, in bytes of XML.
+    pub max_payload_bytes: usize,
+    /// The most nodes an account has.
+    pub max_nodes: usize,
+}
+
+impl Default for PepConfig {
+    fn default() -> Self {
+        // Avatars (XEP-0084) are the big payloads: tens of KiB of base64 each.
+        PepConfig { enabled: true, max_items: 1000, max_payload_bytes: 256 * 1024, max_nodes: 100 }
+    }
+}
+
 /// Everything the session layer is started with.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -173,6 +193,7 @@ pub struct SessionConfig {
     pub sm: SmConfig,
     pub push: PushConfig,
     pub muc: MucConfig,
+    pub pep: PepConfig,
     /// The domains external components may serve (`[components] secrets`): a stanza to one that
     /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
     /// domain's partition, which the component's edge told.
@@ -195,6 +216,7 @@ impl SessionConfig {
             sm: SmConfig::default(),
             push: PushConfig::default(),
             muc: MucConfig::default(),
+            pep: PepConfig::default(),
             component_domains: Vec::new(),
         }
     }

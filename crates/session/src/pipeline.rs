@@ -19,7 +19,8 @@ pub(crate) async fn handle_own(modules: &Modules, state: &mut UserState, resourc
     let to_server = stanza.to.as_ref().is_some_and(|to| to == state.domain());
     let to_self = stanza.to.as_ref().is_none_or(|to| to == state.user());
     match stanza.kind {
-        StanzaKind::Iq if to_server || to_self => {
+        // A result or error to the account goes through the hooks: a module may have asked.
+        StanzaKind::Iq if (to_server || to_self) && (stanza.is_iq_request() || to_server) => {
             let (to, responder) = if to_server { (IqTo::Server, state.domain().clone()) } else { (IqTo::OwnAccount, state.user().clone()) };
             dispatch_iq(modules, state, stanza, to, responder, Some(resource)).await;
         }

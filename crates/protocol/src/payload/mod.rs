@@ -19,6 +19,7 @@ pub mod mam;
 pub mod muc;
 pub mod ping;
 pub mod private;
+pub mod pubsub;
 pub mod push;
 pub mod register;
 pub mod roster;

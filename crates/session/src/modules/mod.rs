@@ -13,6 +13,7 @@ mod last_activity;
 pub(crate) mod mam;
 mod muc;
 mod offline;
+mod pep;
 mod ping;
 mod presence;
 mod private_xml;
@@ -37,6 +38,7 @@ pub(crate) const ALL: &[Register] = &[
     carbons::register,
     mam::register,
     muc::register,
+    pep::register,
     vcard::register,
     private_xml::register,
     version::register,

@@ -51,6 +51,11 @@ pub(crate) async fn is_contact(state: &mut UserState, contact: &Jid) -> bool {
     cached(state).await.items.contains_key(contact)
 }
 
+/// The roster groups `contact` (a bare JID) is in.
+pub(crate) async fn groups(state: &mut UserState, contact: &Jid) -> Vec<String> {
+    cached(state).await.items.get(contact).map(|item| item.groups.clone()).unwrap_or_default()
+}
+
 /// Every contact with the user's subscription to it.
 pub(crate) async fn contacts(state: &mut UserState) -> Vec<(Jid, Subscription)> {
     cached(state).await.items.iter().map(|(jid, item)| (jid.clone(), item.subscription)).collect()

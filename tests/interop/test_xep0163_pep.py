@@ -1,0 +1,133 @@
+"""XEP-0163 Personal Eventing Protocol (XEP-0060 nodes on every account): publish with item ids
+and publish-options, notifications to contacts whose clients asked for the node (`+notify` in
+their XEP-0115 capabilities, here slixmpp's own xep_0115/xep_0163 plugins), the last item when
+such a client comes online, items retrieval under each access model, and the XEP's errors."""
+
+import asyncio
+
+import pytest
+
+from harness import NS, to_str
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+EVENT = "http://jabber.org/protocol/pubsub#event"
+ERRORS = "http://jabber.org/protocol/pubsub#errors"
+P = {**NS, "ps": PUBSUB, "ev": EVENT, "err": ERRORS}
+PLUGINS = ["xep_0030", "xep_0115", "xep_0163"]
+
+pytestmark = pytest.mark.starling_only
+
+
+def tune(title: str) -> str:
+    return f"<tune xmlns='http://jabber.org/protocol/tune'><title>{title}</title></tune>"
+
+
+def publish(node: str, item_id: str, payload: str, options: dict[str, str] | None = None) -> str:
+    form = ""
+    if options:
+        fields = "".join(f"<field var='{var}'><value>{value}</value></field>" for var, value in options.items())
+        form = ("<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+                f"<value>http://jabber.org/protocol/pubsub#publish-options</value></field>{fields}</x></publish-options>")
+    return f"<pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{item_id}'>{payload}</item></publish>{form}</pubsub>"
+
+
+def event_items(client, node: str):
+    return [m for m in client.inbox.find(lambda e: e.tag == "{jabber:client}message" and e.find(f"ev:event/ev:items[@node='{node}']", P) is not None)]
+
+
+def app_condition(reply) -> tuple[str, str]:
+    error = reply.find("c:error", P)
+    stanza = next((c.tag.split("}")[1] for c in error if c.tag.startswith("{urn:ietf:params:xml:ns:xmpp-stanzas}") and not c.tag.endswith("text")), "")
+    app = next((c.tag.split("}")[1] for c in error if c.tag.startswith("{" + ERRORS)), "")
+    return stanza, app
+
+
+async def announce(client, *nodes: str) -> None:
+    """The client asks for these nodes (`NODE+notify`) and broadcasts its new capabilities."""
+    for node in nodes:
+        client.x.plugin["xep_0030"].add_feature(f"{node}+notify")
+    await client.x.plugin["xep_0115"].update_caps()
+
+
+async def interested(env, *nodes: str):
+    client = await env.online(plugins=PLUGINS)
+    await announce(client, *nodes)
+    return client
+
+
+async def wait_for(condition, what: str, timeout: float = 10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_pep_publish_notifies_contacts_that_asked_for_the_node(env):
+    alice = await env.online(plugins=PLUGINS)
+    bob, carol = await env.online(plugins=PLUGINS), await env.online(plugins=PLUGINS)
+    await env.subscribe_mutually(alice, bob)
+    await env.subscribe_mutually(alice, carol)
+    await announce(bob, "http://jabber.org/protocol/tune")
+    await announce(carol, "http://jabber.org/protocol/geoloc")
+    await asyncio.sleep(1.0)  # caps announced, asked for and answered
+    result = await alice.iq(publish("http://jabber.org/protocol/tune", "t1", tune("Yesterday")), "set")
+    assert result.get("type") == "result", to_str(result)
+    assert result.find("ps:pubsub/ps:publish/ps:item", P).get("id") == "t1", to_str(result)
+    await wait_for(lambda: event_items(bob, "http://jabber.org/protocol/tune"), "bob (tune+notify) got no notification")
+    notification = event_items(bob, "http://jabber.org/protocol/tune")[0]
+    assert notification.get("from") == alice.jid.split("/")[0] and notification.get("type") == "headline", to_str(notification)
+    assert notification.find("ev:event/ev:items/ev:item", P).get("id") == "t1", to_str(notification)
+    await asyncio.sleep(0.5)
+    assert not event_items(carol, "http://jabber.org/protocol/tune"), "carol asked only for geoloc"
+    # A contact's client may read the items.
+    items = await bob.iq(f"<pubsub xmlns='{PUBSUB}'><items node='http://jabber.org/protocol/tune'/></pubsub>", "get", alice.jid.split("/")[0])
+    assert [i.get("id") for i in items.findall("ps:pubsub/ps:items/ps:item", P)] == ["t1"], to_str(items)
+
+
+async def test_pep_the_last_item_reaches_a_contact_that_comes_online(env):
+    alice = await env.online(plugins=PLUGINS)
+    bob = await env.online(plugins=PLUGINS)
+    await env.subscribe_mutually(alice, bob)
+    await announce(bob, "http://jabber.org/protocol/mood")
+    await asyncio.sleep(1.0)
+    mood = "<mood xmlns='http://jabber.org/protocol/mood'><happy/></mood>"
+    assert (await alice.iq(publish("http://jabber.org/protocol/mood", "m1", mood), "set")).get("type") == "result"
+    await wait_for(lambda: event_items(bob, "http://jabber.org/protocol/mood"), "live notification")
+    later = await env.online(bob.account, plugins=PLUGINS)
+    await announce(later, "http://jabber.org/protocol/mood")
+    await wait_for(lambda: event_items(later, "http://jabber.org/protocol/mood"), "the last item at the new resource's presence")
+
+
+async def test_pep_access_models_publish_options_and_errors(env):
+    alice = await env.online()
+    stranger = await env.online()
+    bare = alice.jid.split("/")[0]
+    # Presence access (the default): a stranger may not read.
+    assert (await alice.iq(publish("urn:xmpp:avatar:metadata", "a1", "<metadata xmlns='urn:xmpp:avatar:metadata'/>"), "set")).get("type") == "result"
+    refused = await stranger.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:avatar:metadata'/></pubsub>", "get", bare)
+    assert app_condition(refused) == ("not-authorized", "presence-subscription-required"), to_str(refused)
+    # OMEMO's device list: open, made so by publish-options, readable by anyone.
+    devices = "<devices xmlns='urn:xmpp:omemo:2'><device id='12345'/></devices>"
+    opened = await alice.iq(publish("urn:xmpp:omemo:2:devices", "current", devices, {"pubsub#access_model": "open", "pubsub#max_items": "max"}), "set")
+    assert opened.get("type") == "result", to_str(opened)
+    read = await stranger.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:omemo:2:devices'/></pubsub>", "get", bare)
+    assert read.find("ps:pubsub/ps:items/ps:item/{urn:xmpp:omemo:2}devices", P) is not None, to_str(read)
+    # Publish-options the node does not have: precondition-not-met, nothing changed.
+    mismatch = await alice.iq(publish("urn:xmpp:omemo:2:devices", "current", devices, {"pubsub#access_model": "presence"}), "set")
+    assert app_condition(mismatch) == ("conflict", "precondition-not-met"), to_str(mismatch)
+    # Nobody publishes to another account's PEP; an item needs a payload; unknown nodes.
+    forbidden = await stranger.iq(publish("urn:xmpp:omemo:2:devices", "x", devices), "set", bare)
+    assert app_condition(forbidden)[0] == "forbidden", to_str(forbidden)
+    empty = await alice.iq(f"<pubsub xmlns='{PUBSUB}'><publish node='n'><item id='i'/></publish></pubsub>", "set")
+    assert app_condition(empty) == ("bad-request", "item-required"), to_str(empty)
+    missing = await stranger.iq(f"<pubsub xmlns='{PUBSUB}'><items node='nothing-here'/></pubsub>", "get", bare)
+    assert app_condition(missing)[0] == "item-not-found", to_str(missing)
+    # Retract, then delete.
+    retracted = await alice.iq(f"<pubsub xmlns='{PUBSUB}'><retract node='urn:xmpp:omemo:2:devices'><item id='current'/></retract></pubsub>", "set")
+    assert retracted.get("type") == "result", to_str(retracted)
+    empty_now = await stranger.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:omemo:2:devices'/></pubsub>", "get", bare)
+    assert empty_now.findall("ps:pubsub/ps:items/ps:item", P) == [], to_str(empty_now)
+    deleted = await alice.iq("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='urn:xmpp:omemo:2:devices'/></pubsub>", "set")
+    assert deleted.get("type") == "result", to_str(deleted)
+    gone = await stranger.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:omemo:2:devices'/></pubsub>", "get", bare)
+    assert app_condition(gone)[0] == "item-not-found", to_str(gone)
