@@ -461,7 +461,8 @@ mod tests {
         );
         let expected = StanzaError::new(StanzaErrorCondition::ServiceUnavailable)
             .with_by("im.example.com")
-            .with_text("This service is not available");
+            .with_text("This service is not available")
+            .with_app(Element::new("special-application-condition", "http://example.org/ns"));
         assert_eq!(StanzaError::from_element(&iq), Some(expected.clone()));
         let error = iq.get_child("error", ns::CLIENT).expect("error child");
         assert_eq!(StanzaError::from_element(error), Some(expected));
