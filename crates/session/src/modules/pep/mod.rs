@@ -35,6 +35,8 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#access-roster",
     "http://jabber.org/protocol/pubsub#access-whitelist",
     "http://jabber.org/protocol/pubsub#auto-create",
+    // Contacts are subscribed by their presence subscription (XEP-0163 §4).
+    "http://jabber.org/protocol/pubsub#auto-subscribe",
     "http://jabber.org/protocol/pubsub#config-node",
     "http://jabber.org/protocol/pubsub#create-and-configure",
     "http://jabber.org/protocol/pubsub#create-nodes",
@@ -58,10 +60,15 @@ pub(super) fn register(r: &mut Registrar) {
     r.iq(IqTo::OwnAccount, ns::PUBSUB, "pubsub", |state, iq| Box::pin(own_request(state, iq)));
     r.iq(IqTo::OwnAccount, ns::PUBSUB_OWNER, "pubsub", |state, iq| Box::pin(owner_request(state, iq)));
     r.iq(IqTo::Account, ns::PUBSUB, "pubsub", |state, iq| Box::pin(contact_request(state, iq)));
-    r.account_identity(Identity::new("pubsub", "pep", None));
-    r.account_feature(ns::PUBSUB);
-    for feature in FEATURES {
+    // On the account (XEP-0163 §5), and on the server as Prosody does: clients (Smack's OMEMO
+    // among them) look for PubSub on the server's domain.
+    for identity in [Identity::new("pubsub", "pep", None)] {
+        r.account_identity(identity.clone());
+        r.server_identity(identity);
+    }
+    for feature in std::iter::once(&ns::PUBSUB).chain(FEATURES) {
         r.account_feature(feature);
+        r.server_feature(feature);
     }
     interest::register(r);
 }
