@@ -212,6 +212,12 @@ impl DataForm {
         DataForm { type_, title: None, instructions: Vec::new(), fields, reported: None, items: Vec::new() }
     }
 
+    /// A submitted form of single-valued fields, as `(var, value)`.
+    pub fn submit(fields: &[(&str, &str)]) -> DataForm {
+        let fields = fields.iter().map(|(var, value)| Field { var: Some((*var).to_owned()), values: vec![(*value).to_owned()], ..Field::default() }).collect();
+        DataForm::new(FormType::Submit, fields)
+    }
+
     /// The value of the `FORM_TYPE` field (XEP-0068), which names what the form is about.
     pub fn form_type(&self) -> Option<&str> {
         self.field("FORM_TYPE").and_then(Field::value)

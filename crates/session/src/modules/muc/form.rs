@@ -190,22 +190,18 @@ impl RoomConfig {
 mod tests {
     use super::*;
 
-    fn submitted(fields: &[(&str, &str)]) -> DataForm {
-        DataForm::new(FormType::Submit, fields.iter().map(|(var, value)| Field { var: Some((*var).to_owned()), values: vec![(*value).to_owned()], ..Field::default() }).collect())
-    }
-
     #[test]
     fn a_submitted_form_changes_what_it_names_and_refuses_what_is_out_of_range() {
         let service = MucConfig::default();
         let config = RoomConfig::new(&service);
         let changed = config
-            .with_submitted(&submitted(&[("muc#roomconfig_roomname", "Coven"), ("muc#roomconfig_passwordprotectedroom", "1"), ("muc#roomconfig_roomsecret", "cauldron"), ("x-unknown", "?")]), &service)
+            .with_submitted(&DataForm::submit(&[("muc#roomconfig_roomname", "Coven"), ("muc#roomconfig_passwordprotectedroom", "1"), ("muc#roomconfig_roomsecret", "cauldron"), ("x-unknown", "?")]), &service)
             .expect("valid");
         assert_eq!((changed.name.as_str(), changed.password.as_deref(), changed.public), ("Coven", Some("cauldron"), true));
         assert!(changed.features().contains(&"muc_passwordprotected".to_owned()));
         for bad in [("muc#roomconfig_maxusers", "1000000"), ("muc#roomconfig_moderatedroom", "maybe"), ("muc#roomconfig_whois", "everyone")] {
-            assert_eq!(config.with_submitted(&submitted(&[bad]), &service), Err(StanzaErrorCondition::NotAcceptable), "{bad:?}");
+            assert_eq!(config.with_submitted(&DataForm::submit(&[bad]), &service), Err(StanzaErrorCondition::NotAcceptable), "{bad:?}");
         }
-        assert_eq!(config.with_submitted(&submitted(&[("muc#roomconfig_passwordprotectedroom", "1")]), &service), Err(StanzaErrorCondition::NotAcceptable), "no password given");
+        assert_eq!(config.with_submitted(&DataForm::submit(&[("muc#roomconfig_passwordprotectedroom", "1")]), &service), Err(StanzaErrorCondition::NotAcceptable), "no password given");
     }
 }

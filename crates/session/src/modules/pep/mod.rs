@@ -62,10 +62,9 @@ pub(super) fn register(r: &mut Registrar) {
     r.iq(IqTo::Account, ns::PUBSUB, "pubsub", |state, iq| Box::pin(contact_request(state, iq)));
     // On the account (XEP-0163 §5), and on the server as Prosody does: clients (Smack's OMEMO
     // among them) look for PubSub on the server's domain.
-    for identity in [Identity::new("pubsub", "pep", None)] {
-        r.account_identity(identity.clone());
-        r.server_identity(identity);
-    }
+    let identity = Identity::new("pubsub", "pep", None);
+    r.account_identity(identity.clone());
+    r.server_identity(identity);
     for feature in std::iter::once(&ns::PUBSUB).chain(FEATURES) {
         r.account_feature(feature);
         r.server_feature(feature);

@@ -210,21 +210,17 @@ impl Node {
 mod tests {
     use super::*;
 
-    fn submitted(fields: &[(&str, &str)]) -> DataForm {
-        DataForm::new(FormType::Submit, fields.iter().map(|(var, value)| Field { var: Some((*var).to_owned()), values: vec![(*value).to_owned()], ..Field::default() }).collect())
-    }
-
     #[test]
     fn publish_options_are_met_only_by_a_node_configured_alike() {
         let limits = PepConfig::default();
-        let omemo = NodeConfig::new().with_submitted(&submitted(&[("pubsub#access_model", "open"), ("pubsub#max_items", "max")]), &limits).expect("valid");
+        let omemo = NodeConfig::new().with_submitted(&DataForm::submit(&[("pubsub#access_model", "open"), ("pubsub#max_items", "max")]), &limits).expect("valid");
         assert_eq!((omemo.access, omemo.max_items), (AccessModel::Open, limits.max_items));
-        let options = submitted(&[("FORM_TYPE", ns::PUBSUB_PUBLISH_OPTIONS), ("pubsub#access_model", "open"), ("pubsub#persist_items", "true"), ("pubsub#max_items", "max")]);
+        let options = DataForm::submit(&[("FORM_TYPE", ns::PUBSUB_PUBLISH_OPTIONS), ("pubsub#access_model", "open"), ("pubsub#persist_items", "true"), ("pubsub#max_items", "max")]);
         assert!(omemo.meets(&options, &limits));
         assert!(!NodeConfig::new().meets(&options, &limits), "presence access is not open");
-        assert!(!omemo.meets(&submitted(&[("pubsub#unknown", "1")]), &limits), "an unknown option is not met");
+        assert!(!omemo.meets(&DataForm::submit(&[("pubsub#unknown", "1")]), &limits), "an unknown option is not met");
         for bad in [("pubsub#max_items", "0"), ("pubsub#access_model", "authorize"), ("pubsub#persist_items", "maybe")] {
-            assert_eq!(NodeConfig::new().with_submitted(&submitted(&[bad]), &limits), Err(StanzaErrorCondition::NotAcceptable), "{bad:?}");
+            assert_eq!(NodeConfig::new().with_submitted(&DataForm::submit(&[bad]), &limits), Err(StanzaErrorCondition::NotAcceptable), "{bad:?}");
         }
     }
 
