@@ -36,6 +36,10 @@ pub enum Scenario {
     /// N users in R rooms (XEP-0045, built in a measured setup phase) send groupchat messages at
     /// an aggregate rate (fan-out latency at every occupant, deliveries/s).
     Muc(MucArgs),
+    /// One publisher and N contacts whose clients ask for its PEP node (XEP-0163, +notify in
+    /// their caps): the publisher publishes at a rate (notification latency at every contact,
+    /// notifications/s).
+    Pep(PepArgs),
     /// M pairs exchange messages as in chat, every session with XEP-0198 stream management; the
     /// receivers' connections drop and resume (a fraction at a time, or all at once: --storm)
     /// (resumptions, resume latency, messages lost and duplicated, server RSS detached).
@@ -133,6 +137,25 @@ pub struct MucArgs {
     /// the server's room default.
     #[arg(long, value_delimiter = ',')]
     pub presence_broadcast: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct PepArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Items the publisher (user 0) publishes a second; users 1..N are its contacts.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last item for notifications still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Seconds allowed for subscriptions, caps and the warm-up item.
+    #[arg(long, default_value_t = 120.0)]
+    pub setup_timeout: f64,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod mam;
 pub mod mobile;
 pub mod muc;
+pub mod pep;
 pub mod presence;
 
 use std::ops::Range;

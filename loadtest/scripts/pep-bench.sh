@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# PEP notification fan-out on one core: the release server pinned to CPU 0, the harness to CPU 1,
+# embedded store, TLS + SCRAM. One publisher and CONTACTS contacts whose clients ask for its node
+# (+notify in their caps); the publisher publishes at increasing rates; each run reports the
+# notifications/s the contacts counted and their latency.
+#   loadtest/scripts/pep-bench.sh            CONTACTS=1000 RATES="..." override
+# Results: $OUT/pep-CONTACTS-RATE.json and a line each on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CONTACTS=${CONTACTS:-1000}
+USERS=$((CONTACTS + 1))
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
+cargo build --release -q -p starling-server -p starling-loadtest
+BIN=$CARGO_TARGET_DIR/release
+WORK=${WORK:-/tmp/starling-pep-bench}
+OUT=${OUT:-$WORK/results}
+mkdir -p "$WORK" "$OUT"
+cat > "$WORK/conf.toml" <<TOML
+[server]
+domain = "localhost"
+data_dir = "$WORK/data"
+[c2s]
+starttls_listen = ["127.0.0.1:37322"]
+direct_tls_listen = ["127.0.0.1:37323"]
+ping_idle_seconds = 600
+[admin]
+listen = "127.0.0.1:37380"
+TOML
+server_pid=
+start_server() {
+  rm -rf "$WORK/data"
+  "$BIN/starling" -c "$WORK/conf.toml" user add-bulk --prefix user --count "$USERS" --password secret > /dev/null
+  taskset -c 0 "$BIN/starling" -c "$WORK/conf.toml" serve > "$WORK/server.log" 2>&1 &
+  server_pid=$!
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:37380/readyz)" = 200 ]; do sleep 0.1; done
+}
+stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+trap stop_server EXIT
+for rate in ${RATES:-10 20 40 60 80}; do
+  start_server
+  taskset -c 1 "$BIN/starling-loadtest" pep --host 127.0.0.1 --port 37322 --domain localhost --password secret --users "$USERS" --quiet \
+    --rate "$rate" --duration 15 --drain-seconds 10 --server-pid "$server_pid" --json-out "$OUT/pep-$CONTACTS-$rate.json" > "$OUT/pep-$CONTACTS-$rate.txt" 2>&1 || true
+  stop_server
+  python3 - "$OUT/pep-$CONTACTS-$rate.json" "$CONTACTS" "$rate" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); p = r["pep"]; lat = p["latency"]; s = r["setup"]
+cpu = (r["usage"].get("server") or {}).get("cores_used") or 0
+print(f"{sys.argv[2]} contacts, {sys.argv[3]:>4} items/s: notifications {p['notifications']}/{p['expected_notifications']} "
+      f"= {p['notifications_per_second']:.0f}/s, p50 {lat['p50_us'] / 1000:.2f} ms, p99 {lat['p99_us'] / 1000:.2f} ms, "
+      f"server {cpu:.2f} cores; setup {s['seconds']:.1f}s, caps queries {s['caps_queries']}")
+PY
+done
+echo "results in $OUT"
