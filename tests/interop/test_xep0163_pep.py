@@ -131,3 +131,42 @@ async def test_pep_access_models_publish_options_and_errors(env):
     assert deleted.get("type") == "result", to_str(deleted)
     gone = await stranger.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:omemo:2:devices'/></pubsub>", "get", bare)
     assert app_condition(gone)[0] == "item-not-found", to_str(gone)
+
+
+async def test_bookmarks_in_private_storage_and_on_pep_are_the_same(env):
+    """XEP-0402 §5.3 / XEP-0411: a client writing XEP-0048 bookmarks to private storage has them
+    published on `urn:xmpp:bookmarks:1` (its other resource, which asked for the node, is
+    notified); a client publishing a XEP-0402 bookmark finds it in private storage; and the
+    autojoin bookmark leads the second client into the room."""
+    from test_xep0045_muc import create_instant_room, join, statuses
+    legacy_client = await env.online(plugins=PLUGINS)
+    modern = await env.online(legacy_client.account, plugins=PLUGINS)
+    await announce(modern, "urn:xmpp:bookmarks:1")
+    await asyncio.sleep(0.5)
+    info = await legacy_client.iq("<query xmlns='http://jabber.org/protocol/disco#info'/>", "get", legacy_client.jid.split("/")[0])
+    features = {f.get("var") for f in info.findall("{http://jabber.org/protocol/disco#info}query/{http://jabber.org/protocol/disco#info}feature")}
+    assert {"urn:xmpp:bookmarks:1#compat", "urn:xmpp:bookmarks-conversion:0"} <= features, features
+    owner = await env.online()
+    room = await create_instant_room(owner)
+    stored = await legacy_client.iq(
+        f"<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>"
+        f"<conference jid='{room}' name='Council' autojoin='true'><nick>elder</nick></conference></storage></query>", "set")
+    assert stored.get("type") == "result", to_str(stored)
+    await wait_for(lambda: event_items(modern, "urn:xmpp:bookmarks:1"), "the other resource was not notified of the converted bookmark")
+    items = await modern.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:bookmarks:1'/></pubsub>", "get")
+    item = items.find("ps:pubsub/ps:items/ps:item", P)
+    assert item is not None and item.get("id") == room, to_str(items)
+    conference = item.find("{urn:xmpp:bookmarks:1}conference")
+    assert conference.get("autojoin") == "true" and conference.findtext("{urn:xmpp:bookmarks:1}nick") == "elder", to_str(items)
+    # The autojoin bookmark: the modern client joins the room under the bookmarked nick.
+    own = await join(modern, room, conference.findtext("{urn:xmpp:bookmarks:1}nick"))
+    assert 110 in statuses(own), to_str(own)
+    # A XEP-0402 publish shows in private storage.
+    other_room = room.replace("room-", "second-")
+    published = await modern.iq(publish("urn:xmpp:bookmarks:1", other_room,
+                                         "<conference xmlns='urn:xmpp:bookmarks:1' name='Second'><nick>elder</nick></conference>",
+                                         {"pubsub#persist_items": "true", "pubsub#access_model": "whitelist"}), "set")
+    assert published.get("type") == "result", to_str(published)
+    private = await legacy_client.iq("<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>", "get")
+    jids = {c.get("jid") for c in private.findall(".//{storage:bookmarks}conference")}
+    assert jids == {room, other_room}, to_str(private)

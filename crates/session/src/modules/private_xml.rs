@@ -1,5 +1,6 @@
 //! XEP-0049 private XML storage: one child in a namespace of the client's choosing, stored under
-//! name + namespace, reachable by the account's owner only.
+//! name + namespace, reachable by the account's owner only. Bookmarks stored here (XEP-0048) are
+//! kept in step with the XEP-0402 PEP node (`pep::bookmarks`).
 
 use starling_protocol::payload::PrivateQuery;
 use starling_protocol::{ns, StanzaErrorCondition};
@@ -36,7 +37,12 @@ async fn private_iq(state: &mut UserState, iq: Iq) {
         }
     } else {
         match store.set(user, &key, item.to_bytes()).await {
-            Ok(()) => state.reply(&iq, None),
+            Ok(()) => {
+                state.reply(&iq, None);
+                if key == super::pep::bookmarks::PRIVATE_KEY && state.services().config.pep.enabled {
+                    super::pep::bookmarks::from_private(state, item).await;
+                }
+            }
             Err(error) => state.refuse_for_store(&iq, error),
         }
     }

@@ -7,19 +7,22 @@
 //! and to contacts subscribed to its presence whose clients asked for the node (`+notify` in
 //! their entity capabilities, `interest`), and the last item when such a resource comes online.
 //!
+//! Bookmarks (XEP-0402) are kept in step with XEP-0048 private storage (`bookmarks`).
+//!
 //! A node lives in the `PubSubNodes` store under the account's bare JID; the account's actor is
 //! its only writer, so in a cluster a PEP node moves with its account. The actor keeps its nodes
 //! and their last items once read (`Pep`).
 
+pub(crate) mod bookmarks;
 mod interest;
 mod node;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use starling_cluster::store::PubSubItem;
+use starling_cluster::store::{PubSubItem, StoreError};
 use starling_protocol::payload::pubsub::{self, Event, Item, PubSubOwnerRequest, PubSubRequest};
-use starling_protocol::payload::Identity;
+use starling_protocol::payload::{DataForm, Identity};
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
@@ -69,6 +72,9 @@ pub(super) fn register(r: &mut Registrar) {
         r.account_feature(feature);
         r.server_feature(feature);
     }
+    // XEP-0402 §5.3 and XEP-0411: bookmarks in private storage and on PEP are the same.
+    r.account_feature("urn:xmpp:bookmarks:1#compat");
+    r.account_feature("urn:xmpp:bookmarks-conversion:0");
     interest::register(r);
 }
 
@@ -134,65 +140,103 @@ async fn own_request(state: &mut UserState, iq: Iq) {
     }
 }
 
-async fn publish(state: &mut UserState, iq: &Iq, name: String, item: Item, options: Option<starling_protocol::payload::DataForm>) {
-    let limits = state.services().config.pep.clone();
-    let Some(payload) = item.payload else { return refuse(state, iq, error(StanzaErrorCondition::BadRequest, "item-required")) };
-    if payload.to_bytes().len() > limits.max_payload_bytes {
-        return refuse(state, iq, error(StanzaErrorCondition::NotAcceptable, "payload-too-big"));
+/// Why a publication did not happen.
+enum Refusal {
+    Stanza(StanzaError),
+    Store(StoreError),
+}
+
+impl Refusal {
+    fn answer(self, state: &mut UserState, iq: &Iq) {
+        match self {
+            Refusal::Stanza(error) => refuse(state, iq, error),
+            Refusal::Store(error) => state.refuse_for_store(iq, error),
+        }
     }
-    let Some(pep) = nodes(state).await else { return state.refuse(iq, StanzaErrorCondition::ResourceConstraint) };
-    let existing = pep.nodes.get(&name).cloned();
-    let node = match (existing, &options) {
+}
+
+async fn publish(state: &mut UserState, iq: &Iq, name: String, item: Item, options: Option<DataForm>) {
+    let Some(payload) = item.payload else { return refuse(state, iq, error(StanzaErrorCondition::BadRequest, "item-required")) };
+    match publish_item(state, &name, item.id, &payload, options.as_ref()).await {
+        Ok((id, node)) => {
+            state.reply(iq, Some(pubsub::publish_result(&name, &id)));
+            let shown = node.config.deliver_payloads.then_some(&payload);
+            notify(state, &name, &node, &Event::Published { node: &name, items: vec![(&id, shown)] }).await;
+            if name == bookmarks::NODE {
+                bookmarks::to_private(state).await;
+            }
+        }
+        Err(refusal) => refusal.answer(state, iq),
+    }
+}
+
+/// Stores an item of the account's node `name` (created on first publish, XEP-0163 §3, as the
+/// publish-options say); its id and the node. Nobody is notified yet.
+async fn publish_item(state: &mut UserState, name: &str, id: Option<String>, payload: &Element, options: Option<&DataForm>) -> Result<(String, Node), Refusal> {
+    let limits = state.services().config.pep.clone();
+    let bytes = payload.to_bytes();
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(Refusal::Stanza(error(StanzaErrorCondition::NotAcceptable, "payload-too-big")));
+    }
+    let Some(pep) = nodes(state).await else { return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::ResourceConstraint))) };
+    let node = match (pep.nodes.get(name).cloned(), options) {
         (Some(node), Some(options)) if !node.config.meets(options, &limits) => {
-            return refuse(state, iq, error(StanzaErrorCondition::Conflict, "precondition-not-met"));
+            return Err(Refusal::Stanza(error(StanzaErrorCondition::Conflict, "precondition-not-met")));
         }
         (Some(node), _) => node,
         (None, _) if pep.nodes.len() >= limits.max_nodes => {
-            return refuse(state, iq, StanzaError::new(StanzaErrorCondition::NotAllowed).with_text("Too many PEP nodes on this account."));
+            return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::NotAllowed).with_text("Too many PEP nodes on this account.")));
         }
         (None, options) => {
-            // XEP-0163 §3: created on first publish, configured by the publish-options.
-            let config = match options.as_ref().map(|form| NodeConfig::new().with_submitted(form, &limits)).transpose() {
+            let config = match options.map(|form| NodeConfig::new().with_submitted(form, &limits)).transpose() {
                 Ok(config) => config.unwrap_or_else(NodeConfig::new),
-                Err(condition) => return state.refuse(iq, condition),
+                Err(condition) => return Err(Refusal::Stanza(StanzaError::new(condition))),
             };
             let node = Node { config, whitelist: Vec::new() };
-            if let Err(error) = state.services().store.pubsub.set_node(state.user().as_str(), &name, node.encode(&limits)).await {
-                return state.refuse_for_store(iq, error);
-            }
+            state.services().store.pubsub.set_node(state.user().as_str(), name, node.encode(&limits)).await.map_err(Refusal::Store)?;
             node
         }
     };
     let pep = state.ext.get_or_insert_with(Pep::default);
     pep.published = crate::datetime::now_micros().max(pep.published + 1);
     let published = pep.published;
-    let id = item.id.unwrap_or_else(|| format!("{published:x}"));
-    let stored = PubSubItem { id: id.clone(), publisher: state.user().to_string(), published, payload: payload.to_bytes() };
-    if node.config.persist_items
-        && let Err(error) = state.services().store.pubsub.publish(state.user().as_str(), &name, stored.clone(), node.config.max_items).await
-    {
-        return state.refuse_for_store(iq, error);
+    let id = id.unwrap_or_else(|| format!("{published:x}"));
+    let stored = PubSubItem { id: id.clone(), publisher: state.user().to_string(), published, payload: bytes };
+    if node.config.persist_items {
+        state.services().store.pubsub.publish(state.user().as_str(), name, stored.clone(), node.config.max_items).await.map_err(Refusal::Store)?;
     }
     let pep = state.ext.get_or_insert_with(Pep::default);
-    pep.nodes.insert(name.clone(), node.clone());
-    pep.last.insert(name.clone(), stored);
-    state.reply(iq, Some(pubsub::publish_result(&name, &id)));
-    let shown = node.config.deliver_payloads.then_some(&payload);
-    notify(state, &name, &node, &Event::Published { node: &name, items: vec![(&id, shown)] }).await;
+    pep.nodes.insert(name.to_owned(), node.clone());
+    pep.last.insert(name.to_owned(), stored);
+    Ok((id, node))
 }
 
 async fn retract(state: &mut UserState, iq: &Iq, name: &str, ids: Vec<String>, notify_requested: bool) {
-    let Some(pep) = nodes(state).await else { return state.refuse(iq, StanzaErrorCondition::ResourceConstraint) };
-    let Some(node) = pep.nodes.get(name).cloned() else { return state.refuse(iq, StanzaErrorCondition::ItemNotFound) };
     if ids.is_empty() {
         return refuse(state, iq, error(StanzaErrorCondition::BadRequest, "item-required"));
     }
+    match retract_items(state, name, &ids).await {
+        Ok(node) => {
+            state.reply(iq, None);
+            if notify_requested || node.config.notify_retract {
+                notify(state, name, &node, &Event::Retracted { node: name, ids: ids.iter().map(String::as_str).collect() }).await;
+            }
+            if name == bookmarks::NODE {
+                bookmarks::to_private(state).await;
+            }
+        }
+        Err(refusal) => refusal.answer(state, iq),
+    }
+}
+
+/// Removes items of the account's node `name`; the node. Nobody is notified yet.
+async fn retract_items(state: &mut UserState, name: &str, ids: &[String]) -> Result<Node, Refusal> {
+    let Some(pep) = nodes(state).await else { return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::ResourceConstraint))) };
+    let Some(node) = pep.nodes.get(name).cloned() else { return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::ItemNotFound))) };
     let store = state.services().store.pubsub.clone();
-    for id in &ids {
-        match store.retract(state.user().as_str(), name, id).await {
-            Ok(true) => {}
-            Ok(false) => return state.refuse(iq, StanzaErrorCondition::ItemNotFound),
-            Err(error) => return state.refuse_for_store(iq, error),
+    for id in ids {
+        if !store.retract(state.user().as_str(), name, id).await.map_err(Refusal::Store)? {
+            return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::ItemNotFound)));
         }
     }
     let newest = store.items(state.user().as_str(), name, &[], Some(1)).await.ok().and_then(|items| items.into_iter().next());
@@ -201,10 +245,7 @@ async fn retract(state: &mut UserState, iq: &Iq, name: &str, ids: Vec<String>, n
         Some(item) => pep.last.insert(name.to_owned(), item),
         None => pep.last.remove(name),
     };
-    state.reply(iq, None);
-    if notify_requested || node.config.notify_retract {
-        notify(state, name, &node, &Event::Retracted { node: name, ids: ids.iter().map(String::as_str).collect() }).await;
-    }
+    Ok(node)
 }
 
 /// §6.5: the items of a node, to whoever may see them.
@@ -224,7 +265,7 @@ async fn items(state: &mut UserState, iq: &Iq, name: &str, ids: &[String], max: 
     }
 }
 
-async fn create(state: &mut UserState, iq: &Iq, name: Option<String>, config: Option<starling_protocol::payload::DataForm>) {
+async fn create(state: &mut UserState, iq: &Iq, name: Option<String>, config: Option<DataForm>) {
     let limits = state.services().config.pep.clone();
     let Some(name) = name else { return refuse(state, iq, error(StanzaErrorCondition::NotAcceptable, "nodeid-required")) };
     let Some(pep) = nodes(state).await else { return state.refuse(iq, StanzaErrorCondition::ResourceConstraint) };
