@@ -170,3 +170,39 @@ async def test_bookmarks_in_private_storage_and_on_pep_are_the_same(env):
     private = await legacy_client.iq("<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>", "get")
     jids = {c.get("jid") for c in private.findall(".//{storage:bookmarks}conference")}
     assert jids == {room, other_room}, to_str(private)
+
+
+async def test_the_vcard_photo_and_the_pep_avatar_are_the_same(env):
+    """XEP-0398: a vCard photo is published as the XEP-0084 avatar (a contact that asked for the
+    metadata is notified, under the image's SHA-1), and an avatar published on PEP becomes the
+    vCard's photo; empty metadata removes it."""
+    import base64
+    import hashlib
+    alice = await env.online(plugins=PLUGINS)
+    bob = await env.online(plugins=PLUGINS)
+    await env.subscribe_mutually(alice, bob)
+    await announce(bob, "urn:xmpp:avatar:metadata")
+    await asyncio.sleep(0.5)
+    bare = alice.jid.split("/")[0]
+    first = b"\x89PNG first avatar"
+    vcard = (f"<vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE>"
+             f"<BINVAL>{base64.b64encode(first).decode()}</BINVAL></PHOTO></vCard>")
+    assert (await alice.iq(vcard, "set")).get("type") == "result"
+    await wait_for(lambda: event_items(bob, "urn:xmpp:avatar:metadata"), "no avatar metadata notification after the vCard set")
+    info = event_items(bob, "urn:xmpp:avatar:metadata")[0].find(".//{urn:xmpp:avatar:metadata}info")
+    assert info.get("id") == hashlib.sha1(first).hexdigest() and info.get("bytes") == str(len(first)), to_str(info)
+    data = await bob.iq(f"<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:avatar:data'><item id='{info.get('id')}'/></items></pubsub>", "get", bare)
+    assert base64.b64decode(data.findtext(".//{urn:xmpp:avatar:data}data")) == first, to_str(data)
+    # PEP → vCard.
+    second = b"\x89PNG second avatar"
+    sid = hashlib.sha1(second).hexdigest()
+    assert (await alice.iq(publish("urn:xmpp:avatar:data", sid, f"<data xmlns='urn:xmpp:avatar:data'>{base64.b64encode(second).decode()}</data>"), "set")).get("type") == "result"
+    metadata = f"<metadata xmlns='urn:xmpp:avatar:metadata'><info id='{sid}' bytes='{len(second)}' type='image/png'/></metadata>"
+    assert (await alice.iq(publish("urn:xmpp:avatar:metadata", sid, metadata), "set")).get("type") == "result"
+    card = await bob.iq("<vCard xmlns='vcard-temp'/>", "get", bare)
+    assert base64.b64decode(card.findtext(".//{vcard-temp}BINVAL")) == second, to_str(card)
+    assert card.findtext(".//{vcard-temp}FN") == "Alice", "the rest of the vCard stays"
+    # Avatar disabled: empty metadata, no photo.
+    assert (await alice.iq(publish("urn:xmpp:avatar:metadata", "none", "<metadata xmlns='urn:xmpp:avatar:metadata'/>"), "set")).get("type") == "result"
+    card = await bob.iq("<vCard xmlns='vcard-temp'/>", "get", bare)
+    assert card.find(".//{vcard-temp}PHOTO") is None, to_str(card)

@@ -1,4 +1,5 @@
-//! XEP-0054 vCard-temp: the account's vCard, set by its owner and read by anyone.
+//! XEP-0054 vCard-temp: the account's vCard, set by its owner and read by anyone. Its photo is
+//! the account's PEP avatar too (XEP-0398, `pep::avatars`).
 
 use starling_protocol::{ns, StanzaErrorCondition};
 use starling_xml::Element;
@@ -26,7 +27,12 @@ async fn vcard(state: &mut UserState, iq: Iq) {
         }
     } else if iq.to == IqTo::OwnAccount {
         match store.set(user, iq.payload.to_bytes()).await {
-            Ok(()) => state.reply(&iq, None),
+            Ok(()) => {
+                state.reply(&iq, None);
+                if state.services().config.pep.enabled {
+                    super::pep::avatars::from_vcard(state, &iq.payload).await;
+                }
+            }
             Err(error) => state.refuse_for_store(&iq, error),
         }
     } else {

@@ -7,12 +7,14 @@
 //! and to contacts subscribed to its presence whose clients asked for the node (`+notify` in
 //! their entity capabilities, `interest`), and the last item when such a resource comes online.
 //!
-//! Bookmarks (XEP-0402) are kept in step with XEP-0048 private storage (`bookmarks`).
+//! Bookmarks (XEP-0402) are kept in step with XEP-0048 private storage (`bookmarks`), the avatar
+//! (XEP-0084) with the vCard's photo (XEP-0398, `avatars`).
 //!
 //! A node lives in the `PubSubNodes` store under the account's bare JID; the account's actor is
 //! its only writer, so in a cluster a PEP node moves with its account. The actor keeps its nodes
 //! and their last items once read (`Pep`).
 
+pub(crate) mod avatars;
 pub(crate) mod bookmarks;
 mod interest;
 mod node;
@@ -75,6 +77,8 @@ pub(super) fn register(r: &mut Registrar) {
     // XEP-0402 §5.3 and XEP-0411: bookmarks in private storage and on PEP are the same.
     r.account_feature("urn:xmpp:bookmarks:1#compat");
     r.account_feature("urn:xmpp:bookmarks-conversion:0");
+    // XEP-0398: the vCard's photo and the PEP avatar are the same (`avatars`).
+    r.account_feature("urn:xmpp:pep-vcard-conversion:0");
     interest::register(r);
 }
 
@@ -162,8 +166,10 @@ async fn publish(state: &mut UserState, iq: &Iq, name: String, item: Item, optio
             state.reply(iq, Some(pubsub::publish_result(&name, &id)));
             let shown = node.config.deliver_payloads.then_some(&payload);
             notify(state, &name, &node, &Event::Published { node: &name, items: vec![(&id, shown)] }).await;
-            if name == bookmarks::NODE {
-                bookmarks::to_private(state).await;
+            match name.as_str() {
+                bookmarks::NODE => bookmarks::to_private(state).await,
+                avatars::METADATA => avatars::to_vcard(state, &payload).await,
+                _ => {}
             }
         }
         Err(refusal) => refusal.answer(state, iq),
