@@ -1,8 +1,12 @@
-"""Issue 14 in a cluster (2 edges, 2 session nodes): rooms are actors owned by the session node of
+"""Issues 14 and 15 in a cluster (2 edges, 2 session nodes): rooms are actors owned by the session node of
 their JID's partition. The service lists the public rooms of both nodes (the listing is stored),
 and when the node owning a room is killed (`kill -9`) the room comes back on the survivor with its
 configuration and its occupants (from the registry), nothing accepted is lost, and nothing is
 delivered or archived twice. Set STARLING_MUC_FAULT_REPORT to a path to keep the JSON report.
+
+PEP nodes belong to their account's actor: after `kill -9` of the account's owner the last item
+is still served (from the store) and notifications still arrive (the new owner hears the
+account's restored resources and probes its contacts to learn again who asked for what).
 
 Runs in the Cassandra pass of scripts/test, on a cluster of its own (a session node is killed)."""
 
@@ -229,3 +233,34 @@ async def test_cluster_muc_kill_9_of_an_owner_loses_nothing_and_keeps_the_occupa
     assert {f"s{i}" for i in range(SENDERS)} | {f"r{i}" for i in range(len(readers))} | {"newcomer"} <= set(present), text
     assert info.find("info:query/info:identity", M).get("name") == "Failover", to_str(info)
     assert own.get("type") != "error", to_str(own)
+
+
+@pytest.mark.deadline(180)
+async def test_cluster_pep_survives_the_death_of_the_accounts_owner(muc_cluster):
+    from test_xep0163_pep import PLUGINS, P, PUBSUB, announce, event_items, publish, tune, wait_for
+    cl = muc_cluster
+    victim_name, survivor_name = "session2", "session1"
+    [alice_acc] = accounts_owned_by(cl, victim_name, 1)
+    [bob_acc] = accounts_owned_by(cl, survivor_name, 1)
+    env = Env(Target("starling", cl.nodes["edge1"].endpoint, []))
+    alice = await env.online(alice_acc, plugins=PLUGINS)
+    bob = await env.online(bob_acc, ep=cl.nodes["edge2"].endpoint, plugins=PLUGINS)
+    await env.subscribe_mutually(alice, bob)
+    await announce(bob, "http://jabber.org/protocol/tune")
+    await asyncio.sleep(1.0)
+    assert (await alice.iq(publish("http://jabber.org/protocol/tune", "t1", tune("Before")), "set")).get("type") == "result"
+    await wait_for(lambda: event_items(bob, "http://jabber.org/protocol/tune"), "notification before the kill")
+    kill(cl.nodes[victim_name])
+    try:
+        await asyncio.sleep(10.0)  # past the takeover (Kafka's session timeout is 6 s here)
+        bare = alice.jid.split("/")[0]
+        items = await bob.iq(f"<pubsub xmlns='{PUBSUB}'><items node='http://jabber.org/protocol/tune'/></pubsub>", "get", bare, timeout=20)
+        assert [i.get("id") for i in items.findall("ps:pubsub/ps:items/ps:item", P)] == ["t1"], to_str(items)
+        await asyncio.sleep(1.0)  # the probe's answer: bob's caps heard again
+        result = await alice.iq(publish("http://jabber.org/protocol/tune", "t2", tune("After")), "set", timeout=20)
+        assert result.get("type") == "result", to_str(result)
+        await wait_for(lambda: any(m.find(".//{http://jabber.org/protocol/pubsub#event}item[@id='t2']") is not None
+                                   for m in event_items(bob, "http://jabber.org/protocol/tune")), "notification after the takeover", timeout=20)
+    finally:
+        await env.aclose()
+        restart_session_node(cl, cl.nodes[victim_name])

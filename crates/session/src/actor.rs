@@ -60,7 +60,9 @@ impl UserActor {
         let modules = self.modules.clone();
         let work = HOLD.scope(hold, async move {
             let mut state = state;
-            state.restore_routes().await;
+            if state.restore_routes().await {
+                modules.restored(&mut state).await;
+            }
             work(state, modules).await
         });
         ctx.wait(work.into_actor(self).map(|mut state, actor, ctx| {

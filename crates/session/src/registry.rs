@@ -5,7 +5,8 @@
 //! - ordered stanza hooks per stanza kind: on what the user's resources send ([`Registrar::outbound`])
 //!   and on what reaches the user ([`Registrar::inbound`]), after a delivery
 //!   ([`Registrar::delivered`]), when nothing could take a message ([`Registrar::undeliverable`]),
-//!   and when a resource goes away ([`Registrar::unbinding`]);
+//!   when a resource goes away ([`Registrar::unbinding`]), and when an actor restored the resources
+//!   an earlier owner recorded, in a cluster ([`Registrar::restored`]);
 //! - disco identities and features, from which disco#info answers and the XEP-0115 caps hash are
 //!   computed, so the two never disagree;
 //! - local service kinds (`conference.DOMAIN` …) the host router addresses;
@@ -70,6 +71,9 @@ pub(crate) type UnbindingHook = for<'a> fn(&'a mut UserState, usize) -> Pending<
 /// The stream of the resource at this index broke; its stream-managed session waits to be
 /// resumed (XEP-0198), and what is sent to it is kept.
 pub(crate) type DetachedHook = for<'a> fn(&'a mut UserState, usize) -> Pending<'a, ()>;
+/// In a cluster, the actor took its user over from a node that died or left and restored the
+/// resources that node recorded: what a module kept in memory of them is to be found again.
+pub(crate) type RestoredHook = for<'a> fn(&'a mut UserState) -> Pending<'a, ()>;
 /// A Bind2 inline request (its element) for the resource just bound at this index; the answer,
 /// if the feature has one, goes into `<bound/>`.
 pub(crate) type InlineHandler = for<'a> fn(&'a mut UserState, usize, &'a Element) -> Option<Element>;
@@ -126,6 +130,7 @@ pub(crate) struct Modules {
     undeliverable: Vec<UndeliverableHook>,
     unbinding: Vec<UnbindingHook>,
     detached: Vec<DetachedHook>,
+    restored: Vec<RestoredHook>,
     inline: Vec<(&'static str, InlineHandler)>,
     advertised: Advertised,
     services: Vec<Arc<dyn ServiceKind>>,
@@ -166,6 +171,10 @@ impl Registrar<'_> {
 
     pub fn detached(&mut self, hook: DetachedHook) {
         self.modules.detached.push(hook);
+    }
+
+    pub fn restored(&mut self, hook: RestoredHook) {
+        self.modules.restored.push(hook);
     }
 
     /// A session feature Bind2 can enable at bind: requests in namespace `ns` go to `handler`.
@@ -307,6 +316,12 @@ impl Modules {
     pub async fn detached(&self, state: &mut UserState, index: usize) {
         for hook in &self.detached {
             hook(state, index).await;
+        }
+    }
+
+    pub async fn restored(&self, state: &mut UserState) {
+        for hook in &self.restored {
+            hook(state).await;
         }
     }
 }

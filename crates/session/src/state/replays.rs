@@ -147,13 +147,14 @@ impl UserState {
     }
 
     /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an
-    /// available one with the presence stanza it last broadcast.
-    pub async fn restore_routes(&mut self) {
+    /// available one with the presence stanza it last broadcast. Whether it restored any.
+    pub async fn restore_routes(&mut self) -> bool {
         if self.routes_restored {
-            return;
+            return false;
         }
         self.routes_restored = true;
-        let Some(cluster) = self.services.cluster.get().cloned() else { return };
+        let Some(cluster) = self.services.cluster.get().cloned() else { return false };
+        let before = self.resources.len();
         for (route, link) in cluster.restore(&self.user, self.services.config.client_queue).await {
             let Ok(jid) = self.user.with_resource(&route.resource) else { continue };
             if self.resource_index(&jid).is_some() {
@@ -173,5 +174,6 @@ impl UserState {
                 self.take_over_stream_management(self.resources.len() - 1, managed);
             }
         }
+        self.resources.len() > before
     }
 }

@@ -4,7 +4,8 @@
 //! (what they broadcast) and of its contacts' (what reaches it), asks a resource whose hash it
 //! does not know for its features (disco#info from the account's bare JID), and keeps, per
 //! resource, the nodes it wants. When a resource's interests become known, it gets the last
-//! items of those nodes (`send_last_items`).
+//! items of those nodes (`send_last_items`). After a takeover in a cluster this is learnt again:
+//! the restored resources' presence is heard and the contacts are probed.
 //!
 //! Verified hashes (SHA-1 over what the client answered, XEP-0115 §5.4) are shared by every
 //! account in the process: a hash names one feature set wherever it comes from, so a client
@@ -40,6 +41,24 @@ pub(super) fn register(r: &mut Registrar) {
     r.outbound(&[StanzaKind::Presence], 19, Hook::Later(|state, sender, stanza, _| Box::pin(own_presence(state, sender, stanza))));
     r.inbound(&[StanzaKind::Iq], 5, Hook::Later(|state, stanza, _| Box::pin(answer(state, stanza))));
     r.outbound(&[StanzaKind::Iq], 5, Hook::Later(|state, _, stanza, _| Box::pin(answer(state, stanza))));
+    r.restored(|state| Box::pin(restored(state)));
+}
+
+/// In a cluster, the account's actor took over from a node that died: what it had heard is gone.
+/// Its own restored resources' presence (from their routes) is heard again, and its contacts are
+/// probed, so their answers (with their caps) say again who wants what.
+async fn restored(state: &mut UserState) {
+    let own: Vec<(Jid, Stanza)> = state.resources().iter().filter_map(|resource| Some((resource.jid().clone(), resource.presence()?.clone()))).collect();
+    for (resource, presence) in own {
+        hear(state, resource, &presence).await;
+    }
+    for (contact, subscription) in super::roster::contacts(state).await {
+        if super::roster::has_to(subscription) {
+            let probe = Element::new("presence", ns::CLIENT).with_attr("type", "probe");
+            let probe = Stanza::build(probe, state.user(), Some(&contact));
+            state.route(probe, Instant::now());
+        }
+    }
 }
 
 /// What is known of one resource's interests.
