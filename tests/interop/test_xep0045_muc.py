@@ -357,6 +357,13 @@ async def test_a_user_in_too_many_rooms_or_joining_too_fast_gets_resource_constr
     await asyncio.sleep(2.2)
     back = await join(user, rooms[1], "u")
     assert back.get("type") != "error", to_str(back)
+    # In six rooms again; a destroyed one frees its place (its presence has <destroy/>, no 110).
+    await owner.iq_ok(f"<query xmlns='{MUC_OWNER}'><destroy/></query>", "set", rooms[0])
+    await user.inbox.wait(lambda e: is_presence(frm=f"{rooms[0]}/u", type_="unavailable")(e) and e.find("user:x/user:destroy", M) is not None)
+    fresh = await create_instant_room(helper)
+    await asyncio.sleep(2.2)
+    after_destroy = await join(user, fresh, "u")
+    assert after_destroy.get("type") != "error", to_str(after_destroy)
 
 
 async def test_a_persistent_room_keeps_its_history_across_a_restart(env):

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::stats::{ErrorTally, Latency};
 use crate::timeseries::Series;
@@ -91,6 +91,20 @@ impl<C> FanOut<C> {
             total.merge(&shard.lock().unwrap_or_else(|p| p.into_inner()));
         }
         total
+    }
+
+    /// Setup: waits until `counter` reaches `target` or `timeout` since `started` ran out (false,
+    /// and counted as an error naming `what`).
+    pub async fn wait_for(&self, counter: &AtomicU64, target: u64, started: Instant, timeout: Duration, what: &str) -> bool {
+        while counter.load(Ordering::Relaxed) < target {
+            if started.elapsed() >= timeout {
+                let got = counter.load(Ordering::Relaxed);
+                self.error("setup:timeout".into(), || format!("after {timeout:?}: {got}/{target} {what}"));
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     pub fn errors(&self) -> ErrorTally {

@@ -162,11 +162,11 @@ pub async fn run(args: MucArgs) -> anyhow::Result<()> {
     let mut timed_out = false;
     let creator_count = creators.len() as u64;
     send_each(&creators, join, &shared).await;
-    timed_out |= !wait_for(&shared.counters.joined, creator_count, setup_started, setup_timeout, &shared, "creators joined").await;
+    timed_out |= !shared.wait_for(&shared.counters.joined, creator_count, setup_started, setup_timeout, "creators joined").await;
     send_each(&creators, configure, &shared).await;
-    timed_out |= !wait_for(&shared.counters.configured, creator_count, setup_started, setup_timeout, &shared, "rooms configured").await;
+    timed_out |= !shared.wait_for(&shared.counters.configured, creator_count, setup_started, setup_timeout, "rooms configured").await;
     send_each(&others, join, &shared).await;
-    timed_out |= !wait_for(&shared.counters.joined, active, setup_started, setup_timeout, &shared, "occupants joined").await;
+    timed_out |= !shared.wait_for(&shared.counters.joined, active, setup_started, setup_timeout, "occupants joined").await;
     let setup_results = SetupResults {
         seconds: setup_started.elapsed().as_secs_f64(),
         rooms,
@@ -261,19 +261,6 @@ async fn send_each(writers: &[&(u64, Arc<AsyncMutex<Writer>>)], stanza: impl Fn(
         });
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// Waits until `counter` reaches `target` or the setup runs out of time (false, and counted).
-async fn wait_for(counter: &AtomicU64, target: u64, started: Instant, timeout: Duration, shared: &Shared, what: &str) -> bool {
-    while counter.load(Ordering::Relaxed) < target {
-        if started.elapsed() >= timeout {
-            let got = counter.load(Ordering::Relaxed);
-            shared.error("setup:timeout".into(), || format!("after {timeout:?}: {got}/{target} {what}"));
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
 }
 
 fn print_report(report: &MucReport) {

@@ -157,7 +157,7 @@ pub async fn run(args: PepArgs) -> anyhow::Result<()> {
     for (_, writer) in &writers[1..] {
         send(writer, &ask_back, &shared).await;
     }
-    let mut timed_out = !wait_for(&shared.counters.subscribed, 2 * contacts, setup_started, setup_timeout, &shared, "subscriptions confirmed").await;
+    let mut timed_out = !shared.wait_for(&shared.counters.subscribed, 2 * contacts, setup_started, setup_timeout, "subscriptions confirmed").await;
     let caps = format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>");
     for (_, writer) in &writers[1..] {
         send(writer, caps.as_bytes(), &shared).await;
@@ -165,7 +165,7 @@ pub async fn run(args: PepArgs) -> anyhow::Result<()> {
     // The server asks each contact (or one, for a shared hash) for its features; then warm up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     send(&publisher, publish_item(WARM_UP, WARM_UP).as_bytes(), &shared).await;
-    timed_out |= !wait_for(&shared.counters.warm, contacts, setup_started, setup_timeout, &shared, "contacts notified of the warm-up item").await;
+    timed_out |= !shared.wait_for(&shared.counters.warm, contacts, setup_started, setup_timeout, "contacts notified of the warm-up item").await;
     let setup_results = SetupResults {
         seconds: setup_started.elapsed().as_secs_f64(),
         subscriptions_confirmed: shared.counters.subscribed.load(Ordering::Relaxed),
@@ -230,19 +230,6 @@ async fn send(writer: &Arc<AsyncMutex<Writer>>, bytes: &[u8], shared: &Shared) {
     if let Err(error) = xmpp::send(&mut *writer.lock().await, bytes).await {
         shared.error(format!("setup:send:{}", io_kind(&error)), || error.to_string());
     }
-}
-
-/// Waits until `counter` reaches `target` or the setup runs out of time (false, and counted).
-async fn wait_for(counter: &AtomicU64, target: u64, started: Instant, timeout: Duration, shared: &Shared, what: &str) -> bool {
-    while counter.load(Ordering::Relaxed) < target {
-        if started.elapsed() >= timeout {
-            let got = counter.load(Ordering::Relaxed);
-            shared.error("setup:timeout".into(), || format!("after {timeout:?}: {got}/{target} {what}"));
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
 }
 
 fn print_report(report: &PepReport) {

@@ -44,6 +44,15 @@ pub struct FieldOption {
     pub value: String,
 }
 
+/// An `xs:boolean` field value (XEP-0004 §3.3): `1`/`true`, `0`/`false`.
+pub fn parse_boolean(value: &str) -> Option<bool> {
+    match value {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
 /// A form field (XEP-0004 §3.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Field {

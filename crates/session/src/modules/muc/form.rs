@@ -2,6 +2,7 @@
 //! (§6.4, the `muc#roominfo` form and the `muc_…` features).
 
 use starling_protocol::payload::muc::Role;
+use starling_protocol::payload::data_form::parse_boolean;
 use starling_protocol::payload::{DataForm, Field, FieldType, FormType};
 use starling_protocol::{ns, StanzaErrorCondition};
 
@@ -111,11 +112,7 @@ impl RoomConfig {
         for field in &form.fields {
             let Some(var) = field.var.as_deref() else { continue };
             let value = field.value().unwrap_or_default();
-            let flag = || match value {
-                "1" | "true" => Ok(true),
-                "0" | "false" => Ok(false),
-                _ => Err(StanzaErrorCondition::NotAcceptable),
-            };
+            let flag = || parse_boolean(value).ok_or(StanzaErrorCondition::NotAcceptable);
             let count = |most: usize| value.parse::<usize>().ok().filter(|n| *n <= most).ok_or(StanzaErrorCondition::NotAcceptable);
             match var {
                 "muc#roomconfig_roomname" => config.name = value.to_owned(),

@@ -7,10 +7,10 @@
 //!
 //! A resource is in a room from its join presence (`<x xmlns='…muc'/>` to `room/nick`) until it
 //! sends unavailable presence to the room, the room tells it it is out (unavailable with status
-//! 110 and no new nick: left, kicked, banned, destroyed), the room refuses the join (an error),
-//! or the resource goes away.
+//! 110 and no new nick: left, kicked, banned; or with `<destroy/>`), the room refuses the join
+//! (an error before the room confirmed it with 110), or the resource goes away.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use starling_protocol::payload::muc::status;
@@ -26,9 +26,10 @@ pub(super) fn register(r: &mut Registrar) {
     r.inbound(&[StanzaKind::Presence], 18, Hook::Now(inbound));
 }
 
-/// On a resource: the rooms (bare JIDs) it is in.
+/// On a resource: the rooms (bare JIDs) it is in, each with whether the room confirmed the join
+/// (its own presence, 110) — an error after that refuses a nick change, not the stay.
 #[derive(Default)]
-struct Rooms(HashSet<Jid>);
+struct Rooms(HashMap<Jid, bool>);
 
 /// On the user: how many more rooms it may join now.
 struct Joins(Allowance);
@@ -53,7 +54,7 @@ fn outbound(state: &mut UserState, sender: &Jid, stanza: Stanza, _: Instant) -> 
     let (max_rooms, rate, burst) = (config.max_rooms_per_user, config.join_rate, config.join_burst);
     let mut rooms: HashSet<&Jid> = HashSet::new();
     for resource in state.resources() {
-        rooms.extend(resource.ext.get::<Rooms>().into_iter().flat_map(|r| r.0.iter()));
+        rooms.extend(resource.ext.get::<Rooms>().into_iter().flat_map(|r| r.0.keys()));
     }
     let refusal = if max_rooms > 0 && rooms.len() >= max_rooms {
         Some("You are in too many rooms: leave one first.")
@@ -69,33 +70,51 @@ fn outbound(state: &mut UserState, sender: &Jid, stanza: Stanza, _: Instant) -> 
         }
         return Flow::Stop;
     }
-    state.resource_mut(index).ext.get_or_insert_with(Rooms::default).0.insert(room);
+    state.resource_mut(index).ext.get_or_insert_with(Rooms::default).0.insert(room, false);
     Flow::Continue(stanza)
 }
 
 fn inbound(state: &mut UserState, stanza: Stanza, _: Instant) -> Flow {
     let Some(to) = stanza.to.clone() else { return Flow::Continue(stanza) };
-    let out = match stanza.stanza_type.as_deref() {
-        Some("error") => true,
-        Some("unavailable") => is_own_exit(&stanza),
-        _ => false,
-    };
-    if out {
-        leave(state, &to, &stanza.from.bare());
+    let room = stanza.from.bare();
+    let statuses = own_statuses(&stanza);
+    match stanza.stanza_type.as_deref() {
+        None if statuses.as_ref().is_some_and(|(codes, _)| codes.contains(&status::SELF_PRESENCE)) => confirm(state, &to, &room),
+        Some("error") if !is_confirmed(state, &to, &room) => leave(state, &to, &room),
+        Some("unavailable") if statuses.as_ref().is_some_and(|(codes, destroyed)| *destroyed || (codes.contains(&status::SELF_PRESENCE) && !codes.contains(&status::NEW_NICK))) => {
+            leave(state, &to, &room)
+        }
+        _ => {}
     }
     Flow::Continue(stanza)
 }
 
-/// Unavailable presence about the recipient itself (110) that is not a nick change (303).
-fn is_own_exit(stanza: &Stanza) -> bool {
-    let Ok(element) = stanza.element() else { return false };
-    let Some(x) = element.get_child("x", ns::MUC_USER) else { return false };
-    let codes: Vec<u16> = x.children().filter(|c| c.is("status", ns::MUC_USER)).filter_map(|c| c.attr("code")?.parse().ok()).collect();
-    codes.contains(&status::SELF_PRESENCE) && !codes.contains(&status::NEW_NICK)
+/// The `muc#user` status codes of a presence from a room, and whether it says the room is
+/// destroyed; `None` without `muc#user`.
+fn own_statuses(stanza: &Stanza) -> Option<(Vec<u16>, bool)> {
+    if !stanza.mentions(ns::MUC_USER) {
+        return None;
+    }
+    let element = stanza.element().ok()?;
+    let x = element.get_child("x", ns::MUC_USER)?;
+    let codes = x.children().filter(|c| c.is("status", ns::MUC_USER)).filter_map(|c| c.attr("code")?.parse().ok()).collect();
+    Some((codes, x.get_child("destroy", ns::MUC_USER).is_some()))
+}
+
+fn confirm(state: &mut UserState, resource: &Jid, room: &Jid) {
+    if let Some(index) = state.resource_index(resource)
+        && let Some(confirmed) = state.resource_mut(index).ext.get_mut::<Rooms>().and_then(|rooms| rooms.0.get_mut(room))
+    {
+        *confirmed = true;
+    }
+}
+
+fn is_confirmed(state: &UserState, resource: &Jid, room: &Jid) -> bool {
+    state.resource_index(resource).and_then(|index| state.resource(index).ext.get::<Rooms>()).and_then(|rooms| rooms.0.get(room)).copied().unwrap_or(false)
 }
 
 fn in_room(state: &UserState, index: usize, room: &Jid) -> bool {
-    state.resource(index).ext.get::<Rooms>().is_some_and(|rooms| rooms.0.contains(room))
+    state.resource(index).ext.get::<Rooms>().is_some_and(|rooms| rooms.0.contains_key(room))
 }
 
 fn leave(state: &mut UserState, resource: &Jid, room: &Jid) {

@@ -3,6 +3,7 @@
 //! its stored record: the configuration as a submitted form, read back through the same checks,
 //! and the whitelist.
 
+use starling_protocol::payload::data_form::parse_boolean;
 use starling_protocol::payload::{DataForm, Field, FieldType, FormType};
 use starling_protocol::{ns, Jid, StanzaErrorCondition};
 use starling_xml::Element;
@@ -122,11 +123,7 @@ impl NodeConfig {
         for field in &form.fields {
             let Some(var) = field.var.as_deref() else { continue };
             let value = field.value().unwrap_or_default();
-            let flag = || match value {
-                "1" | "true" => Ok(true),
-                "0" | "false" => Ok(false),
-                _ => Err(StanzaErrorCondition::NotAcceptable),
-            };
+            let flag = || parse_boolean(value).ok_or(StanzaErrorCondition::NotAcceptable);
             match var {
                 "pubsub#access_model" => config.access = AccessModel::parse(value).ok_or(StanzaErrorCondition::NotAcceptable)?,
                 "pubsub#roster_groups_allowed" => config.roster_groups = field.values.clone(),
