@@ -45,6 +45,18 @@ pub async fn log_in_all(setup: &Setup, indices: Range<u64>) -> (LoginReport, Vec
     (logins, sessions)
 }
 
+/// A reader's answer to what the server asked (an IQ): written at once; false when the stream
+/// failed, told to `failed` (kind, message), and the reader stops.
+pub async fn answer(writer: &AsyncMutex<Writer>, reply: &[u8], failed: impl Fn(String, String)) -> bool {
+    match xmpp::send(&mut *writer.lock().await, reply).await {
+        Ok(()) => true,
+        Err(failure) => {
+            failed(format!("io:{}", xmpp::io_kind(&failure)), failure.to_string());
+            false
+        }
+    }
+}
+
 /// What a fan-out run stops when it ends: the measuring window, its readers (told through
 /// `shutdown`) and its streams.
 pub struct Running<R> {

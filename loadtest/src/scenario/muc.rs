@@ -323,12 +323,10 @@ async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, seat: Se
             }
             _ => {}
         }
-        if let Some(reply) = reply {
-            let mut writer = writer.lock().await;
-            if let Err(failure) = xmpp::send(&mut *writer, &reply).await {
-                error(format!("io:{}", io_kind(&failure)), failure.to_string());
-                break;
-            }
+        if let Some(reply) = reply
+            && !super::answer(&writer, &reply, error).await
+        {
+            break;
         }
     }
     result

@@ -458,12 +458,10 @@ async fn read_loop(
             complete = true;
             shared.counters.complete.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(reply) = reply {
-            let mut writer = writer.lock().await;
-            if let Err(failure) = xmpp::send(&mut *writer, &reply).await {
-                error(format!("io:{}", io_kind(&failure)), failure.to_string());
-                break;
-            }
+        if let Some(reply) = reply
+            && !super::answer(&writer, &reply, error).await
+        {
+            break;
         }
     }
     result

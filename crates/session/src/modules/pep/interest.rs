@@ -77,7 +77,7 @@ struct Heard {
 
 /// The full JIDs (the account's own available resources and its contacts') that want
 /// notifications of `node`.
-pub(super) async fn interested(state: &mut UserState, node: &str) -> Vec<Jid> {
+pub(super) fn interested(state: &UserState, node: &str) -> Vec<Jid> {
     let Some(heard) = state.ext.get::<Heard>() else { return Vec::new() };
     heard
         .resources

@@ -385,7 +385,7 @@ async fn access(state: &mut UserState, node: &Node, requester: &Jid) -> Result<(
 /// resource (XEP-0163 §4.3).
 async fn notify(state: &mut UserState, name: &str, node: &Node, event: &Event<'_>) {
     let event = event.to_element();
-    let recipients = interest::interested(state, name).await;
+    let recipients = interest::interested(state, name);
     for recipient in recipients {
         let bare = recipient.bare();
         if bare != *state.user() && (!roster::has_from(roster::subscription(state, &bare).await) || access(state, node, &bare).await.is_err()) {
