@@ -392,7 +392,9 @@ impl Statements {
 
             offline_state: p(format!("SELECT last_id, floor FROM {ks}.offline WHERE user_jid = ? LIMIT 1"), false).await?,
             offline_state_serial: p(format!("SELECT last_id, floor FROM {ks}.offline WHERE user_jid = ? LIMIT 1"), true).await?,
-            offline_fetch: p(format!("SELECT floor, id, stanza FROM {ks}.offline WHERE user_jid = ?"), false).await?,
+            // Serial: a push whose writer died mid-LWT is completed first, so it is seen (read
+            // otherwise, it would be missed and then stored twice by the next owner).
+            offline_fetch: p(format!("SELECT floor, id, stanza FROM {ks}.offline WHERE user_jid = ?"), true).await?,
             offline_seq_first: p(
                 format!("UPDATE {ks}.offline SET last_id = ?, floor = 0 WHERE user_jid = ? IF last_id = null"),
                 false,

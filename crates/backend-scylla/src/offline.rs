@@ -8,6 +8,10 @@
 //! quota: a push's append and its `last_id` bump are one conditional single-partition batch.
 //! Rows at or below `floor` are deleted with a plain range delete after the floor moved; reads
 //! ignore them anyway, so a delete that failed (or lost a timestamp race) is harmless.
+//!
+//! The queue is read at LOCAL_SERIAL too: a push whose server died in the middle of its LWT is
+//! finished (or dropped) by that read, so the next owner, looking for a replayed message before
+//! storing it again, sees what the dead one stored.
 
 use async_trait::async_trait;
 use starling_cluster::store::{OfflineMessages, StoreError};
