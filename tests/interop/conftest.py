@@ -107,7 +107,9 @@ def target(workdir) -> Target:
     components = f'[components]\nlisten = ["127.0.0.1:{component_port}"]\nsecrets = {{ {secrets} }}\n'
     # Small enough for test_xep0045_muc.py to reach them; each other test's users join a few rooms.
     muc_limits = "[muc]\nmax_rooms_per_user = 6\njoin_burst = 6\njoin_rate = 0.5\n"
-    server = StarlingServer(_binary(), workdir / "main", extra={"c2s": EXTRA_C2S, "store": STORE_SECTION, "sections": components + muc_limits})
+    # test_xep0060_pubsub.py reaches these.
+    pubsub_limits = "[pubsub]\nmax_payload_bytes = 4096\nmax_nodes_per_user = 8\nmax_subscriptions_per_node = 3\n"
+    server = StarlingServer(_binary(), workdir / "main", extra={"c2s": EXTRA_C2S, "store": STORE_SECTION, "sections": components + muc_limits + pubsub_limits})
     _servers.append(server)
     pool = [Account(f"user{i}", PASSWORD, server.domain) for i in range(1, POOL_SIZE + 1)]
     special = {

@@ -111,5 +111,9 @@ pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 pub const PUBSUB_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
 /// XEP-0060 node configuration form.
 pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+/// XEP-0060 §8.6: the form an owner answers to approve a subscription.
+pub const PUBSUB_SUBSCRIBE_AUTHORIZATION: &str = "http://jabber.org/protocol/pubsub#subscribe_authorization";
+/// XEP-0060 §5.4: a node's metadata form.
+pub const PUBSUB_META_DATA: &str = "http://jabber.org/protocol/pubsub#meta-data";
 /// Ad-Hoc Commands (XEP-0050).
 pub const ADHOC: &str = "http://jabber.org/protocol/commands";

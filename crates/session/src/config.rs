@@ -178,6 +178,29 @@ impl Default for PepConfig {
     }
 }
 
+/// `[pubsub]`: the XEP-0060 PubSub service (nodes anyone may subscribe to, created by local users).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubSubConfig {
+    pub enabled: bool,
+    /// The service's domain; empty: `pubsub.` and the server's domain.
+    pub domain: String,
+    /// The most items a node keeps (what `pubsub#max_items` = `max` means).
+    pub max_items: usize,
+    /// The largest item payload, in bytes of XML.
+    pub max_payload_bytes: usize,
+    /// The most nodes one user owns.
+    pub max_nodes_per_user: usize,
+    /// The most subscriptions a node has (pending ones included).
+    pub max_subscriptions_per_node: usize,
+}
+
+impl Default for PubSubConfig {
+    fn default() -> Self {
+        PubSubConfig { enabled: true, domain: String::new(), max_items: 1000, max_payload_bytes: 256 * 1024, max_nodes_per_user: 100, max_subscriptions_per_node: 10_000 }
+    }
+}
+
 /// Everything the session layer is started with.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -194,6 +217,7 @@ pub struct SessionConfig {
     pub push: PushConfig,
     pub muc: MucConfig,
     pub pep: PepConfig,
+    pub pubsub: PubSubConfig,
     /// The domains external components may serve (`[components] secrets`): a stanza to one that
     /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
     /// domain's partition, which the component's edge told.
@@ -217,6 +241,7 @@ impl SessionConfig {
             push: PushConfig::default(),
             muc: MucConfig::default(),
             pep: PepConfig::default(),
+            pubsub: PubSubConfig::default(),
             component_domains: Vec::new(),
         }
     }

@@ -34,7 +34,7 @@ mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
-pub use config::{ArchiveConfig, ArchiveMode, MucConfig, PepConfig, PushConfig, SessionConfig, SessionsConfig};
+pub use config::{ArchiveConfig, ArchiveMode, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionConfig, SessionsConfig};
 pub use layer::{inline_features, server_caps, SessionLayer};
 pub use starling_cluster::gateway::ComponentLink;
 

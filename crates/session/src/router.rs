@@ -140,10 +140,13 @@ impl HostRouter {
     /// Delivers to a local user or service entity on this node, whoever owns its partition.
     pub fn deliver_here(&self, stanza: Stanza, received: Instant) -> Result<(), Box<Stanza>> {
         let Some(to) = stanza.to.as_ref() else { return Ok(()) };
-        let bare = to.bare();
         match self.destination(to) {
-            Destination::User => self.directory.deliver(&bare, stanza, received, &|arbiter, pending| self.spawn_user(&bare, arbiter, pending), false),
+            Destination::User => {
+                let bare = to.bare();
+                self.directory.deliver(&bare, stanza, received, &|arbiter, pending| self.spawn_user(&bare, arbiter, pending), false)
+            }
             Destination::Service(kind) => {
+                let bare = kind.address(&stanza, to);
                 let spawn = |arbiter: &actix::ArbiterHandle, pending| {
                     let (kind, jid, services, router) = (kind.clone(), bare.clone(), self.services.clone(), self.router());
                     ActorRef::Service(ServiceActor::start_in_arbiter(arbiter, move |_| ServiceActor::new(kind.as_ref(), jid, services, router, pending)))
@@ -195,7 +198,11 @@ impl Router for HostRouter {
             destination @ (Destination::User | Destination::Service(_) | Destination::Component(_) | Destination::AbsentComponent) => {
                 // A component is reached where its domain's partition is owned (it connected
                 // through an edge, which told that owner).
-                let key = if matches!(destination, Destination::Component(_) | Destination::AbsentComponent) { to.domain_jid() } else { to.bare() };
+                let key = match destination {
+                    Destination::Component(_) | Destination::AbsentComponent => to.domain_jid(),
+                    Destination::Service(kind) => kind.address(&stanza, to),
+                    _ => to.bare(),
+                };
                 if let Some(cluster) = self.cluster.get()
                     && let Some(partition) = cluster.owner_elsewhere(&key)
                 {

@@ -25,6 +25,12 @@ pub(crate) trait ServiceKind: Send + Sync + 'static {
     /// A new entity for `jid`, a bare JID of [`domain`](Self::domain) (the domain itself, or a
     /// node under it); it loads what it keeps from the stores on its first stanza.
     fn entity(&self, jid: &Jid) -> Box<dyn ServiceEntity>;
+
+    /// The entity `stanza` (to `to`, under the domain) is for, the key of its actor and partition:
+    /// the bare JID, unless the service names its entities inside requests (PubSub nodes).
+    fn address(&self, _stanza: &Stanza, to: &Jid) -> Jid {
+        to.bare()
+    }
 }
 
 /// One addressable entity of a service, owned by its actor.

@@ -51,6 +51,10 @@ pub enum PubSubOwnerRequest {
     Delete { node: String },
     /// §8.5.
     Purge { node: String },
+    /// §8.8: a node's subscriptions (get), or changes to them as `(jid, state)` (set).
+    Subscriptions { node: String, changes: Vec<(Jid, String)> },
+    /// §8.9: a node's affiliations (get), or changes to them as `(jid, affiliation)` (set).
+    Affiliations { node: String, changes: Vec<(Jid, String)> },
 }
 
 fn node_attr(element: &Element, name: &'static str) -> Result<String, PayloadError> {
@@ -123,9 +127,81 @@ impl TryFrom<&Element> for PubSubOwnerRequest {
             "default" => Ok(PubSubOwnerRequest::Default),
             "delete" => Ok(PubSubOwnerRequest::Delete { node: node_attr(action, "delete")? }),
             "purge" => Ok(PubSubOwnerRequest::Purge { node: node_attr(action, "purge")? }),
+            "subscriptions" => {
+                Ok(PubSubOwnerRequest::Subscriptions { node: node_attr(action, "subscriptions")?, changes: changes(action, "subscription", "subscription")? })
+            }
+            "affiliations" => {
+                Ok(PubSubOwnerRequest::Affiliations { node: node_attr(action, "affiliations")?, changes: changes(action, "affiliation", "affiliation")? })
+            }
             other => Err(PayloadError::Unsupported(format!("pubsub#owner <{other}/>"))),
         }
     }
+}
+
+/// The `(jid, value)` pairs of an owner's list of changes (§8.8.2, §8.9.2).
+fn changes(list: &Element, child: &'static str, value: &'static str) -> Result<Vec<(Jid, String)>, PayloadError> {
+    list.children()
+        .filter(|c| c.is(child, ns::PUBSUB_OWNER))
+        .map(|c| {
+            let jid = jid_attr(c, "jid", child)?;
+            let state = c.attr(value).ok_or(PayloadError::MissingAttribute { element: child, attribute: value })?;
+            Ok((jid, state.to_owned()))
+        })
+        .collect()
+}
+
+/// One subscription as the service reports it (§6.1.2, §5.6, §8.8.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionState<'a> {
+    pub node: &'a str,
+    pub jid: &'a Jid,
+    /// `subscribed`, `pending`, `unconfigured` or `none`.
+    pub state: &'a str,
+    pub subid: Option<&'a str>,
+}
+
+impl SubscriptionState<'_> {
+    fn to_element(&self, ns: &str, with_node: bool) -> Element {
+        let mut element = Element::new("subscription", ns).with_attr("jid", self.jid.as_str()).with_attr("subscription", self.state);
+        if with_node {
+            element.set_attr("node", self.node);
+        }
+        if let Some(subid) = self.subid {
+            element.set_attr("subid", subid);
+        }
+        element
+    }
+}
+
+/// §6.1.2: the subscription a subscribe request made.
+pub fn subscription_result(subscription: &SubscriptionState<'_>) -> Element {
+    Element::new("pubsub", ns::PUBSUB).with_child(subscription.to_element(ns::PUBSUB, true))
+}
+
+/// §5.6 (the requester's, in `pubsub`) and §8.8.1 (a node's, in `pubsub#owner`, `node` given).
+pub fn subscriptions_result(ns: &str, node: Option<&str>, subscriptions: &[SubscriptionState<'_>]) -> Element {
+    let mut list = Element::new("subscriptions", ns);
+    if let Some(node) = node {
+        list.set_attr("node", node);
+    }
+    for subscription in subscriptions {
+        list.push_child(subscription.to_element(ns, node.is_none()));
+    }
+    Element::new("pubsub", ns).with_child(list)
+}
+
+/// §5.7 (the requester's, `(node, affiliation)`, in `pubsub`) and §8.9.1 (a node's,
+/// `(jid, affiliation)`, in `pubsub#owner`, `node` given).
+pub fn affiliations_result<'a>(ns: &str, node: Option<&str>, affiliations: impl IntoIterator<Item = (&'a str, &'a str)>) -> Element {
+    let mut list = Element::new("affiliations", ns);
+    if let Some(node) = node {
+        list.set_attr("node", node);
+    }
+    for (who, affiliation) in affiliations {
+        let key = if node.is_some() { "jid" } else { "node" };
+        list.push_child(Element::new("affiliation", ns).with_attr(key, who).with_attr("affiliation", affiliation));
+    }
+    Element::new("pubsub", ns).with_child(list)
 }
 
 /// An item as a result or a notification carries it.
@@ -174,6 +250,8 @@ pub enum Event<'a> {
     Retracted { node: &'a str, ids: Vec<&'a str> },
     Deleted { node: &'a str },
     Purged { node: &'a str },
+    /// §8.6.3 (approved or denied), §8.8.2.3 (changed by an owner): a subscription's new state.
+    Subscription(SubscriptionState<'a>),
 }
 
 impl Event<'_> {
@@ -196,6 +274,7 @@ impl Event<'_> {
             }
             Event::Deleted { node } => Element::new("delete", ns::PUBSUB_EVENT).with_attr("node", *node),
             Event::Purged { node } => Element::new("purge", ns::PUBSUB_EVENT).with_attr("node", *node),
+            Event::Subscription(subscription) => subscription.to_element(ns::PUBSUB_EVENT, true),
         };
         Element::new("event", ns::PUBSUB_EVENT).with_child(child)
     }
@@ -209,6 +288,21 @@ pub fn pubsub_error(condition: StanzaErrorCondition, app: &str, feature: Option<
         element.set_attr("feature", feature);
     }
     StanzaError::new(condition).with_app(element)
+}
+
+/// §8.6.1: the form asking a node's owner to approve a subscription (`pubsub#subscribe_authorization`).
+pub fn authorization_request(node: &str, subscriber: &Jid, subid: &str) -> DataForm {
+    use super::data_form::{Field, FieldType, FormType};
+    DataForm::new(
+        FormType::Form,
+        vec![
+            Field::hidden("FORM_TYPE", ns::PUBSUB_SUBSCRIBE_AUTHORIZATION),
+            Field::text_single("pubsub#node").with_value(node),
+            Field::new("pubsub#subscriber_jid", FieldType::JidSingle).with_value(subscriber.as_str()),
+            Field::text_single("pubsub#subid").with_value(subid),
+            Field::boolean("pubsub#allow").with_value("0"),
+        ],
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub(crate) mod mam;
 mod muc;
 mod offline;
 mod pep;
+mod pubsub;
 mod ping;
 mod presence;
 mod private_xml;
@@ -39,6 +40,7 @@ pub(crate) const ALL: &[Register] = &[
     mam::register,
     muc::register,
     pep::register,
+    pubsub::register,
     vcard::register,
     private_xml::register,
     version::register,

@@ -17,7 +17,6 @@
 pub(crate) mod avatars;
 pub(crate) mod bookmarks;
 mod interest;
-mod node;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,8 +27,9 @@ use starling_protocol::payload::{DataForm, Identity};
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
-use self::node::{AccessModel, Node, NodeConfig, SendLast};
+use super::pubsub::node::{AccessModel, Limits, Node, NodeConfig, SendLast};
 use super::roster;
+use crate::config::PepConfig;
 use crate::iq::{Iq, IqTo};
 use crate::registry::Registrar;
 use crate::state::UserState;
@@ -100,7 +100,7 @@ async fn nodes(state: &mut UserState) -> Option<&mut Pep> {
         let limits = state.services().config.pep.clone();
         let mut pep = Pep::default();
         for (name, record) in store.nodes(&user).await.map_err(|error| tracing::warn!(%user, %error, "could not read PEP nodes")).ok()? {
-            let Some(node) = Node::decode(&record, &limits) else {
+            let Some(node) = Node::decode(&record, &node_limits(&limits)) else {
                 tracing::warn!(%user, node = name, "a stored PEP node does not decode; it is left out");
                 continue;
             };
@@ -112,6 +112,11 @@ async fn nodes(state: &mut UserState) -> Option<&mut Pep> {
         state.ext.insert(pep);
     }
     state.ext.get_mut::<Pep>()
+}
+
+/// What bounds a PEP node's configuration.
+fn node_limits(config: &PepConfig) -> Limits {
+    Limits { max_items: config.max_items, access_models: AccessModel::PEP }
 }
 
 fn error(condition: StanzaErrorCondition, app: &str) -> StanzaError {
@@ -186,7 +191,7 @@ async fn publish_item(state: &mut UserState, name: &str, id: Option<String>, pay
     }
     let Some(pep) = nodes(state).await else { return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::ResourceConstraint))) };
     let node = match (pep.nodes.get(name).cloned(), options) {
-        (Some(node), Some(options)) if !node.config.meets(options, &limits) => {
+        (Some(node), Some(options)) if !node.config.meets(options, &node_limits(&limits)) => {
             return Err(Refusal::Stanza(error(StanzaErrorCondition::Conflict, "precondition-not-met")));
         }
         (Some(node), _) => node,
@@ -194,12 +199,12 @@ async fn publish_item(state: &mut UserState, name: &str, id: Option<String>, pay
             return Err(Refusal::Stanza(StanzaError::new(StanzaErrorCondition::NotAllowed).with_text("Too many PEP nodes on this account.")));
         }
         (None, options) => {
-            let config = match options.map(|form| NodeConfig::new().with_submitted(form, &limits)).transpose() {
+            let config = match options.map(|form| NodeConfig::new().with_submitted(form, &node_limits(&limits))).transpose() {
                 Ok(config) => config.unwrap_or_else(NodeConfig::new),
                 Err(condition) => return Err(Refusal::Stanza(StanzaError::new(condition))),
             };
-            let node = Node { config, whitelist: Vec::new() };
-            state.services().store.pubsub.set_node(state.user().as_str(), name, node.encode(&limits)).await.map_err(Refusal::Store)?;
+            let node = Node::new(config);
+            state.services().store.pubsub.set_node(state.user().as_str(), name, node.encode(&node_limits(&limits))).await.map_err(Refusal::Store)?;
             node
         }
     };
@@ -281,17 +286,17 @@ async fn create(state: &mut UserState, iq: &Iq, name: Option<String>, config: Op
     if pep.nodes.len() >= limits.max_nodes {
         return refuse(state, iq, StanzaError::new(StanzaErrorCondition::NotAllowed).with_text("Too many PEP nodes on this account."));
     }
-    let config = match config.as_ref().map(|form| NodeConfig::new().with_submitted(form, &limits)).transpose() {
+    let config = match config.as_ref().map(|form| NodeConfig::new().with_submitted(form, &node_limits(&limits))).transpose() {
         Ok(config) => config.unwrap_or_else(NodeConfig::new),
         Err(condition) => return state.refuse(iq, condition),
     };
-    save(state, iq, name, Node { config, whitelist: Vec::new() }, None).await;
+    save(state, iq, name, Node::new(config), None).await;
 }
 
 /// Stores a node's record, keeps it, and answers `iq` with `answer`.
 async fn save(state: &mut UserState, iq: &Iq, name: String, node: Node, answer: Option<Element>) {
     let limits = state.services().config.pep.clone();
-    if let Err(error) = state.services().store.pubsub.set_node(state.user().as_str(), &name, node.encode(&limits)).await {
+    if let Err(error) = state.services().store.pubsub.set_node(state.user().as_str(), &name, node.encode(&node_limits(&limits))).await {
         return state.refuse_for_store(iq, error);
     }
     state.ext.get_or_insert_with(Pep::default).nodes.insert(name, node);
@@ -306,7 +311,7 @@ async fn owner_request(state: &mut UserState, iq: Iq) {
     };
     let limits = state.services().config.pep.clone();
     if let PubSubOwnerRequest::Default = request {
-        return state.reply(&iq, Some(pubsub::configure_result(None, &NodeConfig::new().form(&limits))));
+        return state.reply(&iq, Some(pubsub::configure_result(None, &NodeConfig::new().form(&node_limits(&limits)))));
     }
     let (PubSubOwnerRequest::Configure { node: name, .. } | PubSubOwnerRequest::Delete { node: name } | PubSubOwnerRequest::Purge { node: name }) = &request else {
         return state.refuse(&iq, StanzaErrorCondition::BadRequest);
@@ -316,8 +321,8 @@ async fn owner_request(state: &mut UserState, iq: Iq) {
     let Some(node) = pep.nodes.get(&name).cloned() else { return state.refuse(&iq, StanzaErrorCondition::ItemNotFound) };
     let store = state.services().store.pubsub.clone();
     match request {
-        PubSubOwnerRequest::Configure { form: None, .. } if iq.is_get() => state.reply(&iq, Some(pubsub::configure_result(Some(&name), &node.config.form(&limits)))),
-        PubSubOwnerRequest::Configure { form: Some(form), .. } if !iq.is_get() => match node.config.with_submitted(&form, &limits) {
+        PubSubOwnerRequest::Configure { form: None, .. } if iq.is_get() => state.reply(&iq, Some(pubsub::configure_result(Some(&name), &node.config.form(&node_limits(&limits))))),
+        PubSubOwnerRequest::Configure { form: Some(form), .. } if !iq.is_get() => match node.config.with_submitted(&form, &node_limits(&limits)) {
             Ok(config) => save(state, &iq, name, Node { config, ..node }, None).await,
             Err(condition) => state.refuse(&iq, condition),
         },
@@ -375,8 +380,8 @@ async fn access(state: &mut UserState, node: &Node, requester: &Jid) -> Result<(
                 Err(error(StanzaErrorCondition::NotAuthorized, "not-in-roster-group"))
             }
         }
-        AccessModel::Whitelist if node.whitelist.contains(requester) => Ok(()),
-        AccessModel::Whitelist => Err(error(StanzaErrorCondition::NotAllowed, "closed-node")),
+        AccessModel::Whitelist if node.whitelisted(requester) => Ok(()),
+        AccessModel::Whitelist | AccessModel::Authorize => Err(error(StanzaErrorCondition::NotAllowed, "closed-node")),
     }
 }
 

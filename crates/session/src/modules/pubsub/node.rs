@@ -1,47 +1,84 @@
-//! A PEP node's configuration (XEP-0060 §16.4.4, the `pubsub#node_config` form), who may see it
-//! (its access model, XEP-0060 §4.5), how publish-options are checked against it (§7.1.5), and
-//! its stored record: the configuration as a submitted form, read back through the same checks,
-//! and the whitelist.
+//! A XEP-0060 node — on an account (PEP) or on the PubSub service — as configured and stored:
+//! its configuration (§16.4.4, the `pubsub#node_config` form), who may see it (its access model,
+//! §4.5), how publish-options are checked against it (§7.1.5), and its record: the configuration
+//! as a submitted form, read back through the same checks, with the affiliations (§4.1) and, on
+//! the service, the subscriptions (§4.2).
+
+use std::collections::BTreeMap;
 
 use starling_protocol::payload::data_form::parse_boolean;
 use starling_protocol::payload::{DataForm, Field, FieldType, FormType};
 use starling_protocol::{ns, Jid, StanzaErrorCondition};
 use starling_xml::Element;
 
-use crate::config::PepConfig;
-
 const RECORD: &str = "urn:starling:pubsub:node:0";
 
 /// Who may retrieve a node's items and be notified (XEP-0060 §4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum AccessModel {
+pub(crate) enum AccessModel {
     Open,
     /// Contacts with a subscription to the owner's presence (the PEP default, XEP-0163 §1.1).
     Presence,
     /// Contacts in the roster groups allowed.
     Roster,
-    /// Those the owner listed.
+    /// Those the owner affiliated (members, publishers).
     Whitelist,
+    /// Anyone the owner approves, one subscription request at a time (§8.6; not on PEP, where
+    /// nobody subscribes explicitly).
+    Authorize,
 }
 
 impl AccessModel {
-    fn as_str(self) -> &'static str {
+    pub const PEP: &[AccessModel] = &[AccessModel::Open, AccessModel::Presence, AccessModel::Roster, AccessModel::Whitelist];
+    pub const SERVICE: &[AccessModel] = &[AccessModel::Open, AccessModel::Presence, AccessModel::Roster, AccessModel::Whitelist, AccessModel::Authorize];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             AccessModel::Open => "open",
             AccessModel::Presence => "presence",
             AccessModel::Roster => "roster",
             AccessModel::Whitelist => "whitelist",
+            AccessModel::Authorize => "authorize",
         }
     }
 
-    fn parse(text: &str) -> Option<AccessModel> {
-        [AccessModel::Open, AccessModel::Presence, AccessModel::Roster, AccessModel::Whitelist].into_iter().find(|model| model.as_str() == text)
+    fn parse(text: &str, allowed: &[AccessModel]) -> Option<AccessModel> {
+        allowed.iter().copied().find(|model| model.as_str() == text)
     }
+}
+
+/// Who may publish (`pubsub#publish_model`, §16.4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishModel {
+    /// Owners and publishers.
+    Publishers,
+    /// Those, and subscribers.
+    Subscribers,
+    /// Anyone the access model lets in.
+    Open,
+}
+
+impl PublishModel {
+    fn as_str(self) -> &'static str {
+        match self {
+            PublishModel::Publishers => "publishers",
+            PublishModel::Subscribers => "subscribers",
+            PublishModel::Open => "open",
+        }
+    }
+}
+
+/// What bounds a node's configuration where it lives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The most items a node keeps (`max` in a form).
+    pub max_items: usize,
+    pub access_models: &'static [AccessModel],
 }
 
 /// When the last published item is sent (`pubsub#send_last_published_item`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SendLast {
+pub(crate) enum SendLast {
     Never,
     OnSubscription,
     /// On subscription and whenever an interested resource comes online (the PEP default).
@@ -59,8 +96,9 @@ impl SendLast {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct NodeConfig {
+pub(crate) struct NodeConfig {
     pub access: AccessModel,
+    pub publish: PublishModel,
     pub roster_groups: Vec<String>,
     /// At most `[pep] max_items`; `max` in a form is that.
     pub max_items: usize,
@@ -78,6 +116,7 @@ impl NodeConfig {
     pub fn new() -> NodeConfig {
         NodeConfig {
             access: AccessModel::Presence,
+            publish: PublishModel::Publishers,
             roster_groups: Vec::new(),
             max_items: 1,
             persist_items: true,
@@ -91,7 +130,7 @@ impl NodeConfig {
     }
 
     /// The form an owner fills in, with the current values.
-    pub fn form(&self, limits: &PepConfig) -> DataForm {
+    pub fn form(&self, limits: &Limits) -> DataForm {
         let boolean = |var: &str, value: bool| Field::boolean(var).with_value(if value { "1" } else { "0" });
         let list = |var: &str, options: &[&str], value: &str| {
             options.iter().fold(Field::new(var, FieldType::ListSingle), |field, option| field.with_option(None, *option)).with_value(value)
@@ -101,7 +140,10 @@ impl NodeConfig {
             FormType::Form,
             vec![
                 Field::hidden("FORM_TYPE", ns::PUBSUB_NODE_CONFIG),
-                list("pubsub#access_model", &["open", "presence", "roster", "whitelist"], self.access.as_str()),
+                Field {
+                    values: vec![self.access.as_str().to_owned()],
+                    ..limits.access_models.iter().fold(Field::new("pubsub#access_model", FieldType::ListSingle), |field, model| field.with_option(None, model.as_str()))
+                },
                 Field { values: self.roster_groups.clone(), ..Field::new("pubsub#roster_groups_allowed", FieldType::ListMulti) },
                 Field::text_single("pubsub#max_items").with_value(max_items),
                 boolean("pubsub#persist_items", self.persist_items),
@@ -111,21 +153,21 @@ impl NodeConfig {
                 boolean("pubsub#notify_delete", self.notify_delete),
                 Field::text_single("pubsub#title").with_value(self.title.as_str()),
                 Field::text_single("pubsub#type").with_value(self.payload_type.as_str()),
-                list("pubsub#publish_model", &["publishers"], "publishers"),
+                list("pubsub#publish_model", &["publishers", "subscribers", "open"], self.publish.as_str()),
             ],
         )
     }
 
     /// This configuration with a submitted form (or publish-options) applied; fields not in the
     /// form keep their value. `not-acceptable` for a value out of range or unknown.
-    pub fn with_submitted(&self, form: &DataForm, limits: &PepConfig) -> Result<NodeConfig, StanzaErrorCondition> {
+    pub fn with_submitted(&self, form: &DataForm, limits: &Limits) -> Result<NodeConfig, StanzaErrorCondition> {
         let mut config = self.clone();
         for field in &form.fields {
             let Some(var) = field.var.as_deref() else { continue };
             let value = field.value().unwrap_or_default();
             let flag = || parse_boolean(value).ok_or(StanzaErrorCondition::NotAcceptable);
             match var {
-                "pubsub#access_model" => config.access = AccessModel::parse(value).ok_or(StanzaErrorCondition::NotAcceptable)?,
+                "pubsub#access_model" => config.access = AccessModel::parse(value, limits.access_models).ok_or(StanzaErrorCondition::NotAcceptable)?,
                 "pubsub#roster_groups_allowed" => config.roster_groups = field.values.clone(),
                 "pubsub#max_items" => {
                     config.max_items = match value {
@@ -147,7 +189,12 @@ impl NodeConfig {
                 "pubsub#notify_delete" => config.notify_delete = flag()?,
                 "pubsub#title" => config.title = value.to_owned(),
                 "pubsub#type" => config.payload_type = value.to_owned(),
-                "pubsub#publish_model" if value != "publishers" => return Err(StanzaErrorCondition::NotAcceptable),
+                "pubsub#publish_model" => {
+                    config.publish = [PublishModel::Publishers, PublishModel::Subscribers, PublishModel::Open]
+                        .into_iter()
+                        .find(|model| model.as_str() == value)
+                        .ok_or(StanzaErrorCondition::NotAcceptable)?
+                }
                 _ => {}
             }
         }
@@ -156,7 +203,7 @@ impl NodeConfig {
 
     /// XEP-0060 §7.1.5: whether every publish-option is what the node has (a field the node
     /// does not know is not met).
-    pub fn meets(&self, options: &DataForm, limits: &PepConfig) -> bool {
+    pub fn meets(&self, options: &DataForm, limits: &Limits) -> bool {
         let own = self.form(limits);
         options.fields.iter().filter(|field| field.var.as_deref().is_some_and(|var| var != "FORM_TYPE")).all(|wanted| {
             let Some(have) = own.field(wanted.var.as_deref().unwrap_or_default()) else { return false };
@@ -175,31 +222,103 @@ impl NodeConfig {
     }
 }
 
-/// A node as stored: its configuration and whitelist.
+/// An entity's affiliation with a node (§4.1); none is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Affiliation {
+    Owner,
+    Publisher,
+    /// On the whitelist (§4.5).
+    Member,
+    Outcast,
+}
+
+impl Affiliation {
+    pub const ALL: [Affiliation; 4] = [Affiliation::Owner, Affiliation::Publisher, Affiliation::Member, Affiliation::Outcast];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Affiliation::Owner => "owner",
+            Affiliation::Publisher => "publisher",
+            Affiliation::Member => "member",
+            Affiliation::Outcast => "outcast",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Affiliation> {
+        Affiliation::ALL.into_iter().find(|affiliation| affiliation.as_str() == text)
+    }
+}
+
+/// A subscription to a service node (§4.2): one per JID, approved or waiting for an owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Node {
+pub(crate) struct Subscription {
+    pub subid: String,
+    pub pending: bool,
+}
+
+/// A node as stored: its configuration, affiliations and subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
     pub config: NodeConfig,
-    /// Bare JIDs allowed by the whitelist access model (besides the owner).
-    pub whitelist: Vec<Jid>,
+    /// By bare JID; a PEP node's owner is its account, not listed.
+    pub affiliations: BTreeMap<Jid, Affiliation>,
+    /// By the subscriber's JID, bare or full (only on the service).
+    pub subscriptions: BTreeMap<Jid, Subscription>,
 }
 
 impl Node {
-    pub fn encode(&self, limits: &PepConfig) -> Vec<u8> {
+    pub fn new(config: NodeConfig) -> Node {
+        Node { config, affiliations: BTreeMap::new(), subscriptions: BTreeMap::new() }
+    }
+
+    pub fn affiliation(&self, bare: &Jid) -> Option<Affiliation> {
+        self.affiliations.get(bare).copied()
+    }
+
+    /// Whether the whitelist access model lets `bare` in.
+    pub fn whitelisted(&self, bare: &Jid) -> bool {
+        matches!(self.affiliation(bare), Some(Affiliation::Owner | Affiliation::Publisher | Affiliation::Member))
+    }
+
+    pub fn encode(&self, limits: &Limits) -> Vec<u8> {
         let mut form = self.config.form(limits);
         form.type_ = FormType::Submit;
         let mut record = Element::new("node", RECORD).with_child((&form).into());
-        for jid in &self.whitelist {
-            record.push_child(Element::new("member", RECORD).with_attr("jid", jid.as_str()));
+        for (jid, affiliation) in &self.affiliations {
+            // Members as PEP's whitelists were first written.
+            record.push_child(match affiliation {
+                Affiliation::Member => Element::new("member", RECORD).with_attr("jid", jid.as_str()),
+                other => Element::new("affiliation", RECORD).with_attr("jid", jid.as_str()).with_attr("affiliation", other.as_str()),
+            });
+        }
+        for (jid, subscription) in &self.subscriptions {
+            let mut element = Element::new("subscription", RECORD).with_attr("jid", jid.as_str()).with_attr("subid", subscription.subid.as_str());
+            if subscription.pending {
+                element.set_attr("pending", "1");
+            }
+            record.push_child(element);
         }
         record.to_bytes()
     }
 
-    pub fn decode(bytes: &[u8], limits: &PepConfig) -> Option<Node> {
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Option<Node> {
         let record = Element::parse(bytes).ok().filter(|record| record.is("node", RECORD))?;
         let form = DataForm::try_from(record.get_child("x", ns::DATA_FORMS)?).ok()?;
-        let config = NodeConfig::new().with_submitted(&form, limits).ok()?;
-        let whitelist = record.children().filter(|child| child.is("member", RECORD)).filter_map(|child| Jid::new(child.attr("jid")?).ok()).collect();
-        Some(Node { config, whitelist })
+        let mut node = Node::new(NodeConfig::new().with_submitted(&form, limits).ok()?);
+        for child in record.children() {
+            let Some(jid) = child.attr("jid").and_then(|jid| Jid::new(jid).ok()) else { continue };
+            if child.is("member", RECORD) {
+                node.affiliations.insert(jid, Affiliation::Member);
+            } else if child.is("affiliation", RECORD)
+                && let Some(affiliation) = child.attr("affiliation").and_then(Affiliation::parse)
+            {
+                node.affiliations.insert(jid, affiliation);
+            } else if child.is("subscription", RECORD) {
+                let subid = child.attr("subid").unwrap_or_default().to_owned();
+                node.subscriptions.insert(jid, Subscription { subid, pending: child.attr("pending").is_some() });
+            }
+        }
+        Some(node)
     }
 }
 
@@ -209,7 +328,7 @@ mod tests {
 
     #[test]
     fn publish_options_are_met_only_by_a_node_configured_alike() {
-        let limits = PepConfig::default();
+        let limits = Limits { max_items: 1000, access_models: AccessModel::PEP };
         let omemo = NodeConfig::new().with_submitted(&DataForm::submit(&[("pubsub#access_model", "open"), ("pubsub#max_items", "max")]), &limits).expect("valid");
         assert_eq!((omemo.access, omemo.max_items), (AccessModel::Open, limits.max_items));
         let options = DataForm::submit(&[("FORM_TYPE", ns::PUBSUB_PUBLISH_OPTIONS), ("pubsub#access_model", "open"), ("pubsub#persist_items", "true"), ("pubsub#max_items", "max")]);
@@ -223,10 +342,15 @@ mod tests {
 
     #[test]
     fn a_node_record_reads_back_as_it_was_written() {
-        let limits = PepConfig::default();
-        let config = NodeConfig { title: "Bookmarks".into(), access: AccessModel::Whitelist, max_items: 7, ..NodeConfig::new() };
-        let node = Node { config, whitelist: vec![Jid::new("crone@example.com").expect("jid")] };
+        let limits = Limits { max_items: 1000, access_models: AccessModel::SERVICE };
+        let config = NodeConfig { title: "Bookmarks".into(), access: AccessModel::Authorize, max_items: 7, publish: PublishModel::Open, ..NodeConfig::new() };
+        let mut node = Node::new(config);
+        node.affiliations.insert(Jid::new("crone@example.com").expect("jid"), Affiliation::Member);
+        node.affiliations.insert(Jid::new("hag@example.com").expect("jid"), Affiliation::Owner);
+        node.subscriptions.insert(Jid::new("hag@example.com/broom").expect("jid"), Subscription { subid: "s1".into(), pending: true });
         assert_eq!(Node::decode(&node.encode(&limits), &limits), Some(node));
+        let pep = Limits { access_models: AccessModel::PEP, ..limits };
+        assert_eq!(Node::decode(&Node::new(NodeConfig { access: AccessModel::Authorize, ..NodeConfig::new() }).encode(&limits), &pep), None, "authorize is not PEP's");
         assert_eq!(Node::decode(b"<other/>", &limits), None);
     }
 }
