@@ -264,3 +264,45 @@ async def test_cluster_pep_survives_the_death_of_the_accounts_owner(muc_cluster)
     finally:
         await env.aclose()
         restart_session_node(cl, cl.nodes[victim_name])
+
+
+def pubsub_node_owned_by(cl: Cluster, node: str, domain: str) -> str:
+    """A fresh PubSub node id whose shard (`{FNV-1a of the id:016x}@pubsub.DOMAIN`) the session
+    node `node` owns."""
+    while True:
+        name = f"node-{uuid.uuid4().hex[:8]}"
+        h = 0xcbf29ce484222325
+        for byte in name.encode():
+            h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        if cl.owner[partition_of(f"{h:016x}@pubsub.{domain}")] == node:
+            return name
+
+
+@pytest.mark.deadline(180)
+async def test_cluster_pubsub_service_node_survives_the_death_of_its_owner(muc_cluster):
+    """A node of the PubSub service lives on the session node owning its shard's partition:
+    requests from both edges reach it, and when that node is killed the survivor serves the
+    stored items and the subscriptions, and notifications go on."""
+    from test_xep0060_pubsub import PLUGINS, create, entry, published_ids, wait_for
+    cl = muc_cluster
+    victim_name, survivor_name = "session2", "session1"
+    alice_acc, bob_acc = accounts_owned_by(cl, survivor_name, 2)
+    env = Env(Target("starling", cl.nodes["edge1"].endpoint, []))
+    alice = await env.online(alice_acc, plugins=PLUGINS)
+    bob = await env.online(bob_acc, ep=cl.nodes["edge2"].endpoint, plugins=PLUGINS)
+    service = f"pubsub.{cl.nodes['edge1'].domain}"
+    node = pubsub_node_owned_by(cl, victim_name, cl.nodes["edge1"].domain)
+    await create(alice, node)
+    await bob.x.plugin["xep_0060"].subscribe(service, node)
+    await alice.x.plugin["xep_0060"].publish(service, node, id="before", payload=entry("Before"))
+    await wait_for(lambda: published_ids(bob, node) == ["before"], "notification before the kill")
+    kill(cl.nodes[victim_name])
+    try:
+        await asyncio.sleep(10.0)  # past the takeover (Kafka's session timeout is 6 s here)
+        items = await bob.x.plugin["xep_0060"].get_items(service, node, timeout=20)
+        assert [i["id"] for i in items["pubsub"]["items"]] == ["before"], items
+        await alice.x.plugin["xep_0060"].publish(service, node, id="after", payload=entry("After"), timeout=20)
+        await wait_for(lambda: published_ids(bob, node) == ["before", "after"], "notification after the takeover", timeout=20)
+    finally:
+        await env.aclose()
+        restart_session_node(cl, cl.nodes[victim_name])

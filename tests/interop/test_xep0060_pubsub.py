@@ -222,7 +222,17 @@ async def test_bad_requests_get_the_xeps_errors_and_lose_nothing(env):
                               "set", service(alice))
     assert conditions(mismatch) == ("conflict", "precondition-not-met"), to_str(mismatch)
     no_item = await alice.iq(f"<pubsub xmlns='{PUBSUB}'><publish node='{escaped}'><item id='e'/></publish></pubsub>", "set", service(alice))
-    assert conditions(no_item) == ("bad-request", "item-required"), to_str(no_item)
+    assert conditions(no_item) == ("bad-request", "payload-required"), to_str(no_item)
+    no_item_at_all = await alice.iq(f"<pubsub xmlns='{PUBSUB}'><publish node='{escaped}'/></pubsub>", "set", service(alice))
+    assert conditions(no_item_at_all) == ("bad-request", "item-required"), to_str(no_item_at_all)
+    # A transient notification-only node takes no item (§7.1.3.6), and tells subscribers all the same.
+    await create(alice, f"pings-{bob.bare}", persist_items="0", deliver_payloads="0")
+    await bob.x.plugin["xep_0060"].subscribe(service(bob), f"pings-{bob.bare}")
+    forbidden = await alice.iq(f"<pubsub xmlns='{PUBSUB}'><publish node='pings-{bob.bare}'><item id='i'><blob xmlns='urn:example'/></item></publish></pubsub>",
+                               "set", service(alice))
+    assert conditions(forbidden) == ("bad-request", "item-forbidden"), to_str(forbidden)
+    await alice.iq_ok(f"<pubsub xmlns='{PUBSUB}'><publish node='pings-{bob.bare}'/></pubsub>", "set", service(alice))
+    await wait_for(lambda: len(published_ids(bob, f"pings-{bob.bare}")) == 1, "no notification from the notification-only node")
     bad_config = await alice.iq(f"<pubsub xmlns='{OWNER}'><configure node='{escaped}'><x xmlns='jabber:x:data' type='submit'>"
                                 "<field var='pubsub#max_items'><value>-3</value></field></x></configure></pubsub>", "set", service(alice))
     assert conditions(bad_config)[0] == "not-acceptable", to_str(bad_config)

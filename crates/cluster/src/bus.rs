@@ -20,12 +20,15 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::hold::Hold;
 
-/// The partition of `bare_jid` among `partitions`: FNV-1a (64 bit) of its bytes, modulo. Our own
-/// ten lines rather than std's hasher, because every node of every version must agree on it for
-/// as long as the partitions exist.
+/// The partition of `bare_jid` among `partitions`: its [`stable_hash`], modulo.
 pub fn partition_of(bare_jid: &str, partitions: u32) -> u32 {
-    let hash = bare_jid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
-    (hash % u64::from(partitions.max(1))) as u32
+    (stable_hash(bare_jid.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
+
+/// FNV-1a (64 bit). Our own few lines rather than std's hasher, because every node of every
+/// version must agree on it for as long as what it places (partitions, PubSub node shards) exists.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// One record of an owner partition.

@@ -108,9 +108,9 @@ impl ServiceKind for PubSub {
     }
 }
 
-/// The shard that owns `node`.
+/// The shard that owns `node` (a hash every node of every version agrees on).
 fn shard_of(domain: &Jid, node: &str) -> Jid {
-    let hash = xxhash_rust::xxh3::xxh3_64(node.as_bytes());
+    let hash = starling_cluster::bus::stable_hash(node.as_bytes());
     Jid::new(&format!("{hash:016x}@{}", domain.domain())).unwrap_or_else(|_| domain.clone())
 }
 

@@ -194,8 +194,16 @@ impl Shard {
         {
             return Err(error(StanzaErrorCondition::Conflict, "precondition-not-met"));
         }
-        let Some(payload) = item.payload else { return Err(error(StanzaErrorCondition::BadRequest, "item-required")) };
-        let bytes = payload.to_bytes();
+        // §7.1.3.6: a transient notification-only node takes no item; the others need a payload.
+        let notification_only = !node.config.persist_items && !node.config.deliver_payloads;
+        let payload = match (item.payload, notification_only) {
+            (None, true) if item.id.is_none() => None,
+            (_, true) => return Err(error(StanzaErrorCondition::BadRequest, "item-forbidden")),
+            (None, false) if item.id.is_none() => return Err(error(StanzaErrorCondition::BadRequest, "item-required")),
+            (None, false) => return Err(error(StanzaErrorCondition::BadRequest, "payload-required")),
+            (Some(payload), false) => Some(payload),
+        };
+        let bytes = payload.as_ref().map(Element::to_bytes).unwrap_or_default();
         if bytes.len() > self.config.max_payload_bytes {
             return Err(error(StanzaErrorCondition::NotAcceptable, "payload-too-big"));
         }
@@ -205,7 +213,7 @@ impl Shard {
             let stored = PubSubItem { id: id.clone(), publisher: publisher.to_string(), published: self.published, payload: bytes };
             context.services.store.pubsub.publish(context.jid.domain(), &name, stored, node.config.max_items).await.map_err(store_failed)?;
         }
-        let shown = node.config.deliver_payloads.then_some(&payload);
+        let shown = payload.as_ref().filter(|_| node.config.deliver_payloads);
         notify(context, &node, &Event::Published { node: &name, items: vec![(&id, shown)] });
         Ok(Some(pubsub::publish_result(&name, &id)))
     }
