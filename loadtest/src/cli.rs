@@ -40,6 +40,9 @@ pub enum Scenario {
     /// their caps): the publisher publishes at a rate (notification latency at every contact,
     /// notifications/s).
     Pep(PepArgs),
+    /// User 0 with N contacts that each published on PEP logs in again and again: the login and
+    /// the time until every contact's last item arrived (XEP-0163 §4.3.3), server CPU per login.
+    PepLogin(PepLoginArgs),
     /// M pairs exchange messages as in chat, every session with XEP-0198 stream management; the
     /// receivers' connections drop and resume (a fraction at a time, or all at once: --storm)
     /// (resumptions, resume latency, messages lost and duplicated, server RSS detached).
@@ -154,6 +157,25 @@ pub struct PepArgs {
     #[arg(long, default_value_t = 5.0)]
     pub drain_seconds: f64,
     /// Seconds allowed for subscriptions, caps and the warm-up item.
+    #[arg(long, default_value_t = 120.0)]
+    pub setup_timeout: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct PepLoginArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Logins of user 0, one after another.
+    #[arg(long, default_value_t = 20)]
+    pub logins: u64,
+    /// The longest a login waits for every contact's item.
+    #[arg(long, default_value_t = 10.0)]
+    pub wait_seconds: f64,
+    /// Milliseconds between a logout and the next login.
+    #[arg(long, default_value_t = 300)]
+    pub pause_ms: u64,
+    /// Seconds allowed for subscriptions, caps and the contacts' items.
     #[arg(long, default_value_t = 120.0)]
     pub setup_timeout: f64,
 }

@@ -98,8 +98,12 @@ pub struct StreamCounts {
 
 /// Stanzas queued toward one client by default before it counts as too slow (`[c2s]
 /// client_queue`): the edge sizes its connection queues with it, a session node its links to
-/// connections on edges.
-pub const DEFAULT_CLIENT_QUEUE: usize = 1024;
+/// connections on edges. A login is a burst the client cannot have read yet: its contacts'
+/// presence, each contact's last PEP items (a few nodes each), up to `max_offline_per_user`
+/// offline messages. Measured (loadtest `pep-login`): with 1,000 contacts one node each, 1,024
+/// cut off one login in twenty; 8,192 holds a user with 1,000 contacts and three wanted nodes
+/// each plus a full offline queue, at a few MB for a client that really stopped reading.
+pub const DEFAULT_CLIENT_QUEUE: usize = 8192;
 
 /// The way back to one client connection. The queue is bounded: a client that reads slower than it
 /// is written to fills it, and the session layer then closes that connection (`policy-violation`)

@@ -8,6 +8,7 @@ pub mod mam;
 pub mod mobile;
 pub mod muc;
 pub mod pep;
+pub mod pep_login;
 pub mod presence;
 
 use std::ops::Range;

@@ -36,7 +36,7 @@ const NODE: &str = "urn:starling:loadtest";
 const CAPS_NODE: &str = "https://starling.example/loadtest";
 const FEATURES: [&str; 3] = ["http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#info", "urn:starling:loadtest+notify"];
 const IDENTITY: (&str, &str, &str) = ("client", "bot", "starling-lt");
-const WARM_UP: &str = "warm-up";
+pub(super) const WARM_UP: &str = "warm-up";
 
 #[derive(Debug, Serialize)]
 struct PepReport {
@@ -49,14 +49,14 @@ struct PepReport {
 }
 
 #[derive(Debug, Serialize)]
-struct SetupResults {
-    seconds: f64,
+pub(super) struct SetupResults {
+    pub seconds: f64,
     subscriptions_confirmed: u64,
     /// disco#info requests the contacts answered (one per contact unless the server shares a
     /// verified hash).
     caps_queries: u64,
     warm_up_notified: u64,
-    timed_out: bool,
+    pub timed_out: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,16 +78,16 @@ struct PepResults {
     errors: ErrorTally,
 }
 
-struct Counters {
-    subscribed: AtomicU64,
-    caps_queries: AtomicU64,
-    warm: AtomicU64,
+pub(super) struct Counters {
+    pub subscribed: AtomicU64,
+    pub caps_queries: AtomicU64,
+    pub warm: AtomicU64,
 }
 
-type Shared = FanOut<Counters>;
+pub(super) type Shared = FanOut<Counters>;
 
 /// XEP-0115 §5.1 over the contacts' one identity and features.
-fn caps_ver() -> String {
+pub(super) fn caps_ver() -> String {
     let mut input = format!("{}/{}//{}<", IDENTITY.0, IDENTITY.1, IDENTITY.2);
     let mut features = FEATURES;
     features.sort_unstable();
@@ -112,67 +112,11 @@ pub async fn run(args: PepArgs) -> anyhow::Result<()> {
     let duration = Duration::try_from_secs_f64(args.duration).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("--duration must be positive"))?;
     let drain = Duration::try_from_secs_f64(args.drain_seconds).map_err(|_| anyhow::anyhow!("--drain-seconds must be non-negative"))?;
     let setup_timeout = Duration::try_from_secs_f64(args.setup_timeout).map_err(|_| anyhow::anyhow!("--setup-timeout must be non-negative"))?;
-    let mut common = args.common.clone();
-    common.presence = true;
-    let setup = Setup::new(&common).await?;
-    let run = RunInfo::new("pep", setup.server().to_string());
-    let bare_of = |i: u64| format!("{}@{}", common.username(i).unwrap_or_default(), common.domain).to_ascii_lowercase();
-
-    let (logins, logged_in) = super::log_in_all(&setup, 0..n).await;
-    if logged_in.first().is_none_or(|(i, _)| *i != 0) {
-        anyhow::bail!("the publisher (user 0) did not log in");
-    }
-    let shared = Arc::new(FanOut::new(
-        crate::scenario::chat::run_id(),
-        Counters { subscribed: AtomicU64::new(0), caps_queries: AtomicU64::new(0), warm: AtomicU64::new(0) },
-    ));
+    let SetUp { common, logins, shared, shutdown, readers, writers, results: setup_results, server } = set_up(&args.common, setup_timeout, true).await?;
+    let run = RunInfo::new("pep", server);
     let origin = shared.origin;
-    let ver = caps_ver();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut readers: JoinSet<()> = JoinSet::new();
-    let mut writers: Vec<(u64, Arc<AsyncMutex<Writer>>)> = Vec::new();
-    for (i, session) in logged_in {
-        let writer = Arc::new(AsyncMutex::new(session.writer));
-        readers.spawn(read_loop(session.reader, writer.clone(), i, ver.clone(), shared.clone(), shutdown_rx.clone()));
-        writers.push((i, writer));
-    }
     let contacts = writers.len() as u64 - 1;
     let publisher = writers[0].1.clone();
-
-    // Setup: subscriptions both ways, caps, and a warm-up item every contact must get.
-    let setup_started = Instant::now();
-    let publisher_jid = bare_of(0);
-    let mut asks = Vec::new();
-    for (i, _) in &writers[1..] {
-        asks.extend_from_slice(b"<iq type='set' id='lt-roster'><query xmlns='jabber:iq:roster'><item jid='");
-        escape_attr(&mut asks, &bare_of(*i));
-        asks.extend_from_slice(b"'/></query></iq><presence type='subscribe' to='");
-        escape_attr(&mut asks, &bare_of(*i));
-        asks.extend_from_slice(b"'/>");
-    }
-    send(&publisher, &asks, &shared).await;
-    let mut ask_back = b"<presence type='subscribe' to='".to_vec();
-    escape_attr(&mut ask_back, &publisher_jid);
-    ask_back.extend_from_slice(b"'/>");
-    for (_, writer) in &writers[1..] {
-        send(writer, &ask_back, &shared).await;
-    }
-    let mut timed_out = !shared.wait_for(&shared.counters.subscribed, 2 * contacts, setup_started, setup_timeout, "subscriptions confirmed").await;
-    let caps = format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>");
-    for (_, writer) in &writers[1..] {
-        send(writer, caps.as_bytes(), &shared).await;
-    }
-    // The server asks each contact (or one, for a shared hash) for its features; then warm up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    send(&publisher, publish_item(WARM_UP, WARM_UP).as_bytes(), &shared).await;
-    timed_out |= !shared.wait_for(&shared.counters.warm, contacts, setup_started, setup_timeout, "contacts notified of the warm-up item").await;
-    let setup_results = SetupResults {
-        seconds: setup_started.elapsed().as_secs_f64(),
-        subscriptions_confirmed: shared.counters.subscribed.load(Ordering::Relaxed),
-        caps_queries: shared.counters.caps_queries.load(Ordering::Relaxed),
-        warm_up_notified: shared.counters.warm.load(Ordering::Relaxed),
-        timed_out,
-    };
 
     if !common.quiet {
         eprintln!("1 publisher, {contacts} contacts interested, {} items/s for {duration:?}", args.rate);
@@ -189,7 +133,7 @@ pub async fn run(args: PepArgs) -> anyhow::Result<()> {
     let send_period = start.elapsed();
     let expected = sent * contacts;
     let failed = |message: String| shared.error("harness:reader-task".into(), || message);
-    let running = super::Running { window, shutdown: shutdown_tx, readers, writers: writers.into_iter().map(|(_, writer)| writer).collect() };
+    let running = super::Running { window, shutdown, readers, writers: writers.into_iter().map(|(_, writer)| writer).collect() };
     let (drained, usage, ()) = super::drain_and_collect(expected, || shared.deliveries.load(Ordering::Relaxed), drain, running, |_, ()| {}, failed).await;
     let received = shared.received();
     let last = Duration::from_nanos(shared.last_received.load(Ordering::Relaxed));
@@ -219,14 +163,98 @@ pub async fn run(args: PepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Users 0..N logged in, user 0 and each other user contacts of each other (subscriptions both
+/// ways, every request approved), the others' clients' caps announced; with `warm_up`, user 0
+/// publishes a warm-up item every contact must get (so the server knows everyone's interest).
+pub(super) struct SetUp {
+    pub common: crate::cli::Common,
+    pub logins: LoginReport,
+    pub shared: Arc<Shared>,
+    pub shutdown: watch::Sender<bool>,
+    pub readers: JoinSet<()>,
+    pub writers: Vec<(u64, Arc<AsyncMutex<Writer>>)>,
+    pub results: SetupResults,
+    /// The server's address, for the report.
+    pub server: String,
+}
+
+pub(super) async fn set_up(common: &crate::cli::Common, setup_timeout: Duration, warm_up: bool) -> anyhow::Result<SetUp> {
+    let mut common = common.clone();
+    common.presence = true;
+    let n = common.users;
+    let setup = Setup::new(&common).await?;
+    let bare_of = |i: u64| format!("{}@{}", common.username(i).unwrap_or_default(), common.domain).to_ascii_lowercase();
+
+    let (logins, logged_in) = super::log_in_all(&setup, 0..n).await;
+    if logged_in.first().is_none_or(|(i, _)| *i != 0) {
+        anyhow::bail!("user 0 did not log in");
+    }
+    let shared = Arc::new(FanOut::new(
+        crate::scenario::chat::run_id(),
+        Counters { subscribed: AtomicU64::new(0), caps_queries: AtomicU64::new(0), warm: AtomicU64::new(0) },
+    ));
+    let ver = caps_ver();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut readers: JoinSet<()> = JoinSet::new();
+    let mut writers: Vec<(u64, Arc<AsyncMutex<Writer>>)> = Vec::new();
+    for (i, session) in logged_in {
+        let writer = Arc::new(AsyncMutex::new(session.writer));
+        readers.spawn(read_loop(session.reader, writer.clone(), i, ver.clone(), shared.clone(), shutdown_rx.clone()));
+        writers.push((i, writer));
+    }
+    let contacts = writers.len() as u64 - 1;
+    let publisher = writers[0].1.clone();
+
+    let setup_started = Instant::now();
+    let publisher_jid = bare_of(0);
+    let mut asks = Vec::new();
+    for (i, _) in &writers[1..] {
+        asks.extend_from_slice(b"<iq type='set' id='lt-roster'><query xmlns='jabber:iq:roster'><item jid='");
+        escape_attr(&mut asks, &bare_of(*i));
+        asks.extend_from_slice(b"'/></query></iq><presence type='subscribe' to='");
+        escape_attr(&mut asks, &bare_of(*i));
+        asks.extend_from_slice(b"'/>");
+    }
+    send(&publisher, &asks, &shared).await;
+    let mut ask_back = b"<presence type='subscribe' to='".to_vec();
+    escape_attr(&mut ask_back, &publisher_jid);
+    ask_back.extend_from_slice(b"'/>");
+    for (_, writer) in &writers[1..] {
+        send(writer, &ask_back, &shared).await;
+    }
+    let mut timed_out = !shared.wait_for(&shared.counters.subscribed, 2 * contacts, setup_started, setup_timeout, "subscriptions confirmed").await;
+    for (_, writer) in &writers[1..] {
+        send(writer, caps_presence(&ver).as_bytes(), &shared).await;
+    }
+    // The server asks each contact (or one, for a shared hash) for its features; then warm up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if warm_up {
+        send(&publisher, publish_item(WARM_UP, WARM_UP).as_bytes(), &shared).await;
+        timed_out |= !shared.wait_for(&shared.counters.warm, contacts, setup_started, setup_timeout, "contacts notified of the warm-up item").await;
+    }
+    let results = SetupResults {
+        seconds: setup_started.elapsed().as_secs_f64(),
+        subscriptions_confirmed: shared.counters.subscribed.load(Ordering::Relaxed),
+        caps_queries: shared.counters.caps_queries.load(Ordering::Relaxed),
+        warm_up_notified: shared.counters.warm.load(Ordering::Relaxed),
+        timed_out,
+    };
+    Ok(SetUp { common, logins, shared, shutdown, readers, writers, results, server: setup.server().to_string() })
+}
+
+/// Presence announcing the harness clients' caps (their features ask for the node: `+notify`).
+pub(super) fn caps_presence(ver: &str) -> String {
+    format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{CAPS_NODE}' ver='{ver}'/></presence>")
+}
+
 /// A publish of one item with `id` whose payload's text is `text`.
-fn publish_item(id: &str, text: &str) -> String {
+pub(super) fn publish_item(id: &str, text: &str) -> String {
     format!(
         "<iq type='set' id='lt-pep-{id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{NODE}'><item id='{id}'><x xmlns='{NODE}'>{text}</x></item></publish></pubsub></iq>"
     )
 }
 
-async fn send(writer: &Arc<AsyncMutex<Writer>>, bytes: &[u8], shared: &Shared) {
+pub(super) async fn send(writer: &Arc<AsyncMutex<Writer>>, bytes: &[u8], shared: &Shared) {
     if let Err(error) = xmpp::send(&mut *writer.lock().await, bytes).await {
         shared.error(format!("setup:send:{}", io_kind(&error)), || error.to_string());
     }
@@ -268,7 +296,7 @@ fn disco_answer(iq: &starling_xml::RawElement, ver: &str) -> Vec<u8> {
     out
 }
 
-async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, user: u64, ver: String, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn read_loop(mut reader: Reader, writer: Arc<AsyncMutex<Writer>>, user: u64, ver: String, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let error = |kind: String, message: String| shared.error(kind, || message);
     while let Some(element) = xmpp::next_in_run(&mut reader, &mut shutdown, &error).await {
         let mut reply: Option<Vec<u8>> = None;
