@@ -306,3 +306,35 @@ async def test_cluster_pubsub_service_node_survives_the_death_of_its_owner(muc_c
     finally:
         await env.aclose()
         restart_session_node(cl, cl.nodes[victim_name])
+
+
+@pytest.mark.deadline(120)
+async def test_cluster_pep_notifications_are_one_bus_record_per_edge(muc_cluster):
+    """A PEP publish to four contacts' resources on two edges leaves the publisher's node as one
+    record per edge (the edges write it to each connection), not one per contact through each
+    contact's owner."""
+    from test_xep0163_pep import PLUGINS, announce, event_items, publish, tune, wait_for
+    cl = muc_cluster
+    [alice_acc] = accounts_owned_by(cl, "session1", 1)
+    contacts_acc = accounts_owned_by(cl, "session2", 4)
+    edges = [cl.nodes["edge1"].endpoint, cl.nodes["edge2"].endpoint]
+    env = Env(Target("starling", edges[0], []))
+    try:
+        alice = await env.online(alice_acc, plugins=PLUGINS)
+        contacts = [await env.online(acc, ep=edges[i % 2], plugins=PLUGINS) for i, acc in enumerate(contacts_acc)]
+        for contact in contacts:
+            await env.subscribe_mutually(alice, contact)
+            await announce(contact, "http://jabber.org/protocol/tune")
+        await asyncio.sleep(1.0)  # caps heard
+        node = cl.nodes["session1"]
+        # The first publish reads the contacts' routes; the second shows the steady state.
+        for title in ("first", "second"):
+            records, deliveries = metric(node, "starling_fan_out_records_total"), metric(node, "starling_fan_out_deliveries_total")
+            assert (await alice.iq(publish("http://jabber.org/protocol/tune", title, tune(title)), "set")).get("type") == "result"
+            for contact in contacts:
+                await wait_for(lambda: any(m.find(f".//{{http://jabber.org/protocol/pubsub#event}}item[@id='{title}']") is not None
+                                           for m in event_items(contact, "http://jabber.org/protocol/tune")), f"{contact.jid} missed {title}")
+            assert metric(node, "starling_fan_out_records_total") - records == 2, "one record per edge"
+            assert metric(node, "starling_fan_out_deliveries_total") - deliveries == 4, "the four contacts"
+    finally:
+        await env.aclose()

@@ -19,6 +19,7 @@ mod context;
 mod datetime;
 mod directory;
 mod extensions;
+mod fan_out;
 mod hold;
 mod iq;
 mod layer;

@@ -7,6 +7,9 @@
 //! items of those nodes (`send_last_items`). After a takeover in a cluster this is learnt again:
 //! the restored resources' presence is heard and the contacts are probed.
 //!
+//! Notifications to contacts' resources go, in a cluster, one bus record per edge (`reach`, the
+//! direct routes kept here).
+//!
 //! Verified hashes (SHA-1 over what the client answered, XEP-0115 §5.4) are shared by every
 //! account in the process: a hash names one feature set wherever it comes from, so a client
 //! version is asked once, not once per contact. Unverified answers count for that resource only.
@@ -19,6 +22,7 @@ use starling_protocol::payload::DiscoInfoResult;
 use starling_protocol::{ns, Jid, Stanza, StanzaKind};
 use starling_xml::Element;
 
+use crate::fan_out::{direct_route, Via};
 use crate::registry::{Flow, Hook, Registrar};
 use crate::state::UserState;
 
@@ -72,6 +76,9 @@ enum Interest {
 #[derive(Default)]
 struct Heard {
     resources: HashMap<Jid, (String, Interest)>,
+    /// In a cluster, the direct routes of contacts' resources (`fan_out`), read once and kept
+    /// until the resource's next presence.
+    routes: HashMap<Jid, Option<Via>>,
     queries: u64,
 }
 
@@ -85,6 +92,29 @@ pub(super) fn interested(state: &UserState, node: &str) -> Vec<Jid> {
         .filter(|(_, (_, interest))| matches!(interest, Interest::Known(nodes) if nodes.contains(node)))
         .map(|(jid, _)| jid.clone())
         .collect()
+}
+
+/// How to reach each of `recipients`: in a cluster, a contact's resource by its direct route if it
+/// has one; the account's own resources, and everyone in one process, through the router.
+pub(super) async fn reach(state: &mut UserState, recipients: Vec<Jid>) -> Vec<(Jid, Option<Via>)> {
+    let Some(cluster) = state.services().cluster.get().cloned() else { return recipients.into_iter().map(|recipient| (recipient, None)).collect() };
+    let mut reached = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        if recipient.bare() == *state.user() {
+            reached.push((recipient, None));
+            continue;
+        }
+        let via = match state.ext.get::<Heard>().and_then(|heard| heard.routes.get(&recipient).cloned()) {
+            Some(via) => via,
+            None => {
+                let via = direct_route(cluster.as_ref(), &recipient).await;
+                state.ext.get_or_insert_with(Heard::default).routes.insert(recipient.clone(), via.clone());
+                via
+            }
+        };
+        reached.push((recipient, via));
+    }
+    reached
 }
 
 async fn contact_presence(state: &mut UserState, stanza: Stanza) -> Flow {
@@ -104,6 +134,10 @@ async fn own_presence(state: &mut UserState, sender: &Jid, stanza: Stanza) -> Fl
 /// A resource's presence: forgotten when unavailable; when available with a caps hash not seen
 /// for it before, its interests looked up (or asked for) and its last items sent.
 async fn hear(state: &mut UserState, resource: Jid, stanza: &Stanza) {
+    // A presence may come from a new connection of the same resource.
+    if let Some(heard) = state.ext.get_mut::<Heard>() {
+        heard.routes.remove(&resource);
+    }
     match stanza.stanza_type.as_deref() {
         None => {}
         Some("unavailable") => {

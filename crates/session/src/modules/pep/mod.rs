@@ -387,16 +387,22 @@ async fn access(state: &mut UserState, node: &Node, requester: &Jid) -> Result<(
 
 /// Tells the account's resources and its contacts (presence-subscribed, allowed by the node)
 /// whose clients asked for `name` what happened to it: a headline from the account to each such
-/// resource (XEP-0163 §4.3).
+/// resource (XEP-0163 §4.3); in a cluster, one bus record per edge for contacts' resources
+/// reached directly (`fan_out`).
 async fn notify(state: &mut UserState, name: &str, node: &Node, event: &Event<'_>) {
-    let event = event.to_element();
-    let recipients = interest::interested(state, name);
-    for recipient in recipients {
+    let mut allowed = Vec::new();
+    for recipient in interest::interested(state, name) {
         let bare = recipient.bare();
         if bare != *state.user() && (!roster::has_from(roster::subscription(state, &bare).await) || access(state, node, &bare).await.is_err()) {
             continue;
         }
-        send_event(state, &recipient, event.clone());
+        allowed.push(recipient);
+    }
+    let targets = interest::reach(state, allowed).await;
+    let message = Element::new("message", ns::CLIENT).with_attr("type", "headline").with_child(event.to_element());
+    let through_owners = crate::fan_out::send(state.services(), state.user(), message, targets.iter().map(|(jid, via)| (jid, via.as_ref())));
+    for stanza in through_owners {
+        state.route(stanza, Instant::now());
     }
 }
 

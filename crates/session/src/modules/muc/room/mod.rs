@@ -25,6 +25,7 @@ const PRIVILEGED_EXTRA: usize = 16;
 use super::form::{RoomConfig, Whois};
 use super::{refuse, Allowance};
 use crate::config::MucConfig;
+use crate::fan_out::Via;
 use crate::modules::mam::replays::RecentlyArchived;
 use crate::service::{ServiceContext, ServiceEntity};
 
@@ -85,11 +86,6 @@ struct Occupant {
     via: Option<Via>,
 }
 
-#[derive(Clone)]
-struct Via {
-    edge: String,
-    connection: u64,
-}
 
 impl Room {
     pub fn new(jid: Jid, service: Arc<MucConfig>) -> Room {

@@ -19,13 +19,12 @@
 //! with its last presence inside. Its affiliation is the room's (stored with the room); its
 //! route is read again.
 
-use std::collections::BTreeMap;
-
 use starling_protocol::payload::muc::Role;
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::Jid;
 use starling_xml::Element;
 
-use super::{Allowance, Occupant, Room, Via};
+use super::{Allowance, Occupant, Room};
+use crate::fan_out::Via;
 use crate::service::ServiceContext;
 
 const RECORD: &str = "urn:starling:muc:occupant:0";
@@ -86,42 +85,17 @@ impl Room {
 
 impl Room {
     /// In a cluster, the edge connection of `occupant` (a full JID) if the room may write to it
-    /// directly: bound, and without stream management.
+    /// directly.
     pub(super) async fn direct_route(&self, context: &ServiceContext, occupant: &Jid) -> Option<Via> {
-        let route = context.services.cluster.get()?.route_of(occupant).await??;
-        route.stream_management.is_none().then_some(Via { edge: route.node, connection: route.connection })
+        crate::fan_out::direct_route(context.services.cluster.get()?.as_ref(), occupant).await
     }
 
     /// Sends `stanza` (an element without addresses) from `from` to each of `occupants`: one bus
     /// record per edge for those the room reaches directly, through their owners for the others.
     pub(super) fn send<'a>(&self, context: &ServiceContext, from: &Jid, stanza: Element, occupants: impl IntoIterator<Item = &'a Occupant>) {
-        let cluster = context.services.cluster.get();
-        let mut by_edge: BTreeMap<&str, Vec<(u64, Jid)>> = BTreeMap::new();
-        for occupant in occupants {
-            match (&occupant.via, cluster) {
-                (Some(via), Some(_)) => by_edge.entry(via.edge.as_str()).or_default().push((via.connection, occupant.jid.clone())),
-                _ => {
-                    let _ = context.route(Stanza::build(stanza.clone(), from, Some(&occupant.jid)));
-                }
-            }
-        }
-        let Some(cluster) = cluster.filter(|_| !by_edge.is_empty()) else { return };
-        let bytes = Stanza::build(stanza.clone(), from, None).bytes;
-        let metrics = &context.services.metrics;
-        for (edge, targets) in by_edge {
-            let count = targets.len() as u64;
-            match cluster.fan_out(edge, bytes.clone(), targets) {
-                Ok(()) => {
-                    metrics.fan_out_records.inc();
-                    metrics.fan_out_deliveries.inc_by(count);
-                }
-                Err(targets) => {
-                    // The bus is behind: through the owners, which refuse what they cannot take.
-                    for (_, to) in targets {
-                        let _ = context.route(Stanza::build(stanza.clone(), from, Some(&to)));
-                    }
-                }
-            }
+        let targets = occupants.into_iter().map(|occupant| (&occupant.jid, occupant.via.as_ref()));
+        for stanza in crate::fan_out::send(&context.services, from, stanza, targets) {
+            let _ = context.route(stanza);
         }
     }
 }
