@@ -12,36 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 USERS=${USERS:-1000}
 SIZES=${SIZES:-10 100 1000}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
-cargo build --release -q -p starling-server -p starling-loadtest
-BIN=$CARGO_TARGET_DIR/release
 WORK=${WORK:-/tmp/starling-muc-bench}
-OUT=${OUT:-$WORK/results}
-mkdir -p "$WORK" "$OUT"
-cat > "$WORK/conf.toml" <<TOML
-[server]
-domain = "localhost"
-data_dir = "$WORK/data"
-[c2s]
-starttls_listen = ["127.0.0.1:37222"]
-direct_tls_listen = ["127.0.0.1:37223"]
-ping_idle_seconds = 600
-[admin]
-listen = "127.0.0.1:37280"
-[muc]
+PORT=37222
+EXTRA_TOML='[muc]
 occupant_rate = 0.0
-max_occupants = 10000
-TOML
-server_pid=
-start_server() {
-  rm -rf "$WORK/data"
-  "$BIN/starling" -c "$WORK/conf.toml" user add-bulk --prefix user --count "$USERS" --password secret > /dev/null
-  taskset -c 0 "$BIN/starling" -c "$WORK/conf.toml" serve > "$WORK/server.log" 2>&1 &
-  server_pid=$!
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:37280/readyz)" = 200 ]; do sleep 0.1; done
-}
-stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
-trap stop_server EXIT
+max_occupants = 10000'
+source loadtest/scripts/one-core-server.sh
 LT="taskset -c 1 $BIN/starling-loadtest"
 COMMON="--host 127.0.0.1 --port 37222 --domain localhost --password secret --users $USERS --quiet"
 for size in $SIZES; do

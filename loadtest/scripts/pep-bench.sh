@@ -9,33 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CONTACTS=${CONTACTS:-1000}
 USERS=$((CONTACTS + 1))
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
-cargo build --release -q -p starling-server -p starling-loadtest
-BIN=$CARGO_TARGET_DIR/release
 WORK=${WORK:-/tmp/starling-pep-bench}
-OUT=${OUT:-$WORK/results}
-mkdir -p "$WORK" "$OUT"
-cat > "$WORK/conf.toml" <<TOML
-[server]
-domain = "localhost"
-data_dir = "$WORK/data"
-[c2s]
-starttls_listen = ["127.0.0.1:37322"]
-direct_tls_listen = ["127.0.0.1:37323"]
-ping_idle_seconds = 600
-[admin]
-listen = "127.0.0.1:37380"
-TOML
-server_pid=
-start_server() {
-  rm -rf "$WORK/data"
-  "$BIN/starling" -c "$WORK/conf.toml" user add-bulk --prefix user --count "$USERS" --password secret > /dev/null
-  taskset -c 0 "$BIN/starling" -c "$WORK/conf.toml" serve > "$WORK/server.log" 2>&1 &
-  server_pid=$!
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:37380/readyz)" = 200 ]; do sleep 0.1; done
-}
-stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
-trap stop_server EXIT
+PORT=37322
+source loadtest/scripts/one-core-server.sh
 for rate in ${RATES:-10 20 40 60 80}; do
   start_server
   taskset -c 1 "$BIN/starling-loadtest" pep --host 127.0.0.1 --port 37322 --domain localhost --password secret --users "$USERS" --quiet \

@@ -10,29 +10,10 @@ cd "$(dirname "$0")/../.."
 CONTACTS=${CONTACTS:-200}
 LOGINS=${LOGINS:-30}
 USERS=$((CONTACTS + 1))
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
-cargo build --release -q -p starling-server -p starling-loadtest
-BIN=$CARGO_TARGET_DIR/release
 WORK=${WORK:-/tmp/starling-pep-login-bench}
-OUT=${OUT:-$WORK/results}
-mkdir -p "$WORK" "$OUT"
-cat > "$WORK/conf.toml" <<TOML
-[server]
-domain = "localhost"
-data_dir = "$WORK/data"
-[c2s]
-starttls_listen = ["127.0.0.1:37422"]
-direct_tls_listen = ["127.0.0.1:37423"]
-ping_idle_seconds = 600
-[admin]
-listen = "127.0.0.1:37480"
-TOML
-rm -rf "$WORK/data"
-"$BIN/starling" -c "$WORK/conf.toml" user add-bulk --prefix user --count "$USERS" --password secret > /dev/null
-taskset -c 0 "$BIN/starling" -c "$WORK/conf.toml" serve > "$WORK/server.log" 2>&1 &
-server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
-until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:37480/readyz)" = 200 ]; do sleep 0.1; done
+PORT=37422
+source loadtest/scripts/one-core-server.sh
+start_server
 taskset -c 1 "$BIN/starling-loadtest" pep-login --host 127.0.0.1 --port 37422 --domain localhost --password secret --users "$USERS" --quiet \
   --logins "$LOGINS" --server-pid "$server_pid" --json-out "$OUT/pep-login-$CONTACTS.json" > "$OUT/pep-login-$CONTACTS.txt" 2>&1 || true
 python3 - "$OUT/pep-login-$CONTACTS.json" <<'PY'

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::{Jid, Stanza, StanzaError};
+use starling_xml::Element;
 
 use crate::messages::{Inbound, Stop};
 use crate::context::{Router, Services};
@@ -54,6 +55,20 @@ impl ServiceContext {
     /// Routes a stanza the entity sends (its `from` is the entity's JID or a JID under it).
     pub fn route(&self, stanza: Stanza) -> Result<(), Box<Stanza>> {
         self.router.route(stanza, Instant::now())
+    }
+
+    /// Answers an IQ request with a result from where it was sent.
+    pub fn answer(&self, request: &Stanza, payload: Option<Element>) {
+        let responder = request.to.clone().unwrap_or_else(|| self.jid.clone());
+        let _ = self.route(request.iq_result(&responder, payload));
+    }
+
+    /// Answers a stanza with an error from where it was sent.
+    pub fn refuse(&self, stanza: &Stanza, error: &StanzaError) {
+        let responder = stanza.to.clone().unwrap_or_else(|| self.jid.clone());
+        if let Some(reply) = stanza.error_reply(&responder, error) {
+            let _ = self.route(reply);
+        }
     }
 }
 

@@ -76,7 +76,7 @@ impl ServiceEntity for Service {
                         features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::MUC].map(str::to_owned).to_vec(),
                         ..DiscoInfoResult::default()
                     };
-                    answer(context, &stanza, Some((&info).into()));
+                    context.answer(&stanza, Some((&info).into()));
                 }
                 Some(query) if stanza.type_is("get") && query.is("query", ns::DISCO_ITEMS) => match context.services.store.rooms.listed(context.jid.as_str()).await {
                     Ok(listed) => {
@@ -84,7 +84,7 @@ impl ServiceEntity for Service {
                             .into_iter()
                             .filter_map(|(room, name)| Some(DiscoItem { jid: Jid::new(&room).ok()?, node: None, name: (!name.is_empty()).then_some(name) }))
                             .collect();
-                        answer(context, &stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
+                        context.answer(&stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "could not read the public rooms");
@@ -106,22 +106,9 @@ fn request_payload(stanza: &Stanza) -> Option<Element> {
     stanza.element().ok()?.into_children().next()
 }
 
-/// Answers an IQ request with a result from where it was sent.
-fn answer(context: &ServiceContext, request: &Stanza, payload: Option<Element>) {
-    let responder = request.to.clone().unwrap_or_else(|| context.jid.clone());
-    let _ = context.route(request.iq_result(&responder, payload));
-}
-
 /// Answers a stanza with an error from where it was sent.
 fn refuse(context: &ServiceContext, stanza: &Stanza, condition: StanzaErrorCondition) {
-    refuse_with(context, stanza, StanzaError::new(condition));
-}
-
-fn refuse_with(context: &ServiceContext, stanza: &Stanza, error: StanzaError) {
-    let responder = stanza.to.clone().unwrap_or_else(|| context.jid.clone());
-    if let Some(reply) = stanza.error_reply(&responder, &error) {
-        let _ = context.route(reply);
-    }
+    context.refuse(stanza, &StanzaError::new(condition));
 }
 
 /// What an occupant may send now (a token bucket refilled at `[muc] occupant_rate` a second up to

@@ -174,12 +174,12 @@ impl ServiceEntity for Domain {
         Box::pin(async move {
             if stanza.kind != StanzaKind::Iq || !stanza.is_iq_request() {
                 if stanza.kind == StanzaKind::Message && !stanza.is_error() && !stanza.type_is("headline") {
-                    refuse(context, &stanza, StanzaError::new(StanzaErrorCondition::ServiceUnavailable));
+                    context.refuse(&stanza, &StanzaError::new(StanzaErrorCondition::ServiceUnavailable));
                 }
                 return;
             }
             let Some(payload) = stanza.element().ok().and_then(|element| element.into_children().next()) else {
-                return refuse(context, &stanza, StanzaError::new(StanzaErrorCondition::BadRequest));
+                return context.refuse(&stanza, &StanzaError::new(StanzaErrorCondition::BadRequest));
             };
             let get = stanza.type_is("get");
             if get && payload.is("query", ns::DISCO_INFO) {
@@ -188,15 +188,15 @@ impl ServiceEntity for Domain {
                     features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB].iter().chain(FEATURES).map(|f| (*f).to_owned()).collect(),
                     ..DiscoInfoResult::default()
                 };
-                answer(context, &stanza, Some((&info).into()));
+                context.answer(&stanza, Some((&info).into()));
             } else if get && payload.is("query", ns::DISCO_ITEMS) {
                 self.nodes(context, &stanza).await;
             } else if payload.is("pubsub", ns::PUBSUB_OWNER) && payload.get_child("default", ns::PUBSUB_OWNER).is_some() && get {
-                answer(context, &stanza, Some(pubsub::configure_result(None, &default_config().form(&node_limits(&self.config)))));
+                context.answer(&stanza, Some(pubsub::configure_result(None, &default_config().form(&node_limits(&self.config)))));
             } else if payload.is("pubsub", ns::PUBSUB) {
                 self.request(context, stanza, payload).await;
             } else {
-                refuse(context, &stanza, StanzaError::new(StanzaErrorCondition::ServiceUnavailable));
+                context.refuse(&stanza, &StanzaError::new(StanzaErrorCondition::ServiceUnavailable));
             }
         })
     }
@@ -219,11 +219,11 @@ impl Domain {
                         DiscoItem { jid: context.jid.clone(), node: Some(name), name: title }
                     })
                     .collect();
-                answer(context, stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
+                context.answer(stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
             }
             Err(error) => {
                 tracing::warn!(%error, "could not read the PubSub nodes");
-                refuse(context, stanza, StanzaError::new(StanzaErrorCondition::InternalServerError));
+                context.refuse(stanza, &StanzaError::new(StanzaErrorCondition::InternalServerError));
             }
         }
     }
@@ -280,29 +280,15 @@ impl Domain {
                 pubsub::affiliations_result(ns::PUBSUB, None, owned.iter().map(|(name, affiliation)| (name.as_str(), *affiliation)))
             })
         } else {
-            return refuse(context, &stanza, pubsub::pubsub_error(StanzaErrorCondition::BadRequest, "nodeid-required", None));
+            return context.refuse(&stanza, &pubsub::pubsub_error(StanzaErrorCondition::BadRequest, "nodeid-required", None));
         };
         match result {
-            Ok(payload) => answer(context, &stanza, Some(payload)),
+            Ok(payload) => context.answer(&stanza, Some(payload)),
             Err(error) => {
                 tracing::warn!(%error, "could not read a user's PubSub nodes");
-                refuse(context, &stanza, StanzaError::new(StanzaErrorCondition::InternalServerError));
+                context.refuse(&stanza, &StanzaError::new(StanzaErrorCondition::InternalServerError));
             }
         }
-    }
-}
-
-/// Answers an IQ request with a result from the service.
-fn answer(context: &ServiceContext, request: &Stanza, payload: Option<Element>) {
-    let responder = request.to.clone().unwrap_or_else(|| context.jid.clone());
-    let _ = context.route(request.iq_result(&responder, payload));
-}
-
-/// Answers a stanza with an error from the service.
-fn refuse(context: &ServiceContext, stanza: &Stanza, error: StanzaError) {
-    let responder = stanza.to.clone().unwrap_or_else(|| context.jid.clone());
-    if let Some(reply) = stanza.error_reply(&responder, &error) {
-        let _ = context.route(reply);
     }
 }
 

@@ -16,7 +16,7 @@ use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, Stan
 use starling_xml::Element;
 
 use super::node::{AccessModel, Affiliation, Node, PublishModel, SendLast, Subscription};
-use super::{answer, default_config, index, node_limits, refuse, MAX_NODE_ID_BYTES, OWNED, SUBSCRIBED};
+use super::{default_config, index, node_limits, MAX_NODE_ID_BYTES, OWNED, SUBSCRIBED};
 use crate::config::PubSubConfig;
 use crate::modules::roster;
 use crate::service::{ServiceContext, ServiceEntity};
@@ -55,12 +55,12 @@ impl ServiceEntity for Shard {
             // The shard's own JID is no address anyone should use.
             let to_shard = stanza.to.as_ref().is_some_and(|to| to.node().is_some());
             match stanza.kind {
-                StanzaKind::Iq if stanza.is_iq_request() && to_shard => refuse(context, &stanza, StanzaError::new(StanzaErrorCondition::ItemNotFound)),
+                StanzaKind::Iq if stanza.is_iq_request() && to_shard => context.refuse(&stanza, &StanzaError::new(StanzaErrorCondition::ItemNotFound)),
                 StanzaKind::Iq if stanza.is_iq_request() => {
                     let outcome = self.iq(context, &stanza).await;
                     match outcome {
-                        Ok(payload) => answer(context, &stanza, payload),
-                        Err(error) => refuse(context, &stanza, error),
+                        Ok(payload) => context.answer(&stanza, payload),
+                        Err(error) => context.refuse(&stanza, &error),
                     }
                 }
                 StanzaKind::Message if !to_shard && !stanza.is_error() => self.approval(context, &stanza).await,

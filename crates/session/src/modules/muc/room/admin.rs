@@ -8,7 +8,7 @@ use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition};
 use starling_xml::Element;
 
 use super::{Room, RoomState};
-use crate::modules::muc::{answer, refuse};
+use crate::modules::muc::refuse;
 use crate::service::ServiceContext;
 
 /// One change a `muc#admin` set asks for.
@@ -91,7 +91,7 @@ impl Room {
         }
         if stanza.type_is("get") {
             return match self.list(room, requester, requester_role, items[0]) {
-                Ok(list) => answer(context, stanza, Some(list)),
+                Ok(list) => context.answer(stanza, Some(list)),
                 Err(condition) => refuse(context, stanza, condition),
             };
         }
@@ -112,7 +112,7 @@ impl Room {
         if affiliations {
             self.answer_saved(context, stanza).await;
         } else {
-            answer(context, stanza, None);
+            context.answer(stanza, None);
         }
     }
 

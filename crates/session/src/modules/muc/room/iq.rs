@@ -8,7 +8,7 @@ use starling_xml::Element;
 
 use super::{Room, RoomState};
 use crate::modules::mam::{answer_query, QueryRefused};
-use crate::modules::muc::{answer, refuse, request_payload};
+use crate::modules::muc::{refuse, request_payload};
 use crate::service::ServiceContext;
 
 impl Room {
@@ -27,28 +27,28 @@ impl Room {
                 // §6.6.
                 None if disco => refuse(context, stanza, StanzaErrorCondition::BadRequest),
                 None => refuse(context, stanza, StanzaErrorCondition::NotAcceptable),
-                Some(sender) if room.occupants[sender].nick == nick && payload.is("ping", ns::PING) => answer(context, stanza, None),
+                Some(sender) if room.occupants[sender].nick == nick && payload.is("ping", ns::PING) => context.answer(stanza, None),
                 // Requests to other occupants are not relayed yet.
                 Some(_) => refuse(context, stanza, StanzaErrorCondition::ServiceUnavailable),
             };
         }
         let owner = room.affiliation(&stanza.from.bare()) == Affiliation::Owner;
         match (payload.name(), payload.ns()) {
-            ("query", ns::DISCO_INFO) if get => answer(context, stanza, Some((&self.info(room, context.services.config.archive.enabled)).into())),
+            ("query", ns::DISCO_INFO) if get => context.answer(stanza, Some((&self.info(room, context.services.config.archive.enabled)).into())),
             ("query", ns::DISCO_ITEMS) if get => {
                 // §6.5: the occupants, of a public room or to its occupants.
                 let items = if sender.is_some() || room.config.public { room.occupants.iter().map(|o| DiscoItem { jid: self.occupant_jid(&o.nick), node: None, name: None }).collect() } else { Vec::new() };
-                answer(context, stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
+                context.answer(stanza, Some((&DiscoItemsResult { items, ..DiscoItemsResult::default() }).into()));
             }
             ("query", ns::MUC_OWNER) if !owner => refuse(context, stanza, StanzaErrorCondition::Forbidden),
-            ("query", ns::MUC_OWNER) if get => answer(context, stanza, Some(Element::new("query", ns::MUC_OWNER).with_child((&room.config.form()).into()))),
+            ("query", ns::MUC_OWNER) if get => context.answer(stanza, Some(Element::new("query", ns::MUC_OWNER).with_child((&room.config.form()).into()))),
             ("query", ns::MUC_OWNER) => self.owner_set(context, stanza, &payload).await,
             ("query", ns::MUC_ADMIN) => self.admin(context, stanza, &payload).await,
             ("query", ns::MAM) if context.services.config.archive.enabled => {
                 // The room's archive is for those who may read the room: occupants and members.
                 let reader = sender.is_some() || matches!(room.affiliation(&stanza.from.bare()), Affiliation::Owner | Affiliation::Admin | Affiliation::Member);
                 match (get, reader) {
-                    (true, _) => answer(context, stanza, Some(MamQuery::form_template().into())),
+                    (true, _) => context.answer(stanza, Some(MamQuery::form_template().into())),
                     (false, false) => refuse(context, stanza, StanzaErrorCondition::Forbidden),
                     (false, true) => self.archive_query(context, stanza, &payload).await,
                 }
@@ -61,7 +61,7 @@ impl Room {
     /// with an error if the store did not take it.
     pub(super) async fn answer_saved(&mut self, context: &ServiceContext, stanza: &Stanza) {
         match self.save(context).await {
-            Ok(()) => answer(context, stanza, None),
+            Ok(()) => context.answer(stanza, None),
             Err(error) => {
                 tracing::warn!(room = %self.jid, %error, "could not store the room");
                 refuse(context, stanza, StanzaErrorCondition::InternalServerError);
@@ -77,7 +77,7 @@ impl Room {
                     let result = Stanza { kind: StanzaKind::Message, from: self.jid.clone(), to: Some(stanza.from.clone()), id: None, stanza_type: None, bytes };
                     let _ = context.route(result);
                 }
-                answer(context, stanza, Some(fin.into()));
+                context.answer(stanza, Some(fin.into()));
             }
             Err(QueryRefused::Refused(condition)) => refuse(context, stanza, condition),
             Err(QueryRefused::Store(error)) => {
@@ -118,9 +118,9 @@ impl Room {
             FormType::Cancel if room.locked => {
                 // The creator gave up on a room it never configured: it goes (§10.1.3).
                 self.destroy(context, &Element::new("destroy", ns::MUC_OWNER));
-                answer(context, stanza, None);
+                context.answer(stanza, None);
             }
-            FormType::Cancel => answer(context, stanza, None),
+            FormType::Cancel => context.answer(stanza, None),
             FormType::Submit => match room.config.with_submitted(&form, &self.service) {
                 Ok(config) => {
                     room.config = config;

@@ -10,7 +10,7 @@ use starling_xml::Element;
 use super::{Past, Room};
 use crate::hold::{current_cause, current_hold};
 use crate::modules::mam::replays::{archived_by, content_of};
-use crate::modules::muc::{refuse, refuse_with};
+use crate::modules::muc::refuse;
 use crate::service::ServiceContext;
 
 impl Room {
@@ -29,7 +29,7 @@ impl Room {
             let room = self.state.as_mut().expect("the sender's room");
             if !room.occupants[sender].allowance.take(self.service.occupant_rate, self.service.occupant_burst, std::time::Instant::now()) {
                 let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("Too many messages: slow down.");
-                return refuse_with(context, stanza, error);
+                return context.refuse(stanza, &error);
             }
         }
         match (to_nick, sender) {
