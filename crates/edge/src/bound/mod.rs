@@ -69,9 +69,31 @@ pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut 
     session.unbind(stream_end).await;
     // A finished task must not be awaited again (its handle panics).
     if !writer_done {
-        let _ = writer_task.await;
+        if matches!(end, End::Error(_)) {
+            // The client is to read the error (RFC 6120 §4.9): read what it still sends while the
+            // writer sends what was queued and the error (bounded, should the client read nothing),
+            // then linger a little after our side is shut.
+            let closed = tokio::time::timeout(CLOSE_WAIT, async {
+                tokio::select! {
+                    _ = &mut writer_task => {}
+                    () = receiver.discard() => {
+                        let _ = (&mut writer_task).await;
+                    }
+                }
+            })
+            .await;
+            match closed {
+                Ok(()) => receiver.linger().await,
+                Err(_) => writer_task.abort(),
+            }
+        } else {
+            let _ = writer_task.await;
+        }
     }
 }
+
+/// The longest a stream that ended in an error waits for its writer to send the error.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the read loop works with.
 struct Stream<'a> {

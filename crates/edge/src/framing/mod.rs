@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use starling_protocol::StreamError;
@@ -29,7 +30,28 @@ pub(crate) trait ReceiveFrames: Send + 'static {
     /// A counter of bytes received, shared with the writer task: it shows a peer is alive even
     /// when it sends only whitespace, which the parser reports late.
     fn activity(&self) -> Arc<AtomicU64>;
+
+    /// Reads and discards what the client sends, up to `LINGER_BYTES`, until it closes or the
+    /// connection fails: after a stream error, while our close goes out (a client that writes
+    /// without reading would otherwise block both ends).
+    fn discard(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// After a stream error was sent and our side shut (RFC 6120 §4.9): [`discard`](Self::discard)
+    /// for at most `LINGER_TIME`, so the socket is not closed with unread bytes — the kernel would
+    /// answer them with a reset and drop whatever of the error it had not sent yet.
+    fn linger(&mut self) -> impl Future<Output = ()> + Send {
+        async {
+            let _ = tokio::time::timeout(LINGER_TIME, self.discard()).await;
+        }
+    }
 }
+
+/// How long, and how much, a stream that ended in an error is still read after it (`linger`):
+/// enough for the error to reach a client that was writing, little enough that a hostile client
+/// cannot hold the connection. Time is what counts: a client writing over loopback sends a
+/// megabyte in milliseconds; the byte bound only caps the decryption a client can make us do.
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
+pub(crate) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// The sending side of a stream. Negotiation sends typed values; the bound writer sends stanzas
 /// that are already bytes.

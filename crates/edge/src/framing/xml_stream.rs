@@ -8,9 +8,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use starling_protocol::{ns, StreamError};
 use starling_xml::{Element, FrameError, StreamEvent, StreamHeader, StreamReader, NS_STREAMS};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::{Framing, ReceiveFrames, SendFrames};
+use super::{Framing, ReceiveFrames, SendFrames, LINGER_BYTES};
 use crate::edge::Edge;
 
 /// Any byte stream a client can be on: plain TCP or TLS over it (or a test's in-memory pipe).
@@ -114,6 +114,18 @@ impl ReceiveFrames for XmlReceiver {
 
     fn activity(&self) -> Arc<AtomicU64> {
         self.reader.activity()
+    }
+
+    async fn discard(&mut self) {
+        let reader = self.reader.get_mut();
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => discarded += read,
+            }
+        }
     }
 }
 

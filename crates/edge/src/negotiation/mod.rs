@@ -254,6 +254,7 @@ impl<F: Framing> Stream<'_, F> {
                     return;
                 }
                 self.framing.sender().close(Some(&error)).await;
+                self.framing.receiver().linger().await;
             }
         }
     }
