@@ -30,7 +30,7 @@ from harness import Account, Endpoint, Env, StarlingServer, Target, free_port
 
 MODE = os.environ.get("XMPP_TARGET", "starling")
 TEST_TIMEOUT = float(os.environ.get("XMPP_TEST_TIMEOUT", "90"))
-POOL_SIZE = int(os.environ.get("XMPP_POOL_SIZE", "400"))
+POOL_SIZE = int(os.environ.get("XMPP_POOL_SIZE", "600"))
 PASSWORD = "pool-Secret-1"
 
 # Config the suite needs beyond the documented contract (see tests/interop/README.md):

@@ -294,7 +294,11 @@ async fn outbound_subscription(state: &mut UserState, stanza: Stanza) -> Flow {
         send_subscription(state, &contact, &kind);
     }
     match kind.as_str() {
-        "subscribed" if route => state.send_current_presence(&contact),
+        "subscribed" if route => {
+            state.send_current_presence(&contact);
+            // The contact may now see the account's PEP nodes (XEP-0163 §4.3.3).
+            super::pep::contact_approved(state, &contact).await;
+        }
         "unsubscribed" if existing.is_some_and(|e| has_from(e.subscription)) => state.send_unavailable_to(&contact),
         _ => {}
     }

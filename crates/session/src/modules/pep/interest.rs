@@ -117,6 +117,29 @@ pub(super) async fn reach(state: &mut UserState, recipients: Vec<Jid>) -> Vec<(J
     reached
 }
 
+/// The account approved `contact`'s subscription: the contact's resources heard before, when they
+/// could not see the account's nodes yet, get the last items of the nodes they want now.
+pub(super) async fn contact_approved(state: &mut UserState, contact: &Jid) {
+    let known: Vec<(Jid, Arc<HashSet<String>>)> = state
+        .ext
+        .get::<Heard>()
+        .map(|heard| {
+            heard
+                .resources
+                .iter()
+                .filter(|(jid, _)| jid.bare() == *contact)
+                .filter_map(|(jid, (_, interest))| match interest {
+                    Interest::Known(nodes) => Some((jid.clone(), nodes.clone())),
+                    Interest::Asked { .. } => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (resource, nodes) in known {
+        super::send_last_items(state, &resource, &|node| nodes.contains(node)).await;
+    }
+}
+
 async fn contact_presence(state: &mut UserState, stanza: Stanza) -> Flow {
     if stanza.from.bare() != *state.user() && !stanza.from.is_bare() {
         hear(state, stanza.from.clone(), &stanza).await;

@@ -412,6 +412,11 @@ fn send_event(state: &mut UserState, to: &Jid, event: Element) {
     state.route(stanza, Instant::now());
 }
 
+/// The account approved `contact`'s subscription to its presence: what its resources asked for.
+pub(crate) async fn contact_approved(state: &mut UserState, contact: &Jid) {
+    interest::contact_approved(state, contact).await;
+}
+
 /// The last items `resource` (a full JID that just came online, or whose interests just became
 /// known) should get: every node it asked for whose access lets it see it and that sends its last
 /// item on presence (XEP-0163 §4.3.3).
