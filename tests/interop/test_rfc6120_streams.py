@@ -168,9 +168,11 @@ async def test_rfc6120_6_4_5_retries_limited_per_stream(env):
     assert cond == "policy-violation", cond
 
 
-async def test_sasl_failures_throttle_address(env):
-    """Repeated failures from one address are throttled across connections: further attempts from it,
-    even with the right password, get <temporary-auth-failure/> for a while."""
+async def test_sasl_failures_throttle_the_account_from_that_address_only(env):
+    """Repeated failures for one account from one address are throttled across connections: further
+    attempts for it from there, even with the right password, get <temporary-auth-failure/> for a
+    while. Nobody else is locked out: another account's right password from the same address (a
+    NAT's other users) and the account's own right password from another address still work."""
     ip = fresh_source_ip()
     victim, other = env.account(), env.account()
     attempts = 0
@@ -191,15 +193,23 @@ async def test_sasl_failures_throttle_address(env):
         if throttled:
             break
     assert throttled, f"{attempts} failed attempts from one address without any throttling"
-    # The right password of another account from the same address is refused too, while throttled.
+    # The victim's right password from the guessing address is refused while throttled.
+    r = await env.raw(source_ip=ip)
+    await r.open_stream()
+    await r.starttls()
+    res = await r.auth_plain(victim.localpart, victim.password)
+    assert res.tag == tag("sasl", "failure") and res.find("sasl:temporary-auth-failure", NS) is not None, to_str(res)
+    await r.close()
+    # Another user behind the same address logs in.
     r = await env.raw(source_ip=ip)
     await r.open_stream()
     await r.starttls()
     res = await r.auth_plain(other.localpart, other.password)
-    assert res.tag == tag("sasl", "failure") and res.find("sasl:temporary-auth-failure", NS) is not None, to_str(res)
-    # Other addresses are unaffected.
-    c = await env.client(other)
-    assert c.x.boundjid.bare == other.jid
+    assert res.tag == tag("sasl", "success"), to_str(res)
+    await r.close()
+    # The victim logs in from elsewhere.
+    c = await env.client(victim)
+    assert c.x.boundjid.bare == victim.jid
 
 
 async def test_rfc6120_6_4_plain_before_tls_refused(env):

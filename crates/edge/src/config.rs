@@ -38,8 +38,12 @@ pub struct C2sConfig {
     pub client_queue: usize,
     /// Failed SASL attempts on one connection before it is closed.
     pub max_auth_attempts: u32,
-    /// Failures per address or account within the window before attempts are refused.
+    /// Failures for one account from one address within the window before that address may not
+    /// try that account…
     pub auth_throttle_failures: u32,
+    /// …and failures from one address over any accounts before it may not try at all (high: one
+    /// address is often many people behind a NAT).
+    pub auth_throttle_address_failures: u32,
     pub auth_throttle_window_seconds: u64,
 }
 
@@ -59,6 +63,7 @@ impl Default for C2sConfig {
             client_queue: DEFAULT_CLIENT_QUEUE,
             max_auth_attempts: 3,
             auth_throttle_failures: 5,
+            auth_throttle_address_failures: 100,
             auth_throttle_window_seconds: 60,
         }
     }

@@ -62,7 +62,7 @@ impl Edge {
         metrics: Arc<Metrics>,
         nonzas: NonzaHandlers,
     ) -> Arc<Edge> {
-        let throttle = Throttle::new(config.c2s.auth_throttle_failures, config.c2s.auth_throttle_window());
+        let throttle = Throttle::new(config.c2s.auth_throttle_failures, config.c2s.auth_throttle_address_failures, config.c2s.auth_throttle_window());
         Arc::new(Edge {
             config,
             tls: TlsAcceptor::from(tls),

@@ -189,10 +189,16 @@ impl Exchange {
     }
 }
 
-/// Slows down password guessing: after `max_failures` failures within `window`, further attempts
-/// for that address or account are refused (`temporary-auth-failure`) until the window passes.
+/// Slows down password guessing without locking out people who did nothing wrong. Within `window`:
+/// after `max_failures` failures for one account *from one address*, that address may not try that
+/// account again — even with the right password — until the window passes; after
+/// `max_address_failures` failures from one address over any accounts (a spray), the address may
+/// not try at all. The address bound is high because one address is often many people (a mobile
+/// carrier's NAT); an account is never locked for everyone, so nobody can lock a user out by
+/// guessing wrong from elsewhere. Refusals are `temporary-auth-failure`.
 pub struct Throttle {
     max_failures: u32,
+    max_address_failures: u32,
     window: Duration,
     failures: Mutex<HashMap<ThrottleKey, (u32, Instant)>>,
 }
@@ -200,26 +206,27 @@ pub struct Throttle {
 #[derive(Hash, PartialEq, Eq, Clone)]
 enum ThrottleKey {
     Address(IpAddr),
-    Account(String),
+    AccountFrom(IpAddr, String),
 }
 
 /// Entries kept before expired ones are swept, bounding the table under a spray of addresses.
 const THROTTLE_SWEEP_AT: usize = 100_000;
 
 impl Throttle {
-    pub fn new(max_failures: u32, window: Duration) -> Throttle {
-        Throttle { max_failures, window, failures: Mutex::new(HashMap::new()) }
+    pub fn new(max_failures: u32, max_address_failures: u32, window: Duration) -> Throttle {
+        Throttle { max_failures, max_address_failures, window, failures: Mutex::new(HashMap::new()) }
     }
 
-    fn keys(address: IpAddr, account: &str) -> [ThrottleKey; 2] {
-        [ThrottleKey::Address(address), ThrottleKey::Account(account.to_owned())]
+    /// The keys a failure counts under, each with the failures that block it.
+    fn keys(&self, address: IpAddr, account: &str) -> [(ThrottleKey, u32); 2] {
+        [(ThrottleKey::Address(address), self.max_address_failures), (ThrottleKey::AccountFrom(address, account.to_owned()), self.max_failures)]
     }
 
     pub fn is_blocked(&self, address: IpAddr, account: &str) -> bool {
         let table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        Self::keys(address, account)
+        self.keys(address, account)
             .iter()
-            .any(|key| table.get(key).is_some_and(|(count, since)| *count >= self.max_failures && since.elapsed() < self.window))
+            .any(|(key, most)| table.get(key).is_some_and(|(count, since)| *count >= *most && since.elapsed() < self.window))
     }
 
     pub fn record_failure(&self, address: IpAddr, account: &str) {
@@ -228,7 +235,7 @@ impl Throttle {
             let window = self.window;
             table.retain(|_, (_, since)| since.elapsed() < window);
         }
-        for key in Self::keys(address, account) {
+        for (key, _) in self.keys(address, account) {
             let entry = table.entry(key).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= self.window {
                 *entry = (0, Instant::now());
@@ -237,10 +244,11 @@ impl Throttle {
         }
     }
 
+    /// A success forgets the failures for that account from that address, not the address's: a
+    /// guesser holding one valid account must not be able to reset its spray count.
     pub fn record_success(&self, address: IpAddr, account: &str) {
         let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        table.remove(&ThrottleKey::Account(account.to_owned()));
-        table.remove(&ThrottleKey::Address(address));
+        table.remove(&ThrottleKey::AccountFrom(address, account.to_owned()));
     }
 }
 
@@ -257,18 +265,23 @@ mod tests {
     }
 
     #[test]
-    fn throttle_blocks_after_repeated_failures_and_expires() {
-        let throttle = Throttle::new(3, Duration::from_millis(50));
+    fn throttle_blocks_an_account_from_one_address_and_a_spraying_address() {
+        let throttle = Throttle::new(3, 5, Duration::from_millis(50));
         let ip: IpAddr = [127, 0, 0, 1].into();
         for _ in 0..3 {
             assert!(!throttle.is_blocked(ip, "bob"));
             throttle.record_failure(ip, "bob");
         }
-        assert!(throttle.is_blocked(ip, "bob"));
-        assert!(throttle.is_blocked([127, 0, 0, 2].into(), "bob"), "per account");
-        assert!(throttle.is_blocked(ip, "carol"), "per address");
+        assert!(throttle.is_blocked(ip, "bob"), "bob from the guessing address");
+        assert!(!throttle.is_blocked([127, 0, 0, 2].into(), "bob"), "bob from elsewhere is not locked out");
+        assert!(!throttle.is_blocked(ip, "carol"), "others behind the same address are not either");
+        throttle.record_failure(ip, "carol");
+        throttle.record_failure(ip, "dave");
+        assert!(throttle.is_blocked(ip, "erin"), "five failures over any accounts: the address sprays");
+        throttle.record_success(ip, "carol");
+        assert!(throttle.is_blocked(ip, "erin"), "a success does not reset the address");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(!throttle.is_blocked(ip, "bob"));
+        assert!(!throttle.is_blocked(ip, "bob") && !throttle.is_blocked(ip, "erin"));
     }
 
     #[test]

@@ -125,7 +125,7 @@ async fn rfc6120_6_4_5_failed_attempts_are_bounded_per_stream() {
 }
 
 #[tokio::test]
-async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
+async fn repeated_failures_throttle_the_account_from_that_address_even_with_the_right_password() {
     let mut config = test_support::config();
     config.c2s.auth_throttle_failures = 2;
     config.c2s.max_auth_attempts = 10;
