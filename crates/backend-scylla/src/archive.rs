@@ -210,6 +210,17 @@ impl Archive for ScyllaStore {
         Ok(found.into_iter().flatten().collect())
     }
 
+    async fn remove(&self, user: &str, ids: &[u64]) -> Result<(), StoreError> {
+        // The conversation index is keyed by the peer, which only the message row knows.
+        for message in self.get(user, ids).await? {
+            let (b, id) = (bucket(message.id), to_bigint(message.id));
+            self.exec(&self.st.archive_with_delete, (user, message.with.as_str(), b, id)).await?;
+            // The message row last: if the first delete failed, a retry still finds the peer.
+            self.exec(&self.st.archive_delete, (user, b, id)).await?;
+        }
+        Ok(())
+    }
+
     async fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError> {
         let result = self.exec(&self.st.archive_prefs_get, (user,)).await?;
         let Some((mode, always, never)) =

@@ -282,6 +282,8 @@ struct Statements {
     archive_with_page_asc: PreparedStatement,
     archive_with_page_desc: PreparedStatement,
     archive_get: PreparedStatement,
+    archive_delete: PreparedStatement,
+    archive_with_delete: PreparedStatement,
     archive_markers: PreparedStatement,
     archive_delete_bucket: PreparedStatement,
     archive_with_delete_bucket: PreparedStatement,
@@ -441,6 +443,9 @@ impl Statements {
             archive_with_page_asc: p(archive_page("id, stanza", "archive_with", "AND with_jid = ? ", "ASC"), false).await?,
             archive_with_page_desc: p(archive_page("id, stanza", "archive_with", "AND with_jid = ? ", "DESC"), false).await?,
             archive_get: p(format!("SELECT with_jid, stanza FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id = ?"), false).await?,
+            archive_delete: p(format!("DELETE FROM {ks}.archive WHERE user_jid = ? AND bucket = ? AND id = ?"), false).await?,
+            archive_with_delete: p(format!("DELETE FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ? AND id = ?"), false)
+                .await?,
             archive_markers: p(format!("SELECT with_jid, bucket FROM {ks}.archive_buckets WHERE user_jid = ?"), false).await?,
             archive_delete_bucket: p(format!("DELETE FROM {ks}.archive WHERE user_jid = ? AND bucket = ?"), false).await?,
             archive_with_delete_bucket: p(format!("DELETE FROM {ks}.archive_with WHERE user_jid = ? AND with_jid = ? AND bucket = ?"), false)

@@ -465,6 +465,16 @@ pub async fn archive(archive: &dyn Archive, prefix: &str) {
     );
     assert_eq!(archive.get(&bob, &[base, base + 1]).await.expect("get"), vec![message(base + 1, &alice)], "archives are per user");
 
+    archive.remove(&alice, &[base + 1, base + 1, 7]).await.expect("remove");
+    assert_eq!(archive.get(&alice, &[base + 1]).await.expect("get"), Vec::new(), "remove deletes the message");
+    assert_eq!(
+        archive.query(&alice, &range(Some(&bob), None, None, 100, false)).await.expect("query"),
+        page(&with_bob.iter().filter(|m| m.id != base + 1).cloned().collect::<Vec<_>>(), true),
+        "and its place in the conversation index"
+    );
+    assert_eq!(archive.get(&bob, &[base + 1]).await.expect("get").len(), 1, "remove is per user");
+    archive.append(&[ArchiveEntry { user: alice.clone(), message: mine[2].clone() }]).await.expect("append");
+
     let large = ArchivedMessage { id: base + 4, with: bob.clone(), stanza: large_blob() };
     archive.append(&[ArchiveEntry { user: carol.clone(), message: large.clone() }]).await.expect("append");
     assert!(archive.get(&carol, &[base + 4]).await.expect("get") == vec![large], "a 1 MiB stanza must round-trip");

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use starling_cluster::gateway::StreamEnd;
@@ -107,11 +108,12 @@ impl UserActor {
             if !state.is_idle() {
                 return;
             }
-            if state.idle_since().elapsed() >= actor.idle_actor {
-                if actor.router.retire(state.user(), &actor.pending) {
-                    ctx.stop();
-                    return;
-                }
+            if state.idle_since().elapsed() >= actor.idle_actor
+                && Instant::now() >= state.kept_until()
+                && actor.router.retire(state.user(), &actor.pending)
+            {
+                ctx.stop();
+                return;
             }
             actor.schedule_retirement(ctx);
         });

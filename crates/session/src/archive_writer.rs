@@ -242,6 +242,9 @@ mod tests {
         async fn get(&self, user: &str, ids: &[u64]) -> Result<Vec<ArchivedMessage>, StoreError> {
             self.inner.get(user, ids).await
         }
+        async fn remove(&self, user: &str, ids: &[u64]) -> Result<(), StoreError> {
+            self.inner.remove(user, ids).await
+        }
         async fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError> {
             self.inner.prefs(user).await
         }

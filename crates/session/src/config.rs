@@ -15,13 +15,28 @@ pub struct SessionsConfig {
     pub arbiters: usize,
     /// Offline messages kept per user; beyond it senders get `service-unavailable`.
     pub max_offline_per_user: usize,
+    /// Bytes of offline messages kept per user; beyond it senders get `service-unavailable`. 0: no
+    /// limit but the count.
+    pub max_offline_bytes_per_user: usize,
     /// Seconds an actor without resources stays in memory after its last stanza.
     pub idle_actor_seconds: u64,
+    /// Messages a user (all resources together) may send a second, on average; beyond it they
+    /// are refused with `resource-constraint` before anything is stored. 0: no limit.
+    pub message_rate: u32,
+    /// Messages a user may send at once above the rate.
+    pub message_burst: u32,
 }
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        SessionsConfig { arbiters: 0, max_offline_per_user: 1000, idle_actor_seconds: 60 }
+        SessionsConfig {
+            arbiters: 0,
+            max_offline_per_user: 1000,
+            max_offline_bytes_per_user: 8 << 20,
+            idle_actor_seconds: 60,
+            message_rate: 200,
+            message_burst: 1000,
+        }
     }
 }
 
@@ -67,6 +82,15 @@ pub struct ArchiveConfig {
     pub default_page: usize,
     /// The largest page served, whatever `<max/>` asks for.
     pub max_page: usize,
+    /// Archived messages a user may send in a day (a sliding day: the allowance refills
+    /// continuously); each counts for the sender's archive and the recipient's. 0: no limit.
+    pub max_sent_per_day: u64,
+    /// Bytes of archived messages a user may send in a day. 0: no limit.
+    pub max_sent_bytes_per_day: u64,
+    /// Messages a user's archive may take in from others in a day. 0: no limit.
+    pub max_received_per_day: u64,
+    /// Bytes a user's archive may take in from others in a day. 0: no limit.
+    pub max_received_bytes_per_day: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -81,6 +105,10 @@ impl Default for ArchiveConfig {
             linger_ms: 5,
             default_page: 50,
             max_page: 250,
+            max_sent_per_day: 50_000,
+            max_sent_bytes_per_day: 256 << 20,
+            max_received_per_day: 200_000,
+            max_received_bytes_per_day: 1 << 30,
         }
     }
 }

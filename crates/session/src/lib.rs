@@ -12,6 +12,7 @@
 //! backend and no wire framing.
 
 mod actor;
+mod allowance;
 mod archive_writer;
 mod cluster_side;
 mod config;

@@ -211,6 +211,17 @@ async fn deliver_message(modules: &Modules, state: &mut UserState, stanza: Stanz
     }
 }
 
+/// Whether [`deliver_message`] would find nobody for this message and hand it to the
+/// `undeliverable` hooks (unless a resource's queue overflows on the way).
+pub(crate) fn goes_undelivered(state: &UserState, stanza: &Stanza) -> bool {
+    let Some(to) = stanza.to.as_ref() else { return false };
+    if stanza.kind != StanzaKind::Message || !matches!(stanza.stanza_type.as_deref().unwrap_or("normal"), "chat" | "normal") {
+        return false;
+    }
+    let connected = !to.is_bare() && state.resource_index(to).is_some_and(|index| state.resource(index).is_connected());
+    !connected && non_negative_available(state).is_empty()
+}
+
 /// Indexes of available resources with non-negative priority.
 pub(crate) fn non_negative_available(state: &UserState) -> Vec<usize> {
     (0..state.resources().len()).filter(|&i| state.resource(i).is_available() && state.resource(i).priority() >= 0).collect()

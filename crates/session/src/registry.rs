@@ -16,8 +16,9 @@
 //! other modules reach it only through the functions the module exports. The Prosody shape
 //! (`module:hook`), with Rust types.
 //!
-//! Hooks run in ascending order; the numbers in use: PEP caps answers 5 (IQ), blocking 10, roster
-//! (subscriptions) 15, MUC joins 18, PEP interests 19, presence 20, archive 50, carbons 60. A hook returns [`Flow::Stop`] when it took the stanza
+//! Hooks run in ascending order; the numbers in use: message rate 1, PEP caps answers 5 (IQ),
+//! blocking 10, roster (subscriptions) 15, MUC joins 18, PEP interests 19, presence 20, full
+//! offline queue 45, archive 50, carbons 60. A hook returns [`Flow::Stop`] when it took the stanza
 //! (handled, refused, stored).
 
 use std::future::Future;

@@ -89,6 +89,8 @@ pub(crate) struct UserState {
     /// In a cluster: the resources recorded by a previous owner were restored.
     routes_restored: bool,
     idle_since: Instant,
+    /// A module keeps what it counts (a quota being refilled) in memory until then.
+    kept_until: Instant,
     /// Deadlines of waits (resumption, an edge's answer) begun since the actor last looked.
     deadlines: Vec<Deadline>,
     /// Ids and counts of the latest stream-managed sessions that ended.
@@ -107,6 +109,7 @@ impl UserState {
             account_exists: None,
             routes_restored: false,
             idle_since: Instant::now(),
+            kept_until: Instant::now(),
             deadlines: Vec::new(),
             ended_sessions: VecDeque::new(),
             ext: Extensions::default(),
@@ -147,6 +150,16 @@ impl UserState {
 
     pub fn idle_since(&self) -> Instant {
         self.idle_since
+    }
+
+    /// The actor stays in memory, idle or not, until `at` (what a quota counted must not be
+    /// forgotten by logging out for a minute).
+    pub fn keep_until(&mut self, at: Instant) {
+        self.kept_until = self.kept_until.max(at);
+    }
+
+    pub fn kept_until(&self) -> Instant {
+        self.kept_until
     }
 
     /// Binds a resource and returns its index, and what a stream-managed session it replaced
@@ -292,17 +305,26 @@ impl UserState {
         }
         if let Err(refused) = self.router.route(stanza, received) {
             // The recipient is far behind: the sender is told to retry later (RFC 6120 §8.3.3.18).
+            // The error comes back through this actor's mailbox, so that the inbound hooks see it
+            // as they see a refusal from elsewhere (the archive forgets the refused message).
             if refused.kind != StanzaKind::Presence
                 && let Some(to) = refused.to.clone()
+                && let Some(reply) = refused.error_reply(&to, &StanzaError::new(StanzaErrorCondition::ResourceConstraint))
+                && let Err(reply) = self.router.route(reply, Instant::now())
+                && let Some(index) = reply.to.as_ref().and_then(|to| self.resource_index(to))
             {
-                self.reply_error(&refused, &to, StanzaErrorCondition::ResourceConstraint);
+                self.send_stanza(index, &reply, None);
             }
         }
     }
 
     /// Answers `stanza` with an error from `responder`, unless it is itself an error.
     pub fn reply_error(&mut self, stanza: &Stanza, responder: &Jid, condition: StanzaErrorCondition) {
-        if let Some(reply) = stanza.error_reply(responder, &StanzaError::new(condition)) {
+        self.reply_stanza_error(stanza, responder, &StanzaError::new(condition));
+    }
+
+    pub fn reply_stanza_error(&mut self, stanza: &Stanza, responder: &Jid, error: &StanzaError) {
+        if let Some(reply) = stanza.error_reply(responder, error) {
             self.route(reply, Instant::now());
         }
     }

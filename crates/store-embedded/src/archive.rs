@@ -86,6 +86,22 @@ impl Archive for EmbeddedStore {
             .await
     }
 
+    async fn remove(&self, user: &str, ids: &[u64]) -> Result<(), StoreError> {
+        let (user, ids) = (user.to_owned(), ids.to_vec());
+        self.write(move |txn| {
+            let mut messages = txn.open_table(ARCHIVE)?;
+            let mut index = txn.open_table(ARCHIVE_WITH)?;
+            for id in ids {
+                let with = messages.remove((user.as_str(), id))?.and_then(|value| decode_archived(value.value()).map(|(with, _)| with));
+                if let Some(with) = with {
+                    index.remove((user.as_str(), with.as_str(), id))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError> {
         let user = user.to_owned();
         self.read(move |txn| {

@@ -44,6 +44,18 @@ pub struct Metrics {
     /// deliveries they carried (what would otherwise be one record each, twice: via the owner).
     pub fan_out_records: IntCounter,
     pub fan_out_deliveries: IntCounter,
+    /// Messages refused by a per-user limit before anything of them was stored.
+    pub quota_refusals: QuotaRefusals,
+    /// Archived messages removed again because the recipient refused them.
+    pub archive_withdrawn: IntCounter,
+}
+
+/// Counter handles per limit of `starling_quota_refusals_total`, bound once.
+pub struct QuotaRefusals {
+    pub message_rate: IntCounter,
+    pub sent_per_day: IntCounter,
+    pub received_per_day: IntCounter,
+    pub offline_full: IntCounter,
 }
 
 /// Counter handles for the three stanza kinds, bound once.
@@ -122,6 +134,17 @@ impl Metrics {
             IntCounter::new("starling_fan_out_records_total", "Records sent to an edge with one stanza for several of its connections").expect("valid metric");
         let fan_out_deliveries =
             IntCounter::new("starling_fan_out_deliveries_total", "Deliveries carried by fan-out records, one per connection").expect("valid metric");
+        let quota_refusals_vec =
+            IntCounterVec::new(Opts::new("starling_quota_refusals_total", "Messages refused by a per-user limit, before anything was stored"), &["limit"])
+                .expect("valid metric");
+        let quota_refusals = QuotaRefusals {
+            message_rate: quota_refusals_vec.with_label_values(&["message_rate"]),
+            sent_per_day: quota_refusals_vec.with_label_values(&["sent_per_day"]),
+            received_per_day: quota_refusals_vec.with_label_values(&["received_per_day"]),
+            offline_full: quota_refusals_vec.with_label_values(&["offline_full"]),
+        };
+        let archive_withdrawn =
+            IntCounter::new("starling_archive_withdrawn_total", "Archived messages removed again because their recipient refused them").expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -150,6 +173,8 @@ impl Metrics {
             Box::new(replayed_offline_messages_skipped.clone()),
             Box::new(fan_out_records.clone()),
             Box::new(fan_out_deliveries.clone()),
+            Box::new(quota_refusals_vec),
+            Box::new(archive_withdrawn.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -182,6 +207,8 @@ impl Metrics {
             replayed_offline_messages_skipped,
             fan_out_records,
             fan_out_deliveries,
+            quota_refusals,
+            archive_withdrawn,
         }
     }
 

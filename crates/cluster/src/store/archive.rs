@@ -102,6 +102,10 @@ pub trait Archive: Send + Sync + 'static {
     /// The messages with these ids that exist, oldest first, each once.
     async fn get(&self, user: &str, ids: &[u64]) -> Result<Vec<ArchivedMessage>, StoreError>;
 
+    /// Deletes the messages with these ids (a message the recipient refused after it was
+    /// archived for its sender); ids not stored are ignored.
+    async fn remove(&self, user: &str, ids: &[u64]) -> Result<(), StoreError>;
+
     /// `None` until the user stored preferences.
     async fn prefs(&self, user: &str) -> Result<Option<ArchivePrefs>, StoreError>;
 

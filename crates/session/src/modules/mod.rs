@@ -11,6 +11,7 @@ mod carbons;
 mod disco;
 mod last_activity;
 pub(crate) mod mam;
+mod message_rate;
 mod muc;
 mod offline;
 mod pep;
@@ -29,6 +30,7 @@ mod version;
 /// Every module the server runs, in registration order (hooks run by their own order numbers).
 pub(crate) const ALL: &[Register] = &[
     disco::register,
+    message_rate::register,
     roster::register,
     presence::register,
     // Before offline: both take undeliverable messages, and push lets them go on to storage.

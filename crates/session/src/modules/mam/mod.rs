@@ -6,15 +6,22 @@
 //! writer of the user's archive), strictly increasing even when the clock stalls or steps back.
 
 mod query;
+mod quota;
+mod refusals;
 pub(crate) mod replays;
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use starling_cluster::store::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchiveQuery, ArchivedMessage, StoreError};
 use starling_protocol::payload::{ArchiveEnd, MamFin, MamMetadata, MamQuery, RsmFirst, RsmSet};
-use starling_protocol::{ns, Jid, Stanza, StanzaErrorCondition, StanzaKind};
+use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
 
 use self::query::{parse_prefs, parse_query, prefs_payload, result_message, run_query};
+use self::quota::Direction;
+pub(crate) use self::refusals::withdraw_received;
+use self::refusals::SentLately;
 use self::replays::{archived_by, content_of, RecentlyArchived};
 use super::roster;
 use crate::context::Services;
@@ -36,8 +43,8 @@ pub(super) fn register(r: &mut Registrar) {
         // Only the owner reaches its archive (§8.1).
         r.iq(IqTo::Account, ns::MAM, name, |state, iq| Box::pin(async move { state.refuse(&iq, StanzaErrorCondition::Forbidden) }));
     }
-    r.outbound(&[StanzaKind::Message], 50, Hook::Later(|state, _, stanza, _| Box::pin(archive_outbound(state, stanza))));
-    r.inbound(&[StanzaKind::Message], 50, Hook::Later(|state, stanza, _| Box::pin(archive_inbound(state, stanza))));
+    r.outbound(&[StanzaKind::Message], 50, Hook::Later(|state, _, stanza, received| Box::pin(archive_outbound(state, stanza, received))));
+    r.inbound(&[StanzaKind::Message], 50, Hook::Later(|state, stanza, received| Box::pin(archive_inbound(state, stanza, received))));
     // §6 and XEP-0359 §6: the archive is the account's.
     // `#extended`: before-id/after-id/ids, flipped pages, metadata.
     for feature in [ns::MAM, ns::MAM_EXTENDED, ns::STANZA_ID] {
@@ -56,6 +63,11 @@ struct ArchiveState {
     recent: Option<RecentlyArchived>,
     /// The archive id of the message being handled, if it is a replay of one archived before.
     replayed: Option<u64>,
+    /// The archive id under which the message being handled was archived for the user as its
+    /// recipient, just now.
+    received: Option<u64>,
+    /// What the user sent and archived lately, until a refusal comes back (see [`refusals`]).
+    sent_lately: SentLately,
 }
 
 /// The archive id of the message being handled, if the archive recognised it as a replay of one
@@ -161,6 +173,7 @@ async fn archives_with(state: &mut UserState, peer: &Jid) -> bool {
 async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: bool) -> Result<Option<u64>, ()> {
     if let Some(archive) = state.ext.get_mut::<ArchiveState>() {
         archive.replayed = None;
+        archive.received = None;
     }
     if !archivable(stanza) || !archives_with(state, peer).await {
         return Ok(None);
@@ -186,8 +199,11 @@ async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: b
     match writer.submit(entry, current_hold()).await {
         Ok(()) => {
             // What the user sent is replayed only to a new actor, which starts from the store.
-            let recent = state.ext.get_mut::<ArchiveState>().and_then(|archive| archive.recent.as_mut());
-            if let (Some((content, by)), Some(recent), false) = (replay, recent, outbound) {
+            let archive = state.ext.get_or_insert_with(ArchiveState::default);
+            if !outbound {
+                archive.received = Some(id);
+            }
+            if let (Some((content, by)), Some(recent), false) = (replay, archive.recent.as_mut(), outbound) {
                 recent.remember(content, by, id);
             }
             Ok(Some(id))
@@ -200,13 +216,27 @@ async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: b
 }
 
 /// A message one of the user's resources sent: archived before it is routed; refused (the sender
-/// gets an error) when the archive cannot take it.
-async fn archive_outbound(state: &mut UserState, stanza: Stanza) -> Flow {
+/// gets an error) when the archive cannot take it or the user's daily allowance is spent.
+async fn archive_outbound(state: &mut UserState, stanza: Stanza, received: Instant) -> Flow {
     let Some(peer) = stanza.to.clone() else { return Flow::Continue(stanza) };
-    if archive(state, &stanza, &peer, true).await.is_err() {
-        let me = state.user().clone();
-        state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
+    if archivable(&stanza) && !quota::charge(state, Direction::Sent, stanza.bytes.len(), received) {
+        state.services().metrics.quota_refusals.sent_per_day.inc();
+        let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("Today's allowance of messages is used up: send again later.");
+        state.reply_stanza_error(&stanza, &peer, &error);
         return Flow::Stop;
+    }
+    match archive(state, &stanza, &peer, true).await {
+        Ok(Some(archive_id)) => {
+            if let Some(id) = stanza.id.as_deref() {
+                state.ext.get_or_insert_with(ArchiveState::default).sent_lately.remember(peer, id, archive_id, Instant::now());
+            }
+        }
+        Ok(None) => {}
+        Err(()) => {
+            let me = state.user().clone();
+            state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
+            return Flow::Stop;
+        }
     }
     Flow::Continue(stanza)
 }
@@ -214,9 +244,21 @@ async fn archive_outbound(state: &mut UserState, stanza: Stanza) -> Flow {
 /// A message for the user: archived, and stamped with its archive id (XEP-0359) for delivery and
 /// offline storage, so a client can match the live copy with the archived one. Any stanza-id
 /// claiming to be from this archive is removed first (XEP-0359 §5). Refused (the sender gets an
-/// error) when the archive cannot take it.
-async fn archive_inbound(state: &mut UserState, stanza: Stanza) -> Flow {
+/// error) when the archive cannot take it or the user's daily allowance is spent. An error may
+/// refuse a message the user sent: that one leaves the user's archive.
+async fn archive_inbound(state: &mut UserState, stanza: Stanza, received: Instant) -> Flow {
+    if stanza.is_error() {
+        refusals::withdraw_refused_sent(state, &stanza).await;
+        return Flow::Continue(stanza);
+    }
     let stanza = strip_forged_stanza_ids(state.user(), stanza);
+    if archivable(&stanza) && !quota::charge(state, Direction::Received, stanza.bytes.len(), received) {
+        state.services().metrics.quota_refusals.received_per_day.inc();
+        let me = stanza.to.clone().unwrap_or_else(|| state.user().clone());
+        let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("The recipient takes no more messages today.");
+        state.reply_stanza_error(&stanza, &me, &error);
+        return Flow::Stop;
+    }
     let peer = stanza.from.clone();
     match archive(state, &stanza, &peer, false).await {
         Ok(None) => Flow::Continue(stanza),
