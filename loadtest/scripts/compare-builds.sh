@@ -29,9 +29,6 @@ direct_tls_listen = ["127.0.0.1:35223"]
 ping_idle_seconds = 600
 [admin]
 listen = "127.0.0.1:35280"
-# A few users far beyond one person's rate: the per-user limit is off.
-[sessions]
-message_rate = 0
 TOML
 "$BEFORE" -c "$WORK/conf.toml" user add-bulk --prefix user --count "$USERS" --password secret >/dev/null
 mv "$WORK/data" "$WORK/pristine"
