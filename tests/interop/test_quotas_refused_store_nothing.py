@@ -43,6 +43,7 @@ def quota_env_target(workdir):
     yield Target("starling", server.endpoint, [Account(f"quota{i}", PASSWORD, server.domain) for i in range(1, 13)],
                  admin_url=server.admin_url, server=server)
     server.stop()
+    _servers.remove(server)
 
 
 @pytest.fixture
