@@ -22,9 +22,10 @@ data_dir = "$WORK/data"
 starttls_listen = ["127.0.0.1:35222"]
 direct_tls_listen = ["127.0.0.1:35223"]
 ping_idle_seconds = 600
+read_rate_bytes = 0
 [admin]
 listen = "127.0.0.1:35280"
-# A few users far beyond one person's rate: the per-user limit is off.
+# A few users far beyond one person's rate: the per-user and per-connection limits are off.
 [sessions]
 message_rate = 0
 TOML

@@ -26,9 +26,10 @@ data_dir = "$WORK/$role$n/data"
 starttls_listen = ["127.0.0.1:$((36220 + n))"]
 direct_tls_listen = ["127.0.0.1:$((36240 + n))"]
 ping_idle_seconds = 600
+read_rate_bytes = 0
 [admin]
 listen = "ADMIN"
-# A few users far beyond one person's rate: the per-user limit is off.
+# A few users far beyond one person's rate: the per-user and per-connection limits are off.
 [sessions]
 message_rate = 0
 [store]

@@ -17,9 +17,10 @@ data_dir = "$WORK/data"
 starttls_listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = ["127.0.0.1:$((PORT + 1))"]
 ping_idle_seconds = 600
+read_rate_bytes = 0
 [admin]
 listen = "127.0.0.1:$ADMIN_PORT"
-# A few users far beyond one person's rate: the per-user limit is off.
+# A few users far beyond one person's rate: the per-user and per-connection limits are off.
 [sessions]
 message_rate = 0
 ${EXTRA_TOML:-}

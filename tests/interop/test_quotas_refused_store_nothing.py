@@ -1,6 +1,7 @@
 """Refused messages store nothing, and no single user fills the disk (per-user limits before the
 store): a flood at an offline user whose queue is full, a burst over the message rate, a day's
-archive allowance spent. Every refused message got an error and left no archive row for either
+archive allowance spent; and the per-connection read shaper holds one connection to its rate
+without slowing anyone else. Every refused message got an error and left no archive row for either
 party; what was accepted is archived once on each side. Runs on the embedded store and, with
 STARLING_TEST_STORE=scylla, on the CQL store (a server of its own with small limits)."""
 
@@ -29,6 +30,8 @@ max_sent_bytes_per_day = 1048576
 max_received_per_day = 1000
 max_received_bytes_per_day = 4194304
 """
+READ_RATE, READ_BURST = 524_288, 262_144
+SHAPER = f"read_rate_bytes = {READ_RATE}\nread_burst_bytes = {READ_BURST}\n"
 PAD = "x" * 1000
 
 
@@ -36,7 +39,7 @@ PAD = "x" * 1000
 def quota_env_target(workdir):
     if MODE != "starling":
         pytest.skip("Starling's own limits")
-    server = StarlingServer(_binary(), workdir / "quotas", extra={"store": STORE_SECTION, "sections": LIMITS}, name="starling-quotas")
+    server = StarlingServer(_binary(), workdir / "quotas", extra={"c2s": SHAPER, "store": STORE_SECTION, "sections": LIMITS}, name="starling-quotas")
     _servers.append(server)
     server.cli("user", "add-bulk", "--prefix", "quota", "--count", "12", "--password", PASSWORD)
     server.start()
@@ -171,3 +174,27 @@ async def test_a_spent_daily_allowance_refuses_before_the_archive(qenv):
     accepted = [f"day:{i}" for i in range(SENT_PER_DAY)]
     assert await archived_bodies(sender, recipient.bare) == accepted
     assert await archived_bodies(recipient, sender.bare) == accepted
+
+
+@pytest.mark.deadline(60)
+async def test_the_read_shaper_holds_one_connection_to_its_rate_and_no_one_else(qenv):
+    """A client writes 1.25 MiB of presence updates (no message limit applies to them) and then a
+    ping: the server reads the burst at once and the rest at the rate, so the ping is answered no
+    sooner than (1.25 MiB - burst) / rate. Another client, meanwhile, is answered at once."""
+    pusher, other = await qenv.client(), await qenv.client()
+    status = "s" * 10_000
+    updates = 128
+    started = time.monotonic()
+    pusher.send("".join(f"<presence><status>{status}</status></presence>" for _ in range(updates)))
+    pinging = asyncio.ensure_future(pusher.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to=qenv.domain))
+    await asyncio.sleep(0.3)
+    other_started = time.monotonic()
+    await other.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to=qenv.domain)
+    other_took = time.monotonic() - other_started
+    await asyncio.wait_for(pinging, 30)
+    took = time.monotonic() - started
+    held = (updates * len(status) - READ_BURST) / READ_RATE
+    print(f"{updates * len(status)} bytes: the pusher's ping answered after {took:.2f} s (the rate allows "
+          f"{held:.2f} s), another client's after {other_took * 1000:.0f} ms")
+    assert took >= held * 0.9, f"the pusher was not held to the rate: {took:.2f} s"
+    assert other_took < 1.0, f"another connection waited {other_took:.2f} s"

@@ -45,6 +45,11 @@ pub struct C2sConfig {
     /// address is often many people behind a NAT).
     pub auth_throttle_address_failures: u32,
     pub auth_throttle_window_seconds: u64,
+    /// Bytes of elements a second read from one connection at most; beyond, reading pauses (TCP
+    /// backpressure). 0: no shaping.
+    pub read_rate_bytes: u64,
+    /// Bytes one connection may send at once above the rate.
+    pub read_burst_bytes: u64,
 }
 
 impl Default for C2sConfig {
@@ -65,6 +70,8 @@ impl Default for C2sConfig {
             auth_throttle_failures: 5,
             auth_throttle_address_failures: 100,
             auth_throttle_window_seconds: 60,
+            read_rate_bytes: 256 << 10,
+            read_burst_bytes: 4 << 20,
         }
     }
 }
@@ -72,6 +79,10 @@ impl Default for C2sConfig {
 impl C2sConfig {
     pub fn limits(&self) -> Limits {
         Limits { max_stanza_bytes: self.max_stanza_bytes, max_depth: self.max_depth, max_attributes: self.max_attributes }
+    }
+
+    pub(crate) fn read_shaper(&self) -> Option<crate::shaper::ReadShaper> {
+        crate::shaper::ReadShaper::new(self.read_rate_bytes, self.read_burst_bytes)
     }
 
     pub fn negotiation_timeout(&self) -> Duration {

@@ -23,6 +23,7 @@ mod listener;
 mod negotiation;
 mod nonza;
 mod sasl;
+mod shaper;
 mod tls;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 
 use super::{Framing, ReceiveFrames, SendFrames, LINGER_BYTES};
 use crate::edge::Edge;
+use crate::shaper::ReadShaper;
 
 /// Any byte stream a client can be on: plain TCP or TLS over it (or a test's in-memory pipe).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -36,6 +37,7 @@ pub(crate) struct XmlStream {
 
 pub(crate) struct XmlReceiver {
     reader: StreamReader<ReadHalf<BoxedIo>>,
+    shaper: Option<ReadShaper>,
 }
 
 pub(crate) struct XmlSender {
@@ -46,7 +48,7 @@ impl XmlStream {
     fn new(io: BoxedIo, edge: &Edge, secure: bool, channel_binding: Option<Vec<u8>>) -> XmlStream {
         let (read, writer) = tokio::io::split(io);
         XmlStream {
-            receiver: XmlReceiver { reader: StreamReader::new(read, edge.config.c2s.limits()) },
+            receiver: XmlReceiver { reader: StreamReader::new(read, edge.config.c2s.limits()), shaper: edge.config.c2s.read_shaper() },
             sender: XmlSender { writer },
             secure,
             channel_binding,
@@ -109,7 +111,13 @@ impl Framing for XmlStream {
 
 impl ReceiveFrames for XmlReceiver {
     async fn next(&mut self) -> Result<StreamEvent, FrameError> {
-        self.reader.next().await
+        let Some(shaper) = self.shaper.as_mut() else { return self.reader.next().await };
+        shaper.wait().await;
+        let event = self.reader.next().await?;
+        if let StreamEvent::Element(element) = &event {
+            shaper.charge(element.bytes.len());
+        }
+        Ok(event)
     }
 
     fn activity(&self) -> Arc<AtomicU64> {
