@@ -45,6 +45,12 @@ pub struct C2sConfig {
     /// address is often many people behind a NAT).
     pub auth_throttle_address_failures: u32,
     pub auth_throttle_window_seconds: u64,
+    /// Connections one IP address may hold open at once. 0: no limit (the default: many people
+    /// share an address behind a NAT).
+    pub max_connections_per_address: u32,
+    /// New connections one address may open a second, and at once. 0: no limit.
+    pub connection_rate_per_address: u32,
+    pub connection_burst_per_address: u32,
     /// Bytes of elements a second read from one connection at most; beyond, reading pauses (TCP
     /// backpressure). 0: no shaping.
     pub read_rate_bytes: u64,
@@ -70,6 +76,9 @@ impl Default for C2sConfig {
             auth_throttle_failures: 5,
             auth_throttle_address_failures: 100,
             auth_throttle_window_seconds: 60,
+            max_connections_per_address: 0,
+            connection_rate_per_address: 0,
+            connection_burst_per_address: 0,
             read_rate_bytes: 256 << 10,
             read_burst_bytes: 4 << 20,
         }

@@ -13,6 +13,7 @@ use starling_cluster::store::{Accounts, FastTokens};
 use starling_telemetry::Metrics;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::Admission;
 use crate::config::EdgeConfig;
 use crate::nonza::NonzaHandlers;
 use crate::sasl::Throttle;
@@ -26,6 +27,7 @@ pub struct Edge {
     pub(crate) fast_tokens: Arc<dyn FastTokens>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) throttle: Throttle,
+    pub(crate) admission: Admission,
     /// Last registration per address (XEP-0077 rate limit).
     pub(crate) registrations: Mutex<HashMap<IpAddr, Instant>>,
     /// Where top-level elements of bound streams that are not stanzas go.
@@ -63,6 +65,8 @@ impl Edge {
         nonzas: NonzaHandlers,
     ) -> Arc<Edge> {
         let throttle = Throttle::new(config.c2s.auth_throttle_failures, config.c2s.auth_throttle_address_failures, config.c2s.auth_throttle_window());
+        let c2s = &config.c2s;
+        let admission = Admission::new(c2s.max_connections_per_address, c2s.connection_rate_per_address, c2s.connection_burst_per_address);
         Arc::new(Edge {
             config,
             tls: TlsAcceptor::from(tls),
@@ -71,6 +75,7 @@ impl Edge {
             fast_tokens,
             metrics,
             throttle,
+            admission,
             registrations: Mutex::new(HashMap::new()),
             nonzas,
             // From a random point, so that a restarted edge (same node id) never reuses the id of

@@ -10,6 +10,7 @@
 //! resource; the bound loop (`bound`) routes stanzas to the session and nonzas to the
 //! [`NonzaHandler`]s registered on the [`Edge`].
 
+mod admission;
 mod bound;
 mod component;
 mod config;

@@ -78,6 +78,8 @@ struct Negotiation<'a> {
     /// Failed SASL exchanges on this connection (RFC 6120 §6.4.5: retries are bounded).
     failed_auths: u32,
     replies: Vec<Element>,
+    /// Why the connection may not be served (a per-address limit): the stream ends with it.
+    refused: Option<&'static str>,
 }
 
 impl Negotiation<'_> {
@@ -136,7 +138,7 @@ impl Received {
 
 /// Negotiates on `framing` up to a bound resource, within the negotiation timeout. On any other
 /// outcome the stream is closed here and `None` returned.
-pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer: SocketAddr, framing: &mut F) -> Option<Bound> {
+pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer: SocketAddr, framing: &mut F, refused: Option<&'static str>) -> Option<Bound> {
     let mut negotiation = Negotiation {
         edge,
         connection_id,
@@ -147,6 +149,7 @@ pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer:
         authenticated: None,
         failed_auths: 0,
         replies: Vec::new(),
+        refused,
     };
     negotiation.take_transport_from(framing);
     let mut stream = Stream { framing, opened: false };
@@ -221,6 +224,9 @@ impl<F: Framing> Stream<'_, F> {
         };
         self.framing.sender().open(&our_header(negotiation.edge)).await?;
         self.opened = true;
+        if let Some(why) = negotiation.refused {
+            return Err(End::error(StreamErrorCondition::PolicyViolation, why));
+        }
         let domain = &negotiation.edge.config.domain;
         if header.content_ns != ns::CLIENT {
             return Err(End::error(StreamErrorCondition::InvalidNamespace, "this port serves jabber:client"));
