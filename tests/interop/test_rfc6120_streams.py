@@ -1,6 +1,7 @@
 """RFC 6120: stream setup, STARTTLS (§5), direct TLS (XEP-0368), SASL (§6), resource binding (§7)."""
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -172,17 +173,21 @@ async def test_sasl_failures_throttle_the_account_from_that_address_only(env):
     """Repeated failures for one account from one address are throttled across connections: further
     attempts for it from there, even with the right password, get <temporary-auth-failure/> for a
     while. Nobody else is locked out: another account's right password from the same address (a
-    NAT's other users) and the account's own right password from another address still work."""
+    NAT's other users) and the account's own right password from another address still work. Each
+    further failure is answered later than the one before (a guesser slows down; one typo does not)."""
     ip = fresh_source_ip()
     victim, other = env.account(), env.account()
     attempts = 0
     throttled = False
+    answered_after = []
     for _ in range(4):  # up to 4 connections x a few attempts each
         r = await env.raw(source_ip=ip)
         await r.open_stream()
         await r.starttls()
         while not r.closed.is_set() and attempts < 12:
+            asked = time.monotonic()
             res = await r.auth_plain(victim.localpart, "wrong-password")
+            answered_after.append(time.monotonic() - asked)
             if res.tag != tag("sasl", "failure"):
                 break
             attempts += 1
@@ -193,6 +198,8 @@ async def test_sasl_failures_throttle_the_account_from_that_address_only(env):
         if throttled:
             break
     assert throttled, f"{attempts} failed attempts from one address without any throttling"
+    if env.target.kind == "starling":  # [c2s] auth_failure_delay_ms = 250 by default
+        assert answered_after[0] < 0.2 and answered_after[1] >= 0.2 and answered_after[2] >= 0.45, answered_after
     # The victim's right password from the guessing address is refused while throttled.
     r = await env.raw(source_ip=ip)
     await r.open_stream()

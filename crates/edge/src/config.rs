@@ -45,6 +45,9 @@ pub struct C2sConfig {
     /// address is often many people behind a NAT).
     pub auth_throttle_address_failures: u32,
     pub auth_throttle_window_seconds: u64,
+    /// Milliseconds the answer to the second failure for one account from one address in the
+    /// window waits, doubling for each further one (at most 4 s). 0: none.
+    pub auth_failure_delay_ms: u64,
     /// Connections one IP address may hold open at once. 0: no limit (the default: many people
     /// share an address behind a NAT).
     pub max_connections_per_address: u32,
@@ -76,6 +79,7 @@ impl Default for C2sConfig {
             auth_throttle_failures: 5,
             auth_throttle_address_failures: 100,
             auth_throttle_window_seconds: 60,
+            auth_failure_delay_ms: 250,
             max_connections_per_address: 0,
             connection_rate_per_address: 0,
             connection_burst_per_address: 0,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use starling_cluster::gateway::Gateway;
 use starling_cluster::store::{Accounts, FastTokens};
@@ -64,7 +64,7 @@ impl Edge {
         metrics: Arc<Metrics>,
         nonzas: NonzaHandlers,
     ) -> Arc<Edge> {
-        let throttle = Throttle::new(config.c2s.auth_throttle_failures, config.c2s.auth_throttle_address_failures, config.c2s.auth_throttle_window());
+        let throttle = Throttle::new(config.c2s.auth_throttle_failures, config.c2s.auth_throttle_address_failures, config.c2s.auth_throttle_window(), Duration::from_millis(config.c2s.auth_failure_delay_ms));
         let c2s = &config.c2s;
         let admission = Admission::new(c2s.max_connections_per_address, c2s.connection_rate_per_address, c2s.connection_burst_per_address);
         Arc::new(Edge {

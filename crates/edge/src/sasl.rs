@@ -195,11 +195,15 @@ impl Exchange {
 /// `max_address_failures` failures from one address over any accounts (a spray), the address may
 /// not try at all. The address bound is high because one address is often many people (a mobile
 /// carrier's NAT); an account is never locked for everyone, so nobody can lock a user out by
-/// guessing wrong from elsewhere. Refusals are `temporary-auth-failure`.
+/// guessing wrong from elsewhere. Refusals are `temporary-auth-failure`. Before that, each
+/// further failure for the account from the address is answered later than the one before
+/// (`first_delay`, doubling, at most [`MOST_DELAY`]): a guesser's attempts slow down, while a
+/// person who mistyped once is answered at once.
 pub struct Throttle {
     max_failures: u32,
     max_address_failures: u32,
     window: Duration,
+    first_delay: Duration,
     failures: Mutex<HashMap<ThrottleKey, (u32, Instant)>>,
 }
 
@@ -212,9 +216,12 @@ enum ThrottleKey {
 /// Entries kept before expired ones are swept, bounding the table under a spray of addresses.
 const THROTTLE_SWEEP_AT: usize = 100_000;
 
+/// The longest a failure's answer waits.
+const MOST_DELAY: Duration = Duration::from_secs(4);
+
 impl Throttle {
-    pub fn new(max_failures: u32, max_address_failures: u32, window: Duration) -> Throttle {
-        Throttle { max_failures, max_address_failures, window, failures: Mutex::new(HashMap::new()) }
+    pub fn new(max_failures: u32, max_address_failures: u32, window: Duration, first_delay: Duration) -> Throttle {
+        Throttle { max_failures, max_address_failures, window, first_delay, failures: Mutex::new(HashMap::new()) }
     }
 
     /// The keys a failure counts under, each with the failures that block it.
@@ -229,18 +236,29 @@ impl Throttle {
             .any(|(key, most)| table.get(key).is_some_and(|(count, since)| *count >= *most && since.elapsed() < self.window))
     }
 
-    pub fn record_failure(&self, address: IpAddr, account: &str) {
+    /// Counts a failure and returns how long its answer waits: nothing for the first failure
+    /// for this account from this address in the window, then `first_delay`, doubling.
+    pub fn record_failure(&self, address: IpAddr, account: &str) -> Duration {
         let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if table.len() > THROTTLE_SWEEP_AT {
             let window = self.window;
             table.retain(|_, (_, since)| since.elapsed() < window);
         }
+        let mut account_failures = 0;
         for (key, _) in self.keys(address, account) {
+            let of_account = matches!(key, ThrottleKey::AccountFrom(..));
             let entry = table.entry(key).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= self.window {
                 *entry = (0, Instant::now());
             }
             entry.0 += 1;
+            if of_account {
+                account_failures = entry.0;
+            }
+        }
+        match account_failures {
+            0 | 1 => Duration::ZERO,
+            n => self.first_delay.saturating_mul(1 << (n - 2).min(16)).min(MOST_DELAY),
         }
     }
 
@@ -266,7 +284,7 @@ mod tests {
 
     #[test]
     fn throttle_blocks_an_account_from_one_address_and_a_spraying_address() {
-        let throttle = Throttle::new(3, 5, Duration::from_millis(50));
+        let throttle = Throttle::new(3, 5, Duration::from_millis(50), Duration::ZERO);
         let ip: IpAddr = [127, 0, 0, 1].into();
         for _ in 0..3 {
             assert!(!throttle.is_blocked(ip, "bob"));
@@ -282,6 +300,16 @@ mod tests {
         assert!(throttle.is_blocked(ip, "erin"), "a success does not reset the address");
         std::thread::sleep(Duration::from_millis(60));
         assert!(!throttle.is_blocked(ip, "bob") && !throttle.is_blocked(ip, "erin"));
+    }
+
+    #[test]
+    fn each_further_failure_is_answered_later() {
+        let throttle = Throttle::new(100, 1000, Duration::from_secs(60), Duration::from_millis(250));
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let delays: Vec<u128> = (0..7).map(|_| throttle.record_failure(ip, "bob").as_millis()).collect();
+        assert_eq!(delays, [0, 250, 500, 1000, 2000, 4000, 4000], "the first at once, then doubling up to the cap");
+        assert_eq!(throttle.record_failure(ip, "carol"), Duration::ZERO, "another account's first failure from the same address");
+        assert_eq!(throttle.record_failure([127, 0, 0, 2].into(), "bob"), Duration::ZERO, "bob's first from elsewhere");
     }
 
     #[test]

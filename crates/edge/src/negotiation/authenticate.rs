@@ -135,10 +135,10 @@ impl SaslExchange {
             }
             Step::Success(data) => {
                 let SaslExchange { profile, mechanism, username, account, .. } = *self;
-                let Some(account) = account else { return refuse(&profile, &mechanism, &username, "not-authorized", negotiation) };
+                let Some(account) = account else { return refuse(&profile, &mechanism, &username, "not-authorized", negotiation).await };
                 succeed(profile, Succeeded { mechanism: &mechanism, username: &username, user: account, data, token: None }, negotiation).await
             }
-            Step::Failure(condition) => refuse(&self.profile, &self.mechanism, &self.username, condition, negotiation),
+            Step::Failure(condition) => refuse(&self.profile, &self.mechanism, &self.username, condition, negotiation).await,
         }
     }
 }
@@ -170,11 +170,16 @@ pub(super) async fn succeed(profile: Profile, succeeded: Succeeded<'_>, negotiat
     }
 }
 
-/// Counts a failed authentication and answers `<failure/>`; too many on one connection end it.
-pub(super) fn refuse(profile: &Profile, mechanism: &str, username: &str, condition: &str, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
+/// Counts a failed authentication and answers `<failure/>`, later for each further failure for
+/// the account from the address (see [`Throttle`](crate::sasl::Throttle)); too many on one
+/// connection end it.
+pub(super) async fn refuse(profile: &Profile, mechanism: &str, username: &str, condition: &str, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
     let edge = negotiation.edge;
     edge.metrics.login(mechanism, false);
-    edge.throttle.record_failure(negotiation.peer.ip(), username);
+    let delay = edge.throttle.record_failure(negotiation.peer.ip(), username);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     negotiation.reply(profile.failure(condition));
     negotiation.failed_auths += 1;
     if negotiation.failed_auths >= edge.config.c2s.max_auth_attempts {

@@ -156,7 +156,7 @@ pub(super) async fn fast_login(request: Sasl2Request, mechanism: &str, initial: 
         return authenticate::failure(profile, negotiation, "temporary-auth-failure");
     }
     let (Ok(user), Some(client)) = (Jid::from_parts(Some(&username), edge.config.domain.as_str(), None), request.user_agent.as_deref()) else {
-        return refuse(&profile, mechanism, &username, "not-authorized", negotiation);
+        return refuse(&profile, mechanism, &username, "not-authorized", negotiation).await;
     };
     let channel_binding = if mechanism == "HT-SHA-256-EXPR" { negotiation.channel_binding.clone().unwrap_or_default() } else { Vec::new() };
     match fast.verify(user.as_str(), client, mechanism, proof, &channel_binding, request.fast).await {
@@ -165,7 +165,7 @@ pub(super) async fn fast_login(request: Sasl2Request, mechanism: &str, initial: 
             succeed(Profile::Sasl2(Box::new(request)), succeeded, negotiation).await
         }
         Err(Refused::Unavailable) => authenticate::failure(profile, negotiation, Refused::Unavailable.condition()),
-        Err(refused) => refuse(&profile, mechanism, &username, refused.condition(), negotiation),
+        Err(refused) => refuse(&profile, mechanism, &username, refused.condition(), negotiation).await,
     }
 }
 
