@@ -308,3 +308,33 @@ async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     probed = await bob2.inbox.wait(lambda e: e.tag.endswith("presence") and e.get("from") == alice.jid, timeout=30)
     assert probed.findtext("c:status", namespaces=NS) == "on the move", to_str(probed)
     assert probed.findtext("c:show", namespaces=NS) == "away", to_str(probed)
+
+
+async def test_cluster_auth_failures_count_across_edges(cl, env1):
+    """Authentication failures are the cluster's (Redis), not one edge's: guesses for one account
+    from one address spread over both edges are throttled on both, and the account's owner from
+    another address, or another account from the same address, still log in."""
+    from harness import fresh_source_ip, tag
+    victim, other = cl.pair()
+    ip = fresh_source_ip()
+    edges = [cl.nodes["edge1"].endpoint, cl.nodes["edge2"].endpoint]
+
+    async def attempt(ep, account, password):
+        raw = await env1.raw(source_ip=ip, ep=ep)
+        await raw.open_stream()
+        await raw.starttls()
+        answer = await raw.auth_plain(account.localpart, password)
+        await raw.close()
+        return answer
+
+    # Five failures (the default [c2s] auth_throttle_failures), alternating edges, one per connection.
+    for n in range(5):
+        answer = await attempt(edges[n % 2], victim, "wrong-password")
+        assert answer.tag == tag("sasl", "failure") and answer.find("sasl:not-authorized", NS) is not None, to_str(answer)
+    for ep in edges:
+        answer = await attempt(ep, victim, victim.password)
+        assert answer.find("sasl:temporary-auth-failure", NS) is not None, f"not throttled on {ep}: {to_str(answer)}"
+    answer = await attempt(edges[1], other, other.password)
+    assert answer.tag == tag("sasl", "success"), to_str(answer)
+    client = await env1.client(victim)
+    assert client.x.boundjid.bare == victim.jid

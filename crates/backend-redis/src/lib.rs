@@ -14,7 +14,9 @@
 //! - `ns:nodes` — set of nodes that hold routes;
 //! - `ns:live` — sorted set, node → heartbeat expiry in ms of the Redis server's clock (one clock
 //!   for the whole cluster: node clocks may disagree);
-//! - `ns:partition:{p}` — hash: `generation` (counter) and `node` of the partition's latest owner.
+//! - `ns:partition:{p}` — hash: `generation` (counter) and `node` of the partition's latest owner;
+//! - `ns:failures:{key}` — a failure count (the edges' authentication throttle), expiring a window
+//!   after its first failure.
 //!
 //! Writes for a user are one Lua script each (check the generation, change the hash atomically);
 //! the node indexes are updated after the script, outside it (they live in other slots). A crash
@@ -26,8 +28,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
+use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use starling_cluster::store::StoreError;
+
+/// Counts a failure; the first of a window sets the window's expiry.
+/// KEYS: count. ARGV: window in ms. Returns the count.
+const ADD_FAILURE: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+";
 
 /// Adds or replaces a route if the generation is not older than the newest seen.
 /// KEYS: res, gen. ARGV: generation, resource, value. Returns 1 applied, 0 stale.
@@ -159,6 +170,7 @@ pub struct RedisRegistry {
     heartbeat: Script,
     claim: Script,
     live: Script,
+    add_failure: Script,
 }
 
 impl RedisRegistry {
@@ -179,6 +191,7 @@ impl RedisRegistry {
             heartbeat: Script::new(HEARTBEAT),
             claim: Script::new(CLAIM),
             live: Script::new(LIVE),
+            add_failure: Script::new(ADD_FAILURE),
         })
     }
 
@@ -208,6 +221,10 @@ impl RedisRegistry {
 
     fn live_key(&self) -> String {
         format!("{}:live", self.namespace)
+    }
+
+    fn failures_key(&self, key: &str) -> String {
+        format!("{}:failures:{key}", self.namespace)
     }
 
     fn connection(&self) -> ConnectionManager {
@@ -375,5 +392,30 @@ mod tests {
         }
         assert_eq!(decode("x", "1 2"), None, "the node is required");
         assert_eq!(decode("x", "1 x node"), None, "the priority is a number");
+    }
+}
+
+#[async_trait]
+impl FailureCounts for RedisRegistry {
+    async fn add(&self, key: &str, window: Duration) -> Result<u32, StoreError> {
+        let mut connection = self.connection();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.add_failure.key(self.failures_key(key)).arg(window_ms).invoke_async(&mut connection).await.map_err(redis_error)
+    }
+
+    async fn get(&self, keys: &[&str]) -> Result<Vec<u32>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection();
+        let keys: Vec<String> = keys.iter().map(|key| self.failures_key(key)).collect();
+        let counts: Vec<Option<u32>> = connection.mget(keys).await.map_err(redis_error)?;
+        Ok(counts.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let () = connection.del(self.failures_key(key)).await.map_err(redis_error)?;
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ async fn contract_suite() {
     contract::registry(&registry, &contract::unique_prefix()).await;
     // Again with another prefix on the same database: the suite must not need a fresh one.
     contract::registry(&registry, &contract::unique_prefix()).await;
+    contract::failure_counts(&registry, &contract::unique_prefix()).await;
 }
 
 /// Two registries (two nodes' connections) racing owners of one user: exactly the newest

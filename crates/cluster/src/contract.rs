@@ -626,6 +626,24 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
 
 /// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can
 /// share a Redis with other runs; it only asserts about its own users and nodes.
+/// Failure counts: per key, within a window from the first failure, then from zero again.
+pub async fn failure_counts(counts: &dyn crate::failure_counts::FailureCounts, prefix: &str) {
+    let (a, b) = (format!("{prefix}-failures-a"), format!("{prefix}-failures-b"));
+    let window = Duration::from_millis(400);
+    assert_eq!(counts.get(&[&a, &b]).await.expect("get"), vec![0, 0], "unknown keys count 0");
+    for expected in 1..=3 {
+        assert_eq!(counts.add(&a, window).await.expect("add"), expected);
+    }
+    assert_eq!(counts.add(&b, window).await.expect("add"), 1, "keys count apart");
+    assert_eq!(counts.get(&[&a, &b]).await.expect("get"), vec![3, 1]);
+    counts.clear(&b).await.expect("clear");
+    assert_eq!(counts.get(&[&a, &b]).await.expect("get"), vec![3, 0], "clear forgets one key");
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    assert_eq!(counts.get(&[&a]).await.expect("get"), vec![0], "a window past its first failure is over");
+    assert_eq!(counts.add(&a, window).await.expect("add"), 1, "and counting starts again");
+    counts.clear(&a).await.expect("clear");
+}
+
 pub async fn registry(registry: &dyn Registry, prefix: &str) {
     let alice = user(prefix, "registry", "alice");
     let bob = user(prefix, "registry", "bob");

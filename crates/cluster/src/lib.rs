@@ -15,6 +15,7 @@ pub mod contract;
 pub mod bus;
 pub mod bus_gateway;
 pub mod envelope;
+pub mod failure_counts;
 pub mod gateway;
 pub mod hold;
 pub mod liveness;

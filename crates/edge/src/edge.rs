@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::gateway::Gateway;
 use starling_cluster::store::{Accounts, FastTokens};
 use starling_telemetry::Metrics;
@@ -35,22 +36,23 @@ pub struct Edge {
     next_connection: AtomicU64,
 }
 
+/// What the edge reads and writes besides the gateway: accounts, FAST tokens, and the
+/// authentication failure counts (the cluster's, in a cluster).
+pub struct EdgeBackends {
+    pub accounts: Arc<dyn Accounts>,
+    pub fast_tokens: Arc<dyn FastTokens>,
+    pub failure_counts: Arc<dyn FailureCounts>,
+}
+
 impl Edge {
     /// An edge with the standard nonza handlers: client state indication (XEP-0352) when the
     /// session layer acts on it.
-    pub fn new(
-        config: EdgeConfig,
-        tls: Arc<rustls::ServerConfig>,
-        gateway: Arc<dyn Gateway>,
-        accounts: Arc<dyn Accounts>,
-        fast_tokens: Arc<dyn FastTokens>,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Edge> {
+    pub fn new(config: EdgeConfig, tls: Arc<rustls::ServerConfig>, gateway: Arc<dyn Gateway>, backends: EdgeBackends, metrics: Arc<Metrics>) -> Arc<Edge> {
         let mut nonzas = NonzaHandlers::new();
         if gateway.supports_client_state() {
             crate::csi::register(&mut nonzas);
         }
-        Edge::with_nonza_handlers(config, tls, gateway, accounts, fast_tokens, metrics, nonzas)
+        Edge::with_nonza_handlers(config, tls, gateway, backends, metrics, nonzas)
     }
 
     /// An edge that hands the nonzas `nonzas` knows to their handlers (features such as stream
@@ -59,12 +61,17 @@ impl Edge {
         config: EdgeConfig,
         tls: Arc<rustls::ServerConfig>,
         gateway: Arc<dyn Gateway>,
-        accounts: Arc<dyn Accounts>,
-        fast_tokens: Arc<dyn FastTokens>,
+        EdgeBackends { accounts, fast_tokens, failure_counts }: EdgeBackends,
         metrics: Arc<Metrics>,
         nonzas: NonzaHandlers,
     ) -> Arc<Edge> {
-        let throttle = Throttle::new(config.c2s.auth_throttle_failures, config.c2s.auth_throttle_address_failures, config.c2s.auth_throttle_window(), Duration::from_millis(config.c2s.auth_failure_delay_ms));
+        let throttle = Throttle::new(
+            config.c2s.auth_throttle_failures,
+            config.c2s.auth_throttle_address_failures,
+            config.c2s.auth_throttle_window(),
+            Duration::from_millis(config.c2s.auth_failure_delay_ms),
+            failure_counts,
+        );
         let c2s = &config.c2s;
         let admission = Admission::new(c2s.max_connections_per_address, c2s.connection_rate_per_address, c2s.connection_burst_per_address);
         Arc::new(Edge {

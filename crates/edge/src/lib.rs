@@ -31,7 +31,7 @@ mod tls;
 mod test_support;
 
 pub use config::{C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig};
-pub use edge::Edge;
+pub use edge::{Edge, EdgeBackends};
 pub use fast::{FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};

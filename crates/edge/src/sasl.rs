@@ -5,11 +5,10 @@
 //! rsasl's callbacks are synchronous, so the account's keys are fetched before the exchange starts,
 //! from the username read out of the client's first message.
 
-use std::collections::HashMap;
 use std::io::Cursor;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rsasl::callback::{Context, Request, SessionCallback, SessionData};
 use rsasl::mechanisms::plain::PLAIN;
@@ -18,6 +17,7 @@ use rsasl::mechanisms::scram::{SCRAM_SHA1, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_
 use rsasl::prelude::{ChannelBindingCallback, Mechanism, Mechname, Registry, SASLConfig, SASLServer, Session, SessionError, State, Validation};
 use rsasl::property::{AuthId, AuthzId, Password};
 use rsasl::validate::{Validate, ValidationError};
+use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::store::ScramCredentials;
 
 static WITH_BINDING: &[Mechanism] = &[SCRAM_SHA256_PLUS, SCRAM_SHA256, SCRAM_SHA1_PLUS, SCRAM_SHA1, PLAIN];
@@ -198,80 +198,73 @@ impl Exchange {
 /// guessing wrong from elsewhere. Refusals are `temporary-auth-failure`. Before that, each
 /// further failure for the account from the address is answered later than the one before
 /// (`first_delay`, doubling, at most [`MOST_DELAY`]): a guesser's attempts slow down, while a
-/// person who mistyped once is answered at once.
+/// person who mistyped once is answered at once. The counts are the cluster's (in Redis), so
+/// spreading guesses over edges does not help; if they cannot be read, nobody is refused.
 pub struct Throttle {
     max_failures: u32,
     max_address_failures: u32,
     window: Duration,
     first_delay: Duration,
-    failures: Mutex<HashMap<ThrottleKey, (u32, Instant)>>,
+    counts: Arc<dyn FailureCounts>,
 }
-
-#[derive(Hash, PartialEq, Eq, Clone)]
-enum ThrottleKey {
-    Address(IpAddr),
-    AccountFrom(IpAddr, String),
-}
-
-/// Entries kept before expired ones are swept, bounding the table under a spray of addresses.
-const THROTTLE_SWEEP_AT: usize = 100_000;
 
 /// The longest a failure's answer waits.
 const MOST_DELAY: Duration = Duration::from_secs(4);
 
 impl Throttle {
-    pub fn new(max_failures: u32, max_address_failures: u32, window: Duration, first_delay: Duration) -> Throttle {
-        Throttle { max_failures, max_address_failures, window, first_delay, failures: Mutex::new(HashMap::new()) }
+    pub fn new(max_failures: u32, max_address_failures: u32, window: Duration, first_delay: Duration, counts: Arc<dyn FailureCounts>) -> Throttle {
+        Throttle { max_failures, max_address_failures, window, first_delay, counts }
     }
 
-    /// The keys a failure counts under, each with the failures that block it.
-    fn keys(&self, address: IpAddr, account: &str) -> [(ThrottleKey, u32); 2] {
-        [(ThrottleKey::Address(address), self.max_address_failures), (ThrottleKey::AccountFrom(address, account.to_owned()), self.max_failures)]
+    fn address_key(address: IpAddr) -> String {
+        format!("auth:{address}")
     }
 
-    pub fn is_blocked(&self, address: IpAddr, account: &str) -> bool {
-        let table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        self.keys(address, account)
-            .iter()
-            .any(|(key, most)| table.get(key).is_some_and(|(count, since)| *count >= *most && since.elapsed() < self.window))
+    fn account_key(address: IpAddr, account: &str) -> String {
+        format!("auth:{address}:{account}")
+    }
+
+    pub async fn is_blocked(&self, address: IpAddr, account: &str) -> bool {
+        let (by_address, by_account) = (Self::address_key(address), Self::account_key(address, account));
+        match self.counts.get(&[&by_address, &by_account]).await {
+            Ok(counts) => counts[0] >= self.max_address_failures || counts[1] >= self.max_failures,
+            Err(error) => {
+                tracing::warn!(%error, "authentication failure counts unreadable; not throttling");
+                false
+            }
+        }
     }
 
     /// Counts a failure and returns how long its answer waits: nothing for the first failure
     /// for this account from this address in the window, then `first_delay`, doubling.
-    pub fn record_failure(&self, address: IpAddr, account: &str) -> Duration {
-        let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if table.len() > THROTTLE_SWEEP_AT {
-            let window = self.window;
-            table.retain(|_, (_, since)| since.elapsed() < window);
-        }
-        let mut account_failures = 0;
-        for (key, _) in self.keys(address, account) {
-            let of_account = matches!(key, ThrottleKey::AccountFrom(..));
-            let entry = table.entry(key).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= self.window {
-                *entry = (0, Instant::now());
+    pub async fn record_failure(&self, address: IpAddr, account: &str) -> Duration {
+        let counted = async {
+            self.counts.add(&Self::address_key(address), self.window).await?;
+            self.counts.add(&Self::account_key(address, account), self.window).await
+        };
+        match counted.await {
+            Ok(0 | 1) => Duration::ZERO,
+            Ok(n) => self.first_delay.saturating_mul(1 << (n - 2).min(16)).min(MOST_DELAY),
+            Err(error) => {
+                tracing::warn!(%error, "could not count an authentication failure");
+                Duration::ZERO
             }
-            entry.0 += 1;
-            if of_account {
-                account_failures = entry.0;
-            }
-        }
-        match account_failures {
-            0 | 1 => Duration::ZERO,
-            n => self.first_delay.saturating_mul(1 << (n - 2).min(16)).min(MOST_DELAY),
         }
     }
 
     /// A success forgets the failures for that account from that address, not the address's: a
     /// guesser holding one valid account must not be able to reset its spray count.
-    pub fn record_success(&self, address: IpAddr, account: &str) {
-        let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        table.remove(&ThrottleKey::AccountFrom(address, account.to_owned()));
+    pub async fn record_success(&self, address: IpAddr, account: &str) {
+        if let Err(error) = self.counts.clear(&Self::account_key(address, account)).await {
+            tracing::warn!(%error, "could not clear authentication failures");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use starling_cluster::failure_counts::LocalFailureCounts;
+
     use super::*;
 
     #[test]
@@ -282,34 +275,41 @@ mod tests {
         assert_eq!(initial_username("SCRAM-SHA-1", b"garbage"), None);
     }
 
-    #[test]
-    fn throttle_blocks_an_account_from_one_address_and_a_spraying_address() {
-        let throttle = Throttle::new(3, 5, Duration::from_millis(50), Duration::ZERO);
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        for _ in 0..3 {
-            assert!(!throttle.is_blocked(ip, "bob"));
-            throttle.record_failure(ip, "bob");
-        }
-        assert!(throttle.is_blocked(ip, "bob"), "bob from the guessing address");
-        assert!(!throttle.is_blocked([127, 0, 0, 2].into(), "bob"), "bob from elsewhere is not locked out");
-        assert!(!throttle.is_blocked(ip, "carol"), "others behind the same address are not either");
-        throttle.record_failure(ip, "carol");
-        throttle.record_failure(ip, "dave");
-        assert!(throttle.is_blocked(ip, "erin"), "five failures over any accounts: the address sprays");
-        throttle.record_success(ip, "carol");
-        assert!(throttle.is_blocked(ip, "erin"), "a success does not reset the address");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(!throttle.is_blocked(ip, "bob") && !throttle.is_blocked(ip, "erin"));
+    fn throttle(max_failures: u32, max_address_failures: u32, window: Duration, first_delay: Duration) -> Throttle {
+        Throttle::new(max_failures, max_address_failures, window, first_delay, Arc::new(LocalFailureCounts::default()))
     }
 
-    #[test]
-    fn each_further_failure_is_answered_later() {
-        let throttle = Throttle::new(100, 1000, Duration::from_secs(60), Duration::from_millis(250));
+    #[tokio::test]
+    async fn throttle_blocks_an_account_from_one_address_and_a_spraying_address() {
+        let throttle = throttle(3, 5, Duration::from_millis(50), Duration::ZERO);
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let delays: Vec<u128> = (0..7).map(|_| throttle.record_failure(ip, "bob").as_millis()).collect();
+        for _ in 0..3 {
+            assert!(!throttle.is_blocked(ip, "bob").await);
+            throttle.record_failure(ip, "bob").await;
+        }
+        assert!(throttle.is_blocked(ip, "bob").await, "bob from the guessing address");
+        assert!(!throttle.is_blocked([127, 0, 0, 2].into(), "bob").await, "bob from elsewhere is not locked out");
+        assert!(!throttle.is_blocked(ip, "carol").await, "others behind the same address are not either");
+        throttle.record_failure(ip, "carol").await;
+        throttle.record_failure(ip, "dave").await;
+        assert!(throttle.is_blocked(ip, "erin").await, "five failures over any accounts: the address sprays");
+        throttle.record_success(ip, "carol").await;
+        assert!(throttle.is_blocked(ip, "erin").await, "a success does not reset the address");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!throttle.is_blocked(ip, "bob").await && !throttle.is_blocked(ip, "erin").await);
+    }
+
+    #[tokio::test]
+    async fn each_further_failure_is_answered_later() {
+        let throttle = throttle(100, 1000, Duration::from_secs(60), Duration::from_millis(250));
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            delays.push(throttle.record_failure(ip, "bob").await.as_millis());
+        }
         assert_eq!(delays, [0, 250, 500, 1000, 2000, 4000, 4000], "the first at once, then doubling up to the cap");
-        assert_eq!(throttle.record_failure(ip, "carol"), Duration::ZERO, "another account's first failure from the same address");
-        assert_eq!(throttle.record_failure([127, 0, 0, 2].into(), "bob"), Duration::ZERO, "bob's first from elsewhere");
+        assert_eq!(throttle.record_failure(ip, "carol").await, Duration::ZERO, "another account's first failure from the same address");
+        assert_eq!(throttle.record_failure([127, 0, 0, 2].into(), "bob").await, Duration::ZERO, "bob's first from elsewhere");
     }
 
     #[test]

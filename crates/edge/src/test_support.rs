@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use starling_cluster::failure_counts::LocalFailureCounts;
 use starling_cluster::gateway::{server_chosen_resource, Binding, BoundSession, ClientLink, Gateway, GatewayError, StreamEnd};
 use starling_cluster::store::{Accounts, FastTokenSlots, FastTokens, ScramCredentials, StoreError};
 use starling_protocol::{Jid, Stanza};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::EdgeConfig;
 use crate::connection;
-use crate::edge::Edge;
+use crate::edge::{Edge, EdgeBackends};
 use crate::framing::xml_stream::{Accepted, BoxedIo, XmlStream};
 use crate::nonza::NonzaHandlers;
 
@@ -203,7 +204,8 @@ pub fn edge(config: EdgeConfig, accounts: Arc<FakeAccounts>, nonzas: NonzaHandle
     let (submitted, submitted_out) = mpsc::unbounded_channel();
     let (unbound, unbound_out) = mpsc::unbounded_channel();
     let gateway = Arc::new(FakeGateway { links, submitted, unbound });
-    let edge = Edge::with_nonza_handlers(config, server_tls(), gateway, accounts, Arc::new(FakeTokens::default()), Metrics::global(), nonzas);
+    let backends = EdgeBackends { accounts, fast_tokens: Arc::new(FakeTokens::default()), failure_counts: Arc::new(LocalFailureCounts::default()) };
+    let edge = Edge::with_nonza_handlers(config, server_tls(), gateway, backends, Metrics::global(), nonzas);
     (edge, SessionLayer { links: links_out, submitted: submitted_out, unbound: unbound_out })
 }
 

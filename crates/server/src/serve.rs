@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use starling_edge::{Edge, EdgeConfig, FastKey};
+use starling_edge::{Edge, EdgeBackends, EdgeConfig, FastKey};
 use starling_protocol::Jid;
 use starling_session::{inline_features, SessionConfig, SessionLayer};
 use starling_telemetry::Metrics;
@@ -18,6 +18,7 @@ use starling_backend_redis::RedisRegistry;
 use starling_cluster::bus::Bus;
 use starling_cluster::bus_gateway::{BusGateway, SessionFeatures};
 use starling_cluster::envelope::Origin;
+use starling_cluster::failure_counts::{FailureCounts, LocalFailureCounts};
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
 use starling_cluster::gateway::Gateway;
@@ -58,6 +59,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let role = config.cluster.role;
     let node = node_id(&config.cluster);
     tracing::info!(?role, %node, "role");
+    // Authentication failures are counted where every edge sees them: in Redis in a cluster.
+    let mut failure_counts: Arc<dyn FailureCounts> = Arc::new(LocalFailureCounts::default());
     // The gateway the edge binds clients through: the local session layer, or the bus.
     let gateway: Option<Arc<dyn Gateway>> = match role {
         Role::All => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
@@ -80,6 +83,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let registry = connect_registry(&config.cluster).await?;
             // Resources an earlier process of this node left behind are gone with its sockets.
             liveness::reap(registry.as_ref(), bus.as_ref(), &Origin::new(&node), &node).await;
+            failure_counts = registry.clone();
             tokio::spawn(liveness::keep_alive(registry, node.clone(), node_ttl(&config.cluster), || {}));
             // The edge announces what the session nodes apply; both read the same configuration.
             let features = SessionFeatures {
@@ -97,7 +101,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone()));
 
     if let Some(gateway) = gateway {
-        serve_clients(&config, &domain, gateway, (accounts, fast_tokens), metrics).await?;
+        serve_clients(&config, &domain, gateway, EdgeBackends { accounts, fast_tokens, failure_counts }, metrics).await?;
     }
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     ready.store(true, Ordering::Release);
@@ -113,7 +117,7 @@ async fn serve_clients(
     config: &Config,
     domain: &Jid,
     gateway: Arc<dyn Gateway>,
-    (accounts, fast_tokens): (Arc<dyn starling_cluster::store::Accounts>, Arc<dyn starling_cluster::store::FastTokens>),
+    backends: EdgeBackends,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
@@ -130,7 +134,7 @@ async fn serve_clients(
         caps_ver,
         caps_node,
     };
-    let edge = Edge::new(edge_config, tls, gateway, accounts, fast_tokens, metrics);
+    let edge = Edge::new(edge_config, tls, gateway, backends, metrics);
     for address in &c2s.starttls_listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s {address}"))?;
         tracing::info!(listen = %address, "c2s (STARTTLS{})", if c2s.require_tls { ", required" } else { "" });
@@ -186,7 +190,7 @@ pub fn locate(config: &Config, user: &Jid) -> anyhow::Result<()> {
     })
 }
 
-async fn connect_registry(cluster: &ClusterSection) -> anyhow::Result<Arc<dyn Registry>> {
+async fn connect_registry(cluster: &ClusterSection) -> anyhow::Result<Arc<RedisRegistry>> {
     let url = &cluster.redis_url;
     Ok(Arc::new(RedisRegistry::connect(url, &cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?))
 }

@@ -151,7 +151,7 @@ pub(super) async fn fast_login(request: Sasl2Request, mechanism: &str, initial: 
     };
     let Some(initial) = initial else { return authenticate::failure(profile, negotiation, "incorrect-encoding") };
     let Some((username, proof)) = fast::parse_initial(&initial) else { return authenticate::failure(profile, negotiation, "malformed-request") };
-    if edge.throttle.is_blocked(negotiation.peer.ip(), &username) {
+    if edge.throttle.is_blocked(negotiation.peer.ip(), &username).await {
         edge.metrics.login(mechanism, false);
         return authenticate::failure(profile, negotiation, "temporary-auth-failure");
     }
