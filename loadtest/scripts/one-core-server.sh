@@ -1,14 +1,22 @@
-# Sourced by the one-core benchmarks (muc-bench.sh, pep-bench.sh, pep-login-bench.sh): builds the
-# release server and harness, writes $WORK/conf.toml for a server on 127.0.0.1:$PORT (direct TLS on
-# PORT+1, admin on PORT+58) with the caller's extra TOML ($EXTRA_TOML), and defines start_server
-# (fresh store, $USERS accounts user1.. with password "secret", pinned to CPU 0, waits until ready;
-# sets $server_pid) and stop_server (also on exit). $BIN is the release directory.
+# Sourced by the one-core benchmarks (muc-bench.sh, pep-bench.sh, pep-login-bench.sh,
+# refused-flood.sh): builds the release server and harness (unless $BIN names a directory with a
+# `starling` already), writes $WORK/conf.toml for a server on 127.0.0.1:$PORT (direct TLS on PORT+1,
+# admin on PORT+58) with the caller's extra TOML ($EXTRA_TOML), and defines start_server (fresh
+# store, $USERS accounts user1.. with password "secret", pinned to CPU 0, waits until ready; sets
+# $server_pid) and stop_server (also on exit). The per-user message rate and the per-connection read
+# shaper are off (a few users far beyond one person's rate), unless $DEFAULT_LIMITS is set.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
-cargo build --release -q -p starling-server -p starling-loadtest
-BIN=$CARGO_TARGET_DIR/release
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p starling-server -p starling-loadtest
+  BIN=$CARGO_TARGET_DIR/release
+fi
 OUT=${OUT:-$WORK/results}
 mkdir -p "$WORK" "$OUT"
 ADMIN_PORT=$((PORT + 58))
+LIMITS_OFF_C2S="read_rate_bytes = 0"
+LIMITS_OFF="[sessions]
+message_rate = 0"
+if [ -n "${DEFAULT_LIMITS:-}" ]; then LIMITS_OFF_C2S=""; LIMITS_OFF=""; fi
 cat > "$WORK/conf.toml" <<TOML
 [server]
 domain = "localhost"
@@ -17,12 +25,10 @@ data_dir = "$WORK/data"
 starttls_listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = ["127.0.0.1:$((PORT + 1))"]
 ping_idle_seconds = 600
-read_rate_bytes = 0
+$LIMITS_OFF_C2S
 [admin]
 listen = "127.0.0.1:$ADMIN_PORT"
-# A few users far beyond one person's rate: the per-user and per-connection limits are off.
-[sessions]
-message_rate = 0
+$LIMITS_OFF
 ${EXTRA_TOML:-}
 TOML
 server_pid=
