@@ -247,11 +247,11 @@ async fn archive_outbound(state: &mut UserState, stanza: Stanza, received: Insta
 /// error) when the archive cannot take it or the user's daily allowance is spent. An error may
 /// refuse a message the user sent: that one leaves the user's archive.
 async fn archive_inbound(state: &mut UserState, stanza: Stanza, received: Instant) -> Flow {
+    let stanza = strip_forged_stanza_ids(state.user(), stanza);
     if stanza.is_error() {
         refusals::withdraw_refused_sent(state, &stanza).await;
         return Flow::Continue(stanza);
     }
-    let stanza = strip_forged_stanza_ids(state.user(), stanza);
     if archivable(&stanza) && !quota::charge(state, Direction::Received, stanza.bytes.len(), received) {
         state.services().metrics.quota_refusals.received_per_day.inc();
         let me = stanza.to.clone().unwrap_or_else(|| state.user().clone());
