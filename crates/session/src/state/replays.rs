@@ -57,7 +57,28 @@ pub(super) fn delivery_key(kind: StanzaKind, bytes: &[u8]) -> Option<DeliveryKey
     if kind != StanzaKind::Message {
         return None;
     }
-    current_cause().map(|cause| xxhash_rust::xxh3::xxh3_64_with_seed(bytes, cause))
+    current_cause().map(|cause| key_of(cause, bytes))
+}
+
+/// The key of `bytes` delivered because of `cause`, leaving out the last XEP-0359 `<stanza-id/>`
+/// (the one the recipient's archive appended): an owner that died may have delivered a message
+/// before its archive write was durable, and its successor then archives the replay under a new
+/// id — the same message, which must still reach the client once.
+fn key_of(cause: u64, bytes: &[u8]) -> DeliveryKey {
+    const STANZA_ID: &[u8] = b"<stanza-id ";
+    let stanza_id = bytes.windows(STANZA_ID.len()).rposition(|window| window == STANZA_ID).and_then(|start| {
+        let length = bytes[start..].windows(2).position(|window| window == b"/>")? + 2;
+        Some((start, start + length))
+    });
+    let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(cause);
+    match stanza_id {
+        Some((start, end)) => {
+            hasher.update(&bytes[..start]);
+            hasher.update(&bytes[end..]);
+        }
+        None => hasher.update(bytes),
+    }
+    hasher.digest()
 }
 
 impl UserState {
@@ -175,5 +196,20 @@ impl UserState {
             }
         }
         self.resources.len() > before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_archived_under_a_new_id_has_the_same_delivery_key() {
+        let delivered = |id: &str| format!("<message xmlns='jabber:client' from='b@x/r' to='a@x/r' type='chat'><body>77</body><stanza-id xmlns='urn:xmpp:sid:0' by='a@x' id='{id}'/></message>");
+        assert_eq!(key_of(7, delivered("1796580975317168").as_bytes()), key_of(7, delivered("1796580975317999").as_bytes()));
+        assert_ne!(key_of(7, delivered("1").as_bytes()), key_of(8, delivered("1").as_bytes()), "another cause, another delivery");
+        let other = delivered("1").replace("<body>77</body>", "<body>78</body>");
+        assert_ne!(key_of(7, delivered("1").as_bytes()), key_of(7, other.as_bytes()), "other bytes, another delivery");
+        assert_eq!(key_of(7, b"<message/>"), xxhash_rust::xxh3::xxh3_64_with_seed(b"<message/>", 7), "without a stanza-id: the bytes");
     }
 }
