@@ -624,8 +624,6 @@ async fn assert_user_empty(store: &Store, who: &str, contact: &str) {
     assert!(store.pubsub.items(who, "urn:xmpp:avatar:data", &[], None).await.expect("items").is_empty(), "PEP items of {who} left behind");
 }
 
-/// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can
-/// share a Redis with other runs; it only asserts about its own users and nodes.
 /// Failure counts: per key, within a window from the first failure, then from zero again.
 pub async fn failure_counts(counts: &dyn crate::failure_counts::FailureCounts, prefix: &str) {
     let (a, b) = (format!("{prefix}-failures-a"), format!("{prefix}-failures-b"));
@@ -644,6 +642,8 @@ pub async fn failure_counts(counts: &dyn crate::failure_counts::FailureCounts, p
     counts.clear(&a).await.expect("clear");
 }
 
+/// The behaviour every [`Registry`] must show. Node names carry the prefix too, so the suite can
+/// share a Redis with other runs; it only asserts about its own users and nodes.
 pub async fn registry(registry: &dyn Registry, prefix: &str) {
     let alice = user(prefix, "registry", "alice");
     let bob = user(prefix, "registry", "bob");

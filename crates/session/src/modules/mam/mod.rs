@@ -168,14 +168,29 @@ async fn archives_with(state: &mut UserState, peer: &Jid) -> bool {
     }
 }
 
-/// Archives `stanza` (exchanged with `peer`) if it should be, returning its id. `Err` when the
-/// archive queue stayed full: the caller refuses the message rather than lose it.
-async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: bool) -> Result<Option<u64>, ()> {
+/// Why a message the archive should take was not archived: the caller refuses it.
+enum NotArchived {
+    /// The archive queue stayed full (rather than lose the message).
+    Busy,
+    /// The user's daily allowance in that direction is spent.
+    OverAllowance,
+}
+
+/// Archives `stanza` (exchanged with `peer`, received at `now`) if it should be, returning its id.
+async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: bool, now: Instant) -> Result<Option<u64>, NotArchived> {
     if let Some(archive) = state.ext.get_mut::<ArchiveState>() {
         archive.replayed = None;
         archive.received = None;
     }
-    if !archivable(stanza) || !archives_with(state, peer).await {
+    if !archivable(stanza) {
+        return Ok(None);
+    }
+    // Before the preferences: what a user sends stands for the recipient's copy too.
+    let direction = if outbound { Direction::Sent } else { Direction::Received };
+    if !quota::charge(state, direction, stanza.bytes.len(), now) {
+        return Err(NotArchived::OverAllowance);
+    }
+    if !archives_with(state, peer).await {
         return Ok(None);
     }
     let cause = current_cause();
@@ -210,7 +225,7 @@ async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: b
         }
         Err(_) => {
             state.services().metrics.archive_refused.inc();
-            Err(())
+            Err(NotArchived::Busy)
         }
     }
 }
@@ -219,20 +234,19 @@ async fn archive(state: &mut UserState, stanza: &Stanza, peer: &Jid, outbound: b
 /// gets an error) when the archive cannot take it or the user's daily allowance is spent.
 async fn archive_outbound(state: &mut UserState, stanza: Stanza, received: Instant) -> Flow {
     let Some(peer) = stanza.to.clone() else { return Flow::Continue(stanza) };
-    if archivable(&stanza) && !quota::charge(state, Direction::Sent, stanza.bytes.len(), received) {
-        state.services().metrics.quota_refusals.sent_per_day.inc();
-        let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("Today's allowance of messages is used up: send again later.");
-        state.reply_stanza_error(&stanza, &peer, &error);
-        return Flow::Stop;
-    }
-    match archive(state, &stanza, &peer, true).await {
+    match archive(state, &stanza, &peer, true, received).await {
         Ok(Some(archive_id)) => {
             if let Some(id) = stanza.id.as_deref() {
                 state.ext.get_or_insert_with(ArchiveState::default).sent_lately.remember(peer, id, archive_id, Instant::now());
             }
         }
         Ok(None) => {}
-        Err(()) => {
+        Err(NotArchived::OverAllowance) => {
+            let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("Today's allowance of messages is used up: send again later.");
+            state.reply_stanza_error(&stanza, &peer, &error);
+            return Flow::Stop;
+        }
+        Err(NotArchived::Busy) => {
             let me = state.user().clone();
             state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
             return Flow::Stop;
@@ -252,22 +266,19 @@ async fn archive_inbound(state: &mut UserState, stanza: Stanza, received: Instan
         refusals::withdraw_refused_sent(state, &stanza).await;
         return Flow::Continue(stanza);
     }
-    if archivable(&stanza) && !quota::charge(state, Direction::Received, stanza.bytes.len(), received) {
-        state.services().metrics.quota_refusals.received_per_day.inc();
-        let me = stanza.to.clone().unwrap_or_else(|| state.user().clone());
-        let error = StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("The recipient takes no more messages today.");
-        state.reply_stanza_error(&stanza, &me, &error);
-        return Flow::Stop;
-    }
     let peer = stanza.from.clone();
-    match archive(state, &stanza, &peer, false).await {
+    match archive(state, &stanza, &peer, false, received).await {
         Ok(None) => Flow::Continue(stanza),
         Ok(Some(id)) => {
             Flow::Continue(stanza.with_appended_child(&stanza_id(state.user(), id)))
         }
-        Err(()) => {
+        Err(refused) => {
             let me = stanza.to.clone().unwrap_or_else(|| state.user().clone());
-            state.reply_error(&stanza, &me, StanzaErrorCondition::ResourceConstraint);
+            let error = match refused {
+                NotArchived::OverAllowance => StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("The recipient takes no more messages today."),
+                NotArchived::Busy => StanzaError::new(StanzaErrorCondition::ResourceConstraint),
+            };
+            state.reply_stanza_error(&stanza, &me, &error);
             Flow::Stop
         }
     }

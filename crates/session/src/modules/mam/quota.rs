@@ -52,6 +52,11 @@ pub(super) fn charge(state: &mut UserState, direction: Direction, bytes: usize, 
     let daily = slot.get_or_insert_with(|| Daily { messages: Allowance::full(messages), bytes: Allowance::full(max_bytes) });
     let bytes = bytes as f64;
     if !(daily.messages.has(1.0, message_rate, messages, now) && daily.bytes.has(bytes, byte_rate, max_bytes, now)) {
+        let refusals = &state.services().metrics.quota_refusals;
+        match direction {
+            Direction::Sent => refusals.sent_per_day.inc(),
+            Direction::Received => refusals.received_per_day.inc(),
+        }
         return false;
     }
     daily.messages.take_amount(1.0, message_rate, messages, now);

@@ -52,7 +52,7 @@ impl SentLately {
 fn is_refusal(error: &Stanza) -> bool {
     use StanzaErrorCondition::*;
     let Ok(element) = error.element() else { return false };
-    let condition = element.children().find(|child| child.name() == "error").and_then(StanzaError::from_element).map(|error| error.condition);
+    let condition = StanzaError::from_element(&element).map(|error| error.condition);
     matches!(condition, Some(ServiceUnavailable | ResourceConstraint | PolicyViolation | RecipientUnavailable | NotAllowed | Forbidden))
 }
 
