@@ -147,6 +147,59 @@ pub struct ComponentsConfig {
     pub secrets: BTreeMap<String, String>,
 }
 
+/// `[websocket]`: XMPP over WebSocket (RFC 7395) and XEP-0156 discovery, on HTTP listeners of
+/// their own. None by default: a deployment names its ports (browsers usually reach them through a
+/// TLS-terminating proxy or on 443).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Plain HTTP listeners (`ws://`): behind a TLS-terminating proxy, or on loopback. SASL is
+    /// offered on them only when `[c2s] require_tls` is off or a trusted proxy says the client
+    /// came over HTTPS (`X-Forwarded-Proto: https`).
+    pub listen: Vec<String>,
+    /// HTTPS listeners (`wss://`), with the c2s certificate.
+    pub tls_listen: Vec<String>,
+    /// Where the WebSocket endpoint is; `/.well-known/host-meta` and `host-meta.json` are served
+    /// beside it.
+    pub path: String,
+    /// The URL host-meta announces; by default built from the request (`wss://` + its `Host` +
+    /// `path`), which is right unless a proxy rewrites the path.
+    pub public_url: Option<String>,
+    /// `Origin`s a browser may connect from, e.g. `https://chat.example.com`; empty allows any.
+    /// Clients that send no `Origin` (not browsers) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Proxies (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed: the client's address then counts for the per-address
+    /// limits and the authentication throttle, not the proxy's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a client may take to send a request's headers (slowloris).
+    pub header_timeout_seconds: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            listen: Vec::new(),
+            tls_listen: Vec::new(),
+            path: "/xmpp-websocket".into(),
+            public_url: None,
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            header_timeout_seconds: 10,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_seconds)
+    }
+
+    pub(crate) fn is_trusted_proxy(&self, address: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|network| network.contains(&address))
+    }
+}
+
 /// Everything the edge is started with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -159,6 +212,7 @@ pub struct EdgeConfig {
     pub sm: SmConfig,
     /// `[components]`: who may connect as an external component.
     pub components: ComponentsConfig,
+    pub websocket: WebSocketConfig,
     /// `[fast]`: XEP-0484 tokens, and the key they are derived from.
     pub fast: FastConfig,
     pub fast_key: FastKey,
@@ -177,6 +231,7 @@ impl EdgeConfig {
             registration: RegistrationConfig::default(),
             sm: SmConfig::default(),
             components: ComponentsConfig::default(),
+            websocket: WebSocketConfig::default(),
             fast: FastConfig::default(),
             fast_key: FastKey::random(),
             caps_ver: String::new(),

@@ -12,33 +12,37 @@ use crate::negotiation;
 
 /// Serves one connection. Spawned as it is (see the listener): everything large is created
 /// inside, not passed in, since an async fn keeps its arguments for its whole life.
-pub(crate) async fn run<F: Framing>(edge: Arc<Edge>, id: u64, peer: SocketAddr, transport: F::Transport) {
-    let admitted = edge.admission.admit(peer.ip());
-    let _open = OpenConnection::count(&edge, admitted.is_ok().then_some(peer.ip()));
+pub(crate) async fn run<F: Framing>(edge: Arc<Edge>, id: u64, peer: SocketAddr, transport: F::Transport, admitted: Admitted) {
     let Some(mut framing) = F::start(transport, &edge).await else { return };
     // Boxed: negotiation's state (TLS handshake, SASL) is large and short-lived; inline, it would
     // size the task of every idle connection for its whole life.
-    let Some(bound) = Box::pin(negotiation::negotiate(&edge, id, peer, &mut framing, admitted.err())).await else { return };
+    let Some(bound) = Box::pin(negotiation::negotiate(&edge, id, peer, &mut framing, admitted.refused)).await else { return };
     let (receiver, sender) = framing.split();
     bound::serve(edge, receiver, sender, bound).await;
 }
 
-/// Counts a connection in `starling_connections_open`, and against its address when it was
-/// admitted, for as long as it lives, however it ends.
-struct OpenConnection(Arc<Edge>, Option<IpAddr>);
+/// A client connection as the per-address limits saw it: counted in `starling_connections_open`,
+/// and against its address when they admitted it, for as long as it lives, however it ends; or
+/// why they refused it (the stream then ends with that, right after our header).
+pub(crate) struct Admitted {
+    edge: Arc<Edge>,
+    counted_against: Option<IpAddr>,
+    pub(crate) refused: Option<&'static str>,
+}
 
-impl OpenConnection {
-    fn count(edge: &Arc<Edge>, admitted_from: Option<IpAddr>) -> OpenConnection {
+impl Admitted {
+    pub(crate) fn check(edge: &Arc<Edge>, address: IpAddr) -> Admitted {
+        let admitted = edge.admission.admit(address);
         edge.metrics.connections_open.inc();
-        OpenConnection(edge.clone(), admitted_from)
+        Admitted { edge: edge.clone(), counted_against: admitted.is_ok().then_some(address), refused: admitted.err() }
     }
 }
 
-impl Drop for OpenConnection {
+impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.metrics.connections_open.dec();
-        if let Some(address) = self.1 {
-            self.0.admission.release(address);
+        self.edge.metrics.connections_open.dec();
+        if let Some(address) = self.counted_against {
+            self.edge.admission.release(address);
         }
     }
 }

@@ -23,6 +23,10 @@ use crate::sasl::Throttle;
 pub struct Edge {
     pub(crate) config: EdgeConfig,
     pub(crate) tls: TlsAcceptor,
+    /// The same certificate for the WebSocket listeners, negotiating `http/1.1` by ALPN where c2s
+    /// negotiates `xmpp-client` (a browser offering only HTTP protocols gets a fatal alert from
+    /// the latter).
+    pub(crate) web_tls: TlsAcceptor,
     pub(crate) gateway: Arc<dyn Gateway>,
     pub(crate) accounts: Arc<dyn Accounts>,
     pub(crate) fast_tokens: Arc<dyn FastTokens>,
@@ -74,9 +78,12 @@ impl Edge {
         );
         let c2s = &config.c2s;
         let admission = Admission::new(c2s.max_connections_per_address, c2s.connection_rate_per_address, c2s.connection_burst_per_address);
+        let mut web_tls = (*tls).clone();
+        web_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(Edge {
             config,
             tls: TlsAcceptor::from(tls),
+            web_tls: TlsAcceptor::from(Arc::new(web_tls)),
             gateway,
             accounts,
             fast_tokens,

@@ -1,6 +1,6 @@
-//! The edge: client-to-server connections (RFC 6120). It accepts TCP (STARTTLS) and direct TLS
-//! (XEP-0368), frames the XML stream, negotiates TLS, SASL and resource binding, stamps `from` on
-//! everything a client sends, and hands stanzas to the session layer through the
+//! The edge: client-to-server connections (RFC 6120). It accepts TCP (STARTTLS), direct TLS
+//! (XEP-0368) and WebSocket (RFC 7395, with XEP-0156 discovery), frames the stream, negotiates
+//! TLS, SASL and resource binding, stamps `from` on everything a client sends, and hands stanzas to the session layer through the
 //! [`Gateway`](starling_cluster::gateway::Gateway). It holds sockets and parse state only: it knows
 //! no roster, presence or delivery rule, and no concrete session or storage backend.
 //!
@@ -26,11 +26,12 @@ mod nonza;
 mod sasl;
 mod shaper;
 mod tls;
+mod web;
 
 #[cfg(test)]
 mod test_support;
 
-pub use config::{C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig};
+pub use config::{C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig, WebSocketConfig};
 pub use edge::{Edge, EdgeBackends};
 pub use fast::{FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};

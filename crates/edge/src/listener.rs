@@ -27,9 +27,10 @@ impl Edge {
             let (socket, peer) = accept(&listener).await;
             let id = self.next_connection_id();
             let accepted = Accepted { io: Box::new(socket), direct_tls };
+            let admitted = connection::Admitted::check(&self, peer.ip());
             // The connection future is spawned as it is: wrapping it in another async block would
             // store it twice in the task (measured: 5.6 KiB instead of 2.7 KiB per connection).
-            tokio::spawn(connection::run::<XmlStream>(self.clone(), id, peer, accepted));
+            tokio::spawn(connection::run::<XmlStream>(self.clone(), id, peer, accepted, admitted));
         }
     }
 }

@@ -213,8 +213,9 @@ pub fn edge(config: EdgeConfig, accounts: Arc<FakeAccounts>, nonzas: NonzaHandle
 /// STARTTLS) or, with `direct_tls`, after the TLS handshake.
 pub async fn connect(edge: &Arc<Edge>, direct_tls: bool) -> TestClient {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let peer = "192.0.2.1:5222".parse().expect("address");
-    tokio::spawn(connection::run::<XmlStream>(edge.clone(), 1, peer, Accepted { io: Box::new(server), direct_tls }));
+    let peer: std::net::SocketAddr = "192.0.2.1:5222".parse().expect("address");
+    let admitted = connection::Admitted::check(edge, peer.ip());
+    tokio::spawn(connection::run::<XmlStream>(edge.clone(), 1, peer, Accepted { io: Box::new(server), direct_tls }, admitted));
     let io: BoxedIo = if direct_tls { handshake(Box::new(client)).await } else { Box::new(client) };
     TestClient { reader: StreamReader::new(io, Default::default()) }
 }

@@ -148,8 +148,19 @@ impl StreamError {
     /// Serialises as `<stream:error>` for writing inside our stream, whose header declares the
     /// `stream` prefix (RFC 6120 §4.9.2); the children declare the streams-errors namespace.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.write(b"<stream:error>")
+    }
+
+    /// Serialises as `<stream:error>` declaring the `stream` prefix itself, for a framing with no
+    /// stream header around it (a WebSocket message, RFC 7395 §3.6).
+    pub fn to_standalone_bytes(&self) -> Vec<u8> {
+        self.write(b"<stream:error xmlns:stream='http://etherx.jabber.org/streams'>")
+    }
+
+    fn write(&self, start_tag: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"<stream:error><");
+        out.extend_from_slice(start_tag);
+        out.push(b'<');
         out.extend_from_slice(self.condition.as_str().as_bytes());
         out.extend_from_slice(b" xmlns='");
         out.extend_from_slice(ns::STREAM_ERRORS.as_bytes());

@@ -7,6 +7,9 @@ pub const CLIENT: &str = "jabber:client";
 pub const SERVER: &str = "jabber:server";
 /// The `<stream:stream/>` wrapper and `<stream:features/>` (RFC 6120 §4.8.1).
 pub const STREAMS: &str = "http://etherx.jabber.org/streams";
+/// XMPP over WebSocket: `<open/>` and `<close/>`, which stand for the stream's start and end
+/// (RFC 7395 §3.3).
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 /// Stream error conditions and their `<text/>` (RFC 6120 §4.9.3).
 pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 /// Stanza error conditions and their `<text/>` (RFC 6120 §8.3.3).

@@ -4,7 +4,7 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`, `[components]`: the edge; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`: the
+//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`: the edge; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`: the
 //! session layer; `[sm]`:
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
-use starling_edge::{C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig};
+use starling_edge::{C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig, WebSocketConfig};
 use starling_session::{ArchiveConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionsConfig};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -36,6 +36,7 @@ pub struct Config {
     pub pep: PepConfig,
     pub pubsub: PubSubConfig,
     pub components: ComponentsConfig,
+    pub websocket: WebSocketConfig,
     pub fast: FastConfig,
     pub cluster: ClusterSection,
 }

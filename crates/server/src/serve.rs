@@ -129,6 +129,7 @@ async fn serve_clients(
         registration: config.registration.clone(),
         sm: config.sm.clone(),
         components: config.components.clone(),
+        websocket: config.websocket.clone(),
         fast: config.fast.clone(),
         fast_key: FastKey::load(&config.fast.key_file, &config.server.data_dir)?,
         caps_ver,
@@ -144,6 +145,15 @@ async fn serve_clients(
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding c2s direct TLS {address}"))?;
         tracing::info!(listen = %address, "c2s (direct TLS, XEP-0368)");
         tokio::spawn(edge.clone().serve_direct_tls(listener));
+    }
+    let websocket = &config.websocket;
+    for (addresses, tls) in [(&websocket.listen, false), (&websocket.tls_listen, true)] {
+        for address in addresses {
+            let listener = TcpListener::bind(address).await.with_context(|| format!("binding WebSocket {address}"))?;
+            let scheme = if tls { "wss" } else { "ws" };
+            tracing::info!(listen = %address, "c2s over WebSocket (RFC 7395): {scheme}://…{} and /.well-known/host-meta", websocket.path);
+            tokio::spawn(edge.clone().serve_websocket(listener, tls));
+        }
     }
     for address in &config.components.listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding components {address}"))?;

@@ -221,6 +221,14 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
         }
     }
 
+    /// Reads top-level elements with no stream wrapper around them, as if the stream were already
+    /// open: a WebSocket message (RFC 7395 §3.3) is one whole element on its own, and the framing
+    /// reads each with a reader of its own. An element declaring no namespace has namespace `""`;
+    /// the end of the input reads as [`FrameError::Closed`], wherever it falls.
+    pub fn fragment(inner: R, limits: Limits) -> Self {
+        StreamReader { depth: 1, ..StreamReader::new(inner, limits) }
+    }
+
     /// Expects a new stream header next (after SASL success, RFC 6120 §4.3.3). Bytes the peer
     /// already sent stay buffered.
     pub fn restart(self) -> Self {

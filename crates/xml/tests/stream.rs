@@ -256,3 +256,45 @@ proptest! {
         });
     }
 }
+
+/// Every event of `frame` read as a fragment (a WebSocket message), up to its end or an error.
+fn fragment_events(frame: &str) -> (Vec<StreamEvent>, FrameError) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let mut reader = StreamReader::fragment(frame.as_bytes(), Limits::default());
+        let mut events = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(event) => events.push(event),
+                Err(error) => return (events, error),
+            }
+        }
+    })
+}
+
+#[test]
+fn a_fragment_is_read_as_top_level_elements_without_a_stream_wrapper() {
+    let (events, end) = fragment_events("<message xmlns='jabber:client' to='b@example.com'><body>hi</body></message>");
+    assert!(matches!(end, FrameError::Closed));
+    let [StreamEvent::Element(message)] = &events[..] else { panic!("one element expected: {events:?}") };
+    assert_eq!((message.name.as_str(), message.ns.as_str(), message.attr("to")), ("message", "jabber:client", Some("b@example.com")));
+    assert_eq!(&message.bytes[..], b"<message xmlns='jabber:client' to='b@example.com'><body>hi</body></message>");
+
+    let (events, _) = fragment_events("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.com' version='1.0'/>");
+    assert!(matches!(&events[..], [StreamEvent::Element(open)] if open.name == "open" && open.ns == "urn:ietf:params:xml:ns:xmpp-framing"));
+}
+
+#[test]
+fn a_fragment_holding_half_an_element_or_two_shows_as_such() {
+    let (events, end) = fragment_events("<message xmlns='jabber:client'><body>hi");
+    assert!(events.is_empty() && matches!(end, FrameError::Closed), "{events:?} {end:?}");
+    let (events, end) = fragment_events("<r xmlns='urn:xmpp:sm:3'/><r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(events.len(), 2);
+    assert!(matches!(end, FrameError::Closed));
+    // An element with no namespace is reported as such; the framing decides what it means.
+    let (events, _) = fragment_events("<presence/>");
+    assert!(matches!(&events[..], [StreamEvent::Element(presence)] if presence.ns.is_empty()));
+    // The same restrictions as in a stream.
+    let (_, end) = fragment_events("<message xmlns='jabber:client'><!-- no --></message>");
+    assert!(matches!(end, FrameError::Restricted(_)), "{end:?}");
+}

@@ -1,12 +1,13 @@
 //! Framing: how one XMPP stream is carried on a connection. Negotiation and the bound loop see
-//! only stream events in and typed values out; a framing turns those into bytes. Today's framing
-//! is the XML stream over TCP or TLS (RFC 6120 §4, [`xml_stream`]); a WebSocket framing (RFC 7395:
-//! `<open/>`/`<close/>` in `urn:ietf:params:xml:ns:xmpp-framing`, one element per message) would be
-//! a second implementation, with no change to negotiation or the bound loop.
+//! only stream events in and typed values out; a framing turns those into bytes. The framings
+//! are the XML stream over TCP or TLS (RFC 6120 §4, [`xml_stream`]) and XMPP over WebSocket (RFC
+//! 7395, [`websocket`]: `<open/>`/`<close/>` in `urn:ietf:params:xml:ns:xmpp-framing`, one element
+//! per message); negotiation and the bound loop are the same code for both.
 //!
 //! After binding, a framing splits into a receiving half (kept by the connection task) and a
 //! sending half (owned by the writer task), so reading never waits for writing.
 
+pub(crate) mod websocket;
 pub(crate) mod xml_stream;
 
 use std::future::Future;

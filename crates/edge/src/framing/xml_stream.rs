@@ -9,6 +9,7 @@ use bytes::Bytes;
 use starling_protocol::{ns, StreamError};
 use starling_xml::{Element, FrameError, StreamEvent, StreamHeader, StreamReader, NS_STREAMS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_rustls::TlsAcceptor;
 
 use super::{Framing, ReceiveFrames, SendFrames, LINGER_BYTES};
 use crate::edge::Edge;
@@ -67,7 +68,7 @@ impl Framing for XmlStream {
         }
         // Boxed: the handshake's state is large and short-lived; inline, it would size the
         // connection task for its whole life.
-        let (io, channel_binding) = Box::pin(accept_tls(edge, accepted.io)).await.ok()?;
+        let (io, channel_binding) = Box::pin(accept_tls(edge, &edge.tls, accepted.io)).await.ok()?;
         Some(XmlStream::new(io, edge, true, channel_binding))
     }
 
@@ -87,7 +88,7 @@ impl Framing for XmlStream {
     async fn start_tls(&mut self, edge: &Edge) -> Result<(), FrameError> {
         let read = std::mem::replace(&mut self.receiver.reader, detached_reader()).into_inner()?;
         let writer = std::mem::replace(&mut self.sender.writer, tokio::io::split(detached_io()).1);
-        let (io, channel_binding) = accept_tls(edge, read.unsplit(writer)).await?;
+        let (io, channel_binding) = accept_tls(edge, &edge.tls, read.unsplit(writer)).await?;
         *self = XmlStream::new(io, edge, true, channel_binding);
         Ok(())
     }
@@ -189,8 +190,8 @@ impl XmlSender {
 
 /// The TLS handshake, bounded by the negotiation timeout; returns the stream and its tls-exporter
 /// channel binding (TLS 1.3 only: RFC 9266 defines none for earlier versions).
-async fn accept_tls(edge: &Edge, io: BoxedIo) -> io::Result<(BoxedIo, Option<Vec<u8>>)> {
-    let tls = match tokio::time::timeout(edge.config.c2s.negotiation_timeout(), edge.tls.accept(io)).await {
+pub(crate) async fn accept_tls(edge: &Edge, acceptor: &TlsAcceptor, io: BoxedIo) -> io::Result<(BoxedIo, Option<Vec<u8>>)> {
+    let tls = match tokio::time::timeout(edge.config.c2s.negotiation_timeout(), acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
