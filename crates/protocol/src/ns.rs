@@ -120,3 +120,5 @@ pub const PUBSUB_SUBSCRIBE_AUTHORIZATION: &str = "http://jabber.org/protocol/pub
 pub const PUBSUB_META_DATA: &str = "http://jabber.org/protocol/pubsub#meta-data";
 /// Ad-Hoc Commands (XEP-0050).
 pub const ADHOC: &str = "http://jabber.org/protocol/commands";
+/// External Service Discovery (XEP-0215): STUN/TURN servers and their credentials.
+pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";

@@ -166,7 +166,16 @@ async fn serve_clients(
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
     let component_domains = config.components.secrets.keys().cloned().collect();
-    SessionConfig { sm: config.sm.clone(), push: config.push.clone(), muc: config.muc.clone(), pep: config.pep.clone(), pubsub: config.pubsub.clone(), component_domains, ..session_config }
+    SessionConfig {
+        sm: config.sm.clone(),
+        push: config.push.clone(),
+        muc: config.muc.clone(),
+        pep: config.pep.clone(),
+        pubsub: config.pubsub.clone(),
+        external_services: config.external_services.clone(),
+        component_domains,
+        ..session_config
+    }
 }
 
 /// `[cluster] node_id`, or one made up from the host's pid and a random number.

@@ -137,6 +137,41 @@ impl Default for PushConfig {
     }
 }
 
+/// `[external_services]`: XEP-0215 — the STUN/TURN servers clients are told about, e.g. to place
+/// calls (Jingle between clients already routes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExternalServicesConfig {
+    /// How long the TURN credentials handed out stay valid: a day by default, long enough for a
+    /// call that starts late in the day they were fetched.
+    pub credential_lifetime_seconds: u64,
+    pub services: Vec<ExternalServiceConfig>,
+}
+
+/// One service in `[[external_services.services]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalServiceConfig {
+    /// `stun`, `turn` or `turns`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub host: String,
+    pub port: Option<u16>,
+    /// `udp` or `tcp`.
+    pub transport: Option<String>,
+    pub name: Option<String>,
+    /// The TURN server's shared secret (coturn's `static-auth-secret`): each user gets a username
+    /// `EXPIRY:user@domain` and the password HMAC-SHA1(secret, username) in base64, the TURN REST
+    /// scheme the server checks without asking us. None: an open service (a public STUN server).
+    pub secret: Option<String>,
+}
+
+impl Default for ExternalServicesConfig {
+    fn default() -> Self {
+        ExternalServicesConfig { credential_lifetime_seconds: 86_400, services: Vec::new() }
+    }
+}
+
 /// `[muc]`: XEP-0045 multi-user chat.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -246,6 +281,7 @@ pub struct SessionConfig {
     pub muc: MucConfig,
     pub pep: PepConfig,
     pub pubsub: PubSubConfig,
+    pub external_services: ExternalServicesConfig,
     /// The domains external components may serve (`[components] secrets`): a stanza to one that
     /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
     /// domain's partition, which the component's edge told.
@@ -270,6 +306,7 @@ impl SessionConfig {
             muc: MucConfig::default(),
             pep: PepConfig::default(),
             pubsub: PubSubConfig::default(),
+            external_services: ExternalServicesConfig::default(),
             component_domains: Vec::new(),
         }
     }

@@ -36,7 +36,7 @@ mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
-pub use config::{ArchiveConfig, ArchiveMode, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionConfig, SessionsConfig};
+pub use config::{ArchiveConfig, ArchiveMode, ExternalServiceConfig, ExternalServicesConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionConfig, SessionsConfig};
 pub use layer::{inline_features, server_caps, SessionLayer};
 pub use starling_cluster::gateway::ComponentLink;
 

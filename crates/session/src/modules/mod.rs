@@ -9,6 +9,7 @@ mod bind2;
 mod blocking;
 mod carbons;
 mod disco;
+mod external_services;
 mod last_activity;
 pub(crate) mod mam;
 mod message_rate;
@@ -51,4 +52,5 @@ pub(crate) const ALL: &[Register] = &[
     register::register,
     session_iq::register,
     time::register,
+    external_services::register,
 ];
