@@ -23,6 +23,7 @@ FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 STREAM = "http://etherx.jabber.org/streams"
 STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+SM = "urn:xmpp:sm:3"
 MAX_STANZA = 20_000
 PASSWORD = "ws-Password-1"
 
@@ -83,14 +84,19 @@ async def open_stream(socket, domain: str = "localhost") -> ET.Element:
     return features
 
 
-async def login(socket, user: str, resource: str) -> str:
+async def authenticate(socket, user: str) -> ET.Element:
+    """SASL PLAIN, then the restart: returns the features of the new stream."""
     features = await open_stream(socket)
     mechanisms = [m.text for m in features.iter(f"{{{SASL}}}mechanism")]
     assert "PLAIN" in mechanisms, mechanisms
     token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
     await socket.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{token}</auth>")
     assert (await receive(socket)).tag == f"{{{SASL}}}success"
-    await open_stream(socket)  # the restart: a new <open/> on the same WebSocket
+    return await open_stream(socket)  # the restart: a new <open/> on the same WebSocket
+
+
+async def login(socket, user: str, resource: str) -> str:
+    await authenticate(socket, user)
     await socket.send("<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                       f"<resource>{resource}</resource></bind></iq>")
     bound = await receive(socket)
@@ -142,6 +148,31 @@ async def test_a_web_client_logs_in_over_wss_and_chats_with_a_tcp_client(ws):
             pass
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(socket.recv(), 5)
+    await bob.close()
+
+
+@pytest.mark.deadline(60)
+async def test_stream_management_resumes_on_a_new_websocket(ws):
+    env = Env(Target("starling", ws.server.endpoint, []))
+    bob = await env.client(Account("wsbob", PASSWORD, "localhost"), "sm")
+    socket = await opened(ws)
+    jid = await login(socket, "wsalice", "phone")
+    await socket.send(f"<enable xmlns='{SM}' resume='true'/>")
+    enabled = await receive(socket)
+    assert enabled.tag == f"{{{SM}}}enabled" and enabled.get("resume") == "true", ET.tostring(enabled)
+    # The WebSocket dies without a close (a phone losing its network); a message comes meanwhile.
+    socket.transport.abort()
+    bob.message(jid, "while you were away")
+    await asyncio.sleep(0.5)
+    async with await opened(ws) as again:
+        features = await authenticate(again, "wsalice")
+        assert features.find(f"{{{SM}}}sm") is not None
+        await again.send(f"<resume xmlns='{SM}' previd='{enabled.get('id')}' h='0'/>")
+        resumed = await receive(again)
+        assert resumed.tag == f"{{{SM}}}resumed", ET.tostring(resumed)
+        while (stanza := await receive(again)).tag != "{jabber:client}message":
+            pass
+        assert stanza.findtext("{jabber:client}body") == "while you were away"
     await bob.close()
 
 
