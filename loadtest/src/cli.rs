@@ -333,6 +333,10 @@ pub struct Common {
     /// TLS from the first byte (XEP-0368) instead of STARTTLS.
     #[arg(long)]
     pub direct_tls: bool,
+    /// XMPP over WebSocket (RFC 7395) on TLS, at this path (`wss://HOST:PORT/xmpp-websocket`),
+    /// instead of the XML stream over TCP.
+    #[arg(long, num_args = 0..=1, default_missing_value = "/xmpp-websocket")]
+    pub websocket: Option<String>,
     /// Resource requested at bind (the server may assign another; the bound JID is used).
     #[arg(long, default_value = "loadtest")]
     pub resource: String,
@@ -375,7 +379,7 @@ pub struct SourceAddresses(pub Vec<IpAddr>);
 
 impl Common {
     pub fn port(&self) -> u16 {
-        self.port.unwrap_or(if self.direct_tls { 5223 } else { 5222 })
+        self.port.unwrap_or(if self.websocket.is_some() { 5443 } else if self.direct_tls { 5223 } else { 5222 })
     }
 
     pub fn login_timeout(&self) -> anyhow::Result<Duration> {

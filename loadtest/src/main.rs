@@ -17,6 +17,7 @@ mod timeseries;
 mod html;
 mod merge;
 mod tls;
+mod websocket;
 mod xmpp;
 
 use clap::Parser;

@@ -55,7 +55,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 /// The client configuration shared by every connection of a run. Session resumption is off so
 /// that every login pays for a full handshake, as a fleet of distinct clients would.
-pub fn client_config(direct_tls: bool) -> anyhow::Result<Arc<ClientConfig>> {
+pub fn client_config(direct_tls: bool, websocket: bool) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
@@ -63,7 +63,9 @@ pub fn client_config(direct_tls: bool) -> anyhow::Result<Arc<ClientConfig>> {
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
-    if direct_tls {
+    if websocket {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    } else if direct_tls {
         config.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
     }
     Ok(Arc::new(config))

@@ -34,7 +34,10 @@ const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const NS_PING: &str = "urn:xmpp:ping";
 
-pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+/// The connection a stream runs on: TLS, or a WebSocket over TLS (`--websocket`).
+pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
+pub type Tls = Box<dyn Connection>;
 pub type Reader = StreamReader<ReadHalf<Tls>>;
 pub type Writer = WriteHalf<Tls>;
 
@@ -45,6 +48,8 @@ pub struct LoginConfig {
     pub server_name: ServerName<'static>,
     pub tls: TlsConnector,
     pub direct_tls: bool,
+    /// The WebSocket path, when the stream goes over a WebSocket (RFC 7395) on TLS.
+    pub websocket: Option<String>,
     pub mechanism: Mechanism,
     pub password: Arc<str>,
     pub resource: String,
@@ -241,7 +246,7 @@ impl LoginConfig {
         let tcp = connect(self.server, source).await.map_err(LoginError::Connect)?;
         times.tcp = lap(&mut mark);
 
-        let tcp = if self.direct_tls {
+        let tcp = if self.direct_tls || self.websocket.is_some() {
             tcp
         } else {
             *phase = Phase::StartTls;
@@ -249,6 +254,10 @@ impl LoginConfig {
         };
         *phase = Phase::Tls;
         let tls = self.tls.connect(self.server_name.clone(), tcp).await.map_err(LoginError::Tls)?;
+        let tls: Tls = match &self.websocket {
+            Some(path) => Box::new(crate::websocket::open(tls, self.server, path, &self.domain).await.map_err(LoginError::Tls)?),
+            None => Box::new(tls),
+        };
         let (read, mut writer) = tokio::io::split(tls);
         let mut reader = StreamReader::new(read, Limits::default());
         times.tls = lap(&mut mark);
