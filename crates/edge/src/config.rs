@@ -200,6 +200,47 @@ impl WebSocketConfig {
     }
 }
 
+/// `[bytestreams]`: the XEP-0065 SOCKS5 proxy (see `bytestreams.rs`). Off until it has a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BytestreamsConfig {
+    /// The SOCKS5 listener, e.g. `["0.0.0.0:7777"]` (the first is the one announced).
+    pub listen: Vec<String>,
+    /// The address clients are told to connect to; empty: the listener's. Each edge of a cluster
+    /// names its own (reachable from clients).
+    pub host: String,
+    /// The proxy's JID; empty: `proxy.` and the server's domain.
+    pub domain: String,
+    /// Streams one user may relay at once.
+    pub max_streams_per_user: u32,
+    /// Bytes a second each direction of a stream may carry (0: no limit), and at once.
+    pub rate_bytes: u64,
+    pub burst_bytes: u64,
+    /// How long a connection waits to be paired and activated before it is closed.
+    pub activation_timeout_seconds: u64,
+}
+
+impl Default for BytestreamsConfig {
+    fn default() -> Self {
+        BytestreamsConfig {
+            listen: Vec::new(),
+            host: String::new(),
+            domain: String::new(),
+            max_streams_per_user: 4,
+            rate_bytes: 2 << 20,
+            burst_bytes: 4 << 20,
+            activation_timeout_seconds: 60,
+        }
+    }
+}
+
+impl BytestreamsConfig {
+    /// The proxy's domain for a server serving `domain`.
+    pub fn domain_for(&self, domain: &Jid) -> String {
+        if self.domain.is_empty() { format!("proxy.{domain}") } else { self.domain.clone() }
+    }
+}
+
 /// Everything the edge is started with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -213,6 +254,7 @@ pub struct EdgeConfig {
     /// `[components]`: who may connect as an external component.
     pub components: ComponentsConfig,
     pub websocket: WebSocketConfig,
+    pub bytestreams: BytestreamsConfig,
     /// `[fast]`: XEP-0484 tokens, and the key they are derived from.
     pub fast: FastConfig,
     pub fast_key: FastKey,
@@ -232,6 +274,7 @@ impl EdgeConfig {
             sm: SmConfig::default(),
             components: ComponentsConfig::default(),
             websocket: WebSocketConfig::default(),
+            bytestreams: BytestreamsConfig::default(),
             fast: FastConfig::default(),
             fast_key: FastKey::random(),
             caps_ver: String::new(),

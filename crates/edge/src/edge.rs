@@ -35,6 +35,8 @@ pub struct Edge {
     pub(crate) admission: Admission,
     /// Last registration per address (XEP-0077 rate limit).
     pub(crate) registrations: Mutex<HashMap<IpAddr, Instant>>,
+    /// The XEP-0065 proxy, when `[bytestreams]` has a listener: IQs to its domain are answered here.
+    pub(crate) proxy: Option<Arc<crate::bytestreams::Proxy>>,
     /// Where top-level elements of bound streams that are not stanzas go.
     pub(crate) nonzas: NonzaHandlers,
     next_connection: AtomicU64,
@@ -78,6 +80,7 @@ impl Edge {
         );
         let c2s = &config.c2s;
         let admission = Admission::new(c2s.max_connections_per_address, c2s.connection_rate_per_address, c2s.connection_burst_per_address);
+        let proxy = crate::bytestreams::Proxy::new(&config.bytestreams, &config.domain).map(Arc::new);
         let mut web_tls = (*tls).clone();
         web_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(Edge {
@@ -91,6 +94,7 @@ impl Edge {
             throttle,
             admission,
             registrations: Mutex::new(HashMap::new()),
+            proxy,
             nonzas,
             // From a random point, so that a restarted edge (same node id) never reuses the id of
             // a connection an owner may still have a route to.

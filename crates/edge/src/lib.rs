@@ -12,6 +12,7 @@
 
 mod admission;
 mod bound;
+mod bytestreams;
 mod component;
 mod config;
 mod connection;
@@ -31,7 +32,7 @@ mod web;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig, WebSocketConfig};
+pub use config::{BytestreamsConfig, C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig, WebSocketConfig};
 pub use edge::{Edge, EdgeBackends};
 pub use fast::{FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};

@@ -130,6 +130,7 @@ async fn serve_clients(
         sm: config.sm.clone(),
         components: config.components.clone(),
         websocket: config.websocket.clone(),
+        bytestreams: config.bytestreams.clone(),
         fast: config.fast.clone(),
         fast_key: FastKey::load(&config.fast.key_file, &config.server.data_dir)?,
         caps_ver,
@@ -155,6 +156,11 @@ async fn serve_clients(
             tokio::spawn(edge.clone().serve_websocket(listener, tls));
         }
     }
+    for address in &config.bytestreams.listen {
+        let listener = TcpListener::bind(address).await.with_context(|| format!("binding bytestreams {address}"))?;
+        tracing::info!(listen = %address, domain = %config.bytestreams.domain_for(domain), "SOCKS5 bytestreams proxy (XEP-0065)");
+        tokio::spawn(edge.clone().serve_bytestreams(listener));
+    }
     for address in &config.components.listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding components {address}"))?;
         tracing::info!(listen = %address, domains = config.components.secrets.len(), "external components (XEP-0114)");
@@ -166,6 +172,13 @@ async fn serve_clients(
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
     let component_domains = config.components.secrets.keys().cloned().collect();
+    let bytestreams = &config.bytestreams;
+    let edge_service_domains = Jid::new(&config.server.domain)
+        .ok()
+        .filter(|_| !bytestreams.listen.is_empty())
+        .and_then(|domain| Jid::new(&bytestreams.domain_for(&domain)).ok())
+        .into_iter()
+        .collect();
     SessionConfig {
         sm: config.sm.clone(),
         push: config.push.clone(),
@@ -173,6 +186,7 @@ fn session_config(config: &Config) -> SessionConfig {
         pep: config.pep.clone(),
         pubsub: config.pubsub.clone(),
         external_services: config.external_services.clone(),
+        edge_service_domains,
         component_domains,
         ..session_config
     }

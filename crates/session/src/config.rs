@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use starling_protocol::Jid;
 use starling_cluster::gateway::{SmConfig, DEFAULT_CLIENT_QUEUE};
 use starling_cluster::store::ArchiveDefault;
 
@@ -282,6 +283,9 @@ pub struct SessionConfig {
     pub pep: PepConfig,
     pub pubsub: PubSubConfig,
     pub external_services: ExternalServicesConfig,
+    /// Services the edges answer for themselves (the XEP-0065 proxy, `[bytestreams]`), listed in
+    /// the server's disco#items.
+    pub edge_service_domains: Vec<Jid>,
     /// The domains external components may serve (`[components] secrets`): a stanza to one that
     /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
     /// domain's partition, which the component's edge told.
@@ -307,6 +311,7 @@ impl SessionConfig {
             pep: PepConfig::default(),
             pubsub: PubSubConfig::default(),
             external_services: ExternalServicesConfig::default(),
+            edge_service_domains: Vec::new(),
             component_domains: Vec::new(),
         }
     }

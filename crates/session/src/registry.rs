@@ -199,6 +199,12 @@ impl Registrar<'_> {
         self.modules.advertised.account.features.push(feature.to_owned());
     }
 
+    /// A service some other part of the server answers for (the edges' bytestreams proxy):
+    /// disco#items of the server lists it.
+    pub fn service_domain(&mut self, domain: Jid) {
+        self.modules.advertised.service_domains.push(domain);
+    }
+
     /// A local service kind at its own domain; disco#items of the server lists it.
     #[allow(dead_code)] // The seam the MUC and PubSub modules register through (issues 14, 15); exercised by layer_tests.
     pub fn service(&mut self, kind: Arc<dyn ServiceKind>) {

@@ -138,7 +138,7 @@ async fn read_loop<R: ReceiveFrames>(receiver: &mut R, edge: &Edge, stream: &mut
         if !stream.sm.is_enabled() && kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(stream.ping_id) {
             continue;
         }
-        let handed = match stamp(&element, kind, stream.jid) {
+        let handed = match stamp(&element, kind, stream.jid).and_then(|stanza| answered_on_the_edge(edge, stanza)) {
             Ok(stanza) => stream.session.submit(stanza, received).await.is_ok(),
             // Under stream management the session sends the edge's answer, so that both sides
             // count it.
@@ -149,6 +149,20 @@ async fn read_loop<R: ReceiveFrames>(receiver: &mut R, edge: &Edge, stream: &mut
             return End::Gone;
         }
         stream.sm.count_handled();
+    }
+}
+
+/// The answer when `stanza` is a request to a service the edge serves itself (the bytestreams
+/// proxy: its SOCKS5 connections are on this edge), else the stanza, for the session.
+fn answered_on_the_edge(edge: &Edge, stanza: Stanza) -> Result<Stanza, Bytes> {
+    let Some(proxy) = &edge.proxy else { return Ok(stanza) };
+    let is_request = stanza.kind == StanzaKind::Iq && matches!(stanza.stanza_type.as_deref(), Some("get" | "set"));
+    if !is_request || stanza.to.as_ref() != Some(&proxy.jid) {
+        return Ok(stanza);
+    }
+    match Element::parse(&stanza.bytes) {
+        Ok(iq) => Err(Bytes::from(proxy.answer(&iq, &stanza.from).to_bytes())),
+        Err(_) => Ok(stanza),
     }
 }
 

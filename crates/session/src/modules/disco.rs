@@ -24,6 +24,9 @@ pub(super) fn register(r: &mut Registrar) {
         r.server_feature(feature);
         r.account_feature(feature);
     }
+    for domain in r.config.edge_service_domains.clone() {
+        r.service_domain(domain);
+    }
 }
 
 /// XEP-0115 §5.1 verification string of the server's identities and features.
