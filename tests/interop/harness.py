@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import copy
 import hashlib
 import hmac
@@ -142,6 +143,17 @@ def is_roster_push(jid: str | None = None, subscription: str | None = None, **at
         return True
     pred.__doc__ = f"roster push jid={jid} subscription={subscription} {attrs}"
     return pred
+
+
+def json_lines(output: bytes) -> list[dict]:
+    """What a JavaScript client printed: its JSON lines, and any other line as {"log": line}."""
+    lines = []
+    for line in output.decode(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            lines.append({"log": line})
+    return lines
 
 
 def stanza_error(el: ET.Element) -> tuple[str | None, str | None]:

@@ -5,7 +5,6 @@ The page's screenshot is kept in the server's work dir, and copied to $STARLING_
 file or a directory) when that is set and the test passed."""
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
-from harness import WAIT, Account, Env, StarlingServer, Target, free_port, is_message
+from harness import WAIT, Account, Env, StarlingServer, Target, free_port, is_message, json_lines
 
 JS = Path(__file__).parent / "js"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -75,13 +74,7 @@ async def run_browser(*args: str) -> tuple[int, list[dict]]:
         os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         raise AssertionError(f"browser.mjs did not finish within {WAIT * 4}s") from None
-    lines = []
-    for line in output.decode(errors="replace").splitlines():
-        try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:
-            lines.append({"log": line})
-    return process.returncode, lines
+    return process.returncode, json_lines(output)
 
 
 async def test_rfc7395_xmpp_js_in_chromium_chats_over_wss_with_a_tcp_client(ws_target, ws_env):

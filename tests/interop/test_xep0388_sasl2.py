@@ -5,14 +5,13 @@ round trip, asks for a FAST token, exchanges messages with a slixmpp client, and
 with the token (HT-SHA-256-NONE)."""
 
 import asyncio
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from harness import WAIT, is_message, to_str
+from harness import WAIT, is_message, json_lines, to_str
 
 JS = Path(__file__).parent / "js"
 
@@ -27,13 +26,7 @@ def node_client_ready(env) -> None:
 async def run_node(*args: str) -> list[dict]:
     process = await asyncio.create_subprocess_exec("node", str(JS / "client.mjs"), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(), WAIT * 3)
-    lines = []
-    for line in output.decode(errors="replace").splitlines():
-        try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:
-            lines.append({"log": line})
-    return lines
+    return json_lines(output)
 
 
 async def test_xep0388_xmpp_js_logs_in_with_sasl2_and_chats_with_slixmpp(env):

@@ -87,22 +87,9 @@ impl Proxy {
             Some(_) => Err(StanzaErrorCondition::ServiceUnavailable),
             None => Err(StanzaErrorCondition::BadRequest),
         };
-        let mut reply = Element::new("iq", ns::CLIENT).with_attr("from", self.jid.as_str()).with_attr("to", from.as_str());
-        if let Some(id) = iq.attr("id") {
-            reply.set_attr("id", id);
-        }
-        match outcome {
-            Ok(payload) => {
-                reply.set_attr("type", "result");
-                if let Some(payload) = payload {
-                    reply.push_child(payload);
-                }
-            }
-            Err(condition) => {
-                reply.set_attr("type", "error");
-                reply.push_child(StanzaError::new(condition).to_element());
-            }
-        }
+        let mut reply = crate::iq::reply(iq.attr("id").unwrap_or_default(), outcome.map_err(StanzaError::new));
+        reply.set_attr("from", self.jid.as_str());
+        reply.set_attr("to", from.as_str());
         reply
     }
 

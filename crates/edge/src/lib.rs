@@ -20,6 +20,7 @@ mod csi;
 mod edge;
 mod end;
 mod fast;
+mod iq;
 mod framing;
 mod listener;
 mod negotiation;

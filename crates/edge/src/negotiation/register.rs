@@ -41,7 +41,7 @@ impl NegotiationStep for Register {
                 _ => Err(StanzaError::new(StanzaErrorCondition::BadRequest)),
             }
         };
-        negotiation.reply(reply(received.element.attr("id").unwrap_or_default(), payload));
+        negotiation.reply(crate::iq::reply(received.element.attr("id").unwrap_or_default(), payload));
         Ok(Next::Negotiate)
     }
 }
@@ -58,22 +58,6 @@ fn form() -> Element {
     query.into()
 }
 
-fn reply(id: &str, payload: Result<Option<Element>, StanzaError>) -> Element {
-    let mut iq = Element::new("iq", ns::CLIENT).with_attr("id", id);
-    match payload {
-        Ok(payload) => {
-            iq.set_attr("type", "result");
-            if let Some(payload) = payload {
-                iq.push_child(payload);
-            }
-        }
-        Err(error) => {
-            iq.set_attr("type", "error");
-            iq.push_child(error.to_element());
-        }
-    }
-    iq
-}
 
 async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(), StanzaError> {
     let query = match received.iq_payload().map(RegisterQuery::try_from) {
