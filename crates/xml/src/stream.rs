@@ -191,6 +191,9 @@ pub struct StreamReader<R> {
     depth: usize,
     current: Option<OpenElement>,
     stream_prefixes: Arc<[(String, String)]>,
+    /// The prefix the stream header bound to the streams namespace (`stream`), if any: an element
+    /// that uses it inside a stanza needs it declared once the element leaves the stream.
+    streams_prefix: Option<String>,
     content_ns: String,
 }
 
@@ -201,6 +204,8 @@ struct OpenElement {
     attrs: Vec<(String, String)>,
     start: u64,
     body_offset: usize,
+    /// Whether it or a descendant uses the streams prefix (`<stream:x/>`, `stream:a='…'`).
+    uses_streams_prefix: bool,
 }
 
 /// The largest parse buffer kept between stanzas; a peak above it is released after the stanza.
@@ -217,6 +222,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             depth: 0,
             current: None,
             stream_prefixes: Arc::from(Vec::new()),
+            streams_prefix: None,
             content_ns: String::new(),
         }
     }
@@ -274,6 +280,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                 Event::Start(start) if self.depth == 0 => {
                     let header = stream_header(&ns, &start)?;
                     self.stream_prefixes = Arc::from(header.prefixes.clone());
+                    self.streams_prefix = start.name().prefix().map(|prefix| prefix.into_inner().to_owned());
                     self.content_ns = header.content_ns.clone();
                     self.depth = 1;
                     self.reader.get_mut().discard_captured();
@@ -287,6 +294,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                     let element = OpenElement {
                         name: local_name(&start)?,
                         ns,
+                        uses_streams_prefix: uses_streams_prefix(self.streams_prefix.as_deref(), &start, false),
                         attrs,
                         start: position,
                         body_offset: (end - position) as usize,
@@ -305,6 +313,11 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                     resolved_ns(&ns)?;
                     check_name(&start)?;
                     attributes(&start, &self.limits)?;
+                    if uses_streams_prefix(self.streams_prefix.as_deref(), &start, true)
+                        && let Some(current) = self.current.as_mut()
+                    {
+                        current.uses_streams_prefix = true;
+                    }
                     if !is_empty {
                         self.depth += 1;
                     }
@@ -353,7 +366,13 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             attrs: element.attrs,
             bytes,
             body_offset: element.body_offset,
-            stream_prefixes: self.stream_prefixes.clone(),
+            stream_prefixes: match (&self.streams_prefix, element.uses_streams_prefix) {
+                (Some(prefix), true) => {
+                    let declaration = (format!("xmlns:{prefix}"), NS_STREAMS.to_owned());
+                    self.stream_prefixes.iter().cloned().chain([declaration]).collect()
+                }
+                _ => self.stream_prefixes.clone(),
+            },
         }
     }
 
@@ -361,6 +380,14 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
     pub fn content_ns(&self) -> &str {
         &self.content_ns
     }
+}
+
+/// Whether `start` uses the streams prefix: in its attributes, and in its own name when it is
+/// inside a top-level element (a top-level element's own name is rewritten without it).
+fn uses_streams_prefix(streams_prefix: Option<&str>, start: &BytesStart<'_>, name_too: bool) -> bool {
+    let Some(prefix) = streams_prefix else { return false };
+    let has_prefix = |name: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(':'));
+    (name_too && has_prefix(start.name().into_inner())) || start.attributes().flatten().any(|attr| has_prefix(attr.key.into_inner()))
 }
 
 fn new_ns_reader<R: AsyncRead + Unpin>(tap: Tap<R>) -> NsReader<Tap<R>> {

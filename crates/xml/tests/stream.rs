@@ -298,3 +298,17 @@ fn a_fragment_holding_half_an_element_or_two_shows_as_such() {
     let (_, end) = fragment_events("<message xmlns='jabber:client'><!-- no --></message>");
     assert!(matches!(end, FrameError::Restricted(_)), "{end:?}");
 }
+
+#[test]
+fn an_element_using_the_streams_prefix_inside_a_stanza_declares_it_once_it_leaves_the_stream() {
+    // Found by fuzzing: the prefix is bound by the stream header, so the stream reads it, but the
+    // element alone did not declare it and could not be parsed on its own.
+    let (events, _) = run("<message><stream:x/></message><iq id='1' type='get' stream:a='b'/><presence/>", vec![], Limits::default());
+    let elements: Vec<_> = events.iter().filter_map(|event| if let StreamEvent::Element(raw) = event { Some(raw) } else { None }).collect();
+    assert_eq!(elements.len(), 3);
+    for raw in &elements[..2] {
+        let alone = raw.rewrite(&[]);
+        assert!(Element::parse(&alone).is_ok(), "{}", String::from_utf8_lossy(&alone));
+    }
+    assert!(!String::from_utf8_lossy(&elements[2].rewrite(&[])).contains("xmlns:stream"), "only where it is used");
+}
