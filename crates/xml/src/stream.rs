@@ -294,7 +294,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                     let element = OpenElement {
                         name: local_name(&start)?,
                         ns,
-                        uses_streams_prefix: uses_streams_prefix(self.streams_prefix.as_deref(), &start, false),
+                        uses_streams_prefix: uses_streams_prefix(self.streams_prefix.as_deref(), None, &attrs),
                         attrs,
                         start: position,
                         body_offset: (end - position) as usize,
@@ -312,8 +312,8 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                     }
                     resolved_ns(&ns)?;
                     check_name(&start)?;
-                    attributes(&start, &self.limits)?;
-                    if uses_streams_prefix(self.streams_prefix.as_deref(), &start, true)
+                    let attrs = attributes(&start, &self.limits)?;
+                    if uses_streams_prefix(self.streams_prefix.as_deref(), Some(start.name().into_inner()), &attrs)
                         && let Some(current) = self.current.as_mut()
                     {
                         current.uses_streams_prefix = true;
@@ -382,12 +382,13 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
     }
 }
 
-/// Whether `start` uses the streams prefix: in its attributes, and in its own name when it is
-/// inside a top-level element (a top-level element's own name is rewritten without it).
-fn uses_streams_prefix(streams_prefix: Option<&str>, start: &BytesStart<'_>, name_too: bool) -> bool {
+/// Whether an element uses the streams prefix: in the attributes `attributes` read, or in its
+/// `name` (given for an element inside a top-level one: a top-level element's own name is
+/// rewritten without its prefix).
+fn uses_streams_prefix(streams_prefix: Option<&str>, name: Option<&str>, attrs: &[(String, String)]) -> bool {
     let Some(prefix) = streams_prefix else { return false };
     let has_prefix = |name: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(':'));
-    (name_too && has_prefix(start.name().into_inner())) || start.attributes().flatten().any(|attr| has_prefix(attr.key.into_inner()))
+    name.is_some_and(has_prefix) || attrs.iter().any(|(key, _)| has_prefix(key))
 }
 
 fn new_ns_reader<R: AsyncRead + Unpin>(tap: Tap<R>) -> NsReader<Tap<R>> {
