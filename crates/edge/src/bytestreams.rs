@@ -100,25 +100,24 @@ impl Proxy {
         let target = Jid::new(target.trim()).map_err(|_| StanzaErrorCondition::JidMalformed)?;
         let hash = stream_hash(sid, requester, &target);
         let user = requester.bare();
-        {
-            let relaying = lock(&self.relaying);
+        // The limit is checked and the stream counted under one lock: two resources of one user
+        // activating at once cannot both pass it.
+        let (target_socket, requester_socket) = {
+            let mut relaying = lock(&self.relaying);
             if relaying.get(&user).copied().unwrap_or(0) >= self.config.max_streams_per_user {
                 return Err(StanzaErrorCondition::ResourceConstraint);
             }
-        }
-        let (target_socket, requester_socket) = {
             let mut waiting = lock(&self.waiting);
-            match waiting.get(&hash).map(Vec::len) {
-                Some(2) => {}
-                // The target must have connected, and the requester too (§6.3.3).
-                _ => return Err(StanzaErrorCondition::ItemNotFound),
+            // Both must have connected: the target, then the requester (§6.3.3).
+            if waiting.get(&hash).map(Vec::len) != Some(2) {
+                return Err(StanzaErrorCondition::ItemNotFound);
             }
-            let mut pair = waiting.remove(&hash).unwrap_or_default();
-            let requester_socket = pair.pop().ok_or(StanzaErrorCondition::ItemNotFound)?;
-            let target_socket = pair.pop().ok_or(StanzaErrorCondition::ItemNotFound)?;
+            let Some([target_socket, requester_socket]) = waiting.remove(&hash).and_then(|pair| <[TcpStream; 2]>::try_from(pair).ok()) else {
+                return Err(StanzaErrorCondition::ItemNotFound);
+            };
+            *relaying.entry(user.clone()).or_default() += 1;
             (target_socket, requester_socket)
         };
-        *lock(&self.relaying).entry(user.clone()).or_default() += 1;
         tracing::debug!(%requester, %target, "bytestream activated");
         let (relaying, rate, burst) = (self.relaying.clone(), self.config.rate_bytes, self.config.burst_bytes);
         tokio::spawn(async move {
