@@ -157,8 +157,13 @@ impl HttpConnection {
             return text(StatusCode::FORBIDDEN, "TLS is required: connect with wss://");
         }
         let client = self.client_address(headers);
-        let admitted = self.admitted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        let admitted = admitted.unwrap_or_else(|| Admitted::check(&self.edge, client.ip()));
+        // A connection refused at its accept stays refused, and counted, for as long as it is open.
+        let mut held = self.admitted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(why) = held.as_ref().and_then(|admitted| admitted.refused) {
+            return text(StatusCode::TOO_MANY_REQUESTS, why);
+        }
+        let admitted = held.take().unwrap_or_else(|| Admitted::check(&self.edge, client.ip()));
+        drop(held);
         if let Some(why) = admitted.refused {
             return text(StatusCode::TOO_MANY_REQUESTS, why);
         }
