@@ -12,6 +12,7 @@ use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::gateway::Gateway;
 use starling_cluster::store::{Accounts, FastTokens};
 use starling_telemetry::Metrics;
+use starling_upload::Upload;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Admission;
@@ -37,6 +38,9 @@ pub struct Edge {
     pub(crate) registrations: Mutex<HashMap<IpAddr, Instant>>,
     /// The XEP-0065 proxy, when `[bytestreams]` has a listener: IQs to its domain are answered here.
     pub(crate) proxy: Option<Arc<crate::bytestreams::Proxy>>,
+    /// XEP-0363 upload, when `[upload]` is on: slot requests are answered here, and the HTTP
+    /// listeners serve its files.
+    pub(crate) upload: Option<Arc<Upload>>,
     /// Where top-level elements of bound streams that are not stanzas go.
     pub(crate) nonzas: NonzaHandlers,
     next_connection: AtomicU64,
@@ -48,6 +52,8 @@ pub struct EdgeBackends {
     pub accounts: Arc<dyn Accounts>,
     pub fast_tokens: Arc<dyn FastTokens>,
     pub failure_counts: Arc<dyn FailureCounts>,
+    /// The XEP-0363 upload service (its file store), when it is on.
+    pub upload: Option<Arc<Upload>>,
 }
 
 impl Edge {
@@ -67,7 +73,7 @@ impl Edge {
         config: EdgeConfig,
         tls: Arc<rustls::ServerConfig>,
         gateway: Arc<dyn Gateway>,
-        EdgeBackends { accounts, fast_tokens, failure_counts }: EdgeBackends,
+        EdgeBackends { accounts, fast_tokens, failure_counts, upload }: EdgeBackends,
         metrics: Arc<Metrics>,
         nonzas: NonzaHandlers,
     ) -> Arc<Edge> {
@@ -95,6 +101,7 @@ impl Edge {
             admission,
             registrations: Mutex::new(HashMap::new()),
             proxy,
+            upload,
             nonzas,
             // From a random point, so that a restarted edge (same node id) never reuses the id of
             // a connection an owner may still have a route to.

@@ -66,24 +66,7 @@ impl FastKey {
 
     /// Reads the key from `key_file`, or from (creating it first) `fast-token.key` in `data_dir`.
     pub fn load(key_file: &str, data_dir: &std::path::Path) -> std::io::Result<FastKey> {
-        fn annotate(path: &std::path::Path) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
-            move |error| std::io::Error::new(error.kind(), format!("FAST key {}: {error}", path.display()))
-        }
-        if !key_file.is_empty() {
-            let path = std::path::Path::new(key_file);
-            let key = std::fs::read(path).map_err(annotate(path))?;
-            if key.len() < 32 {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("FAST key {key_file}: shorter than 32 bytes")));
-            }
-            return Ok(FastKey(key));
-        }
-        let path = data_dir.join("fast-token.key");
-        if let Ok(key) = std::fs::read(&path) {
-            return Ok(FastKey(key));
-        }
-        let key = FastKey::random();
-        write_private(&path, &key.0).map_err(annotate(&path))?;
-        Ok(key)
+        load_secret_key(key_file, data_dir, "fast-token.key", "FAST key").map(FastKey)
     }
 
     /// The token `stored` stands for, for `user`'s `client`.
@@ -95,6 +78,30 @@ impl FastKey {
         }
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
+}
+
+/// A server secret (32 bytes or more) from `key_file`, or from `default_name` in `data_dir`,
+/// made there with a random key on first start. `what` names it in errors.
+pub fn load_secret_key(key_file: &str, data_dir: &std::path::Path, default_name: &str, what: &str) -> std::io::Result<Vec<u8>> {
+    let annotate = |path: &std::path::Path| {
+        let context = format!("{what} {}", path.display());
+        move |error: std::io::Error| std::io::Error::new(error.kind(), format!("{context}: {error}"))
+    };
+    if !key_file.is_empty() {
+        let path = std::path::Path::new(key_file);
+        let key = std::fs::read(path).map_err(annotate(path))?;
+        if key.len() < 32 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what} {key_file}: shorter than 32 bytes")));
+        }
+        return Ok(key);
+    }
+    let path = data_dir.join(default_name);
+    if let Ok(key) = std::fs::read(&path) {
+        return Ok(key);
+    }
+    let key = rand::random::<[u8; 32]>().to_vec();
+    write_private(&path, &key).map_err(annotate(&path))?;
+    Ok(key)
 }
 
 fn write_private(path: &std::path::Path, key: &[u8]) -> std::io::Result<()> {

@@ -204,7 +204,7 @@ pub fn edge(config: EdgeConfig, accounts: Arc<FakeAccounts>, nonzas: NonzaHandle
     let (submitted, submitted_out) = mpsc::unbounded_channel();
     let (unbound, unbound_out) = mpsc::unbounded_channel();
     let gateway = Arc::new(FakeGateway { links, submitted, unbound });
-    let backends = EdgeBackends { accounts, fast_tokens: Arc::new(FakeTokens::default()), failure_counts: Arc::new(LocalFailureCounts::default()) };
+    let backends = EdgeBackends { accounts, fast_tokens: Arc::new(FakeTokens::default()), failure_counts: Arc::new(LocalFailureCounts::default()), upload: None };
     let edge = Edge::with_nonza_handlers(config, server_tls(), gateway, backends, Metrics::global(), nonzas);
     (edge, SessionLayer { links: links_out, submitted: submitted_out, unbound: unbound_out })
 }

@@ -1,7 +1,8 @@
 //! The HTTP listeners of `[websocket]`: `GET {path}` upgrades to XMPP over WebSocket (RFC 7395
 //! §3.1, subprotocol `xmpp`), and `/.well-known/host-meta` and `host-meta.json` tell clients where
-//! that is (XEP-0156). Anything else is a 404. An upgraded connection is served by the same
-//! negotiation and bound loop as TCP, on the WebSocket framing.
+//! that is (XEP-0156); `/upload/…` is XEP-0363 file upload's, when `[upload]` is on. Anything
+//! else is a 404. An upgraded connection is served by the same negotiation and bound loop as TCP,
+//! on the WebSocket framing.
 //!
 //! HTTP/1.1 only (a WebSocket upgrade is an HTTP/1.1 thing; RFC 8441 over HTTP/2 is not built).
 //! Requests' headers must arrive within `header_timeout_seconds` (slowloris); a connection counts
@@ -13,11 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use starling_upload::{plain_response as text, Body, Upload};
 use starling_xml::escape_attr;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -41,8 +43,6 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// in several chunks. Writes are gathered up to this much, then flushed at the end of each burst.
 const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
-
-type Body = Full<Bytes>;
 
 impl Edge {
     /// Serves `[websocket] listen` (plain HTTP) or, with `tls`, `tls_listen` (HTTPS with the c2s
@@ -70,7 +70,7 @@ async fn serve_http(edge: Arc<Edge>, socket: BoxedIo, peer: SocketAddr, tls: boo
     let connection = Arc::new(HttpConnection { edge, peer, tls, channel_binding, admitted: Mutex::new(admitted) });
     let service = hyper::service::service_fn(move |request| {
         let connection = connection.clone();
-        async move { Ok::<_, Infallible>(connection.respond(request)) }
+        async move { Ok::<_, Infallible>(connection.respond(request).await) }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -93,7 +93,10 @@ struct HttpConnection {
 }
 
 impl HttpConnection {
-    fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
+        if let Some(upload) = self.edge.upload.as_ref().filter(|_| Upload::serves(request.uri().path())) {
+            return upload.serve(request).await;
+        }
         let config = &self.edge.config.websocket;
         let path = request.uri().path();
         let known = path == config.path || path == HOST_META || path == HOST_META_JSON;
@@ -120,7 +123,7 @@ impl HttpConnection {
             let links = serde_json::json!({ "links": [{ "rel": WEBSOCKET_LINK, "href": href }] });
             ("application/json", links.to_string().into_bytes())
         };
-        let mut response = Response::new(Body::from(body));
+        let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         // A web client on another origin reads it (XEP-0156 §3.2.1).
@@ -177,7 +180,7 @@ impl HttpConnection {
             let id = edge.next_connection_id();
             connection::run::<WebSocket>(edge, id, client, Upgraded { socket, secure, channel_binding }, admitted).await;
         });
-        let mut response = Response::new(Body::default());
+        let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -242,13 +245,6 @@ fn is_host(host: &str) -> bool {
 /// Upgrade`; `Sec-WebSocket-Protocol: xmpp, other`).
 fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(|item| item.trim().eq_ignore_ascii_case(token))
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
 }
 
 /// Messages are bounded like stanzas on a stream: a bigger one is refused with `policy-violation`

@@ -122,3 +122,5 @@ pub const PUBSUB_META_DATA: &str = "http://jabber.org/protocol/pubsub#meta-data"
 pub const ADHOC: &str = "http://jabber.org/protocol/commands";
 /// External Service Discovery (XEP-0215): STUN/TURN servers and their credentials.
 pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
+/// HTTP File Upload (XEP-0363).
+pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";

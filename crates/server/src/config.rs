@@ -4,7 +4,7 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`, `[bytestreams]`: the edge; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`, `[external_services]`: the
+//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`, `[bytestreams]`: the edge; `[upload]`: `starling_upload`; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`, `[external_services]`: the
 //! session layer; `[sm]`:
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
@@ -17,6 +17,7 @@ use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
 use starling_edge::{BytestreamsConfig, C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig, WebSocketConfig};
+use starling_upload::UploadConfig;
 use starling_session::{ArchiveConfig, ExternalServicesConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionsConfig};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -39,6 +40,7 @@ pub struct Config {
     pub components: ComponentsConfig,
     pub websocket: WebSocketConfig,
     pub bytestreams: BytestreamsConfig,
+    pub upload: UploadConfig,
     pub fast: FastConfig,
     pub cluster: ClusterSection,
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use starling_edge::{Edge, EdgeBackends, EdgeConfig, FastKey};
+use starling_edge::{load_secret_key, Edge, EdgeBackends, EdgeConfig, FastKey};
 use starling_protocol::Jid;
 use starling_session::{inline_features, SessionConfig, SessionLayer};
 use starling_telemetry::Metrics;
+use starling_upload::{FileStore, Upload};
 use tokio::net::TcpListener;
 
 use starling_backend_kafka::{KafkaBus, KafkaConfig};
@@ -101,7 +102,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone()));
 
     if let Some(gateway) = gateway {
-        serve_clients(&config, &domain, gateway, EdgeBackends { accounts, fast_tokens, failure_counts }, metrics).await?;
+        let upload = open_upload(&config, &domain)?;
+        serve_clients(&config, &domain, gateway, EdgeBackends { accounts, fast_tokens, failure_counts, upload }, metrics).await?;
     }
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     ready.store(true, Ordering::Release);
@@ -169,16 +171,46 @@ async fn serve_clients(
     Ok(())
 }
 
+/// XEP-0363 upload, when `[upload]` is on: its key, its store, and the URL the HTTP listeners
+/// are reached at.
+fn open_upload(config: &Config, domain: &Jid) -> anyhow::Result<Option<Arc<Upload>>> {
+    let upload = &config.upload;
+    if !upload.enabled {
+        return Ok(None);
+    }
+    let base_url = upload_base_url(config, domain).context("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen")?;
+    let key = load_secret_key(&upload.key_file, &config.server.data_dir, "upload.key", "upload key")?;
+    let store = FileStore::open(upload, &config.server.data_dir).context("opening the upload store")?;
+    let service = Arc::new(Upload::new(upload.clone(), domain, &base_url, key, store).context("[upload] domain")?);
+    service.spawn_sweeper();
+    tracing::info!(domain = %service.jid(), url = %base_url, store = ?upload.store, "HTTP file upload (XEP-0363)");
+    Ok(Some(service))
+}
+
+/// `[upload] public_url`, or the first HTTP listener's port on the server's domain.
+fn upload_base_url(config: &Config, domain: &Jid) -> Option<String> {
+    if !config.upload.public_url.is_empty() {
+        return Some(config.upload.public_url.clone());
+    }
+    let websocket = &config.websocket;
+    let (scheme, address) = websocket.tls_listen.first().map(|address| ("https", address)).or_else(|| websocket.listen.first().map(|address| ("http", address)))?;
+    let (_, port) = address.rsplit_once(':')?;
+    Some(format!("{scheme}://{domain}:{port}"))
+}
+
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
     let component_domains = config.components.secrets.keys().cloned().collect();
     let bytestreams = &config.bytestreams;
+    let upload = &config.upload;
     let edge_service_domains = Jid::new(&config.server.domain)
         .ok()
-        .filter(|_| !bytestreams.listen.is_empty())
-        .and_then(|domain| Jid::new(&bytestreams.domain_for(&domain)).ok())
-        .into_iter()
-        .collect();
+        .map(|domain| {
+            let proxy = Some(bytestreams.domain_for(&domain)).filter(|_| !bytestreams.listen.is_empty());
+            let upload = Some(upload.domain_for(domain.as_str())).filter(|_| upload.enabled);
+            proxy.into_iter().chain(upload).filter_map(|service| Jid::new(&service).ok()).collect()
+        })
+        .unwrap_or_default();
     SessionConfig {
         sm: config.sm.clone(),
         push: config.push.clone(),

@@ -138,7 +138,11 @@ async fn read_loop<R: ReceiveFrames>(receiver: &mut R, edge: &Edge, stream: &mut
         if !stream.sm.is_enabled() && kind == StanzaKind::Iq && element.attr("type") == Some("result") && element.attr("id") == Some(stream.ping_id) {
             continue;
         }
-        let handed = match stamp(&element, kind, stream.jid).and_then(|stanza| answered_on_the_edge(edge, stanza)) {
+        let stamped = match stamp(&element, kind, stream.jid) {
+            Ok(stanza) => answered_on_the_edge(edge, stanza).await,
+            Err(error) => Err(error),
+        };
+        let handed = match stamped {
             Ok(stanza) => stream.session.submit(stanza, received).await.is_ok(),
             // Under stream management the session sends the edge's answer, so that both sides
             // count it.
@@ -153,17 +157,21 @@ async fn read_loop<R: ReceiveFrames>(receiver: &mut R, edge: &Edge, stream: &mut
 }
 
 /// The answer when `stanza` is a request to a service the edge serves itself (the bytestreams
-/// proxy: its SOCKS5 connections are on this edge), else the stanza, for the session.
-fn answered_on_the_edge(edge: &Edge, stanza: Stanza) -> Result<Stanza, Bytes> {
-    let Some(proxy) = &edge.proxy else { return Ok(stanza) };
+/// proxy: its SOCKS5 connections are on this edge; upload: its HTTP listeners serve the files),
+/// else the stanza, for the session.
+async fn answered_on_the_edge(edge: &Edge, stanza: Stanza) -> Result<Stanza, Bytes> {
     let is_request = stanza.kind == StanzaKind::Iq && matches!(stanza.stanza_type.as_deref(), Some("get" | "set"));
-    if !is_request || stanza.to.as_ref() != Some(&proxy.jid) {
-        return Ok(stanza);
+    let Some(to) = stanza.to.as_ref().filter(|_| is_request) else { return Ok(stanza) };
+    if let Some(proxy) = edge.proxy.as_ref().filter(|proxy| &proxy.jid == to) {
+        return match Element::parse(&stanza.bytes) {
+            Ok(iq) => Err(Bytes::from(proxy.answer(&iq, &stanza.from).to_bytes())),
+            Err(_) => Ok(stanza),
+        };
     }
-    match Element::parse(&stanza.bytes) {
-        Ok(iq) => Err(Bytes::from(proxy.answer(&iq, &stanza.from).to_bytes())),
-        Err(_) => Ok(stanza),
+    if let Some(upload) = edge.upload.as_ref().filter(|upload| upload.jid() == to) {
+        return Err(upload.answer(&stanza).await.bytes);
     }
+    Ok(stanza)
 }
 
 /// Hands a nonza to its handler and queues the handler's answer; with no handler, the stream
