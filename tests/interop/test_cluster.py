@@ -43,7 +43,9 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
     """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
     returns them by name once both session nodes hold partitions and together hold all. With
     `component_secrets`, every node knows those component domains and each edge listens for
-    components on a port of its own (`server.component_port`)."""
+    components on a port of its own (`server.component_port`). Every node has XEP-0363 upload on
+    the S3 store with one signing key; each edge serves files on an HTTP port of its own
+    (`server.http_port`)."""
     from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
     if MODE != "starling" or not STORE_SECTION:
         pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
@@ -56,19 +58,29 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
                 f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n"
                 f"redis_url = \"{redis}\"\nnode_ttl_seconds = {node_ttl}\n")
 
+    from harness import free_port
+    key_file = workdir / f"{name}-upload.key"
+    key_file.write_bytes(os.urandom(32))
+    s3 = {key: os.environ.get(f"S3_{key.upper()}", default) for key, default in (
+        ("endpoint", "http://127.0.0.1:27070"), ("bucket", "starling-test"), ("access_key_id", "starling"),
+        ("secret_access_key", "starling-test-secret"))}
     nodes = {}
     for node in ("session1", "session2", "edge1", "edge2"):
         role = node.rstrip("12")
+        http_port = free_port() if role == "edge" else None
+        upload = (f'[upload]\nenabled = true\nkey_file = "{key_file}"\nstore = "s3"\n'
+                  + (f'public_url = "http://127.0.0.1:{http_port}"\n' if http_port else "")
+                  + "[upload.s3]\n" + "".join(f'{key} = "{value}"\n' for key, value in s3.items())
+                  + (f'[websocket]\nlisten = ["127.0.0.1:{http_port}"]\n' if http_port else ""))
         components, component_port = "", None
         if component_secrets:
-            from harness import free_port
             component_port = free_port() if role == "edge" else None
             listen = f'"127.0.0.1:{component_port}"' if component_port else ""
             secrets = ", ".join(f'"{domain}" = "{secret}"' for domain, secret in component_secrets.items())
             components = f"[components]\nlisten = [{listen}]\nsecrets = {{ {secrets} }}\n"
-        extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components}
+        extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components + upload}
         server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node)
-        server.component_port = component_port
+        server.component_port, server.http_port = component_port, http_port
         _servers.append(server)
         nodes[node] = server
     nodes["session1"].cli("user", "add-bulk", "--prefix", accounts_prefix, "--count", str(accounts), "--password", PASSWORD)
@@ -338,3 +350,21 @@ async def test_cluster_auth_failures_count_across_edges(cl, env1):
     assert answer.tag == tag("sasl", "success"), to_str(answer)
     client = await env1.client(victim)
     assert client.x.boundjid.bare == victim.jid
+
+
+async def test_cluster_upload_slot_from_one_edge_file_through_the_other(cl, env1):
+    """XEP-0363 in a cluster: the slot comes from the edge the user is connected to, the PUT goes
+    to the other edge (as through a load balancer), the GET to the first; all on one S3 bucket and
+    one signing key, nothing else shared."""
+    from test_xep0363_upload import call, slot
+    alice_acc, _ = cl.pair()
+    alice = await env1.client(alice_acc)
+    items = await alice.iq_ok("<query xmlns='http://jabber.org/protocol/disco#items'/>", to=alice_acc.domain)
+    assert f"upload.{alice_acc.domain}" in {item.get("jid") for item in items.iter("{http://jabber.org/protocol/disco#items}item")}
+    put, get = await slot(alice, "across.txt", 12)
+    edge1, edge2 = (f"127.0.0.1:{cl.nodes[edge].http_port}" for edge in ("edge1", "edge2"))
+    assert edge1 in put and edge1 in get
+    assert (await call("PUT", put.replace(edge1, edge2), b"both edges!!", {"Content-Type": "text/plain"}))[0] == 201
+    status, _, body = await call("GET", get)
+    assert (status, body) == (200, b"both edges!!")
+    await alice.close()
