@@ -276,3 +276,30 @@ async def test_an_address_over_its_connection_limit_gets_429_and_others_do_not(w
         await open_stream(other)
     for socket in held:
         await socket.close()
+
+
+@pytest.mark.deadline(60)
+async def test_a_moved_endpoint_sends_clients_elsewhere_with_see_other_uri(workdir):
+    """`[websocket] see_other_uri`: the client's `<open/>` is answered with `<close see-other-uri/>`
+    (RFC 7395 §3.6.1, never a see-other-host stream error) and the WebSocket close, over plain
+    `ws:` too (a redirect carries nothing TLS would protect); host-meta announces the new endpoint
+    (`public_url`)."""
+    if MODE != "starling":
+        pytest.skip("starts its own server")
+    port, target = free_port(), "wss://new.example/xmpp-websocket"
+    sections = f'[websocket]\nlisten = ["127.0.0.1:{port}"]\npublic_url = "{target}"\nsee_other_uri = "{target}"\n'
+    server = StarlingServer(_binary(), workdir / "websocket-moved", extra={"sections": sections}, name="starling-websocket-moved")
+    _servers.append(server)
+    server.start()
+    try:
+        async with await connect(f"ws://127.0.0.1:{port}/xmpp-websocket", subprotocols=["xmpp"], open_timeout=5) as socket:
+            await socket.send(f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>")
+            close = await receive(socket)
+            assert close.tag == f"{{{FRAMING}}}close" and close.get("see-other-uri") == target, ET.tostring(close)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(socket.recv(), 5)
+        status, _, body = http_get(f"http://127.0.0.1:{port}/.well-known/host-meta.json")
+        assert status == 200 and json.loads(body)["links"][0]["href"] == target
+    finally:
+        server.stop()
+        _servers.remove(server)

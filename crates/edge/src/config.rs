@@ -165,6 +165,10 @@ pub struct WebSocketConfig {
     /// The URL host-meta announces; by default built from the request (`wss://` + its `Host` +
     /// `path`), which is right unless a proxy rewrites the path.
     pub public_url: Option<String>,
+    /// When set, every WebSocket stream is sent there instead of being served: the client's
+    /// `<open/>` is answered with `<close see-other-uri='…'/>` (RFC 7395 §3.6.1), e.g. while this
+    /// endpoint is retired or moved. Set `public_url` to it too, for host-meta.
+    pub see_other_uri: Option<String>,
     /// `Origin`s a browser may connect from, e.g. `https://chat.example.com`; empty allows any.
     /// Clients that send no `Origin` (not browsers) are always allowed.
     pub allowed_origins: Vec<String>,
@@ -183,6 +187,7 @@ impl Default for WebSocketConfig {
             tls_listen: Vec::new(),
             path: "/xmpp-websocket".into(),
             public_url: None,
+            see_other_uri: None,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             header_timeout_seconds: 10,

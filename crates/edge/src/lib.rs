@@ -38,3 +38,9 @@ pub use edge::{Edge, EdgeBackends};
 pub use fast::{load_secret_key, FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};
+
+/// The SASL exchange as the negotiation drives it, for the fuzz target in `crates/edge/fuzz`.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::sasl::{initial_username, Exchange, Step};
+}

@@ -12,8 +12,10 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -24,6 +26,7 @@ use starling_xml::escape_attr;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig as ProtocolConfig};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::connection::{self, Admitted};
@@ -155,7 +158,8 @@ impl HttpConnection {
             return text(StatusCode::FORBIDDEN, "this origin may not connect");
         }
         let secure = self.tls || self.forwarded_https(headers);
-        if !secure && self.edge.config.c2s.require_tls {
+        // A redirect carries nothing TLS would protect.
+        if !secure && self.edge.config.c2s.require_tls && self.edge.config.websocket.see_other_uri.is_none() {
             // Negotiation could offer nothing: no SASL without TLS, and no STARTTLS on a WebSocket.
             return text(StatusCode::FORBIDDEN, "TLS is required: connect with wss://");
         }
@@ -176,7 +180,10 @@ impl HttpConnection {
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else { return };
             let io: BoxedIo = Box::new(TokioIo::new(upgraded));
-            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(protocol_config(&edge))).await;
+            let mut socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(protocol_config(&edge))).await;
+            if let Some(uri) = &edge.config.websocket.see_other_uri {
+                return redirect(&mut socket, uri, edge.config.websocket.header_timeout()).await;
+            }
             let id = edge.next_connection_id();
             connection::run::<WebSocket>(edge, id, client, Upgraded { socket, secure, channel_binding }, admitted).await;
         });
@@ -234,6 +241,19 @@ impl HttpConnection {
         let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).filter(|host| is_host(host));
         format!("{scheme}://{}{}", host.unwrap_or(self.edge.config.domain.as_str()), config.path)
     }
+}
+
+/// Sends a WebSocket stream elsewhere (RFC 7395 §3.6.1): once the client's `<open/>` has come
+/// (or `wait` has passed), `<close see-other-uri='uri'/>` and the WebSocket close.
+async fn redirect(socket: &mut WebSocketStream<BoxedIo>, uri: &str, wait: Duration) {
+    let _ = tokio::time::timeout(wait, socket.next()).await;
+    let mut close = b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' see-other-uri='".to_vec();
+    escape_attr(&mut close, uri);
+    close.extend_from_slice(b"'/>");
+    if let Ok(close) = String::from_utf8(close) {
+        let _ = socket.send(Message::Text(close.into())).await;
+    }
+    let _ = socket.close(None).await;
 }
 
 /// A `Host` header that can go into a URL as it is: a name or address and a port, nothing else.
