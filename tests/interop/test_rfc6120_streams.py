@@ -1,6 +1,7 @@
 """RFC 6120: stream setup, STARTTLS (§5), direct TLS (XEP-0368), SASL (§6), resource binding (§7)."""
 
 import asyncio
+import base64
 import time
 import uuid
 
@@ -137,6 +138,21 @@ async def test_rfc6120_6_4_5_wrong_password_not_authorized(env, mech):
         res = await r.auth_scram(acc.localpart, "wrong-password", mech[len("SCRAM-"):])
     assert res.tag == tag("sasl", "failure"), to_str(res)
     assert res.find("sasl:not-authorized", NS) is not None, to_str(res)
+
+
+@pytest.mark.parametrize("client_first", ["n,a,n=user,r=abc", "n,,n,r=abc", "n,,n=user,r"])
+async def test_rfc6120_6_4_5_scram_message_with_a_truncated_attribute_is_malformed(env, client_first):
+    """Attributes shorter than `x=` (found by fuzzing: rsasl's parser panicked on them) are a
+    `malformed-request` failure, and the stream goes on: a correct login follows on it."""
+    acc = env.account()
+    r = await env.raw(source_ip=fresh_source_ip())
+    await r.open_stream()
+    await r.starttls()
+    blob = base64.b64encode(client_first.encode()).decode()
+    r.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{blob}</auth>")
+    res = await r.inbox.wait(lambda e: e.tag in (tag("sasl", "failure"), tag("stream", "error"), "stream-end"))
+    assert res.tag == tag("sasl", "failure") and res.find("sasl:malformed-request", NS) is not None, to_str(res)
+    assert (await r.auth_plain(acc.localpart, acc.password)).tag == tag("sasl", "success")
 
 
 async def test_rfc6120_6_4_5_unknown_user_not_authorized(env):

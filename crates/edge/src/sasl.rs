@@ -151,15 +151,15 @@ impl Exchange {
     }
 
     pub fn step(&mut self, input: &[u8]) -> Step {
-        // A -PLUS mechanism must bind (RFC 5802 §6: gs2 flag "p="); rsasl would accept "n"/"y" here.
-        if self.plus && !self.started {
-            self.started = true;
-            if !input.starts_with(b"p=") {
-                return Step::Failure("malformed-request");
-            }
-        }
         let first = !self.started;
         self.started = true;
+        // A -PLUS mechanism must bind (RFC 5802 §6: gs2 flag "p="); rsasl would accept "n"/"y" here.
+        if self.plus && first && !input.starts_with(b"p=") {
+            return Step::Failure("malformed-request");
+        }
+        if self.mechanism.starts_with("SCRAM-") && !scram_attributes_sliceable(input, first) {
+            return Step::Failure("malformed-request");
+        }
         let mut out = Cursor::new(Vec::new());
         let mut stepped = self.session.step(Some(input), &mut out);
         // rsasl draws the server nonce from all printable characters, as RFC 5802 allows; some
@@ -187,6 +187,22 @@ impl Exchange {
             Err(_) => Step::Failure("not-authorized"),
         }
     }
+}
+
+/// Whether every attribute of a SCRAM client message is at least `x=` long. rsasl 2.3.1's parser
+/// slices each attribute's first two bytes unchecked and panics on a shorter one (`n,a,…`,
+/// `n,,n,…`, `c=biws,r`: found by the `sasl` fuzz target within seconds); RFC 5802 §7 makes such
+/// a message malformed anyway. The first message's gs2 flag is exempt (rsasl checks it), and its
+/// authorization identity may be empty.
+fn scram_attributes_sliceable(message: &[u8], first: bool) -> bool {
+    let mut fields = message.split(|&byte| byte == b',');
+    if first {
+        let _flag = fields.next();
+        if fields.next().is_some_and(|authzid| authzid.len() == 1) {
+            return false;
+        }
+    }
+    fields.all(|field| field.len() >= 2)
 }
 
 /// Slows down password guessing without locking out people who did nothing wrong. Within `window`:
@@ -321,6 +337,28 @@ mod tests {
         // A wrong proof fails.
         let Step::Failure(condition) = exchange.step(b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=AAAA") else { panic!("expected failure") };
         assert_eq!(condition, "not-authorized");
+    }
+
+    #[test]
+    fn scram_messages_with_attributes_shorter_than_their_name_are_malformed_not_a_panic() {
+        for (first, later) in [
+            (&b"n,a,n=user,r=abc"[..], None),
+            (b"n,,n,r=abc", None),
+            (b"n,,n=user,r", None),
+            (b"n,,n=user,r=abc", Some(&b"c=biws,r"[..])),
+            (b"n,,n=user,r=abc", Some(b"c,r=abc,p=AAAA")),
+        ] {
+            let credentials = ScramCredentials::derive("pencil", 1);
+            let mut exchange = Exchange::start("SCRAM-SHA-256", "user".into(), Some(credentials), None).expect("mechanism");
+            let outcome = match later {
+                None => exchange.step(first),
+                Some(later) => {
+                    assert!(matches!(exchange.step(first), Step::Challenge(_)));
+                    exchange.step(later)
+                }
+            };
+            assert!(matches!(outcome, Step::Failure("malformed-request")), "{:?}", String::from_utf8_lossy(later.unwrap_or(first)));
+        }
     }
 
     #[test]
