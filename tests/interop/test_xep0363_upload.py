@@ -95,7 +95,10 @@ def fetch(method: str, url: str, body=None, headers: dict | None = None, chunked
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=20)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        connection.request(method, target, body=body, headers=headers or {}, encode_chunked=chunked)
+        try:
+            connection.request(method, target, body=body, headers=headers or {}, encode_chunked=chunked)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the body was read: the answer is waiting
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
@@ -231,3 +234,59 @@ async def test_files_expire_and_are_swept(upload):
         left = [path for path in (upload.server.dir / "data" / "uploads").rglob("*")]
         assert left == [], left
     await expiry.close()
+
+
+@pytest.mark.deadline(90)
+async def test_an_unreachable_store_is_a_try_again_not_a_hang(workdir):
+    """S3 down (nothing listens at the endpoint): a slot request that needs the quota is answered
+    `internal-server-error` of type `wait` within seconds (the slot answer holds the user's stream
+    for at most 5 s, however the store fails), and the stream goes on; a PUT and a GET are 503
+    with `Retry-After`, never a hang."""
+    if MODE != "starling":
+        pytest.skip("starts its own server")
+    port, dead = free_port(), free_port()
+    common = f"""[websocket]
+listen = ["127.0.0.1:{port}"]
+
+[upload]
+enabled = true
+public_url = "http://127.0.0.1:{port}"
+store = "s3"
+[upload.s3]
+endpoint = "http://127.0.0.1:{dead}"
+bucket = "nothing"
+access_key_id = "x"
+secret_access_key = "y"
+"""
+    server = StarlingServer(_binary(), workdir / "upload-outage", extra={"sections": common}, name="starling-upload-outage")
+    _servers.append(server)
+    server.cli("user", "add", "alice", "--password", PASSWORD)
+    server.start()
+    try:
+        alice = await client(Service(Env(Target("starling", server.endpoint, [])), server, "s3"), "alice")
+        started = time.monotonic()
+        refused = await alice.iq(request_xml("a.txt", 5), to="upload.localhost", timeout=30)
+        assert stanza_error(refused) == ("wait", "internal-server-error")
+        assert time.monotonic() - started < 15
+        await alice.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to="localhost")
+        await alice.close()
+    finally:
+        server.stop()
+        _servers.remove(server)
+    # Without a quota the slot needs no store; the PUT and the GET find it down.
+    server = StarlingServer(_binary(), workdir / "upload-outage-noquota", extra={"sections": common.replace("store = \"s3\"", "store = \"s3\"\nquota_bytes = 0")}, name="starling-upload-outage-noquota")
+    _servers.append(server)
+    server.cli("user", "add", "alice", "--password", PASSWORD)
+    server.start()
+    try:
+        alice = await client(Service(Env(Target("starling", server.endpoint, [])), server, "s3"), "alice")
+        put, get = await slot(alice, "a.txt", 5)
+        for method, url, body in (("PUT", put, b"hello"), ("GET", get, None)):
+            started = time.monotonic()
+            status, headers, _ = await call(method, url, body)
+            assert (status, "retry-after" in headers) == (503, True), (method, status)
+            assert time.monotonic() - started < 30
+        await alice.close()
+    finally:
+        server.stop()
+        _servers.remove(server)

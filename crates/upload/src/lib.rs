@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use starling_protocol::payload::http_upload::file_too_large;
 use starling_protocol::payload::{DataForm, DiscoInfoResult, Field, FormType, Identity, UploadRequest, UploadSlot};
-use starling_protocol::{ns, Jid, JidError, Stanza, StanzaError, StanzaErrorCondition};
+use starling_protocol::{ns, ErrorType, Jid, JidError, Stanza, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 use tokio::sync::Semaphore;
 
@@ -22,6 +22,9 @@ pub use config::{S3Config, StoreKind, UploadConfig};
 pub use http::{plain_response, Body};
 use slot::{Access, Grant, Signer};
 pub use store::FileStore;
+
+/// How long a slot request waits for the store to sum the user's files.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Upload {
     config: UploadConfig,
@@ -107,10 +110,12 @@ impl Upload {
         let user = from.bare();
         let key = self.signer.new_file(user.as_str(), &request.filename);
         if self.config.quota_bytes > 0 {
-            let used = self.store.usage(&key.owner).await.map_err(|error| {
-                tracing::warn!(%error, "upload store: usage not read");
-                StanzaError::new(StanzaErrorCondition::InternalServerError)
-            })?;
+            // The client's stream waits for this answer: a store that hangs must not hold it.
+            let used = match tokio::time::timeout(USAGE_TIMEOUT, self.store.usage(&key.owner)).await {
+                Ok(Ok(used)) => used,
+                Ok(Err(error)) => return Err(store_unavailable(&error)),
+                Err(_) => return Err(store_unavailable(&"no answer within 5 s")),
+            };
             if used.saturating_add(request.size) > self.config.quota_bytes {
                 return Err(StanzaError::new(StanzaErrorCondition::ResourceConstraint)
                     .with_text(format!("your stored files would exceed your quota of {} bytes", self.config.quota_bytes)));
@@ -143,6 +148,12 @@ impl Upload {
             }
         });
     }
+}
+
+/// A slot cannot be checked against the quota: the store failed or did not answer in time.
+fn store_unavailable(why: &dyn std::fmt::Display) -> StanzaError {
+    tracing::warn!(%why, "upload store: usage not read");
+    StanzaError::new(StanzaErrorCondition::InternalServerError).with_type(ErrorType::Wait).with_text("file storage is unavailable: try again shortly")
 }
 
 fn unix_now() -> u64 {

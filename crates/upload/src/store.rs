@@ -5,14 +5,14 @@
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayloadMut, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayloadMut, RetryConfig, WriteMultipart};
 
 use crate::config::{S3Config, StoreKind, UploadConfig};
 use crate::slot::FileKey;
@@ -65,7 +65,10 @@ impl FileStore {
 
     /// Files in an S3 bucket (path-style requests, so any S3-compatible server works).
     pub fn s3(config: &S3Config) -> Result<FileStore, StoreError> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket).with_region(&config.region);
+        // Retries stop after 10 s (the default retries for up to 3 minutes): a client waits on a
+        // failing store for no longer than it would wait for an answer, then hears "try again".
+        let retry = RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(10), ..RetryConfig::default() };
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket).with_region(&config.region).with_retry(retry);
         if !config.endpoint.is_empty() {
             builder = builder.with_endpoint(&config.endpoint).with_allow_http(config.endpoint.starts_with("http://"));
         }
