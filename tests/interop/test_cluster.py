@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Account, NS, StarlingServer, Target, is_message, is_presence, is_roster_push, to_str
+from harness import Account, Env, NS, StarlingServer, Target, is_message, is_presence, is_roster_push, to_str
 from test_xep0313_mam import query
 
 PARTITIONS = 8
@@ -43,7 +43,8 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
     """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
     returns them by name once both session nodes hold partitions and together hold all. With
     `component_secrets`, every node knows those component domains and each edge listens for
-    components on a port of its own (`server.component_port`). Every node has XEP-0363 upload on
+    components on a port of its own (`server.component_port`). In-band registration is on. Every
+    node has XEP-0363 upload on
     the S3 store with one signing key; each edge serves files on an HTTP port of its own
     (`server.http_port`)."""
     from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
@@ -79,7 +80,7 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
             secrets = ", ".join(f'"{domain}" = "{secret}"' for domain, secret in component_secrets.items())
             components = f"[components]\nlisten = [{listen}]\nsecrets = {{ {secrets} }}\n"
         extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components + upload}
-        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node)
+        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node, registration=True)
         server.component_port, server.http_port = component_port, http_port
         _servers.append(server)
         nodes[node] = server
@@ -368,3 +369,16 @@ async def test_cluster_upload_slot_from_one_edge_file_through_the_other(cl, env1
     status, _, body = await call("GET", get)
     assert (status, body) == (200, b"both edges!!")
     await alice.close()
+
+
+async def test_cluster_registrations_per_address_count_across_edges(cl, env1):
+    """XEP-0077's per-address limit is the cluster's (Redis): an address that registered through
+    one edge cannot register again at once through the other."""
+    from harness import fresh_source_ip, new_id, stanza_error
+    from test_xep0077_registration import _register
+    ip = fresh_source_ip()
+    envs = [Env(Target("starling", cl.nodes[edge].endpoint, [])) for edge in ("edge1", "edge2")]
+    first = await _register(envs[0], f"reg{new_id()[:8]}", "Pw-" + new_id(), ip)
+    assert first.get("type") == "result", to_str(first)
+    second = await _register(envs[1], f"reg{new_id()[:8]}", "Pw-" + new_id(), ip)
+    assert stanza_error(second)[1] == "resource-constraint", to_str(second)

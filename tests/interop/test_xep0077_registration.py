@@ -105,6 +105,18 @@ async def test_xep0077_rate_limited_per_address(reg_env):
     assert third.get("type") == "result", to_str(third)
 
 
+async def test_xep0077_a_taken_name_does_not_use_up_the_address(reg_env):
+    """Only registrations that happened count against the address: someone who picked a taken
+    name tries another at once."""
+    taken = _name()
+    assert (await _register(reg_env, taken, "Pw-" + new_id())).get("type") == "result"
+    ip = fresh_source_ip()
+    refused = await _register(reg_env, taken, "Pw-" + new_id(), ip)
+    assert stanza_error(refused)[1] == "conflict", to_str(refused)
+    again = await _register(reg_env, _name(), "Pw-" + new_id(), ip)
+    assert again.get("type") == "result", to_str(again)
+
+
 async def test_xep0077_3_3_change_password(reg_env):
     name, old, new = _name(), "Old-" + new_id(), "New-" + new_id()
     assert (await _register(reg_env, name, old)).get("type") == "result"

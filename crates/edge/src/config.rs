@@ -120,13 +120,16 @@ impl C2sConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationConfig {
     pub enabled: bool,
-    /// Seconds between two registrations from one address.
+    /// The window over which registrations from one address are counted, in seconds.
     pub interval_seconds: u64,
+    /// Accounts one address (an IPv6 address: its /64) may register within the window, counted
+    /// across the cluster (in Redis, as authentication failures are).
+    pub max_per_address: u32,
 }
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        RegistrationConfig { enabled: false, interval_seconds: 60 }
+        RegistrationConfig { enabled: false, interval_seconds: 60, max_per_address: 1 }
     }
 }
 

@@ -1,12 +1,10 @@
 //! What every connection shares: the configuration, TLS, the way into the session layer, account
-//! keys and FAST tokens, the authentication and registration throttles, and the handlers of nonzas on bound
-//! streams.
+//! keys and FAST tokens, the authentication throttle (whose counts also limit registrations per
+//! address), and the handlers of nonzas on bound streams.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::gateway::Gateway;
@@ -34,8 +32,6 @@ pub struct Edge {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) throttle: Throttle,
     pub(crate) admission: Admission,
-    /// Last registration per address (XEP-0077 rate limit).
-    pub(crate) registrations: Mutex<HashMap<IpAddr, Instant>>,
     /// The XEP-0065 proxy, when `[bytestreams]` has a listener: IQs to its domain are answered here.
     pub(crate) proxy: Option<Arc<crate::bytestreams::Proxy>>,
     /// XEP-0363 upload, when `[upload]` is on: slot requests are answered here, and the HTTP
@@ -99,7 +95,6 @@ impl Edge {
             metrics,
             throttle,
             admission,
-            registrations: Mutex::new(HashMap::new()),
             proxy,
             upload,
             nonzas,

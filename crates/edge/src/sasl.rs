@@ -232,6 +232,11 @@ impl Throttle {
         Throttle { max_failures, max_address_failures, window, first_delay, counts }
     }
 
+    /// The counts the throttle keeps (the cluster's, in a cluster), for other per-address limits.
+    pub fn counts(&self) -> &dyn FailureCounts {
+        self.counts.as_ref()
+    }
+
     fn address_key(address: IpAddr) -> String {
         format!("auth:{address}")
     }

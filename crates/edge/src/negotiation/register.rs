@@ -2,12 +2,11 @@
 //! at most one account per address per interval.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use starling_cluster::store::{ScramCredentials, StoreError, DEFAULT_SCRAM_ITERATIONS};
 use starling_protocol::payload::RegisterQuery;
-use starling_protocol::{ns, Jid, StanzaError, StanzaErrorCondition};
+use starling_protocol::{ns, ErrorType, Jid, StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
 use super::{Negotiation, NegotiationStep, Next, Received};
@@ -72,25 +71,45 @@ async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(
     let Ok(jid) = Jid::from_parts(Some(&username), edge.config.domain.as_str(), None) else {
         return Err(StanzaError::new(StanzaErrorCondition::JidMalformed));
     };
-    {
-        let mut recent = edge.registrations.lock().unwrap_or_else(|p| p.into_inner());
-        let interval = edge.config.registration.interval();
-        if recent.get(&address).is_some_and(|at| at.elapsed() < interval) {
-            return Err(StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("registering too fast; try again later"));
+    let counts = edge.throttle.counts();
+    let key = registration_key(address);
+    match counts.get(&[&key]).await {
+        Ok(registered) if registered[0] >= edge.config.registration.max_per_address => {
+            return Err(StanzaError::new(StanzaErrorCondition::ResourceConstraint).with_text("too many accounts registered from your address; try again later"));
         }
-        recent.retain(|_, at| at.elapsed() < interval);
-        recent.insert(address, Instant::now());
+        Ok(_) => {}
+        Err(error) => {
+            // Closed, not open: an outage must not become a window for mass registration.
+            tracing::warn!(%error, "registration counts unreadable; refusing registration");
+            return Err(StanzaError::new(StanzaErrorCondition::InternalServerError).with_type(ErrorType::Wait));
+        }
     }
     let credentials = ScramCredentials::derive(&password, DEFAULT_SCRAM_ITERATIONS);
     match edge.accounts.create(jid.as_str(), credentials).await {
         Ok(()) => {
             tracing::info!(%jid, %address, "account registered in-band");
+            // Only registrations that happened count: a name already taken costs nothing.
+            if let Err(error) = counts.add(&key, edge.config.registration.interval()).await {
+                tracing::warn!(%error, "registration not counted");
+            }
             Ok(())
         }
         Err(StoreError::Conflict) => Err(StanzaError::new(StanzaErrorCondition::Conflict)),
         Err(error) => {
             tracing::warn!(%error, "registration failed");
             Err(StanzaError::new(StanzaErrorCondition::InternalServerError))
+        }
+    }
+}
+
+/// What registrations are counted under: the address, or an IPv6 address's /64 (one host's
+/// share of a network, which it can fill with addresses at will).
+fn registration_key(address: IpAddr) -> String {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => format!("register:{v4}"),
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            format!("register:{:x}:{:x}:{:x}:{:x}::/64", segments[0], segments[1], segments[2], segments[3])
         }
     }
 }
