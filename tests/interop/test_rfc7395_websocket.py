@@ -6,6 +6,7 @@ XMPP client in a real browser is test_rfc7395_browser.py."""
 
 import asyncio
 import base64
+import http.client
 import json
 import time
 import urllib.error
@@ -49,6 +50,9 @@ tls_listen = ["127.0.0.1:{tls}"]
 allowed_origins = ["https://chat.example"]
 trusted_proxies = ["127.0.0.1/32"]
 header_timeout_seconds = 2
+
+[upload]
+enabled = true
 """
     c2s = f"max_stanza_bytes = {MAX_STANZA}\nnegotiation_timeout_seconds = 3\nmax_connections_per_address = 3\n"
     server = StarlingServer(_binary(), workdir / "websocket", extra={"c2s": c2s, "sections": sections}, name="starling-websocket")
@@ -272,6 +276,11 @@ async def test_an_address_over_its_connection_limit_gets_429_and_others_do_not(w
     with pytest.raises(InvalidStatus) as refused:
         await opened(ws, source="127.0.0.73")
     assert refused.value.response.status_code == 429
+    # The other things on these listeners (XEP-0363 files) are refused to that address too.
+    upload = http.client.HTTPConnection("127.0.0.1", ws.plain, timeout=5, source_address=("127.0.0.73", 0))
+    upload.request("GET", "/upload/" + "0" * 32 + "/" + "0" * 32 + "/x?expires=1&sig=00")
+    assert upload.getresponse().status == 429
+    upload.close()
     async with await opened(ws, source="127.0.0.74") as other:
         await open_stream(other)
     for socket in held:

@@ -98,6 +98,10 @@ struct HttpConnection {
 impl HttpConnection {
     async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
         if let Some(upload) = self.edge.upload.as_ref().filter(|_| Upload::serves(request.uri().path())) {
+            // Over its address's limits, a connection is kept only to say so.
+            if let Some(why) = self.refused() {
+                return text(StatusCode::TOO_MANY_REQUESTS, why);
+            }
             return upload.serve(request).await;
         }
         let config = &self.edge.config.websocket;
@@ -165,12 +169,11 @@ impl HttpConnection {
         }
         let client = self.client_address(headers);
         // A connection refused at its accept stays refused, and counted, for as long as it is open.
-        let mut held = self.admitted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(why) = held.as_ref().and_then(|admitted| admitted.refused) {
+        if let Some(why) = self.refused() {
             return text(StatusCode::TOO_MANY_REQUESTS, why);
         }
-        let admitted = held.take().unwrap_or_else(|| Admitted::check(&self.edge, client.ip()));
-        drop(held);
+        let held = self.admitted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let admitted = held.unwrap_or_else(|| Admitted::check(&self.edge, client.ip()));
         if let Some(why) = admitted.refused {
             return text(StatusCode::TOO_MANY_REQUESTS, why);
         }
@@ -197,6 +200,11 @@ impl HttpConnection {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
         response
+    }
+
+    /// Why this connection was refused at its accept, if it was.
+    fn refused(&self) -> Option<&'static str> {
+        self.admitted.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().and_then(|admitted| admitted.refused)
     }
 
     /// A browser says which page opened the socket; clients that are not browsers say nothing.
