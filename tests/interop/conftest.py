@@ -18,6 +18,7 @@ Async tests (`async def test_...`) run in a fresh event loop each, with an overa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import shutil
@@ -80,6 +81,25 @@ def _binary() -> str:
 
 _servers: list[StarlingServer] = []
 _targets: list[Target] = []
+
+
+@contextlib.contextmanager
+def own_server(workdir: Path, name: str, sections: str, users: tuple[str, ...] = (), password: str = "",
+               c2s: str = ""):
+    """A server of a test's own (`[c2s]` additions, other sections), with `users` sharing
+    `password`; stopped, and its log kept, when the block ends."""
+    if MODE != "starling":
+        pytest.skip("starts its own server")
+    server = StarlingServer(_binary(), workdir / name, extra={"c2s": c2s, "sections": sections}, name=f"starling-{name}")
+    _servers.append(server)
+    for user in users:
+        server.cli("user", "add", user, "--password", password)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        _servers.remove(server)
 
 
 @pytest.fixture(scope="session")

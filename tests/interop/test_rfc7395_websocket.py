@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import MODE, _binary, _servers
+from conftest import own_server
 from harness import Account, Env, StarlingServer, Target, free_port, insecure_context, is_message
 
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
@@ -41,8 +41,6 @@ class Ws:
 
 @pytest.fixture(scope="module")
 def ws(workdir):
-    if MODE != "starling":
-        pytest.skip("starts its own server")
     plain, tls = free_port(), free_port()
     sections = f"""[websocket]
 listen = ["127.0.0.1:{plain}"]
@@ -55,14 +53,8 @@ header_timeout_seconds = 2
 enabled = true
 """
     c2s = f"max_stanza_bytes = {MAX_STANZA}\nnegotiation_timeout_seconds = 3\nmax_connections_per_address = 3\n"
-    server = StarlingServer(_binary(), workdir / "websocket", extra={"c2s": c2s, "sections": sections}, name="starling-websocket")
-    _servers.append(server)
-    for user in ("wsalice", "wsbob"):
-        server.cli("user", "add", user, "--password", PASSWORD)
-    server.start()
-    yield Ws(server, plain, tls)
-    server.stop()
-    _servers.remove(server)
+    with own_server(workdir, "websocket", sections, ("wsalice", "wsbob"), PASSWORD, c2s=c2s) as server:
+        yield Ws(server, plain, tls)
 
 
 def parse(frame: str) -> ET.Element:
@@ -293,14 +285,9 @@ async def test_a_moved_endpoint_sends_clients_elsewhere_with_see_other_uri(workd
     (RFC 7395 §3.6.1, never a see-other-host stream error) and the WebSocket close, over plain
     `ws:` too (a redirect carries nothing TLS would protect); host-meta announces the new endpoint
     (`public_url`)."""
-    if MODE != "starling":
-        pytest.skip("starts its own server")
     port, target = free_port(), "wss://new.example/xmpp-websocket"
     sections = f'[websocket]\nlisten = ["127.0.0.1:{port}"]\npublic_url = "{target}"\nsee_other_uri = "{target}"\n'
-    server = StarlingServer(_binary(), workdir / "websocket-moved", extra={"sections": sections}, name="starling-websocket-moved")
-    _servers.append(server)
-    server.start()
-    try:
+    with own_server(workdir, "websocket-moved", sections):
         async with await connect(f"ws://127.0.0.1:{port}/xmpp-websocket", subprotocols=["xmpp"], open_timeout=5) as socket:
             await socket.send(f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>")
             close = await receive(socket)
@@ -309,6 +296,3 @@ async def test_a_moved_endpoint_sends_clients_elsewhere_with_see_other_uri(workd
                 await asyncio.wait_for(socket.recv(), 5)
         status, _, body = http_get(f"http://127.0.0.1:{port}/.well-known/host-meta.json")
         assert status == 200 and json.loads(body)["links"][0]["href"] == target
-    finally:
-        server.stop()
-        _servers.remove(server)

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import MODE, _binary, _servers
-from harness import Account, Env, StarlingServer, Target, free_port, stanza_error
+from conftest import own_server
+from harness import Account, Env, Target, free_port, stanza_error
 
 BYTESTREAMS = "http://jabber.org/protocol/bytestreams"
 PASSWORD = "socks-Password-1"
@@ -27,8 +27,6 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def proxy(workdir):
-    if MODE != "starling":
-        pytest.skip("starts its own server")
     port = free_port()
     sections = f"""[bytestreams]
 listen = ["127.0.0.1:{port}"]
@@ -37,14 +35,8 @@ rate_bytes = {RATE}
 burst_bytes = {BURST}
 activation_timeout_seconds = 2
 """
-    server = StarlingServer(_binary(), workdir / "bytestreams", extra={"sections": sections}, name="starling-bytestreams")
-    _servers.append(server)
-    for user in ("sender", "receiver"):
-        server.cli("user", "add", user, "--password", PASSWORD)
-    server.start()
-    yield Proxy(Env(Target("starling", server.endpoint, [])), port)
-    server.stop()
-    _servers.remove(server)
+    with own_server(workdir, "bytestreams", sections, ("sender", "receiver"), PASSWORD) as server:
+        yield Proxy(Env(Target("starling", server.endpoint, [])), port)
 
 
 async def socks5(port: int, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:

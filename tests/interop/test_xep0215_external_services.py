@@ -11,8 +11,8 @@ from datetime import datetime
 
 import pytest
 
-from conftest import MODE, _binary, _servers
-from harness import Account, Env, StarlingServer, Target, stanza_error
+from conftest import own_server
+from harness import Account, Env, Target, stanza_error
 
 EXTDISCO = "urn:xmpp:extdisco:2"
 SECRET = "turn-shared-secret"
@@ -22,8 +22,6 @@ PASSWORD = "ext-Password-1"
 
 @pytest.fixture(scope="module")
 def ext_env(workdir):
-    if MODE != "starling":
-        pytest.skip("starts its own server")
     sections = f"""[external_services]
 credential_lifetime_seconds = {LIFETIME}
 [[external_services.services]]
@@ -39,13 +37,8 @@ transport = "udp"
 name = "Example TURN"
 secret = "{SECRET}"
 """
-    server = StarlingServer(_binary(), workdir / "extdisco", extra={"sections": sections}, name="starling-extdisco")
-    _servers.append(server)
-    server.cli("user", "add", "caller", "--password", PASSWORD)
-    server.start()
-    yield Env(Target("starling", server.endpoint, []))
-    server.stop()
-    _servers.remove(server)
+    with own_server(workdir, "extdisco", sections, ("caller",), PASSWORD) as server:
+        yield Env(Target("starling", server.endpoint, []))
 
 
 def services(result) -> dict:

@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import MODE, _binary, _servers
+from conftest import own_server
 from harness import Account, Env, StarlingServer, Target, free_port, stanza_error
 
 NS = "urn:xmpp:http:upload:0"
@@ -35,8 +35,6 @@ class Service:
 
 @pytest.fixture(scope="module", params=["filesystem", "s3"])
 def upload(request, workdir):
-    if MODE != "starling":
-        pytest.skip("starts its own server")
     store = request.param
     port = free_port()
     s3 = ""
@@ -62,14 +60,8 @@ sweep_interval_seconds = 1
 allowed_content_types = ["image/*", "text/plain", "application/octet-stream"]
 store = "{store}"
 {s3}"""
-    server = StarlingServer(_binary(), workdir / f"upload-{store}", extra={"sections": sections}, name=f"starling-upload-{store}")
-    _servers.append(server)
-    for user in USERS:
-        server.cli("user", "add", user, "--password", PASSWORD)
-    server.start()
-    yield Service(Env(Target("starling", server.endpoint, [])), server, store)
-    server.stop()
-    _servers.remove(server)
+    with own_server(workdir, f"upload-{store}", sections, USERS, PASSWORD) as server:
+        yield Service(Env(Target("starling", server.endpoint, [])), server, store)
     assert "panicked" not in server.log_tail(2000)
 
 
@@ -242,8 +234,6 @@ async def test_an_unreachable_store_is_a_try_again_not_a_hang(workdir):
     `internal-server-error` of type `wait` within seconds (the slot answer holds the user's stream
     for at most 5 s, however the store fails), and the stream goes on; a PUT and a GET are 503
     with `Retry-After`, never a hang."""
-    if MODE != "starling":
-        pytest.skip("starts its own server")
     port, dead = free_port(), free_port()
     common = f"""[websocket]
 listen = ["127.0.0.1:{port}"]
@@ -258,11 +248,7 @@ bucket = "nothing"
 access_key_id = "x"
 secret_access_key = "y"
 """
-    server = StarlingServer(_binary(), workdir / "upload-outage", extra={"sections": common}, name="starling-upload-outage")
-    _servers.append(server)
-    server.cli("user", "add", "alice", "--password", PASSWORD)
-    server.start()
-    try:
+    with own_server(workdir, "upload-outage", common, ("alice",), PASSWORD) as server:
         alice = await client(Service(Env(Target("starling", server.endpoint, [])), server, "s3"), "alice")
         started = time.monotonic()
         refused = await alice.iq(request_xml("a.txt", 5), to="upload.localhost", timeout=30)
@@ -270,15 +256,9 @@ secret_access_key = "y"
         assert time.monotonic() - started < 15
         await alice.iq_ok("<ping xmlns='urn:xmpp:ping'/>", to="localhost")
         await alice.close()
-    finally:
-        server.stop()
-        _servers.remove(server)
     # Without a quota the slot needs no store; the PUT and the GET find it down.
-    server = StarlingServer(_binary(), workdir / "upload-outage-noquota", extra={"sections": common.replace("store = \"s3\"", "store = \"s3\"\nquota_bytes = 0")}, name="starling-upload-outage-noquota")
-    _servers.append(server)
-    server.cli("user", "add", "alice", "--password", PASSWORD)
-    server.start()
-    try:
+    no_quota = common.replace('store = "s3"', 'store = "s3"\nquota_bytes = 0')
+    with own_server(workdir, "upload-outage-noquota", no_quota, ("alice",), PASSWORD) as server:
         alice = await client(Service(Env(Target("starling", server.endpoint, [])), server, "s3"), "alice")
         put, get = await slot(alice, "a.txt", 5)
         for method, url, body in (("PUT", put, b"hello"), ("GET", get, None)):
@@ -287,6 +267,3 @@ secret_access_key = "y"
             assert (status, "retry-after" in headers) == (503, True), (method, status)
             assert time.monotonic() - started < 30
         await alice.close()
-    finally:
-        server.stop()
-        _servers.remove(server)
