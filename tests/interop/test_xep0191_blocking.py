@@ -110,3 +110,33 @@ async def test_xep0191_block_without_items_bad_request(env):
     a = await env.client()
     res = await a.iq("<block xmlns='urn:xmpp:blocking'/>", "set")
     assert res.get("type") == "error" and stanza_error(res)[1] == "bad-request", to_str(res)
+
+
+async def test_xep0377_a_report_with_a_block_is_kept_for_moderators(workdir):
+    """XEP-0377: the server advertises reporting; a block that carries a report blocks as any
+    other, and the report (reason, text, stanza ids) is what `starling reports` lists, newest
+    first; a report without a reason is a bad request that blocks nothing."""
+    import json
+    from conftest import own_server
+    from harness import Account, Env, Target
+    with own_server(workdir, "reporting", "", ("victim", "spammer", "troll"), "report-Password-1") as server:
+        env = Env(Target("starling", server.endpoint, []))
+        victim = await env.client(Account("victim", "report-Password-1", "localhost"))
+        info = await victim.iq_ok("<query xmlns='http://jabber.org/protocol/disco#info'/>", to="localhost")
+        assert "urn:xmpp:reporting:1" in {f.get("var") for f in info.iter("{http://jabber.org/protocol/disco#info}feature")}
+        await victim.iq_ok("<block xmlns='urn:xmpp:blocking'><item jid='spammer@localhost'>"
+                           "<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'>"
+                           "<stanza-id xmlns='urn:xmpp:sid:0' by='victim@localhost' id='S1'/><text>Buy cheap watches</text>"
+                           "</report></item></block>", "set")
+        await victim.iq_ok("<block xmlns='urn:xmpp:blocking'><item jid='troll@localhost/phone'>"
+                           "<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:abuse'/></item></block>", "set")
+        bad = await victim.iq("<block xmlns='urn:xmpp:blocking'><item jid='someone@localhost'>"
+                              "<report xmlns='urn:xmpp:reporting:1'/></item></block>", "set")
+        assert stanza_error(bad)[1] == "bad-request"
+        listed = blocked_jids(await victim.iq_ok("<blocklist xmlns='urn:xmpp:blocking'/>"))
+        assert listed == {"spammer@localhost", "troll@localhost/phone"}, listed
+        await victim.close()
+    lines = [json.loads(line) for line in server.cli("reports").stdout.splitlines() if line.strip()]
+    assert [(r["reported"], r["reason"]) for r in lines] == [
+        ("troll@localhost", "urn:xmpp:reporting:abuse"), ("spammer@localhost", "urn:xmpp:reporting:spam")], lines
+    assert (lines[1]["reporter"], lines[1]["text"], lines[1]["stanza_ids"]) == ("victim@localhost", "Buy cheap watches", ["S1"])

@@ -117,6 +117,7 @@ impl ScyllaStore {
             push: store.clone(),
             fast_tokens: store.clone(),
             rooms: store.clone(),
+            abuse_reports: store.clone(),
             pubsub: store,
         })
     }
@@ -272,6 +273,9 @@ struct Statements {
     fast_put: PreparedStatement,
     fast_delete: PreparedStatement,
     fast_delete_user: PreparedStatement,
+    // abuse reports
+    reports_add: PreparedStatement,
+    reports_of_day: PreparedStatement,
     // archive
     archive_insert: PreparedStatement,
     archive_with_insert: PreparedStatement,
@@ -420,6 +424,12 @@ impl Statements {
                 .await?,
             fast_delete: p(format!("DELETE FROM {ks}.fast_tokens WHERE user_jid = ? AND client = ?"), false).await?,
             fast_delete_user: p(format!("DELETE FROM {ks}.fast_tokens WHERE user_jid = ?"), false).await?,
+            reports_add: p(
+                format!("INSERT INTO {ks}.abuse_reports (day, at, reporter, reported, reason, report_text, stanza_ids) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                false,
+            )
+            .await?,
+            reports_of_day: p(format!("SELECT at, reporter, reported, reason, report_text, stanza_ids FROM {ks}.abuse_reports WHERE day = ? LIMIT ?"), false).await?,
 
             archive_insert: p(
                 format!("INSERT INTO {ks}.archive (user_jid, bucket, id, with_jid, stanza) VALUES (?, ?, ?, ?, ?) USING TTL ?"),

@@ -227,6 +227,24 @@ Migration {
             PRIMARY KEY ((service, node), item_id)
         )",
     ],
+},
+Migration {
+    version: 8,
+    description: "XEP-0377 spam and abuse reports, for moderators",
+    statements: &[
+        // One partition per UTC day (days since the epoch), newest first: listing the latest
+        // reads today's partition, then yesterday's, … Reports are rare, so a day is small.
+        "CREATE TABLE IF NOT EXISTS {ks}.abuse_reports (
+            day int,
+            at bigint,
+            reporter text,
+            reported text,
+            reason text,
+            report_text text,
+            stanza_ids list<text>,
+            PRIMARY KEY ((day), at, reporter, reported)
+        ) WITH CLUSTERING ORDER BY (at DESC, reporter ASC, reported ASC)",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

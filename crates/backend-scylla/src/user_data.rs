@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use scylla::statement::batch::{Batch, BatchType};
 use starling_cluster::store::{
-    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
+    AbuseReport, AbuseReports, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
     service_of,
 };
 
@@ -224,5 +224,44 @@ impl FastTokens for ScyllaStore {
     async fn remove_user(&self, user: &str) -> Result<(), StoreError> {
         self.exec(&self.st.fast_delete_user, (user,)).await?;
         Ok(())
+    }
+}
+
+/// How many days back `recent` looks.
+const REPORT_DAYS: i32 = 90;
+const DAY_MS: u64 = 86_400_000;
+
+type ReportRow = (i64, String, String, String, Option<String>, Option<Vec<String>>);
+
+#[async_trait]
+impl AbuseReports for ScyllaStore {
+    async fn add(&self, report: &AbuseReport) -> Result<(), StoreError> {
+        let day = i32::try_from(report.at_ms / DAY_MS).unwrap_or(i32::MAX);
+        let at = i64::try_from(report.at_ms).unwrap_or(i64::MAX);
+        let values = (day, at, &report.reporter, &report.reported, &report.reason, &report.text, &report.stanza_ids);
+        self.exec(&self.st.reports_add, values).await?;
+        Ok(())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AbuseReport>, StoreError> {
+        let today = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64) / DAY_MS;
+        let today = i32::try_from(today).unwrap_or(i32::MAX);
+        let mut reports = Vec::new();
+        for day in (today - REPORT_DAYS..=today).rev() {
+            if reports.len() >= limit {
+                break;
+            }
+            let wanted = i32::try_from(limit - reports.len()).unwrap_or(i32::MAX);
+            let result = self.exec(&self.st.reports_of_day, (day, wanted)).await?;
+            reports.extend(rows::<ReportRow>(result, "abuse_reports")?.into_iter().map(|(at, reporter, reported, reason, text, ids)| AbuseReport {
+                at_ms: u64::try_from(at).unwrap_or_default(),
+                reporter,
+                reported,
+                reason,
+                text,
+                stanza_ids: ids.unwrap_or_default(),
+            }));
+        }
+        Ok(reports)
     }
 }

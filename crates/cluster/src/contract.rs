@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
 use crate::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use crate::store::{
-    Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, Rooms, RosterItem, Rosters, ScramCredentials, ScramKeys,
+    AbuseReport, AbuseReports, Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, Rooms, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
 };
 
@@ -40,6 +40,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     fast_tokens(store.fast_tokens.as_ref(), prefix).await;
     rooms(store.rooms.as_ref(), prefix).await;
     pubsub::pubsub(store.pubsub.as_ref(), prefix).await;
+    abuse_reports(store.abuse_reports.as_ref(), prefix).await;
     remove_user(store, prefix).await;
 }
 
@@ -549,6 +550,35 @@ pub async fn fast_tokens(tokens: &dyn FastTokens, prefix: &str) {
     assert_eq!(tokens.get(&alice, "phone").await.expect("get"), FastTokenSlots::default(), "remove_user revokes every client");
     assert_eq!(tokens.get(&bob, "phone").await.expect("get").current, Some(token(4, 0)), "users must not share tokens");
     tokens.remove_user(&bob).await.expect("remove_user");
+}
+
+/// Reports come back newest first, across days, with every field; two at the same moment by one
+/// reporter about different users are both kept. (Other runs may have reported in the same
+/// store: only this run's reporter is looked at.)
+pub async fn abuse_reports(reports: &dyn AbuseReports, prefix: &str) {
+    let reporter = user(prefix, "reports", "alice");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let report = |at_ms: u64, reported: &str, text: Option<&str>| AbuseReport {
+        at_ms,
+        reporter: reporter.clone(),
+        reported: user(prefix, "reports", reported),
+        reason: "urn:xmpp:reporting:spam".into(),
+        text: text.map(str::to_owned),
+        stanza_ids: if text.is_some() { vec!["id-1".into(), "id-2".into()] } else { Vec::new() },
+    };
+    let two_days_ago = report(now - 2 * 86_400_000, "old", Some("first"));
+    let an_hour_ago = report(now - 3_600_000, "spammer", Some("Buy now ✓"));
+    let same_moment = report(now - 3_600_000, "other", None);
+    let just_now = report(now - 1_000, "spammer", None);
+    for added in [&an_hour_ago, &just_now, &two_days_ago, &same_moment] {
+        reports.add(added).await.expect("add");
+    }
+    let recent: Vec<AbuseReport> = reports.recent(1_000).await.expect("recent").into_iter().filter(|report| report.reporter == reporter).collect();
+    assert_eq!(recent.len(), 4, "{recent:?}");
+    assert_eq!(recent[0], just_now, "newest first");
+    assert_eq!(recent[3], two_days_ago, "older days are read too, every field kept");
+    assert!(recent[1..3].contains(&an_hour_ago) && recent[1..3].contains(&same_moment), "one reporter, one moment, two users: both kept");
+    assert_eq!(reports.recent(2).await.expect("recent").len(), 2, "the limit holds");
 }
 
 /// `Store::remove_user` wipes every kind of data of one user and nothing of another.

@@ -124,3 +124,5 @@ pub const ADHOC: &str = "http://jabber.org/protocol/commands";
 pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 /// HTTP File Upload (XEP-0363).
 pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
+/// Spam and abuse reporting (XEP-0377), inside blocking commands.
+pub const REPORTING: &str = "urn:xmpp:reporting:1";

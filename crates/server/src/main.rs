@@ -32,6 +32,12 @@ enum Command {
     /// Manage accounts in the store (stop the server first: the embedded store has one writer).
     #[command(subcommand)]
     User(users::UserCommand),
+    /// The latest XEP-0377 spam and abuse reports users made with their blocks, newest first, one
+    /// JSON object a line (stop the server first on the embedded store).
+    Reports {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Database schema.
     #[command(subcommand)]
     Db(DbCommand),
@@ -68,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             serve::run(config)
         }
         Command::User(command) => users::run(&config, command),
+        Command::Reports { limit } => users::reports(&config, limit),
         Command::Db(DbCommand::Migrate) => store::migrate(&config),
         Command::Where { user } => serve::locate(&config, &users::account(&config, &user)?),
     }

@@ -1,4 +1,4 @@
-//! `starling user …`: account management on the store.
+//! `starling user …`: account management on the store; `starling reports`: XEP-0377 reports.
 
 use std::io::BufRead;
 
@@ -112,6 +112,26 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                     println!("{user}");
                 }
             }
+        }
+        Ok(())
+    })
+}
+
+/// `starling reports`: what moderators act on, as JSON lines (for `jq` and log pipelines).
+pub fn reports(config: &Config, limit: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store: Store = crate::store::open(config).await?;
+        for report in store.abuse_reports.recent(limit).await? {
+            let line = serde_json::json!({
+                "at_ms": report.at_ms,
+                "reporter": report.reporter,
+                "reported": report.reported,
+                "reason": report.reason,
+                "text": report.text,
+                "stanza_ids": report.stanza_ids,
+            });
+            println!("{line}");
         }
         Ok(())
     })

@@ -3,17 +3,48 @@
 //! misread; fields follow in a fixed order, variable-length ones prefixed with their length as an
 //! unsigned LEB128 varint (one byte for anything under 128 bytes, and no length limit to check).
 
-use starling_cluster::store::{ArchiveDefault, ArchivePrefs, PubSubItem, RosterItem, ScramCredentials, ScramKeys, Subscription};
+use starling_cluster::store::{AbuseReport, ArchiveDefault, ArchivePrefs, PubSubItem, RosterItem, ScramCredentials, ScramKeys, Subscription};
 
 const CREDENTIALS_V1: u8 = 1;
 const ROSTER_ITEM_V1: u8 = 1;
 const ARCHIVED_V1: u8 = 1;
 const ARCHIVE_PREFS_V1: u8 = 1;
 const PUBSUB_ITEM_V1: u8 = 1;
+const ABUSE_REPORT_V1: u8 = 1;
 
 const ASK_OUT: u8 = 1;
 const APPROVED: u8 = 1 << 1;
 const HAS_NAME: u8 = 1 << 2;
+
+/// What a report holds besides its key (time, reporter, reported): the reason, a presence byte
+/// and the text, the stanza ids.
+pub fn encode_abuse_report(report: &AbuseReport) -> Vec<u8> {
+    let mut out = Writer::default();
+    out.byte(ABUSE_REPORT_V1);
+    out.bytes(report.reason.as_bytes());
+    out.byte(u8::from(report.text.is_some()));
+    out.bytes(report.text.as_deref().unwrap_or_default().as_bytes());
+    out.bytes(&(report.stanza_ids.len() as u32).to_le_bytes());
+    for id in &report.stanza_ids {
+        out.bytes(id.as_bytes());
+    }
+    out.0
+}
+
+/// `None` if `bytes` is not a value `encode_abuse_report` wrote.
+pub fn decode_abuse_report(at_ms: u64, reporter: &str, reported: &str, bytes: &[u8]) -> Option<AbuseReport> {
+    let mut input = Reader(bytes);
+    if input.byte()? != ABUSE_REPORT_V1 {
+        return None;
+    }
+    let reason = input.string()?;
+    let has_text = input.byte()? == 1;
+    let text = Some(input.string()?).filter(|_| has_text);
+    let count = u32::from_le_bytes(input.bytes()?.try_into().ok()?);
+    let stanza_ids = (0..count).map(|_| input.string()).collect::<Option<Vec<_>>>()?;
+    input.finish()?;
+    Some(AbuseReport { at_ms, reporter: reporter.to_owned(), reported: reported.to_owned(), reason, text, stanza_ids })
+}
 
 pub fn encode_credentials(credentials: &ScramCredentials) -> Vec<u8> {
     let mut out = Writer::default();

@@ -56,6 +56,8 @@ const PUSH: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("p
 type TokenSlots<'a> = (&'a [u8], &'a [u8]);
 /// (user, client) → its token slots.
 const FAST_TOKENS: TableDefinition<(&str, &str), TokenSlots> = TableDefinition::new("fast_tokens");
+/// (time in ms, reporter, reported) → the rest of an XEP-0377 report (`codec`).
+const ABUSE_REPORTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition::new("abuse_reports");
 /// Room bare JID → the MUC module's record of the room.
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("muc_rooms");
 /// (service domain, room bare JID) → the name a public room is listed under.
@@ -110,6 +112,7 @@ impl EmbeddedStore {
             push: store.clone(),
             fast_tokens: store.clone(),
             rooms: store.clone(),
+            abuse_reports: store.clone(),
             pubsub: store,
         })
     }
@@ -174,6 +177,7 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(ARCHIVE_PREFS)?;
     txn.open_table(PUSH)?;
     txn.open_table(FAST_TOKENS)?;
+    txn.open_table(ABUSE_REPORTS)?;
     txn.open_table(ROOMS)?;
     txn.open_table(LISTED_ROOMS)?;
     txn.open_table(pubsub::NODES)?;

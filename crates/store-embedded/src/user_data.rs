@@ -1,13 +1,14 @@
 //! The small per-user stores: vCards, private XML, block lists, last activity and push
-//! registrations; and multi-user chat rooms.
+//! registrations; multi-user chat rooms; XEP-0377 abuse reports.
 
 use async_trait::async_trait;
+use redb::ReadableTable;
 use starling_cluster::store::{
-    Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
+    AbuseReport, AbuseReports, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
     service_of,
 };
 
-use crate::{BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, LISTED_ROOMS, PRIVATE_XML, PUSH, ROOMS, VCARDS, successor};
+use crate::{ABUSE_REPORTS, BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, LISTED_ROOMS, PRIVATE_XML, PUSH, ROOMS, VCARDS, successor};
 
 #[async_trait]
 impl VCards for EmbeddedStore {
@@ -295,6 +296,32 @@ impl FastTokens for EmbeddedStore {
             let end = successor(&user);
             txn.open_table(FAST_TOKENS)?.retain_in((user.as_str(), "")..(end.as_str(), ""), |_, _| false)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AbuseReports for EmbeddedStore {
+    async fn add(&self, report: &AbuseReport) -> Result<(), StoreError> {
+        let (at, reporter, reported, value) = (report.at_ms, report.reporter.clone(), report.reported.clone(), crate::codec::encode_abuse_report(report));
+        self.write(move |txn| {
+            txn.open_table(ABUSE_REPORTS)?.insert((at, reporter.as_str(), reported.as_str()), value.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AbuseReport>, StoreError> {
+        self.read(move |txn| {
+            let mut reports = Vec::new();
+            for entry in txn.open_table(ABUSE_REPORTS)?.iter()?.rev().take(limit) {
+                let (key, value) = entry?;
+                let (at, reporter, reported) = key.value();
+                // A value this version cannot read is skipped rather than failing the listing.
+                reports.extend(crate::codec::decode_abuse_report(at, reporter, reported, value.value()));
+            }
+            Ok(reports)
         })
         .await
     }

@@ -2,8 +2,10 @@
 //! (and tests can swap one out), plus [`Store`], the bundle the rest of the server is handed.
 //!
 //! Every method is keyed by the user's (or the room's) normalised bare JID string and is a point or per-user range
-//! operation: no method scans across users except [`Accounts::list`], which is an admin call.
+//! operation: no method scans across users except [`Accounts::list`] and [`AbuseReports::recent`],
+//! which are admin calls.
 
+mod abuse_reports;
 mod accounts;
 mod archive;
 mod blocklists;
@@ -19,6 +21,7 @@ mod vcards;
 
 use std::sync::Arc;
 
+pub use abuse_reports::{AbuseReport, AbuseReports};
 pub use accounts::{Accounts, DEFAULT_SCRAM_ITERATIONS, ScramCredentials, ScramKeys};
 pub use archive::{Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage};
 pub use blocklists::Blocklists;
@@ -65,6 +68,7 @@ pub struct Store {
     pub fast_tokens: Arc<dyn FastTokens>,
     pub rooms: Arc<dyn Rooms>,
     pub pubsub: Arc<dyn PubSubNodes>,
+    pub abuse_reports: Arc<dyn AbuseReports>,
 }
 
 impl Store {

@@ -24,6 +24,7 @@ pub mod private;
 pub mod pubsub;
 pub mod push;
 pub mod register;
+pub mod reporting;
 pub mod roster;
 pub mod rsm;
 pub mod time;

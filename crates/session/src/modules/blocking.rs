@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use starling_cluster::store::{AbuseReport, StoreError};
+use starling_protocol::payload::reporting::{reports_in, Report};
 use starling_protocol::payload::{Block, Blocklist as BlocklistPayload, Unblock};
 use starling_protocol::{ns, Jid, PayloadError, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
@@ -21,6 +23,7 @@ pub(super) fn register(r: &mut Registrar) {
     r.outbound(&[StanzaKind::Message, StanzaKind::Iq], 10, Hook::Later(|state, _, stanza, _| Box::pin(refuse_outbound(state, stanza))));
     r.inbound(&[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq], 10, Hook::Later(|state, stanza, _| Box::pin(refuse_inbound(state, stanza))));
     r.server_feature(ns::BLOCKING);
+    r.server_feature(ns::REPORTING);
 }
 
 /// The blocklist of the user, loaded on first use.
@@ -109,6 +112,16 @@ async fn blocking_iq(state: &mut UserState, iq: Iq) {
                 Ok(items) => items.iter().map(Jid::to_string).collect(),
                 Err(error) => return state.refuse(&iq, error.condition()),
             };
+            let reports = if blocking { reports_in(payload) } else { Ok(Vec::new()) };
+            let reports = match reports {
+                Ok(reports) => reports,
+                Err(error) => return state.refuse(&iq, error.condition()),
+            };
+            // XEP-0377: the reports are kept before the block, so a block never stands without
+            // the report the user made with it.
+            if let Err(error) = keep_reports(state, reports).await {
+                return state.refuse_for_store(&iq, error);
+            }
             let store = state.services().store.blocklists.clone();
             let user = state.user().as_str();
             let result = match (blocking, jids.is_empty()) {
@@ -134,4 +147,15 @@ async fn blocking_iq(state: &mut UserState, iq: Iq) {
         }
         _ => state.refuse(&iq, StanzaErrorCondition::BadRequest),
     }
+}
+
+/// Stores the user's XEP-0377 reports for the moderators (`starling reports`).
+async fn keep_reports(state: &UserState, reports: Vec<Report>) -> Result<(), StoreError> {
+    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
+    for Report { jid, reason, text, stanza_ids } in reports {
+        let report = AbuseReport { at_ms, reporter: state.user().to_string(), reported: jid.bare().to_string(), reason, text, stanza_ids };
+        tracing::info!(reporter = %report.reporter, reported = %report.reported, reason = %report.reason, "abuse reported (XEP-0377)");
+        state.services().store.abuse_reports.add(&report).await?;
+    }
+    Ok(())
 }
