@@ -17,6 +17,7 @@ import itertools
 import os
 import shutil
 import signal
+import random
 import socket
 import ssl
 import subprocess
@@ -272,10 +273,27 @@ class Target:
         return acc
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: a port from that range (what binding
+    port 0 gives) can be taken by any process's outgoing connection — a server's to Kafka,
+    Cassandra or S3 — between being picked and being bound (seen: a cluster edge could not bind
+    its port). Never the same port twice in one run."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(10_000):
+        port = random.randrange(10_000, low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between 10000 and {low}")
 
 
 _source_ips = (f"127.{a}.{b}.{c}" for a in range(100, 110) for b in range(0, 256) for c in range(1, 255))
