@@ -338,3 +338,35 @@ async def test_cluster_pep_notifications_are_one_bus_record_per_edge(muc_cluster
             assert metric(node, "starling_fan_out_deliveries_total") - deliveries == 4, "the four contacts"
     finally:
         await env.aclose()
+
+
+@pytest.mark.deadline(120)
+async def test_cluster_pubsub_service_notifications_are_one_bus_record_per_edge(muc_cluster):
+    """A publish to a service node with four subscribers (bare JIDs) on two edges leaves the
+    shard's session node as one record per edge, written there to each subscriber's resource;
+    a subscriber with stream management is still reached, through its owner."""
+    from test_xep0060_pubsub import PLUGINS, create, entry, published_ids, wait_for
+    cl = muc_cluster
+    shard_node = "session1"
+    publisher_acc, *subscribers_acc = accounts_owned_by(cl, "session2", 6)
+    edges = [cl.nodes["edge1"].endpoint, cl.nodes["edge2"].endpoint]
+    env = Env(Target("starling", edges[0], []))
+    try:
+        publisher = await env.online(publisher_acc, plugins=PLUGINS)
+        service = f"pubsub.{cl.nodes['edge1'].domain}"
+        node = pubsub_node_owned_by(cl, shard_node, cl.nodes["edge1"].domain)
+        await create(publisher, node)
+        plain = [await env.online(acc, ep=edges[i % 2], plugins=PLUGINS) for i, acc in enumerate(subscribers_acc[:4])]
+        managed = await env.online(subscribers_acc[4], ep=edges[1], plugins=PLUGINS + ["xep_0198"])
+        await wait_for(lambda: managed.x.plugin["xep_0198"].sm_id, "stream management enabled")
+        for subscriber in plain + [managed]:
+            await subscriber.x.plugin["xep_0060"].subscribe(service, node)
+        session = cl.nodes[shard_node]
+        records, deliveries = metric(session, "starling_fan_out_records_total"), metric(session, "starling_fan_out_deliveries_total")
+        await publisher.x.plugin["xep_0060"].publish(service, node, id="one", payload=entry("One"))
+        for subscriber in plain + [managed]:
+            await wait_for(lambda: published_ids(subscriber, node) == ["one"], f"{subscriber.jid} missed the notification")
+        assert metric(session, "starling_fan_out_records_total") - records == 2, "one record per edge"
+        assert metric(session, "starling_fan_out_deliveries_total") - deliveries == 4, "the four plain subscribers"
+    finally:
+        await env.aclose()

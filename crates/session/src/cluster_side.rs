@@ -276,15 +276,8 @@ impl ClusterRoutes for ClusterSide {
         }
     }
 
-    async fn route_of(&self, resource: &Jid) -> Option<Option<ResourceRoute>> {
-        let name = resource.resource()?;
-        match self.registry.resources(resource.bare().as_str()).await {
-            Ok(routes) => Some(routes.into_iter().find(|route| route.resource == name)),
-            Err(error) => {
-                tracing::warn!(%resource, %error, "could not read a user's routes");
-                None
-            }
-        }
+    async fn routes(&self, user: &Jid) -> Option<Vec<ResourceRoute>> {
+        self.registry.resources(user.as_str()).await.map_err(|error| tracing::warn!(%user, %error, "could not read a user's routes")).ok()
     }
 
     fn fan_out(&self, edge: &str, stanza: Bytes, targets: Vec<(u64, Jid)>) -> Result<(), Vec<(u64, Jid)>> {

@@ -41,9 +41,8 @@ pub(crate) trait ClusterRoutes: Send + Sync {
     async fn withdraw(&self, user: &Jid, resource: &str, connection: u64);
     /// The routes an earlier owner recorded, each with a link to its connection.
     async fn restore(&self, user: &Jid, client_queue: usize) -> Vec<(ResourceRoute, ClientLink)>;
-    /// The route of the full JID `resource` if it is bound now; `None` when the registry cannot
-    /// tell.
-    async fn route_of(&self, resource: &Jid) -> Option<Option<ResourceRoute>>;
+    /// The routes of `user`'s resources bound now; `None` when the registry cannot tell.
+    async fn routes(&self, user: &Jid) -> Option<Vec<ResourceRoute>>;
     /// Sends `stanza` (serialised without a `to`) to several connections of `edge` in one record;
     /// the targets back when the bus cannot take it now.
     fn fan_out(&self, edge: &str, stanza: Bytes, targets: Vec<(u64, Jid)>) -> Result<(), Vec<(u64, Jid)>>;

@@ -46,13 +46,13 @@ impl Shard {
                     let _ = store.delete_node(&index(&context.jid, SUBSCRIBED, jid), &name).await;
                 }
                 if node.config.notify_delete {
-                    notify(context, &node, &Event::Deleted { node: &name });
+                    notify(context, &node, &Event::Deleted { node: &name }).await;
                 }
                 Ok(None)
             }
             PubSubOwnerRequest::Purge { .. } if !get => {
                 store.purge(service, &name).await.map_err(store_failed)?;
-                notify(context, &node, &Event::Purged { node: &name });
+                notify(context, &node, &Event::Purged { node: &name }).await;
                 Ok(None)
             }
             PubSubOwnerRequest::Subscriptions { changes, .. } if get && changes.is_empty() => {

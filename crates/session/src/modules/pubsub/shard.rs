@@ -214,7 +214,7 @@ impl Shard {
             context.services.store.pubsub.publish(context.jid.domain(), &name, stored, node.config.max_items).await.map_err(store_failed)?;
         }
         let shown = payload.as_ref().filter(|_| node.config.deliver_payloads);
-        notify(context, &node, &Event::Published { node: &name, items: vec![(&id, shown)] });
+        notify(context, &node, &Event::Published { node: &name, items: vec![(&id, shown)] }).await;
         Ok(Some(pubsub::publish_result(&name, &id)))
     }
 
@@ -238,7 +238,7 @@ impl Shard {
             }
         }
         if notify_requested || node.config.notify_retract {
-            notify(context, &node, &Event::Retracted { node: name, ids: ids.iter().map(String::as_str).collect() });
+            notify(context, &node, &Event::Retracted { node: name, ids: ids.iter().map(String::as_str).collect() }).await;
         }
         Ok(None)
     }
@@ -411,11 +411,15 @@ impl Shard {
     }
 }
 
-/// Sends `event` to every approved subscriber (§7.1.2.1): one message each, from the service.
-pub(super) fn notify(context: &ServiceContext, node: &Node, event: &Event<'_>) {
-    let event = event.to_element();
-    for (jid, _) in node.subscriptions.iter().filter(|(_, sub)| !sub.pending) {
-        send_event(context, jid, &event);
+/// Sends `event` to every approved subscriber (§7.1.2.1), from the service: in a cluster, one
+/// bus record per edge for the subscribers' resources reached directly (`fan_out`).
+pub(super) async fn notify(context: &ServiceContext, node: &Node, event: &Event<'_>) {
+    let subscribers = node.subscriptions.iter().filter(|(_, sub)| !sub.pending).map(|(jid, _)| jid.clone()).collect();
+    let targets = crate::fan_out::reach_subscribers(&context.services, subscribers).await;
+    let message = Element::new("message", ns::CLIENT).with_attr("type", "headline").with_child(event.to_element());
+    let from = context.jid.domain_jid();
+    for stanza in crate::fan_out::send(&context.services, &from, message, targets.iter().map(|(jid, via)| (jid, via.as_ref()))) {
+        let _ = context.route(stanza);
     }
 }
 

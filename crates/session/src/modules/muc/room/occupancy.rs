@@ -65,7 +65,7 @@ impl Room {
                 self.touched.push(nick);
                 continue;
             };
-            let route = cluster.route_of(&jid).await;
+            let route = crate::fan_out::route_of(cluster.as_ref(), &jid).await;
             if route == Some(None) {
                 gone.push(nick.clone());
             }
