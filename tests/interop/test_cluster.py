@@ -85,9 +85,16 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
         _servers.append(server)
         nodes[node] = server
     nodes["session1"].cli("user", "add-bulk", "--prefix", accounts_prefix, "--count", str(accounts), "--password", PASSWORD)
-    for server in nodes.values():
-        server.start()
-    wait_for_split(nodes["session1"], nodes["session2"])
+    try:
+        for server in nodes.values():
+            server.start()
+        wait_for_split(nodes["session1"], nodes["session2"])
+    except BaseException:
+        # A cluster that did not come up is not watched by every later test's liveness check.
+        for server in nodes.values():
+            server.stop()
+            _servers.remove(server)
+        raise
     return nodes
 
 

@@ -6,7 +6,9 @@
 //! first on the connection. Killing an edge loses only its sockets: a stream-managed session's
 //! unacknowledged stanzas are kept by its owner. The edge keeps a copy of them and of the counts
 //! ([`StreamCopy`]) for a new owner to take over after the owner's death. External components
-//! connected to the edge are announced to their domain's owner (`components`).
+//! connected to the edge are announced to their domain's owner (`components`). What cannot be
+//! written to a connection without stream management — a slow reader cut, or a connection gone
+//! while records for it were on their way — goes back to its owner (`cut`), never vanishes.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -24,7 +26,10 @@ use crate::envelope::{EdgeInbound, EdgeRecord, FanOut, Origin, OwnerRecord};
 use crate::stream_copy::StreamCopy;
 
 mod components;
+mod cut;
 pub use components::{COMPONENT_LEASE, RENEW_EVERY};
+use cut::CutConnections;
+use starling_telemetry::Metrics;
 use crate::gateway::{
     server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, SessionAnswer,
     StreamEnd, ToClient,
@@ -48,6 +53,8 @@ pub struct SessionFeatures {
 /// A connection bound through this gateway.
 struct Connection {
     sender: mpsc::Sender<ToClient>,
+    /// The full JID bound on it (`None` while a resumption waits for its answer).
+    jid: Option<Jid>,
     /// Waiting for the owner's answer to a bind or resumption.
     answer: Option<oneshot::Sender<SessionAnswer>>,
     /// A resumption's `h`, where the copy's count starts when it succeeds.
@@ -68,6 +75,8 @@ pub struct BusGateway {
     components: Mutex<HashMap<u64, components::HeldComponent>>,
     next_component: AtomicU64,
     owner_outbox: mpsc::Sender<(u32, Bytes)>,
+    cut: Mutex<CutConnections>,
+    metrics: Arc<Metrics>,
 }
 
 impl BusGateway {
@@ -83,6 +92,8 @@ impl BusGateway {
             components: Mutex::new(HashMap::new()),
             next_component: AtomicU64::new(0),
             owner_outbox,
+            cut: Mutex::default(),
+            metrics: Metrics::global(),
         });
         gateway.start_components(outbox);
         let weak = Arc::downgrade(&gateway);
@@ -123,10 +134,12 @@ impl BusGateway {
         }
         let mut links = self.links();
         let Some(link) = links.get_mut(&connection) else {
+            drop(links);
             match message {
                 ToClient::Answer(SessionAnswer::Resumed(Ok((jid, _)))) => self.clone().unbind_gone(jid, connection, StreamEnd::Broken),
                 // A new owner took over a route whose stream is gone: it is unbound for good.
                 ToClient::Sync(jid) => self.clone().unbind_gone(jid, connection, StreamEnd::Closed),
+                ToClient::Stanza(bytes, _) => self.return_undelivered(connection, bytes),
                 _ => {}
             }
             return;
@@ -148,9 +161,48 @@ impl BusGateway {
             ToClient::Sync(jid) => return self.send_synced(link, connection, jid.clone()),
             _ => {}
         }
-        if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = link.sender.try_send(message) {
-            tracing::info!(connection, "a client reads too slowly (or is gone); its stream ends");
-            links.remove(&connection);
+        if let Err(mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) = link.sender.try_send(message) {
+            self.cut_off(&mut links, connection);
+            drop(links);
+            if let ToClient::Stanza(bytes, _) = message {
+                self.return_undelivered(connection, bytes);
+            }
+        }
+    }
+
+    /// A client reads too slowly (or is gone): its queue is dropped, which ends its stream with
+    /// `policy-violation`. Without stream management, what still comes for it goes back to its
+    /// owner from now on.
+    fn cut_off(&self, links: &mut HashMap<u64, Connection>, connection: u64) {
+        tracing::info!(connection, "a client reads too slowly (or is gone); its stream ends");
+        if let Some(link) = links.remove(&connection) {
+            self.forget(connection, &link);
+        }
+    }
+
+    /// `link` is gone: a connection without stream management is remembered as cut.
+    fn forget(&self, connection: u64, link: &Connection) {
+        if let Some(jid) = link.jid.clone().filter(|_| !link.copy.is_counting()) {
+            self.cut.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(connection, jid);
+        }
+    }
+
+    /// A stanza for a cut connection goes back to its user's owner, which keeps it as it keeps
+    /// what a client never acknowledged; one for a connection never bound here is dropped.
+    fn return_undelivered(&self, connection: u64, bytes: Bytes) {
+        let jid = self.cut.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(connection).cloned();
+        let Some(jid) = jid else {
+            tracing::debug!(connection, "a stanza for an unknown connection is dropped");
+            return self.metrics.edge_undelivered.dropped.inc();
+        };
+        let partition = partition_of(jid.bare().as_str(), self.bus.partitions());
+        let record = OwnerRecord::ClientEvent { jid, connection, event: ClientEvent::Undelivered(bytes) };
+        match self.owner_outbox.try_send((partition, record.encode(&self.origin))) {
+            Ok(()) => self.metrics.edge_undelivered.returned.inc(),
+            Err(_) => {
+                tracing::warn!(connection, "too many stanzas queued for owners; one a client could not take is dropped");
+                self.metrics.edge_undelivered.dropped.inc();
+            }
         }
     }
 
@@ -172,8 +224,9 @@ impl BusGateway {
             }
             link.copy.queued(&bytes, target.delivery, self.features.max_unacked);
             if link.sender.try_send(ToClient::Stanza(bytes, target.delivery)).is_err() {
-                tracing::info!(connection = target.connection, "a client reads too slowly (or is gone); its stream ends");
-                links.remove(&target.connection);
+                // A room's groupchat or a PEP headline: nothing an absent resource keeps.
+                self.metrics.edge_undelivered.dropped.inc();
+                self.cut_off(&mut links, target.connection);
             }
         }
     }
@@ -221,10 +274,10 @@ impl BusGateway {
     }
 
     /// Registers `link`'s queue, with a wait for the owner's answer when `answer` is asked.
-    fn connect(&self, link: ClientLink, answer: bool, resumed_from: Option<u32>) -> (Option<oneshot::Receiver<SessionAnswer>>, Arc<StreamCopy>) {
+    fn connect(&self, link: ClientLink, jid: Option<Jid>, answer: bool, resumed_from: Option<u32>) -> (Option<oneshot::Receiver<SessionAnswer>>, Arc<StreamCopy>) {
         let (waiting, answered) = if answer { Some(oneshot::channel()).unzip() } else { (None, None) };
         let copy = Arc::new(StreamCopy::default());
-        let connection = Connection { sender: link.sender, answer: waiting, resumed_from, copy: copy.clone() };
+        let connection = Connection { sender: link.sender, jid, answer: waiting, resumed_from, copy: copy.clone() };
         self.links().insert(link.connection_id, connection);
         (answered, copy)
     }
@@ -256,7 +309,7 @@ impl Gateway for Arc<BusGateway> {
         let resource = resource.unwrap_or_else(server_chosen_resource);
         let jid = user.with_resource(&resource).map_err(|_| GatewayError::Unavailable("invalid resource".into()))?;
         let connection = link.connection_id;
-        let (answered, copy) = self.connect(link, !inline.is_empty(), None);
+        let (answered, copy) = self.connect(link, Some(jid.clone()), !inline.is_empty(), None);
         let bind = OwnerRecord::Bind { jid: jid.clone(), edge: self.origin.node().to_owned(), connection, inline };
         // The bind is durable before the client hears it is bound.
         if let Err(error) = self.publish_durably(&jid, &bind).await {
@@ -307,7 +360,7 @@ impl Gateway for Arc<BusGateway> {
 
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {
         let connection = link.connection_id;
-        let (answered, copy) = self.connect(link, true, Some(h));
+        let (answered, copy) = self.connect(link, None, true, Some(h));
         let answered = answered.expect("an answer was asked for");
         let resume = OwnerRecord::Resume { user: user.bare(), previd: previd.to_owned(), h, edge: self.origin.node().to_owned(), connection };
         let answer = match self.publish_durably(&user, &resume).await {
@@ -414,10 +467,15 @@ impl BoundSession for BusSession {
     }
 
     async fn unbind(self: Box<Self>, end: StreamEnd) {
-        self.gateway.links().remove(&self.connection);
+        if let Some(link) = self.gateway.links().remove(&self.connection) {
+            self.gateway.forget(self.connection, &link);
+        }
         let unbind = OwnerRecord::Unbind { jid: self.jid.clone(), connection: self.connection, end };
         if let Err(error) = self.gateway.publish_durably(&self.jid, &unbind).await {
             tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -211,6 +211,7 @@ impl OwnerRecord {
                     ClientEvent::Enable { resume, max } => Event::Enable(v1::EnableStreamManagement { resume: *resume, max: *max }),
                     ClientEvent::Acknowledge(h) => Event::Acknowledge(*h),
                     ClientEvent::AnswerForEdge(reply) => Event::AnswerForEdge(reply.clone()),
+                    ClientEvent::Undelivered(stanza) => Event::Undelivered(stanza.clone()),
                     ClientEvent::ClientState { active } => Event::ClientActive(*active),
                     ClientEvent::Synced(Synced { counts, delivered }) => Event::Synced(v1::Synced {
                         counts: counts.as_ref().map(|counts| v1::StreamCounts {
@@ -272,6 +273,7 @@ impl OwnerRecord {
                     Event::Enable(v1::EnableStreamManagement { resume, max }) => ClientEvent::Enable { resume, max },
                     Event::Acknowledge(h) => ClientEvent::Acknowledge(h),
                     Event::AnswerForEdge(reply) => ClientEvent::AnswerForEdge(reply),
+                    Event::Undelivered(stanza) => ClientEvent::Undelivered(stanza),
                     Event::ClientActive(active) => ClientEvent::ClientState { active },
                     Event::Synced(v1::Synced { counts, delivered }) => ClientEvent::Synced(Synced {
                         counts: counts.map(|v1::StreamCounts { sent, unacknowledged, handled }| StreamCounts { sent, unacknowledged, handled }),
@@ -527,6 +529,7 @@ mod tests {
             ClientEvent::Acknowledge(0),
             ClientEvent::Acknowledge(u32::MAX),
             ClientEvent::AnswerForEdge(Bytes::from_static(b"<iq type='error'/>")),
+            ClientEvent::Undelivered(Bytes::from_static(b"<message to='a@b/c'><body>x</body></message>")),
             ClientEvent::ClientState { active: false },
             ClientEvent::Synced(Synced {
                 counts: Some(StreamCounts { sent: u32::MAX, unacknowledged: vec![chat().bytes, Bytes::new()], handled: 3 }),

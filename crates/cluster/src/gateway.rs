@@ -73,6 +73,9 @@ pub enum ClientEvent {
     ClientState { active: bool },
     /// The edge's answer to [`ToClient::Sync`].
     Synced(Synced),
+    /// In a cluster: a stanza the edge could not write to a connection without stream
+    /// management (it cut a slow reader, or the connection is gone), handed back to the owner.
+    Undelivered(Bytes),
 }
 
 /// Where a connection stood when a new owner's [`ToClient::Sync`] reached its edge.

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use starling_cluster::gateway::StreamEnd;
@@ -199,6 +199,9 @@ impl Handler<ConnectionEvent> for UserActor {
                         let _ = state.send_to(index, StanzaKind::Iq, reply);
                     }
                 }
+                // The edge could not write it (a slow reader cut, a connection gone): kept as what
+                // a client never acknowledged is, never dropped unseen.
+                ClientEvent::Undelivered(stanza) => pipeline::keep_undelivered(&modules, &mut state, &stanza, SystemTime::now()).await,
                 ClientEvent::ClientState { active } => {
                     if let Some(index) = state.bound_index(&jid, connection_id) {
                         state.set_client_state(index, active);

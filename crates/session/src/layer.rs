@@ -53,6 +53,11 @@ pub struct SessionLayer {
 }
 
 impl SessionLayer {
+    #[cfg(test)]
+    pub(crate) fn router(&self) -> &Arc<HostRouter> {
+        &self.router
+    }
+
     /// Registers the modules, starts the arbiters and the archive writer. Must run inside an
     /// actix `System` on tokio.
     pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {

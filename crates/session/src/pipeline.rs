@@ -4,7 +4,7 @@
 //! unknown accounts, the delivery rules for messages (RFC 6121 §8.5) — and runs the registered
 //! modules' handlers and hooks for everything else.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use starling_cluster::gateway::StreamEnd;
 use starling_protocol::{Jid, Stanza, StanzaErrorCondition, StanzaKind};
@@ -83,19 +83,25 @@ pub(crate) async fn unbind(modules: &Modules, state: &mut UserState, jid: &Jid, 
 /// resource.
 pub(crate) async fn keep_unacknowledged(modules: &Modules, state: &mut UserState, unacknowledged: Vec<Unacked>) {
     for unacked in unacknowledged {
-        let Ok(stanza) = Element::parse(&unacked.bytes).map_err(drop).and_then(|element| Stanza::from_element(&element).map_err(drop)) else { continue };
-        let Some(to) = stanza.to.clone() else { continue };
-        match unacked.kind {
-            StanzaKind::Message if matches!(stanza.stanza_type.as_deref().unwrap_or("normal"), "chat" | "normal") => {
-                let sent_at = crate::datetime::micros_of(unacked.sent_at) / 1_000_000 * 1_000_000;
-                let stanza = if stanza.has_delay_from(state.domain()) { stanza } else { stanza.with_delay(state.domain(), sent_at) };
-                if let Some(refused) = modules.undeliverable(state, stanza).await {
-                    state.reply_error(&refused, &to, StanzaErrorCondition::ServiceUnavailable);
-                }
+        keep_undelivered(modules, state, &unacked.bytes, unacked.sent_at).await;
+    }
+}
+
+/// One stanza sent at `sent_at` that never reached its client (unacknowledged, or handed back
+/// by an edge that could not write it), kept as [`keep_unacknowledged`] says.
+pub(crate) async fn keep_undelivered(modules: &Modules, state: &mut UserState, bytes: &[u8], sent_at: SystemTime) {
+    let Ok(stanza) = Element::parse(bytes).map_err(drop).and_then(|element| Stanza::from_element(&element).map_err(drop)) else { return };
+    let Some(to) = stanza.to.clone() else { return };
+    match stanza.kind {
+        StanzaKind::Message if matches!(stanza.stanza_type.as_deref().unwrap_or("normal"), "chat" | "normal") => {
+            let sent_at = crate::datetime::micros_of(sent_at) / 1_000_000 * 1_000_000;
+            let stanza = if stanza.has_delay_from(state.domain()) { stanza } else { stanza.with_delay(state.domain(), sent_at) };
+            if let Some(refused) = modules.undeliverable(state, stanza).await {
+                state.reply_error(&refused, &to, StanzaErrorCondition::ServiceUnavailable);
             }
-            StanzaKind::Iq if stanza.is_iq_request() => state.reply_error(&stanza, &to, StanzaErrorCondition::ServiceUnavailable),
-            _ => {}
         }
+        StanzaKind::Iq if stanza.is_iq_request() => state.reply_error(&stanza, &to, StanzaErrorCondition::ServiceUnavailable),
+        _ => {}
     }
 }
 

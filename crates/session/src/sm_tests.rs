@@ -50,3 +50,33 @@ async fn over_max_unacked_the_stream_closes_and_the_messages_go_offline() {
     assert_eq!(store.offline.count("phone@localhost").await.expect("count"), 4);
     drop(friend);
 }
+
+/// In a cluster an edge hands back what it could not write to a connection without stream
+/// management (a slow reader it cut, a connection gone): the owner keeps it as it keeps what a
+/// client never acknowledged — a message offline, a request answered with an error.
+#[actix::test]
+async fn what_an_edge_hands_back_is_kept_offline_or_answered() {
+    use starling_cluster::gateway::ClientEvent;
+
+    use crate::messages::ConnectionEvent;
+
+    let (_dir, store) = store();
+    let layer = SessionLayer::start_with_modules(Jid::new("localhost").expect("domain"), store.clone(), SessionConfig::default(), Metrics::global(), ALL);
+    let phone = login(&layer, &store, "phone").await;
+    let mut friend = login(&layer, &store, "friend").await;
+    let hand_back = |stanza: &str| {
+        let event = ConnectionEvent {
+            jid: phone.session.jid().clone(),
+            connection_id: 0,
+            event: ClientEvent::Undelivered(bytes::Bytes::from(stanza.to_owned())),
+            counted: false,
+            hold: None,
+        };
+        layer.router().with_user_actor(&phone.session.jid().bare(), |addr| addr.do_send(event)).expect("the user's actor");
+    };
+    hand_back("<message xmlns='jabber:client' from='friend@localhost/test' to='phone@localhost/test' type='chat' id='m1'><body>kept</body></message>");
+    hand_back("<iq xmlns='jabber:client' from='friend@localhost/test' to='phone@localhost/test' type='get' id='q1'><query xmlns='jabber:iq:version'/></iq>");
+    let answer = friend.next().await;
+    assert_eq!((answer.attr("type"), answer.attr("id")), (Some("error"), Some("q1")), "{answer:?}");
+    assert_eq!(store.offline.count("phone@localhost").await.expect("count"), 1);
+}

@@ -233,7 +233,7 @@ impl UserState {
     /// Writes a delivery screened by [`screen_delivery`](Self::screen_delivery), which `hold`
     /// keeps from being committed until the edge has it.
     fn write_now(&mut self, index: usize, kind: StanzaKind, bytes: Bytes, key: Option<DeliveryKey>, hold: Option<&Hold>) -> Result<(), Bytes> {
-        let kept = self.keep_unacknowledged(index, kind, &bytes);
+        let kept = self.keep_unacknowledged(index, &bytes);
         let Some(link) = self.resources[index].link.as_ref() else { return if kept { Ok(()) } else { Err(bytes) } };
         match link.try_send(ToClient::Stanza(bytes, key), hold) {
             Ok(()) => {

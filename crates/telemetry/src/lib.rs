@@ -48,6 +48,16 @@ pub struct Metrics {
     pub quota_refusals: QuotaRefusals,
     /// Archived messages removed again because the recipient refused them.
     pub archive_withdrawn: IntCounter,
+    /// In a cluster, stanzas an edge could not write to a connection without stream management
+    /// (cut as a slow reader, or gone): handed back to the owner, or dropped (a room's or PEP's
+    /// fan-out, nothing to keep; or the owners' queue full).
+    pub edge_undelivered: EdgeUndelivered,
+}
+
+/// Counter handles per outcome of `starling_edge_undelivered_total`, bound once.
+pub struct EdgeUndelivered {
+    pub returned: IntCounter,
+    pub dropped: IntCounter,
 }
 
 /// Counter handles per limit of `starling_quota_refusals_total`, bound once.
@@ -143,6 +153,13 @@ impl Metrics {
             received_per_day: quota_refusals_vec.with_label_values(&["received_per_day"]),
             offline_full: quota_refusals_vec.with_label_values(&["offline_full"]),
         };
+        let edge_undelivered_vec = IntCounterVec::new(
+            Opts::new("starling_edge_undelivered_total", "Stanzas an edge could not write to a connection without stream management, by what became of them"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let edge_undelivered =
+            EdgeUndelivered { returned: edge_undelivered_vec.with_label_values(&["returned"]), dropped: edge_undelivered_vec.with_label_values(&["dropped"]) };
         let archive_withdrawn =
             IntCounter::new("starling_archive_withdrawn_total", "Archived messages removed again because their recipient refused them").expect("valid metric");
         for collector in [
@@ -175,6 +192,7 @@ impl Metrics {
             Box::new(fan_out_deliveries.clone()),
             Box::new(quota_refusals_vec),
             Box::new(archive_withdrawn.clone()),
+            Box::new(edge_undelivered_vec),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -209,6 +227,7 @@ impl Metrics {
             fan_out_deliveries,
             quota_refusals,
             archive_withdrawn,
+            edge_undelivered,
         }
     }
 

@@ -153,7 +153,7 @@ impl UserState {
             if self.screen_delivery(index, kind, &bytes, key)
                 && let Err(bytes) = self.write_now(index, kind, bytes, key, hold.as_ref())
             {
-                left.push(Unacked { kind, bytes, sent_at: SystemTime::now() });
+                left.push(Unacked { bytes, sent_at: SystemTime::now() });
             }
         }
         left
@@ -164,7 +164,7 @@ impl UserState {
     pub(super) fn take_waiting(&mut self, index: usize) -> Vec<Unacked> {
         let Some(waiting) = self.resources[index].replays.as_mut().and_then(|replays| replays.waiting.take()) else { return Vec::new() };
         let now = SystemTime::now();
-        waiting.into_iter().map(|waiting| Unacked { kind: waiting.kind, bytes: waiting.bytes, sent_at: now }).collect()
+        waiting.into_iter().map(|waiting| Unacked { bytes: waiting.bytes, sent_at: now }).collect()
     }
 
     /// Once per actor, in a cluster: takes over the resources a previous owner recorded, an

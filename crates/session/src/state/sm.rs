@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use starling_cluster::gateway::{ClientLink, ResumeFailed, StreamCounts, ToClient};
 use starling_cluster::registry::ManagedStream;
-use starling_protocol::{ns, Jid, StanzaKind, StreamError, StreamErrorCondition};
+use starling_protocol::{ns, Jid, StreamError, StreamErrorCondition};
 use starling_xml::Element;
 
 use super::UserState;
@@ -47,7 +47,6 @@ pub(crate) struct StreamManagement {
 
 /// A stanza sent and not yet acknowledged.
 pub(crate) struct Unacked {
-    pub kind: StanzaKind,
     pub bytes: Bytes,
     /// When it was sent: the stamp it gets if it ends in offline storage.
     pub sent_at: SystemTime,
@@ -77,15 +76,7 @@ impl StreamManagement {
     /// Takes the edge's counts (see [`UserState::synchronize`]); `now` stamps the stanzas that
     /// came from the edge, should they end in offline storage.
     fn go_on_from(&mut self, counts: StreamCounts, now: SystemTime) {
-        let mut unacked: VecDeque<Unacked> = counts
-            .unacknowledged
-            .into_iter()
-            .filter_map(|bytes| {
-                // The edge keeps only stanzas; the kind decides what happens to one when the session ends.
-                let kind = Element::parse(&bytes).ok().and_then(|element| StanzaKind::from_name(element.name()))?;
-                Some(Unacked { kind, bytes, sent_at: now })
-            })
-            .collect();
+        let mut unacked: VecDeque<Unacked> = counts.unacknowledged.into_iter().map(|bytes| Unacked { bytes, sent_at: now }).collect();
         unacked.append(&mut self.unacked);
         self.unacked = unacked;
         self.sent = counts.sent.wrapping_add(self.sent);
@@ -193,12 +184,12 @@ impl UserState {
 
     /// Keeps `bytes`, being sent to the resource at `index`, until the client acknowledges it.
     /// True when the resource is stream-managed (the bytes are kept).
-    pub(super) fn keep_unacknowledged(&mut self, index: usize, kind: StanzaKind, bytes: &Bytes) -> bool {
+    pub(super) fn keep_unacknowledged(&mut self, index: usize, bytes: &Bytes) -> bool {
         let max_unacked = self.services.config.sm.max_unacked;
         let resource = &mut self.resources[index];
         let Some(sm) = resource.sm.as_mut() else { return false };
         sm.sent = sm.sent.wrapping_add(1);
-        sm.unacked.push_back(Unacked { kind, bytes: bytes.clone(), sent_at: SystemTime::now() });
+        sm.unacked.push_back(Unacked { bytes: bytes.clone(), sent_at: SystemTime::now() });
         if sm.unacked.len() > max_unacked && !sm.overflowed {
             tracing::info!(jid = %resource.jid, "too many unacknowledged stanzas, ending the session");
             sm.overflowed = true;
@@ -309,7 +300,7 @@ mod tests {
     use super::*;
 
     fn managed(sent: u32, unacked: usize) -> StreamManagement {
-        let unacked = (0..unacked).map(|_| Unacked { kind: StanzaKind::Message, bytes: Bytes::new(), sent_at: SystemTime::now() }).collect();
+        let unacked = (0..unacked).map(|_| Unacked { bytes: Bytes::new(), sent_at: SystemTime::now() }).collect();
         StreamManagement { id: None, resume_timeout: Duration::ZERO, sent, unacked, handled: 0, detached: None, overflowed: false, syncing: false }
     }
 
