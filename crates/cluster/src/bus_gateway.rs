@@ -346,6 +346,10 @@ impl Gateway for Arc<BusGateway> {
         true
     }
 
+    fn sessions_outlive_the_edge(&self) -> bool {
+        true
+    }
+
     fn attach_component(&self, domain: &Jid, link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {
         self.attach(domain, link)
     }

@@ -249,6 +249,13 @@ pub trait Gateway: Send + Sync + 'static {
         false
     }
 
+    /// Whether sessions live on when this process stops (on session nodes of a cluster): then a
+    /// stream the edge ends as it drains can be resumed elsewhere (XEP-0198); in one process
+    /// its session ends with it.
+    fn sessions_outlive_the_edge(&self) -> bool {
+        false
+    }
+
     /// An external component (XEP-0114) now serves `domain`: stanzas to it go to `link`,
     /// instead of to an earlier connection's.
     fn attach_component(&self, _domain: &Jid, _link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {

@@ -16,7 +16,12 @@ pub(crate) async fn run<F: Framing>(edge: Arc<Edge>, id: u64, peer: SocketAddr, 
     let Some(mut framing) = F::start(transport, &edge).await else { return };
     // Boxed: negotiation's state (TLS handshake, SASL) is large and short-lived; inline, it would
     // size the task of every idle connection for its whole life.
-    let Some(bound) = Box::pin(negotiation::negotiate(&edge, id, peer, &mut framing, admitted.refused)).await else { return };
+    // A draining edge cuts streams still negotiating: nothing is bound on them yet.
+    let negotiated = tokio::select! {
+        bound = Box::pin(negotiation::negotiate(&edge, id, peer, &mut framing, admitted.refused)) => bound,
+        () = edge.drained() => None,
+    };
+    let Some(bound) = negotiated else { return };
     let (receiver, sender) = framing.split();
     bound::serve(edge, receiver, sender, bound).await;
 }

@@ -1,6 +1,7 @@
 //! What every connection shares: the configuration, TLS, the way into the session layer, account
 //! keys and FAST tokens, the authentication throttle (whose counts also limit registrations per
-//! address), and the handlers of nonzas on bound streams.
+//! address), the handlers of nonzas on bound streams, and the drain signal: once it is given
+//! the listeners stop accepting and every bound stream ends with `system-shutdown`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use starling_cluster::gateway::Gateway;
 use starling_cluster::store::{Accounts, FastTokens};
 use starling_telemetry::Metrics;
 use starling_upload::Upload;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Admission;
@@ -40,6 +42,8 @@ pub struct Edge {
     /// Where top-level elements of bound streams that are not stanzas go.
     pub(crate) nonzas: NonzaHandlers,
     next_connection: AtomicU64,
+    /// True once the edge drains ([`Edge::drain`]).
+    drain: watch::Sender<bool>,
 }
 
 /// What the edge reads and writes besides the gateway: accounts, FAST tokens, and the
@@ -101,7 +105,25 @@ impl Edge {
             // From a random point, so that a restarted edge (same node id) never reuses the id of
             // a connection an owner may still have a route to.
             next_connection: AtomicU64::new(rand::random::<u64>() >> 1),
+            drain: watch::Sender::new(false),
         })
+    }
+
+    /// Stops accepting connections and ends every bound stream with `system-shutdown` (RFC 6120
+    /// §4.9.3.20), so that clients reconnect — to another edge, in a cluster, where a
+    /// stream-managed session is resumed. Streams still negotiating end with the process.
+    pub fn drain(&self) {
+        self.drain.send_replace(true);
+    }
+
+    /// Completes once the edge drains.
+    pub(crate) fn drained(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut signal = self.drain.subscribe();
+        async move {
+            if signal.wait_for(|draining| *draining).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// A connection id unique in this process (see [`ClientLink`](starling_cluster::gateway::ClientLink)).

@@ -12,7 +12,7 @@ use crate::edge::Edge;
 use crate::framing::xml_stream::{Accepted, XmlStream};
 
 impl Edge {
-    /// Serves c2s with STARTTLS (port 5222 style). Runs until the listener fails.
+    /// Serves c2s with STARTTLS (port 5222 style). Runs until the edge drains.
     pub async fn serve_starttls(self: Arc<Self>, listener: TcpListener) {
         self.accept_loop(listener, false).await;
     }
@@ -23,8 +23,13 @@ impl Edge {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, direct_tls: bool) {
+        let drained = self.drained();
+        tokio::pin!(drained);
         loop {
-            let (socket, peer) = accept(&listener).await;
+            let (socket, peer) = tokio::select! {
+                accepted = accept(&listener) => accepted,
+                () = &mut drained => return,
+            };
             let id = self.next_connection_id();
             let accepted = Accepted { io: Box::new(socket), direct_tls };
             let admitted = connection::Admitted::check(&self, peer.ip());

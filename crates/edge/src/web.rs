@@ -49,10 +49,15 @@ const WRITE_BUFFER: usize = 4 * 1024;
 
 impl Edge {
     /// Serves `[websocket] listen` (plain HTTP) or, with `tls`, `tls_listen` (HTTPS with the c2s
-    /// certificate). Runs until the listener fails.
+    /// certificate). Runs until the edge drains.
     pub async fn serve_websocket(self: Arc<Self>, listener: TcpListener, tls: bool) {
+        let drained = self.drained();
+        tokio::pin!(drained);
         loop {
-            let (socket, peer) = accept(&listener).await;
+            let (socket, peer) = tokio::select! {
+                accepted = accept(&listener) => accepted,
+                () = &mut drained => return,
+            };
             tokio::spawn(serve_http(self.clone(), Box::new(socket), peer, tls));
         }
     }
@@ -70,6 +75,7 @@ async fn serve_http(edge: Arc<Edge>, socket: BoxedIo, peer: SocketAddr, tls: boo
         (socket, None)
     };
     let header_timeout = edge.config.websocket.header_timeout();
+    let drained = edge.drained();
     let connection = Arc::new(HttpConnection { edge, peer, tls, channel_binding, admitted: Mutex::new(admitted) });
     let service = hyper::service::service_fn(move |request| {
         let connection = connection.clone();
@@ -80,7 +86,17 @@ async fn serve_http(edge: Arc<Edge>, socket: BoxedIo, peer: SocketAddr, tls: boo
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
-    if let Err(error) = served.await {
+    tokio::pin!(served);
+    // A draining edge lets the request in progress finish, then closes (an upgraded WebSocket
+    // stream is drained as any bound stream).
+    let served = tokio::select! {
+        served = served.as_mut() => served,
+        () = drained => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(error) = served {
         tracing::debug!(%error, %peer, "HTTP connection ended");
     }
 }

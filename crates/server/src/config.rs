@@ -146,6 +146,9 @@ pub struct ServerSection {
     pub domain: String,
     /// Where the embedded store and the generated certificate live.
     pub data_dir: PathBuf,
+    /// On SIGTERM: how long draining may take before the process exits regardless (below
+    /// Kubernetes' default grace period of 30 s).
+    pub shutdown_grace_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -165,7 +168,7 @@ pub struct AdminSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { domain: "localhost".into(), data_dir: "data".into() }
+        ServerSection { domain: "localhost".into(), data_dir: "data".into(), shutdown_grace_seconds: 25 }
     }
 }
 

@@ -63,20 +63,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Authentication failures are counted where every edge sees them: in Redis in a cluster.
     let mut failure_counts: Arc<dyn FailureCounts> = Arc::new(LocalFailureCounts::default());
     // The gateway the edge binds clients through: the local session layer, or the bus.
+    let mut sessions = None;
+    let mut owner_partitions = None;
     let gateway: Option<Arc<dyn Gateway>> = match role {
-        Role::All => Some(Arc::new(SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone()))),
+        Role::All => {
+            let layer = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
+            sessions = Some(layer.clone());
+            Some(Arc::new(layer))
+        }
         Role::Session => {
             let bus = connect_bus(&config.cluster).await?;
             let registry = connect_registry(&config.cluster).await?;
-            let sessions = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
+            let layer = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
+            sessions = Some(layer.clone());
             let node = node.clone();
             let ttl = node_ttl(&config.cluster);
-            tokio::spawn(async move {
-                if let Err(error) = sessions.serve_owner_partitions(bus, registry, node, ttl).await {
+            owner_partitions = Some(tokio::spawn(async move {
+                if let Err(error) = layer.serve_owner_partitions(bus, registry, node, ttl).await {
                     tracing::error!(%error, "serving owner partitions failed; stopping");
                     actix::System::current().stop();
                 }
-            });
+            }));
             None
         }
         Role::Edge => {
@@ -101,17 +108,65 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %config.admin.listen, "admin HTTP: /metrics /healthz /readyz");
     tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone()));
 
+    let mut edge = None;
     if let Some(gateway) = gateway {
         let upload = open_upload(&config, &domain)?;
-        serve_clients(&config, &domain, gateway, EdgeBackends { accounts, fast_tokens, failure_counts, upload }, metrics).await?;
+        let backends = EdgeBackends { accounts, fast_tokens, failure_counts, upload };
+        edge = Some(serve_clients(&config, &domain, gateway, backends, metrics.clone()).await?);
     }
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     ready.store(true, Ordering::Release);
 
     shutdown_signal().await;
-    tracing::info!("shutting down");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.server.shutdown_grace_seconds);
+    drain(Drain { ready, edge, sessions, owner_partitions, role, metrics }, deadline).await;
     actix::System::current().stop();
     Ok(())
+}
+
+/// What a stopping process lets go of, in order.
+struct Drain {
+    ready: Arc<AtomicBool>,
+    edge: Option<Arc<Edge>>,
+    sessions: Option<SessionLayer>,
+    owner_partitions: Option<tokio::task::JoinHandle<()>>,
+    role: Role,
+    metrics: Arc<Metrics>,
+}
+
+/// SIGTERM: not ready any more (a load balancer stops sending clients); the edge stops accepting
+/// and ends its streams with `system-shutdown` and waits for them to close; the session layer
+/// ends its sessions (one process) or hands its partitions over (a session node) once the
+/// archive holds everything it took. Each step is logged with the time it took; whatever is not
+/// done by `deadline` is cut short (with a warning).
+async fn drain(Drain { ready, edge, sessions, owner_partitions, role, metrics }: Drain, deadline: tokio::time::Instant) {
+    let started = tokio::time::Instant::now();
+    ready.store(false, Ordering::Release);
+    tracing::info!("draining: not ready");
+    if let Some(edge) = edge {
+        edge.drain();
+        while metrics.connections_open.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = metrics.connections_open.get();
+        if left > 0 {
+            tracing::warn!(left, "connections still open at the deadline");
+        }
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, left, "draining: client connections closed");
+    }
+    if let Some(sessions) = sessions {
+        let step = tokio::time::Instant::now();
+        sessions.shut_down(role == Role::All, deadline).await;
+        tracing::info!(took_ms = step.elapsed().as_millis() as u64, "draining: sessions ended, archive stored");
+    }
+    if let Some(owner_partitions) = owner_partitions {
+        let step = tokio::time::Instant::now();
+        if tokio::time::timeout_at(deadline, owner_partitions).await.is_err() {
+            tracing::warn!("the owners' group was not left in time");
+        }
+        tracing::info!(took_ms = step.elapsed().as_millis() as u64, "draining: left the owners' group");
+    }
+    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "shutting down");
 }
 
 /// The c2s listeners (the edge role, alone or with the others).
@@ -121,7 +176,7 @@ async fn serve_clients(
     gateway: Arc<dyn Gateway>,
     backends: EdgeBackends,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Arc<Edge>> {
     let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
     let c2s = &config.c2s;
     let (caps_node, caps_ver) = starling_session::server_caps(domain, &session_config(config));
@@ -168,7 +223,7 @@ async fn serve_clients(
         tracing::info!(listen = %address, domains = config.components.secrets.len(), "external components (XEP-0114)");
         tokio::spawn(edge.clone().serve_components(listener));
     }
-    Ok(())
+    Ok(edge)
 }
 
 /// XEP-0363 upload, when `[upload]` is on: its key, its store, and the URL the HTTP listeners

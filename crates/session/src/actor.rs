@@ -17,7 +17,7 @@ use starling_protocol::Jid;
 
 use crate::context::{Router, Services};
 use crate::hold::HOLD;
-use crate::messages::{Bind, ConnectionEvent, FromClient, Inbound, RepublishRoutes, Resume, Stop, Unbind};
+use crate::messages::{Bind, ConnectionEvent, EndSessions, FromClient, Inbound, RepublishRoutes, Resume, Settle, Stop, Unbind};
 use starling_cluster::gateway::ClientEvent;
 use crate::pipeline;
 use crate::registry::Modules;
@@ -254,6 +254,26 @@ impl Handler<RepublishRoutes> for UserActor {
             state
         });
     }
+}
+
+impl Handler<EndSessions> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: EndSessions, ctx: &mut Context<Self>) {
+        self.run(ctx, None, |mut state, modules| async move {
+            let bound: Vec<(Jid, u64)> = state.resources().iter().map(|resource| (resource.jid().clone(), resource.connection_id())).collect();
+            for (jid, connection_id) in bound {
+                pipeline::unbind(&modules, &mut state, &jid, connection_id, StreamEnd::Closed).await;
+            }
+            state
+        });
+    }
+}
+
+impl Handler<Settle> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Settle, _: &mut Context<Self>) {}
 }
 
 impl Handler<Stop> for UserActor {

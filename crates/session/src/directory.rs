@@ -152,14 +152,23 @@ impl Directory {
         }
     }
 
-    /// Asks every user actor to record its resources' routes again.
-    pub fn republish_routes(&self) {
+    /// Every live user actor.
+    pub fn users(&self) -> Vec<Addr<UserActor>> {
+        let mut users = Vec::new();
         for shard in &self.shards {
             for entry in shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
                 if let ActorRef::User(addr) = &entry.actor {
-                    addr.do_send(RepublishRoutes);
+                    users.push(addr.clone());
                 }
             }
+        }
+        users
+    }
+
+    /// Asks every user actor to record its resources' routes again.
+    pub fn republish_routes(&self) {
+        for user in self.users() {
+            user.do_send(RepublishRoutes);
         }
     }
 }

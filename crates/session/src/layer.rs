@@ -50,6 +50,8 @@ fn reply_to<T: Send + 'static>(waiting: tokio::sync::oneshot::Sender<T>) -> Repl
 #[derive(Clone)]
 pub struct SessionLayer {
     router: Arc<HostRouter>,
+    /// True once a session node is to leave the owners' group ([`SessionLayer::shut_down`]).
+    leave: tokio::sync::watch::Sender<bool>,
 }
 
 impl SessionLayer {
@@ -79,11 +81,41 @@ impl SessionLayer {
             cluster: OnceLock::new(),
             started: SystemTime::now(),
         });
-        SessionLayer { router: HostRouter::new(services, modules, directory, Arc::new(NoFederation)) }
+        SessionLayer { router: HostRouter::new(services, modules, directory, Arc::new(NoFederation)), leave: tokio::sync::watch::Sender::new(false) }
+    }
+
+    /// Stops serving, as the process stops, by `deadline` at the latest. In one process
+    /// (`end_sessions`) every session ends first — what clients never acknowledged is stored
+    /// offline. Then everything the archive writer holds is stored. A session node then leaves
+    /// the owners' group ([`serve_owner_partitions`](Self::serve_owner_partitions) returns):
+    /// what it handled is committed, the rest is replayed by the next owners at once, without
+    /// waiting for the group to time this node out.
+    pub async fn shut_down(&self, end_sessions: bool, deadline: tokio::time::Instant) {
+        let directory = self.router.directory();
+        if end_sessions {
+            let users = directory.users();
+            for user in &users {
+                user.do_send(crate::messages::EndSessions);
+            }
+            let settled = futures_util::future::join_all(users.iter().map(|user| user.send(crate::messages::Settle)));
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                tracing::warn!("sessions did not all end in time");
+            }
+        }
+        if let Some(writer) = self.router.services().archive_writer.as_ref() {
+            while tokio::time::Instant::now() < deadline {
+                match writer.flush().await {
+                    Ok(()) => break,
+                    Err(_) => tracing::warn!(queued = self.router.services().metrics.archive_queued.get(), "the archive is still storing what it holds"),
+                }
+            }
+        }
+        self.leave.send_replace(true);
     }
 
     /// Makes this node a session node of a cluster: joins the owners' group on `bus` as `node` and
-    /// serves the records of the partitions it is given until the bus fails, recording the
+    /// serves the records of the partitions it is given until the bus fails or it is shut down
+    /// ([`shut_down`](Self::shut_down)), recording the
     /// users' routes in `registry` (from where a next owner restores them). It heartbeats there
     /// (dead after `node_ttl` of silence) and reaps the resources of edges that stopped.
     pub async fn serve_owner_partitions(
@@ -93,7 +125,7 @@ impl SessionLayer {
         node: String,
         node_ttl: std::time::Duration,
     ) -> Result<(), starling_cluster::bus::BusError> {
-        self.router.clone().serve_owner_partitions(bus, registry, node, node_ttl).await
+        self.router.clone().serve_owner_partitions(bus, registry, node, node_ttl, self.leave.subscribe()).await
     }
 
     /// Routes a stanza that did not come from a bound client (e.g. the server itself).

@@ -96,6 +96,18 @@ pub(crate) struct Inbound {
 #[rtype(result = "()")]
 pub(crate) struct RepublishRoutes;
 
+/// The process stops and nothing lives on (one process): every resource, bound or detached, ends
+/// as if its stream closed, so what its client never acknowledged is kept offline.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct EndSessions;
+
+/// Answered once the work of every message the actor took before it is done (an actor's work
+/// runs in turn).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Settle;
+
 /// Stop now: the user's partition moved to another node, which rebuilds the state from the stores
 /// and the registry.
 #[derive(Message)]

@@ -23,7 +23,7 @@ use starling_cluster::registry::Registry;
 use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_cluster::envelope::{OwnerRecord, Stamp};
 use starling_cluster::gateway::{ClientLink, SessionAnswer, ToClient};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::messages::{Bind, ConnectionEvent, FromClient, Reply, Resume, Unbind};
 use crate::cluster_side::ClusterSide;
@@ -37,13 +37,15 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 impl HostRouter {
     /// Joins the owners' group as `node` and serves the records of the partitions it is given,
-    /// until the bus fails.
+    /// until the bus fails or `leave` turns true: then what was handled is committed and the
+    /// group is left (the inbox dropped), so the partitions move at once.
     pub(crate) async fn serve_owner_partitions(
         self: Arc<Self>,
         bus: Arc<dyn Bus>,
         registry: Arc<dyn Registry>,
         node: String,
         node_ttl: Duration,
+        mut leave: watch::Receiver<bool>,
     ) -> Result<(), BusError> {
         let side = ClusterSide::new(bus.clone(), registry.clone(), &node);
         let routes: Arc<dyn ClusterRoutes> = side.clone();
@@ -105,6 +107,16 @@ impl HostRouter {
                     }
                 },
                 _ = commit.tick() => commit_released(inbox.as_mut(), &mut holds).await,
+                true = asked_to_leave(&mut leave) => {
+                    while let Ok(release) = releases.try_recv() {
+                        if let Ok(Some((partition, offset))) = holds.release(release) {
+                            inbox.stage(partition, offset);
+                        }
+                    }
+                    commit_released(inbox.as_mut(), &mut holds).await;
+                    tracing::info!("leaving the owners' group");
+                    return Ok(());
+                }
                 _ = component_leases.tick() => side.components.expire(&self, &[], bus.partitions()),
                 Some(()) = rewrite.recv() => {
                     // The registry lost what this node wrote: claim the partitions again (so a
@@ -181,6 +193,11 @@ fn answer_on<T: 'static>(link: &ClientLink, answer: fn(T) -> SessionAnswer) -> R
     Box::new(move |value| {
         let _ = link.try_send(ToClient::Answer(answer(value)), None);
     })
+}
+
+/// Whether `leave` turned true (false: nobody can ask any more).
+async fn asked_to_leave(leave: &mut watch::Receiver<bool>) -> bool {
+    leave.wait_for(|leaving| *leaving).await.is_ok()
 }
 
 /// Commits every record whose holds are all gone.

@@ -55,6 +55,10 @@ impl Resource {
         &self.jid
     }
 
+    pub fn connection_id(&self) -> u64 {
+        self.connection_id
+    }
+
     /// Still connected (its link was not given up), or detached and waiting to be resumed: what
     /// is sent to it is kept for the client.
     pub fn is_connected(&self) -> bool {

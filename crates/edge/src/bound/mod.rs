@@ -45,9 +45,14 @@ pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut 
     // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the
     // read is abandoned mid-way, which is fine since the stream is not read again.
     let mut stream = Stream { session: session.as_mut(), jid: &jid, ping_id: &ping_id, own_end: &own_end, sm: &mut sm };
+    let mut drained = false;
     let (end, writer_done) = tokio::select! {
         end = read_loop(&mut receiver, &edge, &mut stream) => (end, false),
         _ = &mut writer_task => (End::Gone, true),
+        () = edge.drained() => {
+            drained = true;
+            (End::error(StreamErrorCondition::SystemShutdown, "this server is restarting: connect again"), false)
+        }
     };
     // The close is queued before unbinding, behind whatever the session already queued: after
     // unbinding the session's end of the queue is gone, and an empty, closed queue is how the
@@ -61,9 +66,11 @@ pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut 
             queue_to_client(&own_end, ToClient::EndStream).await;
         }
     }
-    // A stream that broke (rather than was closed) may be resumed (XEP-0198).
+    // A stream that broke (rather than was closed) may be resumed (XEP-0198); so may one the
+    // edge drained, where the session lives on elsewhere (in a cluster).
     let stream_end = match (&end, writer_done) {
         (End::Gone, _) | (_, true) => StreamEnd::Broken,
+        _ if drained && edge.gateway.sessions_outlive_the_edge() => StreamEnd::Broken,
         _ => StreamEnd::Closed,
     };
     session.unbind(stream_end).await;
