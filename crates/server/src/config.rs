@@ -191,6 +191,37 @@ impl Config {
         apply_env(&mut table, std::env::vars())?;
         Config::deserialize(toml::Value::Table(table)).context("invalid configuration")
     }
+
+    /// `[upload] public_url`, or the first HTTP listener's port on the server's domain.
+    pub fn upload_base_url(&self) -> Option<String> {
+        if !self.upload.public_url.is_empty() {
+            return Some(self.upload.public_url.clone());
+        }
+        let websocket = &self.websocket;
+        let (scheme, address) = websocket.tls_listen.first().map(|address| ("https", address)).or_else(|| websocket.listen.first().map(|address| ("http", address)))?;
+        let (_, port) = address.rsplit_once(':')?;
+        Some(format!("{scheme}://{}:{port}", self.server.domain))
+    }
+
+    /// What no process of this configuration could serve with, said before anything starts
+    /// (`serve` and `check-config` both ask): unknown keys and bad values were refused by
+    /// [`load`](Self::load) already.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let domain = starling_protocol::Jid::new(&self.server.domain).context("server.domain is not a valid domain")?;
+        if domain.node().is_some() || !domain.is_bare() {
+            anyhow::bail!("server.domain must be a bare domain, got {domain}");
+        }
+        if self.cluster.role != Role::All && self.store.backend == StoreBackend::Embedded {
+            anyhow::bail!("[cluster] role = {:?} needs a shared store: the embedded store has one process as its writer; set [store] backend = \"scylla\"", self.cluster.role);
+        }
+        if self.upload.enabled && self.upload_base_url().is_none() {
+            anyhow::bail!("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen");
+        }
+        if self.cluster.partitions == 0 {
+            anyhow::bail!("[cluster] partitions must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// `STARLING__SECTION__KEY=value` sets `[section] key = value`.

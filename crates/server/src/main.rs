@@ -41,6 +41,13 @@ enum Command {
     /// Database schema.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Reads the configuration (file and STARLING__ variables) as `serve` would and says whether
+    /// a process could serve with it; exits non-zero with the reason if not. Starts nothing.
+    CheckConfig {
+        /// Overrides `[cluster] role`.
+        #[arg(long, value_enum)]
+        role: Option<config::Role>,
+    },
     /// Where a user is in a cluster (from the registry in Redis): the owner partition, the session
     /// node serving it and each bound resource's edge, connection, priority and presence.
     Where {
@@ -71,7 +78,17 @@ fn main() -> anyhow::Result<()> {
             if let Some(role) = role {
                 config.cluster.role = role;
             }
+            config.check()?;
             serve::run(config)
+        }
+        Command::CheckConfig { role } => {
+            let mut config = config;
+            if let Some(role) = role {
+                config.cluster.role = role;
+            }
+            config.check()?;
+            println!("configuration ok: role {:?}, domain {}, store {:?}", config.cluster.role, config.server.domain, config.store.backend);
+            Ok(())
         }
         Command::User(command) => users::run(&config, command),
         Command::Reports { limit } => users::reports(&config, limit),

@@ -50,9 +50,6 @@ fn raise_fd_limit() {
 async fn serve(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
     let domain = Jid::new(&config.server.domain).context("server.domain is not a valid domain")?;
-    if domain.node().is_some() || !domain.is_bare() {
-        anyhow::bail!("server.domain must be a bare domain, got {domain}");
-    }
     let metrics = Metrics::global();
     let store = crate::store::open(&config).await?;
     tracing::info!(backend = ?config.store.backend, "store open");
@@ -233,7 +230,7 @@ fn open_upload(config: &Config, domain: &Jid) -> anyhow::Result<Option<Arc<Uploa
     if !upload.enabled {
         return Ok(None);
     }
-    let base_url = upload_base_url(config, domain).context("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen")?;
+    let base_url = config.upload_base_url().context("checked by Config::check")?;
     let key = load_secret_key(&upload.key_file, &config.server.data_dir, "upload.key", "upload key")?;
     let store = FileStore::open(upload, &config.server.data_dir).context("opening the upload store")?;
     let service = Arc::new(Upload::new(upload.clone(), domain, &base_url, key, store).context("[upload] domain")?);
@@ -242,16 +239,6 @@ fn open_upload(config: &Config, domain: &Jid) -> anyhow::Result<Option<Arc<Uploa
     Ok(Some(service))
 }
 
-/// `[upload] public_url`, or the first HTTP listener's port on the server's domain.
-fn upload_base_url(config: &Config, domain: &Jid) -> Option<String> {
-    if !config.upload.public_url.is_empty() {
-        return Some(config.upload.public_url.clone());
-    }
-    let websocket = &config.websocket;
-    let (scheme, address) = websocket.tls_listen.first().map(|address| ("https", address)).or_else(|| websocket.listen.first().map(|address| ("http", address)))?;
-    let (_, port) = address.rsplit_once(':')?;
-    Some(format!("{scheme}://{domain}:{port}"))
-}
 
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
