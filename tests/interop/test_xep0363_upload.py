@@ -186,7 +186,7 @@ async def test_what_a_put_or_get_refuses(upload):
     assert (status, got) == (200, body)
 
     assert (await call("GET", get.replace("sig=", "sig=00")))[0] in (403, 404)
-    assert (await call("GET", get[:-2] + "00"))[0] == 403
+    assert (await call("GET", get[:-1] + ("0" if get[-1] != "0" else "1")))[0] == 403, "a changed signature"
     base = get.split("/upload/")[0]
     assert (await call("GET", base + "/upload/../../etc/passwd"))[0] == 404
     assert (await call("GET", base + "/upload/nothing"))[0] == 404
