@@ -214,7 +214,8 @@ impl Config {
         if self.cluster.role != Role::All && self.store.backend == StoreBackend::Embedded {
             anyhow::bail!("[cluster] role = {:?} needs a shared store: the embedded store has one process as its writer; set [store] backend = \"scylla\"", self.cluster.role);
         }
-        if self.upload.enabled && self.upload_base_url().is_none() {
+        // Upload's files are served by the processes with client listeners (not session nodes).
+        if self.upload.enabled && self.cluster.role != Role::Session && self.upload_base_url().is_none() {
             anyhow::bail!("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen");
         }
         if self.cluster.partitions == 0 {
@@ -273,6 +274,19 @@ mod tests {
         assert_eq!(config.server.domain, "b.example");
         assert!(!config.c2s.require_tls);
         assert_eq!(config.c2s.starttls_listen, vec!["127.0.0.1:1".to_owned()]);
+    }
+
+    #[test]
+    fn check_refuses_what_no_process_could_serve_with() {
+        let config = |toml: &str| toml::from_str::<Config>(toml).expect("parses");
+        assert!(Config::default().check().is_ok());
+        let refused = |toml: &str| config(toml).check().expect_err(toml).to_string();
+        assert!(refused("[cluster]\nrole = 'edge'\n").contains("shared store"));
+        assert!(refused("[server]\ndomain = 'alice@example.com'\n").contains("bare domain"));
+        assert!(refused("[upload]\nenabled = true\n").contains("HTTP listener"));
+        // A session node serves no files: upload's listener is the edges' business.
+        let session_with_upload = "[cluster]\nrole = 'session'\n[store]\nbackend = 'scylla'\n[upload]\nenabled = true\n";
+        assert!(config(session_with_upload).check().is_ok());
     }
 
     #[test]
