@@ -33,6 +33,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use starling_cluster::bus::{Bus, BusError, Delivered, EdgeInbox, OwnerEvent, OwnerInbox, Record};
 use tokio::sync::mpsc;
 
+mod observed;
+use observed::{ProducerObserved, STATISTICS_INTERVAL_MS};
+
 /// How to reach Kafka and how to use it.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -68,7 +71,7 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerObserved>,
 }
 
 fn unavailable(error: KafkaError) -> BusError {
@@ -78,13 +81,14 @@ fn unavailable(error: KafkaError) -> BusError {
 impl KafkaBus {
     /// Connects a producer and makes sure the owners topic exists with the configured partitions.
     pub async fn connect(config: KafkaConfig) -> Result<KafkaBus, BusError> {
-        let producer: FutureProducer = ClientConfig::new()
+        let producer: FutureProducer<ProducerObserved> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", config.linger.as_millis().to_string())
             .set("message.timeout.ms", "30000")
-            .create()
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(ProducerObserved)
             .map_err(|error| BusError::Config(error.to_string()))?;
         let bus = KafkaBus { config, producer };
         bus.ensure_topic(&bus.owners_topic(), bus.config.partitions).await?;
@@ -179,7 +183,7 @@ impl Bus for KafkaBus {
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {
         let (events, assignments) = mpsc::unbounded_channel();
         let mut config = self.consumer_config(&self.owners_topic());
-        config.set("client.id", node);
+        config.set("client.id", node).set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         let staged = Arc::new(Mutex::new(HashMap::new()));
         let context = OwnerContext { events, topic: self.owners_topic(), staged: staged.clone() };
         let consumer: StreamConsumer<OwnerContext> = config.create_with_context(context).map_err(|error| BusError::Config(error.to_string()))?;
@@ -243,7 +247,15 @@ impl OwnerContext {
     }
 }
 
-impl ClientContext for OwnerContext {}
+impl ClientContext for OwnerContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        observed::consumer_lag(&statistics, &self.topic);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        observed::client_error(error, reason);
+    }
+}
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<u32> {
     let mut partitions: Vec<u32> = list.elements().iter().filter_map(|e| u32::try_from(e.partition()).ok()).collect();

@@ -1,4 +1,5 @@
-//! The cluster's [`Registry`] in Redis, over one auto-reconnecting [`ConnectionManager`].
+//! The cluster's [`Registry`] in Redis, over one auto-reconnecting [`ConnectionManager`] whose
+//! round trips and failures are measured (`observed`).
 //!
 //! Every key starts with the cluster's namespace `ns` (its Kafka prefix), so several clusters (or
 //! test runs) can share one Redis. Keys (`{user}` is a hash tag: a user's keys share a slot, so the
@@ -31,6 +32,9 @@ use redis::{AsyncCommands, RedisError, Script};
 use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use starling_cluster::store::StoreError;
+
+mod observed;
+use observed::Observed;
 
 /// Counts a failure; the first of a window sets the window's expiry.
 /// KEYS: count. ARGV: window in ms. Returns the count.
@@ -162,7 +166,7 @@ fn fenced(applied: i64) -> Fenced {
 /// The registry over one Redis server.
 pub struct RedisRegistry {
     namespace: String,
-    connection: ConnectionManager,
+    connection: Observed,
     put: Script,
     remove: Script,
     remove_field: Script,
@@ -183,7 +187,7 @@ impl RedisRegistry {
             .map_err(|error| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {error}")))?;
         Ok(RedisRegistry {
             namespace: namespace.to_owned(),
-            connection,
+            connection: Observed(connection),
             put: Script::new(PUT),
             remove: Script::new(REMOVE),
             remove_field: Script::new(REMOVE_FIELD),
@@ -227,7 +231,7 @@ impl RedisRegistry {
         format!("{}:failures:{key}", self.namespace)
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Observed {
         // A cheap handle onto the same multiplexed connection.
         self.connection.clone()
     }

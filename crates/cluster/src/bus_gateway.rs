@@ -77,6 +77,8 @@ pub struct BusGateway {
     owner_outbox: mpsc::Sender<(u32, Bytes)>,
     cut: Mutex<CutConnections>,
     metrics: Arc<Metrics>,
+    /// Why the inbox stopped, once it has: nothing reaches this edge's connections any more.
+    inbox_failed: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl BusGateway {
@@ -94,6 +96,7 @@ impl BusGateway {
             owner_outbox,
             cut: Mutex::default(),
             metrics: Metrics::global(),
+            inbox_failed: tokio::sync::watch::Sender::new(None),
         });
         gateway.start_components(outbox);
         let weak = Arc::downgrade(&gateway);
@@ -103,6 +106,9 @@ impl BusGateway {
                     Ok(bytes) => bytes,
                     Err(error) => {
                         tracing::error!(%error, "edge inbox failed; connections get nothing more");
+                        if let Some(gateway) = weak.upgrade() {
+                            gateway.inbox_failed.send_replace(Some(error.to_string()));
+                        }
                         return;
                     }
                 };
@@ -111,6 +117,15 @@ impl BusGateway {
             }
         });
         Ok(gateway)
+    }
+
+    /// Completes, with why, if this edge's inbox stops: the process cannot serve its clients.
+    pub async fn inbox_failure(&self) -> String {
+        let mut failed = self.inbox_failed.subscribe();
+        match failed.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {
@@ -407,6 +422,7 @@ struct BusSession {
 }
 
 fn unavailable(error: BusError) -> GatewayError {
+    Metrics::global().bus_publish_errors.inc();
     GatewayError::Unavailable(error.to_string())
 }
 

@@ -88,6 +88,7 @@ impl ClusterSide {
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, "a stanza for another owner was not taken by the bus");
+                    starling_telemetry::Metrics::global().bus_publish_errors.inc();
                 }
             }
         });
@@ -229,6 +230,7 @@ impl ClusterSide {
                 };
                 if let Err(error) = result {
                     tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
+                    starling_telemetry::Metrics::global().bus_publish_errors.inc();
                 }
             }
             if holds.abandoned() {

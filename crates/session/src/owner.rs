@@ -69,12 +69,18 @@ impl HostRouter {
                         side.take_over(&claimed).await;
                         holds.assign(&partitions);
                         tracing::info!(?partitions, "owner partitions assigned");
+                        let metrics = &self.services().metrics;
+                        metrics.partitions_assigned.inc_by(partitions.len() as u64);
+                        metrics.owned_partitions.set(side.assigned_partitions().len() as i64);
                     }
                     OwnerEvent::Revoked(partitions) => {
                         // What was handled was committed by the bus as it revoked them (staged).
                         tracing::info!(?partitions, "owner partitions revoked");
                         holds.revoke(&partitions);
                         side.revoke(&partitions);
+                        let metrics = &self.services().metrics;
+                        metrics.partitions_revoked.inc_by(partitions.len() as u64);
+                        metrics.owned_partitions.set(side.assigned_partitions().len() as i64);
                         side.components.expire(&self, &partitions, bus.partitions());
                         let count = bus.partitions();
                         self.directory().stop_where(|jid| partitions.contains(&partition_of(jid.as_str(), count)));

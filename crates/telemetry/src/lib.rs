@@ -52,6 +52,21 @@ pub struct Metrics {
     /// (cut as a slow reader, or gone): handed back to the owner, or dropped (a room's or PEP's
     /// fan-out, nothing to keep; or the owners' queue full).
     pub edge_undelivered: EdgeUndelivered,
+    /// In a cluster: the owner partitions this session node serves, and how often they moved.
+    pub owned_partitions: IntGauge,
+    pub partitions_assigned: IntCounter,
+    pub partitions_revoked: IntCounter,
+    /// Records the bus did not take (a publish or its acknowledgement failed).
+    pub bus_publish_errors: IntCounter,
+    /// Kafka, from librdkafka's statistics (every 5 s) and error callbacks: records of this
+    /// node's owner partitions not yet read, messages waiting in the producer's queue, errors.
+    pub kafka_consumer_lag: IntGauge,
+    pub kafka_producer_queued: IntGauge,
+    pub kafka_errors: IntCounter,
+    /// Redis (the routing registry): each command's round trip, and the commands that could not
+    /// reach it.
+    pub redis_command_seconds: Histogram,
+    pub redis_errors: IntCounter,
 }
 
 /// Counter handles per outcome of `starling_edge_undelivered_total`, bound once.
@@ -153,6 +168,20 @@ impl Metrics {
             received_per_day: quota_refusals_vec.with_label_values(&["received_per_day"]),
             offline_full: quota_refusals_vec.with_label_values(&["offline_full"]),
         };
+        let owned_partitions = IntGauge::new("starling_owned_partitions", "Owner partitions this session node serves").expect("valid metric");
+        let partitions_assigned = IntCounter::new("starling_partitions_assigned_total", "Owner partitions assigned to this node").expect("valid metric");
+        let partitions_revoked = IntCounter::new("starling_partitions_revoked_total", "Owner partitions taken from this node").expect("valid metric");
+        let bus_publish_errors = IntCounter::new("starling_bus_publish_errors_total", "Records the bus did not take").expect("valid metric");
+        let kafka_consumer_lag =
+            IntGauge::new("starling_kafka_consumer_lag_records", "Records of this node's owner partitions not yet read (librdkafka statistics)").expect("valid metric");
+        let kafka_producer_queued = IntGauge::new("starling_kafka_producer_queued_messages", "Messages waiting in the Kafka producer's queue").expect("valid metric");
+        let kafka_errors = IntCounter::new("starling_kafka_errors_total", "Errors librdkafka reported").expect("valid metric");
+        let redis_command_seconds = Histogram::with_opts(
+            HistogramOpts::new("starling_redis_command_seconds", "Round trip of one Redis command (or pipeline) of the routing registry")
+                .buckets(vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0]),
+        )
+        .expect("valid metric");
+        let redis_errors = IntCounter::new("starling_redis_errors_total", "Redis commands that could not reach the server").expect("valid metric");
         let edge_undelivered_vec = IntCounterVec::new(
             Opts::new("starling_edge_undelivered_total", "Stanzas an edge could not write to a connection without stream management, by what became of them"),
             &["outcome"],
@@ -193,6 +222,17 @@ impl Metrics {
             Box::new(quota_refusals_vec),
             Box::new(archive_withdrawn.clone()),
             Box::new(edge_undelivered_vec),
+            Box::new(owned_partitions.clone()),
+            Box::new(partitions_assigned.clone()),
+            Box::new(partitions_revoked.clone()),
+            Box::new(bus_publish_errors.clone()),
+            Box::new(kafka_consumer_lag.clone()),
+            Box::new(kafka_producer_queued.clone()),
+            Box::new(kafka_errors.clone()),
+            Box::new(redis_command_seconds.clone()),
+            Box::new(redis_errors.clone()),
+            // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, …
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -228,6 +268,15 @@ impl Metrics {
             quota_refusals,
             archive_withdrawn,
             edge_undelivered,
+            owned_partitions,
+            partitions_assigned,
+            partitions_revoked,
+            bus_publish_errors,
+            kafka_consumer_lag,
+            kafka_producer_queued,
+            kafka_errors,
+            redis_command_seconds,
+            redis_errors,
         }
     }
 

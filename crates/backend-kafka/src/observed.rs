@@ -1,0 +1,37 @@
+//! librdkafka's statistics and errors as metrics (`starling_kafka_*`): every client counts and
+//! logs its errors; the producer reports its queue, the owners' consumer its lag over the
+//! partitions it reads. librdkafka hands statistics over every [`STATISTICS_INTERVAL_MS`].
+
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+use starling_telemetry::Metrics;
+
+pub(crate) const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// An error a client reported (librdkafka retries on its own; this is for the operator).
+pub(crate) fn client_error(error: KafkaError, reason: &str) {
+    Metrics::global().kafka_errors.inc();
+    tracing::warn!(%error, reason, "Kafka client error");
+}
+
+/// The records of `topic` not yet read by this consumer, over the partitions it fetches.
+pub(crate) fn consumer_lag(statistics: &Statistics, topic: &str) {
+    let lag = statistics.topics.get(topic).map_or(0, |topic| {
+        topic.partitions.values().filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0).map(|partition| partition.consumer_lag).sum()
+    });
+    Metrics::global().kafka_consumer_lag.set(lag);
+}
+
+/// The producer's context.
+pub(crate) struct ProducerObserved;
+
+impl ClientContext for ProducerObserved {
+    fn stats(&self, statistics: Statistics) {
+        Metrics::global().kafka_producer_queued.set(i64::try_from(statistics.msg_cnt).unwrap_or(i64::MAX));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(error, reason);
+    }
+}
