@@ -9,7 +9,8 @@ use axum::Router;
 use starling_telemetry::Metrics;
 use tokio::net::TcpListener;
 
-/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (every listener is up).
+/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (every listener is up; a
+/// session node owns partitions; not while draining).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
     let app = Router::new()
         .route(

@@ -62,6 +62,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The gateway the edge binds clients through: the local session layer, or the bus.
     let mut sessions = None;
     let mut owner_partitions = None;
+    let mut edge_inbox = None;
     let gateway: Option<Arc<dyn Gateway>> = match role {
         Role::All => {
             let layer = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
@@ -75,12 +76,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             sessions = Some(layer.clone());
             let node = node.clone();
             let ttl = node_ttl(&config.cluster);
-            owner_partitions = Some(tokio::spawn(async move {
-                if let Err(error) = layer.serve_owner_partitions(bus, registry, node, ttl).await {
-                    tracing::error!(%error, "serving owner partitions failed; stopping");
-                    actix::System::current().stop();
-                }
-            }));
+            owner_partitions = Some(tokio::spawn(async move { layer.serve_owner_partitions(bus, registry, node, ttl).await }));
             None
         }
         Role::Edge => {
@@ -96,7 +92,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 inline: inline_features(&domain, &session_config(&config)),
                 max_unacked: config.sm.max_unacked,
             };
-            Some(Arc::new(BusGateway::start(&node, bus, features).await.context("opening this edge's inbox")?))
+            let gateway = BusGateway::start(&node, bus, features).await.context("opening this edge's inbox")?;
+            edge_inbox = Some(gateway.clone());
+            Some(Arc::new(gateway))
         }
     };
 
@@ -112,13 +110,72 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         edge = Some(serve_clients(&config, &domain, gateway, backends, metrics.clone()).await?);
     }
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
-    ready.store(true, Ordering::Release);
+    let mut becoming_ready = None;
+    if role == Role::Session {
+        becoming_ready = Some(tokio::spawn(ready_once_owning(ready.clone(), metrics.clone(), Duration::from_secs(2 * config.cluster.session_timeout_seconds))));
+    } else {
+        ready.store(true, Ordering::Release);
+    }
 
-    shutdown_signal().await;
+    // A session node whose owner loop fails cannot serve its partitions, nor an edge whose inbox
+    // fails its clients: the process ends with an error (a non-zero status: the orchestrator
+    // restarts it) instead of looking healthy.
+    let failed = tokio::select! {
+        () = shutdown_signal() => None,
+        error = fatal_failure(&mut owner_partitions, edge_inbox.as_deref()) => Some(error),
+    };
+    if let Some(error) = failed {
+        ready.store(false, Ordering::Release);
+        tracing::error!(error = format!("{error:#}"), "stopping");
+        actix::System::current().stop();
+        return Err(error);
+    }
+    if let Some(task) = becoming_ready {
+        task.abort();
+        let _ = task.await; // finished or cancelled: it cannot mark a draining node ready
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(config.server.shutdown_grace_seconds);
     drain(Drain { ready, edge, sessions, owner_partitions, role, metrics }, deadline).await;
     actix::System::current().stop();
     Ok(())
+}
+
+/// A session node is ready once the group gave it partitions — or, should there be more session
+/// nodes than partitions, once it has waited `patience` for some (it is a member all the same).
+async fn ready_once_owning(ready: Arc<AtomicBool>, metrics: Arc<Metrics>, patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
+    while metrics.owned_partitions.get() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::info!(partitions = metrics.owned_partitions.get(), "ready");
+    ready.store(true, Ordering::Release);
+}
+
+type OwnerLoop = tokio::task::JoinHandle<Result<(), starling_cluster::bus::BusError>>;
+
+/// Completes, with why, if what this process cannot serve without stops on its own: a session
+/// node's owner loop, an edge's inbox. Never for one process.
+async fn fatal_failure(owner_partitions: &mut Option<OwnerLoop>, edge_inbox: Option<&BusGateway>) -> anyhow::Error {
+    let owner_loop = async {
+        match owner_partitions.as_mut() {
+            Some(task) => match task.await {
+                Ok(Ok(())) => anyhow::anyhow!("the owner partitions stopped being served"),
+                Ok(Err(error)) => anyhow::Error::new(error).context("serving owner partitions failed"),
+                Err(error) => anyhow::Error::new(error).context("the owner partitions' task failed"),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let inbox = async {
+        match edge_inbox {
+            Some(gateway) => anyhow::anyhow!("this edge's inbox failed: {}", gateway.inbox_failure().await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        error = owner_loop => error,
+        error = inbox => error,
+    }
 }
 
 /// What a stopping process lets go of, in order.
@@ -126,7 +183,7 @@ struct Drain {
     ready: Arc<AtomicBool>,
     edge: Option<Arc<Edge>>,
     sessions: Option<SessionLayer>,
-    owner_partitions: Option<tokio::task::JoinHandle<()>>,
+    owner_partitions: Option<OwnerLoop>,
     role: Role,
     metrics: Arc<Metrics>,
 }
