@@ -168,30 +168,13 @@ async def archived(receiver: Peer, sender: Account, label: str) -> set[int]:
         after = page.last
 
 
-@pytest.fixture(scope="module")
-def fault_cluster(workdir):
-    from conftest import PASSWORD
-    nodes = start_cluster(workdir, "faults", "fl", accounts=100, node_ttl=NODE_TTL)
-    domain = nodes["edge1"].domain
-    yield nodes, [Account(f"fl{i}", PASSWORD, domain) for i in range(1, 101)]
-    from conftest import _servers
-    for server in nodes.values():
-        server.stop()
-        if server in _servers:
-            _servers.remove(server)
-
-
-@pytest.mark.deadline(400)
-async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
-    from conftest import _servers
+async def counted_pairs(nodes: dict, pool: list[Account], label: str):
+    """PAIRS sender → receiver pairs, connected, whose two sides are owned by different session
+    nodes and start on different edges; with the Env they use."""
     from harness import Env, Target
-    nodes, pool = fault_cluster
-    sessions = {name: nodes[name] for name in ("session1", "session2")}
-    owner = {p: ("session1" if p in owned(sessions["session1"]) else "session2") for p in range(PARTITIONS)}
+    owner = {p: ("session1" if p in owned(nodes["session1"]) else "session2") for p in range(PARTITIONS)}
     endpoints = [nodes["edge1"].endpoint, nodes["edge2"].endpoint]
     env = Env(Target("starling", endpoints[0], pool))
-
-    # Pairs whose two sides are owned by different session nodes and start on different edges.
     free = list(pool)
     pairs = []
     while len(pairs) < PAIRS:
@@ -199,10 +182,83 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
         b = next(x for x in free if owner[partition_of(x.jid)] != owner[partition_of(a.jid)])
         free.remove(b)
         i = len(pairs)
-        pairs.append(Pair(f"p{i}", Peer(env, a, endpoints, i % 2), Peer(env, b, endpoints, (i + 1) % 2)))
+        pairs.append(Pair(f"{label}{i}", Peer(env, a, endpoints, i % 2), Peer(env, b, endpoints, (i + 1) % 2)))
     for pair in pairs:
         assert await pair.receiver.ensure() and await pair.sender.ensure()
         await pair.receiver.client.inbox.wait(is_presence(frm=pair.receiver.client.jid))
+    return env, pairs
+
+
+async def settle(env, pairs: list[Pair], report: dict, keep_as: str) -> None:
+    """Waits for what each pair had accepted to arrive live, reads the rest from the archives,
+    adds the counts to `report` (printed, and written where the variable `keep_as` says), closes
+    the clients, and fails if an accepted message was lost."""
+    lost_total = 0
+    report["pairs_detail"] = []
+    for pair in pairs:
+        accepted = pair.accepted
+        deadline = time.monotonic() + 30
+        while not accepted <= set(pair.receiver.bodies(pair.tag)) and time.monotonic() < deadline:
+            await pair.receiver.ensure()
+            await asyncio.sleep(0.2)
+        received = pair.receiver.bodies(pair.tag)
+        live = set(received)
+        in_archive = await archived(pair.receiver, pair.sender.account, pair.tag)
+        lost = sorted(accepted - live - in_archive)
+        lost_total += len(lost)
+        report["pairs_detail"].append({
+            "pair": pair.tag,
+            "sent": len(pair.sent_at),
+            "accepted": len(accepted),
+            "delivered": len(live & accepted),
+            "archive_only": len((accepted - live) & in_archive),
+            "in_archive": len(in_archive),
+            "duplicates": len(received) - len(live),
+            "out_of_order": sum(1 for a, b in zip(received, received[1:]) if b < a),
+            "unconfirmed_delivered": len(live - accepted),
+            "lost": lost[:20],
+            "sender_reconnects": pair.sender.reconnects,
+            "receiver_reconnects": pair.receiver.reconnects,
+        })
+    keys = ("sent", "accepted", "delivered", "archive_only", "duplicates", "out_of_order")
+    report["totals"] = {**{key: sum(d[key] for d in report["pairs_detail"]) for key in keys}, "lost": lost_total}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if os.environ.get(keep_as):
+        Path(os.environ[keep_as]).write_text(text)
+    await env.aclose()
+    for pair in pairs:
+        for client in pair.sender.clients + pair.receiver.clients:
+            client.kill()
+    assert lost_total == 0, f"accepted messages lost:\n{text}"
+    assert report["totals"]["accepted"] > 0, text
+
+
+def counted_cluster(workdir, name: str, accounts_prefix: str):
+    """A cluster of its own (`name` keeps its directories and Kafka topics apart) with 100
+    accounts, for a module's counted-stream tests; stopped after them."""
+    from conftest import PASSWORD, _servers
+    nodes = start_cluster(workdir, name, accounts_prefix, accounts=100, node_ttl=NODE_TTL)
+    domain = nodes["edge1"].domain
+    yield nodes, [Account(f"{accounts_prefix}{i}", PASSWORD, domain) for i in range(1, 101)]
+    for server in nodes.values():
+        server.stop()
+        if server in _servers:
+            _servers.remove(server)
+
+
+@pytest.fixture(scope="module")
+def fault_cluster(workdir):
+    yield from counted_cluster(workdir, "faults", "fl")
+
+
+@pytest.mark.deadline(400)
+async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
+    from conftest import _servers
+    nodes, pool = fault_cluster
+    sessions = {name: nodes[name] for name in ("session1", "session2")}
+    owner = {p: ("session1" if p in owned(sessions["session1"]) else "session2") for p in range(PARTITIONS)}
+    env, pairs = await counted_pairs(nodes, pool, "p")
 
     stop = asyncio.Event()
     tasks = [asyncio.create_task(pair.run(stop)) for pair in pairs]
@@ -253,45 +309,7 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # Everything accepted arrives: wait for the live stream to drain, then read the archives.
-    lost_total = 0
-    report["pairs_detail"] = []
-    for pair in pairs:
-        accepted = pair.accepted
-        deadline = time.monotonic() + 30
-        while not accepted <= set(pair.receiver.bodies(pair.tag)) and time.monotonic() < deadline:
-            await pair.receiver.ensure()
-            await asyncio.sleep(0.2)
-        received = pair.receiver.bodies(pair.tag)
-        live = set(received)
-        in_archive = await archived(pair.receiver, pair.sender.account, pair.tag)
-        lost = sorted(accepted - live - in_archive)
-        lost_total += len(lost)
-        report["pairs_detail"].append({
-            "pair": pair.tag,
-            "sent": len(pair.sent_at),
-            "accepted": len(accepted),
-            "delivered": len(live & accepted),
-            "archive_only": len((accepted - live) & in_archive),
-            "in_archive": len(in_archive),
-            "duplicates": len(received) - len(live),
-            "unconfirmed_delivered": len(live - accepted),
-            "lost": lost[:20],
-            "sender_reconnects": pair.sender.reconnects,
-            "receiver_reconnects": pair.receiver.reconnects,
-        })
-    totals = {key: sum(d[key] for d in report["pairs_detail"]) for key in ("sent", "accepted", "delivered", "archive_only", "duplicates")}
-    report["totals"] = {**totals, "lost": lost_total}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if os.environ.get("STARLING_FAULT_REPORT"):
-        Path(os.environ["STARLING_FAULT_REPORT"]).write_text(text)
-    await env.aclose()
-    for pair in pairs:
-        for client in pair.sender.clients + pair.receiver.clients:
-            client.kill()
-    assert lost_total == 0, f"accepted messages lost:\n{text}"
-    assert totals["accepted"] > 0, text
+    await settle(env, pairs, report, "STARLING_FAULT_REPORT")
 
 
 def rss_mib(server: StarlingServer) -> float:

@@ -22,7 +22,7 @@ import pytest
 from harness import NS, Account, Env, Target, is_message, is_presence, to_str
 from sm_peers import kill, metric, repeated, restart_session_node
 from test_cluster import Cluster, partition_of, start_cluster
-from test_xep0045_muc import M, MUC_OWNER, SERVICE, create_instant_room, join, statuses
+from test_xep0045_muc import M, MUC_OWNER, SERVICE, join, statuses
 
 SENDERS = 3
 RATE = 2.0          # groupchat messages a second per sender: the backlog of a takeover stays within an occupant's burst

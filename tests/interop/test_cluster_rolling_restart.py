@@ -10,39 +10,25 @@ STARLING_ROLLING_REPORT to a path to keep the JSON.
 Runs in the Cassandra pass of scripts/test, on a cluster of its own."""
 
 import asyncio
-import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
-from harness import StarlingServer, is_presence
-from test_cluster import PARTITIONS, owned, partition_of, wait_for_split
-from test_cluster_faults import PAIRS, INTERVAL, Pair, Peer, archived, fault_cluster, keep_connected, recovered  # noqa: F401
+from harness import StarlingServer
+from test_cluster import wait_for_split
+from test_cluster_faults import PAIRS, INTERVAL, counted_cluster, counted_pairs, keep_connected, recovered, settle
 
-__all__ = ["fault_cluster"]
+
+@pytest.fixture(scope="module")
+def rolling_cluster(workdir):
+    yield from counted_cluster(workdir, "rolling", "rl")
 
 
 @pytest.mark.deadline(400)
-async def test_cluster_rolling_restart_loses_no_accepted_message(fault_cluster):
-    from harness import Env, Target
-    nodes, pool = fault_cluster
+async def test_cluster_rolling_restart_loses_no_accepted_message(rolling_cluster):
+    nodes, pool = rolling_cluster
     sessions = {name: nodes[name] for name in ("session1", "session2")}
-    owner = {p: ("session1" if p in owned(sessions["session1"]) else "session2") for p in range(PARTITIONS)}
-    endpoints = [nodes["edge1"].endpoint, nodes["edge2"].endpoint]
-    env = Env(Target("starling", endpoints[0], pool))
-    free = list(pool)
-    pairs = []
-    while len(pairs) < PAIRS:
-        a = free.pop(0)
-        b = next(x for x in free if owner[partition_of(x.jid)] != owner[partition_of(a.jid)])
-        free.remove(b)
-        i = len(pairs)
-        pairs.append(Pair(f"r{i}", Peer(env, a, endpoints, i % 2), Peer(env, b, endpoints, (i + 1) % 2)))
-    for pair in pairs:
-        assert await pair.receiver.ensure() and await pair.sender.ensure()
-        await pair.receiver.client.inbox.wait(is_presence(frm=pair.receiver.client.jid))
+    env, pairs = await counted_pairs(nodes, pool, "r")
 
     stop = asyncio.Event()
     tasks = [asyncio.create_task(pair.run(stop)) for pair in pairs]
@@ -75,33 +61,4 @@ async def test_cluster_rolling_restart_loses_no_accepted_message(fault_cluster):
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    lost_total = 0
-    report["pairs_detail"] = []
-    for pair in pairs:
-        deadline = time.monotonic() + 30
-        while not pair.accepted <= set(pair.receiver.bodies(pair.tag)) and time.monotonic() < deadline:
-            await pair.receiver.ensure()
-            await asyncio.sleep(0.2)
-        received = pair.receiver.bodies(pair.tag)
-        live = set(received)
-        in_archive = await archived(pair.receiver, pair.sender.account, pair.tag)
-        lost = sorted(pair.accepted - live - in_archive)
-        lost_total += len(lost)
-        report["pairs_detail"].append({
-            "pair": pair.tag, "sent": len(pair.sent_at), "accepted": len(pair.accepted), "delivered": len(live & pair.accepted),
-            "archive_only": len((pair.accepted - live) & in_archive), "duplicates": len(received) - len(live),
-            "out_of_order": sum(1 for a, b in zip(received, received[1:]) if b < a), "lost": lost[:20],
-            "sender_reconnects": pair.sender.reconnects, "receiver_reconnects": pair.receiver.reconnects,
-        })
-    keys = ("sent", "accepted", "delivered", "archive_only", "duplicates", "out_of_order")
-    report["totals"] = {**{key: sum(d[key] for d in report["pairs_detail"]) for key in keys}, "lost": lost_total}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if os.environ.get("STARLING_ROLLING_REPORT"):
-        Path(os.environ["STARLING_ROLLING_REPORT"]).write_text(text)
-    await env.aclose()
-    for pair in pairs:
-        for client in pair.sender.clients + pair.receiver.clients:
-            client.kill()
-    assert lost_total == 0, f"accepted messages lost:\n{text}"
-    assert report["totals"]["accepted"] > 0, text
+    await settle(env, pairs, report, "STARLING_ROLLING_REPORT")
