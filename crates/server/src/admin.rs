@@ -1,18 +1,19 @@
-//! The admin HTTP port: Prometheus metrics and the probes Kubernetes asks.
+//! The admin HTTP port: Prometheus metrics, the probes Kubernetes asks, and the admin API
+//! (`admin_api`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use starling_telemetry::Metrics;
 use tokio::net::TcpListener;
 
 /// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (every listener is up; a
 /// session node owns partitions; not while draining).
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
-    let app = Router::new()
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>, api: crate::admin_api::AdminApi) {
+    let app = api
+        .routes()
         .route(
             "/metrics",
             get(move || {

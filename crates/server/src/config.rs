@@ -162,8 +162,11 @@ pub struct TlsSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSection {
-    /// `/metrics`, `/healthz`, `/readyz`. Keep it on loopback or a private network.
+    /// `/metrics`, `/healthz`, `/readyz` and the admin API. Keep it on loopback or a private network.
     pub listen: String,
+    /// The admin API's bearer token (a file of at least 32 characters); empty: `admin.token` in
+    /// the data directory, generated at the first start.
+    pub token_file: String,
 }
 
 impl Default for ServerSection {
@@ -174,7 +177,7 @@ impl Default for ServerSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        AdminSection { listen: "127.0.0.1:5280".into() }
+        AdminSection { listen: "127.0.0.1:5280".into(), token_file: String::new() }
     }
 }
 

@@ -2,6 +2,7 @@
 //! session layer and the edge together, and serves the admin HTTP port; or manages accounts.
 
 mod admin;
+mod admin_api;
 mod config;
 mod serve;
 mod store;

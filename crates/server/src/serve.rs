@@ -54,6 +54,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     tracing::info!(backend = ?config.store.backend, "store open");
     let (accounts, fast_tokens) = (store.accounts.clone(), store.fast_tokens.clone());
+    let admin_store = store.clone();
     let role = config.cluster.role;
     let node = node_id(&config.cluster);
     tracing::info!(?role, %node, "role");
@@ -101,7 +102,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let admin = TcpListener::bind(&config.admin.listen).await.with_context(|| format!("binding admin {}", config.admin.listen))?;
     tracing::info!(listen = %config.admin.listen, "admin HTTP: /metrics /healthz /readyz");
-    tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone()));
+    let api = crate::admin_api::AdminApi::new(&config, &node, admin_store, metrics.clone(), ready.clone())?;
+    tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone(), api));
 
     let mut edge = None;
     if let Some(gateway) = gateway {
