@@ -74,3 +74,19 @@ async def test_admin_api_manages_accounts_and_refuses_bad_requests(env, target):
     assert call(target, "DELETE", f"/api/v1/users/{name}")[0] == 204
     assert call(target, "DELETE", f"/api/v1/users/{name}")[0] == 404
     assert not await logs_in(env, Account(name, "second-Pw-2", env.domain))
+
+
+async def test_the_cli_goes_through_the_running_servers_api(env, target):
+    """`starling user …` while the server runs (on the embedded store the server holds the only
+    write lock): the CLI finds the admin API with the configuration's token and asks it."""
+    name = f"cli{uuid.uuid4().hex[:8]}"
+    cli = target.server.cli
+    assert f"created {name}@{env.domain}" in cli("user", "add", name, "--password", "cli-Pw-1").stdout
+    assert await logs_in(env, Account(name, "cli-Pw-1", env.domain))
+    assert f"{name}@{env.domain}" in cli("user", "list").stdout.split()
+    refused = cli("user", "add", name, "--password", "x", check=False)
+    assert refused.returncode != 0 and "409" in refused.stderr, refused.stderr
+    cli("user", "passwd", name, "--password", "cli-Pw-2")
+    assert await logs_in(env, Account(name, "cli-Pw-2", env.domain))
+    cli("user", "remove", name)
+    assert f"{name}@{env.domain}" not in cli("user", "list").stdout.split()

@@ -60,10 +60,7 @@ impl AdminApi {
 /// The API token: `[admin] token_file`, or `admin.token` in the data directory, created with 32
 /// random bytes (as hex) when it does not exist yet. The CLI reads the same file.
 pub fn token(config: &Config) -> anyhow::Result<String> {
-    let path = match config.admin.token_file.as_str() {
-        "" => config.server.data_dir.join("admin.token"),
-        given => given.into(),
-    };
+    let path = token_path(config);
     match std::fs::read_to_string(&path) {
         Ok(token) if token.trim().len() >= 32 => return Ok(token.trim().to_owned()),
         Ok(_) => anyhow::bail!("admin token {}: shorter than 32 characters", path.display()),
@@ -74,6 +71,13 @@ pub fn token(config: &Config) -> anyhow::Result<String> {
     std::fs::create_dir_all(&config.server.data_dir)?;
     write_private(&path, token.as_bytes()).with_context(|| format!("writing the admin token {}", path.display()))?;
     Ok(token)
+}
+
+pub fn token_path(config: &Config) -> std::path::PathBuf {
+    match config.admin.token_file.as_str() {
+        "" => config.server.data_dir.join("admin.token"),
+        given => given.into(),
+    }
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -30,7 +30,8 @@ enum Command {
         #[arg(long, value_enum)]
         role: Option<config::Role>,
     },
-    /// Manage accounts in the store (stop the server first: the embedded store has one writer).
+    /// Manage accounts: through the admin API of the server running with this configuration when
+    /// it answers, else in the store directly (add-bulk always: stop a server on the embedded store).
     #[command(subcommand)]
     User(users::UserCommand),
     /// The latest XEP-0377 spam and abuse reports users made with their blocks, newest first, one

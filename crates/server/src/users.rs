@@ -1,4 +1,5 @@
-//! `starling user …`: account management on the store; `starling reports`: XEP-0377 reports.
+//! `starling user …`: account management — through a running server's admin API when one
+//! answers, else on the store; `starling reports`: XEP-0377 reports.
 
 use std::io::BufRead;
 
@@ -71,6 +72,11 @@ fn password(given: Option<String>) -> anyhow::Result<String> {
 pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
+        if !matches!(command, UserCommand::AddBulk { .. })
+            && let Some(api) = RunningServer::find(config).await
+        {
+            return api.run(config, command).await;
+        }
         let store: Store = crate::store::open(config).await?;
         match command {
             UserCommand::Add { user, password: given } => {
@@ -115,6 +121,71 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// A server running with this configuration, reached through its admin API: while it runs it is
+/// the store's writer (the embedded store has exactly one), so the CLI asks it instead of opening
+/// the store itself. Found when `[admin] listen` answers `/api/v1/status` with this
+/// configuration's token.
+struct RunningServer {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl RunningServer {
+    async fn find(config: &Config) -> Option<RunningServer> {
+        let token = std::fs::read_to_string(crate::admin_api::token_path(config)).ok()?.trim().to_owned();
+        let listen = config.admin.listen.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().ok()?;
+        let server = RunningServer { base: format!("http://{listen}/api/v1"), token, http };
+        let answer = server.http.get(format!("{}/status", server.base)).bearer_auth(&server.token).send().await.ok()?;
+        answer.status().is_success().then_some(server)
+    }
+
+    /// One request; the answer's JSON, or why it was refused.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let answer = request.send().await.context("asking the running server")?;
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            bail!("the running server refused ({status}): {}", json["error"].as_str().unwrap_or(&text));
+        }
+        Ok(json)
+    }
+
+    async fn run(&self, config: &Config, command: UserCommand) -> anyhow::Result<()> {
+        use reqwest::Method;
+        match command {
+            UserCommand::Add { user, password: given } => {
+                let jid = account(config, &user)?;
+                self.call(Method::POST, "/users", Some(serde_json::json!({ "user": jid.as_str(), "password": password(given)? }))).await?;
+                println!("created {jid}");
+            }
+            UserCommand::Remove { user } => {
+                let jid = account(config, &user)?;
+                self.call(Method::DELETE, &format!("/users/{jid}"), None).await?;
+                println!("removed {jid}");
+            }
+            UserCommand::Passwd { user, password: given } => {
+                let jid = account(config, &user)?;
+                self.call(Method::PUT, &format!("/users/{jid}/password"), Some(serde_json::json!({ "password": password(given)? }))).await?;
+                println!("password changed for {jid}");
+            }
+            UserCommand::List => {
+                for user in self.call(Method::GET, "/users", None).await?["users"].as_array().into_iter().flatten() {
+                    println!("{}", user.as_str().unwrap_or_default());
+                }
+            }
+            UserCommand::AddBulk { .. } => bail!("add-bulk writes the store directly: stop the server first"),
+        }
+        Ok(())
+    }
 }
 
 /// `starling reports`: what moderators act on, as JSON lines (for `jq` and log pipelines).
