@@ -21,12 +21,13 @@ use starling_protocol::{ns, Jid, Stanza};
 use starling_xml::Element;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::{partition_of, Bus, BusError, Delivered, InFlight};
+use crate::bus::{partition_of, Bus, BusError, Delivered};
 use crate::envelope::{EdgeInbound, EdgeRecord, FanOut, Origin, OwnerRecord};
 use crate::stream_copy::StreamCopy;
 
 mod components;
 mod cut;
+mod session;
 pub use components::{COMPONENT_LEASE, RENEW_EVERY};
 use cut::CutConnections;
 use starling_telemetry::Metrics;
@@ -314,7 +315,7 @@ impl BusGateway {
     }
 
     fn session(self: &Arc<Self>, jid: Jid, connection: u64, copy: Arc<StreamCopy>) -> Box<dyn BoundSession> {
-        Box::new(BusSession { gateway: self.clone(), jid, connection, copy, in_flight: InFlight::new(SESSION_IN_FLIGHT) })
+        session::BusSession::boxed(self.clone(), jid, connection, copy)
     }
 }
 
@@ -408,93 +409,9 @@ impl Gateway for Arc<BusGateway> {
     }
 }
 
-/// Client stanzas of one connection queued on the bus but not yet acknowledged, at most.
-const SESSION_IN_FLIGHT: usize = 256;
-
-struct BusSession {
-    gateway: Arc<BusGateway>,
-    jid: Jid,
-    connection: u64,
-    copy: Arc<StreamCopy>,
-    /// A client's stanzas are pipelined: queued in order, acknowledged in the background, and a
-    /// failed acknowledgement ends the connection at its next stanza.
-    in_flight: InFlight,
-}
-
 fn unavailable(error: BusError) -> GatewayError {
     Metrics::global().bus_publish_errors.inc();
     GatewayError::Unavailable(error.to_string())
-}
-
-impl BusSession {
-    /// Queues a record of this connection behind the ones before it.
-    async fn pipeline(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
-        let queued = self.gateway.publish(&self.jid, &record).await;
-        self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
-    }
-
-    fn event_record(&self, event: ClientEvent) -> OwnerRecord {
-        OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event }
-    }
-
-    async fn event(&mut self, event: ClientEvent) -> Result<(), GatewayError> {
-        let record = self.event_record(event);
-        self.pipeline(record).await
-    }
-
-    /// Queues a record that stream management counts as one of the client's stanzas handled.
-    async fn counted(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
-        let copy = self.copy.clone();
-        let mut handled = copy.handled.lock().await;
-        self.pipeline(record).await?;
-        if let Some(handled) = handled.as_mut() {
-            *handled = handled.wrapping_add(1);
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl BoundSession for BusSession {
-    fn jid(&self) -> &Jid {
-        &self.jid
-    }
-
-    async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        self.counted(OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received }).await
-    }
-
-    async fn enable_stream_management(&mut self, resume: bool, max: Option<u32>) -> Result<(), GatewayError> {
-        let copy = self.copy.clone();
-        let mut handled = copy.handled.lock().await;
-        self.event(ClientEvent::Enable { resume, max }).await?;
-        *handled = Some(0);
-        Ok(())
-    }
-
-    async fn acknowledge(&mut self, h: u32) -> Result<(), GatewayError> {
-        self.copy.acknowledge(h);
-        self.event(ClientEvent::Acknowledge(h)).await
-    }
-
-    async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
-        let record = self.event_record(ClientEvent::AnswerForEdge(reply));
-        self.counted(record).await
-    }
-
-    async fn set_client_state(&mut self, active: bool) -> Result<(), GatewayError> {
-        self.event(ClientEvent::ClientState { active }).await
-    }
-
-    async fn unbind(self: Box<Self>, end: StreamEnd) {
-        if let Some(link) = self.gateway.links().remove(&self.connection) {
-            self.gateway.forget(self.connection, &link);
-        }
-        let unbind = OwnerRecord::Unbind { jid: self.jid.clone(), connection: self.connection, end };
-        if let Err(error) = self.gateway.publish_durably(&self.jid, &unbind).await {
-            tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
-        }
-    }
 }
 
 #[cfg(test)]

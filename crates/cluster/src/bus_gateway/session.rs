@@ -1,0 +1,104 @@
+//! A connection bound through the bus, as the edge's bound stream sees it: its stanzas and what
+//! the client says about its stream become records on the owner partition of its user, pipelined
+//! behind each other ([`InFlight`]), counted for stream management as the owner counts them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use starling_protocol::{Jid, Stanza};
+
+use super::{unavailable, BusGateway};
+use crate::bus::InFlight;
+use crate::envelope::OwnerRecord;
+use crate::gateway::{BoundSession, ClientEvent, GatewayError, StreamEnd};
+use crate::stream_copy::StreamCopy;
+
+/// Client stanzas of one connection queued on the bus but not yet acknowledged, at most.
+const SESSION_IN_FLIGHT: usize = 256;
+
+pub(super) struct BusSession {
+    gateway: Arc<BusGateway>,
+    jid: Jid,
+    connection: u64,
+    copy: Arc<StreamCopy>,
+    /// A client's stanzas are pipelined: queued in order, acknowledged in the background, and a
+    /// failed acknowledgement ends the connection at its next stanza.
+    in_flight: InFlight,
+}
+
+impl BusSession {
+    pub(super) fn boxed(gateway: Arc<BusGateway>, jid: Jid, connection: u64, copy: Arc<StreamCopy>) -> Box<dyn BoundSession> {
+        Box::new(BusSession { gateway, jid, connection, copy, in_flight: InFlight::new(SESSION_IN_FLIGHT) })
+    }
+
+    /// Queues a record of this connection behind the ones before it.
+    async fn pipeline(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
+        let queued = self.gateway.publish(&self.jid, &record).await;
+        self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
+    }
+
+    fn event_record(&self, event: ClientEvent) -> OwnerRecord {
+        OwnerRecord::ClientEvent { jid: self.jid.clone(), connection: self.connection, event }
+    }
+
+    async fn event(&mut self, event: ClientEvent) -> Result<(), GatewayError> {
+        let record = self.event_record(event);
+        self.pipeline(record).await
+    }
+
+    /// Queues a record that stream management counts as one of the client's stanzas handled.
+    async fn counted(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
+        let copy = self.copy.clone();
+        let mut handled = copy.handled.lock().await;
+        self.pipeline(record).await?;
+        if let Some(handled) = handled.as_mut() {
+            *handled = handled.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BoundSession for BusSession {
+    fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
+        self.counted(OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received }).await
+    }
+
+    async fn enable_stream_management(&mut self, resume: bool, max: Option<u32>) -> Result<(), GatewayError> {
+        let copy = self.copy.clone();
+        let mut handled = copy.handled.lock().await;
+        self.event(ClientEvent::Enable { resume, max }).await?;
+        *handled = Some(0);
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self, h: u32) -> Result<(), GatewayError> {
+        self.copy.acknowledge(h);
+        self.event(ClientEvent::Acknowledge(h)).await
+    }
+
+    async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
+        let record = self.event_record(ClientEvent::AnswerForEdge(reply));
+        self.counted(record).await
+    }
+
+    async fn set_client_state(&mut self, active: bool) -> Result<(), GatewayError> {
+        self.event(ClientEvent::ClientState { active }).await
+    }
+
+    async fn unbind(self: Box<Self>, end: StreamEnd) {
+        if let Some(link) = self.gateway.links().remove(&self.connection) {
+            self.gateway.forget(self.connection, &link);
+        }
+        let unbind = OwnerRecord::Unbind { jid: self.jid.clone(), connection: self.connection, end };
+        if let Err(error) = self.gateway.publish_durably(&self.jid, &unbind).await {
+            tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
+        }
+    }
+}
