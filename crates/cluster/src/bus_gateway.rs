@@ -211,15 +211,20 @@ impl BusGateway {
             tracing::debug!(connection, "a stanza for an unknown connection is dropped");
             return self.metrics.edge_undelivered.dropped.inc();
         };
-        let partition = partition_of(jid.bare().as_str(), self.bus.partitions());
-        let record = OwnerRecord::ClientEvent { jid, connection, event: ClientEvent::Undelivered(bytes) };
-        match self.owner_outbox.try_send((partition, record.encode(&self.origin))) {
-            Ok(()) => self.metrics.edge_undelivered.returned.inc(),
-            Err(_) => {
-                tracing::warn!(connection, "too many stanzas queued for owners; one a client could not take is dropped");
-                self.metrics.edge_undelivered.dropped.inc();
-            }
+        let record = OwnerRecord::ClientEvent { jid: jid.clone(), connection, event: ClientEvent::Undelivered(bytes) };
+        if self.queue_for_owner(&jid, &record) {
+            self.metrics.edge_undelivered.returned.inc();
+        } else {
+            tracing::warn!(connection, "too many stanzas queued for owners; one a client could not take is dropped");
+            self.metrics.edge_undelivered.dropped.inc();
         }
+    }
+
+    /// Queues `record` for the owner partition of `user`, in order with everything else this
+    /// edge hands its owners without waiting; false when that queue is full.
+    fn queue_for_owner(&self, user: &Jid, record: &OwnerRecord) -> bool {
+        let partition = partition_of(user.bare().as_str(), self.bus.partitions());
+        self.owner_outbox.try_send((partition, record.encode(&self.origin))).is_ok()
     }
 
     /// One stanza to each of several connections. A delivery already made (a replayed record)
@@ -252,8 +257,7 @@ impl BusGateway {
     fn deliver_through_owner(&self, to: &Jid, bytes: &[u8]) {
         let Some(stanza) = Element::parse(bytes).ok().and_then(|element| Stanza::from_element(&element).ok()) else { return };
         let record = OwnerRecord::Deliver { stanza, received: Instant::now(), cause: None };
-        let partition = partition_of(to.bare().as_str(), self.bus.partitions());
-        if self.owner_outbox.try_send((partition, record.encode(&self.origin))).is_err() {
+        if !self.queue_for_owner(to, &record) {
             tracing::warn!(%to, "too many stanzas queued for owners; a room's stanza for a stream-managed client is dropped");
         }
     }

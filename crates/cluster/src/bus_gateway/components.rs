@@ -16,7 +16,7 @@ use starling_xml::Element;
 use tokio::sync::mpsc;
 
 use super::BusGateway;
-use crate::bus::{partition_of, InFlight};
+use crate::bus::InFlight;
 use crate::envelope::OwnerRecord;
 use crate::gateway::{ComponentLink, GatewayError, ToClient};
 
@@ -102,10 +102,9 @@ impl BusGateway {
     }
 
     pub(super) fn submit(&self, stanza: Stanza) -> Result<(), GatewayError> {
-        let Some(to) = stanza.to.as_ref() else { return Ok(()) };
-        let partition = partition_of(to.bare().as_str(), self.bus.partitions());
-        let bytes = OwnerRecord::Deliver { stanza, received: Instant::now(), cause: None }.encode(&self.origin);
-        self.owner_outbox.try_send((partition, bytes)).map_err(|_| GatewayError::Unavailable("too many stanzas from components queued".into()))
+        let Some(to) = stanza.to.clone() else { return Ok(()) };
+        let record = OwnerRecord::Deliver { stanza, received: Instant::now(), cause: None };
+        if self.queue_for_owner(&to, &record) { Ok(()) } else { Err(GatewayError::Unavailable("too many stanzas from components queued".into())) }
     }
 
     /// An inbox record for a component of this edge; false if `connection` is not one.
