@@ -57,11 +57,11 @@ pub(crate) async fn direct_route(cluster: &dyn ClusterRoutes, resource: &Jid) ->
 pub(crate) async fn reach_subscribers(services: &Services, subscribers: Vec<Jid>) -> Vec<(Jid, Option<Via>)> {
     let Some(cluster) = services.cluster.get() else { return subscribers.into_iter().map(|subscriber| (subscriber, None)).collect() };
     let reads = subscribers.into_iter().map(|subscriber| async move {
-        let routes = cluster.routes(&subscriber.bare()).await.unwrap_or_default();
-        if let Some(name) = subscriber.resource() {
-            let via = routes.into_iter().find(|route| route.resource == name).and_then(Via::of);
+        if subscriber.resource().is_some() {
+            let via = direct_route(cluster.as_ref(), &subscriber).await;
             return vec![(subscriber, via)];
         }
+        let routes = cluster.routes(&subscriber).await.unwrap_or_default();
         let shown: Vec<ResourceRoute> = routes.into_iter().filter(|route| route.is_available() && route.priority >= 0).collect();
         let count = shown.len();
         let direct: Vec<(Jid, Option<Via>)> = shown

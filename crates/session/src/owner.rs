@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use starling_cluster::bus::{partition_of, Bus, BusError, OwnerEvent, OwnerInbox};
-use starling_cluster::hold::{Hold, RecordHolds};
+use starling_cluster::hold::{Hold, RecordHolds, Release};
 use starling_cluster::bus_gateway::RENEW_EVERY;
 use starling_cluster::liveness;
 use starling_cluster::registry::Registry;
@@ -69,18 +69,14 @@ impl HostRouter {
                         side.take_over(&claimed).await;
                         holds.assign(&partitions);
                         tracing::info!(?partitions, "owner partitions assigned");
-                        let metrics = &self.services().metrics;
-                        metrics.partitions_assigned.inc_by(partitions.len() as u64);
-                        metrics.owned_partitions.set(side.assigned_partitions().len() as i64);
+                        self.count_moved(&side, &partitions, true);
                     }
                     OwnerEvent::Revoked(partitions) => {
                         // What was handled was committed by the bus as it revoked them (staged).
                         tracing::info!(?partitions, "owner partitions revoked");
                         holds.revoke(&partitions);
                         side.revoke(&partitions);
-                        let metrics = &self.services().metrics;
-                        metrics.partitions_revoked.inc_by(partitions.len() as u64);
-                        metrics.owned_partitions.set(side.assigned_partitions().len() as i64);
+                        self.count_moved(&side, &partitions, false);
                         side.components.expire(&self, &partitions, bus.partitions());
                         let count = bus.partitions();
                         self.directory().stop_where(|jid| partitions.contains(&partition_of(jid.as_str(), count)));
@@ -100,10 +96,8 @@ impl HostRouter {
                         }
                     },
                 },
-                Some(release) = releases.recv() => match holds.release(release) {
-                    Ok(Some((partition, offset))) => inbox.stage(partition, offset),
-                    Ok(None) => {}
-                    Err(failed) => {
+                Some(release) = releases.recv() => {
+                    if let Err(failed) = take_release(inbox.as_mut(), &mut holds, release) {
                         // Committing past it would lose what it caused; stopping lets the group
                         // replay it (and what followed) on the next owner.
                         return Err(BusError::Unavailable(format!(
@@ -111,13 +105,12 @@ impl HostRouter {
                             failed.offset, failed.partition
                         )));
                     }
-                },
+                }
                 _ = commit.tick() => commit_released(inbox.as_mut(), &mut holds).await,
                 true = asked_to_leave(&mut leave) => {
+                    // A failed one stays outstanding: nothing is committed past it.
                     while let Ok(release) = releases.try_recv() {
-                        if let Ok(Some((partition, offset))) = holds.release(release) {
-                            inbox.stage(partition, offset);
-                        }
+                        let _ = take_release(inbox.as_mut(), &mut holds, release);
                     }
                     commit_released(inbox.as_mut(), &mut holds).await;
                     tracing::info!("leaving the owners' group");
@@ -132,6 +125,14 @@ impl HostRouter {
                 }
             }
         }
+    }
+
+    /// Counts partitions given to (`assigned`) or taken from this node, and how many it owns now.
+    fn count_moved(&self, side: &ClusterSide, moved: &[u32], assigned: bool) {
+        let metrics = &self.services().metrics;
+        let counter = if assigned { &metrics.partitions_assigned } else { &metrics.partitions_revoked };
+        counter.inc_by(moved.len() as u64);
+        metrics.owned_partitions.set(side.assigned_partitions().len() as i64);
     }
 
     /// One owner record to the user's actor.
@@ -199,6 +200,15 @@ fn answer_on<T: 'static>(link: &ClientLink, answer: fn(T) -> SessionAnswer) -> R
     Box::new(move |value| {
         let _ = link.try_send(ToClient::Answer(answer(value)), None);
     })
+}
+
+/// Takes a record's release: where the partition's commit point moved, it is staged for the
+/// bus; a failed release comes back (the record stays outstanding).
+fn take_release(inbox: &mut dyn OwnerInbox, holds: &mut RecordHolds, release: Release) -> Result<(), Release> {
+    if let Some((partition, offset)) = holds.release(release)? {
+        inbox.stage(partition, offset);
+    }
+    Ok(())
 }
 
 /// Whether `leave` turned true (false: nobody can ask any more).

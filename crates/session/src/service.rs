@@ -57,6 +57,15 @@ impl ServiceContext {
         self.router.route(stanza, Instant::now())
     }
 
+    /// Sends `stanza` (an element without addresses) from `from` to each target: in a cluster one
+    /// bus record per edge for those with a direct route (`fan_out`), through their owners for the
+    /// others.
+    pub fn fan_out<'a>(&self, from: &Jid, stanza: Element, targets: impl IntoIterator<Item = (&'a Jid, Option<&'a crate::fan_out::Via>)>) {
+        for stanza in crate::fan_out::send(&self.services, from, stanza, targets) {
+            let _ = self.route(stanza);
+        }
+    }
+
     /// Answers an IQ request with a result from where it was sent.
     pub fn answer(&self, request: &Stanza, payload: Option<Element>) {
         let responder = request.to.clone().unwrap_or_else(|| self.jid.clone());

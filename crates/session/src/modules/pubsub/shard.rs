@@ -416,16 +416,16 @@ impl Shard {
 pub(super) async fn notify(context: &ServiceContext, node: &Node, event: &Event<'_>) {
     let subscribers = node.subscriptions.iter().filter(|(_, sub)| !sub.pending).map(|(jid, _)| jid.clone()).collect();
     let targets = crate::fan_out::reach_subscribers(&context.services, subscribers).await;
-    let message = Element::new("message", ns::CLIENT).with_attr("type", "headline").with_child(event.to_element());
-    let from = context.jid.domain_jid();
-    for stanza in crate::fan_out::send(&context.services, &from, message, targets.iter().map(|(jid, via)| (jid, via.as_ref()))) {
-        let _ = context.route(stanza);
-    }
+    context.fan_out(&context.jid.domain_jid(), headline(event.to_element()), targets.iter().map(|(jid, via)| (jid, via.as_ref())));
 }
 
 pub(super) fn send_event(context: &ServiceContext, to: &Jid, event: &Element) {
-    let message = Element::new("message", ns::CLIENT).with_attr("type", "headline").with_child(event.clone());
-    let _ = context.route(Stanza::build(message, &context.jid.domain_jid(), Some(to)));
+    let _ = context.route(Stanza::build(headline(event.clone()), &context.jid.domain_jid(), Some(to)));
+}
+
+/// A notification: `event` in a headline message (§7.1.2.1).
+fn headline(event: Element) -> Element {
+    Element::new("message", ns::CLIENT).with_attr("type", "headline").with_child(event)
 }
 
 /// §8.6.1: each owner gets the form to approve `subscriber`.

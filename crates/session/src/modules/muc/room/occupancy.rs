@@ -93,10 +93,7 @@ impl Room {
     /// Sends `stanza` (an element without addresses) from `from` to each of `occupants`: one bus
     /// record per edge for those the room reaches directly, through their owners for the others.
     pub(super) fn send<'a>(&self, context: &ServiceContext, from: &Jid, stanza: Element, occupants: impl IntoIterator<Item = &'a Occupant>) {
-        let targets = occupants.into_iter().map(|occupant| (&occupant.jid, occupant.via.as_ref()));
-        for stanza in crate::fan_out::send(&context.services, from, stanza, targets) {
-            let _ = context.route(stanza);
-        }
+        context.fan_out(from, stanza, occupants.into_iter().map(|occupant| (&occupant.jid, occupant.via.as_ref())));
     }
 }
 
