@@ -5,6 +5,8 @@ use std::io::BufRead;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use reqwest::Method;
+use serde_json::json;
 use starling_cluster::store::{ScramCredentials, Store, DEFAULT_SCRAM_ITERATIONS};
 use starling_protocol::Jid;
 
@@ -72,55 +74,104 @@ fn password(given: Option<String>) -> anyhow::Result<String> {
 pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        if !matches!(command, UserCommand::AddBulk { .. })
-            && let Some(api) = RunningServer::find(config).await
-        {
-            return api.run(config, command).await;
+        if let UserCommand::AddBulk { prefix, count, password } = command {
+            return add_bulk(config, &prefix, count, &password).await;
         }
-        let store: Store = crate::store::open(config).await?;
+        let accounts = match RunningServer::find(config).await {
+            Some(server) => AccountsAt::Server(server),
+            None => AccountsAt::Store(crate::store::open(config).await?),
+        };
         match command {
             UserCommand::Add { user, password: given } => {
                 let jid = account(config, &user)?;
-                let credentials = ScramCredentials::derive(&password(given)?, DEFAULT_SCRAM_ITERATIONS);
-                store.accounts.create(jid.as_str(), credentials).await.with_context(|| format!("creating {jid}"))?;
+                accounts.create(&jid, &password(given)?).await?;
                 println!("created {jid}");
-            }
-            UserCommand::AddBulk { prefix, count, password } => {
-                let credentials = ScramCredentials::derive(&password, DEFAULT_SCRAM_ITERATIONS);
-                let mut created = 0;
-                for n in 1..=count {
-                    let jid = account(config, &format!("{prefix}{n}"))?;
-                    match store.accounts.create(jid.as_str(), credentials.clone()).await {
-                        Ok(()) => created += 1,
-                        Err(starling_cluster::store::StoreError::Conflict) => {}
-                        Err(error) => return Err(error).with_context(|| format!("creating {jid}")),
-                    }
-                }
-                println!("created {created} accounts ({} existed)", count - created);
             }
             UserCommand::Remove { user } => {
                 let jid = account(config, &user)?;
-                if !store.remove_user(jid.as_str()).await? {
-                    bail!("{jid}: no such account");
-                }
+                accounts.remove(&jid).await?;
                 println!("removed {jid}");
             }
             UserCommand::Passwd { user, password: given } => {
                 let jid = account(config, &user)?;
-                let credentials = ScramCredentials::derive(&password(given)?, DEFAULT_SCRAM_ITERATIONS);
-                if !store.accounts.set_credentials(jid.as_str(), credentials).await? {
-                    bail!("{jid}: no such account");
-                }
+                accounts.set_password(&jid, &password(given)?).await?;
                 println!("password changed for {jid}");
             }
             UserCommand::List => {
-                for user in store.accounts.list().await? {
+                for user in accounts.list().await? {
                     println!("{user}");
                 }
             }
+            UserCommand::AddBulk { .. } => unreachable!("handled above"),
         }
         Ok(())
     })
+}
+
+/// `add-bulk`: one key derivation for every account, written to the store directly.
+async fn add_bulk(config: &Config, prefix: &str, count: u32, password: &str) -> anyhow::Result<()> {
+    let store: Store = crate::store::open(config).await?;
+    let credentials = ScramCredentials::derive(password, DEFAULT_SCRAM_ITERATIONS);
+    let mut created = 0;
+    for n in 1..=count {
+        let jid = account(config, &format!("{prefix}{n}"))?;
+        match store.accounts.create(jid.as_str(), credentials.clone()).await {
+            Ok(()) => created += 1,
+            Err(starling_cluster::store::StoreError::Conflict) => {}
+            Err(error) => return Err(error).with_context(|| format!("creating {jid}")),
+        }
+    }
+    println!("created {created} accounts ({} existed)", count - created);
+    Ok(())
+}
+
+/// Where accounts are managed: through a running server, or in the store itself.
+enum AccountsAt {
+    Server(RunningServer),
+    Store(Store),
+}
+
+impl AccountsAt {
+    async fn create(&self, jid: &Jid, password: &str) -> anyhow::Result<()> {
+        match self {
+            AccountsAt::Server(server) => server.call(Method::POST, "/users", Some(json!({ "user": jid.as_str(), "password": password }))).await.map(drop),
+            AccountsAt::Store(store) => {
+                let credentials = ScramCredentials::derive(password, DEFAULT_SCRAM_ITERATIONS);
+                store.accounts.create(jid.as_str(), credentials).await.with_context(|| format!("creating {jid}"))
+            }
+        }
+    }
+
+    async fn remove(&self, jid: &Jid) -> anyhow::Result<()> {
+        match self {
+            AccountsAt::Server(server) => server.call(Method::DELETE, &format!("/users/{jid}"), None).await.map(drop),
+            AccountsAt::Store(store) if store.remove_user(jid.as_str()).await? => Ok(()),
+            AccountsAt::Store(_) => bail!("{jid}: no such account"),
+        }
+    }
+
+    async fn set_password(&self, jid: &Jid, password: &str) -> anyhow::Result<()> {
+        match self {
+            AccountsAt::Server(server) => server.call(Method::PUT, &format!("/users/{jid}/password"), Some(json!({ "password": password }))).await.map(drop),
+            AccountsAt::Store(store) => {
+                let credentials = ScramCredentials::derive(password, DEFAULT_SCRAM_ITERATIONS);
+                if !store.accounts.set_credentials(jid.as_str(), credentials).await? {
+                    bail!("{jid}: no such account");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<String>> {
+        match self {
+            AccountsAt::Server(server) => {
+                let answer = server.call(Method::GET, "/users", None).await?;
+                Ok(answer["users"].as_array().into_iter().flatten().filter_map(|user| user.as_str().map(str::to_owned)).collect())
+            }
+            AccountsAt::Store(store) => Ok(store.accounts.list().await?),
+        }
+    }
 }
 
 /// A server running with this configuration, reached through its admin API: while it runs it is
@@ -144,7 +195,7 @@ impl RunningServer {
     }
 
     /// One request; the answer's JSON, or why it was refused.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
+    async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body.to_string());
@@ -157,34 +208,6 @@ impl RunningServer {
             bail!("the running server refused ({status}): {}", json["error"].as_str().unwrap_or(&text));
         }
         Ok(json)
-    }
-
-    async fn run(&self, config: &Config, command: UserCommand) -> anyhow::Result<()> {
-        use reqwest::Method;
-        match command {
-            UserCommand::Add { user, password: given } => {
-                let jid = account(config, &user)?;
-                self.call(Method::POST, "/users", Some(serde_json::json!({ "user": jid.as_str(), "password": password(given)? }))).await?;
-                println!("created {jid}");
-            }
-            UserCommand::Remove { user } => {
-                let jid = account(config, &user)?;
-                self.call(Method::DELETE, &format!("/users/{jid}"), None).await?;
-                println!("removed {jid}");
-            }
-            UserCommand::Passwd { user, password: given } => {
-                let jid = account(config, &user)?;
-                self.call(Method::PUT, &format!("/users/{jid}/password"), Some(serde_json::json!({ "password": password(given)? }))).await?;
-                println!("password changed for {jid}");
-            }
-            UserCommand::List => {
-                for user in self.call(Method::GET, "/users", None).await?["users"].as_array().into_iter().flatten() {
-                    println!("{}", user.as_str().unwrap_or_default());
-                }
-            }
-            UserCommand::AddBulk { .. } => bail!("add-bulk writes the store directly: stop the server first"),
-        }
-        Ok(())
     }
 }
 
