@@ -104,7 +104,8 @@ pub fn load_secret_key(key_file: &str, data_dir: &std::path::Path, default_name:
     Ok(key)
 }
 
-fn write_private(path: &std::path::Path, key: &[u8]) -> std::io::Result<()> {
+/// Writes a new file only its owner can read (a key, a token); fails if it exists.
+pub fn write_private(path: &std::path::Path, key: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;

@@ -35,7 +35,7 @@ mod test_support;
 
 pub use config::{BytestreamsConfig, C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig, WebSocketConfig};
 pub use edge::{Edge, EdgeBackends};
-pub use fast::{load_secret_key, FastConfig, FastKey};
+pub use fast::{load_secret_key, write_private, FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
 pub use tls::{server_config as tls_server_config, TlsSetupError};
 

@@ -69,10 +69,11 @@ pub fn token(config: &Config) -> anyhow::Result<String> {
     }
     let token: String = rand::random::<[u8; 32]>().iter().map(|byte| format!("{byte:02x}")).collect();
     std::fs::create_dir_all(&config.server.data_dir)?;
-    write_private(&path, token.as_bytes()).with_context(|| format!("writing the admin token {}", path.display()))?;
+    starling_edge::write_private(&path, token.as_bytes()).with_context(|| format!("writing the admin token {}", path.display()))?;
     Ok(token)
 }
 
+/// Where the token is read (and, when no file is configured, generated).
 pub fn token_path(config: &Config) -> std::path::PathBuf {
     match config.admin.token_file.as_str() {
         "" => config.server.data_dir.join("admin.token"),
@@ -80,17 +81,11 @@ pub fn token_path(config: &Config) -> std::path::PathBuf {
     }
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
-}
-
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": message.to_string() }).to_string()).into_response()
+    json_answer(status, json!({ "error": message.to_string() }))
 }
 
-fn ok(status: StatusCode, body: serde_json::Value) -> Response {
+fn json_answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
@@ -128,7 +123,7 @@ async fn status(State(api): State<AdminApi>) -> Response {
         Role::Edge => "edge",
         Role::Session => "session",
     };
-    ok(
+    json_answer(
         StatusCode::OK,
         json!({
             "domain": api.config.server.domain,
@@ -176,7 +171,7 @@ fn credentials(password: &str) -> Result<ScramCredentials, Response> {
 
 async fn list_users(State(api): State<AdminApi>) -> Response {
     match api.store.accounts.list().await {
-        Ok(users) => ok(StatusCode::OK, json!({ "users": users })),
+        Ok(users) => json_answer(StatusCode::OK, json!({ "users": users })),
         Err(why) => store_error(why),
     }
 }
@@ -187,7 +182,7 @@ async fn create_user(State(api): State<AdminApi>, body: Result<Bytes, BytesRejec
         let jid = account(&api, &request.user)?;
         let credentials = credentials(&request.password)?;
         match api.store.accounts.create(&jid, credentials).await {
-            Ok(()) => Ok(ok(StatusCode::CREATED, json!({ "jid": jid }))),
+            Ok(()) => Ok(json_answer(StatusCode::CREATED, json!({ "jid": jid }))),
             Err(StoreError::Conflict) => Err(error(StatusCode::CONFLICT, format!("{jid} exists"))),
             Err(why) => Err(store_error(why)),
         }
