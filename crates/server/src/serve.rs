@@ -145,12 +145,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// A session node is ready once the group gave it partitions — or, should there be more session
 /// nodes than partitions, once it has waited `patience` for some (it is a member all the same).
 async fn ready_once_owning(ready: Arc<AtomicBool>, metrics: Arc<Metrics>, patience: Duration) {
-    let deadline = tokio::time::Instant::now() + patience;
-    while metrics.owned_partitions.get() == 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_until(tokio::time::Instant::now() + patience, Duration::from_millis(100), || metrics.owned_partitions.get() > 0).await;
     tracing::info!(partitions = metrics.owned_partitions.get(), "ready");
     ready.store(true, Ordering::Release);
+}
+
+/// Asks `done` every `every` until it holds or `deadline` passes.
+async fn poll_until(deadline: tokio::time::Instant, every: Duration, done: impl Fn() -> bool) {
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(every).await;
+    }
 }
 
 type OwnerLoop = tokio::task::JoinHandle<Result<(), starling_cluster::bus::BusError>>;
@@ -201,9 +205,7 @@ async fn drain(Drain { ready, edge, sessions, owner_partitions, role, metrics }:
     tracing::info!("draining: not ready");
     if let Some(edge) = edge {
         edge.drain();
-        while metrics.connections_open.get() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll_until(deadline, Duration::from_millis(50), || metrics.connections_open.get() == 0).await;
         let left = metrics.connections_open.get();
         if left > 0 {
             tracing::warn!(left, "connections still open at the deadline");
@@ -297,7 +299,6 @@ fn open_upload(config: &Config, domain: &Jid) -> anyhow::Result<Option<Arc<Uploa
     tracing::info!(domain = %service.jid(), url = %base_url, store = ?upload.store, "HTTP file upload (XEP-0363)");
     Ok(Some(service))
 }
-
 
 fn session_config(config: &Config) -> SessionConfig {
     let session_config = SessionConfig::new(config.sessions.clone(), config.archive.clone(), config.c2s.client_queue, config.registration.enabled);
