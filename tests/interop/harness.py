@@ -309,8 +309,9 @@ class StarlingServer:
 
     def __init__(self, binary: str, workdir: Path, *, domain: str = "localhost", ip: str = "127.0.0.1",
                  c2s_port: int | None = None, tls_port: int | None = None, registration: bool = False,
-                 extra: dict[str, str] | None = None, name: str = "starling"):
+                 extra: dict[str, str] | None = None, name: str = "starling", log_filter: str | None = None):
         self.binary = binary
+        self.log_filter = log_filter
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -358,6 +359,8 @@ enabled = {'true' if registration else 'false'}
 
     def env(self) -> dict:
         env = dict(os.environ)
+        if self.log_filter:
+            env["RUST_LOG"] = self.log_filter
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         return env

@@ -31,22 +31,26 @@ def owned(server: StarlingServer, since: int = 0) -> set[int]:
     current process of a restarted node began)."""
     held: set[int] = set()
     for line in ANSI.sub("", server.log_since(since)).splitlines():
-        m = re.search(r"owner partitions (assigned|revoked)\b.*?partitions=\[([0-9, ]*)\]", line)
-        if m:
-            parts = {int(p) for p in m.group(2).split(",") if p.strip()}
-            held = held | parts if m.group(1) == "assigned" else held - parts
+        # Text lines (`partitions=[1, 2]`) or JSON ones (`"partitions":"[1, 2]"`, either order).
+        moved = re.search(r"owner partitions (assigned|revoked)\b", line)
+        listed = re.search(r'partitions"?[=:]"?\[([0-9, ]*)\]', line)
+        if moved and listed:
+            parts = {int(p) for p in listed.group(1).split(",") if p.strip()}
+            held = held | parts if moved.group(1) == "assigned" else held - parts
     return held
 
 
 def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200, node_ttl: int = 10,
-                  component_secrets: dict[str, str] | None = None) -> dict:
+                  component_secrets: dict[str, str] | None = None, sections: str = "",
+                  log_filters: dict[str, str] | None = None) -> dict:
     """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
     returns them by name once both session nodes hold partitions and together hold all. With
     `component_secrets`, every node knows those component domains and each edge listens for
     components on a port of its own (`server.component_port`). In-band registration is on. Every
     node has XEP-0363 upload on
     the S3 store with one signing key; each edge serves files on an HTTP port of its own
-    (`server.http_port`)."""
+    (`server.http_port`). `sections` is added to every node's configuration; `log_filters` sets
+    RUST_LOG per role."""
     from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
     if MODE != "starling" or not STORE_SECTION:
         pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
@@ -79,8 +83,9 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
             listen = f'"127.0.0.1:{component_port}"' if component_port else ""
             secrets = ", ".join(f'"{domain}" = "{secret}"' for domain, secret in component_secrets.items())
             components = f"[components]\nlisten = [{listen}]\nsecrets = {{ {secrets} }}\n"
-        extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components + upload}
-        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node, registration=True)
+        extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components + upload + sections}
+        server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node, registration=True,
+                                log_filter=(log_filters or {}).get(role))
         server.component_port, server.http_port = component_port, http_port
         _servers.append(server)
         nodes[node] = server

@@ -117,7 +117,7 @@ fn main() {
     );
     line(
         "EdgeRecord (stanza to a connection) encode + decode",
-        measure(iterations, |_| drop(black_box(EdgeRecord::decode(black_box(&to_edge).encode(&origin)).expect("decode")))),
+        measure(iterations, |_| drop(black_box(EdgeRecord::decode(black_box(&to_edge).encode(&origin, String::new())).expect("decode")))),
     );
     line("one JID parse (decoding checks 3 in FromClient, 2 in Deliver)", measure(iterations, |_| drop(black_box(Jid::new(black_box("alice@example.com/phone-3f2a9c")).expect("jid")))));
 

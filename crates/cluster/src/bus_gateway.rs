@@ -30,6 +30,7 @@ mod cut;
 mod session;
 pub use components::{COMPONENT_LEASE, RENEW_EVERY};
 use cut::CutConnections;
+use starling_telemetry::traces::StanzaSpan;
 use starling_telemetry::Metrics;
 use crate::gateway::{
     server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, SessionAnswer,
@@ -134,10 +135,16 @@ impl BusGateway {
     }
 
     fn hand_over(self: &Arc<Self>, bytes: Bytes) {
-        match EdgeInbound::decode(bytes) {
-            Ok(EdgeInbound::Connection(record)) => self.to_connection(record),
-            Ok(EdgeInbound::FanOut(fan_out)) => self.fan_out(&fan_out),
-            Err(error) => tracing::warn!(%error, "edge inbox record dropped"),
+        let (inbound, traceparent) = match EdgeInbound::decode(bytes) {
+            Ok(decoded) => decoded,
+            Err(error) => return tracing::warn!(%error, "edge inbox record dropped"),
+        };
+        // A traced stanza's last hop: until it is on its connection's queue.
+        let span = StanzaSpan::continued("starling.edge.deliver", &traceparent, Vec::new);
+        let _log = span.log_scope().entered();
+        match inbound {
+            EdgeInbound::Connection(record) => self.to_connection(record),
+            EdgeInbound::FanOut(fan_out) => self.fan_out(&fan_out),
         }
     }
 
@@ -308,14 +315,15 @@ impl BusGateway {
     }
 
     /// Queues a record for the user's owner partition and returns its acknowledgement.
-    async fn publish(&self, user: &Jid, record: &OwnerRecord) -> Result<Delivered, BusError> {
+    /// `traceparent`: the span of a traced client stanza (empty otherwise).
+    async fn publish(&self, user: &Jid, record: &OwnerRecord, traceparent: String) -> Result<Delivered, BusError> {
         let partition = partition_of(user.bare().as_str(), self.bus.partitions());
-        self.bus.publish_owner(partition, record.encode(&self.origin)).await
+        self.bus.publish_owner(partition, record.encode_numbered(&self.origin, traceparent).0).await
     }
 
     /// [`publish`](Self::publish) and wait until the record is durable.
     async fn publish_durably(&self, user: &Jid, record: &OwnerRecord) -> Result<(), GatewayError> {
-        self.publish(user, record).await.map_err(unavailable)?.await.map_err(unavailable)
+        self.publish(user, record, String::new()).await.map_err(unavailable)?.await.map_err(unavailable)
     }
 
     fn session(self: &Arc<Self>, jid: Jid, connection: u64, copy: Arc<StreamCopy>) -> Box<dyn BoundSession> {

@@ -58,6 +58,9 @@ pub enum OwnerRecord {
 pub struct Stamp {
     pub node: String,
     pub seq: u64,
+    /// The W3C trace context of a traced stanza's record (`starling_telemetry::traces`); empty
+    /// for the rest.
+    pub traceparent: String,
 }
 
 impl Stamp {
@@ -156,21 +159,16 @@ impl Origin {
         &self.node
     }
 
-    /// The one place an envelope is made; returns it with its sequence number.
-    fn seal_numbered(&self, body: Body) -> (Bytes, u64) {
+    /// The one place an envelope is made; returns it with its sequence number. `traceparent`:
+    /// the span of what caused the record, when it is traced (empty otherwise).
+    fn seal_numbered(&self, body: Body, traceparent: String) -> (Bytes, u64) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let bytes = starling_wire::encode(&v1::Envelope {
-            origin_node: self.node.clone(),
-            origin_seq: seq,
-            // Not traced yet; the trace context of the record's cause goes here.
-            traceparent: String::new(),
-            body: Some(body),
-        });
+        let bytes = starling_wire::encode(&v1::Envelope { origin_node: self.node.clone(), origin_seq: seq, traceparent, body: Some(body) });
         (bytes, seq)
     }
 
-    fn seal(&self, body: Body) -> Bytes {
-        self.seal_numbered(body).0
+    fn seal(&self, body: Body, traceparent: String) -> Bytes {
+        self.seal_numbered(body, traceparent).0
     }
 }
 
@@ -186,11 +184,12 @@ impl OwnerRecord {
 
     /// The bytes of this record, stamped by `origin`.
     pub fn encode(&self, origin: &Origin) -> Bytes {
-        self.encode_numbered(origin).0
+        self.encode_numbered(origin, String::new()).0
     }
 
-    /// [`encode`](Self::encode), with the sequence number `origin` gave it.
-    pub fn encode_numbered(&self, origin: &Origin) -> (Bytes, u64) {
+    /// [`encode`](Self::encode) with the trace context of its cause (empty: not traced), and the
+    /// sequence number `origin` gave it.
+    pub fn encode_numbered(&self, origin: &Origin, traceparent: String) -> (Bytes, u64) {
         let body = match self {
             OwnerRecord::Bind { jid, edge, connection, inline } => Body::Bind(v1::Bind {
                 full_jid: jid.to_string(),
@@ -242,7 +241,7 @@ impl OwnerRecord {
                 Body::ComponentUnbind(v1::ComponentUnbind { domain: domain.to_string(), connection: *connection })
             }
         };
-        origin.seal_numbered(body)
+        origin.seal_numbered(body, traceparent)
     }
 
     /// Reads a record of an owner partition.
@@ -253,7 +252,7 @@ impl OwnerRecord {
     /// [`decode`](Self::decode), with who produced the record.
     pub fn decode_stamped(bytes: Bytes) -> Result<(OwnerRecord, Stamp), EnvelopeError> {
         let envelope = starling_wire::decode(bytes)?;
-        let stamp = Stamp { node: envelope.origin_node, seq: envelope.origin_seq };
+        let stamp = Stamp { node: envelope.origin_node, seq: envelope.origin_seq, traceparent: envelope.traceparent };
         let record = match envelope.body {
             Some(Body::Bind(v1::Bind { full_jid, edge_node, connection, inline })) => {
                 let inline = inline.iter().map(|bytes| element_of(bytes)).collect::<Result<_, _>>()?;
@@ -307,8 +306,9 @@ impl OwnerRecord {
 }
 
 impl EdgeRecord {
-    /// The bytes of this record, stamped by `origin`.
-    pub fn encode(&self, origin: &Origin) -> Bytes {
+    /// The bytes of this record, stamped by `origin`, with the trace context of its cause
+    /// (empty: not traced).
+    pub fn encode(&self, origin: &Origin, traceparent: String) -> Bytes {
         let mut delivery = None;
         let action = match &self.message {
             ToClient::Stanza(bytes, key) => {
@@ -327,12 +327,12 @@ impl EdgeRecord {
                 Err(ResumeFailed { handled }) => v1::ResumeAnswer { full_jid: String::new(), handled: *handled },
             }),
         };
-        origin.seal(Body::ToConnection(v1::ToConnection { connection: self.connection, action: Some(action), delivery }))
+        origin.seal(Body::ToConnection(v1::ToConnection { connection: self.connection, action: Some(action), delivery }), traceparent)
     }
 
     /// Reads a record of an edge inbox for one connection.
     pub fn decode(bytes: Bytes) -> Result<EdgeRecord, EnvelopeError> {
-        match EdgeInbound::decode(bytes)? {
+        match EdgeInbound::decode(bytes)?.0 {
             EdgeInbound::Connection(record) => Ok(record),
             EdgeInbound::FanOut(_) => Err(EnvelopeError::WrongKind { expected: "ToConnection", found: "FanOut", origin: String::new() }),
         }
@@ -361,10 +361,10 @@ impl EdgeRecord {
 }
 
 impl EdgeInbound {
-    /// Reads a record of an edge's inbox.
-    pub fn decode(bytes: Bytes) -> Result<EdgeInbound, EnvelopeError> {
+    /// Reads a record of an edge's inbox; with its trace context (empty: not traced).
+    pub fn decode(bytes: Bytes) -> Result<(EdgeInbound, String), EnvelopeError> {
         let envelope = starling_wire::decode(bytes)?;
-        match envelope.body.ok_or(EnvelopeError::Missing("a body"))? {
+        let inbound = match envelope.body.ok_or(EnvelopeError::Missing("a body"))? {
             Body::ToConnection(record) => Ok(EdgeInbound::Connection(EdgeRecord::from_wire(record)?)),
             Body::FanOut(v1::FanOut { stanza, targets }) => {
                 let targets = targets
@@ -374,7 +374,8 @@ impl EdgeInbound {
                 Ok(EdgeInbound::FanOut(FanOut::new(stanza, targets)?))
             }
             body => Err(EnvelopeError::WrongKind { expected: "an edge record", found: kind_of(&body), origin: envelope.origin_node }),
-        }
+        }?;
+        Ok((inbound, envelope.traceparent))
     }
 }
 
@@ -389,14 +390,15 @@ impl FanOut {
         Ok(FanOut { stanza, name_end: name_end + 1, targets })
     }
 
-    /// The bytes of this record, stamped by `origin`.
-    pub fn encode(&self, origin: &Origin) -> Bytes {
+    /// The bytes of this record, stamped by `origin`, with the trace context of its cause
+    /// (empty: not traced).
+    pub fn encode(&self, origin: &Origin, traceparent: String) -> Bytes {
         let targets = self
             .targets
             .iter()
             .map(|target| v1::FanOutTarget { connection: target.connection, full_jid: target.to.to_string(), delivery: target.delivery })
             .collect();
-        origin.seal(Body::FanOut(v1::FanOut { stanza: self.stanza.clone(), targets }))
+        origin.seal(Body::FanOut(v1::FanOut { stanza: self.stanza.clone(), targets }), traceparent)
     }
 
     /// The stanza as written to `to`: its address put in after the element's name.
@@ -548,10 +550,11 @@ mod tests {
         let OwnerRecord::Resume { user, previd, h, edge, connection } = OwnerRecord::decode(resume.encode(&origin)).expect("resume") else { panic!("kind") };
         assert_eq!((user, previd.as_str(), h, edge.as_str(), connection), (jid("alice@example.com"), "abc", 3, "edge-2", 8));
 
-        let (fence, seq) = OwnerRecord::Fence.encode_numbered(&origin);
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned();
+        let (fence, seq) = OwnerRecord::Fence.encode_numbered(&origin, traceparent.clone());
         let (decoded, stamp) = OwnerRecord::decode_stamped(fence).expect("fence");
         assert!(matches!(decoded, OwnerRecord::Fence));
-        assert_eq!(stamp, Stamp { node: origin.node().to_owned(), seq });
+        assert_eq!(stamp, Stamp { node: origin.node().to_owned(), seq, traceparent });
 
         let bind = OwnerRecord::ComponentBind { domain: jid("push.example.com"), edge: "edge-1".into(), connection: 1 << 63 };
         let OwnerRecord::ComponentBind { domain, edge, connection } = OwnerRecord::decode(bind.encode(&origin)).expect("component bind") else { panic!("kind") };
@@ -588,7 +591,7 @@ mod tests {
             ToClient::Answer(SessionAnswer::Resumed(Err(ResumeFailed { handled: None }))),
         ];
         for message in messages {
-            let decoded = EdgeRecord::decode(EdgeRecord { connection: 9, message: message.clone() }.encode(&origin)).expect("edge record");
+            let decoded = EdgeRecord::decode(EdgeRecord { connection: 9, message: message.clone() }.encode(&origin, String::new())).expect("edge record");
             assert_eq!(decoded.connection, 9);
             match (decoded.message, message) {
                 (ToClient::Stanza(left, left_key), ToClient::Stanza(right, right_key)) => assert_eq!((left, left_key), (right, right_key)),
@@ -611,7 +614,7 @@ mod tests {
             FanOutTarget { connection: 7, to: jid("hag@example.com/o'brien"), delivery: Some(42) },
             FanOutTarget { connection: 9, to: jid("imp@example.com/a"), delivery: None },
         ];
-        let EdgeInbound::FanOut(read) = EdgeInbound::decode(FanOut::new(stanza, targets.clone()).expect("element").encode(&origin)).expect("decodes") else {
+        let (EdgeInbound::FanOut(read), _) = EdgeInbound::decode(FanOut::new(stanza, targets.clone()).expect("element").encode(&origin, String::new())).expect("decodes") else {
             panic!("kind")
         };
         assert_eq!(read.targets, targets);
@@ -629,7 +632,7 @@ mod tests {
         let origin = Origin::new("edge-1");
         let records = [
             OwnerRecord::Unbind { jid: jid("a@x/r"), connection: 1, end: StreamEnd::Closed }.encode(&origin),
-            EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin),
+            EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin, String::new()),
         ];
         let envelopes: Vec<_> = records.into_iter().map(|bytes| starling_wire::decode(bytes).expect("envelope")).collect();
         for envelope in &envelopes {
@@ -637,7 +640,7 @@ mod tests {
         }
         assert_eq!(envelopes[1].origin_seq, envelopes[0].origin_seq + 1);
         let restarted = Origin::new("edge-1");
-        let (_, seq) = OwnerRecord::Fence.encode_numbered(&restarted);
+        let (_, seq) = OwnerRecord::Fence.encode_numbered(&restarted, String::new());
         assert!(seq > envelopes[1].origin_seq, "a process started later numbers its records after an earlier one's");
     }
 
@@ -686,7 +689,7 @@ mod tests {
         assert_eq!(OwnerRecord::decode(raw(Some(Body::Deliver(v1::Deliver { stanza: Some(unknown_kind), cause: None })))).err(), Some(EnvelopeError::UnknownStanzaKind(9)));
 
         // Records for the other side.
-        let to_edge = EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin);
+        let to_edge = EdgeRecord { connection: 1, message: ToClient::EndStream }.encode(&origin, String::new());
         assert_eq!(
             OwnerRecord::decode(to_edge).err(),
             Some(EnvelopeError::WrongKind { expected: "an owner record", found: "ToConnection", origin: "evil".into() })

@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use starling_telemetry::traces::StanzaSpan;
 use tokio::sync::mpsc;
 
 /// Keeps one owner record from being committed while any clone of it lives.
@@ -28,6 +29,8 @@ struct HoldInner {
     cause: u64,
     failed: AtomicBool,
     to: mpsc::UnboundedSender<Release>,
+    /// A traced record's span on this node: it ends when the last effect is durable.
+    trace: StanzaSpan,
 }
 
 /// A record whose holds are all gone.
@@ -49,10 +52,21 @@ impl Hold {
         self.0.cause
     }
 
+    /// The record's span when it is traced: the records its handling causes continue it.
+    pub fn trace(&self) -> &StanzaSpan {
+        &self.0.trace
+    }
+
     /// Marks the record as not handled: something it caused was lost.
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);
     }
+}
+
+/// The trace context records caused by the records of `holds` carry: the first traced one's
+/// span (empty when none is traced).
+pub fn traceparent(holds: &[Hold]) -> String {
+    holds.iter().find(|hold| hold.trace().is_traced()).map(|hold| hold.trace().traceparent()).unwrap_or_default()
 }
 
 impl Drop for HoldInner {
@@ -126,11 +140,17 @@ impl RecordHolds {
 
     /// A hold for a record just taken; `None` if its partition is not assigned.
     pub fn hold(&mut self, partition: u32, offset: u64, cause: u64) -> Option<Hold> {
+        self.hold_traced(partition, offset, cause, StanzaSpan::none())
+    }
+
+    /// [`hold`](Self::hold) for a record whose span on this node is `trace`: it lasts until the
+    /// hold is released.
+    pub fn hold_traced(&mut self, partition: u32, offset: u64, cause: u64, trace: StanzaSpan) -> Option<Hold> {
         let holds = self.partitions.get_mut(&partition)?;
         holds.outstanding.insert(offset);
         holds.taken = Some(holds.taken.map_or((offset, offset), |(lowest, highest)| (lowest.min(offset), highest.max(offset))));
         let release = Release { partition, epoch: holds.epoch, offset, failed: false };
-        Some(Hold(Arc::new(HoldInner { release, cause, failed: AtomicBool::new(false), to: self.to.clone() })))
+        Some(Hold(Arc::new(HoldInner { release, cause, failed: AtomicBool::new(false), to: self.to.clone(), trace })))
     }
 
     /// Records a release. Returns the partition's new commit point when the release moved it

@@ -43,6 +43,7 @@ pub struct Config {
     pub upload: UploadConfig,
     pub fast: FastConfig,
     pub cluster: ClusterSection,
+    pub telemetry: TelemetrySection,
 }
 
 /// Which parts of the server this process runs.
@@ -169,6 +170,41 @@ pub struct AdminSection {
     pub token_file: String,
 }
 
+/// Traces and log lines (docs/operations.md, "Traces").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// The OTLP/HTTP traces endpoint (protobuf), e.g. `http://otel-collector:4318/v1/traces`;
+    /// empty: no traces.
+    pub otlp_endpoint: String,
+    /// The share of client stanzas an edge starts a trace for, 0.0–1.0.
+    pub sample_ratio: f64,
+    pub log_format: LogFormatSetting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatSetting {
+    #[default]
+    Text,
+    Json,
+}
+
+impl From<LogFormatSetting> for starling_telemetry::LogFormat {
+    fn from(setting: LogFormatSetting) -> Self {
+        match setting {
+            LogFormatSetting::Text => starling_telemetry::LogFormat::Text,
+            LogFormatSetting::Json => starling_telemetry::LogFormat::Json,
+        }
+    }
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection { otlp_endpoint: String::new(), sample_ratio: 0.01, log_format: LogFormatSetting::Text }
+    }
+}
+
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection { domain: "localhost".into(), data_dir: "data".into(), shutdown_grace_seconds: 25 }
@@ -220,6 +256,9 @@ impl Config {
         // Upload's files are served by the processes with client listeners (not session nodes).
         if self.upload.enabled && self.cluster.role != Role::Session && self.upload_base_url().is_none() {
             anyhow::bail!("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            anyhow::bail!("[telemetry] sample_ratio must be between 0.0 and 1.0, got {}", self.telemetry.sample_ratio);
         }
         if self.cluster.partitions == 0 {
             anyhow::bail!("[cluster] partitions must be at least 1");

@@ -71,9 +71,9 @@ enum DbCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    starling_telemetry::init_logging();
     let cli = Cli::parse();
     let config = config::Config::load(cli.config.as_deref())?;
+    starling_telemetry::init_logging(config.telemetry.log_format.into());
     match cli.command {
         Command::Serve { role } => {
             let mut config = config;

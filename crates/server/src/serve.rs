@@ -10,6 +10,7 @@ use anyhow::Context;
 use starling_edge::{load_secret_key, Edge, EdgeBackends, EdgeConfig, FastKey};
 use starling_protocol::Jid;
 use starling_session::{inline_features, SessionConfig, SessionLayer};
+use starling_telemetry::traces::{TraceExport, TraceSettings};
 use starling_telemetry::Metrics;
 use starling_upload::{FileStore, Upload};
 use tokio::net::TcpListener;
@@ -58,6 +59,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let role = config.cluster.role;
     let node = node_id(&config.cluster);
     tracing::info!(?role, %node, "role");
+    let traces = export_traces(&config, &node, role)?;
     // Authentication failures are counted where every edge sees them: in Redis in a cluster.
     let mut failure_counts: Arc<dyn FailureCounts> = Arc::new(LocalFailureCounts::default());
     // The gateway the edge binds clients through: the local session layer, or the bus.
@@ -138,8 +140,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(config.server.shutdown_grace_seconds);
     drain(Drain { ready, edge, sessions, owner_partitions, role, metrics }, deadline).await;
+    if let Some(traces) = traces {
+        // The batch exporter's thread blocks on its last export.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     actix::System::current().stop();
     Ok(())
+}
+
+/// Starts exporting traces when `[telemetry] otlp_endpoint` is set.
+fn export_traces(config: &Config, node: &str, role: Role) -> anyhow::Result<Option<TraceExport>> {
+    let telemetry = &config.telemetry;
+    if telemetry.otlp_endpoint.is_empty() {
+        return Ok(None);
+    }
+    let role = format!("{role:?}").to_lowercase();
+    let settings = TraceSettings { endpoint: &telemetry.otlp_endpoint, sample_ratio: telemetry.sample_ratio, node, role: &role };
+    let export = starling_telemetry::traces::start_export(&settings).map_err(anyhow::Error::msg)?;
+    tracing::info!(endpoint = %telemetry.otlp_endpoint, sample_ratio = telemetry.sample_ratio, "exporting traces");
+    Ok(Some(export))
 }
 
 /// A session node is ready once the group gave it partitions — or, should there be more session

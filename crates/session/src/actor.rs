@@ -16,7 +16,7 @@ use starling_protocol::StanzaKind;
 use starling_protocol::Jid;
 
 use crate::context::{Router, Services};
-use crate::hold::HOLD;
+use crate::hold::holding;
 use crate::messages::{Bind, ConnectionEvent, EndSessions, FromClient, Inbound, RepublishRoutes, Resume, Settle, Stop, Unbind};
 use starling_cluster::gateway::ClientEvent;
 use crate::pipeline;
@@ -59,7 +59,7 @@ impl UserActor {
         // In a cluster a user's actor may start on a node that just took the user over: it first
         // restores the resources the previous owner recorded.
         let modules = self.modules.clone();
-        let work = HOLD.scope(hold, async move {
+        let work = holding(hold, async move {
             let mut state = state;
             if state.restore_routes().await {
                 modules.restored(&mut state).await;

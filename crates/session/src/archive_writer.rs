@@ -13,10 +13,11 @@
 //! flush first, which gives a user's own queries read-your-writes without a per-message ack.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use starling_cluster::hold::Hold;
 use starling_cluster::store::{Archive, ArchiveEntry, StoreError};
+use starling_telemetry::traces::{KeyValue, StanzaSpan};
 use starling_telemetry::Metrics;
 
 use crate::config::ArchiveConfig;
@@ -131,7 +132,9 @@ async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, ba
             }
         }
         if !batch.is_empty() {
+            let spans = traced_writes(&holds, batch.len());
             store_batch(archive.as_ref(), &batch, &metrics).await;
+            drop(spans);
             metrics.archive_queued.sub(batch.len() as i64);
             metrics.archive_written.inc_by(batch.len() as u64);
             batch.clear();
@@ -141,6 +144,20 @@ async fn write_loop(archive: Arc<dyn Archive>, mut jobs: mpsc::Receiver<Job>, ba
             let _ = done.send(());
         }
     }
+}
+
+/// A span for each traced record with an entry in a batch (usually none), ending when the batch
+/// is stored.
+fn traced_writes(holds: &[Hold], entries: usize) -> Vec<StanzaSpan> {
+    let started = SystemTime::now();
+    let traced = holds.iter().map(Hold::trace).filter(|trace| trace.is_traced());
+    traced
+        .map(|trace| {
+            let mut span = trace.child("starling.archive.write", started);
+            span.set_attribute(KeyValue::new("starling.batch_entries", entries as i64));
+            span
+        })
+        .collect()
 }
 
 /// Adds to `taken` what arrives within `linger`, until it holds `batch_size` jobs, a flush, or the

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, InFlight};
 use starling_cluster::envelope::{EdgeRecord, FanOut, FanOutTarget, Origin, OwnerRecord, Stamp};
 use starling_cluster::gateway::{ClientLink, ToClient};
-use starling_cluster::hold::{Hold, LinkHolds};
+use starling_cluster::hold::{traceparent, Hold, LinkHolds};
 use starling_cluster::registry::{Registry, ResourceRoute};
 use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
 use tokio::sync::mpsc;
@@ -109,7 +109,7 @@ impl ClusterSide {
         let _order = self.forward_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let hold = current_hold();
         let cause = hold.as_ref().map(Hold::cause);
-        let (bytes, seq) = OwnerRecord::Deliver { stanza, received, cause }.encode_numbered(&self.origin);
+        let (bytes, seq) = OwnerRecord::Deliver { stanza, received, cause }.encode_numbered(&self.origin, traceparent(hold.as_slice()));
         self.forwarded[partition as usize].store(seq + 1, Ordering::Release);
         slot.send((Destination::Owner(partition), bytes, hold));
         Ok(())
@@ -131,7 +131,7 @@ impl ClusterSide {
             })
             .collect();
         match FanOut::new(stanza, targets) {
-            Ok(fan_out) => slot.send((Destination::Edge(edge.to_owned()), fan_out.encode(&self.origin), hold)),
+            Ok(fan_out) => slot.send((Destination::Edge(edge.to_owned()), fan_out.encode(&self.origin, traceparent(hold.as_slice())), hold)),
             Err(error) => tracing::error!(%error, "a fan-out stanza is not an element"),
         }
         Ok(())
@@ -165,7 +165,7 @@ impl ClusterSide {
             }
             let Ok(slot) = self.outbox.reserve().await else { return };
             let _order = self.forward_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let (bytes, seq) = OwnerRecord::Fence.encode_numbered(&self.origin);
+            let (bytes, seq) = OwnerRecord::Fence.encode_numbered(&self.origin, String::new());
             self.forwarded[index].store(seq + 1, Ordering::Release);
             slot.send((Destination::Owner(partition), bytes, None));
         }
@@ -223,8 +223,9 @@ impl ClusterSide {
                 let result = tokio::select! {
                     next = queued.recv() => {
                         let Some(message) = next else { break };
-                        let bytes = EdgeRecord { connection, message }.encode(&origin);
-                        in_flight.push(bus.publish_edge(&edge, bytes).await, holds.take()).await
+                        let taken = holds.take();
+                        let bytes = EdgeRecord { connection, message }.encode(&origin, traceparent(&taken));
+                        in_flight.push(bus.publish_edge(&edge, bytes).await, taken).await
                     }
                     done = in_flight.next_done() => done,
                 };
@@ -237,7 +238,7 @@ impl ClusterSide {
                 // The session gave the connection up as too slow: the edge ends its stream, as it
                 // does itself when its own queue to the client overflows.
                 let close = ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation));
-                let bytes = EdgeRecord { connection, message: close }.encode(&origin);
+                let bytes = EdgeRecord { connection, message: close }.encode(&origin, String::new());
                 let _ = in_flight.push(bus.publish_edge(&edge, bytes).await, Vec::new()).await;
             }
             while !in_flight.is_empty() {
@@ -342,7 +343,7 @@ mod tests {
         assert_eq!(side.owner_elsewhere(&bob), Some(partition), "still through the bus while the forward may be ahead");
         side.handling(partition, &forwarded);
         assert_eq!(side.owner_elsewhere(&bob), Some(partition), "the fence has not come back yet");
-        side.handling(partition, &Stamp { node: "s2".into(), seq: fence.seq });
+        side.handling(partition, &Stamp { node: "s2".into(), seq: fence.seq, traceparent: String::new() });
         assert_eq!(side.owner_elsewhere(&bob), Some(partition), "another node's record with the same number is not ours");
         side.handling(partition, &fence);
         assert_eq!(side.owner_elsewhere(&bob), None, "owned once the fence came back");

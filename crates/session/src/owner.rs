@@ -23,6 +23,7 @@ use starling_cluster::registry::Registry;
 use starling_protocol::{Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_cluster::envelope::{OwnerRecord, Stamp};
 use starling_cluster::gateway::{ClientLink, SessionAnswer, ToClient};
+use starling_telemetry::traces::{KeyValue, StanzaSpan};
 use tokio::sync::{mpsc, watch};
 
 use crate::messages::{Bind, ConnectionEvent, FromClient, Reply, Resume, Unbind};
@@ -86,7 +87,15 @@ impl HostRouter {
                     }
                     OwnerEvent::Record(record) => match OwnerRecord::decode_stamped(record.payload) {
                         Ok((decoded, stamp)) => {
-                            let hold = holds.hold(record.partition, record.offset, decoded.cause(&stamp));
+                            let trace = StanzaSpan::continued("starling.session.handle", &stamp.traceparent, || {
+                                vec![KeyValue::new("starling.partition", i64::from(record.partition)), KeyValue::new("starling.offset", record.offset as i64)]
+                            });
+                            let log = trace.log_scope();
+                            let hold = holds.hold_traced(record.partition, record.offset, decoded.cause(&stamp), trace);
+                            let _traced = log.enter();
+                            if !log.is_none() {
+                                tracing::debug!(partition = record.partition, offset = record.offset, "handling a traced record");
+                            }
                             self.dispatch(&side, record.partition, decoded, &stamp, hold);
                         }
                         Err(error) => {

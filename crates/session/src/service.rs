@@ -16,7 +16,7 @@ use starling_xml::Element;
 
 use crate::messages::{Inbound, Stop};
 use crate::context::{Router, Services};
-use crate::hold::HOLD;
+use crate::hold::holding;
 
 /// A kind of local service, registered by its module (`Registrar::service`).
 pub(crate) trait ServiceKind: Send + Sync + 'static {
@@ -127,7 +127,7 @@ impl Handler<Inbound> for ServiceActor {
             return;
         };
         let context = self.context.clone();
-        let work = HOLD.scope(message.hold, async move {
+        let work = holding(message.hold, async move {
             entity.handle(&context, message.stanza, message.received).await;
             entity
         });

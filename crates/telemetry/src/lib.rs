@@ -1,8 +1,10 @@
-//! Metrics and logging shared by every role. One Prometheus registry per process; handles are
+//! Metrics, traces ([`traces`]) and logging shared by every role. One Prometheus registry per process; handles are
 //! created once here so the hot path only increments pre-bound counters (no label lookups).
 //! This crate knows metric names, not the code that moves them.
 
 use std::sync::{Arc, OnceLock};
+
+pub mod traces;
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
@@ -315,8 +317,23 @@ fn kind_counters(vec: &IntCounterVec) -> KindCounters {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For people: one line per event, fields as `key=value`.
+    #[default]
+    Text,
+    /// For log pipelines: one JSON object per line; a line written while a traced stanza is
+    /// handled carries its `trace_id` (in `span`).
+    Json,
+}
+
+/// Logs to standard output, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    };
 }

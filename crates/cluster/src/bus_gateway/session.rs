@@ -14,6 +14,7 @@ use crate::bus::InFlight;
 use crate::envelope::OwnerRecord;
 use crate::gateway::{BoundSession, ClientEvent, GatewayError, StreamEnd};
 use crate::stream_copy::StreamCopy;
+use starling_telemetry::traces::{KeyValue, StanzaSpan};
 
 /// Client stanzas of one connection queued on the bus but not yet acknowledged, at most.
 const SESSION_IN_FLIGHT: usize = 256;
@@ -33,9 +34,10 @@ impl BusSession {
         Box::new(BusSession { gateway, jid, connection, copy, in_flight: InFlight::new(SESSION_IN_FLIGHT) })
     }
 
-    /// Queues a record of this connection behind the ones before it.
-    async fn pipeline(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
-        let queued = self.gateway.publish(&self.jid, &record).await;
+    /// Queues a record of this connection behind the ones before it; `traceparent`: a traced
+    /// stanza's span (empty otherwise).
+    async fn pipeline(&mut self, record: OwnerRecord, traceparent: String) -> Result<(), GatewayError> {
+        let queued = self.gateway.publish(&self.jid, &record, traceparent).await;
         self.in_flight.push(queued, Vec::new()).await.map_err(unavailable)
     }
 
@@ -45,14 +47,14 @@ impl BusSession {
 
     async fn event(&mut self, event: ClientEvent) -> Result<(), GatewayError> {
         let record = self.event_record(event);
-        self.pipeline(record).await
+        self.pipeline(record, String::new()).await
     }
 
     /// Queues a record that stream management counts as one of the client's stanzas handled.
-    async fn counted(&mut self, record: OwnerRecord) -> Result<(), GatewayError> {
+    async fn counted(&mut self, record: OwnerRecord, traceparent: String) -> Result<(), GatewayError> {
         let copy = self.copy.clone();
         let mut handled = copy.handled.lock().await;
-        self.pipeline(record).await?;
+        self.pipeline(record, traceparent).await?;
         if let Some(handled) = handled.as_mut() {
             *handled = handled.wrapping_add(1);
         }
@@ -67,7 +69,11 @@ impl BoundSession for BusSession {
     }
 
     async fn submit(&mut self, stanza: Stanza, received: Instant) -> Result<(), GatewayError> {
-        self.counted(OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received }).await
+        // A sampled stanza starts its trace here, from when it was read; the span lasts until
+        // the bus has queued its record.
+        let span = StanzaSpan::start("starling.edge.receive", received, || stanza_attributes(&stanza));
+        let record = OwnerRecord::FromClient { resource: self.jid.clone(), connection: self.connection, stanza, received };
+        self.counted(record, span.traceparent()).await
     }
 
     async fn enable_stream_management(&mut self, resume: bool, max: Option<u32>) -> Result<(), GatewayError> {
@@ -85,7 +91,7 @@ impl BoundSession for BusSession {
 
     async fn answer_for_edge(&mut self, reply: Bytes) -> Result<(), GatewayError> {
         let record = self.event_record(ClientEvent::AnswerForEdge(reply));
-        self.counted(record).await
+        self.counted(record, String::new()).await
     }
 
     async fn set_client_state(&mut self, active: bool) -> Result<(), GatewayError> {
@@ -101,4 +107,12 @@ impl BoundSession for BusSession {
             tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
         }
     }
+}
+
+/// What a trace shows of a stanza: its kind, type and id (to find it by), not who sent it to whom.
+fn stanza_attributes(stanza: &Stanza) -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new("xmpp.stanza", stanza.kind.as_str())];
+    attributes.extend(stanza.stanza_type.clone().map(|kind| KeyValue::new("xmpp.type", kind)));
+    attributes.extend(stanza.id.clone().map(|id| KeyValue::new("xmpp.id", id)));
+    attributes
 }

@@ -36,7 +36,7 @@ async fn what_a_client_without_stream_management_cannot_take_goes_back_to_its_ow
     let owner = Origin::new("owner");
     let send = |connection: u64, stanza: Bytes| {
         let bus = bus.clone();
-        let record = EdgeRecord { connection, message: ToClient::Stanza(stanza, None) }.encode(&owner);
+        let record = EdgeRecord { connection, message: ToClient::Stanza(stanza, None) }.encode(&owner, String::new());
         async move { bus.publish_edge("edge", record).await.expect("published").await.expect("durable") }
     };
 
