@@ -36,6 +36,8 @@ message_rate = 0
 backend = "scylla"
 scylla_contact_points = ["127.0.0.1:29042"]
 scylla_keyspace = "$KEYSPACE"
+scylla_username = "cassandra"
+scylla_password_file = "$CASSANDRA_PASSWORD_FILE"
 [archive]
 enabled = $([[ ${ARCHIVE:-1} == 0 ]] && echo false || echo true)
 [cluster]
@@ -58,6 +60,8 @@ up() {
   scripts/infra/redis start >/dev/null
   rm -rf "$WORK"; mkdir -p "$WORK"
   KEYSPACE="cluster_$(date +%s)"; PREFIX="cl$(date +%s)"
+  # scripts/infra/cassandra's login (cassandra / cassandra), from a file as a Secret would be.
+  CASSANDRA_PASSWORD_FILE="$WORK/cassandra.password"; echo cassandra > "$CASSANDRA_PASSWORD_FILE"
   echo "KEYSPACE=$KEYSPACE PREFIX=$PREFIX" > "$WORK/env"
   local roles="session edge"
   if [[ $sessions == 0 ]]; then roles="all"; edges=1; fi

@@ -17,7 +17,8 @@ CASSANDRA_STATE=${STARLING_STATE:-/var/cache/starling/state/cassandra}
 KEYSPACE=refused_flood_$(date +%s)
 EXTRA_TOML=
 if [ "${STORE:-embedded}" = scylla ]; then
-  EXTRA_TOML=$(printf '[store]\nbackend = "scylla"\nscylla_contact_points = ["127.0.0.1:29042"]\nscylla_keyspace = "%s"\n' "$KEYSPACE")
+  mkdir -p "$WORK.secrets" && echo cassandra > "$WORK.secrets/cassandra.password"  # scripts/infra/cassandra's login
+  EXTRA_TOML=$(printf '[store]\nbackend = "scylla"\nscylla_contact_points = ["127.0.0.1:29042"]\nscylla_keyspace = "%s"\nscylla_username = "cassandra"\nscylla_password_file = "%s"\n' "$KEYSPACE" "$WORK.secrets/cassandra.password")
 fi
 rm -rf "$WORK"
 source loadtest/scripts/one-core-server.sh

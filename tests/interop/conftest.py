@@ -43,10 +43,15 @@ EXTRA_C2S = f"ping_idle_seconds = {PING_IDLE_SECS}\nping_timeout_seconds = 10\n"
 # STARLING_TEST_STORE=scylla runs the same suite against the CQL backend (Apache Cassandra at
 # $CASSANDRA_CONTACT, a fresh keyspace per run); the default is the embedded store.
 if os.environ.get("STARLING_TEST_STORE", "embedded") == "scylla":
+    # Logged in as scripts/infra/cassandra's user, the password from a file as a Secret would be.
+    _CASSANDRA_PASSWORD_FILE = Path(tempfile.mkdtemp(prefix="starling-cql-")) / "password"
+    _CASSANDRA_PASSWORD_FILE.write_text(os.environ.get("CASSANDRA_PASSWORD", "cassandra") + "\n")
     STORE_SECTION = (
         "[store]\nbackend = \"scylla\"\n"
         f"scylla_contact_points = [\"{os.environ.get('CASSANDRA_CONTACT', '127.0.0.1:29042')}\"]\n"
         f"scylla_keyspace = \"interop_{os.getpid()}_{int(__import__('time').time())}\"\n"
+        f"scylla_username = \"{os.environ.get('CASSANDRA_USER', 'cassandra')}\"\n"
+        f"scylla_password_file = \"{_CASSANDRA_PASSWORD_FILE}\"\n"
     )
 else:
     STORE_SECTION = ""

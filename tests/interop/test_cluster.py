@@ -42,7 +42,7 @@ def owned(server: StarlingServer, since: int = 0) -> set[int]:
 
 def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200, node_ttl: int = 10,
                   component_secrets: dict[str, str] | None = None, sections: str = "",
-                  log_filters: dict[str, str] | None = None) -> dict:
+                  log_filters: dict[str, str] | None = None, managed: bool = False) -> dict:
     """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
     returns them by name once both session nodes hold partitions and together hold all. With
     `component_secrets`, every node knows those component domains and each edge listens for
@@ -50,7 +50,8 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
     node has XEP-0363 upload on
     the S3 store with one signing key; each edge serves files on an HTTP port of its own
     (`server.http_port`). `sections` is added to every node's configuration; `log_filters` sets
-    RUST_LOG per role."""
+    RUST_LOG per role. `managed` reaches the services as managed ones are reached: Kafka over its
+    SASL/PLAIN listener, Redis as an ACL user, CQL over TLS, every password from a file."""
     from conftest import MODE, PASSWORD, STORE_SECTION, _binary, _servers
     if MODE != "starling" or not STORE_SECTION:
         pytest.skip("the cluster test needs the CQL store and Kafka (STARLING_TEST_STORE=scylla)")
@@ -58,10 +59,25 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:26379/")
     prefix = f"{name}{os.getpid()}x{int(time.time())}"
 
+    store, logins = STORE_SECTION, ""
+    if managed:
+        # scripts/infra/{kafka,redis,cassandra}'s logins.
+        secrets = workdir / f"{name}-secrets"
+        secrets.mkdir(exist_ok=True)
+        (secrets / "kafka").write_text("starling-kafka-secret\n")
+        (secrets / "redis").write_text("starling-redis-secret\n")
+        brokers = os.environ.get("KAFKA_SASL_BROKERS", "127.0.0.1:19094")
+        redis = redis.replace("redis://", "redis://starling@", 1)
+        ca = os.environ.get("CASSANDRA_TLS_CA", "/var/cache/starling/state/cassandra/tls/ca.crt")
+        store += f'scylla_tls_ca_file = "{ca}"\nscylla_local_datacenter = "datacenter1"\n'
+        logins = (f'kafka_password_file = "{secrets / "kafka"}"\nredis_password_file = "{secrets / "redis"}"\n'
+                  '[cluster.kafka_settings]\n"security.protocol" = "SASL_PLAINTEXT"\n"sasl.mechanisms" = "PLAIN"\n'
+                  '"sasl.username" = "starling"\n')
+
     def section(role):
         return (f"\n[cluster]\nrole = \"{role}\"\nnode_id = \"{role}-{{}}\"\nkafka_brokers = \"{brokers}\"\n"
                 f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n"
-                f"redis_url = \"{redis}\"\nnode_ttl_seconds = {node_ttl}\n")
+                f"redis_url = \"{redis}\"\nnode_ttl_seconds = {node_ttl}\n" + logins)
 
     from harness import free_port
     key_file = workdir / f"{name}-upload.key"
@@ -83,7 +99,7 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
             listen = f'"127.0.0.1:{component_port}"' if component_port else ""
             secrets = ", ".join(f'"{domain}" = "{secret}"' for domain, secret in component_secrets.items())
             components = f"[components]\nlisten = [{listen}]\nsecrets = {{ {secrets} }}\n"
-        extra = {"store": STORE_SECTION + section(role).replace("{}", node[-1]), "sections": components + upload + sections}
+        extra = {"store": store + section(role).replace("{}", node[-1]), "sections": components + upload + sections}
         server = StarlingServer(_binary(), workdir / f"{name}-{node}", extra=extra, name=node, registration=True,
                                 log_filter=(log_filters or {}).get(role))
         server.component_port, server.http_port = component_port, http_port

@@ -51,7 +51,34 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// How long the producer waits to batch records (`linger.ms`); every hop pays it.
     pub linger: Duration,
+    /// librdkafka properties for every client (producer, consumers, admin), e.g.
+    /// `security.protocol`, `sasl.mechanisms`, `sasl.username`, `sasl.password`,
+    /// `ssl.ca.location`: what a managed Kafka needs. Those Starling sets itself are refused
+    /// ([`KafkaConfig::check`]).
+    pub settings: Vec<(String, String)>,
 }
+
+/// The librdkafka properties Starling sets itself, because its guarantees rest on them (one
+/// group's assignment, manual commits, idempotent `acks=all`): not to be overridden.
+const OWN_SETTINGS: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "message.timeout.ms",
+    "statistics.interval.ms",
+    "client.id",
+];
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -62,7 +89,29 @@ impl Default for KafkaConfig {
             replication: 3,
             session_timeout: Duration::from_secs(10),
             linger: Duration::ZERO,
+            settings: Vec::new(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// Refuses settings that would override what Starling sets itself (each has its own
+    /// configuration key, or is fixed by design).
+    pub fn check(&self) -> Result<(), String> {
+        match self.settings.iter().find(|(key, _)| OWN_SETTINGS.contains(&key.as_str())) {
+            Some((key, _)) => Err(format!("kafka setting {key:?} is Starling's own (see docs/configuration.md, [cluster] kafka_settings)")),
+            None => Ok(()),
+        }
+    }
+
+    /// A client configuration with the brokers and the operator's settings.
+    fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.settings {
+            client.set(key, value);
+        }
+        client
     }
 }
 
@@ -81,17 +130,25 @@ fn unavailable(error: KafkaError) -> BusError {
 impl KafkaBus {
     /// Connects a producer and makes sure the owners topic exists with the configured partitions.
     pub async fn connect(config: KafkaConfig) -> Result<KafkaBus, BusError> {
-        let producer: FutureProducer<ProducerObserved> = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        config.check().map_err(BusError::Config)?;
+        let refused_login = tokio::sync::watch::Sender::new(None);
+        let producer: FutureProducer<ProducerObserved> = config
+            .client()
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", config.linger.as_millis().to_string())
             .set("message.timeout.ms", "30000")
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-            .create_with_context(ProducerObserved)
+            .create_with_context(ProducerObserved { refused_login: refused_login.clone() })
             .map_err(|error| BusError::Config(error.to_string()))?;
         let bus = KafkaBus { config, producer };
-        bus.ensure_topic(&bus.owners_topic(), bus.config.partitions).await?;
+        // Wrong credentials would only make the first request time out: the producer's report
+        // of the refusal ends the start at once, with why.
+        let owners = bus.owners_topic();
+        tokio::select! {
+            created = bus.ensure_topic(&owners, bus.config.partitions) => created?,
+            why = observed::refused(refused_login.subscribe()) => return Err(BusError::Config(format!("Kafka refused the login: {why}"))),
+        }
         Ok(bus)
     }
 
@@ -106,11 +163,11 @@ impl KafkaBus {
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &self.config.brokers).create().map_err(|error| BusError::Config(error.to_string()))?;
+        let admin: AdminClient<DefaultClientContext> = self.config.client().create().map_err(|error| BusError::Config(error.to_string()))?;
         let partitions = i32::try_from(partitions).map_err(|_| BusError::Config("too many partitions".into()))?;
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(self.config.replication));
-        let results = admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))).await.map_err(unavailable)?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin.create_topics([&new], &options).await.map_err(unavailable)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -147,9 +204,8 @@ impl KafkaBus {
     }
 
     fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut config = ClientConfig::new();
+        let mut config = self.config.client();
         config
-            .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

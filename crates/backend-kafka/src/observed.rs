@@ -2,10 +2,11 @@
 //! logs its errors; the producer reports its queue, the owners' consumer its lag over the
 //! partitions it reads. librdkafka hands statistics over every [`STATISTICS_INTERVAL_MS`].
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use starling_telemetry::Metrics;
+use tokio::sync::watch;
 
 pub(crate) const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -23,8 +24,20 @@ pub(crate) fn consumer_lag(statistics: &Statistics, topic: &str) {
     Metrics::global().kafka_consumer_lag.set(lag);
 }
 
-/// The producer's context.
-pub(crate) struct ProducerObserved;
+/// The producer's context. It also reports the brokers refusing its login (wrong SASL
+/// credentials), which the requests themselves would only show by timing out.
+pub(crate) struct ProducerObserved {
+    pub(crate) refused_login: watch::Sender<Option<String>>,
+}
+
+/// Why the brokers refused the producer's login, once they have.
+pub(crate) async fn refused(mut refused: watch::Receiver<Option<String>>) -> String {
+    let why = refused.wait_for(Option::is_some).await.map(|why| why.clone().unwrap_or_default());
+    match why {
+        Ok(why) => why,
+        Err(_) => std::future::pending().await,
+    }
+}
 
 impl ClientContext for ProducerObserved {
     fn stats(&self, statistics: Statistics) {
@@ -32,6 +45,9 @@ impl ClientContext for ProducerObserved {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            self.refused_login.send_replace(Some(reason.to_owned()));
+        }
         client_error(error, reason);
     }
 }

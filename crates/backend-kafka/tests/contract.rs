@@ -19,6 +19,7 @@ fn config(prefix: &str) -> KafkaConfig {
         replication: 1,
         session_timeout: Duration::from_secs(6),
         linger: Duration::from_millis(1),
+        settings: Vec::new(),
     }
 }
 
@@ -33,6 +34,38 @@ async fn connect(prefix: &str) -> KafkaBus {
 async fn contract_suite() {
     let prefix = contract::unique_prefix();
     contract::bus(&connect(&prefix).await, &prefix).await;
+}
+
+/// A managed Kafka's login, through `settings` (`[cluster] kafka_settings`): the SASL/PLAIN
+/// listener `scripts/infra/kafka` runs at `$KAFKA_SASL_BROKERS` takes the right password and
+/// refuses a wrong one with an error that says so; settings Starling sets itself are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_settings_log_in_and_a_wrong_password_is_refused() {
+    let prefix = contract::unique_prefix();
+    let sasl = |password: &str| KafkaConfig {
+        brokers: std::env::var("KAFKA_SASL_BROKERS").unwrap_or_else(|_| "127.0.0.1:19094".into()),
+        settings: [("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanisms", "PLAIN"), ("sasl.username", "starling"), ("sasl.password", password)]
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .into(),
+        ..config(&prefix)
+    };
+    let bus = KafkaBus::connect(sasl("starling-kafka-secret")).await.expect("logged in with SASL/PLAIN");
+    let mut owner = bus.join_owners("session-sasl").await.expect("join");
+    let mut held = BTreeSet::new();
+    hold(owner.as_mut(), &mut held, 4).await;
+    bus.publish_owner(1, Bytes::from_static(b"over sasl")).await.expect("queued").await.expect("acknowledged");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), owner.next()).await.expect("record in time").expect("next") {
+            OwnerEvent::Record(record) => break assert_eq!(&record.payload[..], b"over sasl"),
+            other => apply(other, &mut held),
+        }
+    }
+    let started = std::time::Instant::now();
+    let refused = KafkaBus::connect(sasl("wrong")).await.err().expect("a wrong password is refused");
+    assert!(refused.to_string().contains("Authentication failed"), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(45), "refused only after {:?}", started.elapsed());
+    let own = KafkaConfig { settings: vec![("enable.auto.commit".into(), "true".into())], ..config(&prefix) };
+    assert!(own.check().is_err(), "a setting Starling's guarantees rest on is not the operator's");
 }
 
 fn apply(event: OwnerEvent, held: &mut BTreeSet<u32>) {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError, Script};
+use redis::{AsyncCommands, IntoConnectionInfo, RedisError, Script};
 use starling_cluster::failure_counts::FailureCounts;
 use starling_cluster::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use starling_cluster::store::StoreError;
@@ -178,10 +178,17 @@ pub struct RedisRegistry {
 }
 
 impl RedisRegistry {
-    /// Connects to `url` (`redis://host:port/db`). The manager reconnects by itself afterwards;
-    /// calls made while Redis is unreachable fail with [`StoreError::Unavailable`].
-    pub async fn connect(url: &str, namespace: &str) -> Result<RedisRegistry, StoreError> {
-        let client = redis::Client::open(url).map_err(|error| StoreError::Corrupt(format!("bad Redis URL {url}: {error}")))?;
+    /// Connects to `url` (`redis://host:port/db`, or `rediss://` over TLS), authenticating with
+    /// `password` when given (else with the URL's, if any: a password kept out of the URL stays
+    /// out of logs and process listings). The manager reconnects by itself afterwards; calls made
+    /// while Redis is unreachable fail with [`StoreError::Unavailable`].
+    pub async fn connect(url: &str, password: Option<String>, namespace: &str) -> Result<RedisRegistry, StoreError> {
+        let mut info = url.into_connection_info().map_err(|error| StoreError::Corrupt(format!("bad Redis URL {url}: {error}")))?;
+        if let Some(password) = password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(|error| StoreError::Corrupt(format!("bad Redis URL {url}: {error}")))?;
         let connection = ConnectionManager::new(client)
             .await
             .map_err(|error| StoreError::Unavailable(format!("cannot connect to Redis at {url}: {error}")))?;

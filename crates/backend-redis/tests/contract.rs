@@ -11,7 +11,7 @@ fn url() -> String {
 }
 
 async fn connect() -> RedisRegistry {
-    match RedisRegistry::connect(&url(), "starling-test").await {
+    match RedisRegistry::connect(&url(), None, "starling-test").await {
         Ok(registry) => registry,
         Err(error) => panic!("\n\n*** Redis not reachable at {} ({error}).\n*** Start it with `scripts/infra/redis start` (or set REDIS_URL).\n\n", url()),
     }
@@ -24,6 +24,18 @@ async fn contract_suite() {
     // Again with another prefix on the same database: the suite must not need a fresh one.
     contract::registry(&registry, &contract::unique_prefix()).await;
     contract::failure_counts(&registry, &contract::unique_prefix()).await;
+}
+
+/// A password given apart from the URL (`[cluster] redis_password_file`) authenticates the URL's
+/// user: `scripts/infra/redis` has an ACL user `starling` for this. A wrong one is refused with
+/// Redis' answer, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_kept_out_of_the_url_logs_in() {
+    let with_user = url().replacen("redis://", "redis://starling@", 1);
+    let registry = RedisRegistry::connect(&with_user, Some("starling-redis-secret".into()), "starling-test").await.expect("logged in as starling");
+    contract::failure_counts(&registry, &contract::unique_prefix()).await;
+    let refused = RedisRegistry::connect(&with_user, Some("wrong".into()), "starling-test").await.err().expect("a wrong password is refused");
+    assert!(refused.to_string().to_lowercase().contains("authentication failed"), "{refused}");
 }
 
 /// Two registries (two nodes' connections) racing owners of one user: exactly the newest

@@ -18,13 +18,16 @@ mod offline;
 mod pubsub;
 mod rosters;
 pub mod schema;
+mod tls;
 mod user_data;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use scylla::client::session::Session;
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
 use scylla::response::query_result::QueryResult;
 use scylla::statement::batch::{Batch, BatchType};
@@ -61,6 +64,13 @@ pub struct ScyllaConfig {
     pub request_timeout: Duration,
     /// Archived messages expire (CQL TTL) this long after they were written; `None` keeps them.
     pub archive_retention: Option<Duration>,
+    /// User and password to log in with (PasswordAuthenticator); `None`: no login.
+    pub credentials: Option<(String, String)>,
+    /// The data centre whose nodes the driver asks first (token-aware within it); `None`: any.
+    pub local_datacenter: Option<String>,
+    /// Connect over TLS, trusting the CA certificates (PEM) in this file; `None`: plain CQL.
+    /// The driver checks each node's certificate against the node's IP address.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ScyllaConfig {
@@ -73,6 +83,9 @@ impl Default for ScyllaConfig {
             consistency: Consistency::LocalQuorum,
             request_timeout: Duration::from_secs(10),
             archive_retention: None,
+            credentials: None,
+            local_datacenter: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -130,9 +143,19 @@ impl ScyllaStore {
                 "no contact points configured".to_owned(),
             ));
         }
-        let session = SessionBuilder::new()
-            .known_nodes(&config.contact_points)
-            .connection_timeout(Duration::from_secs(5))
+        let mut builder = SessionBuilder::new().known_nodes(&config.contact_points).connection_timeout(Duration::from_secs(5));
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.user(user, password);
+        }
+        if let Some(datacenter) = &config.local_datacenter {
+            let policy = DefaultPolicy::builder().prefer_datacenter(datacenter.clone()).token_aware(true).permit_dc_failover(false).build();
+            let profile = ExecutionProfile::builder().load_balancing_policy(policy).build();
+            builder = builder.default_execution_profile_handle(profile.into_handle());
+        }
+        if let Some(ca_file) = &config.tls_ca_file {
+            builder = builder.tls_context(Some(tls::client_config(ca_file)?));
+        }
+        let session = builder
             .build()
             .await
             .map_err(|error| {

@@ -98,7 +98,8 @@ async fn main() {
         }
         "cassandra" | "scylla" => {
             let keyspace = format!("bench_{}", SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs());
-            ScyllaStore::connect(ScyllaConfig { contact_points: vec![o.contact.clone()], keyspace, ..ScyllaConfig::default() })
+            let credentials = Some(("cassandra".to_owned(), "cassandra".to_owned())); // scripts/infra/cassandra's login
+            ScyllaStore::connect(ScyllaConfig { contact_points: vec![o.contact.clone()], keyspace, credentials, ..ScyllaConfig::default() })
                 .await
                 .expect("connect to Cassandra/ScyllaDB")
         }

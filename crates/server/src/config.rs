@@ -9,6 +9,7 @@
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -85,6 +86,13 @@ pub struct ClusterSection {
     /// Seconds a node stays alive in the registry without a heartbeat (sent every third of it);
     /// the resources of an edge silent for longer are reaped and announced unavailable.
     pub node_ttl_seconds: u64,
+    /// librdkafka properties for every Kafka client (SASL, TLS, … of a managed Kafka).
+    pub kafka_settings: BTreeMap<String, String>,
+    /// A file holding the SASL password (`sasl.password`), e.g. a mounted Secret.
+    pub kafka_password_file: String,
+    /// A file holding Redis' AUTH password (the URL's, if any, otherwise). `rediss://` URLs
+    /// connect over TLS.
+    pub redis_password_file: String,
 }
 
 impl Default for ClusterSection {
@@ -101,6 +109,9 @@ impl Default for ClusterSection {
             kafka_linger_ms: u64::try_from(kafka.linger.as_millis()).unwrap_or(u64::MAX),
             redis_url: "redis://127.0.0.1:6379/".into(),
             node_ttl_seconds: 10,
+            kafka_settings: BTreeMap::new(),
+            kafka_password_file: String::new(),
+            redis_password_file: String::new(),
         }
     }
 }
@@ -126,6 +137,13 @@ pub struct StoreSection {
     pub scylla_keyspace: String,
     /// CQL replication map used when the keyspace is created.
     pub scylla_replication: String,
+    /// Log in with this user (PasswordAuthenticator) and the password in `scylla_password_file`.
+    pub scylla_username: String,
+    pub scylla_password_file: String,
+    /// The data centre whose nodes are asked first (and whose replicas LOCAL_QUORUM means).
+    pub scylla_local_datacenter: String,
+    /// Connect over TLS, trusting the CA certificates (PEM) in this file; empty: plain CQL.
+    pub scylla_tls_ca_file: String,
 }
 
 impl Default for StoreSection {
@@ -136,6 +154,10 @@ impl Default for StoreSection {
             scylla_contact_points: scylla.contact_points,
             scylla_keyspace: scylla.keyspace,
             scylla_replication: scylla.replication,
+            scylla_username: String::new(),
+            scylla_password_file: String::new(),
+            scylla_local_datacenter: String::new(),
+            scylla_tls_ca_file: String::new(),
         }
     }
 }
@@ -263,8 +285,24 @@ impl Config {
         if self.cluster.partitions == 0 {
             anyhow::bail!("[cluster] partitions must be at least 1");
         }
+        // The secrets' files are read when the process starts (they are mounted in its pod, not
+        // necessarily where the configuration is checked).
+        let kafka_settings = self.cluster.kafka_settings.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+        KafkaConfig { settings: kafka_settings, ..KafkaConfig::default() }.check().map_err(anyhow::Error::msg)?;
+        if self.store.scylla_password_file.is_empty() != self.store.scylla_username.is_empty() {
+            anyhow::bail!("[store] scylla_username and scylla_password_file go together");
+        }
         Ok(())
     }
+}
+
+/// The secret in `path` (trailing whitespace and newline removed); none when `path` is empty.
+pub fn secret(path: &str) -> anyhow::Result<Option<String>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the secret {path}"))?;
+    Ok(Some(text.trim_end().to_owned()))
 }
 
 /// `STARLING__SECTION__KEY=value` sets `[section] key = value`.
@@ -326,6 +364,9 @@ mod tests {
         assert!(refused("[cluster]\nrole = 'edge'\n").contains("shared store"));
         assert!(refused("[server]\ndomain = 'alice@example.com'\n").contains("bare domain"));
         assert!(refused("[upload]\nenabled = true\n").contains("HTTP listener"));
+        assert!(refused("[cluster]\nkafka_settings = { \"enable.auto.commit\" = \"true\" }\n").contains("Starling's own"));
+        assert!(refused("[store]\nscylla_username = 'starling'\n").contains("go together"));
+        assert!(config("[cluster]\nkafka_settings = { \"security.protocol\" = \"SASL_SSL\" }\n").check().is_ok());
         // A session node serves no files: upload's listener is the edges' business.
         let session_with_upload = "[cluster]\nrole = 'session'\n[store]\nbackend = 'scylla'\n[upload]\nenabled = true\n";
         assert!(config(session_with_upload).check().is_ok());

@@ -72,6 +72,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Libraries that build their own TLS client (rediss:// in the Redis client) take the process
+    // default, and the tree holds two providers (ring, and aws-lc-rs from object_store): ring,
+    // as the edge uses, named once here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = config::Config::load(cli.config.as_deref())?;
     starling_telemetry::init_logging(config.telemetry.log_format.into());
     match cli.command {

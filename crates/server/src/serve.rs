@@ -378,7 +378,8 @@ pub fn locate(config: &Config, user: &Jid) -> anyhow::Result<()> {
 
 async fn connect_registry(cluster: &ClusterSection) -> anyhow::Result<Arc<RedisRegistry>> {
     let url = &cluster.redis_url;
-    Ok(Arc::new(RedisRegistry::connect(url, &cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?))
+    let password = crate::config::secret(&cluster.redis_password_file)?;
+    Ok(Arc::new(RedisRegistry::connect(url, password, &cluster.kafka_prefix).await.with_context(|| format!("connecting to Redis at {url}"))?))
 }
 
 fn node_ttl(cluster: &ClusterSection) -> Duration {
@@ -386,20 +387,26 @@ fn node_ttl(cluster: &ClusterSection) -> Duration {
 }
 
 async fn connect_bus(cluster: &ClusterSection) -> anyhow::Result<Arc<dyn Bus>> {
-    let kafka = kafka_config(cluster);
+    let kafka = kafka_config(cluster)?;
     let brokers = kafka.brokers.clone();
     Ok(Arc::new(KafkaBus::connect(kafka).await.with_context(|| format!("connecting to Kafka at {brokers}"))?))
 }
 
-fn kafka_config(cluster: &ClusterSection) -> KafkaConfig {
-    KafkaConfig {
+/// The bus's configuration: `[cluster]`'s Kafka keys, with the SASL password read from its file.
+fn kafka_config(cluster: &ClusterSection) -> anyhow::Result<KafkaConfig> {
+    let mut settings: Vec<(String, String)> = cluster.kafka_settings.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+    if let Some(password) = crate::config::secret(&cluster.kafka_password_file)? {
+        settings.push(("sasl.password".into(), password));
+    }
+    Ok(KafkaConfig {
         brokers: cluster.kafka_brokers.clone(),
         prefix: cluster.kafka_prefix.clone(),
         partitions: cluster.partitions,
         replication: cluster.replication,
         session_timeout: Duration::from_secs(cluster.session_timeout_seconds),
         linger: Duration::from_millis(cluster.kafka_linger_ms),
-    }
+        settings,
+    })
 }
 
 async fn shutdown_signal() {

@@ -47,6 +47,13 @@ depth: the server's integer keys refuse 10.0. */}}
 {{- if .Values.tls.existingSecret -}}
 {{- $_ := set $config "tls" (dict "cert_file" "/etc/starling/tls/tls.crt" "key_file" "/etc/starling/tls/tls.key") -}}
 {{- end -}}
+{{- with .Values.credentials -}}
+{{- if .existingSecret -}}
+{{- if .kafka -}}{{- $_ := set $config.cluster "kafka_password_file" "/etc/starling/credentials/kafka-password" -}}{{- end -}}
+{{- if .redis -}}{{- $_ := set $config.cluster "redis_password_file" "/etc/starling/credentials/redis-password" -}}{{- end -}}
+{{- if .scylla -}}{{- $_ := set $config.store "scylla_password_file" "/etc/starling/credentials/scylla-password" -}}{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if .Values.edge.websocket.enabled -}}
 {{- $websocket := merge (dict "tls_listen" (list (printf "0.0.0.0:%d" (int .Values.edge.websocket.port)))) (get $config "websocket" | default dict) -}}
 {{- $_ := set $config "websocket" $websocket -}}
@@ -140,6 +147,9 @@ spec:
         {{- if $root.Values.tls.existingSecret }}
         - {name: tls, mountPath: /etc/starling/tls, readOnly: true}
         {{- end }}
+        {{- if $root.Values.credentials.existingSecret }}
+        - {name: credentials, mountPath: /etc/starling/credentials, readOnly: true}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -151,5 +161,11 @@ spec:
     - name: tls
       secret:
         secretName: {{ $root.Values.tls.existingSecret }}
+    {{- end }}
+    {{- if $root.Values.credentials.existingSecret }}
+    - name: credentials
+      secret:
+        secretName: {{ $root.Values.credentials.existingSecret }}
+        defaultMode: 0400
     {{- end }}
 {{- end -}}

@@ -1,5 +1,6 @@
 //! Shared by the integration tests: a fresh keyspace on the Cassandra (or ScyllaDB) at
-//! `$CASSANDRA_CONTACT` (default 127.0.0.1:29042, what `scripts/infra/cassandra start` runs).
+//! `$CASSANDRA_CONTACT` (default 127.0.0.1:29042, what `scripts/infra/cassandra start` runs),
+//! logged in as `$CASSANDRA_USER` / `$CASSANDRA_PASSWORD` (default cassandra / cassandra).
 //!
 //! An unreachable server FAILS the test, loudly: skipping would let a CI without the service go
 //! green without having tested this backend at all.
@@ -15,9 +16,15 @@ pub fn contact() -> String {
     std::env::var("CASSANDRA_CONTACT").unwrap_or_else(|_| "127.0.0.1:29042".to_owned())
 }
 
+pub fn credentials() -> (String, String) {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "cassandra".to_owned());
+    (var("CASSANDRA_USER"), var("CASSANDRA_PASSWORD"))
+}
+
 pub fn fresh_config() -> ScyllaConfig {
     ScyllaConfig {
         contact_points: vec![contact()],
+        credentials: Some(credentials()),
         keyspace: format!("starling_test_{:016x}", rand::random::<u64>()),
         request_timeout: Duration::from_secs(30),
         ..ScyllaConfig::default()
