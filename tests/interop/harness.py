@@ -340,6 +340,7 @@ key_file = ""
 
 [admin]
 listen = "127.0.0.1:{self.admin_port}"
+{extra.get('admin', '')}
 
 [registration]
 enabled = {'true' if registration else 'false'}

@@ -410,3 +410,25 @@ async def test_cluster_registrations_per_address_count_across_edges(cl, env1):
     assert first.get("type") == "result", to_str(first)
     second = await _register(envs[1], f"reg{new_id()[:8]}", "Pw-" + new_id(), ip)
     assert stanza_error(second)[1] == "resource-constraint", to_str(second)
+
+
+async def test_cluster_admin_api_reaches_users_through_any_node(cl, env1):
+    """The admin API of an edge sends the server's orders and messages to the user's owner over
+    the bus; the session nodes list the sessions of their partitions, an edge says to ask them."""
+    from test_admin_api import call
+    alice_acc, _ = cl.pair()
+    alice = await env1.online(alice_acc, ep=cl.nodes["edge2"].endpoint)
+    edge1 = cl.nodes["edge1"]
+    status, body, _ = call(edge1, "GET", "/api/v1/sessions")
+    assert status == 421 and "session" in body["error"], body
+    listed = set()
+    for name in ("session1", "session2"):
+        status, body, _ = call(cl.nodes[name], "GET", "/api/v1/sessions")
+        assert status == 200, body
+        listed |= {(entry["jid"], entry["edge"]) for entry in body["sessions"]}
+    assert (alice.jid, "edge-2") in listed, listed
+    assert call(edge1, "POST", "/api/v1/messages", {"to": alice_acc.jid, "body": "from the operators"})[0] == 202
+    await alice.inbox.wait(is_message(frm=edge1.domain, body="from the operators"))
+    assert call(edge1, "DELETE", f"/api/v1/users/{alice_acc.localpart}/sessions")[0] == 202
+    await asyncio.wait_for(alice.disconnected.wait(), 15)
+    assert alice.stream_errors == ["policy-violation"], alice.stream_errors

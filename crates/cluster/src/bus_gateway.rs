@@ -386,7 +386,7 @@ impl Gateway for Arc<BusGateway> {
         self.detach(domain, link);
     }
 
-    fn submit_from_component(&self, stanza: Stanza) -> Result<(), GatewayError> {
+    fn route_vouched(&self, stanza: Stanza) -> Result<(), GatewayError> {
         self.submit(stanza)
     }
 

@@ -265,8 +265,9 @@ pub trait Gateway: Send + Sync + 'static {
     /// The component connection `link` for `domain` ended; a newer connection for it stays.
     fn detach_component(&self, _domain: &Jid, _link: &Arc<dyn ComponentLink>) {}
 
-    /// Routes a stanza a component sent (its `from` already checked to be the component's).
-    fn submit_from_component(&self, _stanza: Stanza) -> Result<(), GatewayError> {
+    /// Routes a stanza whose `from` the caller vouches for: a component's (checked to be the
+    /// component's domain), or the server's own (the admin API's orders and messages).
+    fn route_vouched(&self, _stanza: Stanza) -> Result<(), GatewayError> {
         Err(GatewayError::Unavailable("external components are not supported".into()))
     }
 

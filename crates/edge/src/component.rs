@@ -175,7 +175,7 @@ async fn read_loop(edge: &Edge, reader: &mut StreamReader<ReadHalf<TcpStream>>, 
         };
         match from_component(&element, domain) {
             Ok(stanza) => {
-                if edge.gateway.submit_from_component(stanza).is_err() {
+                if edge.gateway.route_vouched(stanza).is_err() {
                     return Some(StreamError::new(StreamErrorCondition::InternalServerError));
                 }
             }

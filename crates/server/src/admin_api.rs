@@ -1,27 +1,37 @@
-//! The admin API on the admin port (`/api/v1/…`, JSON): the server's status and its accounts —
-//! list, create, change a password, delete — for operators and their tools while the server runs
-//! (the embedded store has one writer: the running server). Every request needs
+//! The admin API on the admin port (`/api/v1/…`, JSON): the server's status; its accounts —
+//! list, create, change a password, delete (which ends the account's streams) — for operators and
+//! their tools while the server runs (the embedded store has one writer: the running server);
+//! sessions — list those served here, end a user's (or one resource's) — and messages from the
+//! server: to one user, or an announcement to every user online here. Every request needs
 //! `Authorization: Bearer TOKEN`, the token in `[admin] token_file` (default `admin.token` in the
 //! data directory, generated at the first start, readable by the server's user only). Bad input
 //! gets a clear status and `{"error": "…"}`: no token 401, a wrong one 403, malformed JSON or an
 //! address that is not an account here 400, an unknown account 404, an existing one 409, a body
-//! over 64 KiB 413.
+//! over 64 KiB 413; asking an edge for what only the processes serving sessions know (the list,
+//! announcements) 421.
+//!
+//! In a cluster every node answers: orders and messages travel to the user's owner like any
+//! stanza; a session node lists and announces to the users of its own partitions.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
+use starling_cluster::gateway::{Gateway, GatewayError};
 use starling_cluster::store::{ScramCredentials, Store, StoreError, DEFAULT_SCRAM_ITERATIONS};
+use starling_protocol::{ns, Jid, Stanza};
+use starling_session::{end_sessions_order, EndReason, SessionLayer};
+use starling_xml::Element;
 use starling_telemetry::Metrics;
 
 use crate::config::{Config, Role};
@@ -37,12 +47,23 @@ pub struct AdminApi {
     node: Arc<str>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    /// Where the server's own stanzas go (to the user's owner, wherever it is).
+    gateway: Arc<dyn Gateway>,
+    /// The session layer, on processes that serve sessions.
+    sessions: Option<SessionLayer>,
+}
+
+/// What the admin API reaches besides the store.
+pub struct Reach {
+    pub gateway: Arc<dyn Gateway>,
+    pub sessions: Option<SessionLayer>,
 }
 
 impl AdminApi {
-    pub fn new(config: &Config, node: &str, store: Store, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<AdminApi> {
+    pub fn new(config: &Config, node: &str, store: Store, metrics: Arc<Metrics>, ready: Arc<AtomicBool>, reach: Reach) -> anyhow::Result<AdminApi> {
         let token = token(config)?;
-        Ok(AdminApi { token: token.into(), store, config: Arc::new(config.clone()), node: node.into(), metrics, ready })
+        let Reach { gateway, sessions } = reach;
+        Ok(AdminApi { token: token.into(), store, config: Arc::new(config.clone()), node: node.into(), metrics, ready, gateway, sessions })
     }
 
     pub fn routes(self) -> Router {
@@ -51,6 +72,10 @@ impl AdminApi {
             .route("/api/v1/users", get(list_users).post(create_user))
             .route("/api/v1/users/{user}", delete(remove_user))
             .route("/api/v1/users/{user}/password", put(set_password))
+            .route("/api/v1/users/{user}/sessions", delete(end_sessions))
+            .route("/api/v1/sessions", get(list_sessions))
+            .route("/api/v1/messages", post(send_message))
+            .route("/api/v1/announcements", post(announce))
             .layer(middleware::from_fn_with_state(self.clone(), authorize))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self)
@@ -203,16 +228,141 @@ async fn set_password(State(api): State<AdminApi>, Path(user): Path<String>, bod
     changed.await.unwrap_or_else(|refused| refused)
 }
 
-/// Deletes the account and everything stored for it. Sessions it has open are not ended here
-/// (issue 18's session API): they end at their next login attempt.
+/// Deletes the account and everything stored for it, and ends its streams (`not-authorized`).
 async fn remove_user(State(api): State<AdminApi>, Path(user): Path<String>) -> Response {
     let jid = match account(&api, &user) {
         Ok(jid) => jid,
         Err(refused) => return refused,
     };
     match api.store.remove_user(&jid).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => {
+            if let Err(why) = api.order_end(&jid, None, EndReason::AccountRemoved) {
+                tracing::warn!(%jid, %why, "account deleted; its streams end at their next stanza");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => error(StatusCode::NOT_FOUND, format!("{jid}: no such account")),
         Err(why) => store_error(why),
     }
+}
+
+impl AdminApi {
+    fn domain(&self) -> Jid {
+        Jid::new(&self.config.server.domain).expect("the domain was checked at start")
+    }
+
+    /// Sends the server's order to end `user`'s streams (one resource's, when named).
+    fn order_end(&self, user: &str, resource: Option<&str>, reason: EndReason) -> Result<(), GatewayError> {
+        let user = Jid::new(user).map_err(|_| GatewayError::Unavailable("invalid JID".into()))?;
+        self.gateway.route_vouched(end_sessions_order(&self.domain(), &user, resource, reason))
+    }
+
+    fn sessions(&self) -> Result<&SessionLayer, Response> {
+        self.sessions.as_ref().ok_or_else(|| error(StatusCode::MISDIRECTED_REQUEST, "ask a process that serves sessions (role all or session): this one is an edge"))
+    }
+}
+
+fn unreachable(why: GatewayError) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, why);
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Which {
+    resource: Option<String>,
+}
+
+/// Ends a user's streams (or one resource's) with `policy-violation`, wherever they are served;
+/// 202: the order is on its way. Stream-managed clients may log in again at once.
+async fn end_sessions(State(api): State<AdminApi>, Path(user): Path<String>, which: Result<Query<Which>, QueryRejection>) -> Response {
+    let jid = match account(&api, &user) {
+        Ok(jid) => jid,
+        Err(refused) => return refused,
+    };
+    let Ok(Query(Which { resource })) = which else { return error(StatusCode::BAD_REQUEST, "the only parameter is resource") };
+    match api.order_end(&jid, resource.as_deref(), EndReason::Ended) {
+        Ok(()) => json_answer(StatusCode::ACCEPTED, json!({ "jid": jid, "resource": resource })),
+        Err(why) => unreachable(why),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listing {
+    limit: Option<usize>,
+}
+
+/// The bound resources of the users served here (at most `limit` users, default 1,000).
+async fn list_sessions(State(api): State<AdminApi>, listing: Result<Query<Listing>, QueryRejection>) -> Response {
+    let layer = match api.sessions() {
+        Ok(layer) => layer,
+        Err(refused) => return refused,
+    };
+    let Ok(Query(Listing { limit })) = listing else { return error(StatusCode::BAD_REQUEST, "the only parameter is limit, a number") };
+    let (resources, truncated) = layer.sessions(limit.unwrap_or(1000)).await;
+    let sessions: Vec<_> = resources
+        .iter()
+        .map(|resource| json!({ "jid": resource.jid.as_str(), "connected": resource.connected, "available": resource.available, "priority": resource.priority, "edge": resource.edge }))
+        .collect();
+    json_answer(StatusCode::OK, json!({ "node": &*api.node, "sessions": sessions, "truncated": truncated }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    to: String,
+    body: String,
+    subject: Option<String>,
+    #[serde(rename = "type", default = "normal")]
+    kind: String,
+}
+
+fn normal() -> String {
+    "normal".into()
+}
+
+/// A message from the server's domain to one user (a bare JID: by its rules, RFC 6121 §8.5;
+/// or one resource); stored offline like any when the user is away (except a headline).
+async fn send_message(State(api): State<AdminApi>, body: Result<Bytes, BytesRejection>) -> Response {
+    let sent = async {
+        let request: Message = parse(body)?;
+        let to = match request.to.split_once('/') {
+            Some((bare, resource)) => account(&api, bare).and_then(|bare| Jid::new(&format!("{bare}/{resource}")).map_err(|why| error(StatusCode::BAD_REQUEST, why)))?,
+            None => Jid::new(&account(&api, &request.to)?).map_err(|why| error(StatusCode::BAD_REQUEST, why))?,
+        };
+        if !matches!(request.kind.as_str(), "normal" | "chat" | "headline") || request.body.is_empty() {
+            return Err(error(StatusCode::BAD_REQUEST, "a message needs a body, and a type of normal, chat or headline"));
+        }
+        let mut message = Element::new("message", ns::CLIENT).with_attr("type", &request.kind);
+        if let Some(subject) = &request.subject {
+            message.push_child(Element::new("subject", ns::CLIENT).with_text(subject));
+        }
+        message.push_child(Element::new("body", ns::CLIENT).with_text(&request.body));
+        api.gateway.route_vouched(Stanza::build(message, &api.domain(), Some(&to))).map_err(unreachable)?;
+        Ok(json_answer(StatusCode::ACCEPTED, json!({ "to": to.as_str() })))
+    };
+    sent.await.unwrap_or_else(|refused| refused)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Announcement {
+    body: String,
+    subject: Option<String>,
+}
+
+/// A headline to every user online here (in a cluster: ask each session node).
+async fn announce(State(api): State<AdminApi>, body: Result<Bytes, BytesRejection>) -> Response {
+    let announced = async {
+        let layer = api.sessions()?;
+        let request: Announcement = parse(body)?;
+        if request.body.is_empty() {
+            return Err(error(StatusCode::BAD_REQUEST, "an announcement needs a body"));
+        }
+        let users = layer.announce(request.subject.as_deref(), &request.body).await;
+        Ok(json_answer(StatusCode::OK, json!({ "node": &*api.node, "users": users })))
+    };
+    announced.await.unwrap_or_else(|refused| refused)
 }

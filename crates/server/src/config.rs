@@ -190,6 +190,8 @@ pub struct AdminSection {
     /// The admin API's bearer token (a file of at least 32 characters); empty: `admin.token` in
     /// the data directory, generated at the first start.
     pub token_file: String,
+    /// Accounts (bare JIDs) that may run the XEP-0133 administration commands.
+    pub jids: Vec<String>,
 }
 
 /// Traces and log lines (docs/operations.md, "Traces").
@@ -235,7 +237,7 @@ impl Default for ServerSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        AdminSection { listen: "127.0.0.1:5280".into(), token_file: String::new() }
+        AdminSection { listen: "127.0.0.1:5280".into(), token_file: String::new(), jids: Vec::new() }
     }
 }
 
@@ -278,6 +280,9 @@ impl Config {
         // Upload's files are served by the processes with client listeners (not session nodes).
         if self.upload.enabled && self.cluster.role != Role::Session && self.upload_base_url().is_none() {
             anyhow::bail!("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen");
+        }
+        if let Some(jid) = self.admin.jids.iter().find(|jid| starling_protocol::Jid::new(jid).map_or(true, |jid| jid.node().is_none() || !jid.is_bare())) {
+            anyhow::bail!("[admin] jids: {jid} is not an account's bare JID");
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             anyhow::bail!("[telemetry] sample_ratio must be between 0.0 and 1.0, got {}", self.telemetry.sample_ratio);

@@ -104,7 +104,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let admin = TcpListener::bind(&config.admin.listen).await.with_context(|| format!("binding admin {}", config.admin.listen))?;
     tracing::info!(listen = %config.admin.listen, "admin HTTP: /metrics /healthz /readyz");
-    let api = crate::admin_api::AdminApi::new(&config, &node, admin_store, metrics.clone(), ready.clone())?;
+    // The server's own stanzas (the API's orders and messages) go where a client's would.
+    let vouching: Arc<dyn Gateway> = match (&gateway, &sessions) {
+        (Some(gateway), _) => gateway.clone(),
+        (None, Some(layer)) => Arc::new(layer.clone()),
+        (None, None) => unreachable!("every role has a gateway or a session layer"),
+    };
+    let reach = crate::admin_api::Reach { gateway: vouching, sessions: sessions.clone() };
+    let api = crate::admin_api::AdminApi::new(&config, &node, admin_store, metrics.clone(), ready.clone(), reach)?;
     tokio::spawn(crate::admin::serve(admin, metrics.clone(), ready.clone(), api));
 
     let mut edge = None;
@@ -341,6 +348,7 @@ fn session_config(config: &Config) -> SessionConfig {
         external_services: config.external_services.clone(),
         edge_service_domains,
         component_domains,
+        admins: config.admin.jids.iter().filter_map(|jid| Jid::new(jid).ok()).map(|jid| jid.bare()).collect(),
         ..session_config
     }
 }

@@ -270,6 +270,15 @@ impl Handler<EndSessions> for UserActor {
     }
 }
 
+impl Handler<crate::messages::ListResources> for UserActor {
+    type Result = Vec<crate::layer::ResourceSummary>;
+
+    fn handle(&mut self, _: crate::messages::ListResources, _: &mut Context<Self>) -> Self::Result {
+        let Some(state) = &self.state else { return Vec::new() };
+        state.resources().iter().map(crate::layer::ResourceSummary::of).collect()
+    }
+}
+
 impl Handler<Settle> for UserActor {
     type Result = ();
 

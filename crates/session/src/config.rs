@@ -290,6 +290,8 @@ pub struct SessionConfig {
     /// is not connected gets `service-unavailable`; in a cluster it goes to the node owning the
     /// domain's partition, which the component's edge told.
     pub component_domains: Vec<String>,
+    /// The accounts (bare JIDs) that may run the XEP-0133 administration commands.
+    pub admins: Vec<Jid>,
 }
 
 impl Default for SessionConfig {
@@ -313,6 +315,7 @@ impl SessionConfig {
             external_services: ExternalServicesConfig::default(),
             edge_service_domains: Vec::new(),
             component_domains: Vec::new(),
+            admins: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use starling_cluster::gateway::{
     server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
 };
 use starling_cluster::store::Store;
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::{ns, Jid, Stanza};
 use starling_telemetry::Metrics;
 use starling_xml::Element;
 
@@ -132,6 +132,56 @@ impl SessionLayer {
     pub fn deliver(&self, stanza: Stanza) {
         let _ = self.router.route(stanza, Instant::now());
     }
+
+    /// The resources of the users served here — every user in one process, the users of its
+    /// partitions on a session node — asking at most `limit` users; whether some were left out.
+    pub async fn sessions(&self, limit: usize) -> (Vec<ResourceSummary>, bool) {
+        let users = self.router.directory().users();
+        let asked = futures_util::future::join_all(users.iter().take(limit).map(|user| user.send(crate::messages::ListResources))).await;
+        (asked.into_iter().flatten().flatten().collect(), users.len() > limit)
+    }
+
+    /// A headline from the server's domain to every user served here with an available resource
+    /// (RFC 6121 §8.5.2.1.1: each such resource gets it); how many users.
+    pub async fn announce(&self, subject: Option<&str>, body: &str) -> usize {
+        let (resources, _) = self.sessions(usize::MAX).await;
+        let mut users: Vec<Jid> = resources.into_iter().filter(|resource| resource.available).map(|resource| resource.jid.bare()).collect();
+        users.dedup();
+        let domain = self.router.services().domain.clone();
+        for user in &users {
+            let mut message = Element::new("message", ns::CLIENT).with_attr("type", "headline");
+            if let Some(subject) = subject {
+                message.push_child(Element::new("subject", ns::CLIENT).with_text(subject));
+            }
+            message.push_child(Element::new("body", ns::CLIENT).with_text(body));
+            self.deliver(Stanza::build(message, &domain, Some(user)));
+        }
+        users.len()
+    }
+}
+
+/// One bound resource, as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct ResourceSummary {
+    pub jid: Jid,
+    /// False while a stream-managed session waits to be resumed.
+    pub connected: bool,
+    pub available: bool,
+    pub priority: i8,
+    /// The edge node holding its connection, in a cluster.
+    pub edge: Option<String>,
+}
+
+impl ResourceSummary {
+    pub(crate) fn of(resource: &crate::state::Resource) -> ResourceSummary {
+        ResourceSummary {
+            jid: resource.jid().clone(),
+            connected: resource.is_connected(),
+            available: resource.is_available(),
+            priority: resource.priority(),
+            edge: resource.edge().map(str::to_owned),
+        }
+    }
 }
 
 #[async_trait]
@@ -174,7 +224,7 @@ impl Gateway for SessionLayer {
         self.router.detach_component(domain, link);
     }
 
-    fn submit_from_component(&self, stanza: Stanza) -> Result<(), GatewayError> {
+    fn route_vouched(&self, stanza: Stanza) -> Result<(), GatewayError> {
         self.deliver(stanza);
         Ok(())
     }

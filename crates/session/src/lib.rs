@@ -37,7 +37,8 @@ mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
 pub use config::{ArchiveConfig, ArchiveMode, ExternalServiceConfig, ExternalServicesConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionConfig, SessionsConfig};
-pub use layer::{inline_features, server_caps, SessionLayer};
+pub use layer::{inline_features, server_caps, ResourceSummary, SessionLayer};
+pub use modules::{end_sessions_order, EndReason};
 pub use starling_cluster::gateway::ComponentLink;
 
 #[cfg(test)]

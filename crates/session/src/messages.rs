@@ -102,6 +102,11 @@ pub(crate) struct RepublishRoutes;
 #[rtype(result = "()")]
 pub(crate) struct EndSessions;
 
+/// The user's resources as they stand (for the admin API).
+#[derive(Message)]
+#[rtype(result = "Vec<crate::layer::ResourceSummary>")]
+pub(crate) struct ListResources;
+
 /// Answered once the work of every message the actor took before it is done (an actor's work
 /// runs in turn).
 #[derive(Message)]

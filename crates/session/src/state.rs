@@ -59,6 +59,10 @@ impl Resource {
         self.connection_id
     }
 
+    pub fn edge(&self) -> Option<&str> {
+        self.edge.as_deref()
+    }
+
     /// Still connected (its link was not given up), or detached and waiting to be resumed: what
     /// is sent to it is kept for the client.
     pub fn is_connected(&self) -> bool {
@@ -347,13 +351,7 @@ impl UserState {
 
     /// Answers an IQ request whose store operation failed with the error a client may retry on.
     pub fn refuse_for_store(&mut self, iq: &Iq, error: StoreError) {
-        tracing::warn!(user = %self.user, %error, "store operation failed");
-        let condition = match error {
-            StoreError::LimitExceeded => StanzaErrorCondition::ResourceConstraint,
-            StoreError::Conflict => StanzaErrorCondition::Conflict,
-            _ => StanzaErrorCondition::InternalServerError,
-        };
-        self.refuse(iq, condition);
+        self.refuse(iq, store_condition(error));
     }
 
     /// After approving a subscription, the contact gets the user's current presence (RFC 6121
@@ -396,11 +394,26 @@ impl UserState {
     /// The account was deleted: nothing more is delivered and every stream is closed with `error`.
     pub fn account_removed(&mut self, error: StreamError) {
         self.account_exists = Some(false);
-        for resource in &self.resources {
+        self.end_streams(|_| true, &error);
+    }
+
+    /// Closes with `error` the streams of the resources `which` picks (by full JID).
+    pub fn end_streams(&mut self, which: impl Fn(&Jid) -> bool, error: &StreamError) {
+        for resource in self.resources.iter().filter(|resource| which(&resource.jid)) {
             if let Some(link) = &resource.link {
                 let _ = link.try_send(ToClient::Close(error.clone()), None);
             }
         }
+    }
+}
+
+/// The error a client may retry on for a store operation that failed (logged here).
+pub(crate) fn store_condition(error: StoreError) -> StanzaErrorCondition {
+    tracing::warn!(%error, "store operation failed");
+    match error {
+        StoreError::LimitExceeded => StanzaErrorCondition::ResourceConstraint,
+        StoreError::Conflict => StanzaErrorCondition::Conflict,
+        _ => StanzaErrorCondition::InternalServerError,
     }
 }
 

@@ -53,6 +53,9 @@ fn server_items(state: &mut UserState, iq: Iq) {
     if !iq.is_get() {
         return state.refuse(&iq, StanzaErrorCondition::ServiceUnavailable);
     }
+    if iq.payload.attr("node") == Some(super::admin::COMMANDS) {
+        return super::admin::command_items(state, &iq);
+    }
     let items = state.services().advertised.service_domains.iter().map(|domain| DiscoItem { jid: domain.clone(), node: None, name: None }).collect();
     state.reply(&iq, Some(DiscoItemsResult { node: None, items, rsm: None }.into()));
 }

@@ -4,7 +4,9 @@
 use crate::registry::Register;
 
 pub(crate) use disco::{caps_ver, CAPS_NODE};
+pub use admin::{end_sessions_order, EndReason};
 
+mod admin;
 mod bind2;
 mod blocking;
 mod carbons;
@@ -31,6 +33,7 @@ mod version;
 /// Every module the server runs, in registration order (hooks run by their own order numbers).
 pub(crate) const ALL: &[Register] = &[
     disco::register,
+    admin::register,
     message_rate::register,
     roster::register,
     presence::register,
