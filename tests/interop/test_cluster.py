@@ -146,8 +146,8 @@ class Cluster:
         self.nodes = nodes
         self.pool = pool
         self.used = set()
-        a, b = owned(nodes["session1"]), owned(nodes["session2"])
-        self.owner = {p: ("session1" if p in a else "session2") for p in range(PARTITIONS)}
+        first = owned(nodes["session1"])
+        self.owner = {p: ("session1" if p in first else "session2") for p in range(PARTITIONS)}
 
     def pair(self):
         """Two unused accounts owned by different session nodes."""

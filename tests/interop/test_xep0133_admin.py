@@ -11,7 +11,8 @@ import pytest
 import slixmpp
 
 from conftest import PASSWORD, own_server
-from harness import Account, ConnectFailed, Env, Target
+from harness import Account, Env, Target
+from test_admin_api import logs_in
 
 pytestmark = pytest.mark.starling_only
 
@@ -41,15 +42,6 @@ async def run(client, command: str, values: dict):
                                         payload=submitted(client, values))
     except slixmpp.exceptions.IqError as refused:
         return refused.iq
-
-
-async def logs_in(env, account: Account) -> bool:
-    try:
-        client = await env.client(account)
-    except ConnectFailed:
-        return False
-    client.kill()
-    return True
 
 
 async def test_xep0133_commands_for_administrators_only(workdir):
