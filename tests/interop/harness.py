@@ -335,8 +335,7 @@ direct_tls_listen = ["{ip}:{self.tls_port}"]
 require_tls = true
 {extra.get('c2s', '')}
 [tls]
-cert_file = ""
-key_file = ""
+{extra.get('tls', 'cert_file = ""' + chr(10) + 'key_file = ""')}
 
 [admin]
 listen = "127.0.0.1:{self.admin_port}"

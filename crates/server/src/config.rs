@@ -174,12 +174,20 @@ pub struct ServerSection {
     pub shutdown_grace_seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
     /// PEM certificate chain; with `key_file` empty too, a self-signed one is generated.
     pub cert_file: String,
     pub key_file: String,
+    /// How often the files are checked for a renewed pair (also on SIGHUP); 0: on SIGHUP only.
+    pub reload_check_seconds: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection { cert_file: String::new(), key_file: String::new(), reload_check_seconds: 60 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use starling_edge::{load_secret_key, Edge, EdgeBackends, EdgeConfig, FastKey};
 use starling_protocol::Jid;
 use starling_session::{inline_features, SessionConfig, SessionLayer};
+use starling_edge::Certificate;
 use starling_telemetry::traces::{TraceExport, TraceSettings};
 use starling_telemetry::Metrics;
 use starling_upload::{FileStore, Upload};
@@ -261,7 +262,8 @@ async fn serve_clients(
     backends: EdgeBackends,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Edge>> {
-    let tls = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
+    let (tls, certificate) = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
+    tokio::spawn(reload_certificate(certificate, Duration::from_secs(config.tls.reload_check_seconds)));
     let c2s = &config.c2s;
     let (caps_node, caps_ver) = starling_session::server_caps(domain, &session_config(config));
     let edge_config = EdgeConfig {
@@ -415,6 +417,24 @@ fn kafka_config(cluster: &ClusterSection) -> anyhow::Result<KafkaConfig> {
         linger: Duration::from_millis(cluster.kafka_linger_ms),
         settings,
     })
+}
+
+/// Serves a renewed certificate without a restart: its files are checked every `every` (unless
+/// zero) and on SIGHUP.
+async fn reload_certificate(certificate: Arc<Certificate>, every: Duration) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    let mut checks = (!every.is_zero()).then(|| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {}
+            _ = async { checks.as_mut()?.tick().await; Some(()) }, if checks.is_some() => {}
+        }
+        match certificate.reload() {
+            Ok(true) => tracing::info!(cert = %certificate.path().display(), "TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "the TLS certificate files changed but do not load; still serving the previous pair"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
