@@ -28,7 +28,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use starling_cluster::bus::{Bus, BusError, Delivered, EdgeInbox, OwnerEvent, OwnerInbox, Record};
 use tokio::sync::mpsc;
@@ -157,9 +157,11 @@ impl KafkaBus {
     }
 
     fn edge_topic(&self, node: &str) -> String {
-        // Topic names allow [a-zA-Z0-9._-]; anything else in a node id becomes '_'.
-        let node: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-        format!("{}.edge.{node}", self.config.prefix)
+        format!("{}{}", self.edge_topic_prefix(), self.inbox_name(node))
+    }
+
+    fn edge_topic_prefix(&self) -> String {
+        format!("{}.edge.", self.config.prefix)
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
@@ -245,6 +247,34 @@ impl Bus for KafkaBus {
         let consumer: StreamConsumer<OwnerContext> = config.create_with_context(context).map_err(|error| BusError::Config(error.to_string()))?;
         consumer.subscribe(&[&self.owners_topic()]).map_err(unavailable)?;
         Ok(Box::new(KafkaOwnerInbox { consumer: Arc::new(consumer), topic: self.owners_topic(), assignments, ready: VecDeque::new(), staged }))
+    }
+
+    /// Topic names allow [a-zA-Z0-9._-]; anything else in a node id becomes '_'.
+    fn inbox_name(&self, node: &str) -> String {
+        node.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+    }
+
+    async fn edge_inboxes(&self) -> Result<Vec<String>, BusError> {
+        let producer = self.producer.clone();
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(10)))
+            .await
+            .map_err(|error| BusError::Unavailable(error.to_string()))?
+            .map_err(unavailable)?;
+        let prefix = self.edge_topic_prefix();
+        Ok(metadata.topics().iter().filter_map(|topic| topic.name().strip_prefix(&prefix)).map(str::to_owned).collect())
+    }
+
+    async fn remove_edge_inbox(&self, name: &str) -> Result<(), BusError> {
+        let admin: AdminClient<DefaultClientContext> = self.config.client().create().map_err(|error| BusError::Config(error.to_string()))?;
+        let topic = format!("{}{name}", self.edge_topic_prefix());
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.delete_topics(&[&topic], &options).await.map_err(unavailable)? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => return Err(BusError::Unavailable(format!("cannot delete topic {topic}: {code}"))),
+            }
+        }
+        Ok(())
     }
 
     async fn edge_inbox(&self, node: &str) -> Result<Box<dyn EdgeInbox>, BusError> {

@@ -68,6 +68,26 @@ async fn sasl_settings_log_in_and_a_wrong_password_is_refused() {
     assert!(own.check().is_err(), "a setting Starling's guarantees rest on is not the operator's");
 }
 
+/// Edge inboxes (a topic each) are listed by their node's inbox name and removed, which is how a
+/// session node clears the topics of edges gone for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_inboxes_are_listed_and_removed() {
+    let prefix = contract::unique_prefix();
+    let bus = connect(&prefix).await;
+    let inbox = bus.edge_inbox("edge/gone").await.expect("inbox");
+    drop(inbox);
+    let name = bus.inbox_name("edge/gone");
+    assert_eq!(name, "edge_gone", "a node id is made a topic name");
+    assert_eq!(bus.edge_inboxes().await.expect("listed"), vec![name.clone()]);
+    bus.remove_edge_inbox(&name).await.expect("removed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !bus.edge_inboxes().await.expect("listed").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the topic is still listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bus.remove_edge_inbox(&name).await.expect("removing it again is no error");
+}
+
 fn apply(event: OwnerEvent, held: &mut BTreeSet<u32>) {
     match event {
         OwnerEvent::Assigned(more) => held.extend(more),

@@ -150,6 +150,17 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Opens `node`'s inbox: every record published to it from now on, in order.
     async fn edge_inbox(&self, node: &str) -> Result<Box<dyn EdgeInbox>, BusError>;
+
+    /// The names of the edge inboxes that exist ([`inbox_name`](Self::inbox_name) of their nodes).
+    async fn edge_inboxes(&self) -> Result<Vec<String>, BusError>;
+
+    /// The name of `node`'s inbox (what [`edge_inboxes`](Self::edge_inboxes) lists).
+    fn inbox_name(&self, node: &str) -> String {
+        node.to_owned()
+    }
+
+    /// Removes the inbox called `name`: its edge is gone for good.
+    async fn remove_edge_inbox(&self, name: &str) -> Result<(), BusError>;
 }
 
 #[async_trait]
@@ -292,6 +303,15 @@ impl Bus for MemoryBus {
         let receiver = lock(&self.shared.edges).get_mut(node).and_then(|channel| channel.receiver.take());
         let receiver = receiver.ok_or_else(|| BusError::Config(format!("the inbox of {node} is already open")))?;
         Ok(Box::new(MemoryEdgeInbox { receiver }))
+    }
+
+    async fn edge_inboxes(&self) -> Result<Vec<String>, BusError> {
+        Ok(lock(&self.shared.edges).keys().cloned().collect())
+    }
+
+    async fn remove_edge_inbox(&self, name: &str) -> Result<(), BusError> {
+        lock(&self.shared.edges).remove(name);
+        Ok(())
     }
 }
 

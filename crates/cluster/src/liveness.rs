@@ -1,7 +1,9 @@
 //! Which nodes live, and what happens to the resources of an edge that died: every node
 //! heartbeats into the registry; session nodes reap the routes of edges whose heartbeat stopped
 //! and tell each user's owner, through the user's partition, that the resource is gone — the
-//! owner then announces it unavailable exactly as after a clean disconnect.
+//! owner then announces it unavailable exactly as after a clean disconnect. The inbox of an edge
+//! gone for longer ([`INBOX_GRACE`] ttls) is removed from the bus, so edges that come and go under
+//! new names (no stable node id) leave no topics behind.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use crate::registry::Registry;
 
 /// Unbind records of a reap waiting for the bus at most.
 const REAP_IN_FLIGHT: usize = 1024;
+
+/// How many node ttls an edge's inbox outlives its last heartbeat: long enough for a restart
+/// under the same name (a StatefulSet's pod) to find its inbox still there.
+pub const INBOX_GRACE: u32 = 30;
 
 /// Keeps `node` alive in the registry with a heartbeat every third of `ttl`, forever. After each
 /// heartbeat that found the registry did not know the node (the first one, and after the registry
@@ -81,6 +87,7 @@ pub async fn reap(registry: &dyn Registry, bus: &dyn Bus, origin: &Origin, node:
 /// number of nodes may run this: a route is reaped once.
 pub async fn reap_dead_nodes(registry: Arc<dyn Registry>, bus: Arc<dyn Bus>, origin: Arc<Origin>, ttl: Duration) {
     let mut suspects: HashMap<String, Instant> = HashMap::new();
+    let mut abandoned: HashMap<String, Instant> = HashMap::new();
     let mut check = tokio::time::interval(ttl / 2);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -99,6 +106,30 @@ pub async fn reap_dead_nodes(registry: Arc<dyn Registry>, bus: Arc<dyn Bus>, ori
                 reap(registry.as_ref(), bus.as_ref(), &origin, &node).await;
                 suspects.remove(&node);
             }
+        }
+        remove_abandoned_inboxes(registry.as_ref(), bus.as_ref(), &mut abandoned, ttl * INBOX_GRACE).await;
+    }
+}
+
+/// Removes the edge inboxes no live node has had for `grace` of this node's observation (one
+/// heartbeat brings an inbox back into use before that; an edge that starts again later opens
+/// a new one).
+async fn remove_abandoned_inboxes(registry: &dyn Registry, bus: &dyn Bus, abandoned: &mut HashMap<String, Instant>, grace: Duration) {
+    let (live, inboxes) = match (registry.live_nodes().await, bus.edge_inboxes().await) {
+        (Ok(live), Ok(inboxes)) => (live, inboxes),
+        (Err(error), _) => return tracing::warn!(%error, "could not list live nodes"),
+        (_, Err(error)) => return tracing::warn!(%error, "could not list the edges' inboxes"),
+    };
+    let live: std::collections::HashSet<String> = live.iter().map(|node| bus.inbox_name(node)).collect();
+    abandoned.retain(|inbox, _| inboxes.contains(inbox) && !live.contains(inbox));
+    for inbox in inboxes.into_iter().filter(|inbox| !live.contains(inbox)) {
+        let since = *abandoned.entry(inbox.clone()).or_insert_with(Instant::now);
+        if since.elapsed() >= grace {
+            match bus.remove_edge_inbox(&inbox).await {
+                Ok(()) => tracing::info!(%inbox, "removed the inbox of an edge gone for good"),
+                Err(error) => tracing::warn!(%inbox, %error, "could not remove an abandoned edge inbox"),
+            }
+            abandoned.remove(&inbox);
         }
     }
 }
@@ -139,5 +170,21 @@ mod tests {
         assert_eq!((jid.as_str(), connection), ("alice@example.com/phone", 7));
         assert!(registry.resources("alice@example.com").await.unwrap().is_empty());
         assert_eq!(registry.resources("bob@example.com").await.unwrap().len(), 1, "a live node keeps its routes");
+    }
+
+    #[tokio::test]
+    async fn the_inbox_of_an_edge_gone_for_the_grace_period_is_removed() {
+        let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::default());
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(4));
+        let _live_inbox = bus.edge_inbox("edge-live").await.unwrap();
+        let _gone_inbox = bus.edge_inbox("edge-gone").await.unwrap();
+        registry.heartbeat("edge-live", Duration::from_secs(60)).await.unwrap();
+        let mut abandoned = HashMap::new();
+        let grace = Duration::from_millis(30);
+        remove_abandoned_inboxes(registry.as_ref(), bus.as_ref(), &mut abandoned, grace).await;
+        assert_eq!(bus.edge_inboxes().await.unwrap().len(), 2, "first seen abandoned: kept for the grace period");
+        tokio::time::sleep(grace).await;
+        remove_abandoned_inboxes(registry.as_ref(), bus.as_ref(), &mut abandoned, grace).await;
+        assert_eq!(bus.edge_inboxes().await.unwrap(), vec!["edge-live".to_owned()]);
     }
 }
