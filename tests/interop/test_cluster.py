@@ -432,3 +432,15 @@ async def test_cluster_admin_api_reaches_users_through_any_node(cl, env1):
     assert call(edge1, "DELETE", f"/api/v1/users/{alice_acc.localpart}/sessions")[0] == 202
     await asyncio.wait_for(alice.disconnected.wait(), 15)
     assert alice.stream_errors == ["policy-violation"], alice.stream_errors
+
+
+def test_check_config_connect_refuses_a_partition_count_other_than_the_topics(cl):
+    """`starling check-config --connect` reaches Kafka and Redis as the node would; a node
+    configured with another partition count than the cluster's owners topic is refused."""
+    import subprocess
+    node = cl.nodes["session1"]
+    assert "Kafka and Redis reached" in node.cli("check-config", "--connect").stdout
+    env = node.env() | {"STARLING__CLUSTER__PARTITIONS": str(PARTITIONS + 1), "RUST_BACKTRACE": "0"}
+    refused = subprocess.run([node.binary, "--config", str(node.config), "check-config", "--connect"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode != 0, refused.stdout
+    assert f"has {PARTITIONS} partitions but [cluster] partitions = {PARTITIONS + 1}" in refused.stderr, refused.stderr

@@ -128,7 +128,9 @@ fn unavailable(error: KafkaError) -> BusError {
 }
 
 impl KafkaBus {
-    /// Connects a producer and makes sure the owners topic exists with the configured partitions.
+    /// Connects a producer and makes sure the owners topic exists with the configured partitions:
+    /// an existing topic with another count is refused ([`BusError::Config`]), since nodes that
+    /// disagree on it would each route a user to a different owner.
     pub async fn connect(config: KafkaConfig) -> Result<KafkaBus, BusError> {
         config.check().map_err(BusError::Config)?;
         let refused_login = tokio::sync::watch::Sender::new(None);
@@ -149,7 +151,24 @@ impl KafkaBus {
             created = bus.ensure_topic(&owners, bus.config.partitions) => created?,
             why = observed::refused(refused_login.subscribe()) => return Err(BusError::Config(format!("Kafka refused the login: {why}"))),
         }
+        let found = bus.partitions_of(&owners).await?;
+        if found != bus.config.partitions as usize {
+            return Err(BusError::Config(format!(
+                "topic {owners} has {found} partitions but [cluster] partitions = {}: every node must use the topic's count (it cannot change for the life of the cluster)",
+                bus.config.partitions
+            )));
+        }
         Ok(bus)
+    }
+
+    /// How many partitions `topic` has (0 when it does not exist).
+    async fn partitions_of(&self, topic: &str) -> Result<usize, BusError> {
+        let (producer, name) = (self.producer.clone(), topic.to_owned());
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), Duration::from_secs(10)))
+            .await
+            .map_err(|error| BusError::Unavailable(error.to_string()))?
+            .map_err(unavailable)?;
+        Ok(metadata.topics().first().map_or(0, |topic| topic.partitions().len()))
     }
 
     fn owners_topic(&self) -> String {

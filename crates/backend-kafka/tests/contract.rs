@@ -68,6 +68,17 @@ async fn sasl_settings_log_in_and_a_wrong_password_is_refused() {
     assert!(own.check().is_err(), "a setting Starling's guarantees rest on is not the operator's");
 }
 
+/// Nodes configured with another partition count than the existing owners topic's are refused:
+/// they would send users' records to other owners than the rest of the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_count_other_than_the_topics_is_refused() {
+    let prefix = contract::unique_prefix();
+    drop(connect(&prefix).await);
+    let other = KafkaConfig { partitions: 8, ..config(&prefix) };
+    let refused = KafkaBus::connect(other).await.err().expect("refused");
+    assert!(refused.to_string().contains("has 4 partitions but [cluster] partitions = 8"), "{refused}");
+}
+
 /// Edge inboxes (a topic each) are listed by their node's inbox name and removed, which is how a
 /// session node clears the topics of edges gone for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,10 @@ enum Command {
         /// Overrides `[cluster] role`.
         #[arg(long, value_enum)]
         role: Option<config::Role>,
+        /// Also reach the cluster's Kafka and Redis as `serve` would: the logins, and the owners
+        /// topic's partition count against `[cluster] partitions`.
+        #[arg(long)]
+        connect: bool,
     },
     /// Where a user is in a cluster (from the registry in Redis): the owner partition, the session
     /// node serving it and each bound resource's edge, connection, priority and presence.
@@ -87,12 +91,15 @@ fn main() -> anyhow::Result<()> {
             config.check()?;
             serve::run(config)
         }
-        Command::CheckConfig { role } => {
+        Command::CheckConfig { role, connect } => {
             let mut config = config;
             if let Some(role) = role {
                 config.cluster.role = role;
             }
             config.check()?;
+            if connect {
+                serve::check_services(&config)?;
+            }
             println!("configuration ok: role {:?}, domain {}, store {:?}", config.cluster.role, config.server.domain, config.store.backend);
             Ok(())
         }

@@ -386,6 +386,21 @@ pub fn locate(config: &Config, user: &Jid) -> anyhow::Result<()> {
     })
 }
 
+/// `check-config --connect`: reaches Kafka (the owners topic made or checked) and Redis as a
+/// node of the configured role would.
+pub fn check_services(config: &Config) -> anyhow::Result<()> {
+    if config.cluster.role == Role::All {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        connect_bus(&config.cluster).await?;
+        connect_registry(&config.cluster).await?;
+        println!("Kafka and Redis reached; the owners topic has {} partitions", config.cluster.partitions);
+        Ok(())
+    })
+}
+
 async fn connect_registry(cluster: &ClusterSection) -> anyhow::Result<Arc<RedisRegistry>> {
     let url = &cluster.redis_url;
     let password = crate::config::secret(&cluster.redis_password_file)?;
