@@ -53,6 +53,66 @@ pub enum Scenario {
     Merge(MergeArgs),
     /// Render JSON reports as one HTML page with inline SVG charts.
     Report(ReportArgs),
+    /// The harness spread over a Kubernetes Job: worker pods started together, reports merged.
+    #[command(subcommand)]
+    Kube(KubeCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KubeCommand {
+    /// Create the Job of workers (in the namespace of the kubeconfig, or of this pod), release
+    /// them together once all are ready, merge their reports, delete what the run created.
+    Run(KubeRunArgs),
+    /// What each worker pod runs (the coordinator writes this command into the Job).
+    Worker(KubeWorkerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KubeRunArgs {
+    /// The image of the worker pods: it must have starling-loadtest on its PATH.
+    #[arg(long)]
+    pub image: String,
+    /// Worker pods.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+    /// Accounts each worker drives: worker i gets 1 + i*U … (i+1)*U.
+    #[arg(long)]
+    pub users_per_worker: u64,
+    /// The run's name (the Job, its ServiceAccount, Role and ConfigMaps) [default: starling-loadtest-RANDOM].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// [default: the kubeconfig's namespace, or this pod's]
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// A Secret whose `password` key the workers use (as STARLING_LOADTEST_PASSWORD).
+    #[arg(long)]
+    pub password_secret: Option<String>,
+    /// CPU each worker pod requests.
+    #[arg(long, default_value = "1")]
+    pub cpu: String,
+    /// Seconds for the whole run, pods started to reports merged.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_seconds: u64,
+    /// The merged report.
+    #[arg(short = 'o', long, default_value = "merged.json")]
+    pub output: PathBuf,
+    /// Leave the Job, its pods and ConfigMaps for inspection.
+    #[arg(long)]
+    pub keep: bool,
+    /// The scenario and its options as for a local run, after `--` (e.g. `-- chat --host … --rate 5000`);
+    /// each worker adds --first-user, --users and --json-out.
+    #[arg(last = true, required = true)]
+    pub scenario: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KubeWorkerArgs {
+    #[arg(long)]
+    pub run: String,
+    #[arg(long)]
+    pub users_per_worker: u64,
+    #[arg(last = true, required = true)]
+    pub scenario: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

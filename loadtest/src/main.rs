@@ -15,6 +15,7 @@ mod scenario_file;
 mod stats;
 mod timeseries;
 mod html;
+mod kube;
 mod merge;
 mod tls;
 mod websocket;
@@ -22,10 +23,17 @@ mod xmpp;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Scenario};
+use crate::cli::{Cli, KubeCommand, Scenario};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // The Kubernetes client builds its TLS from the process default; built beside the server, the
+    // tree holds two providers (ring, and aws-lc-rs from the server's object_store): name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    run(Cli::parse())
+}
+
+/// Runs one command line (also a Kubernetes worker's scenario, `kube worker`).
+fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = match &cli.scenario {
         Scenario::Connect(args) => args.common.threads,
         Scenario::Chat(args) => args.common.threads,
@@ -38,6 +46,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Run(_) => None,
         Scenario::Merge(args) => return merge::run(args),
         Scenario::Report(args) => return html::run(args),
+        Scenario::Kube(KubeCommand::Worker(args)) => return kube::worker(args.clone()),
+        Scenario::Kube(KubeCommand::Run(_)) => None,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -56,7 +66,8 @@ fn main() -> anyhow::Result<()> {
             Scenario::PepLogin(args) => scenario::pep_login::run(args).await,
             Scenario::Mobile(args) => scenario::mobile::run(args).await,
             Scenario::Run(args) => scenario_file::run(args).await,
-            Scenario::Merge(_) | Scenario::Report(_) => Ok(()),
+            Scenario::Kube(KubeCommand::Run(args)) => kube::run(args).await,
+            Scenario::Merge(_) | Scenario::Report(_) | Scenario::Kube(KubeCommand::Worker(_)) => Ok(()),
         }
     });
     // Tasks still blocked on dead peers must not hold the process open.
