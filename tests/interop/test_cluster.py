@@ -112,11 +112,18 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
         wait_for_split(nodes["session1"], nodes["session2"])
     except BaseException:
         # A cluster that did not come up is not watched by every later test's liveness check.
-        for server in nodes.values():
-            server.stop()
-            _servers.remove(server)
+        stop_cluster(nodes)
         raise
     return nodes
+
+
+def stop_cluster(nodes: dict) -> None:
+    """Stops every node, which later tests' liveness checks then no longer watch."""
+    from conftest import _servers
+    for server in nodes.values():
+        server.stop()
+        if server in _servers:
+            _servers.remove(server)
 
 
 def wait_for_split(a: StarlingServer, b: StarlingServer, since_a: int = 0, since_b: int = 0, timeout: float = 90) -> None:
@@ -137,8 +144,7 @@ def cluster(workdir):
     domain = nodes["edge1"].domain
     pool = [Account(f"cl{i}", PASSWORD, domain) for i in range(1, 201)]
     yield nodes, pool
-    for server in nodes.values():
-        server.stop()
+    stop_cluster(nodes)
 
 
 class Cluster:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness import Account, Client, ConnectFailed, NS, StarlingServer, is_message, is_presence, new_id, tag, to_str
-from test_cluster import PARTITIONS, owned, partition_of, start_cluster, wait_for_split
+from test_cluster import PARTITIONS, owned, partition_of, start_cluster, stop_cluster, wait_for_split
 from test_xep0313_mam import M, MAM, Page, form, rsm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,14 +237,11 @@ async def settle(env, pairs: list[Pair], report: dict, keep_as: str) -> None:
 def counted_cluster(workdir, name: str, accounts_prefix: str):
     """A cluster of its own (`name` keeps its directories and Kafka topics apart) with 100
     accounts, for a module's counted-stream tests; stopped after them."""
-    from conftest import PASSWORD, _servers
+    from conftest import PASSWORD
     nodes = start_cluster(workdir, name, accounts_prefix, accounts=100, node_ttl=NODE_TTL)
     domain = nodes["edge1"].domain
     yield nodes, [Account(f"{accounts_prefix}{i}", PASSWORD, domain) for i in range(1, 101)]
-    for server in nodes.values():
-        server.stop()
-        if server in _servers:
-            _servers.remove(server)
+    stop_cluster(nodes)
 
 
 @pytest.fixture(scope="module")

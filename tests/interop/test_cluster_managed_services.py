@@ -8,7 +8,7 @@ pass."""
 import pytest
 
 from harness import Account, Env, Target, is_message
-from test_cluster import Cluster, start_cluster
+from test_cluster import Cluster, start_cluster, stop_cluster
 from test_xep0313_mam import form, query
 
 
@@ -17,8 +17,7 @@ def managed(workdir):
     from conftest import PASSWORD
     nodes = start_cluster(workdir, "mg", "mgc", accounts=20, managed=True)
     yield Cluster(nodes, [Account(f"mgc{i}", PASSWORD, nodes["edge1"].domain) for i in range(1, 21)])
-    for server in nodes.values():
-        server.stop()
+    stop_cluster(nodes)
 
 
 async def test_messages_cross_a_cluster_on_managed_style_services(managed):

@@ -24,7 +24,7 @@ import pytest
 from harness import NS, WAIT, Account, Env, Target, is_message, tag, to_str
 from sm_peers import (CountedStreams, SmPeer, archived_other_than_once, break_connection, counted_stream, kill, metric, pump,
                       repeated, restart_session_node, sequence)
-from test_cluster import Cluster, start_cluster
+from test_cluster import Cluster, start_cluster, stop_cluster
 from test_xep0198_stream_management import drop_connection, slixmpp_phone
 
 SM = NS["sm"]
@@ -35,14 +35,11 @@ AFTER_RESUME = 4.0   # seconds of stream after the resumption
 
 @pytest.fixture(scope="module")
 def sm_cluster(workdir):
-    from conftest import PASSWORD, _servers
+    from conftest import PASSWORD
     nodes = start_cluster(workdir, "smc", "smc", accounts=60, node_ttl=3, component_secrets=COMPONENT_SECRETS)
     # The first 30 accounts are taken in pairs (`Cluster.pair`), the rest by the component tests.
     yield Cluster(nodes, [Account(f"smc{i}", PASSWORD, nodes["edge1"].domain) for i in range(1, 31)])
-    for server in nodes.values():
-        server.stop()
-        if server in _servers:
-            _servers.remove(server)
+    stop_cluster(nodes)
 
 
 async def test_cluster_sm_resumes_on_the_other_edge(sm_cluster):
@@ -175,6 +172,53 @@ async def test_cluster_sm_kill_9_edge_mid_stream_then_resume_elsewhere(sm_cluste
     to_b, to_a = await run.finish(edge2)
     text = run.save("STARLING_SM_FAULT_REPORT")
     assert to_b == list(range(len(run.a.sent))), f"a -> b not exactly once in order: {text}"
+    assert to_a == list(range(len(run.b.sent))), f"b -> a not exactly once in order: {text}"
+    assert run.report["retransmitted_after_agreeing_resume"] == 0, f"the two sides' h disagree: {text}"
+    assert not any(run.report["archived_other_than_once"].values()), f"archived other than once: {text}"
+
+
+@pytest.mark.deadline(300)
+async def test_cluster_drain_of_every_process_keeps_stream_managed_sessions(sm_cluster):
+    """Issue 18, item 3 with the mobile issue: every process of the cluster drained in turn
+    (SIGTERM) while two stream-managed clients exchange counted messages. The edge `a` is on ends
+    its stream with `system-shutdown` and `a` resumes on the other edge (its session kept by its
+    owner, nothing sent again that the server had handled); each session node stores, commits and
+    leaves the group, and the other takes its users' sessions over with the streams still open.
+    No session is lost, every stanza arrives exactly once and in order, each archived once; the
+    report gives each step's time."""
+    from conftest import _servers
+    edge1, edge2 = sm_cluster.nodes["edge1"].endpoint, sm_cluster.nodes["edge2"].endpoint
+    run = CountedStreams(sm_cluster)
+    a = run.a
+    await run.start(sm_cluster)
+    steps = []
+    try:
+        await asyncio.sleep(2)
+        edge = sm_cluster.nodes["edge1"]
+        t0 = time.monotonic()
+        _servers.remove(edge)
+        assert await asyncio.to_thread(edge.stop) == 0, edge.log_tail()
+        assert await a.raw.stream_error(timeout=15) == "system-shutdown"
+        again, took = await a.resume(edge2)
+        steps.append({"process": "edge1", "sigterm_to_exit_s": round(time.monotonic() - t0, 2), "resumed_on_edge2_s": round(took, 3), "sent_again": again})
+        await asyncio.to_thread(edge.start)
+        _servers.append(edge)
+        # a's and b's owners are the two session nodes (`pair`): each is drained once.
+        for name in ("session1", "session2"):
+            await asyncio.sleep(2)
+            node = sm_cluster.nodes[name]
+            t0 = time.monotonic()
+            _servers.remove(node)
+            assert await asyncio.to_thread(node.stop) == 0, node.log_tail()
+            steps.append({"process": name, "sigterm_to_exit_s": round(time.monotonic() - t0, 2)})
+            await asyncio.to_thread(restart_session_node, sm_cluster, node)
+        await asyncio.sleep(2)
+    finally:
+        await run.stop_sending()
+    run.report["steps"] = steps
+    to_b, to_a = await run.finish(edge1)
+    text = run.save("STARLING_SM_DRAIN_REPORT")
+    assert to_b == list(range(len(a.sent))), f"a -> b not exactly once in order: {text}"
     assert to_a == list(range(len(run.b.sent))), f"b -> a not exactly once in order: {text}"
     assert run.report["retransmitted_after_agreeing_resume"] == 0, f"the two sides' h disagree: {text}"
     assert not any(run.report["archived_other_than_once"].values()), f"archived other than once: {text}"

@@ -21,7 +21,7 @@ import pytest
 
 from harness import NS, Account, Env, Target, is_message, is_presence, to_str
 from sm_peers import kill, metric, repeated, restart_session_node
-from test_cluster import Cluster, partition_of, start_cluster
+from test_cluster import Cluster, partition_of, start_cluster, stop_cluster
 from test_xep0045_muc import M, MUC_OWNER, SERVICE, join, statuses
 
 SENDERS = 3
@@ -32,13 +32,10 @@ AFTER_KILL = 12.0   # seconds of traffic after (past the takeover: Kafka's sessi
 
 @pytest.fixture(scope="module")
 def muc_cluster(workdir):
-    from conftest import PASSWORD, _servers
+    from conftest import PASSWORD
     nodes = start_cluster(workdir, "mucc", "mucc", accounts=40, node_ttl=3)
     yield Cluster(nodes, [Account(f"mucc{i}", PASSWORD, nodes["edge1"].domain) for i in range(1, 41)])
-    for server in nodes.values():
-        server.stop()
-        if server in _servers:
-            _servers.remove(server)
+    stop_cluster(nodes)
 
 
 def room_owned_by(cl: Cluster, node: str) -> str:

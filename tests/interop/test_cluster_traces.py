@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from harness import Account, Env, Target, free_port, is_message, new_id
-from test_cluster import Cluster, partition_of, start_cluster
+from test_cluster import Cluster, partition_of, start_cluster, stop_cluster
 
 JAEGER_CONFIG = """
 service:
@@ -88,8 +88,7 @@ def traced(workdir, jaeger):
     nodes = start_cluster(workdir, "tr", "trc", accounts=40, sections=telemetry,
                           log_filters={"session": "info,starling_session=debug"})
     yield Cluster(nodes, [Account(f"trc{i}", PASSWORD, nodes["edge1"].domain) for i in range(1, 41)]), query
-    for server in nodes.values():
-        server.stop()
+    stop_cluster(nodes)
 
 
 def find_trace(query: str, stanza_id: str, wanted: set[str], timeout: float = 30) -> dict:
