@@ -319,6 +319,40 @@ async def test_cluster_muc_room_on_one_owner_occupants_on_both_edges(cl, env1):
     assert 307 in statuses(kicked), to_str(kicked)
 
 
+async def test_cluster_admin_api_reaches_users_through_any_node(cl, env1):
+    """The admin API of an edge sends the server's orders and messages to the user's owner over
+    the bus; the session nodes list the sessions of their partitions, an edge says to ask them."""
+    from test_admin_api import call
+    alice_acc, _ = cl.pair()
+    alice = await env1.online(alice_acc, ep=cl.nodes["edge2"].endpoint)
+    edge1 = cl.nodes["edge1"]
+    status, body, _ = call(edge1, "GET", "/api/v1/sessions")
+    assert status == 421 and "session" in body["error"], body
+    listed = set()
+    for name in ("session1", "session2"):
+        status, body, _ = call(cl.nodes[name], "GET", "/api/v1/sessions")
+        assert status == 200, body
+        listed |= {(entry["jid"], entry["edge"]) for entry in body["sessions"]}
+    assert (alice.jid, "edge-2") in listed, listed
+    assert call(edge1, "POST", "/api/v1/messages", {"to": alice_acc.jid, "body": "from the operators"})[0] == 202
+    await alice.inbox.wait(is_message(frm=edge1.domain, body="from the operators"))
+    assert call(edge1, "DELETE", f"/api/v1/users/{alice_acc.localpart}/sessions")[0] == 202
+    await asyncio.wait_for(alice.disconnected.wait(), 15)
+    assert alice.stream_errors == ["policy-violation"], alice.stream_errors
+
+
+def test_check_config_connect_refuses_a_partition_count_other_than_the_topics(cl):
+    """`starling check-config --connect` reaches Kafka and Redis as the node would; a node
+    configured with another partition count than the cluster's owners topic is refused."""
+    import subprocess
+    node = cl.nodes["session1"]
+    assert "Kafka and Redis reached" in node.cli("check-config", "--connect").stdout
+    env = node.env() | {"STARLING__CLUSTER__PARTITIONS": str(PARTITIONS + 1), "RUST_BACKTRACE": "0"}
+    refused = subprocess.run([node.binary, "--config", str(node.config), "check-config", "--connect"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode != 0, refused.stdout
+    assert f"has {PARTITIONS} partitions but [cluster] partitions = {PARTITIONS + 1}" in refused.stderr, refused.stderr
+
+
 async def test_cluster_zz_failover_when_an_owner_dies(cl, env1):
     """kill -9 of a session node: the group gives its partitions to the survivor after the session
     timeout, and the survivor restores the users' bound resources from the routes the dead node
@@ -416,37 +450,3 @@ async def test_cluster_registrations_per_address_count_across_edges(cl, env1):
     assert first.get("type") == "result", to_str(first)
     second = await _register(envs[1], f"reg{new_id()[:8]}", "Pw-" + new_id(), ip)
     assert stanza_error(second)[1] == "resource-constraint", to_str(second)
-
-
-async def test_cluster_admin_api_reaches_users_through_any_node(cl, env1):
-    """The admin API of an edge sends the server's orders and messages to the user's owner over
-    the bus; the session nodes list the sessions of their partitions, an edge says to ask them."""
-    from test_admin_api import call
-    alice_acc, _ = cl.pair()
-    alice = await env1.online(alice_acc, ep=cl.nodes["edge2"].endpoint)
-    edge1 = cl.nodes["edge1"]
-    status, body, _ = call(edge1, "GET", "/api/v1/sessions")
-    assert status == 421 and "session" in body["error"], body
-    listed = set()
-    for name in ("session1", "session2"):
-        status, body, _ = call(cl.nodes[name], "GET", "/api/v1/sessions")
-        assert status == 200, body
-        listed |= {(entry["jid"], entry["edge"]) for entry in body["sessions"]}
-    assert (alice.jid, "edge-2") in listed, listed
-    assert call(edge1, "POST", "/api/v1/messages", {"to": alice_acc.jid, "body": "from the operators"})[0] == 202
-    await alice.inbox.wait(is_message(frm=edge1.domain, body="from the operators"))
-    assert call(edge1, "DELETE", f"/api/v1/users/{alice_acc.localpart}/sessions")[0] == 202
-    await asyncio.wait_for(alice.disconnected.wait(), 15)
-    assert alice.stream_errors == ["policy-violation"], alice.stream_errors
-
-
-def test_check_config_connect_refuses_a_partition_count_other_than_the_topics(cl):
-    """`starling check-config --connect` reaches Kafka and Redis as the node would; a node
-    configured with another partition count than the cluster's owners topic is refused."""
-    import subprocess
-    node = cl.nodes["session1"]
-    assert "Kafka and Redis reached" in node.cli("check-config", "--connect").stdout
-    env = node.env() | {"STARLING__CLUSTER__PARTITIONS": str(PARTITIONS + 1), "RUST_BACKTRACE": "0"}
-    refused = subprocess.run([node.binary, "--config", str(node.config), "check-config", "--connect"], capture_output=True, text=True, env=env, timeout=60)
-    assert refused.returncode != 0, refused.stdout
-    assert f"has {PARTITIONS} partitions but [cluster] partitions = {PARTITIONS + 1}" in refused.stderr, refused.stderr
