@@ -375,6 +375,7 @@ enabled = {'true' if registration else 'false'}
         return res
 
     def start(self, ready_timeout: float = 60.0) -> None:
+        self.log_start = self.log_size()  # where this process's lines begin (the log is appended to)
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--config", str(self.config), "serve"],

@@ -219,7 +219,7 @@ impl Handler<Resume> for UserActor {
     fn handle(&mut self, message: Resume, ctx: &mut Context<Self>) {
         self.taken();
         self.run(ctx, message.hold, move |mut state, _| async move {
-            match state.resume(&message.previd, message.h, message.link) {
+            match state.resume(&message.previd, message.h, message.link, message.edge) {
                 Ok((index, handled)) => {
                     // The answer goes first: in a cluster it is the first thing on the connection.
                     (message.reply)(Ok((state.resources()[index].jid().clone(), handled)));

@@ -232,7 +232,7 @@ impl Gateway for SessionLayer {
     async fn resume(&self, user: Jid, previd: &str, h: u32, link: ClientLink) -> Result<Resumed, ResumeFailed> {
         let connection_id = link.connection_id;
         let (waiting, resumed) = tokio::sync::oneshot::channel();
-        let resume = Resume { previd: previd.to_owned(), h, link, reply: reply_to(waiting), hold: None };
+        let resume = Resume { previd: previd.to_owned(), h, link, edge: None, reply: reply_to(waiting), hold: None };
         let addr = self.router.with_user_actor(&user, |addr| {
             addr.do_send(resume);
             addr.clone()

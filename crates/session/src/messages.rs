@@ -63,6 +63,8 @@ pub(crate) struct Resume {
     pub previd: String,
     pub h: u32,
     pub link: ClientLink,
+    /// The edge holding the new stream, in a cluster: the route names it from now on.
+    pub edge: Option<String>,
     pub reply: Reply<Result<(Jid, u32), ResumeFailed>>,
     /// The bus record it came from, in a cluster.
     pub hold: Option<Hold>,

@@ -165,9 +165,9 @@ impl HostRouter {
                 self.with_user_actor(&jid.bare(), |addr| addr.do_send(event));
             }
             OwnerRecord::Resume { user, previd, h, edge, connection } => {
-                let link = side.remote_link(edge, connection, self.services().config.client_queue);
+                let link = side.remote_link(edge.clone(), connection, self.services().config.client_queue);
                 let reply = answer_on(&link, SessionAnswer::Resumed);
-                self.with_user_actor(&user, |addr| addr.do_send(Resume { previd, h, link, reply, hold }));
+                self.with_user_actor(&user, |addr| addr.do_send(Resume { previd, h, link, edge: Some(edge), reply, hold }));
             }
             // It does its work by coming back (`handling` below).
             OwnerRecord::Fence => {}

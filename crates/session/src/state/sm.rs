@@ -258,7 +258,9 @@ impl UserState {
     /// the old stream if the server had not noticed it broke. Returns the resource's index and the
     /// count of the client's stanzas handled; the unacknowledged stanzas are sent again by
     /// [`retransmit_unacknowledged`](Self::retransmit_unacknowledged), after the answer.
-    pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink) -> Result<(usize, u32), ResumeFailed> {
+    /// `edge` names the edge holding the new stream (in a cluster): the route published after
+    /// this names it, so a later reaping of the old edge's routes leaves this one alone.
+    pub fn resume(&mut self, previd: &str, h: u32, link: ClientLink, edge: Option<String>) -> Result<(usize, u32), ResumeFailed> {
         let found = self.resources.iter().position(|r| r.sm.as_ref().is_some_and(|sm| sm.is_resumable() && sm.id.as_deref() == Some(previd)));
         let Some(index) = found else {
             let handled = self.ended_sessions.iter().find(|(id, _)| id == previd).map(|(_, handled)| *handled);
@@ -276,6 +278,7 @@ impl UserState {
             self.services.metrics.sessions_detached.dec();
         }
         resource.connection_id = link.connection_id;
+        resource.edge = edge;
         if let Some(old) = resource.link.replace(link) {
             let _ = old.try_send(ToClient::Close(StreamError::new(StreamErrorCondition::Conflict).with_text("resumed on another stream")), None);
         }
