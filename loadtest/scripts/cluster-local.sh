@@ -3,9 +3,12 @@
 # own process, on Cassandra (store), Kafka (bus) and Redis (registry) started by scripts/infra.
 #   loadtest/scripts/cluster-local.sh up [SESSIONS=2] [EDGES=2] [ACCOUNTS=2000]
 #   loadtest/scripts/cluster-local.sh down
+#   loadtest/scripts/cluster-local.sh kill NODE | start NODE   (e.g. session1: kill -9, or start again
+#                                                             and wait until the group settled)
 # SESSIONS=0 starts the single-process server (role all) on the same store instead, as the baseline,
 # listening where edge 1 would. KAFKA_LINGER_MS (default 0) sets [cluster] kafka_linger_ms; ARCHIVE=0
-# turns message archiving off (on by default, as in the server).
+# turns message archiving off (on by default, as in the server). SESSION_TIMEOUT_MS (default 10000)
+# sets [cluster] session_timeout_ms.
 # loadtest/scripts/owner-pairs.py writes --user-list files of pairs on the same or different owners.
 # Edge k listens for STARTTLS on 127.0.0.1:(36220+k); admin ports 36280+n. Accounts user1..N,
 # password "secret". State and logs in $WORK (default /tmp/starling-cluster). STARLING_BIN runs another
@@ -46,6 +49,7 @@ node_id = "$role$n"
 kafka_brokers = "127.0.0.1:19092"
 kafka_prefix = "$PREFIX"
 kafka_linger_ms = ${KAFKA_LINGER_MS:-0}
+session_timeout_ms = ${SESSION_TIMEOUT_MS:-10000}
 partitions = 16
 replication = 1
 redis_url = "redis://127.0.0.1:26379/"
@@ -76,27 +80,41 @@ up() {
   local first="$WORK/session1"; [[ $sessions == 0 ]] && first="$WORK/all1"
   "$BIN" -c "$first/starling.toml" user add-bulk --prefix user --count "$accounts" --password secret
   for dir in "$WORK"/session* "$WORK"/edge* "$WORK"/all*; do
-    [ -d "$dir" ] || continue
-    "$BIN" -c "$dir/starling.toml" serve > "$dir/server.log" 2>&1 &
-    echo $! > "$dir/pid"
+    [ -d "$dir" ] && launch "$dir"
   done
   for dir in "$WORK"/session* "$WORK"/edge* "$WORK"/all*; do
-    [ -d "$dir" ] || continue
-    local admin; admin=$(grep -A1 '^\[admin\]' "$dir/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do
-      kill -0 "$(cat "$dir/pid")" 2>/dev/null || { echo "$dir did not start:" >&2; tail -20 "$dir/server.log" >&2; down; exit 1; }
-      sleep 0.2
-    done
+    [ -d "$dir" ] && await_ready "$dir"
   done
+  settle "$sessions"
+  echo "cluster up: $sessions session nodes, $edges edges (STARTTLS 127.0.0.1:36221..)"
+}
+
+launch() { # node directory; its log is appended to, so `settle` reads from where this process began
+  stat -c %s "$1/server.log" > "$1/log_start" 2>/dev/null || echo 0 > "$1/log_start"
+  "$BIN" -c "$1/starling.toml" serve >> "$1/server.log" 2>&1 &
+  echo $! > "$1/pid"
+}
+
+await_ready() { # node directory
+  local admin; admin=$(grep -A1 '^\[admin\]' "$1/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do
+    kill -0 "$(cat "$1/pid")" 2>/dev/null || { echo "$1 did not start:" >&2; tail -20 "$1/server.log" >&2; down; exit 1; }
+    sleep 0.2
+  done
+}
+
+settle() { # session nodes
+  local sessions=$1
   # The group settles (a cooperative rebalance takes two rounds): wait until every session node
   # holds partitions and nothing changed for 3 s, so a load run does not start mid-rebalance.
   local last="" same=0 waited=0
   while (( same < 3 )); do
     local now; now=$(cat "$WORK"/session*/server.log | grep -c "owner partitions" || true)
     local holding=0 log
-    for log in "$WORK"/session*/server.log; do
-      # One process per log (no pipe an early exit could cut short); colour codes stripped.
-      if awk '{ gsub(/\033\[[0-9;]*m/, "") } /owner partitions assigned partitions=\[[0-9]/ { found = 1 } END { exit !found }' "$log"; then
+    for dir in "$WORK"/session*; do
+      # awk reads to the end (no early exit to cut the pipe short); colour codes stripped.
+      if tail -c +"$(( $(cat "$dir/log_start") + 1 ))" "$dir/server.log" \
+        | awk '{ gsub(/\033\[[0-9;]*m/, "") } /owner partitions assigned partitions=\[[0-9]/ { found = 1 } END { exit !found }'; then
         holding=$((holding + 1))
       fi
     done
@@ -104,7 +122,6 @@ up() {
     last=$now; sleep 1; waited=$((waited + 1))
     (( waited < 90 )) || { echo "the group did not settle in 90 s" >&2; exit 1; }
   done
-  echo "cluster up: $sessions session nodes, $edges edges (STARTTLS 127.0.0.1:36221..)"
 }
 
 down() {
@@ -115,5 +132,7 @@ down() {
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
+  kill) kill -9 "$(cat "$WORK/$2/pid")"; wait "$(cat "$WORK/$2/pid")" 2>/dev/null || true ;;
+  start) launch "$WORK/$2"; await_ready "$WORK/$2"; settle "$(ls -d "$WORK"/session* 2>/dev/null | wc -l)" ;;
   *) echo "usage: $0 up [SESSIONS] [EDGES] [ACCOUNTS] | down" >&2; exit 2 ;;
 esac

@@ -26,9 +26,10 @@ def partition_of(bare: str, partitions: int = PARTITIONS) -> int:
     return h % partitions
 
 
-def owned(server: StarlingServer, since: int = 0) -> set[int]:
-    """Partitions a session node holds now, replayed from its log (from byte `since`: where the
-    current process of a restarted node began)."""
+def owned(server: StarlingServer, since: int | None = None) -> set[int]:
+    """Partitions a session node holds now, replayed from its log from byte `since` (by default
+    where its current process began: one that was killed or left logged no revocation)."""
+    since = server.log_start if since is None else since
     held: set[int] = set()
     for line in ANSI.sub("", server.log_since(since)).splitlines():
         # Text lines (`partitions=[1, 2]`) or JSON ones (`"partitions":"[1, 2]"`, either order).
@@ -42,7 +43,7 @@ def owned(server: StarlingServer, since: int = 0) -> set[int]:
 
 def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200, node_ttl: int = 10,
                   component_secrets: dict[str, str] | None = None, sections: str = "",
-                  log_filters: dict[str, str] | None = None, managed: bool = False) -> dict:
+                  log_filters: dict[str, str] | None = None, managed: bool = False, session_timeout_ms: int = 6000) -> dict:
     """Two session nodes and two edges on the CQL store, Kafka and Redis, under a fresh prefix;
     returns them by name once both session nodes hold partitions and together hold all. With
     `component_secrets`, every node knows those component domains and each edge listens for
@@ -76,7 +77,7 @@ def start_cluster(workdir, name: str, accounts_prefix: str, accounts: int = 200,
 
     def section(role):
         return (f"\n[cluster]\nrole = \"{role}\"\nnode_id = \"{role}-{{}}\"\nkafka_brokers = \"{brokers}\"\n"
-                f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_seconds = 6\n"
+                f"kafka_prefix = \"{prefix}\"\npartitions = {PARTITIONS}\nreplication = 1\nsession_timeout_ms = {session_timeout_ms}\n"
                 f"redis_url = \"{redis}\"\nnode_ttl_seconds = {node_ttl}\n" + logins)
 
     from harness import free_port
@@ -126,7 +127,7 @@ def stop_cluster(nodes: dict) -> None:
             _servers.remove(server)
 
 
-def wait_for_split(a: StarlingServer, b: StarlingServer, since_a: int = 0, since_b: int = 0, timeout: float = 90) -> None:
+def wait_for_split(a: StarlingServer, b: StarlingServer, since_a: int | None = None, since_b: int | None = None, timeout: float = 90) -> None:
     """Until both session nodes hold partitions, none twice, all of them between the two."""
     deadline = time.monotonic() + timeout
     while True:

@@ -37,6 +37,9 @@ INTERVAL = 0.05         # seconds between two messages of one sender (20/s each)
 PING_EVERY = 5          # messages between two acceptance pings
 RECOVERY_BOUND = 60.0   # seconds a fault may take before the test calls it not recovered
 NODE_TTL = 3            # seconds without a heartbeat before an edge is dead
+SESSION_TIMEOUT_MS = 1500  # the owners' group's session timeout here: takeover after a crash
+                           # (the broker's group.min.session.timeout.ms is lowered to allow it)
+PAUSE = 6.0             # seconds a session node is frozen (SIGSTOP): well past the session timeout
 
 
 class Peer:
@@ -234,11 +237,11 @@ async def settle(env, pairs: list[Pair], report: dict, keep_as: str) -> None:
     assert report["totals"]["accepted"] > 0, text
 
 
-def counted_cluster(workdir, name: str, accounts_prefix: str):
+def counted_cluster(workdir, name: str, accounts_prefix: str, session_timeout_ms: int = 6000):
     """A cluster of its own (`name` keeps its directories and Kafka topics apart) with 100
     accounts, for a module's counted-stream tests; stopped after them."""
     from conftest import PASSWORD
-    nodes = start_cluster(workdir, name, accounts_prefix, accounts=100, node_ttl=NODE_TTL)
+    nodes = start_cluster(workdir, name, accounts_prefix, accounts=100, node_ttl=NODE_TTL, session_timeout_ms=session_timeout_ms)
     domain = nodes["edge1"].domain
     yield nodes, [Account(f"{accounts_prefix}{i}", PASSWORD, domain) for i in range(1, 101)]
     stop_cluster(nodes)
@@ -246,7 +249,7 @@ def counted_cluster(workdir, name: str, accounts_prefix: str):
 
 @pytest.fixture(scope="module")
 def fault_cluster(workdir):
-    yield from counted_cluster(workdir, "faults", "fl")
+    yield from counted_cluster(workdir, "faults", "fl", session_timeout_ms=SESSION_TIMEOUT_MS)
 
 
 @pytest.mark.deadline(400)
@@ -290,11 +293,10 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
 
         def restart(server: StarlingServer, session: bool = False):
             def act():
-                since = server.log_size()
                 _servers.append(server)
                 server.start()
                 if session:
-                    wait_for_split(server, survivor, since, 0)
+                    wait_for_split(server, survivor)
             return act
 
         await fault("kill -9 session node", kill(victim), restart(victim, session=True))
@@ -307,6 +309,50 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
         await asyncio.gather(*tasks, return_exceptions=True)
 
     await settle(env, pairs, report, "STARLING_FAULT_REPORT")
+    totals = report["totals"]
+    assert totals["duplicates"] == 0 and totals["out_of_order"] == 0, f"delivered twice or out of order: {report}"
+
+
+@pytest.mark.deadline(300)
+async def test_cluster_session_node_paused_past_its_timeout_does_not_deliver_beside_the_new_owner(fault_cluster):
+    """A session node frozen (SIGSTOP) for longer than the group's session timeout, then resumed:
+    the other takes its partitions over while it is frozen; once resumed it finds it lost them and
+    must not deliver what it had read before (no split ownership: one owner delivers). Counted
+    streams across both owners: nothing accepted lost, no duplicate, nothing out of order, no
+    receiver disconnected (their edges stayed up); the report gives the takeover time."""
+    nodes, pool = fault_cluster
+    sessions = {name: nodes[name] for name in ("session1", "session2")}
+    env, pairs = await counted_pairs(nodes, pool[20:60], "z")
+    victim_name = "session1" if partition_of(pairs[0].receiver.account.jid) in owned(sessions["session1"]) else "session2"
+    victim = sessions[victim_name]
+    survivor = sessions["session2" if victim_name == "session1" else "session1"]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(pair.run(stop)) for pair in pairs]
+    tasks.append(asyncio.create_task(keep_connected([pair.receiver for pair in pairs], stop)))
+    report: dict = {"pairs": PAIRS, "rate_per_sender": 1 / INTERVAL, "session_timeout_ms": SESSION_TIMEOUT_MS, "paused_s": PAUSE}
+    try:
+        await asyncio.sleep(3)
+        t0 = time.monotonic()
+        os.kill(victim.proc.pid, signal.SIGSTOP)
+        try:
+            report["takeover_s"] = await recovered(pairs, t0, "paused session node")
+            await asyncio.sleep(max(0.0, PAUSE - (time.monotonic() - t0)))
+        finally:
+            os.kill(victim.proc.pid, signal.SIGCONT)
+        t1 = time.monotonic()
+        # Resumed, it rejoins the group: the partitions split between the two again.
+        await asyncio.to_thread(wait_for_split, victim, survivor)
+        report["split_again_after_resume_s"] = round(time.monotonic() - t1, 2)
+        report["recovered_after_resume_s"] = await recovered(pairs, time.monotonic(), "after the resume")
+        await asyncio.sleep(3)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    report["receiver_reconnects"] = sum(pair.receiver.reconnects for pair in pairs)
+    await settle(env, pairs, report, "STARLING_PAUSE_REPORT")
+    totals = report["totals"]
+    assert totals["duplicates"] == 0 and totals["out_of_order"] == 0, f"delivered twice or out of order: {report}"
+    assert report["receiver_reconnects"] == 0, f"a receiver was disconnected: {report}"
 
 
 def rss_mib(server: StarlingServer) -> float:

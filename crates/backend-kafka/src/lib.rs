@@ -123,6 +123,13 @@ pub struct KafkaBus {
     producer: FutureProducer<ProducerObserved>,
 }
 
+/// A tenth of the session timeout, between 100 ms and 1 s: when a member dies the others learn of
+/// the rebalance at their next heartbeat, so a takeover waits up to one interval beyond the
+/// timeout itself (Kafka's usual third would add 0.5 s to a 1.5 s timeout). Heartbeats are tiny.
+fn heartbeat_interval(session_timeout: Duration) -> Duration {
+    (session_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
 fn unavailable(error: KafkaError) -> BusError {
     BusError::Unavailable(error.to_string())
 }
@@ -232,7 +239,7 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.config.session_timeout.as_millis().to_string())
-            .set("heartbeat.interval.ms", (self.config.session_timeout.as_millis() / 3).max(1).to_string())
+            .set("heartbeat.interval.ms", heartbeat_interval(self.config.session_timeout).as_millis().to_string())
             .set("partition.assignment.strategy", "cooperative-sticky");
         config
     }

@@ -127,6 +127,11 @@ impl RecordHolds {
         }
     }
 
+    /// Whether `partition` is this owner's (assigned and not revoked or given up since).
+    pub fn serves(&self, partition: u32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
     /// Whether this node already handled the record at `offset` of `partition` durably (in this
     /// or an earlier assignment): it is skipped.
     pub fn handled_before(&self, partition: u32, offset: u64) -> bool {

@@ -76,8 +76,10 @@ pub struct ClusterSection {
     pub partitions: u32,
     /// Replication factor of the topics the cluster creates.
     pub replication: i32,
-    /// Seconds a silent session node keeps its partitions before the group moves them.
-    pub session_timeout_seconds: u64,
+    /// Milliseconds a silent session node keeps its partitions before the group moves them: the
+    /// larger part of a takeover after a crash. Kafka refuses values under the broker's
+    /// `group.min.session.timeout.ms` (6,000 unless lowered; docs/cluster.md, "Takeover time").
+    pub session_timeout_ms: u64,
     /// How long the Kafka producer waits to fill a batch (`linger.ms`). Every hop of a stanza pays
     /// it; under load batches form anyway while requests are in flight.
     pub kafka_linger_ms: u64,
@@ -105,7 +107,7 @@ impl Default for ClusterSection {
             kafka_prefix: kafka.prefix,
             partitions: kafka.partitions,
             replication: kafka.replication,
-            session_timeout_seconds: kafka.session_timeout.as_secs(),
+            session_timeout_ms: u64::try_from(kafka.session_timeout.as_millis()).unwrap_or(u64::MAX),
             kafka_linger_ms: u64::try_from(kafka.linger.as_millis()).unwrap_or(u64::MAX),
             redis_url: "redis://127.0.0.1:6379/".into(),
             node_ttl_seconds: 10,

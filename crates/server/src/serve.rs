@@ -124,7 +124,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     let mut becoming_ready = None;
     if role == Role::Session {
-        becoming_ready = Some(tokio::spawn(ready_once_owning(ready.clone(), metrics.clone(), Duration::from_secs(2 * config.cluster.session_timeout_seconds))));
+        becoming_ready = Some(tokio::spawn(ready_once_owning(ready.clone(), metrics.clone(), Duration::from_millis(2 * config.cluster.session_timeout_ms))));
     } else {
         ready.store(true, Ordering::Release);
     }
@@ -428,7 +428,7 @@ fn kafka_config(cluster: &ClusterSection) -> anyhow::Result<KafkaConfig> {
         prefix: cluster.kafka_prefix.clone(),
         partitions: cluster.partitions,
         replication: cluster.replication,
-        session_timeout: Duration::from_secs(cluster.session_timeout_seconds),
+        session_timeout: Duration::from_millis(cluster.session_timeout_ms),
         linger: Duration::from_millis(cluster.kafka_linger_ms),
         settings,
     })

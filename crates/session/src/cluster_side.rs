@@ -137,6 +137,22 @@ impl ClusterSide {
         Ok(())
     }
 
+    /// Assigned partitions whose claim in the registry is no longer this node's: another node was
+    /// given them (this one was frozen or cut off, and the group has not told it yet). A claim
+    /// that cannot be read counts as still this node's: the group's revocation follows anyway.
+    pub async fn claimed_elsewhere(&self) -> Vec<u32> {
+        let mut taken = Vec::new();
+        for partition in self.assigned_partitions() {
+            let mine = self.generations[partition as usize].load(Ordering::Acquire);
+            match self.registry.partition_owner(partition).await {
+                Ok(Some((node, generation))) if node != self.origin.node() || generation != mine => taken.push(partition),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(partition, %error, "cannot read a partition's claim; taken as still this node's"),
+            }
+        }
+        taken
+    }
+
     pub fn assigned_partitions(&self) -> Vec<u32> {
         (0..self.assigned.len() as u32).filter(|&partition| self.assigned[partition as usize].load(Ordering::Acquire)).collect()
     }
@@ -353,5 +369,23 @@ mod tests {
         assert!(side.assigned_partitions().contains(&other));
         side.revoke(&[partition]);
         assert_eq!(side.owner_elsewhere(&bob), Some(partition));
+    }
+
+    #[tokio::test]
+    async fn a_partition_claimed_by_another_node_meanwhile_is_found_and_a_lost_registry_is_not_taken_for_it() {
+        let registry = Arc::new(MemoryRegistry::default());
+        let side = ClusterSide::new(Arc::new(MemoryBus::new(4)), registry.clone(), "s1");
+        let claimed = side.claim(&[0, 1, 2]).await;
+        side.take_over(&claimed).await;
+        assert!(side.claimed_elsewhere().await.is_empty(), "every claim is still this node's");
+        // While s1 was frozen the group gave partition 1 to s2, which claimed it.
+        registry.claim_partition(1, "s2").await.expect("claim");
+        assert_eq!(side.claimed_elsewhere().await, vec![1]);
+        side.revoke(&[1]);
+        assert!(side.claimed_elsewhere().await.is_empty(), "a partition given up is not asked about");
+        // A registry that lost its data (no claim at all) is not another owner.
+        let forgetful = ClusterSide::new(Arc::new(MemoryBus::new(4)), Arc::new(MemoryRegistry::default()), "s1");
+        forgetful.take_over(&[0]).await;
+        assert!(forgetful.claimed_elsewhere().await.is_empty());
     }
 }

@@ -36,6 +36,11 @@ use crate::router::HostRouter;
 /// How often handled offsets are committed (one round trip to the bus for all partitions).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A gap this long between two turns of the commit ticker means the process was frozen (SIGSTOP,
+/// a VM paused, a starved runtime): long enough, perhaps, for the group to have given its
+/// partitions away. Before handling another record the node asks the registry whose they are.
+const FROZEN_AFTER: Duration = Duration::from_millis(500);
+
 impl HostRouter {
     /// Joins the owners' group as `node` and serves the records of the partitions it is given,
     /// until the bus fails or `leave` turns true: then what was handled is committed and the
@@ -61,6 +66,8 @@ impl HostRouter {
         let mut inbox = bus.join_owners(&node).await?;
         let (mut holds, mut releases) = RecordHolds::new();
         let mut commit = tokio::time::interval(COMMIT_INTERVAL);
+        let mut last_tick = tokio::time::Instant::now();
+        let mut maybe_frozen = false;
         let mut component_leases = tokio::time::interval(RENEW_EVERY);
         loop {
             tokio::select! {
@@ -75,15 +82,21 @@ impl HostRouter {
                     OwnerEvent::Revoked(partitions) => {
                         // What was handled was committed by the bus as it revoked them (staged).
                         tracing::info!(?partitions, "owner partitions revoked");
-                        holds.revoke(&partitions);
-                        side.revoke(&partitions);
-                        self.count_moved(&side, &partitions, false);
-                        side.components.expire(&self, &partitions, bus.partitions());
-                        let count = bus.partitions();
-                        self.directory().stop_where(|jid| partitions.contains(&partition_of(jid.as_str(), count)));
+                        self.give_up(&side, &mut holds, &partitions, bus.partitions());
                     }
                     OwnerEvent::Record(record) if holds.handled_before(record.partition, record.offset) => {
                         tracing::debug!(partition = record.partition, offset = record.offset, "record handled before; skipped");
+                    }
+                    OwnerEvent::Record(record) if (maybe_frozen || last_tick.elapsed() > FROZEN_AFTER) && {
+                        maybe_frozen = false;
+                        last_tick = tokio::time::Instant::now();
+                        self.give_up_what_was_taken(&side, &mut holds, bus.partitions()).await;
+                        !holds.serves(record.partition)
+                    } => {
+                        tracing::debug!(partition = record.partition, offset = record.offset, "record of a partition taken while frozen; skipped");
+                    }
+                    OwnerEvent::Record(record) if !holds.serves(record.partition) => {
+                        tracing::debug!(partition = record.partition, offset = record.offset, "record of a partition given up; skipped");
                     }
                     OwnerEvent::Record(record) => match OwnerRecord::decode_stamped(record.payload) {
                         Ok((decoded, stamp)) => {
@@ -115,7 +128,11 @@ impl HostRouter {
                         )));
                     }
                 }
-                _ = commit.tick() => commit_released(inbox.as_mut(), &mut holds).await,
+                _ = commit.tick() => {
+                    maybe_frozen |= last_tick.elapsed() > FROZEN_AFTER;
+                    last_tick = tokio::time::Instant::now();
+                    commit_released(inbox.as_mut(), &mut holds).await;
+                }
                 true = asked_to_leave(&mut leave) => {
                     // A failed one stays outstanding: nothing is committed past it.
                     while let Ok(release) = releases.try_recv() {
@@ -128,11 +145,34 @@ impl HostRouter {
                 _ = component_leases.tick() => side.components.expire(&self, &[], bus.partitions()),
                 Some(()) = rewrite.recv() => {
                     // The registry lost what this node wrote: claim the partitions again (so a
-                    // later owner's claim is newer than ours) and write every route again.
+                    // later owner's claim is newer than ours) and write every route again. It
+                    // also forgets a node frozen past its ttl, whose partitions may have moved
+                    // meanwhile: those are not claimed back.
+                    self.give_up_what_was_taken(&side, &mut holds, bus.partitions()).await;
                     side.claim(&side.assigned_partitions()).await;
                     self.directory().republish_routes();
                 }
             }
+        }
+    }
+
+    /// Stops serving `partitions`: their holds no longer count, their users' actors stop.
+    fn give_up(&self, side: &ClusterSide, holds: &mut RecordHolds, partitions: &[u32], count: u32) {
+        holds.revoke(partitions);
+        side.revoke(partitions);
+        self.count_moved(side, partitions, false);
+        side.components.expire(self, partitions, count);
+        self.directory().stop_where(|jid| partitions.contains(&partition_of(jid.as_str(), count)));
+    }
+
+    /// After this node may have been frozen: gives up at once the partitions another node claimed
+    /// meanwhile, before the group's own revocation reaches it (records it had already taken
+    /// would otherwise be delivered by two owners).
+    async fn give_up_what_was_taken(&self, side: &ClusterSide, holds: &mut RecordHolds, count: u32) {
+        let taken = side.claimed_elsewhere().await;
+        if !taken.is_empty() {
+            tracing::warn!(partitions = ?taken, "partitions claimed by another node while this one was frozen; given up");
+            self.give_up(side, holds, &taken, count);
         }
     }
 
