@@ -6,6 +6,7 @@
 #     run (a message sent just after the kill waits for the takeover), lost and bounced messages.
 #  2. False takeovers under load: a LOAD_SECONDS chat run at LOAD_RATE with no fault; every
 #     partition revoked during it is one (the group thought a live node dead).
+# KILLS=0 runs the load part alone.
 #   loadtest/scripts/takeover-bench.sh   (SESSION_TIMEOUT_MS=1500 KILLS=20 RATE=400 PAIRS=200 LOAD_RATE=8000 LOAD_PAIRS=1000 LOAD_SECONDS=60)
 # The Kafka broker must allow the session timeout (scripts/infra/kafka sets
 # group.min.session.timeout.ms=1000). Results (JSON per run, summary.txt) go to $OUT.
@@ -74,9 +75,10 @@ def dist(values):
     return f"min {values[0]:.2f}  median {statistics.median(values):.2f}  p90 {q(0.9):.2f}  max {values[-1]:.2f} s"
 assigned = [float(r[1]) for r in rows if r[1] != "none"]
 print(f"session timeout {timeout} ms, {len(rows)} kills")
-print(f"kill -9 -> survivor assigned the partitions: {dist(assigned)}" + (f" ({len(rows) - len(assigned)} not seen)" if len(assigned) < len(rows) else ""))
-print(f"largest delivery latency of each run:       {dist([float(r[2]) for r in rows])}")
-print(f"lost {sum(int(r[3]) for r in rows)}, bounced {sum(int(r[4]) for r in rows)} of {sum(int(r[5]) for r in rows)} sent")
+if rows:
+    print(f"kill -9 -> survivor assigned the partitions: {dist(assigned)}" + (f" ({len(rows) - len(assigned)} not seen)" if len(assigned) < len(rows) else ""))
+    print(f"largest delivery latency of each run:       {dist([float(r[2]) for r in rows])}")
+    print(f"lost {sum(int(r[3]) for r in rows)}, bounced {sum(int(r[4]) for r in rows)} of {sum(int(r[5]) for r in rows)} sent")
 load = json.load(open(f"{out}/load.json"))["chat"]
 print(f"load without faults: {load['throughput_per_second']:.0f} msg/s delivered, p99 {load['latency']['p99_us'] / 1000:.1f} ms, "
       f"lost {load['lost']}; partitions revoked during it (false takeovers): {false_moves}")

@@ -93,8 +93,9 @@ class Peer:
 
 
 class Pair:
-    def __init__(self, tag: str, sender: Peer, receiver: Peer):
+    def __init__(self, tag: str, sender: Peer, receiver: Peer, interval: float = INTERVAL):
         self.tag = tag
+        self.interval = interval
         self.sender = sender
         self.receiver = receiver
         self.sent_at: dict[int, float] = {}
@@ -116,7 +117,7 @@ class Pair:
                         self.sent_at[seq] = time.monotonic()
                         unconfirmed.append(seq)
                         seq += 1
-                        await asyncio.sleep(INTERVAL)
+                        await asyncio.sleep(self.interval)
                     try:
                         answer = await client.iq("<ping xmlns='urn:xmpp:ping'/>", to=client.env.domain, timeout=5)
                     except AssertionError:
@@ -284,23 +285,12 @@ async def test_cluster_faults_lose_no_accepted_message(fault_cluster):
         victim_name = owner[partition_of(pairs[0].receiver.account.jid)]
         victim, survivor = sessions[victim_name], sessions["session2" if victim_name == "session1" else "session1"]
 
-        def kill(server: StarlingServer):
-            def act():
-                _servers.remove(server)
-                server.proc.kill()
-                server.proc.wait()
-            return act
+        def restart_edge():
+            _servers.append(nodes["edge1"])
+            nodes["edge1"].start()
 
-        def restart(server: StarlingServer, session: bool = False):
-            def act():
-                _servers.append(server)
-                server.start()
-                if session:
-                    wait_for_split(server, survivor)
-            return act
-
-        await fault("kill -9 session node", kill(victim), restart(victim, session=True))
-        await fault("kill -9 edge", kill(nodes["edge1"]), restart(nodes["edge1"]))
+        await fault("kill -9 session node", lambda: kill_now(victim), lambda: restart_now(victim, survivor))
+        await fault("kill -9 edge", lambda: kill_now(nodes["edge1"]), restart_edge)
         await fault("restart Redis", lambda: (infra("redis", "stop"), infra("redis", "start")))
         await fault("restart Kafka broker", lambda: (infra("kafka", "stop"), infra("kafka", "start")))
         await asyncio.sleep(3)
@@ -353,6 +343,60 @@ async def test_cluster_session_node_paused_past_its_timeout_does_not_deliver_bes
     totals = report["totals"]
     assert totals["duplicates"] == 0 and totals["out_of_order"] == 0, f"delivered twice or out of order: {report}"
     assert report["receiver_reconnects"] == 0, f"a receiver was disconnected: {report}"
+
+
+@pytest.mark.deadline(240)
+async def test_cluster_receiver_at_100_per_second_keeps_its_stream_through_its_owners_death(fault_cluster):
+    """Issue 12's first scene: A sends B 100 msg/s, A and B on different edges and owners, and B's
+    owner is killed (-9). The survivor takes B over and replays what the dead owner had not
+    committed; B stays connected (the replay fits its queue: it is not cut as a slow reader), gets
+    every accepted message once and in order."""
+    from harness import Env, Target
+    nodes, pool = fault_cluster
+    owner = {p: ("session1" if p in owned(nodes["session1"]) else "session2") for p in range(PARTITIONS)}
+    free = pool[60:90]
+    a = free[0]
+    b = next(x for x in free[1:] if owner[partition_of(x.jid)] != owner[partition_of(a.jid)])
+    endpoints = [nodes["edge1"].endpoint, nodes["edge2"].endpoint]
+    env = Env(Target("starling", endpoints[0], pool))
+    pair = Pair("h", Peer(env, a, endpoints, 0), Peer(env, b, endpoints, 1), interval=0.01)
+    assert await pair.receiver.ensure() and await pair.sender.ensure()
+    await pair.receiver.client.inbox.wait(is_presence(frm=pair.receiver.client.jid))
+    victim = nodes[owner[partition_of(b.jid)]]
+    stop = asyncio.Event()
+    task = asyncio.create_task(pair.run(stop))
+    report: dict = {"rate": 100, "killed": "B's owner"}
+    try:
+        await asyncio.sleep(5)
+        t0 = time.monotonic()
+        await asyncio.to_thread(kill_now, victim)
+        report["recovered_s"] = await recovered([pair], t0, "B's owner killed")
+        await asyncio.sleep(5)
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+    report["receiver_reconnects"] = pair.receiver.reconnects
+    await settle(env, [pair], report, "STARLING_OWNER_KILL_REPORT")
+    # The cluster goes on for the module's next test with both session nodes.
+    survivor = nodes["session2" if victim is nodes["session1"] else "session1"]
+    await asyncio.to_thread(restart_now, victim, survivor)
+    totals = report["totals"]
+    assert totals["duplicates"] == 0 and totals["out_of_order"] == 0, f"delivered twice or out of order: {report}"
+    assert report["receiver_reconnects"] == 0, f"B was disconnected: {report}"
+
+
+def kill_now(server: StarlingServer) -> None:
+    from conftest import _servers
+    _servers.remove(server)
+    server.proc.kill()
+    server.proc.wait()
+
+
+def restart_now(server: StarlingServer, survivor: StarlingServer) -> None:
+    from conftest import _servers
+    _servers.append(server)
+    server.start()
+    wait_for_split(server, survivor)
 
 
 def rss_mib(server: StarlingServer) -> float:

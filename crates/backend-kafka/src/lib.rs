@@ -33,6 +33,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use starling_cluster::bus::{Bus, BusError, Delivered, EdgeInbox, OwnerEvent, OwnerInbox, Record};
 use tokio::sync::mpsc;
 
+mod group;
 mod observed;
 use observed::{ProducerObserved, STATISTICS_INTERVAL_MS};
 
@@ -121,13 +122,6 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 pub struct KafkaBus {
     config: KafkaConfig,
     producer: FutureProducer<ProducerObserved>,
-}
-
-/// A tenth of the session timeout, between 100 ms and 1 s: when a member dies the others learn of
-/// the rebalance at their next heartbeat, so a takeover waits up to one interval beyond the
-/// timeout itself (Kafka's usual third would add 0.5 s to a 1.5 s timeout). Heartbeats are tiny.
-fn heartbeat_interval(session_timeout: Duration) -> Duration {
-    (session_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 fn unavailable(error: KafkaError) -> BusError {
@@ -239,7 +233,7 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.config.session_timeout.as_millis().to_string())
-            .set("heartbeat.interval.ms", heartbeat_interval(self.config.session_timeout).as_millis().to_string())
+            .set("heartbeat.interval.ms", group::heartbeat_interval(self.config.session_timeout).as_millis().to_string())
             .set("partition.assignment.strategy", "cooperative-sticky");
         config
     }
@@ -265,6 +259,7 @@ impl Bus for KafkaBus {
     }
 
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {
+        group::check_session_timeout(&self.producer, &self.config).await?;
         let (events, assignments) = mpsc::unbounded_channel();
         let mut config = self.consumer_config(&self.owners_topic());
         config.set("client.id", node).set("statistics.interval.ms", STATISTICS_INTERVAL_MS);

@@ -79,6 +79,19 @@ async fn a_partition_count_other_than_the_topics_is_refused() {
     assert!(refused.to_string().contains("has 4 partitions but [cluster] partitions = 8"), "{refused}");
 }
 
+/// A session timeout the brokers' group coordinator would refuse stops a session node at once,
+/// saying which broker setting is in the way (scripts/infra/kafka's minimum is 1,000 ms), instead
+/// of a node that retries its join for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_timeout_below_the_brokers_minimum_is_refused() {
+    let prefix = contract::unique_prefix();
+    let bus = KafkaBus::connect(KafkaConfig { session_timeout: Duration::from_millis(500), ..config(&prefix) }).await.expect("connect");
+    let refused = bus.join_owners("s1").await.err().expect("refused");
+    assert!(refused.to_string().contains("below the Kafka brokers' group.min.session.timeout.ms (1000)"), "{refused}");
+    let accepted = KafkaBus::connect(KafkaConfig { session_timeout: Duration::from_millis(1500), ..config(&prefix) }).await.expect("connect");
+    accepted.join_owners("s1").await.expect("1.5 s is within the brokers' limits");
+}
+
 /// Edge inboxes (a topic each) are listed by their node's inbox name and removed, which is how a
 /// session node clears the topics of edges gone for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
