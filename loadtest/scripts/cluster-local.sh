@@ -7,8 +7,8 @@
 #                                                             and wait until the group settled)
 # SESSIONS=0 starts the single-process server (role all) on the same store instead, as the baseline,
 # listening where edge 1 would. KAFKA_LINGER_MS (default 0) sets [cluster] kafka_linger_ms; ARCHIVE=0
-# turns message archiving off (on by default, as in the server). SESSION_TIMEOUT_MS (default 10000)
-# sets [cluster] session_timeout_ms.
+# turns message archiving off (on by default, as in the server). SESSION_TIMEOUT_MS sets
+# [cluster] session_timeout_ms (unset: the server's default, and a config older builds still read).
 # loadtest/scripts/owner-pairs.py writes --user-list files of pairs on the same or different owners.
 # Edge k listens for STARTTLS on 127.0.0.1:(36220+k); admin ports 36280+n. Accounts user1..N,
 # password "secret". State and logs in $WORK (default /tmp/starling-cluster). STARLING_BIN runs another
@@ -49,7 +49,7 @@ node_id = "$role$n"
 kafka_brokers = "127.0.0.1:19092"
 kafka_prefix = "$PREFIX"
 kafka_linger_ms = ${KAFKA_LINGER_MS:-0}
-session_timeout_ms = ${SESSION_TIMEOUT_MS:-10000}
+$([[ -n ${SESSION_TIMEOUT_MS:-} ]] && echo "session_timeout_ms = $SESSION_TIMEOUT_MS")
 partitions = 16
 replication = 1
 redis_url = "redis://127.0.0.1:26379/"

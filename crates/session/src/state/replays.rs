@@ -212,4 +212,32 @@ mod tests {
         assert_ne!(key_of(7, delivered("1").as_bytes()), key_of(7, other.as_bytes()), "other bytes, another delivery");
         assert_eq!(key_of(7, b"<message/>"), xxhash_rust::xxh3::xxh3_64_with_seed(b"<message/>", 7), "without a stanza-id: the bytes");
     }
+
+    /// What de-duplication costs a delivered message in a cluster: its key, and the scan of the
+    /// keys a resource remembers (at most `recent::CAPACITY`). A measurement, not a check:
+    /// `cargo test --release -p starling-session cost_of_a_delivery_key -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run it in release"]
+    fn cost_of_a_delivery_key() {
+        let body = "x".repeat(64);
+        let delivered = format!("<message xmlns='jabber:client' from='user123@localhost/harness' to='user456@localhost/harness' type='chat' id='a1b2c3d4'><body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' by='user456@localhost' id='1796580975317168'/></message>");
+        let rounds = 1_000_000u64;
+        let started = std::time::Instant::now();
+        let mut keys = 0u64;
+        for cause in 0..rounds {
+            keys ^= key_of(cause, std::hint::black_box(delivered.as_bytes()));
+        }
+        let key_ns = started.elapsed().as_nanos() as f64 / rounds as f64;
+        let mut recent = Recent::default();
+        for key in 0..crate::recent::CAPACITY as u64 {
+            recent.push(key.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        let started = std::time::Instant::now();
+        let mut found = 0u64;
+        for key in 0..rounds {
+            found += u64::from(recent.iter().any(|recent| *recent == std::hint::black_box(key | 1 << 63)));
+        }
+        let scan_ns = started.elapsed().as_nanos() as f64 / rounds as f64;
+        println!("{} bytes: key {key_ns:.0} ns, scan of {} remembered keys {scan_ns:.0} ns ({keys:x} {found})", delivered.len(), crate::recent::CAPACITY);
+    }
 }
