@@ -179,6 +179,13 @@ impl BusGateway {
             return;
         }
         match &message {
+            // Made already: a record handled by two owners (one frozen past its session timeout
+            // that woke up before it learnt it lost the partition) is delivered once. A counted
+            // stream is left to its owner, whose numbering the client acknowledges.
+            ToClient::Stanza(_, Some(key)) if !link.copy.is_counting() && link.copy.has_delivered(*key) => {
+                self.metrics.replayed_deliveries_dropped.inc();
+                return;
+            }
             ToClient::Stanza(bytes, key) => link.copy.queued(bytes, *key, self.features.max_unacked),
             ToClient::Enabled(_) => link.copy.start(0),
             ToClient::Sync(jid) => return self.send_synced(link, connection, jid.clone()),

@@ -64,3 +64,35 @@ async fn what_a_client_without_stream_management_cannot_take_goes_back_to_its_ow
     send(8, chat(&gone, "after")).await;
     assert_eq!(handed_back(&mut owners, 1).await, vec![(8, chat(&gone, "after"))], "the stray one was dropped");
 }
+
+#[tokio::test]
+async fn a_delivery_made_already_is_not_made_again() {
+    let bus = Arc::new(MemoryBus::new(4));
+    let _owners = bus.join_owners("owner").await.expect("owners");
+    let gateway = BusGateway::start("edge", bus.clone(), SessionFeatures::default()).await.expect("gateway");
+    let (old_owner, new_owner) = (Origin::new("frozen"), Origin::new("successor"));
+    let send = |origin: &Origin, stanza: Bytes, key: Option<u64>| {
+        let bus = bus.clone();
+        let record = EdgeRecord { connection: 7, message: ToClient::Stanza(stanza, key) }.encode(origin, String::new());
+        async move { bus.publish_edge("edge", record).await.expect("published").await.expect("durable") }
+    };
+    let bob = Jid::new("bob@example.org/phone").expect("jid");
+    let (sender, mut client) = mpsc::channel(8);
+    let _session = gateway.bind(bob.bare(), Some("phone".into()), ClientLink::new(7, sender), Vec::new()).await.expect("bound");
+    // The successor replays records 1 and 2; the owner that was frozen wakes up and delivers its
+    // copy of record 2, then the successor goes on with record 3.
+    send(&new_owner, chat(&bob, "1"), Some(1)).await;
+    send(&new_owner, chat(&bob, "2"), Some(2)).await;
+    send(&old_owner, chat(&bob, "2"), Some(2)).await;
+    send(&new_owner, chat(&bob, "3"), Some(3)).await;
+    send(&new_owner, chat(&bob, "unkeyed"), None).await;
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(5), client.recv()).await.expect("in time") {
+            Some(ToClient::Stanza(bytes, _)) => got.push(bytes),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, vec![chat(&bob, "1"), chat(&bob, "2"), chat(&bob, "3"), chat(&bob, "unkeyed")]);
+    assert!(client.try_recv().is_err(), "nothing more");
+}
