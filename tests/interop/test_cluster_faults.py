@@ -13,7 +13,10 @@ replay produced, and the time each fault took to recover from (until every pair 
 message sent after the fault delivered). Set STARLING_FAULT_REPORT to a path to keep the JSON.
 
 Runs in the Cassandra pass of scripts/test (which started Kafka and Redis); skipped, with the
-reason printed, on the embedded pass."""
+reason printed, on the embedded pass.
+
+Longer than our usual file: every failure test here shares one cluster (started once, ~30 s), with
+a short group session timeout so that takeovers are measured as an operator tuning for them sees."""
 
 import asyncio
 import json
