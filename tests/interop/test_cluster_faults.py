@@ -315,6 +315,9 @@ async def test_cluster_session_node_paused_past_its_timeout_does_not_deliver_bes
     receiver disconnected (their edges stayed up); the report gives the takeover time."""
     nodes, pool = fault_cluster
     sessions = {name: nodes[name] for name in ("session1", "session2")}
+    # Both must be members of the group (the previous test restarted the broker): the frozen
+    # node's partitions need someone to go to.
+    await asyncio.to_thread(wait_for_split, sessions["session1"], sessions["session2"])
     env, pairs = await counted_pairs(nodes, pool[20:60], "z")
     victim_name = "session1" if partition_of(pairs[0].receiver.account.jid) in owned(sessions["session1"]) else "session2"
     victim = sessions[victim_name]

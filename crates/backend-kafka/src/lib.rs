@@ -124,6 +124,14 @@ pub struct KafkaBus {
     producer: FutureProducer<ProducerObserved>,
 }
 
+/// How often an idle owner inbox polls its consumer afresh. Rebalance callbacks run only while the
+/// consumer is polled; a member without partitions (no records to wake it) did not rejoin the
+/// group after a broker restart in one CI run, and a fresh poll rules out a missed wake-up.
+const IDLE_REPOLL: Duration = Duration::from_secs(1);
+
+/// How long a node waits for the owners topic, just created, to show in the brokers' metadata.
+const TOPIC_VISIBLE_WAIT: Duration = Duration::from_secs(15);
+
 fn unavailable(error: KafkaError) -> BusError {
     BusError::Unavailable(error.to_string())
 }
@@ -152,7 +160,14 @@ impl KafkaBus {
             created = bus.ensure_topic(&owners, bus.config.partitions) => created?,
             why = observed::refused(refused_login.subscribe()) => return Err(BusError::Config(format!("Kafka refused the login: {why}"))),
         }
-        let found = bus.partitions_of(&owners).await?;
+        // A topic just created may not be in the metadata yet (a broker that just started, or
+        // another broker than the one that created it): no partitions means "not seen yet".
+        let mut found = bus.partitions_of(&owners).await?;
+        let deadline = tokio::time::Instant::now() + TOPIC_VISIBLE_WAIT;
+        while found == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            found = bus.partitions_of(&owners).await?;
+        }
         if found != bus.config.partitions as usize {
             return Err(BusError::Config(format!(
                 "topic {owners} has {found} partitions but [cluster] partitions = {}: every node must use the topic's count (it cannot change for the life of the cluster)",
@@ -426,10 +441,12 @@ impl OwnerInbox for KafkaOwnerInbox {
             tokio::select! {
                 biased;
                 event = self.assignments.recv() => self.queue_assignment(event.ok_or(BusError::Closed)?),
-                message = self.consumer.recv() => {
+                message = tokio::time::timeout(IDLE_REPOLL, self.consumer.recv()) => {
                     let message = match message {
-                        Ok(message) => message,
-                        Err(error) => {
+                        // Idle: polled again below (a waiting receive that is dropped takes nothing).
+                        Err(_idle) => continue,
+                        Ok(Ok(message)) => message,
+                        Ok(Err(error)) => {
                             pause_after(&error).await?;
                             continue;
                         }
