@@ -22,7 +22,7 @@ use starling_xml::Element;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{partition_of, Bus, BusError, Delivered};
-use crate::envelope::{EdgeInbound, EdgeRecord, FanOut, Origin, OwnerRecord};
+use crate::envelope::{EdgeInboxRecord, EdgeInbound, EdgeRecord, FanOut, Origin, OwnerRecord};
 use crate::stream_copy::StreamCopy;
 
 mod components;
@@ -62,6 +62,9 @@ struct Connection {
     /// A resumption's `h`, where the copy's count starts when it succeeds.
     resumed_from: Option<u32>,
     copy: Arc<StreamCopy>,
+    /// The session node that announced itself as the connection's owner (with a sync or an
+    /// answer); `None` until one has.
+    owner: Option<String>,
 }
 
 /// Whether a Bind2 bind's answers turned stream management on (`<enabled/>` among them).
@@ -135,7 +138,7 @@ impl BusGateway {
     }
 
     fn hand_over(self: &Arc<Self>, bytes: Bytes) {
-        let (inbound, traceparent) = match EdgeInbound::decode(bytes) {
+        let EdgeInboxRecord { inbound, origin, traceparent } = match EdgeInbound::decode(bytes) {
             Ok(decoded) => decoded,
             Err(error) => return tracing::warn!(%error, "edge inbox record dropped"),
         };
@@ -143,7 +146,7 @@ impl BusGateway {
         let span = StanzaSpan::continued("starling.edge.deliver", &traceparent, Vec::new);
         let _log = span.log_scope().entered();
         match inbound {
-            EdgeInbound::Connection(record) => self.to_connection(record),
+            EdgeInbound::Connection(record) => self.to_connection(record, origin),
             EdgeInbound::FanOut(fan_out) => self.fan_out(&fan_out),
         }
     }
@@ -151,7 +154,7 @@ impl BusGateway {
     /// One inbox record to its connection. A full queue means the client reads too slowly: its
     /// sender is dropped here, which closes the queue and makes the connection end the stream
     /// with `policy-violation` — the same rule as in one process.
-    fn to_connection(self: &Arc<Self>, EdgeRecord { connection, message }: EdgeRecord) {
+    fn to_connection(self: &Arc<Self>, EdgeRecord { connection, message }: EdgeRecord, origin: String) {
         if self.to_component(connection, &message) {
             return;
         }
@@ -167,6 +170,17 @@ impl BusGateway {
             }
             return;
         };
+        if matches!(message, ToClient::Sync(_) | ToClient::Answer(_)) {
+            link.owner = Some(origin);
+        } else if link.owner.as_ref().is_some_and(|owner| *owner != origin) {
+            // From an owner that lost the partition (frozen past its session timeout, woken up
+            // before it learnt so) after the new owner announced itself: the new owner replays
+            // whatever the earlier one had not committed, so nothing is lost here; written, it
+            // would come twice and out of order.
+            tracing::debug!(connection, %origin, "a record from an earlier owner is dropped");
+            self.metrics.replayed_deliveries_dropped.inc();
+            return;
+        }
         if let ToClient::Answer(answer) = message {
             match &answer {
                 SessionAnswer::Bound(answers) if enables_stream_management(answers) => link.copy.start(0),
@@ -311,7 +325,7 @@ impl BusGateway {
     fn connect(&self, link: ClientLink, jid: Option<Jid>, answer: bool, resumed_from: Option<u32>) -> (Option<oneshot::Receiver<SessionAnswer>>, Arc<StreamCopy>) {
         let (waiting, answered) = if answer { Some(oneshot::channel()).unzip() } else { (None, None) };
         let copy = Arc::new(StreamCopy::default());
-        let connection = Connection { sender: link.sender, jid, answer: waiting, resumed_from, copy: copy.clone() };
+        let connection = Connection { sender: link.sender, jid, answer: waiting, resumed_from, copy: copy.clone(), owner: None };
         self.links().insert(link.connection_id, connection);
         (answered, copy)
     }

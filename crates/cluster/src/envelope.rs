@@ -104,6 +104,15 @@ pub enum EdgeInbound {
     FanOut(FanOut),
 }
 
+/// A record of an edge's inbox with who sent it and its trace context (empty: not traced).
+#[derive(Debug, Clone)]
+pub struct EdgeInboxRecord {
+    pub inbound: EdgeInbound,
+    /// The node that produced it: for a connection, its user's owner at the time.
+    pub origin: String,
+    pub traceparent: String,
+}
+
 /// Why a record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
@@ -332,7 +341,7 @@ impl EdgeRecord {
 
     /// Reads a record of an edge inbox for one connection.
     pub fn decode(bytes: Bytes) -> Result<EdgeRecord, EnvelopeError> {
-        match EdgeInbound::decode(bytes)?.0 {
+        match EdgeInbound::decode(bytes)?.inbound {
             EdgeInbound::Connection(record) => Ok(record),
             EdgeInbound::FanOut(_) => Err(EnvelopeError::WrongKind { expected: "ToConnection", found: "FanOut", origin: String::new() }),
         }
@@ -361,8 +370,8 @@ impl EdgeRecord {
 }
 
 impl EdgeInbound {
-    /// Reads a record of an edge's inbox; with its trace context (empty: not traced).
-    pub fn decode(bytes: Bytes) -> Result<(EdgeInbound, String), EnvelopeError> {
+    /// Reads a record of an edge's inbox.
+    pub fn decode(bytes: Bytes) -> Result<EdgeInboxRecord, EnvelopeError> {
         let envelope = starling_wire::decode(bytes)?;
         let inbound = match envelope.body.ok_or(EnvelopeError::Missing("a body"))? {
             Body::ToConnection(record) => Ok(EdgeInbound::Connection(EdgeRecord::from_wire(record)?)),
@@ -373,9 +382,9 @@ impl EdgeInbound {
                     .collect::<Result<_, EnvelopeError>>()?;
                 Ok(EdgeInbound::FanOut(FanOut::new(stanza, targets)?))
             }
-            body => Err(EnvelopeError::WrongKind { expected: "an edge record", found: kind_of(&body), origin: envelope.origin_node }),
+            body => Err(EnvelopeError::WrongKind { expected: "an edge record", found: kind_of(&body), origin: envelope.origin_node.clone() }),
         }?;
-        Ok((inbound, envelope.traceparent))
+        Ok(EdgeInboxRecord { inbound, origin: envelope.origin_node, traceparent: envelope.traceparent })
     }
 }
 
@@ -614,7 +623,9 @@ mod tests {
             FanOutTarget { connection: 7, to: jid("hag@example.com/o'brien"), delivery: Some(42) },
             FanOutTarget { connection: 9, to: jid("imp@example.com/a"), delivery: None },
         ];
-        let (EdgeInbound::FanOut(read), _) = EdgeInbound::decode(FanOut::new(stanza, targets.clone()).expect("element").encode(&origin, String::new())).expect("decodes") else {
+        let EdgeInboxRecord { inbound: EdgeInbound::FanOut(read), .. } =
+            EdgeInbound::decode(FanOut::new(stanza, targets.clone()).expect("element").encode(&origin, String::new())).expect("decodes")
+        else {
             panic!("kind")
         };
         assert_eq!(read.targets, targets);

@@ -96,3 +96,35 @@ async fn a_delivery_made_already_is_not_made_again() {
     assert_eq!(got, vec![chat(&bob, "1"), chat(&bob, "2"), chat(&bob, "3"), chat(&bob, "unkeyed")]);
     assert!(client.try_recv().is_err(), "nothing more");
 }
+
+#[tokio::test]
+async fn once_a_new_owner_announces_itself_an_earlier_one_writes_nothing_more() {
+    let bus = Arc::new(MemoryBus::new(4));
+    let _owners = bus.join_owners("owner").await.expect("owners");
+    let gateway = BusGateway::start("edge", bus.clone(), SessionFeatures::default()).await.expect("gateway");
+    let (old_owner, new_owner) = (Origin::new("frozen"), Origin::new("successor"));
+    let send = |origin: &Origin, message: ToClient| {
+        let bus = bus.clone();
+        let record = EdgeRecord { connection: 7, message }.encode(origin, String::new());
+        async move { bus.publish_edge("edge", record).await.expect("published").await.expect("durable") }
+    };
+    let bob = Jid::new("bob@example.org/phone").expect("jid");
+    let (sender, mut client) = mpsc::channel(8);
+    let _session = gateway.bind(bob.bare(), Some("phone".into()), ClientLink::new(7, sender), Vec::new()).await.expect("bound");
+    send(&old_owner, ToClient::Stanza(chat(&bob, "before"), Some(1))).await;
+    // The successor took the partition over while the old owner was frozen; woken up, the old
+    // owner still writes what it had read (a key the edge no longer remembers) and closes.
+    send(&new_owner, ToClient::Sync(bob.clone())).await;
+    send(&old_owner, ToClient::Stanza(chat(&bob, "stale"), Some(99))).await;
+    send(&old_owner, ToClient::EndStream).await;
+    send(&new_owner, ToClient::Stanza(chat(&bob, "after"), Some(2))).await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), client.recv()).await.expect("in time") {
+            Some(ToClient::Stanza(bytes, _)) => got.push(bytes),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, vec![chat(&bob, "before"), chat(&bob, "after")]);
+    assert!(client.try_recv().is_err(), "nothing more");
+}
