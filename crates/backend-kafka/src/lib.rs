@@ -28,14 +28,16 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use starling_cluster::bus::{Bus, BusError, Delivered, EdgeInbox, OwnerEvent, OwnerInbox, Record};
 use tokio::sync::mpsc;
 
 mod group;
 mod observed;
+mod producer;
 use observed::{ProducerObserved, STATISTICS_INTERVAL_MS};
+use producer::BusProducer;
 
 /// How to reach Kafka and how to use it.
 #[derive(Debug, Clone)]
@@ -121,7 +123,7 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: FutureProducer<ProducerObserved>,
+    producer: Arc<BusProducer>,
 }
 
 /// How often an idle owner inbox polls its consumer afresh. Rebalance callbacks run only while the
@@ -143,15 +145,15 @@ impl KafkaBus {
     pub async fn connect(config: KafkaConfig) -> Result<KafkaBus, BusError> {
         config.check().map_err(BusError::Config)?;
         let refused_login = tokio::sync::watch::Sender::new(None);
-        let producer: FutureProducer<ProducerObserved> = config
-            .client()
+        let mut producer_config = config.client();
+        producer_config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", config.linger.as_millis().to_string())
             .set("message.timeout.ms", "30000")
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-            .create_with_context(ProducerObserved { refused_login: refused_login.clone() })
-            .map_err(|error| BusError::Config(error.to_string()))?;
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        let context = ProducerObserved { refused_login: refused_login.clone(), lost_leader: Default::default() };
+        let producer = BusProducer::create(producer_config, context).map_err(|error| BusError::Config(error.to_string()))?;
         let bus = KafkaBus { config, producer };
         // Wrong credentials would only make the first request time out: the producer's report
         // of the refusal ends the start at once, with why.
@@ -179,7 +181,7 @@ impl KafkaBus {
 
     /// How many partitions `topic` has (0 when it does not exist).
     async fn partitions_of(&self, topic: &str) -> Result<usize, BusError> {
-        let (producer, name) = (self.producer.clone(), topic.to_owned());
+        let (producer, name) = (self.producer.current(), topic.to_owned());
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), Duration::from_secs(10)))
             .await
             .map_err(|error| BusError::Unavailable(error.to_string()))?
@@ -221,7 +223,7 @@ impl KafkaBus {
     async fn publish(&self, topic: &str, partition: i32, payload: Bytes) -> Result<Delivered, BusError> {
         let mut record = FutureRecord::<(), [u8]>::to(topic).payload(&payload).partition(partition);
         loop {
-            match self.producer.send_result(record) {
+            match self.producer.current().send_result(record) {
                 Ok(delivery) => {
                     return Ok(Box::pin(async move {
                         match delivery.await {
@@ -274,7 +276,7 @@ impl Bus for KafkaBus {
     }
 
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {
-        group::check_session_timeout(&self.producer, &self.config).await?;
+        group::check_session_timeout(&self.producer.current(), &self.config).await?;
         let (events, assignments) = mpsc::unbounded_channel();
         let mut config = self.consumer_config(&self.owners_topic());
         config.set("client.id", node).set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -291,7 +293,7 @@ impl Bus for KafkaBus {
     }
 
     async fn edge_inboxes(&self) -> Result<Vec<String>, BusError> {
-        let producer = self.producer.clone();
+        let producer = self.producer.current();
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(10)))
             .await
             .map_err(|error| BusError::Unavailable(error.to_string()))?

@@ -2,11 +2,14 @@
 //! logs its errors; the producer reports its queue, the owners' consumer its lag over the
 //! partitions it reads. librdkafka hands statistics over every [`STATISTICS_INTERVAL_MS`].
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use starling_telemetry::Metrics;
 use tokio::sync::watch;
+
+use crate::producer::{self, LostLeader};
 
 pub(crate) const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -25,9 +28,12 @@ pub(crate) fn consumer_lag(statistics: &Statistics, topic: &str) {
 }
 
 /// The producer's context. It also reports the brokers refusing its login (wrong SASL
-/// credentials), which the requests themselves would only show by timing out.
+/// credentials), which the requests themselves would only show by timing out, and librdkafka
+/// losing a partition's leader for good (see [`crate::producer`]).
+#[derive(Clone)]
 pub(crate) struct ProducerObserved {
     pub(crate) refused_login: watch::Sender<Option<String>>,
+    pub(crate) lost_leader: LostLeader,
 }
 
 /// Why the brokers refused the producer's login, once they have.
@@ -49,5 +55,20 @@ impl ClientContext for ProducerObserved {
             self.refused_login.send_replace(Some(reason.to_owned()));
         }
         client_error(error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if producer::lost_a_leader(level, facility, message) {
+            self.lost_leader.notify_one();
+        }
+        // As rdkafka's own default does.
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}"),
+        }
     }
 }

@@ -220,6 +220,7 @@ impl OwnerRecord {
                     ClientEvent::Acknowledge(h) => Event::Acknowledge(*h),
                     ClientEvent::AnswerForEdge(reply) => Event::AnswerForEdge(reply.clone()),
                     ClientEvent::Undelivered(stanza) => Event::Undelivered(stanza.clone()),
+                    ClientEvent::Drained(count) => Event::Drained(*count),
                     ClientEvent::ClientState { active } => Event::ClientActive(*active),
                     ClientEvent::Synced(Synced { counts, delivered }) => Event::Synced(v1::Synced {
                         counts: counts.as_ref().map(|counts| v1::StreamCounts {
@@ -282,6 +283,7 @@ impl OwnerRecord {
                     Event::Acknowledge(h) => ClientEvent::Acknowledge(h),
                     Event::AnswerForEdge(reply) => ClientEvent::AnswerForEdge(reply),
                     Event::Undelivered(stanza) => ClientEvent::Undelivered(stanza),
+                    Event::Drained(count) => ClientEvent::Drained(count),
                     Event::ClientActive(active) => ClientEvent::ClientState { active },
                     Event::Synced(v1::Synced { counts, delivered }) => ClientEvent::Synced(Synced {
                         counts: counts.map(|v1::StreamCounts { sent, unacknowledged, handled }| StreamCounts { sent, unacknowledged, handled }),
@@ -328,6 +330,7 @@ impl EdgeRecord {
             ToClient::EndStream => Action::EndStream(true),
             ToClient::Enabled(bytes) => Action::Enabled(bytes.clone()),
             ToClient::Sync(jid) => Action::Sync(jid.to_string()),
+            ToClient::DrainedAsk(count) => Action::DrainedAsk(*count),
             ToClient::Answer(SessionAnswer::Bound(answers)) => {
                 Action::Bound(v1::InlineAnswers { answers: answers.iter().map(|element| Bytes::from(element.to_bytes())).collect() })
             }
@@ -357,6 +360,7 @@ impl EdgeRecord {
             Action::EndStream(_) => ToClient::EndStream,
             Action::Enabled(bytes) => ToClient::Enabled(bytes),
             Action::Sync(jid) => ToClient::Sync(full_jid_of(&jid)?),
+            Action::DrainedAsk(count) => ToClient::DrainedAsk(count),
             Action::Bound(v1::InlineAnswers { answers }) => {
                 ToClient::Answer(SessionAnswer::Bound(answers.iter().map(|bytes| element_of(bytes)).collect::<Result<_, _>>()?))
             }
@@ -541,6 +545,7 @@ mod tests {
             ClientEvent::Acknowledge(u32::MAX),
             ClientEvent::AnswerForEdge(Bytes::from_static(b"<iq type='error'/>")),
             ClientEvent::Undelivered(Bytes::from_static(b"<message to='a@b/c'><body>x</body></message>")),
+            ClientEvent::Drained(7),
             ClientEvent::ClientState { active: false },
             ClientEvent::Synced(Synced {
                 counts: Some(StreamCounts { sent: u32::MAX, unacknowledged: vec![chat().bytes, Bytes::new()], handled: 3 }),
@@ -594,6 +599,7 @@ mod tests {
             ToClient::EndStream,
             ToClient::Enabled(Bytes::from_static(b"<enabled xmlns='urn:xmpp:sm:3'/>")),
             ToClient::Sync(jid("alice@example.com/phone")),
+            ToClient::DrainedAsk(u64::MAX),
             ToClient::Answer(SessionAnswer::Bound(vec![starling_xml::Element::new("enabled", "urn:xmpp:sm:3")])),
             ToClient::Answer(SessionAnswer::Resumed(Ok((jid("alice@example.com/phone"), 5)))),
             ToClient::Answer(SessionAnswer::Resumed(Err(ResumeFailed { handled: Some(4) }))),
@@ -607,6 +613,7 @@ mod tests {
                 (ToClient::Close(left), ToClient::Close(right)) => assert_eq!(left.condition, right.condition),
                 (ToClient::EndStream, ToClient::EndStream) => {}
                 (ToClient::Sync(left), ToClient::Sync(right)) => assert_eq!(left, right),
+                (ToClient::DrainedAsk(left), ToClient::DrainedAsk(right)) => assert_eq!(left, right),
                 (ToClient::Enabled(left), ToClient::Enabled(right)) => assert_eq!(left, right),
                 (ToClient::Answer(SessionAnswer::Bound(left)), ToClient::Answer(SessionAnswer::Bound(right))) => assert_eq!(left, right),
                 (ToClient::Answer(SessionAnswer::Resumed(left)), ToClient::Answer(SessionAnswer::Resumed(right))) => assert_eq!(left, right),

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::hold::{Hold, LinkHolds};
+pub use crate::window::Window;
 
 /// What the session layer sends down to one client connection.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub enum ToClient {
     /// which the edge answers with [`ClientEvent::Synced`] (or, if the connection is gone, with an
     /// unbind). Queued first on the new owner's link.
     Sync(Jid),
+    /// In a cluster, flow control: once what the owner's link sent before this is written to the
+    /// client, the edge tells the owner [`ClientEvent::Drained`] with this number.
+    DrainedAsk(u64),
 }
 
 /// Identifies one delivery to one connection in a cluster: a hash of what caused it (the edge
@@ -76,6 +80,9 @@ pub enum ClientEvent {
     /// In a cluster: a stanza the edge could not write to a connection without stream
     /// management (it cut a slow reader, or the connection is gone), handed back to the owner.
     Undelivered(Bytes),
+    /// The answer to a [`ToClient::DrainedAsk`]: the owner's link may send that many items
+    /// more than it has before the client falls behind (see [`Window`]).
+    Drained(u64),
 }
 
 /// Where a connection stood when a new owner's [`ToClient::Sync`] reached its edge.
@@ -121,16 +128,26 @@ pub struct ClientLink {
     /// In a cluster: the holds of the records whose stanzas on this link are not yet on the
     /// edge's inbox.
     holds: Option<Arc<LinkHolds>>,
+    /// In a cluster: how far ahead of what the client has read the link's carrier may send.
+    window: Option<Arc<Window>>,
 }
 
 impl ClientLink {
     pub fn new(connection_id: u64, sender: mpsc::Sender<ToClient>) -> ClientLink {
-        ClientLink { connection_id, sender, holds: None }
+        ClientLink { connection_id, sender, holds: None, window: None }
     }
 
-    /// A link whose carrier keeps what `holds` counts until the items are durable.
-    pub fn held(connection_id: u64, sender: mpsc::Sender<ToClient>, holds: Arc<LinkHolds>) -> ClientLink {
-        ClientLink { connection_id, sender, holds: Some(holds) }
+    /// A link whose carrier keeps what `holds` counts until the items are durable, and sends no
+    /// further ahead of the client than `window` lets it (a component's link has none).
+    pub fn held(connection_id: u64, sender: mpsc::Sender<ToClient>, holds: Arc<LinkHolds>, window: Option<Arc<Window>>) -> ClientLink {
+        ClientLink { connection_id, sender, holds: Some(holds), window }
+    }
+
+    /// The edge wrote the link's items up to `count` to the client ([`ClientEvent::Drained`]).
+    pub fn drained(&self, count: u64) {
+        if let Some(window) = &self.window {
+            window.drained(count);
+        }
     }
 
     /// Queues `message` without waiting. In a cluster, `hold` (the record being handled) stays
@@ -348,4 +365,13 @@ pub trait BoundSession: Send {
     /// The connection ended: the resource goes unavailable, unless the stream broke and its
     /// session waits to be resumed.
     async fn unbind(self: Box<Self>, end: StreamEnd);
+
+    /// In a cluster: what the connection's writer calls with the number of a
+    /// [`ToClient::DrainedAsk`] once it has written everything queued before it.
+    fn drain_reports(&self) -> Option<DrainReports> {
+        None
+    }
 }
+
+/// Tells a connection's owner how far its writer got (see [`BoundSession::drain_reports`]).
+pub type DrainReports = Arc<dyn Fn(u64) + Send + Sync>;

@@ -22,3 +22,4 @@ pub mod liveness;
 pub mod registry;
 pub mod store;
 mod stream_copy;
+pub mod window;

@@ -193,6 +193,7 @@ impl Handler<ConnectionEvent> for UserActor {
                     pipeline::keep_unacknowledged(&modules, &mut state, left).await;
                 }
                 ClientEvent::Acknowledge(h) => state.acknowledge(&jid, connection_id, h),
+                ClientEvent::Drained(count) => state.drained(&jid, connection_id, count),
                 ClientEvent::AnswerForEdge(reply) => {
                     if let Some(index) = state.bound_index(&jid, connection_id) {
                         state.count_handled(&jid);

@@ -10,13 +10,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use starling_cluster::bus::{partition_of, Bus, InFlight};
-use starling_cluster::envelope::{EdgeRecord, FanOut, FanOutTarget, Origin, OwnerRecord, Stamp};
-use starling_cluster::gateway::{ClientLink, ToClient};
-use starling_cluster::hold::{traceparent, Hold, LinkHolds};
+use starling_cluster::envelope::{FanOut, FanOutTarget, Origin, OwnerRecord, Stamp};
+use starling_cluster::gateway::{ClientLink, Window};
+use starling_cluster::hold::{traceparent, Hold};
 use starling_cluster::registry::{Registry, ResourceRoute};
-use starling_protocol::{Jid, Stanza, StreamError, StreamErrorCondition};
+use starling_protocol::{Jid, Stanza};
 use tokio::sync::mpsc;
 
+use crate::carrier;
 use crate::context::ClusterRoutes;
 use crate::hold::current_hold;
 use crate::remote_components::RemoteComponents;
@@ -225,43 +226,17 @@ impl ClusterSide {
         claimed
     }
 
-    /// The way back to a connection on `edge`: a bounded queue drained in order onto the edge's
-    /// inbox. When the connection's queue on the edge is full the edge closes it; here the queue
-    /// only waits for the bus. The holds of what it carries go once the bus has each item.
-    pub fn remote_link(&self, edge: String, connection: u64, capacity: usize) -> ClientLink {
-        let (sender, mut queued) = mpsc::channel::<ToClient>(capacity);
-        let holds = Arc::new(LinkHolds::default());
-        let link = ClientLink::held(connection, sender, holds.clone());
-        let (bus, origin) = (self.bus.clone(), self.origin.clone());
-        tokio::spawn(async move {
-            let mut in_flight = InFlight::new(capacity);
-            loop {
-                let result = tokio::select! {
-                    next = queued.recv() => {
-                        let Some(message) = next else { break };
-                        let taken = holds.take();
-                        let bytes = EdgeRecord { connection, message }.encode(&origin, traceparent(&taken));
-                        in_flight.push(bus.publish_edge(&edge, bytes).await, taken).await
-                    }
-                    done = in_flight.next_done() => done,
-                };
-                if let Err(error) = result {
-                    tracing::warn!(%edge, connection, %error, "could not reach a connection's edge");
-                    starling_telemetry::Metrics::global().bus_publish_errors.inc();
-                }
-            }
-            if holds.abandoned() {
-                // The session gave the connection up as too slow: the edge ends its stream, as it
-                // does itself when its own queue to the client overflows.
-                let close = ToClient::Close(StreamError::new(StreamErrorCondition::PolicyViolation));
-                let bytes = EdgeRecord { connection, message: close }.encode(&origin, String::new());
-                let _ = in_flight.push(bus.publish_edge(&edge, bytes).await, Vec::new()).await;
-            }
-            while !in_flight.is_empty() {
-                let _ = in_flight.next_done().await;
-            }
-        });
-        link
+    /// The way back to a connection on `edge`, paced to what its client reads (see
+    /// [`carrier`](crate::carrier)).
+    pub fn remote_link(&self, edge: String, connection: u64, client_queue: usize) -> ClientLink {
+        let window = Arc::new(Window::for_client_queue(client_queue));
+        carrier::carry(self.bus.clone(), self.origin.clone(), edge, connection, client_queue, Some(window))
+    }
+
+    /// The way to an external component connected to `edge`, whose edge refuses what it cannot
+    /// take with an error to the sender instead.
+    pub fn component_link(&self, edge: String, connection: u64, capacity: usize) -> ClientLink {
+        carrier::carry(self.bus.clone(), self.origin.clone(), edge, connection, capacity, None)
     }
 }
 

@@ -14,6 +14,7 @@
 mod actor;
 mod allowance;
 mod archive_writer;
+mod carrier;
 mod cluster_side;
 mod config;
 mod context;

@@ -213,7 +213,7 @@ impl HostRouter {
             OwnerRecord::Fence => {}
             OwnerRecord::ComponentBind { domain, edge, connection } => {
                 let queue = REMOTE_COMPONENT_QUEUE;
-                side.components.announced(self, &domain, connection, || side.remote_link(edge, connection, queue));
+                side.components.announced(self, &domain, connection, || side.component_link(edge, connection, queue));
             }
             OwnerRecord::ComponentUnbind { domain, connection } => side.components.gone(self, &domain, connection),
             OwnerRecord::Deliver { stanza, received, cause: _ } => {

@@ -202,6 +202,14 @@ impl UserState {
         self.resources.iter().position(|r| r.jid == *jid && r.connection_id == connection_id)
     }
 
+    /// The edge wrote what the link of `jid` on `connection_id` carried up to `count` to the
+    /// client: its carrier may send further.
+    pub fn drained(&self, jid: &Jid, connection_id: u64, count: u64) {
+        if let Some(link) = self.bound_index(jid, connection_id).and_then(|index| self.resources[index].link.as_ref()) {
+            link.drained(count);
+        }
+    }
+
     /// Removes a resource whose connection ended (its feature modules had their say first).
     pub async fn remove_resource(&mut self, index: usize) {
         self.services.metrics.sessions_bound.dec();

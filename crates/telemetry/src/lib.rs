@@ -65,6 +65,7 @@ pub struct Metrics {
     pub kafka_consumer_lag: IntGauge,
     pub kafka_producer_queued: IntGauge,
     pub kafka_errors: IntCounter,
+    pub kafka_producers_replaced: IntCounter,
     /// Redis (the routing registry): each command's round trip, and the commands that could not
     /// reach it.
     pub redis_command_seconds: Histogram,
@@ -178,6 +179,11 @@ impl Metrics {
             IntGauge::new("starling_kafka_consumer_lag_records", "Records of this node's owner partitions not yet read (librdkafka statistics)").expect("valid metric");
         let kafka_producer_queued = IntGauge::new("starling_kafka_producer_queued_messages", "Messages waiting in the Kafka producer's queue").expect("valid metric");
         let kafka_errors = IntCounter::new("starling_kafka_errors_total", "Errors librdkafka reported").expect("valid metric");
+        let kafka_producers_replaced = IntCounter::new(
+            "starling_kafka_producers_replaced_total",
+            "Kafka producers replaced after librdkafka lost a partition's leader for good (confluentinc/librdkafka#5430)",
+        )
+        .expect("valid metric");
         let redis_command_seconds = Histogram::with_opts(
             HistogramOpts::new("starling_redis_command_seconds", "Round trip of one Redis command (or pipeline) of the routing registry")
                 .buckets(vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0]),
@@ -231,6 +237,7 @@ impl Metrics {
             Box::new(kafka_consumer_lag.clone()),
             Box::new(kafka_producer_queued.clone()),
             Box::new(kafka_errors.clone()),
+            Box::new(kafka_producers_replaced.clone()),
             Box::new(redis_command_seconds.clone()),
             Box::new(redis_errors.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, …
@@ -277,6 +284,7 @@ impl Metrics {
             kafka_consumer_lag,
             kafka_producer_queued,
             kafka_errors,
+            kafka_producers_replaced,
             redis_command_seconds,
             redis_errors,
         }

@@ -12,7 +12,7 @@ use starling_protocol::{Jid, Stanza};
 use super::{unavailable, BusGateway};
 use crate::bus::InFlight;
 use crate::envelope::OwnerRecord;
-use crate::gateway::{BoundSession, ClientEvent, GatewayError, StreamEnd};
+use crate::gateway::{BoundSession, ClientEvent, DrainReports, GatewayError, StreamEnd};
 use crate::stream_copy::StreamCopy;
 use starling_telemetry::traces::{KeyValue, StanzaSpan};
 
@@ -106,6 +106,18 @@ impl BoundSession for BusSession {
         if let Err(error) = self.gateway.publish_durably(&self.jid, &unbind).await {
             tracing::warn!(jid = %self.jid, %error, "could not tell the owner that a resource went away");
         }
+    }
+
+    /// Answers reach the owner in order with what else this edge queues for it without waiting;
+    /// one lost to a full queue is asked for again by the owner's carrier.
+    fn drain_reports(&self) -> Option<DrainReports> {
+        let (gateway, jid, connection) = (self.gateway.clone(), self.jid.clone(), self.connection);
+        Some(Arc::new(move |count| {
+            let record = OwnerRecord::ClientEvent { jid: jid.clone(), connection, event: ClientEvent::Drained(count) };
+            if !gateway.queue_for_owner(&jid, &record) {
+                tracing::debug!(%jid, connection, "too many records queued for owners; a drain report waits for the next ask");
+            }
+        }))
     }
 }
 

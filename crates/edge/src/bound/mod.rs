@@ -40,7 +40,7 @@ pub(crate) async fn serve<R: ReceiveFrames, S: SendFrames>(edge: Arc<Edge>, mut 
     let jid = session.jid().clone();
     let ping_id = format!("ping-{:x}", rand::random::<u64>());
     let mut sm = sm::StreamManagement::new(sm_handled);
-    let liveness = writer::Liveness { activity: receiver.activity(), ping_id: ping_id.clone(), jid: jid.clone(), requesting_acks: sm.requesting_acks() };
+    let liveness = writer::Liveness { activity: receiver.activity(), ping_id: ping_id.clone(), jid: jid.clone(), requesting_acks: sm.requesting_acks(), drain_reports: session.drain_reports() };
     let mut writer_task = tokio::spawn(writer::write_loop(sender, outbound, edge.clone(), liveness));
     // The writer ends first when the client is dead (ping timeout), too slow, or gone: then the
     // read is abandoned mid-way, which is fine since the stream is not read again.

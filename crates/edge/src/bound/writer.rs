@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use starling_cluster::gateway::ToClient;
+use starling_cluster::gateway::{DrainReports, ToClient};
 use starling_protocol::{ns, Jid, StreamError, StreamErrorCondition};
 use starling_xml::Element;
 use tokio::sync::mpsc;
@@ -29,6 +29,17 @@ pub(super) struct Liveness {
     pub jid: Jid,
     /// Set once the client enabled stream management.
     pub requesting_acks: Arc<AtomicBool>,
+    /// In a cluster: where the owner's flow-control asks are answered.
+    pub drain_reports: Option<DrainReports>,
+}
+
+impl Liveness {
+    /// Everything queued before the owner's ask `count` is written.
+    fn drained(&self, count: u64) {
+        if let Some(report) = &self.drain_reports {
+            report(count);
+        }
+    }
 }
 
 /// When to ask a stream-managed client for an ack.
@@ -78,6 +89,10 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
         };
         let first = match Outgoing::from(next) {
             Outgoing::Stanza(bytes) => bytes,
+            Outgoing::Drained(count) => {
+                liveness.drained(count);
+                continue;
+            }
             Outgoing::Close(error) => return sender.close(error.as_ref()).await,
         };
         let Ok(second) = outbound.try_recv() else {
@@ -100,12 +115,14 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
         let mut burst = vec![first];
         let mut queued = Some(second);
         let mut closing = None;
+        let mut drained = None;
         while let Some(message) = queued.take() {
             match Outgoing::from(message) {
                 Outgoing::Stanza(bytes) => {
                     size += bytes.len();
                     burst.push(bytes);
                 }
+                Outgoing::Drained(count) => drained = Some(count),
                 Outgoing::Close(error) => {
                     closing = Some(error);
                     break;
@@ -120,6 +137,9 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
         }
         if sender.send_stanzas(&burst).await.is_err() {
             return;
+        }
+        if let Some(count) = drained {
+            liveness.drained(count);
         }
         if let Some(error) = closing {
             return sender.close(error.as_ref()).await;
@@ -159,6 +179,8 @@ fn request_ack() -> Bytes {
 /// A queued message as the writer acts on it.
 enum Outgoing {
     Stanza(Bytes),
+    /// Answer the owner's ask once what came before is written.
+    Drained(u64),
     /// Close the stream, with this error if any.
     Close(Option<StreamError>),
 }
@@ -169,6 +191,7 @@ impl From<ToClient> for Outgoing {
             ToClient::Stanza(bytes, _) | ToClient::Enabled(bytes) => Outgoing::Stanza(bytes),
             ToClient::Close(error) => Outgoing::Close(Some(error)),
             ToClient::EndStream => Outgoing::Close(None),
+            ToClient::DrainedAsk(count) => Outgoing::Drained(count),
             // The cluster gateway takes answers and sync requests before they reach a queue; one
             // here means the stream's state is unknown, so it ends rather than guesses.
             ToClient::Answer(_) | ToClient::Sync(_) => Outgoing::Close(Some(StreamError::new(StreamErrorCondition::InternalServerError))),
