@@ -12,7 +12,9 @@
 # loadtest/scripts/owner-pairs.py writes --user-list files of pairs on the same or different owners.
 # Edge k listens for STARTTLS on 127.0.0.1:(36220+k); admin ports 36280+n. Accounts user1..N,
 # password "secret". State and logs in $WORK (default /tmp/starling-cluster). STARLING_BIN runs another
-# `starling` binary (e.g. an earlier build, to compare two in one sitting).
+# `starling` binary (e.g. an earlier build, to compare two in one sitting); LEGACY_CONFIG=1 leaves out
+# what builds from before 2026-12-06 refuse (read and message rates, the CQL login: run Cassandra
+# with CASSANDRA_AUTHENTICATOR=AllowAllAuthenticator for them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/starling/target}
@@ -29,18 +31,16 @@ data_dir = "$WORK/$role$n/data"
 starttls_listen = ["127.0.0.1:$((36220 + n))"]
 direct_tls_listen = ["127.0.0.1:$((36240 + n))"]
 ping_idle_seconds = 600
-read_rate_bytes = 0
+$([[ -z ${LEGACY_CONFIG:-} ]] && echo "read_rate_bytes = 0")
 [admin]
 listen = "ADMIN"
 # A few users far beyond one person's rate: the per-user and per-connection limits are off.
-[sessions]
-message_rate = 0
+$([[ -z ${LEGACY_CONFIG:-} ]] && printf '[sessions]\nmessage_rate = 0')
 [store]
 backend = "scylla"
 scylla_contact_points = ["127.0.0.1:29042"]
 scylla_keyspace = "$KEYSPACE"
-scylla_username = "cassandra"
-scylla_password_file = "$CASSANDRA_PASSWORD_FILE"
+$([[ -z ${LEGACY_CONFIG:-} ]] && printf 'scylla_username = "cassandra"\nscylla_password_file = "%s"' "$CASSANDRA_PASSWORD_FILE")
 [archive]
 enabled = $([[ ${ARCHIVE:-1} == 0 ]] && echo false || echo true)
 [cluster]
