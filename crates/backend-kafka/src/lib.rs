@@ -50,8 +50,9 @@ pub struct KafkaConfig {
     pub partitions: u32,
     /// Replication factor of created topics (3 in production, 1 on a single test broker).
     pub replication: i32,
-    /// How long a session node may stay silent before the group gives its partitions away.
-    pub session_timeout: Duration,
+    /// How long a session node may stay silent before the group gives its partitions away;
+    /// `None`: the shortest the brokers allow, but not under 1.5 s (see [`group`]).
+    pub session_timeout: Option<Duration>,
     /// How long the producer waits to batch records (`linger.ms`); every hop pays it.
     pub linger: Duration,
     /// librdkafka properties for every client (producer, consumers, admin), e.g.
@@ -90,7 +91,7 @@ impl Default for KafkaConfig {
             prefix: "starling".into(),
             partitions: 64,
             replication: 3,
-            session_timeout: Duration::from_secs(10),
+            session_timeout: None,
             linger: Duration::ZERO,
             settings: Vec::new(),
         }
@@ -249,8 +250,6 @@ impl KafkaBus {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.config.session_timeout.as_millis().to_string())
-            .set("heartbeat.interval.ms", group::heartbeat_interval(self.config.session_timeout).as_millis().to_string())
             .set("partition.assignment.strategy", "cooperative-sticky");
         config
     }
@@ -276,10 +275,14 @@ impl Bus for KafkaBus {
     }
 
     async fn join_owners(&self, node: &str) -> Result<Box<dyn OwnerInbox>, BusError> {
-        group::check_session_timeout(&self.producer.current(), &self.config).await?;
+        let session_timeout = group::session_timeout(&self.producer.current(), &self.config).await?;
         let (events, assignments) = mpsc::unbounded_channel();
         let mut config = self.consumer_config(&self.owners_topic());
-        config.set("client.id", node).set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        config
+            .set("client.id", node)
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set("session.timeout.ms", session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", group::heartbeat_interval(session_timeout).as_millis().to_string());
         let staged = Arc::new(Mutex::new(HashMap::new()));
         let context = OwnerContext { events, topic: self.owners_topic(), staged: staged.clone() };
         let consumer: StreamConsumer<OwnerContext> = config.create_with_context(context).map_err(|error| BusError::Config(error.to_string()))?;

@@ -17,7 +17,7 @@ fn config(prefix: &str) -> KafkaConfig {
         prefix: prefix.to_owned(),
         partitions: 4,
         replication: 1,
-        session_timeout: Duration::from_secs(6),
+        session_timeout: Some(Duration::from_secs(6)),
         linger: Duration::from_millis(1),
         settings: Vec::new(),
     }
@@ -85,11 +85,13 @@ async fn a_partition_count_other_than_the_topics_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_timeout_below_the_brokers_minimum_is_refused() {
     let prefix = contract::unique_prefix();
-    let bus = KafkaBus::connect(KafkaConfig { session_timeout: Duration::from_millis(500), ..config(&prefix) }).await.expect("connect");
+    let bus = KafkaBus::connect(KafkaConfig { session_timeout: Some(Duration::from_millis(500)), ..config(&prefix) }).await.expect("connect");
     let refused = bus.join_owners("s1").await.err().expect("refused");
     assert!(refused.to_string().contains("below the Kafka brokers' group.min.session.timeout.ms (1000)"), "{refused}");
-    let accepted = KafkaBus::connect(KafkaConfig { session_timeout: Duration::from_millis(1500), ..config(&prefix) }).await.expect("connect");
+    let accepted = KafkaBus::connect(KafkaConfig { session_timeout: Some(Duration::from_millis(1500)), ..config(&prefix) }).await.expect("connect");
     accepted.join_owners("s1").await.expect("1.5 s is within the brokers' limits");
+    let chosen = KafkaBus::connect(KafkaConfig { session_timeout: None, ..config(&prefix) }).await.expect("connect");
+    chosen.join_owners("s2").await.expect("unset: the shortest the brokers allow, at least 1.5 s");
 }
 
 /// Edge inboxes (a topic each) are listed by their node's inbox name and removed, which is how a

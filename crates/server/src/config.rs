@@ -77,9 +77,10 @@ pub struct ClusterSection {
     /// Replication factor of the topics the cluster creates.
     pub replication: i32,
     /// Milliseconds a silent session node keeps its partitions before the group moves them: the
-    /// larger part of a takeover after a crash. Kafka refuses values under the broker's
-    /// `group.min.session.timeout.ms` (6,000 unless lowered; docs/cluster.md, "Takeover time").
-    pub session_timeout_ms: u64,
+    /// larger part of a takeover after a crash. Unset: the shortest the brokers allow
+    /// (`group.min.session.timeout.ms`, 6,000 unless lowered), at least 1,500. Kafka refuses a
+    /// value outside its brokers' limits (docs/cluster.md, "Takeover time").
+    pub session_timeout_ms: Option<u64>,
     /// How long the Kafka producer waits to fill a batch (`linger.ms`). Every hop of a stanza pays
     /// it; under load batches form anyway while requests are in flight.
     pub kafka_linger_ms: u64,
@@ -107,7 +108,7 @@ impl Default for ClusterSection {
             kafka_prefix: kafka.prefix,
             partitions: kafka.partitions,
             replication: kafka.replication,
-            session_timeout_ms: u64::try_from(kafka.session_timeout.as_millis()).unwrap_or(u64::MAX),
+            session_timeout_ms: None,
             kafka_linger_ms: u64::try_from(kafka.linger.as_millis()).unwrap_or(u64::MAX),
             redis_url: "redis://127.0.0.1:6379/".into(),
             node_ttl_seconds: 10,

@@ -28,6 +28,10 @@ use starling_cluster::gateway::Gateway;
 
 use crate::config::{ClusterSection, Config, Role};
 
+/// A session node without partitions is ready after twice its session timeout; one left for the
+/// bus to choose is at most this long with stock brokers (their minimum, 6 s, or 10 s unread).
+const LONGEST_CHOSEN_SESSION_TIMEOUT_MS: u64 = 10_000;
+
 pub fn run(config: Config) -> anyhow::Result<()> {
     // Actors live on actix arbiters; sockets and storage I/O run on the multi-threaded tokio pool.
     actix_rt::System::with_tokio_rt(|| {
@@ -124,7 +128,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     let mut becoming_ready = None;
     if role == Role::Session {
-        becoming_ready = Some(tokio::spawn(ready_once_owning(ready.clone(), metrics.clone(), Duration::from_millis(2 * config.cluster.session_timeout_ms))));
+        becoming_ready = Some(tokio::spawn(ready_once_owning(ready.clone(), metrics.clone(), Duration::from_millis(2 * config.cluster.session_timeout_ms.unwrap_or(LONGEST_CHOSEN_SESSION_TIMEOUT_MS)))));
     } else {
         ready.store(true, Ordering::Release);
     }
@@ -428,7 +432,7 @@ fn kafka_config(cluster: &ClusterSection) -> anyhow::Result<KafkaConfig> {
         prefix: cluster.kafka_prefix.clone(),
         partitions: cluster.partitions,
         replication: cluster.replication,
-        session_timeout: Duration::from_millis(cluster.session_timeout_ms),
+        session_timeout: cluster.session_timeout_ms.map(Duration::from_millis),
         linger: Duration::from_millis(cluster.kafka_linger_ms),
         settings,
     })
