@@ -4,10 +4,11 @@
 //! replay, a login's backlog — waits here, in a queue as long as the edge's, and goes out as fast
 //! as the client reads, instead of overrunning the edge's queue and getting the client cut there.
 //! When this queue is full too, the session layer gives the connection up as too slow and keeps
-//! what did not fit (offline storage, or a stream-managed session's unacknowledged stanzas). A client that reads nothing at all for [`STALLED_AFTER`] is no longer
-//! waited for: what waits goes to the edge, whose own full queue then ends the stream and hands
-//! the rest back — so a stalled client never holds its partition's commits back for long. The
-//! holds of what the carrier takes go once the bus has each item.
+//! what did not fit (offline storage, or a stream-managed session's unacknowledged stanzas). A
+//! client that reads nothing at all for [`STALLED_AFTER`] is no longer waited for: what waits goes
+//! to the edge, whose own full queue then ends the stream and hands the rest back — so a stalled
+//! client never holds its partition's commits back for long. The holds of what the carrier takes
+//! go once the bus has each item.
 
 use std::sync::Arc;
 use std::time::Duration;
