@@ -29,6 +29,9 @@ import pytest
 
 from harness import Account, Endpoint, Env, StarlingServer, Target, free_port
 
+# The shared cluster of the cluster tests, one for every module that uses it.
+pytest_plugins = ["cluster_fixtures"]
+
 MODE = os.environ.get("XMPP_TARGET", "starling")
 TEST_TIMEOUT = float(os.environ.get("XMPP_TEST_TIMEOUT", "90"))
 POOL_SIZE = int(os.environ.get("XMPP_POOL_SIZE", "600"))

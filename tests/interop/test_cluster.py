@@ -139,16 +139,6 @@ def wait_for_split(a: StarlingServer, b: StarlingServer, since_a: int | None = N
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def cluster(workdir):
-    from conftest import PASSWORD
-    nodes = start_cluster(workdir, "it", "cl")
-    domain = nodes["edge1"].domain
-    pool = [Account(f"cl{i}", PASSWORD, domain) for i in range(1, 201)]
-    yield nodes, pool
-    stop_cluster(nodes)
-
-
 class Cluster:
     def __init__(self, nodes, pool):
         self.nodes = nodes
@@ -166,18 +156,6 @@ class Cluster:
                     self.used |= {x.localpart, y.localpart}
                     return x, y
         raise RuntimeError("no cross-node pair left")
-
-
-@pytest.fixture(scope="session")
-def cl(cluster):
-    return Cluster(*cluster)
-
-
-@pytest.fixture
-def env1(cluster):
-    from harness import Env
-    nodes, pool = cluster
-    return Env(Target("starling", nodes["edge1"].endpoint, pool))
 
 
 async def test_cluster_message_across_edges_and_owners(cl, env1):

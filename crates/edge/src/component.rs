@@ -130,7 +130,7 @@ async fn handshake(edge: &Edge, reader: &mut StreamReader<ReadHalf<TcpStream>>, 
     let domain = header.to.as_deref().and_then(|to| Jid::new(to).ok()).filter(|to| to.node().is_none() && to.resource().is_none());
     let mut ours = Vec::with_capacity(200);
     ours.extend_from_slice(b"<?xml version='1.0'?>");
-    our_header(domain.as_ref().map_or(edge.config.domain.as_str(), Jid::as_str), stream_id).write_start_tag(&mut ours);
+    our_header(domain.as_ref().map_or(edge.config.domain().as_str(), Jid::as_str), stream_id).write_start_tag(&mut ours);
     if writer.write_all(&ours).await.is_err() {
         return Err(Refused { error: None, opened: true });
     }
@@ -220,7 +220,7 @@ async fn close(writer: &mut WriteHalf<TcpStream>, edge: &Edge, stream_id: &str, 
             return;
         }
         out.extend_from_slice(b"<?xml version='1.0'?>");
-        our_header(edge.config.domain.as_str(), stream_id).write_start_tag(&mut out);
+        our_header(edge.config.domain().as_str(), stream_id).write_start_tag(&mut out);
     }
     if let Some(error) = error {
         out.extend_from_slice(&error.to_bytes());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use starling_cluster::gateway::{SmConfig, DEFAULT_CLIENT_QUEUE};
-use starling_protocol::Jid;
+use starling_protocol::{Hosts, Jid};
 use starling_xml::Limits;
 
 use crate::fast::{FastConfig, FastKey};
@@ -252,10 +252,12 @@ impl BytestreamsConfig {
 /// Everything the edge is started with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
-    /// The XMPP domain served.
-    pub domain: Jid,
+    /// The XMPP domains served (a stream names one in its header).
+    pub hosts: Hosts,
     pub c2s: C2sConfig,
     pub registration: RegistrationConfig,
+    /// Virtual hosts whose in-band registration differs from `registration.enabled`.
+    pub registration_by_host: BTreeMap<String, bool>,
     /// `[sm]`: whether stream management is offered (when the session layer supports it) and
     /// when the edge asks for acks.
     pub sm: SmConfig,
@@ -273,12 +275,13 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
-    /// The defaults for `domain`, with no caps advertised.
+    /// The defaults for `domain` alone, with no caps advertised.
     pub fn new(domain: Jid) -> EdgeConfig {
         EdgeConfig {
-            domain,
+            hosts: Hosts::single(domain),
             c2s: C2sConfig::default(),
             registration: RegistrationConfig::default(),
+            registration_by_host: BTreeMap::new(),
             sm: SmConfig::default(),
             components: ComponentsConfig::default(),
             websocket: WebSocketConfig::default(),
@@ -288,5 +291,15 @@ impl EdgeConfig {
             caps_ver: String::new(),
             caps_node: String::new(),
         }
+    }
+
+    /// The primary domain: the edge's own services (components, the bytestreams proxy) are its.
+    pub fn domain(&self) -> &Jid {
+        self.hosts.primary()
+    }
+
+    /// Whether accounts may be registered in band on `domain`.
+    pub fn registration_on(&self, domain: &Jid) -> bool {
+        self.registration_by_host.get(domain.as_str()).copied().unwrap_or(self.registration.enabled)
     }
 }

@@ -86,7 +86,7 @@ impl Edge {
         );
         let c2s = &config.c2s;
         let admission = Admission::new(c2s.max_connections_per_address, c2s.connection_rate_per_address, c2s.connection_burst_per_address);
-        let proxy = crate::bytestreams::Proxy::new(&config.bytestreams, &config.domain).map(Arc::new);
+        let proxy = crate::bytestreams::Proxy::new(&config.bytestreams, config.domain()).map(Arc::new);
         let mut web_tls = (*tls).clone();
         web_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(Edge {

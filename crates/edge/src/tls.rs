@@ -1,5 +1,6 @@
-//! TLS server configuration: the configured certificate, or a self-signed one generated into the
-//! data directory on first run (and reused after), loudly logged since clients will warn about it.
+//! TLS server configuration: each served domain's configured certificate, chosen by the name the
+//! client asks for (SNI), or a self-signed one generated into the data directory on first run (and
+//! reused after), loudly logged since clients will warn about it.
 //! The pair is read again when its files change ([`Certificate::reload`]): a renewed certificate
 //! (cert-manager rewriting a Secret) is served without a restart.
 
@@ -29,23 +30,72 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Loads `cert_file`/`key_file`, or when both are empty uses (creating if needed)
-/// `data_dir/tls/self-signed.{crt,key}` for `domain`; with the [`Certificate`] to reload.
-pub fn server_config(cert_file: &str, key_file: &str, data_dir: &Path, domain: &str) -> Result<(Arc<ServerConfig>, Arc<Certificate>), TlsSetupError> {
-    let (cert_path, key_path) = if cert_file.is_empty() && key_file.is_empty() {
-        ensure_self_signed(data_dir, domain)?
-    } else {
-        (Path::new(cert_file).to_path_buf(), Path::new(key_file).to_path_buf())
-    };
+/// Where a served domain's certificate comes from: its files, or both empty for a self-signed
+/// one generated into the data directory.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateSource<'a> {
+    pub domain: &'a str,
+    pub cert_file: &'a str,
+    pub key_file: &'a str,
+}
+
+/// The TLS configuration serving each domain's certificate to clients that name it (SNI), the
+/// first domain's to those that name none or another; with the [`Certificates`] to reload.
+pub fn server_config(sources: &[CertificateSource<'_>], data_dir: &Path) -> Result<(Arc<ServerConfig>, Arc<Certificates>), TlsSetupError> {
     let provider = Arc::new(provider());
-    let certificate = Arc::new(Certificate::load(cert_path, key_path, provider.clone())?);
+    let mut by_domain = Vec::with_capacity(sources.len());
+    for (index, source) in sources.iter().enumerate() {
+        let (cert_path, key_path) = if source.cert_file.is_empty() && source.key_file.is_empty() {
+            // The primary domain keeps the generated pair's original name.
+            ensure_self_signed(data_dir, source.domain, index == 0)?
+        } else {
+            (Path::new(source.cert_file).to_path_buf(), Path::new(source.key_file).to_path_buf())
+        };
+        by_domain.push((source.domain.to_ascii_lowercase(), Certificate::load(cert_path, key_path, provider.clone())?));
+    }
+    let certificates = Arc::new(Certificates { by_domain });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(certificate.clone());
+        .with_cert_resolver(certificates.clone());
     config.alpn_protocols = vec![b"xmpp-client".to_vec()];
     config.ignore_client_order = true;
-    Ok((Arc::new(config), certificate))
+    Ok((Arc::new(config), certificates))
+}
+
+/// Every served domain's certificate, the first the default.
+#[derive(Debug)]
+pub struct Certificates {
+    by_domain: Vec<(String, Certificate)>,
+}
+
+impl Certificates {
+    /// The certificate for the name a client asked for: its domain's, or that of the domain it
+    /// is a subdomain of (`upload.b.example` → `b.example`), or the default.
+    fn for_name(&self, name: Option<&str>) -> &Certificate {
+        let chosen = name.and_then(|name| {
+            self.by_domain.iter().find(|(domain, _)| name.eq_ignore_ascii_case(domain) || name.len() > domain.len() && name.to_ascii_lowercase().ends_with(&format!(".{domain}")))
+        });
+        &chosen.unwrap_or(&self.by_domain[0]).1
+    }
+
+    /// Reads every pair whose files changed again; the certificates now served anew.
+    pub fn reload(&self) -> Vec<Result<&Path, (&Path, TlsSetupError)>> {
+        self.by_domain
+            .iter()
+            .filter_map(|(_, certificate)| match certificate.reload() {
+                Ok(true) => Some(Ok(certificate.path())),
+                Ok(false) => None,
+                Err(error) => Some(Err((certificate.path(), error))),
+            })
+            .collect()
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.for_name(hello.server_name()).current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).pair.clone())
+    }
 }
 
 fn provider() -> CryptoProvider {
@@ -102,12 +152,6 @@ impl Certificate {
     }
 }
 
-impl ResolvesServerCert for Certificate {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).pair.clone())
-    }
-}
-
 impl std::fmt::Debug for Certificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Certificate").field("cert", &self.cert).field("key", &self.key).finish_non_exhaustive()
@@ -135,10 +179,10 @@ fn pem_error(path: &Path, error: impl std::fmt::Display) -> TlsSetupError {
     TlsSetupError::Pem { path: path.display().to_string(), reason: error.to_string() }
 }
 
-fn ensure_self_signed(data_dir: &Path, domain: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsSetupError> {
+fn ensure_self_signed(data_dir: &Path, domain: &str, primary: bool) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsSetupError> {
     let dir = data_dir.join("tls");
-    let cert_path = dir.join("self-signed.crt");
-    let key_path = dir.join("self-signed.key");
+    let name = if primary { "self-signed".to_owned() } else { format!("self-signed-{domain}") };
+    let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     if cert_path.exists() && key_path.exists() {
         tracing::warn!(cert = %cert_path.display(), "using the self-signed certificate generated earlier; configure [tls] for production");
         return Ok((cert_path, key_path));

@@ -263,7 +263,7 @@ impl HttpConnection {
         }
         let scheme = if self.tls || self.forwarded_https(headers) { "wss" } else { "ws" };
         let host = headers.get(header::HOST).and_then(|host| host.to_str().ok()).filter(|host| is_host(host));
-        format!("{scheme}://{}{}", host.unwrap_or(self.edge.config.domain.as_str()), config.path)
+        format!("{scheme}://{}{}", host.unwrap_or(self.edge.config.domain().as_str()), config.path)
     }
 }
 

@@ -46,11 +46,13 @@ macro_rules! named_enum {
 
 pub mod datetime;
 pub mod error;
+pub mod hosts;
 pub mod jid;
 pub mod ns;
 pub mod payload;
 pub mod stanza;
 
+pub use hosts::Hosts;
 pub use error::{ErrorType, StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 pub use jid::{Jid, JidError};
 pub use payload::PayloadError;

@@ -152,6 +152,7 @@ async fn status(State(api): State<AdminApi>) -> Response {
         StatusCode::OK,
         json!({
             "domain": api.config.server.domain,
+            "hosts": api.config.hosts.keys().collect::<Vec<_>>(),
             "role": role,
             "node": &*api.node,
             "version": env!("CARGO_PKG_VERSION"),
@@ -194,9 +195,25 @@ fn credentials(password: &str) -> Result<ScramCredentials, Response> {
     Ok(ScramCredentials::derive(password, DEFAULT_SCRAM_ITERATIONS))
 }
 
-async fn list_users(State(api): State<AdminApi>) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfDomain {
+    domain: Option<String>,
+}
+
+/// The accounts, of every served domain or of `?domain=`.
+async fn list_users(State(api): State<AdminApi>, of: Result<Query<OfDomain>, QueryRejection>) -> Response {
+    let Ok(Query(OfDomain { domain })) = of else { return error(StatusCode::BAD_REQUEST, "the only parameter is domain") };
+    if let Some(Err(why)) = domain.as_deref().map(|domain| crate::users::served(&api.config, domain)) {
+        return error(StatusCode::NOT_FOUND, why);
+    }
     match api.store.accounts.list().await {
-        Ok(users) => json_answer(StatusCode::OK, json!({ "users": users })),
+        Ok(mut users) => {
+            if let Some(domain) = domain {
+                users.retain(|user| crate::users::on_domain(user, &domain));
+            }
+            json_answer(StatusCode::OK, json!({ "users": users }))
+        }
         Err(why) => store_error(why),
     }
 }
@@ -247,14 +264,11 @@ async fn remove_user(State(api): State<AdminApi>, Path(user): Path<String>) -> R
 }
 
 impl AdminApi {
-    fn domain(&self) -> Jid {
-        Jid::new(&self.config.server.domain).expect("the domain was checked at start")
-    }
-
-    /// Sends the server's order to end `user`'s streams (one resource's, when named).
+    /// Sends the server's order (from the user's own domain) to end `user`'s streams (one
+    /// resource's, when named).
     fn order_end(&self, user: &str, resource: Option<&str>, reason: EndReason) -> Result<(), GatewayError> {
         let user = Jid::new(user).map_err(|_| GatewayError::Unavailable("invalid JID".into()))?;
-        self.gateway.route_vouched(end_sessions_order(&self.domain(), &user, resource, reason))
+        self.gateway.route_vouched(end_sessions_order(&user.domain_jid(), &user, resource, reason))
     }
 
     fn sessions(&self) -> Result<&SessionLayer, Response> {
@@ -323,7 +337,7 @@ fn normal() -> String {
     "normal".into()
 }
 
-/// A message from the server's domain to one user (a bare JID: by its rules, RFC 6121 §8.5;
+/// A message from the user's domain to one user (a bare JID: by its rules, RFC 6121 §8.5;
 /// or one resource); stored offline like any when the user is away (except a headline).
 async fn send_message(State(api): State<AdminApi>, body: Result<Bytes, BytesRejection>) -> Response {
     let sent = async {
@@ -340,7 +354,7 @@ async fn send_message(State(api): State<AdminApi>, body: Result<Bytes, BytesReje
             message.push_child(Element::new("subject", ns::CLIENT).with_text(subject));
         }
         message.push_child(Element::new("body", ns::CLIENT).with_text(&request.body));
-        api.gateway.route_vouched(Stanza::build(message, &api.domain(), Some(&to))).map_err(unreachable)?;
+        api.gateway.route_vouched(Stanza::build(message, &to.domain_jid(), Some(&to))).map_err(unreachable)?;
         Ok(json_answer(StatusCode::ACCEPTED, json!({ "to": to.as_str() })))
     };
     sent.await.unwrap_or_else(|refused| refused)

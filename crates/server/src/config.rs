@@ -19,12 +19,18 @@ use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
 use starling_edge::{BytestreamsConfig, C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig, WebSocketConfig};
 use starling_upload::UploadConfig;
+pub use hosts::HostSection;
 use starling_session::{ArchiveConfig, ExternalServicesConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionsConfig};
+
+mod hosts;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
+    /// Virtual hosts: further domains served beside `[server] domain`, each with its own
+    /// `[hosts."DOMAIN"]` table.
+    pub hosts: BTreeMap<String, HostSection>,
     pub c2s: C2sConfig,
     pub tls: TlsSection,
     pub admin: AdminSection,
@@ -281,10 +287,8 @@ impl Config {
     /// (`serve` and `check-config` both ask): unknown keys and bad values were refused by
     /// [`load`](Self::load) already.
     pub fn check(&self) -> anyhow::Result<()> {
-        let domain = starling_protocol::Jid::new(&self.server.domain).context("server.domain is not a valid domain")?;
-        if domain.node().is_some() || !domain.is_bare() {
-            anyhow::bail!("server.domain must be a bare domain, got {domain}");
-        }
+        let hosts = self.hosts()?;
+        self.check_hosts()?;
         if self.cluster.role != Role::All && self.store.backend == StoreBackend::Embedded {
             anyhow::bail!("[cluster] role = {:?} needs a shared store: the embedded store has one process as its writer; set [store] backend = \"scylla\"", self.cluster.role);
         }
@@ -292,8 +296,8 @@ impl Config {
         if self.upload.enabled && self.cluster.role != Role::Session && self.upload_base_url().is_none() {
             anyhow::bail!("[upload] is on but there is no HTTP listener for its files: set [websocket] listen or tls_listen");
         }
-        if let Some(jid) = self.admin.jids.iter().find(|jid| starling_protocol::Jid::new(jid).map_or(true, |jid| jid.node().is_none() || !jid.is_bare())) {
-            anyhow::bail!("[admin] jids: {jid} is not an account's bare JID");
+        if let Some(jid) = self.admin.jids.iter().find(|jid| starling_protocol::Jid::new(jid).map_or(true, |jid| jid.node().is_none() || !jid.is_bare() || !hosts.serves(jid.domain()))) {
+            anyhow::bail!("[admin] jids: {jid} is not the bare JID of an account on a served domain");
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             anyhow::bail!("[telemetry] sample_ratio must be between 0.0 and 1.0, got {}", self.telemetry.sample_ratio);

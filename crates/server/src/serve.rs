@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use starling_edge::{load_secret_key, Edge, EdgeBackends, EdgeConfig, FastKey};
-use starling_protocol::Jid;
+use starling_protocol::{Hosts, Jid};
 use starling_session::{inline_features, SessionConfig, SessionLayer};
-use starling_edge::Certificate;
+use starling_edge::{CertificateSource, Certificates};
 use starling_telemetry::traces::{TraceExport, TraceSettings};
 use starling_telemetry::Metrics;
 use starling_upload::{FileStore, Upload};
@@ -55,7 +55,8 @@ fn raise_fd_limit() {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
-    let domain = Jid::new(&config.server.domain).context("server.domain is not a valid domain")?;
+    let hosts = config.hosts()?;
+    let domain = hosts.primary().clone();
     let metrics = Metrics::global();
     let store = crate::store::open(&config).await?;
     tracing::info!(backend = ?config.store.backend, "store open");
@@ -73,14 +74,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut edge_inbox = None;
     let gateway: Option<Arc<dyn Gateway>> = match role {
         Role::All => {
-            let layer = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
+            let layer = SessionLayer::start(hosts.clone(), store, session_config(&config), metrics.clone());
             sessions = Some(layer.clone());
             Some(Arc::new(layer))
         }
         Role::Session => {
             let bus = connect_bus(&config.cluster).await?;
             let registry = connect_registry(&config.cluster).await?;
-            let layer = SessionLayer::start(domain.clone(), store, session_config(&config), metrics.clone());
+            let layer = SessionLayer::start(hosts.clone(), store, session_config(&config), metrics.clone());
             sessions = Some(layer.clone());
             let node = node.clone();
             let ttl = node_ttl(&config.cluster);
@@ -97,7 +98,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             // The edge announces what the session nodes apply; both read the same configuration.
             let features = SessionFeatures {
                 stream_management: config.sm.enabled,
-                inline: inline_features(&domain, &session_config(&config)),
+                inline: inline_features(&hosts, &session_config(&config)),
                 max_unacked: config.sm.max_unacked,
             };
             let gateway = BusGateway::start(&node, bus, features).await.context("opening this edge's inbox")?;
@@ -123,9 +124,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(gateway) = gateway {
         let upload = open_upload(&config, &domain)?;
         let backends = EdgeBackends { accounts, fast_tokens, failure_counts, upload };
-        edge = Some(serve_clients(&config, &domain, gateway, backends, metrics.clone()).await?);
+        edge = Some(serve_clients(&config, &hosts, gateway, backends, metrics.clone()).await?);
     }
-    tracing::info!(domain = %domain, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
+    let served: Vec<&str> = hosts.iter().map(Jid::as_str).collect();
+    tracing::info!(domain = %domain, hosts = ?served, data_dir = %config.server.data_dir.display(), registration = config.registration.enabled, "Starling is serving");
     let mut becoming_ready = None;
     if role == Role::Session {
         becoming_ready = Some(tokio::spawn(ready_once_owning(ready.clone(), metrics.clone(), Duration::from_millis(2 * config.cluster.session_timeout_ms.unwrap_or(LONGEST_CHOSEN_SESSION_TIMEOUT_MS)))));
@@ -261,19 +263,23 @@ async fn drain(Drain { ready, edge, sessions, owner_partitions, role, metrics }:
 /// The c2s listeners (the edge role, alone or with the others).
 async fn serve_clients(
     config: &Config,
-    domain: &Jid,
+    hosts: &Hosts,
     gateway: Arc<dyn Gateway>,
     backends: EdgeBackends,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Edge>> {
-    let (tls, certificate) = starling_edge::tls_server_config(&config.tls.cert_file, &config.tls.key_file, &config.server.data_dir, domain.as_str())?;
-    tokio::spawn(reload_certificate(certificate, Duration::from_secs(config.tls.reload_check_seconds)));
+    let primary = CertificateSource { domain: &config.server.domain, cert_file: &config.tls.cert_file, key_file: &config.tls.key_file };
+    let virtual_hosts = config.hosts.iter().map(|(domain, host)| CertificateSource { domain, cert_file: &host.cert_file, key_file: &host.key_file });
+    let sources: Vec<CertificateSource> = std::iter::once(primary).chain(virtual_hosts).collect();
+    let (tls, certificates) = starling_edge::tls_server_config(&sources, &config.server.data_dir)?;
+    tokio::spawn(reload_certificates(certificates, Duration::from_secs(config.tls.reload_check_seconds)));
     let c2s = &config.c2s;
-    let (caps_node, caps_ver) = starling_session::server_caps(domain, &session_config(config));
+    let (caps_node, caps_ver) = starling_session::server_caps(hosts, &session_config(config));
     let edge_config = EdgeConfig {
-        domain: domain.clone(),
+        hosts: hosts.clone(),
         c2s: c2s.clone(),
         registration: config.registration.clone(),
+        registration_by_host: config.hosts.keys().map(|domain| (domain.clone(), config.registration_on(domain))).collect(),
         sm: config.sm.clone(),
         components: config.components.clone(),
         websocket: config.websocket.clone(),
@@ -305,7 +311,7 @@ async fn serve_clients(
     }
     for address in &config.bytestreams.listen {
         let listener = TcpListener::bind(address).await.with_context(|| format!("binding bytestreams {address}"))?;
-        tracing::info!(listen = %address, domain = %config.bytestreams.domain_for(domain), "SOCKS5 bytestreams proxy (XEP-0065)");
+        tracing::info!(listen = %address, domain = %config.bytestreams.domain_for(hosts.primary()), "SOCKS5 bytestreams proxy (XEP-0065)");
         tokio::spawn(edge.clone().serve_bytestreams(listener));
     }
     for address in &config.components.listen {
@@ -354,7 +360,8 @@ fn session_config(config: &Config) -> SessionConfig {
         external_services: config.external_services.clone(),
         edge_service_domains,
         component_domains,
-        admins: config.admin.jids.iter().filter_map(|jid| Jid::new(jid).ok()).map(|jid| jid.bare()).collect(),
+        admins: config.admins().filter_map(|jid| Jid::new(jid).ok()).map(|jid| jid.bare()).collect(),
+        registration_by_host: config.hosts.keys().map(|domain| (domain.clone(), config.registration_on(domain))).collect(),
         ..session_config
     }
 }
@@ -440,7 +447,7 @@ fn kafka_config(cluster: &ClusterSection) -> anyhow::Result<KafkaConfig> {
 
 /// Serves a renewed certificate without a restart: its files are checked every `every` (unless
 /// zero) and on SIGHUP.
-async fn reload_certificate(certificate: Arc<Certificate>, every: Duration) {
+async fn reload_certificates(certificates: Arc<Certificates>, every: Duration) {
     let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
     let mut checks = (!every.is_zero()).then(|| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     loop {
@@ -448,10 +455,11 @@ async fn reload_certificate(certificate: Arc<Certificate>, every: Duration) {
             _ = hangup.recv() => {}
             _ = async { checks.as_mut()?.tick().await; Some(()) }, if checks.is_some() => {}
         }
-        match certificate.reload() {
-            Ok(true) => tracing::info!(cert = %certificate.path().display(), "TLS certificate reloaded"),
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "the TLS certificate files changed but do not load; still serving the previous pair"),
+        for reloaded in certificates.reload() {
+            match reloaded {
+                Ok(path) => tracing::info!(cert = %path.display(), "TLS certificate reloaded"),
+                Err((path, error)) => tracing::warn!(cert = %path.display(), %error, "the TLS certificate files changed but do not load; still serving the previous pair"),
+            }
         }
     }
 }

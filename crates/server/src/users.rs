@@ -30,6 +30,9 @@ pub enum UserCommand {
         count: u32,
         #[arg(long)]
         password: String,
+        /// The served domain they are created on [default: `[server] domain`].
+        #[arg(long)]
+        domain: Option<String>,
     },
     /// Delete an account and everything stored for it.
     Remove { user: String },
@@ -39,19 +42,24 @@ pub enum UserCommand {
         #[arg(long)]
         password: Option<String>,
     },
-    /// List accounts.
-    List,
+    /// List accounts (of one served domain, with --domain).
+    List {
+        #[arg(long)]
+        domain: Option<String>,
+    },
 }
 
-/// The bare JID of `user` (a localpart or a bare JID) on this server's domain.
+/// The bare JID of `user`: a localpart (on `[server] domain`) or a bare JID on a served domain.
 pub fn account(config: &Config, user: &str) -> anyhow::Result<Jid> {
+    let hosts = config.hosts()?;
     let jid = if user.contains('@') {
         Jid::new(user)?
     } else {
-        Jid::from_parts(Some(user), &config.server.domain, None)?
+        Jid::from_parts(Some(user), hosts.primary().as_str(), None)?
     };
-    if jid.domain() != config.server.domain || jid.node().is_none() || !jid.is_bare() {
-        bail!("{user}: not an account on {}", config.server.domain);
+    if !hosts.serves(jid.domain()) || jid.node().is_none() || !jid.is_bare() {
+        let served: Vec<&str> = hosts.iter().map(Jid::as_str).collect();
+        bail!("{user}: not an account on a served domain ({})", served.join(", "));
     }
     Ok(jid)
 }
@@ -74,8 +82,8 @@ fn password(given: Option<String>) -> anyhow::Result<String> {
 pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        if let UserCommand::AddBulk { prefix, count, password } = command {
-            return add_bulk(config, &prefix, count, &password).await;
+        if let UserCommand::AddBulk { prefix, count, password, domain } = command {
+            return add_bulk(config, &prefix, count, &password, domain.as_deref()).await;
         }
         let accounts = match RunningServer::find(config).await {
             Some(server) => AccountsAt::Server(server),
@@ -97,9 +105,12 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                 accounts.set_password(&jid, &password(given)?).await?;
                 println!("password changed for {jid}");
             }
-            UserCommand::List => {
+            UserCommand::List { domain } => {
+                let domain = domain.map(|domain| served(config, &domain)).transpose()?;
                 for user in accounts.list().await? {
-                    println!("{user}");
+                    if domain.as_ref().is_none_or(|domain| on_domain(&user, domain.as_str())) {
+                        println!("{user}");
+                    }
                 }
             }
             UserCommand::AddBulk { .. } => unreachable!("handled above"),
@@ -109,12 +120,29 @@ pub fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
 }
 
 /// `add-bulk`: one key derivation for every account, written to the store directly.
-async fn add_bulk(config: &Config, prefix: &str, count: u32, password: &str) -> anyhow::Result<()> {
+/// `domain` if this configuration serves it.
+pub fn served(config: &Config, domain: &str) -> anyhow::Result<Jid> {
+    match config.hosts()?.get(domain) {
+        Some(domain) => Ok(domain.clone()),
+        None => bail!("{domain}: not a served domain ([server] domain or a [hosts] table)"),
+    }
+}
+
+/// Whether the account `user` (a bare JID) is on `domain`.
+pub fn on_domain(user: &str, domain: &str) -> bool {
+    user.rsplit_once('@').is_some_and(|(_, on)| on == domain)
+}
+
+async fn add_bulk(config: &Config, prefix: &str, count: u32, password: &str, domain: Option<&str>) -> anyhow::Result<()> {
+    let domain = match domain {
+        Some(domain) => served(config, domain)?,
+        None => config.hosts()?.primary().clone(),
+    };
     let store: Store = crate::store::open(config).await?;
     let credentials = ScramCredentials::derive(password, DEFAULT_SCRAM_ITERATIONS);
     let mut created = 0;
     for n in 1..=count {
-        let jid = account(config, &format!("{prefix}{n}"))?;
+        let jid = account(config, &format!("{prefix}{n}@{domain}"))?;
         match store.accounts.create(jid.as_str(), credentials.clone()).await {
             Ok(()) => created += 1,
             Err(starling_cluster::store::StoreError::Conflict) => {}

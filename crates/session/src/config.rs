@@ -1,6 +1,7 @@
 //! The session layer's configuration: the `[sessions]` and `[archive]` sections of the server's
 //! file, deserialised here directly, each default written once (in these `Default`s).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -276,6 +277,8 @@ pub struct SessionConfig {
     /// Whether accounts may change their password or delete themselves (XEP-0077 §3.2, §3.3):
     /// `[registration] enabled`.
     pub registration_enabled: bool,
+    /// Virtual hosts whose `registration` differs from `registration_enabled`.
+    pub registration_by_host: BTreeMap<String, bool>,
     /// `[sm]`: how long a broken stream-managed session waits, how much it keeps.
     pub sm: SmConfig,
     pub push: PushConfig,
@@ -307,6 +310,7 @@ impl SessionConfig {
             archive,
             client_queue,
             registration_enabled,
+            registration_by_host: BTreeMap::new(),
             sm: SmConfig::default(),
             push: PushConfig::default(),
             muc: MucConfig::default(),
@@ -317,6 +321,11 @@ impl SessionConfig {
             component_domains: Vec::new(),
             admins: Vec::new(),
         }
+    }
+
+    /// Whether registration (and so password change and cancellation) is on for `domain`'s accounts.
+    pub fn registration_on(&self, domain: &Jid) -> bool {
+        self.registration_by_host.get(domain.as_str()).copied().unwrap_or(self.registration_enabled)
     }
 
     /// Arbiter threads that host actors.

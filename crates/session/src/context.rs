@@ -12,7 +12,7 @@ use starling_cluster::gateway::ClientLink;
 use starling_cluster::registry::ResourceRoute;
 use starling_cluster::store::Store;
 use starling_protocol::payload::DiscoInfoResult;
-use starling_protocol::{Jid, Stanza};
+use starling_protocol::{Hosts, Jid, Stanza};
 use starling_telemetry::Metrics;
 
 use crate::archive_writer::ArchiveWriter;
@@ -62,12 +62,21 @@ pub(crate) trait ClusterRoutes: Send + Sync {
 pub(crate) struct Advertised {
     pub server: DiscoInfoResult,
     pub account: DiscoInfoResult,
-    /// The domains of local services (`conference.example.com` …).
-    pub service_domains: Vec<Jid>,
+    /// The domains of local services (`conference.example.com` …): each of a served domain, or
+    /// of all of them (`None`: the edges' upload and bytestreams services).
+    pub service_domains: Vec<(Option<Jid>, Jid)>,
+}
+
+impl Advertised {
+    /// The local services disco#items of `host` lists.
+    pub fn services_of<'a>(&'a self, host: &'a Jid) -> impl Iterator<Item = &'a Jid> {
+        self.service_domains.iter().filter(move |(of, _)| of.as_ref().is_none_or(|of| of == host)).map(|(_, service)| service)
+    }
 }
 
 pub(crate) struct Services {
-    pub domain: Jid,
+    /// The served domains (virtual hosts).
+    pub hosts: Hosts,
     pub store: Store,
     pub config: SessionConfig,
     pub metrics: Arc<Metrics>,

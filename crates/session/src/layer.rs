@@ -11,7 +11,7 @@ use starling_cluster::gateway::{
     server_chosen_resource, Binding, BoundSession, ClientEvent, ClientLink, ComponentLink, Gateway, GatewayError, ResumeFailed, Resumed, StreamEnd,
 };
 use starling_cluster::store::Store;
-use starling_protocol::{ns, Jid, Stanza};
+use starling_protocol::{ns, Hosts, Jid, Stanza};
 use starling_telemetry::Metrics;
 use starling_xml::Element;
 
@@ -28,15 +28,15 @@ use crate::router::{HostRouter, NoFederation};
 /// The XEP-0115 node and verification string the server advertises in its stream features: the
 /// modules a session layer with `config` registers decide them, so an edge computes them the same
 /// way without running one.
-pub fn server_caps(domain: &Jid, config: &SessionConfig) -> (String, String) {
-    let modules = Modules::build(domain, config, ALL);
+pub fn server_caps(hosts: &Hosts, config: &SessionConfig) -> (String, String) {
+    let modules = Modules::build(hosts, config, ALL);
     (crate::modules::CAPS_NODE.to_owned(), crate::modules::caps_ver(modules.advertised()))
 }
 
 /// The namespaces of the session features a Bind2 bind applies inline with `config`, for an edge
 /// that reaches session nodes through the bus.
-pub fn inline_features(domain: &Jid, config: &SessionConfig) -> Vec<&'static str> {
-    Modules::build(domain, config, ALL).inline_features()
+pub fn inline_features(hosts: &Hosts, config: &SessionConfig) -> Vec<&'static str> {
+    Modules::build(hosts, config, ALL).inline_features()
 }
 
 /// The reply of an actor to a caller waiting in this process.
@@ -62,17 +62,17 @@ impl SessionLayer {
 
     /// Registers the modules, starts the arbiters and the archive writer. Must run inside an
     /// actix `System` on tokio.
-    pub fn start(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
-        SessionLayer::start_with_modules(domain, store, config, metrics, ALL)
+    pub fn start(hosts: Hosts, store: Store, config: SessionConfig, metrics: Arc<Metrics>) -> SessionLayer {
+        SessionLayer::start_with_modules(hosts, store, config, metrics, ALL)
     }
 
     /// [`start`](Self::start) with the given modules instead of every module.
-    pub(crate) fn start_with_modules(domain: Jid, store: Store, config: SessionConfig, metrics: Arc<Metrics>, modules: &[Register]) -> SessionLayer {
-        let modules = Arc::new(Modules::build(&domain, &config, modules));
+    pub(crate) fn start_with_modules(hosts: Hosts, store: Store, config: SessionConfig, metrics: Arc<Metrics>, modules: &[Register]) -> SessionLayer {
+        let modules = Arc::new(Modules::build(&hosts, &config, modules));
         let archive_writer = config.archive.enabled.then(|| ArchiveWriter::start(store.archive.clone(), &(&config.archive).into(), metrics.clone()));
         let directory = Directory::new(config.arbiters(), metrics.clone());
         let services = Arc::new(Services {
-            domain,
+            hosts,
             store,
             advertised: modules.advertised().clone(),
             config,
@@ -141,20 +141,20 @@ impl SessionLayer {
         (asked.into_iter().flatten().flatten().collect(), users.len() > limit)
     }
 
-    /// A headline from the server's domain to every user served here with an available resource
+    /// A headline from each user's domain to every user served here with an available resource
     /// (RFC 6121 §8.5.2.1.1: each such resource gets it); how many users.
     pub async fn announce(&self, subject: Option<&str>, body: &str) -> usize {
         let (resources, _) = self.sessions(usize::MAX).await;
         let mut users: Vec<Jid> = resources.into_iter().filter(|resource| resource.available).map(|resource| resource.jid.bare()).collect();
         users.dedup();
-        let domain = self.router.services().domain.clone();
+        let hosts = &self.router.services().hosts;
         for user in &users {
             let mut message = Element::new("message", ns::CLIENT).with_attr("type", "headline");
             if let Some(subject) = subject {
                 message.push_child(Element::new("subject", ns::CLIENT).with_text(subject));
             }
             message.push_child(Element::new("body", ns::CLIENT).with_text(body));
-            self.deliver(Stanza::build(message, &domain, Some(user)));
+            self.deliver(Stanza::build(message, hosts.of(user), Some(user)));
         }
         users.len()
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use starling_cluster::gateway::{BoundSession, ClientLink, ComponentLink, Gateway, ToClient};
 use starling_cluster::store::{ScramCredentials, Store};
-use starling_protocol::{ns, Jid, Stanza, StanzaKind};
+use starling_protocol::{ns, Hosts, Jid, Stanza, StanzaKind};
 use starling_telemetry::Metrics;
 use starling_xml::Element;
 use tokio::sync::mpsc;
@@ -41,7 +41,7 @@ impl Client {
 async fn layer_with(store: &Store, extra: Register) -> SessionLayer {
     let mut modules = ALL.to_vec();
     modules.push(extra);
-    SessionLayer::start_with_modules(Jid::new("localhost").expect("domain"), store.clone(), SessionConfig::default(), Metrics::global(), &modules)
+    SessionLayer::start_with_modules(Hosts::single(Jid::new("localhost").expect("domain")), store.clone(), SessionConfig::default(), Metrics::global(), &modules)
 }
 
 pub(crate) async fn login(layer: &SessionLayer, store: &Store, user: &str) -> Client {
@@ -82,7 +82,8 @@ impl ServiceEntity for EchoEntity {
 }
 
 fn echo_module(r: &mut Registrar) {
-    r.service(Arc::new(Echo(Jid::new("echo.localhost").expect("domain"))));
+    let host = r.hosts.primary().clone();
+    r.service(&host, Arc::new(Echo(Jid::new("echo.localhost").expect("domain"))));
 }
 
 fn no_module(_: &mut Registrar) {}
@@ -154,7 +155,7 @@ async fn entity_time_is_one_module_advertised_in_disco_and_caps() {
     assert_eq!(time.get_child("tzo", "urn:xmpp:time").map(|t| t.text()).as_deref(), Some("Z"));
     assert!(time.get_child("utc", "urn:xmpp:time").is_some_and(|utc| utc.text().ends_with('Z')));
 
-    let (node, ver) = server_caps(&Jid::new("localhost").expect("domain"), &SessionConfig::default());
+    let (node, ver) = server_caps(&Hosts::single(Jid::new("localhost").expect("domain")), &SessionConfig::default());
     alice.send(&format!("<iq xmlns='jabber:client' type='get' id='i' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#{ver}'/></iq>")).await;
     let info = alice.next().await;
     let query = info.get_child("query", ns::DISCO_INFO).expect("disco#info");

@@ -1,7 +1,7 @@
 //! Multi-user chat (XEP-0045) through the session layer: a room is a service entity that users'
 //! presence and messages reach through the host router.
 
-use starling_protocol::{ns, Jid};
+use starling_protocol::{ns, Hosts, Jid};
 use starling_telemetry::Metrics;
 use starling_xml::Element;
 
@@ -17,7 +17,7 @@ fn statuses(presence: &Element) -> Vec<String> {
 #[actix::test]
 async fn a_join_creates_the_room_and_groupchat_reaches_every_occupant() {
     let (_dir, store) = store();
-    let layer = SessionLayer::start_with_modules(Jid::new("localhost").expect("domain"), store.clone(), SessionConfig::default(), Metrics::global(), ALL);
+    let layer = SessionLayer::start_with_modules(Hosts::single(Jid::new("localhost").expect("domain")), store.clone(), SessionConfig::default(), Metrics::global(), ALL);
     let mut alice = login(&layer, &store, "alice").await;
     let mut bob = login(&layer, &store, "bob").await;
     alice.send("<presence xmlns='jabber:client' to='coven@conference.localhost/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;

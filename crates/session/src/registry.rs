@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use starling_protocol::payload::Identity;
-use starling_protocol::{Jid, Stanza, StanzaKind};
+use starling_protocol::{Hosts, Jid, Stanza, StanzaKind};
 use starling_xml::Element;
 
 use crate::config::SessionConfig;
@@ -140,8 +140,8 @@ pub(crate) struct Modules {
 /// What a module's `register` function is handed.
 pub(crate) struct Registrar<'a> {
     modules: &'a mut Modules,
-    /// The server's domain (a service's domain is usually a subdomain of it).
-    pub domain: &'a Jid,
+    /// The served domains (a service's domain is usually a subdomain of one).
+    pub hosts: &'a Hosts,
     pub config: &'a SessionConfig,
 }
 
@@ -200,15 +200,35 @@ impl Registrar<'_> {
     }
 
     /// A service some other part of the server answers for (the edges' bytestreams proxy):
-    /// disco#items of the server lists it.
+    /// disco#items of every served domain lists it.
     pub fn service_domain(&mut self, domain: Jid) {
-        self.modules.advertised.service_domains.push(domain);
+        self.modules.advertised.service_domains.push((None, domain));
     }
 
-    /// A local service kind at its own domain; disco#items of the server lists it.
-    #[allow(dead_code)] // The seam the MUC and PubSub modules register through (issues 14, 15); exercised by layer_tests.
-    pub fn service(&mut self, kind: Arc<dyn ServiceKind>) {
-        self.modules.advertised.service_domains.push(kind.domain().clone());
+    /// The domain of a service (`prefix` as `conference`) for each served domain: `configured`
+    /// (the section's `domain` key) for the primary one when set, `PREFIX.HOST` for the others.
+    /// A configured value that is not a domain is logged and that service is left out.
+    pub fn service_domains(&self, section: &str, prefix: &str, configured: &str) -> Vec<(Jid, Jid)> {
+        let primary = self.hosts.primary();
+        self.hosts
+            .iter()
+            .filter_map(|host| {
+                let domain = if configured.is_empty() || host != primary { format!("{prefix}.{host}") } else { configured.to_owned() };
+                match Jid::new(&domain) {
+                    Ok(domain) if domain.node().is_none() && domain.is_bare() => Some((host.clone(), domain)),
+                    _ => {
+                        tracing::error!(%domain, "[{section}] domain is not a domain; that service is off");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// A local service kind at its own domain, the service of the served domain `host`, whose
+    /// disco#items lists it.
+    pub fn service(&mut self, host: &Jid, kind: Arc<dyn ServiceKind>) {
+        self.modules.advertised.service_domains.push((Some(host.clone()), kind.domain().clone()));
         self.modules.services.push(kind);
     }
 }
@@ -218,9 +238,9 @@ pub(crate) type Register = fn(&mut Registrar);
 
 impl Modules {
     /// Runs every module's `register`, in the order given.
-    pub fn build(domain: &Jid, config: &SessionConfig, modules: &[Register]) -> Modules {
+    pub fn build(hosts: &Hosts, config: &SessionConfig, modules: &[Register]) -> Modules {
         let mut built = Modules::default();
-        let mut registrar = Registrar { modules: &mut built, domain, config };
+        let mut registrar = Registrar { modules: &mut built, hosts, config };
         for register in modules {
             register(&mut registrar);
         }

@@ -106,7 +106,7 @@ impl HostRouter {
 
     fn destination(&self, to: &Jid) -> Destination<'_> {
         let domain = to.domain();
-        if domain == self.services.domain.domain() {
+        if self.services.hosts.serves(domain) {
             return if to.node().is_some() { Destination::User } else { Destination::Server };
         }
         if let Some(kind) = self.service_kinds.get(domain) {

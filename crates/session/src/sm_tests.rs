@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use starling_cluster::gateway::{StreamEnd, ToClient};
-use starling_protocol::{ns, Jid};
+use starling_protocol::{ns, Hosts, Jid};
 use starling_telemetry::Metrics;
 
 use crate::layer_tests::{login, store};
@@ -15,7 +15,7 @@ async fn over_max_unacked_the_stream_closes_and_the_messages_go_offline() {
     let (_dir, store) = store();
     let mut config = SessionConfig::default();
     config.sm.max_unacked = 3;
-    let layer = SessionLayer::start_with_modules(Jid::new("localhost").expect("domain"), store.clone(), config, Metrics::global(), ALL);
+    let layer = SessionLayer::start_with_modules(Hosts::single(Jid::new("localhost").expect("domain")), store.clone(), config, Metrics::global(), ALL);
     let mut phone = login(&layer, &store, "phone").await;
     let mut friend = login(&layer, &store, "friend").await;
     phone.session.enable_stream_management(true, None).await.expect("enabled");
@@ -61,7 +61,7 @@ async fn what_an_edge_hands_back_is_kept_offline_or_answered() {
     use crate::messages::ConnectionEvent;
 
     let (_dir, store) = store();
-    let layer = SessionLayer::start_with_modules(Jid::new("localhost").expect("domain"), store.clone(), SessionConfig::default(), Metrics::global(), ALL);
+    let layer = SessionLayer::start_with_modules(Hosts::single(Jid::new("localhost").expect("domain")), store.clone(), SessionConfig::default(), Metrics::global(), ALL);
     let phone = login(&layer, &store, "phone").await;
     let mut friend = login(&layer, &store, "friend").await;
     let hand_back = |stanza: &str| {

@@ -128,8 +128,9 @@ impl UserState {
         &self.user
     }
 
+    /// The user's own domain: the server it speaks to, of the hosts served.
     pub fn domain(&self) -> &Jid {
-        &self.services.domain
+        self.services.hosts.of(&self.user)
     }
 
     pub fn services(&self) -> &Arc<Services> {

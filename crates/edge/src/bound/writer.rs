@@ -83,7 +83,7 @@ pub(super) async fn write_loop<S: SendFrames>(mut sender: S, mut outbound: mpsc:
                 } else {
                     ping_sent = true;
                     check.reset_after(edge.config.c2s.ping_timeout());
-                    if liveness.requesting_acks.load(Ordering::Relaxed) { ToClient::Stanza(request_ack(), None) } else { ToClient::Stanza(ping(&edge, &liveness), None) }
+                    if liveness.requesting_acks.load(Ordering::Relaxed) { ToClient::Stanza(request_ack(), None) } else { ToClient::Stanza(ping(&liveness), None) }
                 }
             }
         };
@@ -200,11 +200,11 @@ impl From<ToClient> for Outgoing {
 }
 
 /// Our XEP-0199 ping to a client that has been silent for `ping_idle`.
-fn ping(edge: &Edge, liveness: &Liveness) -> Bytes {
+fn ping(liveness: &Liveness) -> Bytes {
     let ping = Element::new("iq", ns::CLIENT)
         .with_attr("type", "get")
         .with_attr("id", liveness.ping_id.as_str())
-        .with_attr("from", edge.config.domain.as_str())
+        .with_attr("from", liveness.jid.domain())
         .with_attr("to", liveness.jid.as_str())
         .with_child(Element::new("ping", ns::PING));
     Bytes::from(ping.to_bytes())

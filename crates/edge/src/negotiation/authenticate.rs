@@ -97,11 +97,11 @@ pub(super) async fn start(profile: Profile, mechanism: &str, initial: Option<Vec
     let Some(username) = sasl::initial_username(&mechanism, &initial) else {
         return failure(profile, negotiation, "malformed-request");
     };
-    if edge.throttle.is_blocked(negotiation.peer.ip(), &username).await {
+    if edge.throttle.is_blocked(negotiation.peer.ip(), &negotiation.account_name(&username)).await {
         edge.metrics.login(&mechanism, false);
         return failure(profile, negotiation, "temporary-auth-failure");
     }
-    let account = Jid::from_parts(Some(&username), edge.config.domain.as_str(), None).ok();
+    let account = Jid::from_parts(Some(&username), negotiation.host.as_str(), None).ok();
     // rsasl's callbacks are synchronous: the keys are fetched before the exchange starts.
     let credentials = match &account {
         Some(jid) => edge.accounts.credentials(jid.as_str()).await.unwrap_or_else(|error| {
@@ -159,7 +159,7 @@ pub(super) struct Succeeded<'a> {
 pub(super) async fn succeed(profile: Profile, succeeded: Succeeded<'_>, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
     let edge = negotiation.edge;
     edge.metrics.login(succeeded.mechanism, true);
-    edge.throttle.record_success(negotiation.peer.ip(), succeeded.username).await;
+    edge.throttle.record_success(negotiation.peer.ip(), &negotiation.account_name(succeeded.username)).await;
     negotiation.authenticated = succeeded.user.node().map(str::to_owned);
     match profile {
         Profile::Rfc6120 => {
@@ -176,7 +176,7 @@ pub(super) async fn succeed(profile: Profile, succeeded: Succeeded<'_>, negotiat
 pub(super) async fn refuse(profile: &Profile, mechanism: &str, username: &str, condition: &str, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
     let edge = negotiation.edge;
     edge.metrics.login(mechanism, false);
-    let delay = edge.throttle.record_failure(negotiation.peer.ip(), username).await;
+    let delay = edge.throttle.record_failure(negotiation.peer.ip(), &negotiation.account_name(username)).await;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

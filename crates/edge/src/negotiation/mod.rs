@@ -66,6 +66,8 @@ enum Next {
 /// What negotiation established so far on this connection, as the steps see it.
 struct Negotiation<'a> {
     edge: &'a Edge,
+    /// The served domain the client's stream header named (the primary one until it did).
+    host: Jid,
     connection_id: u64,
     peer: SocketAddr,
     secure: bool,
@@ -90,6 +92,12 @@ impl Negotiation<'_> {
         self.channel_binding = framing.channel_binding().map(<[u8]>::to_vec);
     }
 
+    /// What the authentication throttle counts failures of: the account `username` names on
+    /// this stream's domain.
+    fn account_name(&self, username: &str) -> String {
+        format!("{username}@{}", self.host)
+    }
+
     /// Queues an element to send once the current step is done.
     fn reply(&mut self, element: Element) {
         self.replies.push(element);
@@ -97,7 +105,7 @@ impl Negotiation<'_> {
 
     /// The bare JID authenticated on this stream.
     fn user(&self) -> Result<Jid, End> {
-        match self.authenticated.as_deref().map(|node| Jid::from_parts(Some(node), self.edge.config.domain.as_str(), None)) {
+        match self.authenticated.as_deref().map(|node| Jid::from_parts(Some(node), self.host.as_str(), None)) {
             Some(Ok(user)) => Ok(user),
             _ => Err(End::error(StreamErrorCondition::InternalServerError, "lost the authenticated identity")),
         }
@@ -141,6 +149,7 @@ impl Received {
 pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer: SocketAddr, framing: &mut F, refused: Option<&'static str>) -> Option<Bound> {
     let mut negotiation = Negotiation {
         edge,
+        host: edge.config.domain().clone(),
         connection_id,
         peer,
         secure: false,
@@ -158,7 +167,7 @@ pub(crate) async fn negotiate<F: Framing>(edge: &Edge, connection_id: u64, peer:
         Ok(Err(end)) => end,
         Err(_) => End::error(StreamErrorCondition::ConnectionTimeout, "negotiation took too long"),
     };
-    stream.finish(edge, end).await;
+    stream.finish(&negotiation.host, end).await;
     None
 }
 
@@ -217,23 +226,31 @@ impl<F: Framing> Stream<'_, F> {
     }
 
     /// Reads the client's stream header and answers with ours and the features of this state.
-    async fn open(&mut self, negotiation: &Negotiation<'_>) -> Result<(), End> {
+    async fn open(&mut self, negotiation: &mut Negotiation<'_>) -> Result<(), End> {
         let header = match self.framing.receiver().next().await? {
             StreamEvent::Open(header) => header,
             _ => return Err(End::error(StreamErrorCondition::BadFormat, "expected a stream header")),
         };
-        self.framing.sender().open(&our_header(negotiation.edge)).await?;
+        // The domain named; our header speaks for it when it is ours (RFC 6120 §4.7.1).
+        let host = header.to.as_deref().and_then(|to| Jid::new(to).ok()).and_then(|to| negotiation.edge.config.hosts.get(to.as_str()).cloned());
+        let switched = host.as_ref().is_some_and(|host| *host != negotiation.host) && negotiation.authenticated.is_some();
+        if let Some(host) = host.as_ref().filter(|_| !switched) {
+            negotiation.host = host.clone();
+        }
+        self.framing.sender().open(&our_header(&negotiation.host)).await?;
         self.opened = true;
         if let Some(why) = negotiation.refused {
             return Err(End::error(StreamErrorCondition::PolicyViolation, why));
         }
-        let domain = &negotiation.edge.config.domain;
         if header.content_ns != ns::CLIENT {
             return Err(End::error(StreamErrorCondition::InvalidNamespace, "this port serves jabber:client"));
         }
-        let addressed_to_us = header.to.as_deref().and_then(|to| Jid::new(to).ok()).is_some_and(|to| &to == domain);
-        if !addressed_to_us {
+        if host.is_none() {
             return Err(End::error(StreamErrorCondition::HostUnknown, "this server does not serve that domain"));
+        }
+        if switched {
+            // Authenticated on one domain, the stream may not go on as another's.
+            return Err(End::error(StreamErrorCondition::HostUnknown, "a stream restart must name the domain authenticated on"));
         }
         if header.version.as_deref().is_none_or(|v| !v.starts_with('1')) {
             return Err(End::error(StreamErrorCondition::UnsupportedVersion, "version 1.0 required"));
@@ -251,12 +268,12 @@ impl<F: Framing> Stream<'_, F> {
     }
 
     /// Writes the close for `end`, opening our side first if a stream error needs it.
-    async fn finish(&mut self, edge: &Edge, end: End) {
+    async fn finish(&mut self, host: &Jid, end: End) {
         match end {
             End::Gone => {}
             End::Closed => self.framing.sender().close(None).await,
             End::Error(error) => {
-                if !self.opened && self.framing.sender().open(&our_header(edge)).await.is_err() {
+                if !self.opened && self.framing.sender().open(&our_header(host)).await.is_err() {
                     return;
                 }
                 self.framing.sender().close(Some(&error)).await;
@@ -276,9 +293,9 @@ fn features(negotiation: &Negotiation<'_>) -> Element {
 }
 
 /// Our stream header, with a fresh stream id (RFC 6120 §4.7.3).
-fn our_header(edge: &Edge) -> StreamHeader {
+fn our_header(host: &Jid) -> StreamHeader {
     StreamHeader {
-        from: Some(edge.config.domain.as_str().to_owned()),
+        from: Some(host.as_str().to_owned()),
         id: Some(format!("{:016x}", rand::random::<u64>())),
         version: Some("1.0".to_owned()),
         lang: Some("en".to_owned()),

@@ -20,7 +20,7 @@ impl NegotiationStep for Register {
     fn offer(&self, negotiation: &Negotiation<'_>, features: &mut Element) {
         let config = &negotiation.edge.config;
         let allowed_here = negotiation.secure || !config.c2s.require_tls;
-        if config.registration.enabled && allowed_here && negotiation.authenticated.is_none() {
+        if config.registration_on(&negotiation.host) && allowed_here && negotiation.authenticated.is_none() {
             features.push_child(Element::new("register", ns::REGISTER_FEATURE));
         }
     }
@@ -31,12 +31,12 @@ impl NegotiationStep for Register {
 
     async fn handle(&self, received: Received, negotiation: &mut Negotiation<'_>) -> Result<Next, End> {
         let edge = negotiation.edge;
-        let payload = if !edge.config.registration.enabled || !negotiation.secure {
+        let payload = if !edge.config.registration_on(&negotiation.host) || !negotiation.secure {
             Err(StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
         } else {
             match received.element.attr("type") {
                 Some("get") => Ok(Some(form())),
-                Some("set") => register(edge, negotiation.peer.ip(), &received).await.map(|()| None),
+                Some("set") => register(edge, &negotiation.host, negotiation.peer.ip(), &received).await.map(|()| None),
                 _ => Err(StanzaError::new(StanzaErrorCondition::BadRequest)),
             }
         };
@@ -58,7 +58,7 @@ fn form() -> Element {
 }
 
 
-async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(), StanzaError> {
+async fn register(edge: &Edge, host: &Jid, address: IpAddr, received: &Received) -> Result<(), StanzaError> {
     let query = match received.iq_payload().map(RegisterQuery::try_from) {
         Some(Ok(query)) => query,
         Some(Err(error)) => return Err(StanzaError::new(error.condition())),
@@ -68,7 +68,7 @@ async fn register(edge: &Edge, address: IpAddr, received: &Received) -> Result<(
     if username.is_empty() || password.is_empty() {
         return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable));
     }
-    let Ok(jid) = Jid::from_parts(Some(&username), edge.config.domain.as_str(), None) else {
+    let Ok(jid) = Jid::from_parts(Some(&username), host.as_str(), None) else {
         return Err(StanzaError::new(StanzaErrorCondition::JidMalformed));
     };
     let counts = edge.throttle.counts();

@@ -151,11 +151,11 @@ pub(super) async fn fast_login(request: Sasl2Request, mechanism: &str, initial: 
     };
     let Some(initial) = initial else { return authenticate::failure(profile, negotiation, "incorrect-encoding") };
     let Some((username, proof)) = fast::parse_initial(&initial) else { return authenticate::failure(profile, negotiation, "malformed-request") };
-    if edge.throttle.is_blocked(negotiation.peer.ip(), &username).await {
+    if edge.throttle.is_blocked(negotiation.peer.ip(), &negotiation.account_name(&username)).await {
         edge.metrics.login(mechanism, false);
         return authenticate::failure(profile, negotiation, "temporary-auth-failure");
     }
-    let (Ok(user), Some(client)) = (Jid::from_parts(Some(&username), edge.config.domain.as_str(), None), request.user_agent.as_deref()) else {
+    let (Ok(user), Some(client)) = (Jid::from_parts(Some(&username), negotiation.host.as_str(), None), request.user_agent.as_deref()) else {
         return refuse(&profile, mechanism, &username, "not-authorized", negotiation).await;
     };
     let channel_binding = if mechanism == "HT-SHA-256-EXPR" { negotiation.channel_binding.clone().unwrap_or_default() } else { Vec::new() };

@@ -56,7 +56,7 @@ fn server_items(state: &mut UserState, iq: Iq) {
     if iq.payload.attr("node") == Some(super::admin::COMMANDS) {
         return super::admin::command_items(state, &iq);
     }
-    let items = state.services().advertised.service_domains.iter().map(|domain| DiscoItem { jid: domain.clone(), node: None, name: None }).collect();
+    let items = state.services().advertised.services_of(state.domain()).map(|domain| DiscoItem { jid: domain.clone(), node: None, name: None }).collect();
     state.reply(&iq, Some(DiscoItemsResult { node: None, items, rsm: None }.into()));
 }
 

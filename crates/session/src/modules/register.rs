@@ -21,7 +21,7 @@ async fn register_set(state: &mut UserState, iq: Iq) {
     if iq.is_get() {
         return state.refuse(&iq, StanzaErrorCondition::ServiceUnavailable);
     }
-    if !state.services().config.registration_enabled {
+    if !state.services().config.registration_on(state.domain()) {
         return state.refuse(&iq, StanzaErrorCondition::NotAllowed);
     }
     let query = match RegisterQuery::try_from(&iq.payload) {

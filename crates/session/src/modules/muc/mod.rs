@@ -30,15 +30,15 @@ pub(super) fn register(r: &mut Registrar) {
     if !r.config.muc.enabled {
         return;
     }
-    let configured = &r.config.muc.domain;
-    let domain = if configured.is_empty() { format!("conference.{}", r.domain) } else { configured.clone() };
-    match Jid::new(&domain) {
-        Ok(domain) if domain.node().is_none() && domain.is_bare() => {
-            r.service(Arc::new(Conference { domain, config: Arc::new(r.config.muc.clone()) }));
-            joined::register(r);
-        }
-        _ => tracing::error!(%domain, "[muc] domain is not a domain; multi-user chat is off"),
+    let config = Arc::new(r.config.muc.clone());
+    let services = r.service_domains("muc", "conference", &config.domain);
+    if services.is_empty() {
+        return;
     }
+    for (host, domain) in services {
+        r.service(&host, Arc::new(Conference { domain, config: config.clone() }));
+    }
+    joined::register(r);
 }
 
 struct Conference {

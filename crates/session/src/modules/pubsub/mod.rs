@@ -73,13 +73,9 @@ pub(super) fn register(r: &mut Registrar) {
     if !r.config.pubsub.enabled {
         return;
     }
-    let configured = &r.config.pubsub.domain;
-    let domain = if configured.is_empty() { format!("pubsub.{}", r.domain) } else { configured.clone() };
-    match Jid::new(&domain) {
-        Ok(domain) if domain.node().is_none() && domain.is_bare() => {
-            r.service(Arc::new(PubSub { domain, config: Arc::new(r.config.pubsub.clone()) }));
-        }
-        _ => tracing::error!(%domain, "[pubsub] domain is not a domain; the PubSub service is off"),
+    let config = Arc::new(r.config.pubsub.clone());
+    for (host, domain) in r.service_domains("pubsub", "pubsub", &config.domain) {
+        r.service(&host, Arc::new(PubSub { domain, config: config.clone() }));
     }
 }
 

@@ -148,7 +148,7 @@ impl Shard {
     /// §8.1: a local user creates a node and owns it.
     async fn create(&mut self, context: &ServiceContext, from: &Jid, name: String, config: Option<DataForm>) -> Outcome {
         let creator = from.bare();
-        if creator.domain() != context.services.domain.domain() || creator.node().is_none() {
+        if !context.services.hosts.serves(creator.domain()) || creator.node().is_none() {
             return Err(StanzaError::new(StanzaErrorCondition::Forbidden).with_text("Only this server's users create nodes."));
         }
         if name.len() > MAX_NODE_ID_BYTES {
