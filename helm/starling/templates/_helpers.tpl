@@ -47,6 +47,12 @@ depth: the server's integer keys refuse 10.0. */}}
 {{- if .Values.tls.existingSecret -}}
 {{- $_ := set $config "tls" (dict "cert_file" "/etc/starling/tls/tls.crt" "key_file" "/etc/starling/tls/tls.key") -}}
 {{- end -}}
+{{- $hosts := get $config "hosts" | default dict -}}
+{{- range $domain, $secret := .Values.tls.hosts -}}
+{{- $files := dict "cert_file" (printf "/etc/starling/hosts/%s/tls.crt" $domain) "key_file" (printf "/etc/starling/hosts/%s/tls.key" $domain) -}}
+{{- $_ := set $hosts $domain (merge $files (get $hosts $domain | default dict)) -}}
+{{- end -}}
+{{- if $hosts -}}{{- $_ := set $config "hosts" $hosts -}}{{- end -}}
 {{- with .Values.credentials -}}
 {{- if .existingSecret -}}
 {{- if .kafka -}}{{- $_ := set $config.cluster "kafka_password_file" "/etc/starling/credentials/kafka-password" -}}{{- end -}}
@@ -147,6 +153,9 @@ spec:
         {{- if $root.Values.tls.existingSecret }}
         - {name: tls, mountPath: /etc/starling/tls, readOnly: true}
         {{- end }}
+        {{- range $index, $domain := keys $root.Values.tls.hosts | sortAlpha }}
+        - {name: host-tls-{{ $index }}, mountPath: /etc/starling/hosts/{{ $domain }}, readOnly: true}
+        {{- end }}
         {{- if $root.Values.credentials.existingSecret }}
         - {name: credentials, mountPath: /etc/starling/credentials, readOnly: true}
         {{- end }}
@@ -161,6 +170,11 @@ spec:
     - name: tls
       secret:
         secretName: {{ $root.Values.tls.existingSecret }}
+    {{- end }}
+    {{- range $index, $domain := keys $root.Values.tls.hosts | sortAlpha }}
+    - name: host-tls-{{ $index }}
+      secret:
+        secretName: {{ get $root.Values.tls.hosts $domain }}
     {{- end }}
     {{- if $root.Values.credentials.existingSecret }}
     - name: credentials
