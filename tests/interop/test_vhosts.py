@@ -20,14 +20,15 @@ from test_xep0133_admin import run
 pytestmark = pytest.mark.starling_only
 
 OTHER = "b.test"
-HOSTS = f'[hosts."{OTHER}"]\nregistration = true\nadmins = ["boss@{OTHER}"]\n'
+# b.test's users may send 3 messages at once (then 1 a second); localhost's have the defaults.
+HOSTS = f'[hosts."{OTHER}"]\nregistration = true\nadmins = ["boss@{OTHER}"]\nmessage_rate = 1\nmessage_burst = 3\n'
 
 
 @pytest.fixture(scope="module")
 def vhosts(workdir):
     with own_server(workdir, "vhosts", HOSTS, ("alice", "carol"), PASSWORD) as server:
         # Same names on the other domain, with other passwords: different accounts.
-        for user in ("bob", "boss", "alice"):
+        for user in ("bob", "boss", "alice", "fast"):
             server.cli("user", "add", f"{user}@{OTHER}", "--password", f"{PASSWORD}-{OTHER}")
         yield server
 
@@ -186,3 +187,21 @@ async def test_cli_and_admin_api_take_the_domain(vhosts):
     assert (await asyncio.to_thread(get, "/api/v1/users?domain=c.test"))[0] == 404
     status, body = await asyncio.to_thread(get, "/api/v1/status")
     assert body["hosts"] == [OTHER], body
+
+
+async def test_each_domain_has_its_own_message_rate_limit(vhosts):
+    env = Env(Target("starling", vhosts.endpoint, []))
+    carol = await env.client(Account("carol", PASSWORD, "localhost"), presence=True)
+    fast = await env.client(Account("fast", f"{PASSWORD}-{OTHER}", OTHER), presence=True)
+    # b.test: the 4th message at once is refused (resource-constraint), the first 3 delivered.
+    for n in range(6):
+        fast.send(f"<message to='{carol.jid}' id='f{n}' type='chat'><body>f{n}</body></message>")
+    error = await fast.inbox.wait(lambda el: el.get("type") == "error" and el.get("id") == "f3")
+    assert error.find("c:error/stanzas:resource-constraint", NS) is not None, to_str(error)
+    for n in range(3):
+        await carol.inbox.wait(is_message(body=f"f{n}"))
+    # localhost: the deployment's limit (a burst of 1,000), so 20 at once all go.
+    for n in range(20):
+        carol.message(fast.jid, f"c{n}")
+    await fast.inbox.wait(is_message(body="c19"))
+    assert not carol.inbox.find(lambda el: el.get("type") == "error"), carol.inbox.summary()

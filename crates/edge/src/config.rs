@@ -256,8 +256,8 @@ pub struct EdgeConfig {
     pub hosts: Hosts,
     pub c2s: C2sConfig,
     pub registration: RegistrationConfig,
-    /// Virtual hosts whose in-band registration differs from `registration.enabled`.
-    pub registration_by_host: BTreeMap<String, bool>,
+    /// What each virtual host has of its own; a domain not here (the primary) has the above.
+    pub host_policies: BTreeMap<String, HostPolicy>,
     /// `[sm]`: whether stream management is offered (when the session layer supports it) and
     /// when the edge asks for acks.
     pub sm: SmConfig,
@@ -281,7 +281,7 @@ impl EdgeConfig {
             hosts: Hosts::single(domain),
             c2s: C2sConfig::default(),
             registration: RegistrationConfig::default(),
-            registration_by_host: BTreeMap::new(),
+            host_policies: BTreeMap::new(),
             sm: SmConfig::default(),
             components: ComponentsConfig::default(),
             websocket: WebSocketConfig::default(),
@@ -300,6 +300,40 @@ impl EdgeConfig {
 
     /// Whether accounts may be registered in band on `domain`.
     pub fn registration_on(&self, domain: &Jid) -> bool {
-        self.registration_by_host.get(domain.as_str()).copied().unwrap_or(self.registration.enabled)
+        self.host_policies.get(domain.as_str()).map_or(self.registration.enabled, |policy| policy.registration)
+    }
+
+    /// The read shaper of a stream to `domain`.
+    pub(crate) fn read_shaper_for(&self, domain: &Jid) -> Option<crate::shaper::ReadShaper> {
+        match self.host_policies.get(domain.as_str()) {
+            Some(policy) => crate::shaper::ReadShaper::new(policy.read_rate_bytes, policy.read_burst_bytes),
+            None => self.c2s.read_shaper(),
+        }
+    }
+}
+
+/// A virtual host's own settings at the edge (`[hosts."DOMAIN"]`, with the deployment's where it
+/// sets none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPolicy {
+    pub registration: bool,
+    /// `[c2s] read_rate_bytes` and `read_burst_bytes` for streams to this domain.
+    pub read_rate_bytes: u64,
+    pub read_burst_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_virtual_host_has_its_own_registration_and_read_shaping() {
+        let jid = |text: &str| Jid::new(text).expect("a domain");
+        let mut config = EdgeConfig::new(jid("a.example"));
+        config.hosts = Hosts::new(jid("a.example"), [jid("b.example")]);
+        config.host_policies.insert("b.example".into(), HostPolicy { registration: true, read_rate_bytes: 0, read_burst_bytes: 0 });
+        assert!(config.registration_on(&jid("b.example")) && !config.registration_on(&jid("a.example")));
+        assert!(config.read_shaper_for(&jid("b.example")).is_none(), "a rate of 0 is no shaping");
+        assert!(config.read_shaper_for(&jid("a.example")).is_some(), "the deployment's [c2s] shaping");
     }
 }

@@ -33,7 +33,7 @@ mod web;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{BytestreamsConfig, C2sConfig, ComponentsConfig, EdgeConfig, RegistrationConfig, WebSocketConfig};
+pub use config::{BytestreamsConfig, C2sConfig, ComponentsConfig, EdgeConfig, HostPolicy, RegistrationConfig, WebSocketConfig};
 pub use edge::{Edge, EdgeBackends};
 pub use fast::{load_secret_key, write_private, FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};

@@ -279,7 +279,7 @@ async fn serve_clients(
         hosts: hosts.clone(),
         c2s: c2s.clone(),
         registration: config.registration.clone(),
-        registration_by_host: config.hosts.keys().map(|domain| (domain.clone(), config.registration_on(domain))).collect(),
+        host_policies: config.edge_host_policies(),
         sm: config.sm.clone(),
         components: config.components.clone(),
         websocket: config.websocket.clone(),
@@ -361,7 +361,7 @@ fn session_config(config: &Config) -> SessionConfig {
         edge_service_domains,
         component_domains,
         admins: config.admins().filter_map(|jid| Jid::new(jid).ok()).map(|jid| jid.bare()).collect(),
-        registration_by_host: config.hosts.keys().map(|domain| (domain.clone(), config.registration_on(domain))).collect(),
+        host_policies: config.session_host_policies(),
         ..session_config
     }
 }

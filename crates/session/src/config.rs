@@ -277,8 +277,8 @@ pub struct SessionConfig {
     /// Whether accounts may change their password or delete themselves (XEP-0077 §3.2, §3.3):
     /// `[registration] enabled`.
     pub registration_enabled: bool,
-    /// Virtual hosts whose `registration` differs from `registration_enabled`.
-    pub registration_by_host: BTreeMap<String, bool>,
+    /// What each virtual host has of its own; a domain not here (the primary) has the above.
+    pub host_policies: BTreeMap<String, SessionHostPolicy>,
     /// `[sm]`: how long a broken stream-managed session waits, how much it keeps.
     pub sm: SmConfig,
     pub push: PushConfig,
@@ -297,6 +297,16 @@ pub struct SessionConfig {
     pub admins: Vec<Jid>,
 }
 
+/// A virtual host's own settings in the session layer (`[hosts."DOMAIN"]`, with the
+/// deployment's where it sets none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHostPolicy {
+    pub registration: bool,
+    /// `[sessions] message_rate` and `message_burst` for this domain's users.
+    pub message_rate: u32,
+    pub message_burst: u32,
+}
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig::new(SessionsConfig::default(), ArchiveConfig::default(), DEFAULT_CLIENT_QUEUE, false)
@@ -310,7 +320,7 @@ impl SessionConfig {
             archive,
             client_queue,
             registration_enabled,
-            registration_by_host: BTreeMap::new(),
+            host_policies: BTreeMap::new(),
             sm: SmConfig::default(),
             push: PushConfig::default(),
             muc: MucConfig::default(),
@@ -325,7 +335,15 @@ impl SessionConfig {
 
     /// Whether registration (and so password change and cancellation) is on for `domain`'s accounts.
     pub fn registration_on(&self, domain: &Jid) -> bool {
-        self.registration_by_host.get(domain.as_str()).copied().unwrap_or(self.registration_enabled)
+        self.host_policies.get(domain.as_str()).map_or(self.registration_enabled, |policy| policy.registration)
+    }
+
+    /// The message rate (a second) and burst of each of `domain`'s users; a rate of 0 is no limit.
+    pub fn message_limit(&self, domain: &Jid) -> (u32, u32) {
+        match self.host_policies.get(domain.as_str()) {
+            Some(policy) => (policy.message_rate, policy.message_burst),
+            None => (self.sessions.message_rate, self.sessions.message_burst),
+        }
     }
 
     /// Arbiter threads that host actors.

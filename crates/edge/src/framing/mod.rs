@@ -21,12 +21,16 @@ use starling_protocol::StreamError;
 use starling_xml::{Element, FrameError, StreamEvent, StreamHeader};
 
 use crate::edge::Edge;
+use crate::shaper::ReadShaper;
 
 /// The receiving side of a stream.
 pub(crate) trait ReceiveFrames: Send + 'static {
     /// The next event: the peer's stream header, one top-level element, or the peer's close. Not
     /// cancel-safe (a partly read element would be lost): await it in the connection's own loop.
     fn next(&mut self) -> impl Future<Output = Result<StreamEvent, FrameError>> + Send;
+
+    /// Shapes what is read from now on with `shaper` (the stream's domain has limits of its own).
+    fn shape(&mut self, shaper: Option<ReadShaper>);
 
     /// A counter of bytes received, shared with the writer task: it shows a peer is alive even
     /// when it sends only whitespace, which the parser reports late.

@@ -100,6 +100,10 @@ impl Framing for WebSocket {
 }
 
 impl ReceiveFrames for WebSocketReceiver {
+    fn shape(&mut self, shaper: Option<ReadShaper>) {
+        self.shaper = shaper;
+    }
+
     async fn next(&mut self) -> Result<StreamEvent, FrameError> {
         loop {
             if let Some(shaper) = self.shaper.as_mut() {

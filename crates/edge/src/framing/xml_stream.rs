@@ -111,6 +111,10 @@ impl Framing for XmlStream {
 }
 
 impl ReceiveFrames for XmlReceiver {
+    fn shape(&mut self, shaper: Option<ReadShaper>) {
+        self.shaper = shaper;
+    }
+
     async fn next(&mut self) -> Result<StreamEvent, FrameError> {
         let Some(shaper) = self.shaper.as_mut() else { return self.reader.next().await };
         shaper.wait().await;

@@ -234,8 +234,9 @@ impl<F: Framing> Stream<'_, F> {
         // The domain named; our header speaks for it when it is ours (RFC 6120 §4.7.1).
         let host = header.to.as_deref().and_then(|to| Jid::new(to).ok()).and_then(|to| negotiation.edge.config.hosts.get(to.as_str()).cloned());
         let switched = host.as_ref().is_some_and(|host| *host != negotiation.host) && negotiation.authenticated.is_some();
-        if let Some(host) = host.as_ref().filter(|_| !switched) {
+        if let Some(host) = host.as_ref().filter(|host| !switched && **host != negotiation.host) {
             negotiation.host = host.clone();
+            self.framing.receiver().shape(negotiation.edge.config.read_shaper_for(host));
         }
         self.framing.sender().open(&our_header(&negotiation.host)).await?;
         self.opened = true;

@@ -1,8 +1,12 @@
 //! Virtual hosts (`[hosts."DOMAIN"]`): the domains served beside `[server] domain` and what each
 //! has of its own.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use starling_edge::HostPolicy;
 use starling_protocol::{Hosts, Jid};
+use starling_session::SessionHostPolicy;
 
 use super::Config;
 
@@ -19,6 +23,12 @@ pub struct HostSection {
     pub registration: Option<bool>,
     /// Its administrators (bare JIDs on it): the XEP-0133 commands, on its accounts only.
     pub admins: Vec<String>,
+    /// Its users' message rate limit; unset: `[sessions] message_rate` and `message_burst`.
+    pub message_rate: Option<u32>,
+    pub message_burst: Option<u32>,
+    /// The read shaping of streams to it; unset: `[c2s] read_rate_bytes` and `read_burst_bytes`.
+    pub read_rate_bytes: Option<u64>,
+    pub read_burst_bytes: Option<u64>,
 }
 
 impl Config {
@@ -39,6 +49,38 @@ impl Config {
     /// Whether in-band registration is open on `domain`.
     pub fn registration_on(&self, domain: &str) -> bool {
         self.hosts.get(domain).and_then(|host| host.registration).unwrap_or(self.registration.enabled)
+    }
+
+    /// Each virtual host's settings for the edge, the deployment's where it sets none.
+    pub fn edge_host_policies(&self) -> BTreeMap<String, HostPolicy> {
+        let c2s = &self.c2s;
+        self.hosts
+            .iter()
+            .map(|(domain, host)| {
+                let policy = HostPolicy {
+                    registration: self.registration_on(domain),
+                    read_rate_bytes: host.read_rate_bytes.unwrap_or(c2s.read_rate_bytes),
+                    read_burst_bytes: host.read_burst_bytes.unwrap_or(c2s.read_burst_bytes),
+                };
+                (domain.clone(), policy)
+            })
+            .collect()
+    }
+
+    /// Each virtual host's settings for the session layer, the deployment's where it sets none.
+    pub fn session_host_policies(&self) -> BTreeMap<String, SessionHostPolicy> {
+        let sessions = &self.sessions;
+        self.hosts
+            .iter()
+            .map(|(domain, host)| {
+                let policy = SessionHostPolicy {
+                    registration: self.registration_on(domain),
+                    message_rate: host.message_rate.unwrap_or(sessions.message_rate),
+                    message_burst: host.message_burst.unwrap_or(sessions.message_burst),
+                };
+                (domain.clone(), policy)
+            })
+            .collect()
     }
 
     /// What the virtual hosts' tables must hold (called by [`Config::check`]).
@@ -74,12 +116,16 @@ mod tests {
     #[test]
     fn virtual_hosts_are_served_with_their_own_policy_and_checked() {
         let config = |toml: &str| toml::from_str::<Config>(toml).expect("parses");
-        let served = config("[hosts.\"b.example\"]\nregistration = true\nadmins = ['boss@b.example']\n");
+        let served = config("[sessions]\nmessage_rate = 7\n[hosts.\"b.example\"]\nregistration = true\nadmins = ['boss@b.example']\nmessage_burst = 3\nread_rate_bytes = 1000\n");
         served.check().expect("valid");
         let hosts = served.hosts().expect("hosts");
         assert_eq!(hosts.iter().map(Jid::as_str).collect::<Vec<_>>(), ["localhost", "b.example"]);
         assert!(served.registration_on("b.example") && !served.registration_on("localhost"));
         assert_eq!(served.admins().collect::<Vec<_>>(), ["boss@b.example"]);
+        let session = &served.session_host_policies()["b.example"];
+        assert_eq!((session.registration, session.message_rate, session.message_burst), (true, 7, 3));
+        let edge = &served.edge_host_policies()["b.example"];
+        assert_eq!((edge.read_rate_bytes, edge.read_burst_bytes), (1000, served.c2s.read_burst_bytes));
         let refused = |toml: &str| config(toml).check().expect_err(toml).to_string();
         assert!(refused("[hosts.\"localhost\"]\n").contains("is [server] domain"));
         assert!(refused("[hosts.\"b.example\"]\nadmins = ['boss@localhost']\n").contains("not the bare JID of an account on b.example"));

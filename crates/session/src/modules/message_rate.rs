@@ -1,6 +1,6 @@
-//! The per-user message rate limit (`[sessions] message_rate`, `message_burst`): what all of a
-//! user's resources send together, counted in the user's actor before any other hook runs, so a
-//! message over the limit is refused with `resource-constraint` (RFC 6120 §8.3.3.18, "retry
+//! The per-user message rate limit (`[sessions] message_rate`, `message_burst`, or the user's
+//! virtual host's): what all of a user's resources send together, counted in the user's actor
+//! before any other hook runs, so a message over the limit is refused with `resource-constraint` (RFC 6120 §8.3.3.18, "retry
 //! later") before anything of it is archived, stored or routed. Errors are never refused: they
 //! answer something and carry nothing to store.
 
@@ -13,7 +13,8 @@ use crate::registry::{Flow, Hook, Registrar};
 use crate::state::UserState;
 
 pub(super) fn register(r: &mut Registrar) {
-    if r.config.sessions.message_rate == 0 {
+    let hosts = r.hosts.iter();
+    if hosts.map(|host| r.config.message_limit(host).0).all(|rate| rate == 0) {
         return;
     }
     r.outbound(&[StanzaKind::Message], 1, Hook::Now(limit));
@@ -26,8 +27,11 @@ fn limit(state: &mut UserState, _: &Jid, stanza: Stanza, received: Instant) -> F
     if stanza.is_error() {
         return Flow::Continue(stanza);
     }
-    let sessions = &state.services().config.sessions;
-    let (rate, burst) = (f64::from(sessions.message_rate), sessions.message_burst);
+    let (rate, burst) = state.services().config.message_limit(state.domain());
+    if rate == 0 {
+        return Flow::Continue(stanza);
+    }
+    let rate = f64::from(rate);
     let allowance = &mut state.ext.get_or_insert_with(|| Sent(Allowance::new(burst))).0;
     if allowance.take(rate, burst, received) {
         return Flow::Continue(stanza);
