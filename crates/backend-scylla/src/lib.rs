@@ -130,6 +130,7 @@ impl ScyllaStore {
             push: store.clone(),
             fast_tokens: store.clone(),
             rooms: store.clone(),
+            things: store.clone(),
             abuse_reports: store.clone(),
             pubsub: store,
         })
@@ -247,6 +248,10 @@ struct Statements {
     room_list: PreparedStatement,
     room_unlist: PreparedStatement,
     rooms_listed: PreparedStatement,
+    // XEP-0347 Things
+    thing_set: PreparedStatement,
+    thing_delete: PreparedStatement,
+    things_all: PreparedStatement,
     // PubSub nodes and items
     pubsub_node_get: PreparedStatement,
     pubsub_nodes_all: PreparedStatement,
@@ -391,6 +396,9 @@ impl Statements {
             room_list: p(format!("INSERT INTO {ks}.muc_listed_rooms (service, room_jid, name) VALUES (?, ?, ?)"), false).await?,
             room_unlist: p(format!("DELETE FROM {ks}.muc_listed_rooms WHERE service = ? AND room_jid = ?"), false).await?,
             rooms_listed: p(format!("SELECT room_jid, name FROM {ks}.muc_listed_rooms WHERE service = ?"), false).await?,
+            thing_set: p(format!("INSERT INTO {ks}.iot_things (registry, thing, record) VALUES (?, ?, ?)"), false).await?,
+            thing_delete: p(format!("DELETE FROM {ks}.iot_things WHERE registry = ? AND thing = ?"), false).await?,
+            things_all: p(format!("SELECT thing, record FROM {ks}.iot_things WHERE registry = ?"), false).await?,
             pubsub_node_get: p(format!("SELECT record FROM {ks}.pubsub_nodes WHERE service = ? AND node = ?"), false).await?,
             pubsub_nodes_all: p(format!("SELECT node, record FROM {ks}.pubsub_nodes WHERE service = ?"), false).await?,
             pubsub_node_set: p(format!("INSERT INTO {ks}.pubsub_nodes (service, node, record) VALUES (?, ?, ?)"), false).await?,

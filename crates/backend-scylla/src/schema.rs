@@ -245,6 +245,20 @@ Migration {
             PRIMARY KEY ((day), at, reporter, reported)
         ) WITH CLUSTERING ORDER BY (at DESC, reporter ASC, reported ASC)",
     ],
+},
+Migration {
+    version: 9,
+    description: "the Things of XEP-0347 Thing Registries",
+    statements: &[
+        // One partition per registry, read whole when its actor starts (a registry of 100,000
+        // small Things is a few tens of MB: split it by a bucket when registries outgrow that).
+        "CREATE TABLE IF NOT EXISTS {ks}.iot_things (
+            registry text,
+            thing text,
+            record blob,
+            PRIMARY KEY ((registry), thing)
+        )",
+    ],
 }];
 
 /// Keyspace names go into DDL unquoted, so they are checked (CQL's own rule for unquoted names).

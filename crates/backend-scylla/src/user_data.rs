@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use scylla::statement::batch::{Batch, BatchType};
 use starling_cluster::store::{
-    AbuseReport, AbuseReports, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
+    AbuseReport, AbuseReports, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, Things, VCards,
     service_of,
 };
 
@@ -58,6 +58,24 @@ impl Rooms for ScyllaStore {
     async fn listed(&self, service: &str) -> Result<Vec<(String, String)>, StoreError> {
         let result = self.exec(&self.st.rooms_listed, (service,)).await?;
         Ok(rows::<(String, Option<String>)>(result, "muc_listed_rooms")?.into_iter().map(|(room, name)| (room, name.unwrap_or_default())).collect())
+    }
+}
+
+#[async_trait]
+impl Things for ScyllaStore {
+    async fn list(&self, registry: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let result = self.exec(&self.st.things_all, (registry,)).await?;
+        Ok(rows::<(String, Option<Vec<u8>>)>(result, "iot_things")?.into_iter().map(|(thing, record)| (thing, record.unwrap_or_default())).collect())
+    }
+
+    async fn set(&self, registry: &str, thing: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        self.exec(&self.st.thing_set, (registry, thing, record)).await?;
+        Ok(())
+    }
+
+    async fn remove(&self, registry: &str, thing: &str) -> Result<(), StoreError> {
+        self.exec(&self.st.thing_delete, (registry, thing)).await?;
+        Ok(())
     }
 }
 

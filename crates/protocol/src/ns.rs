@@ -126,3 +126,6 @@ pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
 /// Spam and abuse reporting (XEP-0377), inside blocking commands.
 pub const REPORTING: &str = "urn:xmpp:reporting:1";
+
+/// XEP-0347 Internet of Things — Discovery.
+pub const IOT_DISCOVERY: &str = "urn:xmpp:iot:discovery";

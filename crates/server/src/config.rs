@@ -4,7 +4,7 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`, `[bytestreams]`: the edge; `[upload]`: `starling_upload`; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`, `[external_services]`: the
+//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`, `[bytestreams]`: the edge; `[upload]`: `starling_upload`; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`, `[iot]`, `[external_services]`: the
 //! session layer; `[sm]`:
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
@@ -20,7 +20,7 @@ use starling_cluster::gateway::SmConfig;
 use starling_edge::{BytestreamsConfig, C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig, WebSocketConfig};
 use starling_upload::UploadConfig;
 pub use hosts::HostSection;
-use starling_session::{ArchiveConfig, ExternalServicesConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionsConfig};
+use starling_session::{ArchiveConfig, ExternalServicesConfig, IotConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionsConfig};
 
 mod hosts;
 
@@ -43,6 +43,7 @@ pub struct Config {
     pub muc: MucConfig,
     pub pep: PepConfig,
     pub pubsub: PubSubConfig,
+    pub iot: IotConfig,
     pub external_services: ExternalServicesConfig,
     pub components: ComponentsConfig,
     pub websocket: WebSocketConfig,

@@ -357,6 +357,7 @@ fn session_config(config: &Config) -> SessionConfig {
         muc: config.muc.clone(),
         pep: config.pep.clone(),
         pubsub: config.pubsub.clone(),
+        iot: config.iot.clone(),
         external_services: config.external_services.clone(),
         edge_service_domains,
         component_domains,

@@ -266,6 +266,32 @@ impl Default for PubSubConfig {
     }
 }
 
+/// `[iot]`: the XEP-0347 Thing Registry, where devices register their meta tags, owners claim
+/// them, and public ones are searched.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IotConfig {
+    pub enabled: bool,
+    /// The registry's domain; empty: `registry.` and the server's domain.
+    pub domain: String,
+    /// The most Things one registry holds.
+    pub max_things: usize,
+    /// The most Things one account registers (a concentrator registers one per node).
+    pub max_things_per_account: usize,
+    /// The most meta tags one Thing has.
+    pub max_tags: usize,
+    /// The most Things one search answers with.
+    pub max_search_results: usize,
+    /// How long a disown waits for the Thing's answer before the owner is told `not-allowed`.
+    pub disown_timeout_seconds: u64,
+}
+
+impl Default for IotConfig {
+    fn default() -> Self {
+        IotConfig { enabled: true, domain: String::new(), max_things: 100_000, max_things_per_account: 100, max_tags: 32, max_search_results: 100, disown_timeout_seconds: 10 }
+    }
+}
+
 /// Everything the session layer is started with.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -285,6 +311,7 @@ pub struct SessionConfig {
     pub muc: MucConfig,
     pub pep: PepConfig,
     pub pubsub: PubSubConfig,
+    pub iot: IotConfig,
     pub external_services: ExternalServicesConfig,
     /// Services the edges answer for themselves (the XEP-0065 proxy, `[bytestreams]`), listed in
     /// the server's disco#items.
@@ -326,6 +353,7 @@ impl SessionConfig {
             muc: MucConfig::default(),
             pep: PepConfig::default(),
             pubsub: PubSubConfig::default(),
+            iot: IotConfig::default(),
             external_services: ExternalServicesConfig::default(),
             edge_service_domains: Vec::new(),
             component_domains: Vec::new(),

@@ -37,7 +37,7 @@ mod service;
 mod state;
 
 pub use archive_writer::{ArchiveBusy, ArchiveWriter, ArchiveWriterConfig};
-pub use config::{ArchiveConfig, ArchiveMode, ExternalServiceConfig, ExternalServicesConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionConfig, SessionHostPolicy, SessionsConfig};
+pub use config::{ArchiveConfig, ArchiveMode, ExternalServiceConfig, ExternalServicesConfig, IotConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionConfig, SessionHostPolicy, SessionsConfig};
 pub use layer::{inline_features, server_caps, ResourceSummary, SessionLayer};
 pub use modules::{end_sessions_order, EndReason};
 pub use starling_cluster::gateway::ComponentLink;

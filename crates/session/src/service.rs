@@ -66,6 +66,15 @@ impl ServiceContext {
         }
     }
 
+    /// Routes `stanza` after `delay` (an entity's own timer: a stanza it sends itself).
+    pub fn route_after(&self, delay: Duration, stanza: Stanza) {
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = router.route(stanza, Instant::now());
+        });
+    }
+
     /// Answers an IQ request with a result from where it was sent.
     pub fn answer(&self, request: &Stanza, payload: Option<Element>) {
         let responder = request.to.clone().unwrap_or_else(|| self.jid.clone());

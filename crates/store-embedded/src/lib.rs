@@ -62,6 +62,8 @@ const ABUSE_REPORTS: TableDefinition<(u64, &str, &str), &[u8]> = TableDefinition
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("muc_rooms");
 /// (service domain, room bare JID) → the name a public room is listed under.
 const LISTED_ROOMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("muc_listed_rooms");
+/// (registry domain, Thing key) → the XEP-0347 registry's record of the Thing.
+const THINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("iot_things");
 
 /// How the store is run beyond where its file is.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +114,7 @@ impl EmbeddedStore {
             push: store.clone(),
             fast_tokens: store.clone(),
             rooms: store.clone(),
+            things: store.clone(),
             abuse_reports: store.clone(),
             pubsub: store,
         })
@@ -180,6 +183,7 @@ fn create_tables(dir: &Path) -> Result<Database, redb::Error> {
     txn.open_table(ABUSE_REPORTS)?;
     txn.open_table(ROOMS)?;
     txn.open_table(LISTED_ROOMS)?;
+    txn.open_table(THINGS)?;
     txn.open_table(pubsub::NODES)?;
     txn.open_table(pubsub::ITEMS)?;
     txn.open_table(pubsub::ORDER)?;

@@ -1,14 +1,14 @@
 //! The small per-user stores: vCards, private XML, block lists, last activity and push
-//! registrations; multi-user chat rooms; XEP-0377 abuse reports.
+//! registrations; multi-user chat rooms; XEP-0377 abuse reports; XEP-0347 Things.
 
 use async_trait::async_trait;
 use redb::ReadableTable;
 use starling_cluster::store::{
-    AbuseReport, AbuseReports, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, VCards,
+    AbuseReport, AbuseReports, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, PrivateXml, PushRegistration, PushRegistrations, Rooms, StoreError, Things, VCards,
     service_of,
 };
 
-use crate::{ABUSE_REPORTS, BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, LISTED_ROOMS, PRIVATE_XML, PUSH, ROOMS, VCARDS, successor};
+use crate::{ABUSE_REPORTS, BLOCKLISTS, EmbeddedStore, FAST_TOKENS, LAST_ACTIVITY, LISTED_ROOMS, PRIVATE_XML, PUSH, ROOMS, THINGS, VCARDS, successor};
 
 #[async_trait]
 impl VCards for EmbeddedStore {
@@ -82,6 +82,45 @@ impl Rooms for EmbeddedStore {
                 rooms.push((room.to_owned(), name.value().to_owned()));
             }
             Ok(rooms)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Things for EmbeddedStore {
+    async fn list(&self, registry: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let registry = registry.to_owned();
+        self.read(move |txn| {
+            let things = txn.open_table(THINGS)?;
+            let mut listed = Vec::new();
+            for entry in things.range((registry.as_str(), "")..)? {
+                let (key, record) = entry?;
+                let (entry_registry, thing) = key.value();
+                if entry_registry != registry {
+                    break;
+                }
+                listed.push((thing.to_owned(), record.value().to_vec()));
+            }
+            Ok(listed)
+        })
+        .await
+    }
+
+    async fn set(&self, registry: &str, thing: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        let (registry, thing) = (registry.to_owned(), thing.to_owned());
+        self.write(move |txn| {
+            txn.open_table(THINGS)?.insert((registry.as_str(), thing.as_str()), record.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, registry: &str, thing: &str) -> Result<(), StoreError> {
+        let (registry, thing) = (registry.to_owned(), thing.to_owned());
+        self.write(move |txn| {
+            txn.open_table(THINGS)?.remove((registry.as_str(), thing.as_str()))?;
+            Ok(())
         })
         .await
     }

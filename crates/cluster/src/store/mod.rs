@@ -17,6 +17,7 @@ mod push;
 mod pubsub;
 mod rooms;
 mod rosters;
+mod things;
 mod vcards;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use pubsub::{PubSubItem, PubSubNodes};
 pub use push::{PushRegistration, PushRegistrations};
 pub use rooms::{service_of, Rooms};
 pub use rosters::{RosterItem, Rosters, Subscription};
+pub use things::Things;
 pub use vcards::VCards;
 
 /// Why a storage call failed. Absence is not an error: lookups return `Option`/`bool` for that.
@@ -69,6 +71,7 @@ pub struct Store {
     pub rooms: Arc<dyn Rooms>,
     pub pubsub: Arc<dyn PubSubNodes>,
     pub abuse_reports: Arc<dyn AbuseReports>,
+    pub things: Arc<dyn Things>,
 }
 
 impl Store {

@@ -16,6 +16,7 @@ pub mod data_form;
 pub mod disco;
 pub mod external_services;
 pub mod http_upload;
+pub mod iot_discovery;
 pub mod last;
 pub mod mam;
 pub mod muc;

@@ -12,6 +12,7 @@ mod blocking;
 mod carbons;
 mod disco;
 mod external_services;
+mod iot;
 mod last_activity;
 pub(crate) mod mam;
 mod message_rate;
@@ -47,6 +48,7 @@ pub(crate) const ALL: &[Register] = &[
     muc::register,
     pep::register,
     pubsub::register,
+    iot::register,
     vcard::register,
     private_xml::register,
     version::register,
