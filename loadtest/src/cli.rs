@@ -47,6 +47,10 @@ pub enum Scenario {
     /// receivers' connections drop and resume (a fraction at a time, or all at once: --storm)
     /// (resumptions, resume latency, messages lost and duplicated, server RSS detached).
     Mobile(MobileArgs),
+    /// N small device sessions publish sensor readings (XEP-0323-shaped messages, no body) to
+    /// their owners (the first K users) at an aggregate rate spread evenly over the devices
+    /// (reading latency at the owner, server RSS per device session, server CPU per reading).
+    Devices(DevicesArgs),
     /// Run the steps of a TOML scenario file in order (see docs/loadtest.md).
     Run(RunArgs),
     /// Merge the JSON reports of several harness processes that split the user space.
@@ -200,6 +204,34 @@ pub struct MucArgs {
     /// the server's room default.
     #[arg(long, value_delimiter = ',')]
     pub presence_broadcast: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Owners: users 0..K; user i ≥ K is a device of owner i mod K [default: --users / 100, at least 1].
+    #[arg(long)]
+    pub owners: Option<u64>,
+    /// Aggregate readings per second over all devices.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of readings.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait after the last reading for those still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_seconds: f64,
+    /// Seconds the sessions stay idle after logging in before the server's RSS is sampled.
+    #[arg(long, default_value_t = 5.0)]
+    pub idle_seconds: f64,
+}
+
+impl DevicesArgs {
+    pub fn owners(&self) -> u64 {
+        self.owners.unwrap_or(self.common.users / 100).clamp(1, self.common.users.saturating_sub(1).max(1))
+    }
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod connect;
+pub mod devices;
 pub mod fanout;
 pub mod mam;
 pub mod mobile;
