@@ -3,6 +3,7 @@
 # own process, on Cassandra (store), Kafka (bus) and Redis (registry) started by scripts/infra.
 #   loadtest/scripts/cluster-local.sh up [SESSIONS=2] [EDGES=2] [ACCOUNTS=2000]
 #   loadtest/scripts/cluster-local.sh down
+#   loadtest/scripts/cluster-local.sh connections             (client connections the edges hold now)
 #   loadtest/scripts/cluster-local.sh kill NODE | start NODE   (e.g. session1: kill -9, or start again
 #                                                             and wait until the group settled)
 # SESSIONS=0 starts the single-process server (role all) on the same store instead, as the baseline,
@@ -96,7 +97,7 @@ launch() { # node directory; its log is appended to, so `settle` reads from wher
 }
 
 await_ready() { # node directory
-  local admin; admin=$(grep -A1 '^\[admin\]' "$1/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p')
+  local admin; admin=$(admin_of "$1")
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/readyz")" = 200 ]; do
     kill -0 "$(cat "$1/pid")" 2>/dev/null || { echo "$1 did not start:" >&2; tail -20 "$1/server.log" >&2; down; exit 1; }
     sleep 0.2
@@ -124,6 +125,19 @@ settle() { # session nodes
   done
 }
 
+admin_of() { # node directory: its admin address
+  grep -A1 '^\[admin\]' "$1/starling.toml" | sed -n 's/.*"\(.*\)"/\1/p'
+}
+
+connections() { # the connections the edges hold now, summed (their /metrics)
+  local total=0 dir n
+  for dir in "$WORK"/edge*; do
+    n=$(curl -s "http://$(admin_of "$dir")/metrics" | awk '/^starling_connections_open / { print $2 }')
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+
 down() {
   for pid in "$WORK"/*/pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
   echo "cluster down"
@@ -134,5 +148,6 @@ case "${1:-}" in
   down) down ;;
   kill) kill -9 "$(cat "$WORK/$2/pid")"; wait "$(cat "$WORK/$2/pid")" 2>/dev/null || true ;;
   start) launch "$WORK/$2"; await_ready "$WORK/$2"; settle "$(ls -d "$WORK"/session* 2>/dev/null | wc -l)" ;;
-  *) echo "usage: $0 up [SESSIONS] [EDGES] [ACCOUNTS] | down" >&2; exit 2 ;;
+  connections) connections ;;
+  *) echo "usage: $0 up [SESSIONS] [EDGES] [ACCOUNTS] | down | kill NODE | start NODE | connections" >&2; exit 2 ;;
 esac

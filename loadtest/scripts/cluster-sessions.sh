@@ -44,15 +44,7 @@ for k in $(seq 1 "$EDGES"); do
     --server-pid "$(cat "$WORK/edge$k/pid")" --json-out "$OUT/edge-$k.json" > "$OUT/edge-$k.txt" 2>&1 &
 done
 # Sampled once every harness process has logged in all its sessions (they hold for HOLD seconds).
-open_connections() {
-  local total=0 k n
-  for k in $(seq 1 "$EDGES"); do
-    n=$(curl -s "http://127.0.0.1:$((36290 + k))/metrics" | awk '/^starling_connections_open / { print $2 }')
-    total=$((total + ${n:-0}))
-  done
-  echo "$total"
-}
-until (( $(open_connections) >= EDGES * PER_EDGE )) || ! jobs -r | grep -q .; do sleep 1; done
+until (( $(loadtest/scripts/cluster-local.sh connections) >= EDGES * PER_EDGE )) || ! jobs -r | grep -q .; do sleep 1; done
 sleep 3
 usage held
 wait

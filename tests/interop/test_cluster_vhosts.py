@@ -7,8 +7,9 @@ shared cluster (`cluster_fixtures.py`)."""
 import pytest
 
 from cluster_fixtures import OTHER_HOST
-from harness import Account, Endpoint, fresh_source_ip, is_message, is_presence, tag, to_str
+from harness import Account, Endpoint, fresh_source_ip
 from test_cluster import partition_of
+from test_vhosts import chat_subscribe_and_list_services
 
 pytestmark = pytest.mark.starling_only
 
@@ -33,21 +34,7 @@ async def test_cluster_users_of_two_domains_across_owners_and_edges(cl, env1):
     alice = await env1.online(alice_acc)
     bob = await env1.online(bob_acc, ep=edge2)
     assert bob.x.boundjid.bare == f"{bob_acc.localpart}@{OTHER_HOST}"
-
-    alice.message(bob.bare, "to b.test")
-    got = await bob.inbox.wait(is_message(body="to b.test"))
-    assert got.get("from") == alice.jid, to_str(got)
-    bob.message(alice.jid, "to localhost")
-    await alice.inbox.wait(is_message(frm=bob.jid, body="to localhost"))
-
-    alice.presence(to=bob.bare, type_="subscribe")
-    await bob.inbox.wait(is_presence(frm=alice.bare, type_="subscribe"))
-    bob.presence(to=alice.bare, type_="subscribed")
-    await alice.inbox.wait(is_presence(frm=bob.jid))
-
-    items = await bob.iq_ok("<query xmlns='http://jabber.org/protocol/disco#items'/>", to=OTHER_HOST)
-    listed = {item.get("jid") for item in items.iter(tag("disco_items", "item"))}
-    assert f"conference.{OTHER_HOST}" in listed and "conference.localhost" not in listed, to_str(items)
+    await chat_subscribe_and_list_services(alice, bob)
 
 
 async def test_cluster_edge_refuses_a_domain_not_served(cl, env1):

@@ -37,28 +37,30 @@ def other(server) -> Endpoint:
     return Endpoint(server.ip, server.c2s_port, server.tls_port, OTHER)
 
 
+async def chat_subscribe_and_list_services(alice, bob):
+    """`alice` (localhost) and `bob` (b.test) message both ways and subscribe, each then seeing the
+    other's presence; b.test's disco#items lists its own services, not localhost's."""
+    alice.message(bob.jid, "hello from localhost")
+    await bob.inbox.wait(is_message(frm=alice.jid, body="hello from localhost"))
+    bob.message(alice.bare, "hello from b.test")
+    await alice.inbox.wait(is_message(frm=bob.jid, body="hello from b.test"))
+    alice.presence(to=bob.bare, type_="subscribe")
+    await bob.inbox.wait(is_presence(frm=alice.bare, type_="subscribe"))
+    bob.presence(to=alice.bare, type_="subscribed")
+    await alice.inbox.wait(is_presence(frm=bob.jid))
+    items = await bob.iq_ok("<query xmlns='http://jabber.org/protocol/disco#items'/>", to=OTHER)
+    listed = {item.get("jid") for item in items.iter(tag("disco_items", "item"))}
+    assert f"conference.{OTHER}" in listed and f"pubsub.{OTHER}" in listed, to_str(items)
+    assert "conference.localhost" not in listed, to_str(items)
+
+
 async def test_users_of_two_domains_chat_subscribe_and_see_their_own_services(vhosts):
     env = Env(Target("starling", vhosts.endpoint, []))
     alice = await env.client(Account("alice", PASSWORD, "localhost"), presence=True)
     bob = await env.client(Account("bob", f"{PASSWORD}-{OTHER}", OTHER), presence=True)
     assert bob.x.boundjid.bare == f"bob@{OTHER}"
 
-    alice.message(bob.jid, "hello from localhost")
-    await bob.inbox.wait(is_message(frm=alice.jid, body="hello from localhost"))
-    bob.message(alice.bare, "hello from b.test")
-    await alice.inbox.wait(is_message(frm=bob.jid, body="hello from b.test"))
-
-    # Subscription across the two domains, answered: each then sees the other's presence.
-    alice.presence(to=bob.bare, type_="subscribe")
-    await bob.inbox.wait(is_presence(frm=alice.bare, type_="subscribe"))
-    bob.presence(to=alice.bare, type_="subscribed")
-    await alice.inbox.wait(is_presence(frm=bob.jid))
-
-    # Each domain lists its own services; the server answers as the user's domain.
-    items = await bob.iq_ok("<query xmlns='http://jabber.org/protocol/disco#items'/>", to=OTHER)
-    listed = {item.get("jid") for item in items.iter(tag("disco_items", "item"))}
-    assert f"conference.{OTHER}" in listed and f"pubsub.{OTHER}" in listed, to_str(items)
-    assert "conference.localhost" not in listed, to_str(items)
+    await chat_subscribe_and_list_services(alice, bob)
     items = await alice.iq_ok("<query xmlns='http://jabber.org/protocol/disco#items'/>", to="localhost")
     assert "conference.localhost" in {item.get("jid") for item in items.iter(tag("disco_items", "item"))}, to_str(items)
 
