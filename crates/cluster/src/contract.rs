@@ -8,6 +8,7 @@
 //! Over 400 lines: one contract suite, one function per required behaviour, that every backend runs whole.
 
 mod pubsub;
+mod things;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use crate::bus::{Bus, OwnerEvent, OwnerInbox, Record};
 use crate::registry::{Fenced, ManagedStream, Registry, ResourceRoute};
 use crate::store::{
-    AbuseReport, AbuseReports, Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, Rooms, RosterItem, Rosters, ScramCredentials, ScramKeys, Things,
+    AbuseReport, AbuseReports, Accounts, Archive, ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchivedMessage, Blocklists, FastToken, FastTokenSlots, FastTokens, LastActivity, LastSeen, OfflineMessages, PrivateXml, PushRegistration, PushRegistrations, Rooms, RosterItem, Rosters, ScramCredentials, ScramKeys,
     Store, StoreError, Subscription, VCards,
 };
 
@@ -39,7 +40,7 @@ pub async fn run_all(store: &Store, prefix: &str) {
     push(store.push.as_ref(), prefix).await;
     fast_tokens(store.fast_tokens.as_ref(), prefix).await;
     rooms(store.rooms.as_ref(), prefix).await;
-    things(store.things.as_ref(), prefix).await;
+    things::things(store.things.as_ref(), prefix).await;
     pubsub::pubsub(store.pubsub.as_ref(), prefix).await;
     abuse_reports(store.abuse_reports.as_ref(), prefix).await;
     remove_user(store, prefix).await;
@@ -224,22 +225,6 @@ pub async fn vcards(vcards: &dyn VCards, prefix: &str) {
     assert_eq!(vcards.get(&alice).await.expect("get"), None, "a removed vCard must be gone");
     assert!(vcards.get(&bob).await.expect("get").is_some(), "removing alice's vCard must not remove bob's");
     vcards.remove(&bob).await.expect("remove");
-}
-
-pub async fn things(things: &dyn Things, prefix: &str) {
-    let (registry, other) = (format!("registry.{prefix}.example.com"), format!("registry.{prefix}.example.net"));
-    let key = |name: &str| user(prefix, "things", name);
-    assert_eq!(things.list(&registry).await.expect("list"), Vec::new());
-    things.set(&registry, &key("meter"), b"<thing v='1'/>".to_vec()).await.expect("set");
-    things.set(&registry, &key("lamp"), large_blob()).await.expect("set");
-    things.set(&other, &key("meter"), b"<thing/>".to_vec()).await.expect("set");
-    let listed = things.list(&registry).await.expect("list");
-    assert_eq!(listed, vec![(key("lamp"), large_blob()), (key("meter"), b"<thing v='1'/>".to_vec())], "sorted by key, records byte for byte, only this registry's");
-    things.set(&registry, &key("meter"), b"<thing v='2'/>".to_vec()).await.expect("replace");
-    things.remove(&registry, &key("lamp")).await.expect("remove");
-    assert_eq!(things.list(&registry).await.expect("list"), vec![(key("meter"), b"<thing v='2'/>".to_vec())], "the last record wins");
-    things.remove(&registry, &key("absent")).await.expect("removing what is not there");
-    assert_eq!(things.list(&other).await.expect("list"), vec![(key("meter"), b"<thing/>".to_vec())], "the other registry's are untouched");
 }
 
 pub async fn rooms(rooms: &dyn Rooms, prefix: &str) {
