@@ -190,6 +190,28 @@ async def test_cli_and_admin_api_take_the_domain(vhosts):
     status, body = await asyncio.to_thread(get, "/api/v1/status")
     assert body["hosts"] == [OTHER], body
 
+    # Sessions and announcements of one domain.
+    env = Env(Target("starling", vhosts.endpoint, []))
+    here = await env.client(Account("carol", PASSWORD, "localhost"), resource="api", presence=True)
+    there = await env.client(Account("bob", f"{PASSWORD}-{OTHER}", OTHER), resource="api", presence=True)
+    status, body = await asyncio.to_thread(get, f"/api/v1/sessions?domain={OTHER}")
+    jids = {session["jid"] for session in body["sessions"]}
+    assert status == 200 and there.jid in jids and here.jid not in jids, body
+    assert (await asyncio.to_thread(get, "/api/v1/sessions?domain=c.test"))[0] == 404
+
+    def announce(body):
+        request = urllib.request.Request(vhosts.admin_url + "/api/v1/announcements", data=json.dumps(body).encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    await asyncio.to_thread(announce, {"body": "b.test only", "domain": OTHER})
+    got = await there.inbox.wait(is_message(body="b.test only", type_="headline"))
+    assert got.get("from") == OTHER, to_str(got)
+    await asyncio.to_thread(announce, {"body": "everyone"})
+    await here.inbox.wait(is_message(body="everyone", type_="headline"))
+    assert not here.inbox.find(is_message(body="b.test only")), "a localhost user got b.test's announcement"
+
 
 async def test_each_domain_has_its_own_message_rate_limit(vhosts):
     env = Env(Target("starling", vhosts.endpoint, []))

@@ -306,18 +306,24 @@ async fn end_sessions(State(api): State<AdminApi>, Path(user): Path<String>, whi
 #[serde(deny_unknown_fields)]
 struct Listing {
     limit: Option<usize>,
+    domain: Option<String>,
 }
 
-/// The bound resources of the users served here (at most `limit` users, default 1,000).
+/// The bound resources of the users served here (at most `limit` users, default 1,000), of one
+/// served domain with `domain`.
 async fn list_sessions(State(api): State<AdminApi>, listing: Result<Query<Listing>, QueryRejection>) -> Response {
     let layer = match api.sessions() {
         Ok(layer) => layer,
         Err(refused) => return refused,
     };
-    let Ok(Query(Listing { limit })) = listing else { return error(StatusCode::BAD_REQUEST, "the only parameter is limit, a number") };
+    let Ok(Query(Listing { limit, domain })) = listing else { return error(StatusCode::BAD_REQUEST, "the parameters are limit, a number, and domain") };
+    if let Some(Err(why)) = domain.as_deref().map(|domain| crate::users::served(&api.config, domain)) {
+        return error(StatusCode::NOT_FOUND, why);
+    }
     let (resources, truncated) = layer.sessions(limit.unwrap_or(1000)).await;
     let sessions: Vec<_> = resources
         .iter()
+        .filter(|resource| domain.as_deref().is_none_or(|domain| resource.jid.domain() == domain))
         .map(|resource| json!({ "jid": resource.jid.as_str(), "connected": resource.connected, "available": resource.available, "priority": resource.priority, "edge": resource.edge }))
         .collect();
     json_answer(StatusCode::OK, json!({ "node": &*api.node, "sessions": sessions, "truncated": truncated }))
@@ -365,9 +371,12 @@ async fn send_message(State(api): State<AdminApi>, body: Result<Bytes, BytesReje
 struct Announcement {
     body: String,
     subject: Option<String>,
+    /// Only to the users of this served domain.
+    domain: Option<String>,
 }
 
-/// A headline to every user online here (in a cluster: ask each session node).
+/// A headline to every user online here, or to those of one served domain (in a cluster: ask each
+/// session node).
 async fn announce(State(api): State<AdminApi>, body: Result<Bytes, BytesRejection>) -> Response {
     let announced = async {
         let layer = api.sessions()?;
@@ -375,7 +384,10 @@ async fn announce(State(api): State<AdminApi>, body: Result<Bytes, BytesRejectio
         if request.body.is_empty() {
             return Err(error(StatusCode::BAD_REQUEST, "an announcement needs a body"));
         }
-        let users = layer.announce(request.subject.as_deref(), &request.body).await;
+        if let Some(Err(why)) = request.domain.as_deref().map(|domain| crate::users::served(&api.config, domain)) {
+            return Err(error(StatusCode::NOT_FOUND, why));
+        }
+        let users = layer.announce(request.subject.as_deref(), &request.body, request.domain.as_deref()).await;
         Ok(json_answer(StatusCode::OK, json!({ "node": &*api.node, "users": users })))
     };
     announced.await.unwrap_or_else(|refused| refused)

@@ -142,10 +142,11 @@ impl SessionLayer {
     }
 
     /// A headline from each user's domain to every user served here with an available resource
-    /// (RFC 6121 §8.5.2.1.1: each such resource gets it); how many users.
-    pub async fn announce(&self, subject: Option<&str>, body: &str) -> usize {
+    /// (RFC 6121 §8.5.2.1.1: each such resource gets it), or to those of `domain` only; how many users.
+    pub async fn announce(&self, subject: Option<&str>, body: &str, domain: Option<&str>) -> usize {
         let (resources, _) = self.sessions(usize::MAX).await;
-        let mut users: Vec<Jid> = resources.into_iter().filter(|resource| resource.available).map(|resource| resource.jid.bare()).collect();
+        let of_domain = |jid: &Jid| domain.is_none_or(|domain| jid.domain() == domain);
+        let mut users: Vec<Jid> = resources.into_iter().filter(|resource| resource.available && of_domain(&resource.jid)).map(|resource| resource.jid.bare()).collect();
         users.dedup();
         let hosts = &self.router.services().hosts;
         for user in &users {
