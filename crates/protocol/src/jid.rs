@@ -404,6 +404,12 @@ fn normalize_domainpart(raw: &str) -> Result<Cow<'_, str>, JidError> {
     if domain.split('.').any(str::is_empty) {
         return Err(JidError::InvalidDomain("empty label"));
     }
+    // An A-label whose decoded form starts with `xn--` again: idna 1.x accepts it once, but the
+    // result would not parse a second time, and a JID must be what it prints (found by fuzzing:
+    // `XN--XN--AacVM-VVVVVAacVM-nVVVVVC`).
+    if domain.split('.').any(|label| label.get(..4).is_some_and(|start| start.eq_ignore_ascii_case("xn--"))) {
+        return Err(JidError::InvalidDomain("a label that decodes to one starting with xn--"));
+    }
     // A name whose last label is numeric is either an IPv4 address or something a resolver might
     // still read as one (`127.1`); top-level domains are never all-numeric, so refuse the latter.
     let last_label = domain.rsplit('.').next().unwrap_or_default();
@@ -552,6 +558,8 @@ mod tests {
         assert_eq!(jid("B\u{DC}CHER.example").domain(), "b\u{FC}cher.example");
         assert_eq!(jid("XN--BCHER-KVA.example"), jid("b\u{FC}cher.example"));
         assert!(matches!(Jid::new("xn--zz.example"), Err(JidError::InvalidDomain(_))));
+        // Its decoded label starts with `xn--` and would not parse again (found by fuzzing).
+        assert!(matches!(Jid::new("XN--XN--AacVM-VVVVVAacVM-nVVVVVC"), Err(JidError::InvalidDomain(_))));
     }
 
     #[test]
