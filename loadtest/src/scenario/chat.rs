@@ -173,8 +173,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         anyhow::bail!("--rate must be a non-negative number");
     }
-    let duration = Duration::try_from_secs_f64(args.duration).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("--duration must be positive"))?;
-    let drain = Duration::try_from_secs_f64(args.drain_seconds).map_err(|_| anyhow::anyhow!("--drain-seconds must be non-negative"))?;
+    let duration = super::positive_seconds(args.duration, "--duration")?;
+    let drain = super::seconds(args.drain_seconds, "--drain-seconds")?;
     let open_loop = args.rate > 0.0;
     if !open_loop && args.window == 0 {
         anyhow::bail!("--window must be at least 1 in closed loop (--rate 0)");

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use starling_xml::escape_attr;
@@ -80,9 +80,9 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         anyhow::bail!("--rate must be positive");
     }
-    let duration = Duration::try_from_secs_f64(args.duration).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("--duration must be positive"))?;
-    let drain = Duration::try_from_secs_f64(args.drain_seconds).map_err(|_| anyhow::anyhow!("--drain-seconds must be non-negative"))?;
-    let idle = Duration::try_from_secs_f64(args.idle_seconds).map_err(|_| anyhow::anyhow!("--idle-seconds must be non-negative"))?;
+    let duration = super::positive_seconds(args.duration, "--duration")?;
+    let drain = super::seconds(args.drain_seconds, "--drain-seconds")?;
+    let idle = super::seconds(args.idle_seconds, "--idle-seconds")?;
     let common = args.common.clone();
     let setup = Setup::new(&common).await?;
     let run = RunInfo::new("devices", setup.server().to_string());

@@ -100,12 +100,12 @@ pub async fn run(args: MobileArgs) -> anyhow::Result<()> {
     if pairs == 0 {
         anyhow::bail!("no pairs: give --pairs or --users of at least 2");
     }
-    let duration = Duration::try_from_secs_f64(args.duration).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("--duration must be positive"))?;
-    let drop_every = Duration::try_from_secs_f64(args.drop_every).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("--drop-every must be positive"))?;
+    let duration = super::positive_seconds(args.duration, "--duration")?;
+    let drop_every = super::positive_seconds(args.drop_every, "--drop-every")?;
     if !(args.drop_fraction > 0.0 && args.drop_fraction <= 1.0) {
         anyhow::bail!("--drop-fraction must be in (0, 1]");
     }
-    let drain = Duration::try_from_secs_f64(args.drain_seconds).map_err(|_| anyhow::anyhow!("--drain-seconds must be non-negative"))?;
+    let drain = super::seconds(args.drain_seconds, "--drain-seconds")?;
     let mut common = args.common.clone();
     common.presence = true;
     let setup = Arc::new(Setup::with_stream_management(&common).await?);

@@ -26,6 +26,16 @@ use crate::xmpp::{self, Session, Writer};
 /// How long a run waits for a session's stream to close, or for its readers to finish.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `value` seconds of the option `flag`, which must be more than zero.
+pub fn positive_seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("{flag} must be positive"))
+}
+
+/// `value` seconds of the option `flag`, which may be zero.
+pub fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| anyhow::anyhow!("{flag} must be non-negative"))
+}
+
 /// Logs in users `indices`, prints the login summary, and returns it with the sessions that came
 /// up, in index order.
 pub async fn log_in_all(setup: &Setup, indices: Range<u64>) -> (LoginReport, Vec<(u64, Session)>) {

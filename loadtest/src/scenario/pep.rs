@@ -109,9 +109,9 @@ pub async fn run(args: PepArgs) -> anyhow::Result<()> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         anyhow::bail!("--rate must be positive");
     }
-    let duration = Duration::try_from_secs_f64(args.duration).ok().filter(|d| !d.is_zero()).ok_or_else(|| anyhow::anyhow!("--duration must be positive"))?;
-    let drain = Duration::try_from_secs_f64(args.drain_seconds).map_err(|_| anyhow::anyhow!("--drain-seconds must be non-negative"))?;
-    let setup_timeout = Duration::try_from_secs_f64(args.setup_timeout).map_err(|_| anyhow::anyhow!("--setup-timeout must be non-negative"))?;
+    let duration = super::positive_seconds(args.duration, "--duration")?;
+    let drain = super::seconds(args.drain_seconds, "--drain-seconds")?;
+    let setup_timeout = super::seconds(args.setup_timeout, "--setup-timeout")?;
     let SetUp { common, logins, shared, shutdown, readers, writers, results: setup_results, server } = set_up(&args.common, setup_timeout, true).await?;
     let run = RunInfo::new("pep", server);
     let origin = shared.origin;

@@ -55,8 +55,8 @@ pub async fn run(args: PepLoginArgs) -> anyhow::Result<()> {
     if args.common.users < 2 {
         anyhow::bail!("--users must be at least 2 (the user logging in, its contacts)");
     }
-    let setup_timeout = Duration::try_from_secs_f64(args.setup_timeout).map_err(|_| anyhow::anyhow!("--setup-timeout must be non-negative"))?;
-    let wait = Duration::try_from_secs_f64(args.wait_seconds).map_err(|_| anyhow::anyhow!("--wait-seconds must be non-negative"))?;
+    let setup_timeout = super::seconds(args.setup_timeout, "--setup-timeout")?;
+    let wait = super::seconds(args.wait_seconds, "--wait-seconds")?;
     let SetUp { common, logins, shared, shutdown, readers, writers, results: mut setup_results, server } = set_up(&args.common, setup_timeout, false).await?;
     let run = RunInfo::new("pep-login", server);
     let contacts = writers.len() as u64 - 1;
