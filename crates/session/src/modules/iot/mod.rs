@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use starling_protocol::payload::iot_discovery::{about_node, claimed, found, MetaTag, RegistryRequest, TagValue};
+use starling_protocol::payload::iot_discovery::{about_node, claimed, found, MetaTag, NodeInfo, RegistryRequest, TagValue};
 use starling_protocol::payload::{DiscoInfoResult, DiscoItemsResult, Identity};
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 use starling_xml::Element;
@@ -192,7 +192,8 @@ impl Registry {
         }
         let things = self.things();
         if !things.contains_key(&key) {
-            let of_account = things.keys().filter(|(jid, _)| *jid == key.0).count();
+            // An account's Things are adjacent in key order, the one without node information first.
+            let of_account = things.range((key.0.clone(), NodeInfo::default())..).take_while(|((jid, _), _)| *jid == key.0).count();
             if things.len() >= self.config.max_things || of_account >= self.config.max_things_per_account {
                 return Err(StanzaErrorCondition::ResourceConstraint);
             }
