@@ -93,13 +93,13 @@ _targets: list[Target] = []
 
 @contextlib.contextmanager
 def own_server(workdir: Path, name: str, sections: str, users: tuple[str, ...] = (), password: str = "",
-               c2s: str = "", admin: str = "", tls: str | None = None):
-    """A server of a test's own (`[c2s]` additions, other sections), with `users` sharing
-    `password`; stopped, and its log kept, when the block ends."""
+               c2s: str = "", admin: str = "", tls: str | None = None, domain: str = "localhost", ip: str = "127.0.0.1"):
+    """A server of a test's own (`[c2s]` additions, other sections), serving `domain`, with
+    `users` sharing `password`, listening on `ip`; stopped, and its log kept, when the block ends."""
     if MODE != "starling":
         pytest.skip("starts its own server")
     extra = {"c2s": c2s, "sections": sections, "admin": admin} | ({"tls": tls} if tls is not None else {})
-    server = StarlingServer(_binary(), workdir / name, extra=extra, name=f"starling-{name}")
+    server = StarlingServer(_binary(), workdir / name, extra=extra, name=f"starling-{name}", domain=domain, ip=ip)
     _servers.append(server)
     for user in users:
         server.cli("user", "add", user, "--password", password)

@@ -282,6 +282,12 @@ pub trait Gateway: Send + Sync + 'static {
     /// The component connection `link` for `domain` ended; a newer connection for it stays.
     fn detach_component(&self, _domain: &Jid, _link: &Arc<dyn ComponentLink>) {}
 
+    /// Federation (s2s) now carries stanzas for every domain that is not served here, nor a
+    /// component's: they go to `link` instead of being answered `remote-server-not-found`.
+    fn attach_federation(&self, _link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {
+        Err(GatewayError::Unavailable("federation is not supported by this gateway".into()))
+    }
+
     /// Routes a stanza whose `from` the caller vouches for: a component's (checked to be the
     /// component's domain), or the server's own (the admin API's orders and messages).
     fn route_vouched(&self, _stanza: Stanza) -> Result<(), GatewayError> {

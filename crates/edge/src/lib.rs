@@ -37,7 +37,8 @@ pub use config::{BytestreamsConfig, C2sConfig, ComponentsConfig, EdgeConfig, Hos
 pub use edge::{Edge, EdgeBackends};
 pub use fast::{load_secret_key, write_private, FastConfig, FastKey};
 pub use nonza::{BoundStream, NonzaHandler, NonzaHandlers};
-pub use tls::{server_config as tls_server_config, CertificateSource, Certificates, TlsSetupError};
+pub use shaper::ReadShaper;
+pub use tls::{provider as tls_provider, server_config as tls_server_config, CertificateSource, Certificates, TlsSetupError};
 
 /// The SASL exchange as the negotiation drives it, for the fuzz target in `crates/edge/fuzz`.
 #[doc(hidden)]

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-pub(crate) struct ReadShaper {
+pub struct ReadShaper {
     /// Bytes a second, and the most that may be read at once.
     rate: f64,
     burst: f64,
@@ -21,7 +21,7 @@ pub(crate) struct ReadShaper {
 
 impl ReadShaper {
     /// `None` for a rate of 0: no shaping.
-    pub(crate) fn new(rate: u64, burst: u64) -> Option<ReadShaper> {
+    pub fn new(rate: u64, burst: u64) -> Option<ReadShaper> {
         (rate > 0).then(|| {
             let burst = burst as f64;
             ReadShaper { rate: rate as f64, burst, tokens: burst, at: Instant::now() }
@@ -29,7 +29,7 @@ impl ReadShaper {
     }
 
     /// Counts an element of `bytes` just read.
-    pub(crate) fn charge(&mut self, bytes: usize) {
+    pub fn charge(&mut self, bytes: usize) {
         let now = Instant::now();
         let refilled = self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
         self.tokens = refilled.min(self.burst) - bytes as f64;
@@ -37,7 +37,7 @@ impl ReadShaper {
     }
 
     /// Waits until the debt is paid, if there is one.
-    pub(crate) async fn wait(&self) {
+    pub async fn wait(&self) {
         if self.tokens < 0.0 {
             tokio::time::sleep_until((self.at + Duration::from_secs_f64(-self.tokens / self.rate)).into()).await;
         }

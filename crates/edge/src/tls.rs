@@ -79,6 +79,12 @@ impl Certificates {
         &chosen.unwrap_or(&self.by_domain[0]).1
     }
 
+    /// The certificate and key served for `name` now: what federation presents as this domain's
+    /// client certificate on its outgoing streams.
+    pub fn certified_key(&self, name: &str) -> Arc<CertifiedKey> {
+        self.for_name(Some(name)).current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).pair.clone()
+    }
+
     /// Reads every pair whose files changed again; the certificates now served anew.
     pub fn reload(&self) -> Vec<Result<&Path, (&Path, TlsSetupError)>> {
         self.by_domain
@@ -98,7 +104,8 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
-fn provider() -> CryptoProvider {
+/// The cryptography of every TLS session the server makes (c2s, and federation's both ways).
+pub fn provider() -> CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     // Suites hashing with SHA-256 first, chosen over the client's order: the TLS 1.3 key schedule
     // is a few dozen HMACs, and SHA-384's software rounds were ~7 % of a login's CPU where SHA-256

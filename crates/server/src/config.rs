@@ -4,7 +4,7 @@
 //! two equal.
 //!
 //! Sections a crate owns are that crate's config struct, deserialised directly with its defaults
-//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`, `[bytestreams]`: the edge; `[upload]`: `starling_upload`; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`, `[iot]`, `[external_services]`: the
+//! (`[c2s]`, `[registration]`, `[components]`, `[websocket]`, `[bytestreams]`: the edge; `[upload]`: `starling_upload`; `[s2s]`: `starling_s2s`; `[sessions]`, `[archive]`, `[push]`, `[muc]`, `[pep]`, `[pubsub]`, `[iot]`, `[external_services]`: the
 //! session layer; `[sm]`:
 //! `starling_cluster::gateway`, read by both); the
 //! sections below are the server's own. The backends' defaults are read from their crates.
@@ -18,6 +18,7 @@ use starling_backend_kafka::KafkaConfig;
 use starling_backend_scylla::ScyllaConfig;
 use starling_cluster::gateway::SmConfig;
 use starling_edge::{BytestreamsConfig, C2sConfig, ComponentsConfig, FastConfig, RegistrationConfig, WebSocketConfig};
+use starling_s2s::S2sConfig;
 use starling_upload::UploadConfig;
 pub use hosts::HostSection;
 use starling_session::{ArchiveConfig, ExternalServicesConfig, IotConfig, MucConfig, PepConfig, PubSubConfig, PushConfig, SessionsConfig};
@@ -46,6 +47,7 @@ pub struct Config {
     pub iot: IotConfig,
     pub external_services: ExternalServicesConfig,
     pub components: ComponentsConfig,
+    pub s2s: S2sConfig,
     pub websocket: WebSocketConfig,
     pub bytestreams: BytestreamsConfig,
     pub upload: UploadConfig,
@@ -302,6 +304,13 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             anyhow::bail!("[telemetry] sample_ratio must be between 0.0 and 1.0, got {}", self.telemetry.sample_ratio);
+        }
+        if self.s2s.enabled && self.cluster.role != Role::All {
+            // The bus does not carry stanzas for other domains yet: federation runs in one process.
+            anyhow::bail!("[s2s] federation is served by a single process (role = \"all\") for now; a cluster's edges do not hold s2s streams yet");
+        }
+        if let Some(problem) = self.s2s.problems().into_iter().next() {
+            anyhow::bail!("{problem}");
         }
         if self.cluster.partitions == 0 {
             anyhow::bail!("[cluster] partitions must be at least 1");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use starling_edge::{load_secret_key, Edge, EdgeBackends, EdgeConfig, FastKey};
 use starling_protocol::{Hosts, Jid};
+use starling_s2s::Federation;
 use starling_session::{inline_features, SessionConfig, SessionLayer};
 use starling_edge::{CertificateSource, Certificates};
 use starling_telemetry::traces::{TraceExport, TraceSettings};
@@ -272,7 +273,10 @@ async fn serve_clients(
     let virtual_hosts = config.hosts.iter().map(|(domain, host)| CertificateSource { domain, cert_file: &host.cert_file, key_file: &host.key_file });
     let sources: Vec<CertificateSource> = std::iter::once(primary).chain(virtual_hosts).collect();
     let (tls, certificates) = starling_edge::tls_server_config(&sources, &config.server.data_dir)?;
-    tokio::spawn(reload_certificates(certificates, Duration::from_secs(config.tls.reload_check_seconds)));
+    tokio::spawn(reload_certificates(certificates.clone(), Duration::from_secs(config.tls.reload_check_seconds)));
+    if config.s2s.enabled {
+        serve_federation(config, hosts, certificates, gateway.clone(), metrics.clone()).await?;
+    }
     let c2s = &config.c2s;
     let (caps_node, caps_ver) = starling_session::server_caps(hosts, &session_config(config));
     let edge_config = EdgeConfig {
@@ -320,6 +324,25 @@ async fn serve_clients(
         tokio::spawn(edge.clone().serve_components(listener));
     }
     Ok(edge)
+}
+
+/// Federation (`[s2s]`): the router sends stanzas for other domains through it, and other servers
+/// connect to its listeners.
+async fn serve_federation(config: &Config, hosts: &Hosts, certificates: Arc<Certificates>, gateway: Arc<dyn Gateway>, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let s2s = &config.s2s;
+    let federation = Federation::new(s2s.clone(), hosts.clone(), certificates, gateway.clone(), metrics).context("[s2s] TLS")?;
+    gateway.attach_federation(federation.link()).context("attaching federation to the router")?;
+    for (addresses, direct_tls) in [(&s2s.listen, false), (&s2s.direct_tls_listen, true)] {
+        for address in addresses {
+            let listener = TcpListener::bind(address).await.with_context(|| format!("binding s2s {address}"))?;
+            tracing::info!(listen = %address, direct_tls, dialback = s2s.dialback, "federation (s2s)");
+            tokio::spawn(federation.clone().serve(listener, direct_tls));
+        }
+    }
+    if s2s.dialback_secret.is_empty() {
+        tracing::warn!("[s2s] dialback_secret is empty: a random one is used, valid while this process runs");
+    }
+    Ok(())
 }
 
 /// XEP-0363 upload, when `[upload]` is on: its key, its store, and the URL the HTTP listeners

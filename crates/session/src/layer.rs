@@ -23,7 +23,7 @@ use crate::context::{Router, Services};
 use crate::directory::Directory;
 use crate::modules::ALL;
 use crate::registry::{Modules, Register};
-use crate::router::{HostRouter, NoFederation};
+use crate::router::HostRouter;
 
 /// The XEP-0115 node and verification string the server advertises in its stream features: the
 /// modules a session layer with `config` registers decide them, so an edge computes them the same
@@ -81,7 +81,7 @@ impl SessionLayer {
             cluster: OnceLock::new(),
             started: SystemTime::now(),
         });
-        SessionLayer { router: HostRouter::new(services, modules, directory, Arc::new(NoFederation)), leave: tokio::sync::watch::Sender::new(false) }
+        SessionLayer { router: HostRouter::new(services, modules, directory), leave: tokio::sync::watch::Sender::new(false) }
     }
 
     /// Stops serving, as the process stops, by `deadline` at the latest. In one process
@@ -223,6 +223,11 @@ impl Gateway for SessionLayer {
 
     fn detach_component(&self, domain: &Jid, link: &Arc<dyn ComponentLink>) {
         self.router.detach_component(domain, link);
+    }
+
+    fn attach_federation(&self, link: Arc<dyn ComponentLink>) -> Result<(), GatewayError> {
+        self.router.attach_federation(link);
+        Ok(())
     }
 
     fn route_vouched(&self, stanza: Stanza) -> Result<(), GatewayError> {

@@ -1,7 +1,8 @@
 //! The host router: a stanza goes, by its `to` domain, to the server itself, to a local user, to a
 //! local service entity (each service kind an actor kind, as users are), to an external component,
-//! or to a remote domain. In a cluster, a user, service entity or component domain whose partition
-//! another node owns is reached through that node (the owner side, `owner.rs`).
+//! or to a remote domain (through federation, when it is attached). In a cluster, a user, service
+//! entity or component domain whose partition another node owns is reached through that node (the
+//! owner side, `owner.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -10,7 +11,8 @@ use std::time::Instant;
 
 use actix::Actor;
 use starling_cluster::gateway::ComponentLink;
-use starling_protocol::{Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
+use starling_protocol::payload::{DiscoItem, DiscoItemsResult};
+use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 
 use crate::actor::UserActor;
 use crate::cluster_side::ClusterSide;
@@ -18,22 +20,6 @@ use crate::context::{Router, Services};
 use crate::directory::{ActorRef, Directory};
 use crate::registry::Modules;
 use crate::service::{ServiceActor, ServiceKind};
-
-/// Stanzas for domains this server does not serve. Federation (s2s) implements it; until then
-/// [`NoFederation`] answers every one.
-pub(crate) trait RemoteDomains: Send + Sync {
-    /// Sends `stanza` toward its remote domain, or hands it back with the error its sender gets.
-    fn send(&self, stanza: Stanza) -> Result<(), (Stanza, StanzaErrorCondition)>;
-}
-
-/// No server-to-server connections: every remote domain is `remote-server-not-found`.
-pub(crate) struct NoFederation;
-
-impl RemoteDomains for NoFederation {
-    fn send(&self, stanza: Stanza) -> Result<(), (Stanza, StanzaErrorCondition)> {
-        Err((stanza, StanzaErrorCondition::RemoteServerNotFound))
-    }
-}
 
 /// Where a `to` address leads.
 enum Destination<'a> {
@@ -54,13 +40,14 @@ pub(crate) struct HostRouter {
     directory: Directory,
     service_kinds: HashMap<String, Arc<dyn ServiceKind>>,
     components: RwLock<HashMap<String, Arc<dyn ComponentLink>>>,
-    remote: Arc<dyn RemoteDomains>,
+    /// Where stanzas for other domains go (s2s); without it they are `remote-server-not-found`.
+    federation: RwLock<Option<Arc<dyn ComponentLink>>>,
     /// Set when this node serves owner partitions of a cluster.
     cluster: OnceLock<Arc<ClusterSide>>,
 }
 
 impl HostRouter {
-    pub fn new(services: Arc<Services>, modules: Arc<Modules>, directory: Directory, remote: Arc<dyn RemoteDomains>) -> Arc<HostRouter> {
+    pub fn new(services: Arc<Services>, modules: Arc<Modules>, directory: Directory) -> Arc<HostRouter> {
         let service_kinds = modules.services().iter().map(|kind| (kind.domain().domain().to_owned(), kind.clone())).collect();
         Arc::new_cyclic(|me| HostRouter {
             me: me.clone(),
@@ -69,7 +56,7 @@ impl HostRouter {
             directory,
             service_kinds,
             components: RwLock::new(HashMap::new()),
-            remote,
+            federation: RwLock::new(None),
             cluster: OnceLock::new(),
         })
     }
@@ -102,6 +89,11 @@ impl HostRouter {
         if components.get(domain.domain()).is_some_and(|current| Arc::ptr_eq(current, link)) {
             components.remove(domain.domain());
         }
+    }
+
+    /// Federation now carries stanzas for other domains.
+    pub fn attach_federation(&self, link: Arc<dyn ComponentLink>) {
+        *self.federation.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(link);
     }
 
     fn destination(&self, to: &Jid) -> Destination<'_> {
@@ -164,10 +156,15 @@ impl HostRouter {
         }
     }
 
-    /// What reaches the server's own domain from elsewhere: nothing here answers requests
-    /// (a user's own requests to the server are answered in its actor), so they get
-    /// `service-unavailable`; results, errors, presence and headlines are dropped.
+    /// What reaches the server's own domain from elsewhere (a component, another server's
+    /// users): its disco#info and disco#items and ping are answered; other requests get
+    /// `service-unavailable` (a user's own requests to the server are answered, with more, in
+    /// its actor); results, errors, presence and headlines are dropped.
     fn to_server(&self, stanza: Stanza) {
+        if let Some(reply) = self.public_answer(&stanza) {
+            let _ = self.route(reply, Instant::now());
+            return;
+        }
         let answer = match stanza.kind {
             StanzaKind::Iq => stanza.is_iq_request(),
             StanzaKind::Message => !stanza.type_is("headline") && !stanza.is_error(),
@@ -176,6 +173,28 @@ impl HostRouter {
         if answer {
             self.bounce(stanza, StanzaErrorCondition::ServiceUnavailable);
         }
+    }
+
+    /// The result of an IQ get anyone may ask the server: disco#info (no node), disco#items of
+    /// its services, ping.
+    fn public_answer(&self, stanza: &Stanza) -> Option<Stanza> {
+        if stanza.kind != StanzaKind::Iq || !stanza.type_is("get") {
+            return None;
+        }
+        let domain = stanza.to.as_ref()?.domain_jid();
+        let iq = stanza.element().ok()?;
+        let query = iq.children().next()?;
+        let advertised = &self.services.advertised;
+        let payload = match (query.name(), query.ns()) {
+            ("query", ns::DISCO_INFO) if query.attr("node").is_none() => Some(advertised.server.clone().into()),
+            ("query", ns::DISCO_ITEMS) if query.attr("node").is_none() => {
+                let items = advertised.services_of(&domain).map(|service| DiscoItem { jid: service.clone(), node: None, name: None }).collect();
+                Some(DiscoItemsResult { node: None, items, rsm: None }.into())
+            }
+            ("ping", ns::PING) => None,
+            _ => return None,
+        };
+        Some(stanza.iq_result(&domain, payload))
     }
 
     /// Answers `stanza` with an error from its destination's domain.
@@ -211,8 +230,15 @@ impl Router for HostRouter {
                 self.deliver_here(stanza, received)
             }
             Destination::Remote => {
-                if let Err((stanza, condition)) = self.remote.send(stanza) {
-                    self.bounce(stanza, condition);
+                let federation = self.federation.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+                match federation {
+                    Some(federation) => {
+                        // Its queue toward that domain is full.
+                        if let Err(refused) = federation.send(stanza) {
+                            self.bounce(*refused, StanzaErrorCondition::ResourceConstraint);
+                        }
+                    }
+                    None => self.bounce(stanza, StanzaErrorCondition::RemoteServerNotFound),
                 }
                 Ok(())
             }

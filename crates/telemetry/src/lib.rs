@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 pub mod traces;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric Starling exports, pre-registered.
 pub struct Metrics {
@@ -70,6 +70,16 @@ pub struct Metrics {
     /// reach it.
     pub redis_command_seconds: Histogram,
     pub redis_errors: IntCounter,
+    /// Federation: streams with other servers open now, by direction, and stanzas bounced
+    /// because no stream to their domain could be set up (or it broke, or federation refused).
+    pub s2s_streams: S2sStreams,
+    pub s2s_bounced: IntCounter,
+}
+
+/// Gauge handles per direction of `starling_s2s_streams`, bound once.
+pub struct S2sStreams {
+    pub inbound: IntGauge,
+    pub outbound: IntGauge,
 }
 
 /// Counter handles per outcome of `starling_edge_undelivered_total`, bound once.
@@ -199,6 +209,10 @@ impl Metrics {
             EdgeUndelivered { returned: edge_undelivered_vec.with_label_values(&["returned"]), dropped: edge_undelivered_vec.with_label_values(&["dropped"]) };
         let archive_withdrawn =
             IntCounter::new("starling_archive_withdrawn_total", "Archived messages removed again because their recipient refused them").expect("valid metric");
+        let s2s_streams_vec = IntGaugeVec::new(Opts::new("starling_s2s_streams", "Streams with other servers open now, by direction"), &["direction"]).expect("valid metric");
+        let s2s_streams = S2sStreams { inbound: s2s_streams_vec.with_label_values(&["in"]), outbound: s2s_streams_vec.with_label_values(&["out"]) };
+        let s2s_bounced = IntCounter::new("starling_s2s_bounced_total", "Stanzas to other domains bounced: no stream could be set up, it broke, or federation with the domain is refused")
+            .expect("valid metric");
         for collector in [
             Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sessions_bound.clone()),
@@ -240,6 +254,8 @@ impl Metrics {
             Box::new(kafka_producers_replaced.clone()),
             Box::new(redis_command_seconds.clone()),
             Box::new(redis_errors.clone()),
+            Box::new(s2s_streams_vec),
+            Box::new(s2s_bounced.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, …
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -287,6 +303,8 @@ impl Metrics {
             kafka_producers_replaced,
             redis_command_seconds,
             redis_errors,
+            s2s_streams,
+            s2s_bounced,
         }
     }
 

@@ -1,0 +1,278 @@
+//! Streams from other servers. A stream names one of our domains (or a subdomain of one, a
+//! service) in its header — `host-unknown` otherwise — is offered STARTTLS, then SASL EXTERNAL
+//! when the other side's certificate verifies for the domain it names, and dialback. Every pair
+//! of domains (theirs, ours) it authenticates — by SASL, or by a dialback key its authoritative
+//! server confirmed — may then carry stanzas; a stanza from any other domain ends the stream with
+//! `invalid-from` (spoofing). Stanzas are read at most at `[s2s] stanza_rate`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use starling_edge::ReadShaper;
+use starling_protocol::{ns, StreamError, StreamErrorCondition};
+use starling_xml::{Element, RawElement, StreamEvent, NS_STREAMS};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
+use crate::federation::{Federation, Verdict};
+use crate::stream::{self, BoxedIo, Failed, S2sStream};
+
+impl Federation {
+    /// Accepts other servers on `listener` (TLS from the first byte when `direct_tls`).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, direct_tls: bool) {
+        loop {
+            match listener.accept().await {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    tokio::spawn(run(self.clone(), socket, peer, direct_tls));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "s2s accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// A stream in, once negotiated.
+struct Incoming {
+    stream_id: String,
+    /// The domain the other side's certificate verified for, if any.
+    certified: Option<String>,
+    /// (theirs, ours) pairs that may carry stanzas.
+    authenticated: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+async fn run(federation: Arc<Federation>, socket: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let negotiated = tokio::time::timeout(federation.config.negotiation_timeout(), negotiate(&federation, Box::new(socket), direct_tls)).await;
+    let Ok(Some((stream, incoming, first))) = negotiated else {
+        tracing::debug!(%peer, "s2s stream in not negotiated");
+        return;
+    };
+    federation.metrics.s2s_streams.inbound.inc();
+    serve_stream(&federation, stream, incoming, first).await;
+    federation.metrics.s2s_streams.inbound.dec();
+}
+
+async fn accept_tls(federation: &Federation, io: BoxedIo, direct_tls: bool) -> Result<S2sStream, Failed> {
+    let config = if direct_tls { federation.tls.direct_server.clone() } else { federation.tls.server.clone() };
+    let tls = TlsAcceptor::from(config).accept(io).await?;
+    let chain = tls.get_ref().1.peer_certificates().map(|chain| chain.iter().map(|cert| cert.clone().into_owned()).collect()).unwrap_or_default();
+    Ok(S2sStream::new(Box::new(tls), federation.config.limits(), Some(chain)))
+}
+
+/// Headers, STARTTLS and SASL EXTERNAL, up to the first element that is none of them (a dialback
+/// request, or a stanza after SASL); `None` when the stream ended or was refused (the error sent).
+async fn negotiate(federation: &Federation, io: BoxedIo, direct_tls: bool) -> Option<(S2sStream, Incoming, Option<RawElement>)> {
+    let mut stream = if direct_tls { accept_tls(federation, io, true).await.ok()? } else { S2sStream::new(io, federation.config.limits(), None) };
+    let mut sasl: Option<(String, String)> = None;
+    loop {
+        let header = stream.header().await.ok()?;
+        tracing::debug!(from = ?header.from, to = ?header.to, secure = stream.secure(), "s2s in: stream header");
+        let stream_id = format!("{:032x}", rand::random::<u128>());
+        let local = header.to.as_deref().unwrap_or_default().to_ascii_lowercase();
+        let remote = header.from.as_deref().map(str::to_ascii_lowercase);
+        let ours = if federation.is_local(&local) { local.as_str() } else { federation.primary() };
+        stream.send(&stream::header(ours, remote.as_deref().unwrap_or_default(), Some(&stream_id))).await.ok()?;
+        let refusal = if header.content_ns != ns::SERVER {
+            Some((StreamErrorCondition::InvalidNamespace, "this port serves jabber:server"))
+        } else if !federation.is_local(&local) {
+            Some((StreamErrorCondition::HostUnknown, "that domain is not served here"))
+        } else if remote.as_deref().is_some_and(|remote| !federation.config.permits(remote)) {
+            Some((StreamErrorCondition::PolicyViolation, "federation with your domain is not allowed here"))
+        } else {
+            None
+        };
+        if let Some((condition, text)) = refusal {
+            return close(stream, StreamError::new(condition).with_text(text)).await;
+        }
+        let certified = remote.clone().filter(|remote| stream.peer_certificates.as_deref().is_some_and(|chain| federation.trust.verifies(chain, remote)));
+        let mut features = Element::new("features", NS_STREAMS);
+        if sasl.is_none() {
+            if !stream.secure() {
+                let mut starttls = Element::new("starttls", ns::TLS);
+                if federation.config.require_tls {
+                    starttls.push_child(Element::new("required", ns::TLS));
+                }
+                features.push_child(starttls);
+            } else if certified.is_some() {
+                features.push_child(Element::new("mechanisms", ns::SASL).with_child(Element::new("mechanism", ns::SASL).with_text("EXTERNAL")));
+            }
+            if federation.config.dialback && (stream.secure() || !federation.config.require_tls) {
+                features.push_child(Element::new("dialback", NS_DIALBACK_FEATURE).with_child(Element::new("errors", NS_DIALBACK_FEATURE)));
+            }
+        }
+        let mut out = Vec::new();
+        features.write_prefixed(&mut out, "stream");
+        stream.send(&out).await.ok()?;
+        let incoming = Incoming { stream_id, certified, authenticated: Arc::new(Mutex::new(HashSet::new())) };
+        if let Some(pair) = sasl.take() {
+            incoming.authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(pair);
+            return Some((stream, incoming, None));
+        }
+        loop {
+            let element = match stream.element().await {
+                Ok(element) => element,
+                Err(Failed::Refused(error)) => return close(stream, error).await,
+                Err(_) => return None,
+            };
+            if element.ns == ns::TLS && element.name == "starttls" && !stream.secure() {
+                stream.send(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.ok()?;
+                stream = accept_tls(federation, stream.into_io().ok()?, false).await.ok()?;
+                break;
+            }
+            if element.ns == ns::SASL && element.name == "auth" {
+                match sasl_external(&element, incoming.certified.as_deref()) {
+                    Some(remote) => {
+                        stream.send(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").await.ok()?;
+                        sasl = Some((remote, local.clone()));
+                        stream = stream.restart();
+                        break;
+                    }
+                    None => {
+                        stream.send(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>").await.ok()?;
+                        continue;
+                    }
+                }
+            }
+            if !stream.secure() && federation.config.require_tls {
+                return close(stream, StreamError::new(StreamErrorCondition::PolicyViolation).with_text("STARTTLS first")).await;
+            }
+            return Some((stream, incoming, Some(element)));
+        }
+    }
+}
+
+/// The domain a SASL EXTERNAL `<auth/>` authenticates (XEP-0178 §4): the one the certificate
+/// verified for, named again (or `=`, or nothing) as authorization identity.
+fn sasl_external(auth: &RawElement, certified: Option<&str>) -> Option<String> {
+    let certified = certified?;
+    if auth.attr("mechanism") != Some("EXTERNAL") {
+        return None;
+    }
+    let text = stream::parse(auth).map(|element| element.text()).unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(certified.to_owned());
+    }
+    let authzid = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    (authzid.eq_ignore_ascii_case(certified.as_bytes())).then(|| certified.to_owned())
+}
+
+async fn close<T>(mut stream: S2sStream, error: StreamError) -> Option<T> {
+    let _ = stream.send(&stream::close_bytes(Some(&error))).await;
+    let _ = stream.writer.shutdown().await;
+    None
+}
+
+/// Reads dialback requests and stanzas until the stream ends; answers go through a writer task,
+/// since a dialback verification may take a while and the stream goes on meanwhile.
+async fn serve_stream(federation: &Arc<Federation>, stream: S2sStream, incoming: Incoming, mut next: Option<RawElement>) {
+    let S2sStream { mut reader, mut writer, .. } = stream;
+    let (answers, mut to_write) = mpsc::channel::<Vec<u8>>(64);
+    let writing = tokio::spawn(async move {
+        while let Some(bytes) = to_write.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut shaper = ReadShaper::new(federation.config.stanza_rate.into(), federation.config.stanza_burst.into());
+    let idle = federation.config.idle_timeout();
+    let end = loop {
+        let element = match next.take() {
+            Some(element) => element,
+            None => match tokio::time::timeout(idle, reader.next()).await {
+                Ok(Ok(StreamEvent::Element(element))) => element,
+                Ok(Ok(StreamEvent::Close)) | Err(_) => break None,
+                Ok(Ok(StreamEvent::Open(_))) => break Some(StreamError::new(StreamErrorCondition::BadFormat).with_text("unexpected stream header")),
+                Ok(Err(error)) => break StreamError::for_frame_error(&error),
+            },
+        };
+        if element.ns == NS_DIALBACK {
+            if let Err(error) = dialback_request(federation, &incoming, &element, &answers) {
+                break Some(error);
+            }
+            continue;
+        }
+        let stanza = match stream::from_wire(&element) {
+            Ok(stanza) => stanza,
+            Err(error) => break Some(error),
+        };
+        let pair = (stanza.from.domain().to_ascii_lowercase(), stanza.to.as_ref().map(|to| to.domain().to_ascii_lowercase()).unwrap_or_default());
+        let refusal = {
+            let authenticated = incoming.authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match (authenticated.contains(&pair), authenticated.is_empty()) {
+                (true, _) => None,
+                (false, true) => Some(StreamErrorCondition::NotAuthorized),
+                (false, false) => Some(StreamErrorCondition::InvalidFrom),
+            }
+        };
+        if let Some(condition) = refusal {
+            break Some(StreamError::new(condition).with_text("'from' and 'to' are not a pair of domains this stream authenticated"));
+        }
+        if let Some(shaper) = shaper.as_mut() {
+            shaper.charge(1);
+            shaper.wait().await;
+        }
+        if federation.gateway.route_vouched(stanza).is_err() {
+            break Some(StreamError::new(StreamErrorCondition::InternalServerError));
+        }
+    };
+    let _ = answers.send(stream::close_bytes(end.as_ref())).await;
+    drop(answers);
+    let _ = writing.await;
+}
+
+/// `<db:result/>` with a key (the other side asks to be authenticated for a pair of domains) or
+/// `<db:verify/>` (another server asks whether a key is one we gave out, XEP-0220 §2.2).
+fn dialback_request(federation: &Arc<Federation>, incoming: &Incoming, element: &RawElement, answers: &mpsc::Sender<Vec<u8>>) -> Result<(), StreamError> {
+    let (Some(from), Some(to)) = (element.attr("from"), element.attr("to")) else {
+        return Err(StreamError::new(StreamErrorCondition::ImproperAddressing).with_text("dialback needs 'from' and 'to'"));
+    };
+    let (remote, local) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+    if !federation.is_local(&local) {
+        return Err(StreamError::new(StreamErrorCondition::HostUnknown).with_text("that domain is not served here"));
+    }
+    let key = stream::parse(element).map(|element| element.text()).unwrap_or_default();
+    match element.name.as_str() {
+        "verify" => {
+            let Some(id) = element.attr("id") else { return Err(StreamError::new(StreamErrorCondition::BadFormat).with_text("db:verify needs an 'id'")) };
+            let valid = federation.secret.confirms(&key, &remote, &local, id);
+            tracing::debug!(%remote, %local, valid, "s2s in: dialback key checked for the other server");
+            let _ = answers.try_send(dialback::element("verify", &local, &remote, Some(id), None, Some(if valid { "valid" } else { "invalid" })));
+            Ok(())
+        }
+        "result" if !key.trim().is_empty() => {
+            if !federation.config.permits(&remote) {
+                return Err(StreamError::new(StreamErrorCondition::PolicyViolation).with_text("federation with your domain is not allowed here"));
+            }
+            let (federation, answers, authenticated) = (federation.clone(), answers.clone(), incoming.authenticated.clone());
+            let (stream_id, certified) = (incoming.stream_id.clone(), incoming.certified.as_deref() == Some(remote.as_str()));
+            tokio::spawn(async move {
+                // A certificate that verifies for the domain proves it without asking back
+                // (XEP-0344 §2.3).
+                let verdict = if certified { Verdict::Valid } else { federation.verify(&local, &remote, &stream_id, key.trim()).await };
+                tracing::info!(%remote, %local, ?verdict, "s2s dialback");
+                let answer = match verdict {
+                    Verdict::Valid => {
+                        authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert((remote.clone(), local.clone()));
+                        dialback::element("result", &local, &remote, None, None, Some("valid"))
+                    }
+                    Verdict::Invalid => dialback::element("result", &local, &remote, None, None, Some("invalid")),
+                    Verdict::Unreachable => dialback::result_error(&local, &remote),
+                };
+                let _ = answers.send(answer).await;
+            });
+            Ok(())
+        }
+        _ => Err(StreamError::new(StreamErrorCondition::UnsupportedStanzaType).with_text("db:result with a key, or db:verify")),
+    }
+}
