@@ -535,6 +535,13 @@ pub struct ChatArgs {
     /// (the per-second series still shows them): the server's first contact with each user.
     #[arg(long, default_value_t = 0.0)]
     pub warmup_seconds: f64,
+    /// Federation: the receivers log in to the server at HOST:PORT instead, as users
+    /// PREFIX1..PREFIX<pairs> of --receivers-domain (the senders are PREFIX1..PREFIX<pairs> of
+    /// --domain), so that every message crosses from one server to the other over s2s.
+    #[arg(long, requires = "receivers_domain")]
+    pub receivers_at: Option<String>,
+    #[arg(long, requires = "receivers_at")]
+    pub receivers_domain: Option<String>,
 }
 
 impl ChatArgs {

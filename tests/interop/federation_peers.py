@@ -1,8 +1,10 @@
-"""Prosody (the Debian package) as a federation peer of a Starling under test, each on its own
-loopback address with s2s on port 5269 there — where a server finds another when DNS has no SRV
-record. Prosody resolves the names from a hosts file of the test's own (libunbound's `hoststxt`),
-Starling from `[s2s] hosts`; the machine's resolver is untouched. Certificates are self-signed, so
-the servers authenticate each other by dialback."""
+"""Federation helpers: certificates from a test CA ([`make_ca`], also used by
+loadtest/scripts/s2s-idle-streams.py), and Prosody (the Debian package) as a federation peer of a
+Starling under test ([`prosody`]), each on its own loopback address with s2s on port 5269 there —
+where a server finds another when DNS has no SRV record. Prosody resolves the names from a hosts
+file of the test's own (libunbound's `hoststxt`), Starling from `[s2s] hosts`; the machine's
+resolver is untouched. Their certificates are self-signed, so they authenticate each other by
+dialback."""
 
 import contextlib
 import os
@@ -31,6 +33,28 @@ def self_signed(directory: Path, domain: str) -> tuple[Path, Path]:
                     "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain},DNS:*.{domain}",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
+
+
+def make_ca(directory: Path, domains: tuple[str, ...]) -> Path:
+    """A CA, and a certificate for each of `domains` (and its subdomains) signed by it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = directory / "ca.key", directory / "ca.crt"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=Federation Test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign", "-keyout", str(ca_key), "-out", str(ca))
+    for domain in domains:
+        key, csr, cert, ext = (directory / f"{domain}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
+        ext.write_text(f"subjectAltName=DNS:{domain},DNS:*.{domain}\nextendedKeyUsage=serverAuth,clientAuth\n"
+                       "basicConstraints=CA:FALSE\n")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={domain}",
+                "-keyout", str(key), "-out", str(csr))
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+                "-extfile", str(ext), "-out", str(cert))
+    return ca
 
 
 def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen, log: Path) -> None:

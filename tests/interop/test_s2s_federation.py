@@ -11,12 +11,11 @@ Driven by slixmpp clients and raw s2s streams."""
 import asyncio
 import base64
 import ssl
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import PASSWORD, own_server
+from federation_peers import make_ca
 from harness import NS, Account, Endpoint, Env, RawStream, Target, free_port, is_message, is_presence, stanza_error, tag, to_str
 
 pytestmark = pytest.mark.starling_only
@@ -30,28 +29,6 @@ def s2s_section(port: int, routes: dict[str, int], extra: str = "") -> str:
     hosts = ", ".join(f'"{domain}" = "127.0.0.1:{p}"' for domain, p in routes.items())
     return (f'[s2s]\nenabled = true\nlisten = ["127.0.0.1:{port}"]\ndialback_secret = "{SECRET}-{port}"\n'
             f'hosts = {{ {hosts} }}\ndeny = ["{DENIED}"]\nconnect_timeout_seconds = 2\n{extra}')
-
-
-def make_ca(directory: Path, domains: tuple[str, ...]) -> Path:
-    """A CA, and a certificate for each of `domains` (and its subdomains) signed by it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca = directory / "ca.key", directory / "ca.crt"
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-subj", "/CN=Federation Test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign", "-keyout", str(ca_key), "-out", str(ca))
-    for domain in domains:
-        key, csr, cert, ext = (directory / f"{domain}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
-        ext.write_text(f"subjectAltName=DNS:{domain},DNS:*.{domain}\nextendedKeyUsage=serverAuth,clientAuth\n"
-                       "basicConstraints=CA:FALSE\n")
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={domain}",
-                "-keyout", str(key), "-out", str(csr))
-        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
-                "-extfile", str(ext), "-out", str(cert))
-    return ca
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +216,23 @@ async def test_stanzas_before_authentication_and_a_wrong_dialback_key_are_refuse
         assert await before_tls.stream_error() == "policy-violation"  # TLS first
     finally:
         await before_tls.close()
+
+
+async def test_dialback_requests_that_cannot_be_honest_are_refused_per_pair_or_end_the_stream(pair):
+    """A key for one of a.test's own domains is refused for that pair (`forbidden`), not checked,
+    and the stream goes on; a `from` that is an address literal (which would choose what we
+    connect to) ends it with `improper-addressing`."""
+    a, _ = pair
+    raw = await s2s_raw(a, "b.test", "a.test")
+    try:
+        await s2s_starttls(raw, "b.test", "a.test", no_verify())
+        raw.send("<db:result from='conference.a.test' to='a.test'>00112233</db:result>")
+        refused = await raw.next("{jabber:server:dialback}result")
+        assert refused.get("type") == "error" and refused.find(f"{{jabber:server}}error/{{{NS['stanzas']}}}forbidden") is not None, to_str(refused)
+        raw.send("<db:result from='127.0.0.1' to='a.test'>00112233</db:result>")
+        assert await raw.stream_error() == "improper-addressing"
+    finally:
+        await raw.close()
 
 
 @pytest.fixture(scope="module")

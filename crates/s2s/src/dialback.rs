@@ -59,9 +59,11 @@ pub(crate) fn element(name: &str, from: &str, to: &str, id: Option<&str>, key: O
     prefixed(&element)
 }
 
-/// `<db:result type='error'/>`: the authoritative server could not be asked (XEP-0220 §2.4).
-pub(crate) fn result_error(from: &str, to: &str) -> Vec<u8> {
-    let error = Element::new("error", ns::SERVER).with_attr("type", "cancel").with_child(Element::new("remote-connection-failed", ns::STANZA_ERRORS));
+/// `<db:result type='error'/>` with a stanza error `condition` (XEP-0220 §2.4): the pair is
+/// refused, or its authoritative server could not be asked (`remote-connection-failed`).
+pub(crate) fn result_error(from: &str, to: &str, condition: &str) -> Vec<u8> {
+    let kind = if condition == "resource-constraint" { "wait" } else { "cancel" };
+    let error = Element::new("error", ns::SERVER).with_attr("type", kind).with_child(Element::new(condition, ns::STANZA_ERRORS));
     prefixed(&Element::new("result", NS_DIALBACK).with_attr("from", from).with_attr("to", to).with_attr("type", "error").with_child(error))
 }
 

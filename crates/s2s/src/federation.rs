@@ -11,12 +11,17 @@ use starling_edge::Certificates;
 use starling_protocol::{Hosts, Stanza, StanzaError, StanzaErrorCondition};
 use starling_telemetry::Metrics;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::Semaphore;
 
 use crate::config::S2sConfig;
 use crate::dialback::{self, DialbackSecret, NS_DIALBACK};
 use crate::outbound::{self, Purpose};
 use crate::resolve::Resolver;
 use crate::tls::{S2sTls, S2sTlsError, Trust};
+
+/// Dialback checks running at once over all streams in; beyond it a request is answered
+/// `resource-constraint` (each check is a connection out).
+const DIALBACK_CHECKS: usize = 256;
 
 /// Our domain and the remote one a stream out carries stanzas between.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,6 +39,8 @@ pub struct Federation {
     pub(crate) tls: S2sTls,
     pub(crate) trust: Trust,
     pub(crate) secret: DialbackSecret,
+    /// Dialback checks (connections to other servers) running at once, from all streams in.
+    pub(crate) checks: Arc<Semaphore>,
     /// The queue of each pair's stream out (closed once its stream ended).
     outbound: Mutex<HashMap<Pair, mpsc::Sender<Stanza>>>,
     /// Where streams out run: the router calls from its own threads.
@@ -64,6 +71,7 @@ impl Federation {
             metrics,
             tls,
             trust,
+            checks: Arc::new(Semaphore::new(DIALBACK_CHECKS)),
             outbound: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
         }))
@@ -93,6 +101,12 @@ impl Federation {
             self.bounce(stanza, StanzaErrorCondition::NotAllowed, "federation with this domain is not allowed here");
             return Ok(());
         }
+        if self.is_local(&pair.remote) {
+            // A subdomain of ours that nothing here serves: not a remote server (sending it out
+            // could come back to us).
+            self.bounce(stanza, StanzaErrorCondition::RemoteServerNotFound, "no such service here");
+            return Ok(());
+        }
         if !self.is_local(&pair.local) {
             // Nothing inside the server sends from a domain it does not serve; refused, not relayed.
             self.bounce(stanza, StanzaErrorCondition::Forbidden, "not from a domain served here");
@@ -116,8 +130,8 @@ impl Federation {
     }
 
     /// The stream out of `pair` is over: closes its queue (a later stanza starts a new stream)
-    /// and bounces what is still in it.
-    pub(crate) fn give_up(&self, pair: &Pair, mut queue: mpsc::Receiver<Stanza>, condition: StanzaErrorCondition) {
+    /// and bounces what is still in it with `bounce`, or sends it again (on a new stream).
+    pub(crate) fn give_up(self: &Arc<Self>, pair: &Pair, mut queue: mpsc::Receiver<Stanza>, bounce: Option<StanzaErrorCondition>) {
         queue.close();
         {
             let mut outbound = self.outbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -126,7 +140,14 @@ impl Federation {
             }
         }
         while let Ok(stanza) = queue.try_recv() {
-            self.bounce(stanza, condition, "no stream to the other server");
+            match bounce {
+                Some(condition) => self.bounce(stanza, condition, "no stream to the other server"),
+                None => {
+                    if let Err(refused) = self.send(stanza) {
+                        self.bounce(*refused, StanzaErrorCondition::ResourceConstraint, "too many stanzas queued for the other server");
+                    }
+                }
+            }
         }
     }
 
@@ -147,9 +168,14 @@ impl Federation {
             stream.send(&dialback::element("verify", receiving, originating, Some(stream_id), Some(key), None)).await.ok()?;
             loop {
                 let element = stream.element().await.ok()?;
-                if element.ns == NS_DIALBACK && element.name == "verify" && element.attr("id") == Some(stream_id) {
+                let answer = element.ns == NS_DIALBACK && element.name == "verify" && element.attr("id") == Some(stream_id);
+                if answer && element.attr("from") == Some(originating) && element.attr("to") == Some(receiving) {
                     let _ = stream.send(&crate::stream::close_bytes(None)).await;
-                    return Some(if element.attr("type") == Some("valid") { Verdict::Valid } else { Verdict::Invalid });
+                    return match element.attr("type") {
+                        Some("valid") => Some(Verdict::Valid),
+                        Some("invalid") => Some(Verdict::Invalid),
+                        _ => Some(Verdict::Unreachable),
+                    };
                 }
             }
         };

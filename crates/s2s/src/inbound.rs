@@ -6,16 +6,20 @@
 //! `invalid-from` (spoofing). Stanzas are read at most at `[s2s] stanza_rate`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine;
 use starling_edge::ReadShaper;
-use starling_protocol::{ns, StreamError, StreamErrorCondition};
+use starling_protocol::{ns, Jid, StreamError, StreamErrorCondition};
 use starling_xml::{Element, RawElement, StreamEvent, NS_STREAMS};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
@@ -79,7 +83,7 @@ async fn negotiate(federation: &Federation, io: BoxedIo, direct_tls: bool) -> Op
         let local = header.to.as_deref().unwrap_or_default().to_ascii_lowercase();
         let remote = header.from.as_deref().map(str::to_ascii_lowercase);
         let ours = if federation.is_local(&local) { local.as_str() } else { federation.primary() };
-        stream.send(&stream::header(ours, remote.as_deref().unwrap_or_default(), Some(&stream_id))).await.ok()?;
+        stream.send(&stream::header(ours, remote.as_deref(), Some(&stream_id))).await.ok()?;
         let refusal = if header.content_ns != ns::SERVER {
             Some((StreamErrorCondition::InvalidNamespace, "this port serves jabber:server"))
         } else if !federation.is_local(&local) {
@@ -127,6 +131,9 @@ async fn negotiate(federation: &Federation, io: BoxedIo, direct_tls: bool) -> Op
                 stream = accept_tls(federation, stream.into_io().ok()?, false).await.ok()?;
                 break;
             }
+            if !stream.secure() && federation.config.require_tls {
+                return close(stream, StreamError::new(StreamErrorCondition::PolicyViolation).with_text("STARTTLS first")).await;
+            }
             if element.ns == ns::SASL && element.name == "auth" {
                 match sasl_external(&element, incoming.certified.as_deref()) {
                     Some(remote) => {
@@ -140,9 +147,6 @@ async fn negotiate(federation: &Federation, io: BoxedIo, direct_tls: bool) -> Op
                         continue;
                     }
                 }
-            }
-            if !stream.secure() && federation.config.require_tls {
-                return close(stream, StreamError::new(StreamErrorCondition::PolicyViolation).with_text("STARTTLS first")).await;
             }
             return Some((stream, incoming, Some(element)));
         }
@@ -171,34 +175,64 @@ async fn close<T>(mut stream: S2sStream, error: StreamError) -> Option<T> {
     None
 }
 
+/// Dialback checks one stream may have running at once.
+const CHECKS_PER_STREAM: usize = 8;
+/// Pairs of domains one stream may authenticate.
+const PAIRS_PER_STREAM: usize = 1000;
+
 /// Reads dialback requests and stanzas until the stream ends; answers go through a writer task,
-/// since a dialback verification may take a while and the stream goes on meanwhile.
+/// since a dialback check may take a while and the stream goes on meanwhile. A stream that has
+/// authenticated no pair of domains within the negotiation timeout is closed.
 async fn serve_stream(federation: &Arc<Federation>, stream: S2sStream, incoming: Incoming, mut next: Option<RawElement>) {
     let S2sStream { mut reader, mut writer, .. } = stream;
+    let write_limit = federation.config.negotiation_timeout();
     let (answers, mut to_write) = mpsc::channel::<Vec<u8>>(64);
     let writing = tokio::spawn(async move {
         while let Some(bytes) = to_write.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+            if !matches!(tokio::time::timeout(write_limit, writer.write_all(&bytes)).await, Ok(Ok(()))) {
                 break;
             }
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(write_limit, writer.shutdown()).await;
     });
+    let mut checks = JoinSet::new();
     let mut shaper = ReadShaper::new(federation.config.stanza_rate.into(), federation.config.stanza_burst.into());
-    let idle = federation.config.idle_timeout();
+    let started = Instant::now();
     let end = loop {
+        let unauthenticated = incoming.authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_empty();
+        let wait = if unauthenticated { federation.config.negotiation_timeout().saturating_sub(started.elapsed()) } else { federation.config.idle_timeout() };
         let element = match next.take() {
             Some(element) => element,
-            None => match tokio::time::timeout(idle, reader.next()).await {
+            None => match tokio::time::timeout(wait, reader.next()).await {
                 Ok(Ok(StreamEvent::Element(element))) => element,
-                Ok(Ok(StreamEvent::Close)) | Err(_) => break None,
+                Ok(Ok(StreamEvent::Close)) => break None,
+                Err(_) if unauthenticated => break Some(StreamError::new(StreamErrorCondition::ConnectionTimeout).with_text("nothing authenticated in time")),
+                Err(_) => break None,
                 Ok(Ok(StreamEvent::Open(_))) => break Some(StreamError::new(StreamErrorCondition::BadFormat).with_text("unexpected stream header")),
                 Ok(Err(error)) => break StreamError::for_frame_error(&error),
             },
         };
+        // Dialback requests are paced with stanzas: each may cost a connection out.
+        if let Some(shaper) = shaper.as_mut() {
+            shaper.charge(1);
+            shaper.wait().await;
+        }
         if element.ns == NS_DIALBACK {
-            if let Err(error) = dialback_request(federation, &incoming, &element, &answers) {
-                break Some(error);
+            while checks.try_join_next().is_some() {}
+            match dialback_request(federation, &incoming, &element, checks.len()) {
+                Ok(Request::Answer(answer)) => {
+                    if !matches!(tokio::time::timeout(write_limit, answers.send(answer)).await, Ok(Ok(()))) {
+                        break None;
+                    }
+                }
+                Ok(Request::Check(check)) => {
+                    let answers = answers.clone();
+                    checks.spawn(async move {
+                        let _ = answers.send(check.await).await;
+                    });
+                }
+                Ok(Request::Ignored) => {}
+                Err(error) => break Some(error),
             }
             continue;
         }
@@ -206,7 +240,7 @@ async fn serve_stream(federation: &Arc<Federation>, stream: S2sStream, incoming:
             Ok(stanza) => stanza,
             Err(error) => break Some(error),
         };
-        let pair = (stanza.from.domain().to_ascii_lowercase(), stanza.to.as_ref().map(|to| to.domain().to_ascii_lowercase()).unwrap_or_default());
+        let pair = (stanza.from.domain().to_owned(), stanza.to.as_ref().map(|to| to.domain().to_owned()).unwrap_or_default());
         let refusal = {
             let authenticated = incoming.authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match (authenticated.contains(&pair), authenticated.is_empty()) {
@@ -218,60 +252,86 @@ async fn serve_stream(federation: &Arc<Federation>, stream: S2sStream, incoming:
         if let Some(condition) = refusal {
             break Some(StreamError::new(condition).with_text("'from' and 'to' are not a pair of domains this stream authenticated"));
         }
-        if let Some(shaper) = shaper.as_mut() {
-            shaper.charge(1);
-            shaper.wait().await;
-        }
         if federation.gateway.route_vouched(stanza).is_err() {
             break Some(StreamError::new(StreamErrorCondition::InternalServerError));
         }
     };
-    let _ = answers.send(stream::close_bytes(end.as_ref())).await;
+    // Answers still being worked out would follow the close.
+    checks.abort_all();
+    let _ = tokio::time::timeout(write_limit, answers.send(stream::close_bytes(end.as_ref()))).await;
     drop(answers);
-    let _ = writing.await;
+    let _ = tokio::time::timeout(write_limit * 2, writing).await;
+}
+
+/// What to do about a dialback element.
+enum Request {
+    /// Answer at once.
+    Answer(Vec<u8>),
+    /// Answer when the other domain's authoritative server has said whether the key is its own.
+    Check(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+    /// Nothing (an answer to a request we did not make here).
+    Ignored,
+}
+
+/// A domain named in a dialback element, as JIDs compare it; `None` if it is not a domain name
+/// (an address literal would let the other side choose what we connect to).
+fn domain(name: &str) -> Option<String> {
+    let jid = Jid::new(name).ok().filter(|jid| jid.node().is_none() && jid.resource().is_none())?;
+    jid.domain().parse::<IpAddr>().is_err().then(|| jid.domain().to_owned())
 }
 
 /// `<db:result/>` with a key (the other side asks to be authenticated for a pair of domains) or
-/// `<db:verify/>` (another server asks whether a key is one we gave out, XEP-0220 §2.2).
-fn dialback_request(federation: &Arc<Federation>, incoming: &Incoming, element: &RawElement, answers: &mpsc::Sender<Vec<u8>>) -> Result<(), StreamError> {
-    let (Some(from), Some(to)) = (element.attr("from"), element.attr("to")) else {
-        return Err(StreamError::new(StreamErrorCondition::ImproperAddressing).with_text("dialback needs 'from' and 'to'"));
+/// `<db:verify/>` (another server asks whether a key is one we gave out, XEP-0220 §2.2). `checks`
+/// are this stream's checks running now. Errors about one pair are answered for that pair
+/// (XEP-0220 §2.4, we offer `<errors/>`); a stream error only for what breaks the protocol.
+fn dialback_request(federation: &Arc<Federation>, incoming: &Incoming, element: &RawElement, checks: usize) -> Result<Request, StreamError> {
+    let (Some(from), Some(to)) = (element.attr("from").and_then(domain), element.attr("to").and_then(domain)) else {
+        return Err(StreamError::new(StreamErrorCondition::ImproperAddressing).with_text("dialback needs a domain in 'from' and in 'to'"));
     };
-    let (remote, local) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
-    if !federation.is_local(&local) {
-        return Err(StreamError::new(StreamErrorCondition::HostUnknown).with_text("that domain is not served here"));
-    }
+    let (remote, local) = (from, to);
     let key = stream::parse(element).map(|element| element.text()).unwrap_or_default();
+    let refused = |condition: &str| Ok(Request::Answer(dialback::result_error(&local, &remote, condition)));
     match element.name.as_str() {
+        "verify" if element.attr("type").is_some() => Ok(Request::Ignored),
         "verify" => {
             let Some(id) = element.attr("id") else { return Err(StreamError::new(StreamErrorCondition::BadFormat).with_text("db:verify needs an 'id'")) };
-            let valid = federation.secret.confirms(&key, &remote, &local, id);
+            let valid = federation.is_local(&local) && federation.secret.confirms(&key, &remote, &local, id);
             tracing::debug!(%remote, %local, valid, "s2s in: dialback key checked for the other server");
-            let _ = answers.try_send(dialback::element("verify", &local, &remote, Some(id), None, Some(if valid { "valid" } else { "invalid" })));
-            Ok(())
+            Ok(Request::Answer(dialback::element("verify", &local, &remote, Some(id), None, Some(if valid { "valid" } else { "invalid" }))))
         }
         "result" if !key.trim().is_empty() => {
-            if !federation.config.permits(&remote) {
-                return Err(StreamError::new(StreamErrorCondition::PolicyViolation).with_text("federation with your domain is not allowed here"));
+            let certified = incoming.certified.as_deref() == Some(remote.as_str());
+            if !federation.is_local(&local) {
+                return refused("item-not-found");
             }
-            let (federation, answers, authenticated) = (federation.clone(), answers.clone(), incoming.authenticated.clone());
-            let (stream_id, certified) = (incoming.stream_id.clone(), incoming.certified.as_deref() == Some(remote.as_str()));
-            tokio::spawn(async move {
+            if !federation.config.permits(&remote) || federation.is_local(&remote) {
+                return refused("forbidden");
+            }
+            if !federation.config.dialback && !certified {
+                return refused("not-authorized");
+            }
+            let pairs = incoming.authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len();
+            if checks >= CHECKS_PER_STREAM || pairs >= PAIRS_PER_STREAM {
+                return refused("resource-constraint");
+            }
+            let Ok(permit) = federation.checks.clone().try_acquire_owned() else { return refused("resource-constraint") };
+            let (federation, authenticated) = (federation.clone(), incoming.authenticated.clone());
+            let stream_id = incoming.stream_id.clone();
+            Ok(Request::Check(Box::pin(async move {
+                let _permit = permit;
                 // A certificate that verifies for the domain proves it without asking back
                 // (XEP-0344 §2.3).
                 let verdict = if certified { Verdict::Valid } else { federation.verify(&local, &remote, &stream_id, key.trim()).await };
                 tracing::info!(%remote, %local, ?verdict, "s2s dialback");
-                let answer = match verdict {
+                match verdict {
                     Verdict::Valid => {
                         authenticated.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert((remote.clone(), local.clone()));
                         dialback::element("result", &local, &remote, None, None, Some("valid"))
                     }
                     Verdict::Invalid => dialback::element("result", &local, &remote, None, None, Some("invalid")),
-                    Verdict::Unreachable => dialback::result_error(&local, &remote),
-                };
-                let _ = answers.send(answer).await;
-            });
-            Ok(())
+                    Verdict::Unreachable => dialback::result_error(&local, &remote, "remote-connection-failed"),
+                }
+            })))
         }
         _ => Err(StreamError::new(StreamErrorCondition::UnsupportedStanzaType).with_text("db:result with a key, or db:verify")),
     }

@@ -5,6 +5,7 @@
 //! set up bounces what waited for it, and an idle one is closed.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rustls::pki_types::ServerName;
@@ -19,6 +20,9 @@ use crate::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
 use crate::federation::{Federation, Pair};
 use crate::resolve::Target;
 use crate::stream::{self, BoxedIo, Failed, S2sStream};
+
+/// How long closing a stream may take, and how long the other side has to close its own.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What an outgoing stream is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +85,7 @@ async fn negotiate(federation: &Federation, io: BoxedIo, target: &Target, local:
     let mut stream = if target.direct_tls { tls(federation, io, local, remote, true).await? } else { S2sStream::new(io, federation.config.limits(), None) };
     let mut authenticated = false;
     loop {
-        stream.send(&stream::header(local, remote, None)).await?;
+        stream.send(&stream::header(local, Some(remote), None)).await?;
         let header = stream.header().await?;
         let stream_id = header.id.clone().unwrap_or_default();
         let features = stream::parse(&stream.element().await?).filter(|features| features.is("features", NS_STREAMS));
@@ -124,6 +128,10 @@ async fn negotiate(federation: &Federation, io: BoxedIo, target: &Target, local:
         if !federation.config.dialback || !dialback {
             return Err(Failed::refused(StreamErrorCondition::NotAuthorized, "no authentication both servers support"));
         }
+        if stream_id.is_empty() {
+            // A key for no stream could be replayed on any.
+            return Err(Failed::refused(StreamErrorCondition::NotAuthorized, "dialback needs a stream id"));
+        }
         tracing::debug!(%local, %remote, verified, "s2s out: dialback");
         let key = federation.secret.key(remote, local, &stream_id);
         stream.send(&dialback::element("result", local, remote, None, Some(&key), None)).await?;
@@ -156,43 +164,76 @@ async fn dialback_answer(stream: &mut S2sStream, local: &str, remote: &str) -> R
     }
 }
 
+/// How long a stream out must have lived for what is left in its queue at its end to be sent on a
+/// new stream rather than bounced: a server that closes every stream at once is not retried
+/// without end.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// Carries the stanzas of `pair` queued on `queue`: sets the stream up, writes them in order until
-/// the stream ends or idles; whatever is still queued then is bounced.
-pub(crate) async fn run(federation: Arc<Federation>, pair: Pair, mut queue: mpsc::Receiver<Stanza>) {
-    let (stream, _) = match connect(&federation, &pair.local, &pair.remote, Purpose::Stanzas).await {
-        Ok(connected) => connected,
-        Err(failed) => {
+/// the stream ends or idles. What is still queued then goes on a new stream (or, when no stream
+/// could be set up, or the last one lived less than [`RETRY_AFTER`], is bounced).
+pub(crate) async fn run(federation: Arc<Federation>, pair: Pair, queue: mpsc::Receiver<Stanza>) {
+    let config = &federation.config;
+    let setup = tokio::time::timeout(config.connect_timeout() + config.negotiation_timeout(), connect(&federation, &pair.local, &pair.remote, Purpose::Stanzas));
+    let stream = match setup.await {
+        Ok(Ok((stream, _))) => stream,
+        Ok(Err(failed)) => {
             tracing::info!(local = %pair.local, remote = %pair.remote, error = %failed, "federation: no stream, queued stanzas bounced");
-            return federation.give_up(&pair, queue, bounce_condition(&failed));
+            return federation.give_up(&pair, queue, Some(bounce_condition(&failed)));
+        }
+        Err(_) => {
+            tracing::info!(local = %pair.local, remote = %pair.remote, "federation: no stream in time, queued stanzas bounced");
+            return federation.give_up(&pair, queue, Some(StanzaErrorCondition::RemoteServerTimeout));
         }
     };
     tracing::info!(local = %pair.local, remote = %pair.remote, "federation: stream out");
     federation.metrics.s2s_streams.outbound.inc();
+    let opened = Instant::now();
+    let queue = carry(&federation, stream, queue).await;
+    federation.metrics.s2s_streams.outbound.dec();
+    tracing::info!(local = %pair.local, remote = %pair.remote, "federation: stream out closed");
+    let bounce = (opened.elapsed() < RETRY_AFTER).then_some(StanzaErrorCondition::RemoteServerTimeout);
+    federation.give_up(&pair, queue, bounce);
+}
+
+/// Writes what `queue` gives until the stream ends (the other side closed it, or a write failed
+/// or took longer than the negotiation timeout) or idles; then closes it. The queue is closed as
+/// soon as the stream is over, so that nothing more is queued behind a stream that cannot carry it.
+async fn carry(federation: &Federation, stream: S2sStream, mut queue: mpsc::Receiver<Stanza>) -> mpsc::Receiver<Stanza> {
     let S2sStream { mut reader, mut writer, .. } = stream;
     // Nothing is expected on a stream out once it is authenticated but whitespace and its close.
     let (ended, mut reader_ended) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let reading = tokio::spawn(async move {
         while let Ok(StreamEvent::Element(_)) = reader.next().await {}
         let _ = ended.send(());
     });
-    let idle = federation.config.idle_timeout();
+    let (idle, write_limit) = (federation.config.idle_timeout(), federation.config.negotiation_timeout());
     loop {
         tokio::select! {
+            biased;
+            _ = &mut reader_ended => break,
             stanza = queue.recv() => {
                 let Some(stanza) = stanza else { break };
-                let Some(bytes) = stream::to_wire(&stanza) else { continue };
-                if writer.write_all(&bytes).await.is_err() {
+                let Some(bytes) = stream::to_wire(&stanza) else {
+                    federation.bounce(stanza, StanzaErrorCondition::InternalServerError, "the stanza could not be written");
+                    continue;
+                };
+                if !matches!(tokio::time::timeout(write_limit, writer.write_all(&bytes)).await, Ok(Ok(()))) {
                     federation.bounce(stanza, StanzaErrorCondition::RemoteServerTimeout, "the stream to the other server broke");
                     break;
                 }
             }
-            _ = &mut reader_ended => break,
             () = tokio::time::sleep(idle) => break,
         }
     }
-    let _ = writer.write_all(&stream::close_bytes(None)).await;
-    let _ = writer.shutdown().await;
-    federation.metrics.s2s_streams.outbound.dec();
-    tracing::info!(local = %pair.local, remote = %pair.remote, "federation: stream out closed");
-    federation.give_up(&pair, queue, StanzaErrorCondition::RemoteServerTimeout);
+    queue.close();
+    let close = async {
+        let _ = writer.write_all(&stream::close_bytes(None)).await;
+        let _ = writer.shutdown().await;
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, close).await;
+    // The other side has a moment to close its side too; after it the socket is let go.
+    let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader_ended).await;
+    reading.abort();
+    queue
 }

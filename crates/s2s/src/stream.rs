@@ -92,11 +92,12 @@ impl S2sStream {
     }
 }
 
-/// Our stream header: `jabber:server`, with the dialback prefix declared.
-pub(crate) fn header(from: &str, to: &str, id: Option<&str>) -> Vec<u8> {
+/// Our stream header: `jabber:server`, with the dialback prefix declared; `to` left out when the
+/// other side did not say who it is (RFC 6120 §4.7.2).
+pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> Vec<u8> {
     let header = StreamHeader {
         from: Some(from.to_owned()),
-        to: Some(to.to_owned()),
+        to: to.map(str::to_owned),
         id: id.map(str::to_owned),
         version: Some("1.0".into()),
         content_ns: ns::SERVER.to_owned(),

@@ -21,7 +21,7 @@ use starling_xml::escape_attr;
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::cli::ChatArgs;
+use crate::cli::{ChatArgs, Common};
 use crate::logins::{LoginReport, Setup, print_errors};
 use crate::procstat::raise_nofile_limit;
 use crate::rate::Pacer;
@@ -162,6 +162,14 @@ pub(super) struct SenderResult {
     lag: Latency,
 }
 
+/// Where the receivers log in when they are on another server (`--receivers-at`).
+fn receivers_common(args: &ChatArgs, senders: &Common) -> anyhow::Result<Option<Common>> {
+    let (Some(at), Some(domain)) = (&args.receivers_at, &args.receivers_domain) else { return Ok(None) };
+    let (host, port) = at.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--receivers-at takes HOST:PORT"))?;
+    let port = port.parse().map_err(|_| anyhow::anyhow!("--receivers-at: {port:?} is not a port"))?;
+    Ok(Some(Common { host: host.to_owned(), port: Some(port), domain: domain.clone(), ..senders.clone() }))
+}
+
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     if let Err(error) = raise_nofile_limit() {
         eprintln!("warning: could not raise the fd limit: {error}");
@@ -185,7 +193,16 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let setup = Setup::new(&common).await?;
     let run = RunInfo::new("chat", setup.server().to_string());
 
-    let (logins, logged_in) = super::log_in_all(&setup, 0..2 * pairs).await;
+    // Pair k is sessions 2k (its sender) and 2k+1 (its receiver).
+    let (logins, logged_in) = match receivers_common(&args, &common)? {
+        None => super::log_in_all(&setup, 0..2 * pairs).await,
+        Some(receivers) => {
+            let (logins, senders) = super::log_in_all(&setup, 0..pairs).await;
+            let (_, receivers) = super::log_in_all(&Setup::new(&receivers).await?, 0..pairs).await;
+            let senders = senders.into_iter().map(|(index, session)| (2 * index, session));
+            (logins, senders.chain(receivers.into_iter().map(|(index, session)| (2 * index + 1, session))).collect())
+        }
+    };
     let mut sessions: Vec<Option<Session>> = (0..2 * pairs).map(|_| None).collect();
     for (index, session) in logged_in {
         if let Some(slot) = usize::try_from(index).ok().and_then(|i| sessions.get_mut(i)) {
