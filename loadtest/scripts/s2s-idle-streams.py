@@ -35,12 +35,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def read_until(reader: asyncio.StreamReader, marker: bytes) -> None:
+async def read_until(reader: asyncio.StreamReader, *markers: bytes) -> None:
     seen = b""
-    while marker not in seen:
+    while not any(marker in seen for marker in markers):
         chunk = await asyncio.wait_for(reader.read(4096), 10)
         if not chunk:
-            raise ConnectionError(f"closed before {marker!r}: {seen[-300:]!r}")
+            raise ConnectionError(f"closed before {markers!r}: {seen[-300:]!r}")
         seen += chunk
 
 
@@ -56,7 +56,7 @@ async def open_stream(context: ssl.SSLContext):
     writer.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{base64.b64encode(b'evil.test').decode()}</auth>".encode())
     await read_until(reader, b"<success")
     writer.write(HEADER.encode())
-    await read_until(reader, b"</stream:features>")
+    await read_until(reader, b"<stream:features/>")  # nothing more to negotiate
     return reader, writer
 
 

@@ -202,14 +202,7 @@ fn from_component(element: &RawElement, domain: &Jid) -> Result<Stanza, StreamEr
         Some(Ok(to)) => to,
         _ => return Err(StreamError::new(StreamErrorCondition::ImproperAddressing).with_text("a component's stanza needs a valid 'to'")),
     };
-    Ok(Stanza {
-        kind,
-        from,
-        to: Some(to),
-        id: element.attr("id").map(str::to_owned),
-        stanza_type: element.attr("type").map(str::to_owned),
-        bytes: element.rewrite_in(ns::CLIENT, &[]),
-    })
+    Ok(Stanza::from_foreign_stream(element, kind, from, to))
 }
 
 /// Ends the stream with `error`, opening our side first when the error must follow our header.

@@ -3,7 +3,7 @@
 //! call [`Stanza::element`].
 
 use bytes::Bytes;
-use starling_xml::{Element, ParseError};
+use starling_xml::{Element, ParseError, RawElement};
 
 use crate::error::StanzaError;
 use crate::jid::Jid;
@@ -117,6 +117,20 @@ impl Stanza {
             id: element.attr("id").map(str::to_owned),
             stanza_type: element.attr("type").map(str::to_owned),
             bytes: Bytes::from(element.to_bytes()),
+        }
+    }
+
+    /// A stanza read from a stream whose default namespace is not `jabber:client` (a component's,
+    /// another server's): the same element, moved into `jabber:client`, with the addresses the
+    /// caller read and checked.
+    pub fn from_foreign_stream(element: &RawElement, kind: StanzaKind, from: Jid, to: Jid) -> Stanza {
+        Stanza {
+            kind,
+            from,
+            to: Some(to),
+            id: element.attr("id").map(str::to_owned),
+            stanza_type: element.attr("type").map(str::to_owned),
+            bytes: element.rewrite_in(ns::CLIENT, &[]),
         }
     }
 

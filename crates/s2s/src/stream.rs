@@ -147,14 +147,7 @@ pub(crate) fn from_wire(element: &RawElement) -> Result<Stanza, StreamError> {
         Some(Ok(to)) => to,
         _ => return Err(StreamError::new(StreamErrorCondition::ImproperAddressing).with_text("a stanza between servers needs a valid 'to'")),
     };
-    Ok(Stanza {
-        kind,
-        from,
-        to: Some(to),
-        id: element.attr("id").map(str::to_owned),
-        stanza_type: element.attr("type").map(str::to_owned),
-        bytes: element.rewrite_in(ns::CLIENT, &[]),
-    })
+    Ok(Stanza::from_foreign_stream(element, kind, from, to))
 }
 
 /// `</stream:stream>`, after the error if there is one.
