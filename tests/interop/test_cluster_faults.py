@@ -222,6 +222,8 @@ async def settle(env, pairs: list[Pair], report: dict, keep_as: str) -> None:
             "in_archive": len(in_archive),
             "duplicates": len(received) - len(live),
             "out_of_order": sum(1 for a, b in zip(received, received[1:]) if b < a),
+            # Which, with their neighbours, for the next time this is not 0.
+            "out_of_order_at": [received[max(0, i - 2):i + 3] for i in range(1, len(received)) if received[i] < received[i - 1]][:5],
             "unconfirmed_delivered": len(live - accepted),
             "lost": lost[:20],
             "sender_reconnects": pair.sender.reconnects,
