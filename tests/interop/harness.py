@@ -680,8 +680,10 @@ class RawStream:
             return await self.inbox.wait(lambda e: e.tag not in ("stream-header",), timeout)
         return await self.inbox.wait(lambda e: e.tag == tag_name, timeout, what=f"<{tag_name}>")
 
-    async def starttls(self) -> ET.Element:
-        """STARTTLS on the current stream; returns the features of the restarted stream."""
+    async def starttls(self, context: ssl.SSLContext | None = None, header: str | None = None) -> ET.Element:
+        """STARTTLS on the current stream; returns the features of the restarted stream. `context`
+        (e.g. with a client certificate) replaces the default one that verifies nothing; `header`
+        opens the restarted stream instead of a client's (e.g. a server's, for s2s)."""
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         resp = await self.inbox.wait(lambda e: e.tag in (tag("tls", "proceed"), tag("tls", "failure")))
         assert resp.tag == tag("tls", "proceed"), f"STARTTLS refused: {to_str(resp)}"
@@ -691,11 +693,14 @@ class RawStream:
             await self._task
         except BaseException:
             pass
-        await self.writer.start_tls(insecure_context(), server_hostname=self.domain)
+        await self.writer.start_tls(context or insecure_context(), server_hostname=self.domain)
         self.closed.clear()
         self._reset_parser()
         self._task = asyncio.ensure_future(self._read_loop())
-        return await self.open_stream()
+        if header is None:
+            return await self.open_stream()
+        self.send(header)
+        return await self.next(tag("stream", "features"))
 
     async def auth_plain(self, localpart: str, password: str) -> ET.Element:
         """Sends a SASL PLAIN auth; returns <success/>, <failure/> or whatever ended the stream."""

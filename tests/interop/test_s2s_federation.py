@@ -161,25 +161,6 @@ async def s2s_raw(server, frm: str, to: str) -> RawStream:
     return raw
 
 
-async def s2s_starttls(raw: RawStream, frm: str, to: str, context: ssl.SSLContext):
-    """STARTTLS on a raw s2s stream, with `context` (a client certificate in it, or none); the
-    features of the restarted stream."""
-    raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    await raw.next(tag("tls", "proceed"))
-    raw._task.cancel()
-    try:
-        await raw._task
-    except BaseException:
-        pass
-    await raw.writer.start_tls(context, server_hostname=to)
-    raw.closed.clear()
-    raw._reset_parser()
-    raw._task = asyncio.ensure_future(raw._read_loop())
-    raw.send(s2s_header(frm, to))
-    return await raw.next(tag("stream", "features"))
-
-
-
 def no_verify() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -201,7 +182,7 @@ async def test_stanzas_before_authentication_and_a_wrong_dialback_key_are_refuse
     a, _ = pair
     raw = await s2s_raw(a, "b.test", "a.test")
     try:
-        await s2s_starttls(raw, "b.test", "a.test", no_verify())
+        await raw.starttls(no_verify(), s2s_header("b.test", "a.test"))
         # b.test's real server (the authoritative one) says this key is not its.
         raw.send("<db:result from='b.test' to='a.test'>00112233445566778899aabbccddeeff</db:result>")
         verdict = await raw.next("{jabber:server:dialback}result", timeout=20)
@@ -225,7 +206,7 @@ async def test_dialback_requests_that_cannot_be_honest_are_refused_per_pair_or_e
     a, _ = pair
     raw = await s2s_raw(a, "b.test", "a.test")
     try:
-        await s2s_starttls(raw, "b.test", "a.test", no_verify())
+        await raw.starttls(no_verify(), s2s_header("b.test", "a.test"))
         raw.send("<db:result from='conference.a.test' to='a.test'>00112233</db:result>")
         refused = await raw.next("{jabber:server:dialback}result")
         assert refused.get("type") == "error" and refused.find(f"{{jabber:server}}error/{{{NS['stanzas']}}}forbidden") is not None, to_str(refused)
@@ -276,7 +257,7 @@ async def test_a_stanza_from_outside_the_authenticated_domain_ends_the_stream_in
     try:
         context = no_verify()
         context.load_cert_chain(directory / "evil.test.crt", directory / "evil.test.key")
-        features = await s2s_starttls(raw, "evil.test", "c.test", context)
+        features = await raw.starttls(context, s2s_header("evil.test", "c.test"))
         mechanisms = [m.text for m in features.iter(f"{{{NS['sasl']}}}mechanism")]
         assert mechanisms == ["EXTERNAL"], to_str(features)
         raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{base64.b64encode(b'evil.test').decode()}</auth>")

@@ -6,8 +6,8 @@
 //!
 //! Stanzas change namespace at this boundary: a component's are in `jabber:component:accept`,
 //! everything inside the server in `jabber:client`. Both have the same shape, so only the
-//! top-level namespace is written differently (see [`to_component`] and the rewrite of what it
-//! sends).
+//! top-level namespace is written differently (`Stanza::to_foreign_stream` and
+//! `Stanza::from_foreign_stream`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,23 +42,12 @@ struct ComponentQueue(mpsc::Sender<Bytes>);
 
 impl ComponentLink for ComponentQueue {
     fn send(&self, stanza: Stanza) -> Result<(), Box<Stanza>> {
-        match to_component(&stanza) {
+        match stanza.to_foreign_stream() {
             Some(bytes) => self.0.try_send(bytes).map_err(|_| Box::new(stanza)),
             // Unparsable bytes never come from inside the server; nothing to send.
             None => Ok(()),
         }
     }
-}
-
-/// A stanza from inside the server, written for a component's stream: the same elements, with
-/// the stream's default namespace (`jabber:component:accept`) instead of `jabber:client`.
-fn to_component(stanza: &Stanza) -> Option<Bytes> {
-    let element = stanza.element().ok()?;
-    let mut out = Vec::with_capacity(stanza.bytes.len());
-    // Written as if inside a `jabber:client` parent: no declaration where that namespace is the
-    // element's, so in the component's stream it takes the stream's default.
-    element.write_in_ns(&mut out, ns::CLIENT);
-    Some(Bytes::from(out))
 }
 
 async fn serve_component(edge: Arc<Edge>, socket: TcpStream, peer: SocketAddr) {
@@ -240,7 +229,7 @@ mod tests {
             &Jid::new("alice@example.org/phone").expect("jid"),
             Some(&Jid::new("push.example.org").expect("jid")),
         );
-        let out = String::from_utf8(to_component(&inside).expect("parses").to_vec()).expect("utf-8");
+        let out = String::from_utf8(inside.to_foreign_stream().expect("parses").to_vec()).expect("utf-8");
         assert!(out.starts_with("<message ") && !out.contains("xmlns"), "{out}");
         assert!(out.contains("<body>hi</body>"), "{out}");
     }

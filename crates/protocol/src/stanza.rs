@@ -134,6 +134,17 @@ impl Stanza {
         }
     }
 
+    /// This stanza written for a stream whose default namespace is not `jabber:client` (a
+    /// component's, another server's): the same elements, with no declaration where the namespace
+    /// is `jabber:client`, so that they take that stream's default. `None` if the bytes do not
+    /// parse (never for what the server built).
+    pub fn to_foreign_stream(&self) -> Option<Bytes> {
+        let element = self.element().ok()?;
+        let mut out = Vec::with_capacity(self.bytes.len());
+        element.write_in_ns(&mut out, ns::CLIENT);
+        Some(Bytes::from(out))
+    }
+
     /// The `result` answering this IQ request, sent by `responder`.
     pub fn iq_result(&self, responder: &Jid, payload: Option<Element>) -> Stanza {
         let mut iq = Element::new("iq", ns::CLIENT).with_attr("type", "result");

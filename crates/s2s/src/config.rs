@@ -106,6 +106,11 @@ impl S2sConfig {
         Duration::from_secs(self.negotiation_timeout_seconds)
     }
 
+    /// The most a stream out may take to be set up, whatever DNS names (it may name many places).
+    pub(crate) fn setup_timeout(&self) -> Duration {
+        self.connect_timeout() + self.negotiation_timeout()
+    }
+
     pub(crate) fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_seconds)
     }

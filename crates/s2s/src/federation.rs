@@ -179,7 +179,8 @@ impl Federation {
                 }
             }
         };
-        let limit = self.config.connect_timeout() + self.config.negotiation_timeout() + Duration::from_secs(1);
+        // A stream's set-up, and a moment for the one exchange on it.
+        let limit = self.config.setup_timeout() + Duration::from_secs(1);
         tokio::time::timeout(limit, asked).await.ok().flatten().unwrap_or(Verdict::Unreachable)
     }
 }

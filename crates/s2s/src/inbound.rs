@@ -67,7 +67,7 @@ async fn run(federation: Arc<Federation>, socket: TcpStream, peer: SocketAddr, d
 async fn accept_tls(federation: &Federation, io: BoxedIo, direct_tls: bool) -> Result<S2sStream, Failed> {
     let config = if direct_tls { federation.tls.direct_server.clone() } else { federation.tls.server.clone() };
     let tls = TlsAcceptor::from(config).accept(io).await?;
-    let chain = tls.get_ref().1.peer_certificates().map(|chain| chain.iter().map(|cert| cert.clone().into_owned()).collect()).unwrap_or_default();
+    let chain = stream::peer_chain(tls.get_ref().1.peer_certificates());
     Ok(S2sStream::new(Box::new(tls), federation.config.limits(), Some(chain)))
 }
 

@@ -77,7 +77,7 @@ async fn tls(federation: &Federation, io: BoxedIo, local: &str, remote: &str, di
     let config = federation.tls.client(local, direct_tls).map_err(|error| Failed::Tls(error.to_string()))?;
     let name = ServerName::try_from(remote.to_owned()).map_err(|error| Failed::Tls(error.to_string()))?;
     let tls = TlsConnector::from(config).connect(name, io).await?;
-    let chain = tls.get_ref().1.peer_certificates().map(|chain| chain.iter().map(|cert| cert.clone().into_owned()).collect()).unwrap_or_default();
+    let chain = stream::peer_chain(tls.get_ref().1.peer_certificates());
     Ok(S2sStream::new(Box::new(tls), federation.config.limits(), Some(chain)))
 }
 
@@ -173,8 +173,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// the stream ends or idles. What is still queued then goes on a new stream (or, when no stream
 /// could be set up, or the last one lived less than [`RETRY_AFTER`], is bounced).
 pub(crate) async fn run(federation: Arc<Federation>, pair: Pair, queue: mpsc::Receiver<Stanza>) {
-    let config = &federation.config;
-    let setup = tokio::time::timeout(config.connect_timeout() + config.negotiation_timeout(), connect(&federation, &pair.local, &pair.remote, Purpose::Stanzas));
+    let setup = tokio::time::timeout(federation.config.setup_timeout(), connect(&federation, &pair.local, &pair.remote, Purpose::Stanzas));
     let stream = match setup.await {
         Ok(Ok((stream, _))) => stream,
         Ok(Err(failed)) => {
@@ -214,7 +213,7 @@ async fn carry(federation: &Federation, stream: S2sStream, mut queue: mpsc::Rece
             _ = &mut reader_ended => break,
             stanza = queue.recv() => {
                 let Some(stanza) = stanza else { break };
-                let Some(bytes) = stream::to_wire(&stanza) else {
+                let Some(bytes) = stanza.to_foreign_stream() else {
                     federation.bounce(stanza, StanzaErrorCondition::InternalServerError, "the stanza could not be written");
                     continue;
                 };

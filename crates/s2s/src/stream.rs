@@ -4,7 +4,6 @@
 
 use std::io;
 
-use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
 use starling_protocol::{ns, Stanza, StanzaKind, StreamError, StreamErrorCondition};
 use starling_xml::{Element, FrameError, Limits, RawElement, StreamEvent, StreamHeader, StreamReader, NS_STREAMS};
@@ -92,6 +91,12 @@ impl S2sStream {
     }
 }
 
+/// The certificate chain the other side of a TLS session showed (empty if none), kept past the
+/// handshake.
+pub(crate) fn peer_chain(certificates: Option<&[CertificateDer<'_>]>) -> Vec<CertificateDer<'static>> {
+    certificates.map(|chain| chain.iter().map(|cert| cert.clone().into_owned()).collect()).unwrap_or_default()
+}
+
 /// Our stream header: `jabber:server`, with the dialback prefix declared; `to` left out when the
 /// other side did not say who it is (RFC 6120 §4.7.2).
 pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> Vec<u8> {
@@ -121,15 +126,6 @@ pub(crate) fn parse(element: &RawElement) -> Option<Element> {
     wrapped.extend_from_slice(&element.bytes);
     wrapped.extend_from_slice(b"</w>");
     Element::parse(&wrapped).ok()?.into_children().next()
-}
-
-/// A stanza from inside the server, written for an s2s stream (whose default namespace is
-/// `jabber:server`).
-pub(crate) fn to_wire(stanza: &Stanza) -> Option<Bytes> {
-    let element = stanza.element().ok()?;
-    let mut out = Vec::with_capacity(stanza.bytes.len());
-    element.write_in_ns(&mut out, ns::CLIENT);
-    Some(Bytes::from(out))
 }
 
 /// A stanza another server sent, as the router takes it: in `jabber:client`, with valid `from`
@@ -192,7 +188,7 @@ mod tests {
         assert_eq!(stanza.from, Jid::new("x@a.example/r").expect("jid"));
         let inside = stanza.element().expect("parses");
         assert!(inside.is("message", ns::CLIENT) && inside.get_child("body", ns::CLIENT).is_some());
-        let out = String::from_utf8(to_wire(&stanza).expect("writes").to_vec()).expect("utf-8");
+        let out = String::from_utf8(stanza.to_foreign_stream().expect("writes").to_vec()).expect("utf-8");
         // No default namespace: on the wire it is the stream's, jabber:server.
         assert!(out.starts_with("<message ") && !out.contains(" xmlns='") && out.contains("<body>hi</body>"), "{out}");
     }

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use actix::Actor;
 use starling_cluster::gateway::ComponentLink;
-use starling_protocol::payload::{DiscoItem, DiscoItemsResult};
 use starling_protocol::{ns, Jid, Stanza, StanzaError, StanzaErrorCondition, StanzaKind};
 
 use crate::actor::UserActor;
@@ -187,10 +186,7 @@ impl HostRouter {
         let advertised = &self.services.advertised;
         let payload = match (query.name(), query.ns()) {
             ("query", ns::DISCO_INFO) if query.attr("node").is_none() => Some(advertised.server.clone().into()),
-            ("query", ns::DISCO_ITEMS) if query.attr("node").is_none() => {
-                let items = advertised.services_of(&domain).map(|service| DiscoItem { jid: service.clone(), node: None, name: None }).collect();
-                Some(DiscoItemsResult { node: None, items, rsm: None }.into())
-            }
+            ("query", ns::DISCO_ITEMS) if query.attr("node").is_none() => Some(crate::modules::server_items_of(advertised, &domain).into()),
             ("ping", ns::PING) => None,
             _ => return None,
         };

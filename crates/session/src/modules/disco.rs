@@ -3,7 +3,7 @@
 //! disco and caps can never disagree.
 
 use starling_protocol::payload::{DiscoInfoResult, DiscoItem, DiscoItemsResult, Identity};
-use starling_protocol::{ns, StanzaErrorCondition};
+use starling_protocol::{ns, Jid, StanzaErrorCondition};
 
 use crate::context::Advertised;
 use crate::iq::{Iq, IqTo};
@@ -56,8 +56,15 @@ fn server_items(state: &mut UserState, iq: Iq) {
     if iq.payload.attr("node") == Some(super::admin::COMMANDS) {
         return super::admin::command_items(state, &iq);
     }
-    let items = state.services().advertised.services_of(state.domain()).map(|domain| DiscoItem { jid: domain.clone(), node: None, name: None }).collect();
-    state.reply(&iq, Some(DiscoItemsResult { node: None, items, rsm: None }.into()));
+    let items = server_items_of(&state.services().advertised, state.domain());
+    state.reply(&iq, Some(items.into()));
+}
+
+/// A served domain's disco#items: its local services (also what anyone else asking gets,
+/// through the router).
+pub(crate) fn server_items_of(advertised: &Advertised, domain: &Jid) -> DiscoItemsResult {
+    let items = advertised.services_of(domain).map(|service| DiscoItem { jid: service.clone(), node: None, name: None }).collect();
+    DiscoItemsResult { node: None, items, rsm: None }
 }
 
 fn account_info(state: &mut UserState, iq: Iq) {

@@ -3,7 +3,7 @@
 
 use crate::registry::Register;
 
-pub(crate) use disco::{caps_ver, CAPS_NODE};
+pub(crate) use disco::{caps_ver, server_items_of, CAPS_NODE};
 pub use admin::{end_sessions_order, EndReason};
 
 mod admin;
